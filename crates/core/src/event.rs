@@ -1,0 +1,94 @@
+//! What happened inside a node: the raw material of traces, logs and teaching views.
+
+use serde::{Deserialize, Serialize};
+
+use crate::roles::Role;
+use crate::yoyo::Standing;
+use crate::{Epoch, NodeId};
+
+/// One state change of one node, in the algorithms' own words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The node entered a new election epoch and sent its setup messages.
+    EpochStarted {
+        /// The new epoch.
+        epoch: Epoch,
+    },
+    /// Yo-Yo: at the start of an iteration the node is a source, internal node or sink.
+    Standing {
+        /// The iteration that starts.
+        iteration: u32,
+        /// The node's standing in it.
+        standing: Standing,
+    },
+    /// Yo-Yo: an edge carried a NO and is reversed.
+    EdgeFlipped {
+        /// The iteration.
+        iteration: u32,
+        /// The neighbour at the other end.
+        neighbor: NodeId,
+    },
+    /// Yo-Yo: this node asked a neighbour to delete their link.
+    PruneRequested {
+        /// The iteration.
+        iteration: u32,
+        /// The neighbour asked.
+        neighbor: NodeId,
+    },
+    /// Yo-Yo: a link was deleted at the neighbour's request.
+    EdgePruned {
+        /// The iteration.
+        iteration: u32,
+        /// The neighbour that asked.
+        neighbor: NodeId,
+    },
+    /// Yo-Yo: the node deleted itself from the election graph.
+    Pruned {
+        /// The iteration.
+        iteration: u32,
+    },
+    /// Yo-Yo: the node is the last source, the leader.
+    Elected {
+        /// The number of iterations the election took (0 in a one-node graph).
+        iterations: u32,
+    },
+    /// SHOUT+: the node accepted its first Q and joined the tree under `parent`.
+    Joined {
+        /// Whose Q came first.
+        parent: NodeId,
+        /// The node's depth (the root is at 0).
+        depth: u32,
+        /// The leader the Q announced.
+        leader: NodeId,
+    },
+    /// SHOUT+: a neighbour's Q crossed ours: that link is not a tree edge.
+    Crossed {
+        /// The neighbour.
+        neighbor: NodeId,
+    },
+    /// SHOUT+: a neighbour answered Yes: it is our child.
+    Adopted {
+        /// The child.
+        child: NodeId,
+        /// The size of its subtree.
+        size: u64,
+    },
+    /// SHOUT+: every neighbour answered: this node's subtree is complete (at the root: the tree).
+    Complete {
+        /// The subtree's size, this node included.
+        size: u64,
+    },
+    /// The node knows its place in the tree and took its roles.
+    Roles {
+        /// The roles, as SPEC §3.4 assigns them.
+        roles: Vec<Role>,
+    },
+    /// A message was refused and dropped; the node carries on.
+    Dropped {
+        /// Who sent it.
+        from: NodeId,
+        /// Why it was refused.
+        reason: String,
+    },
+}

@@ -1,0 +1,317 @@
+//! SHOUT+ spanning-tree construction, started by the elected leader (SPEC §3.3).
+//!
+//! SHOUT is the simplest way to build a spanning tree from one initiator: the initiator asks every
+//! neighbour "Q: will you be my child?", and each node accepts the *first* Q it receives, takes the
+//! sender as its parent and asks all its other neighbours in turn.
+//!
+//! We run **SHOUT+**, the variant in which no one ever answers "no". A node that is already in the
+//! tree when a Q arrives has necessarily sent a Q of its own on that very link (it asked every
+//! neighbour but its parent the moment it joined), so the two Qs cross, and each side reads the
+//! other's Q as a "no". Only tree edges carry an answer, `Yes`. Every link therefore carries exactly
+//! two messages: Q and Yes on a tree edge, Q and Q on any other. **SHOUT+ costs exactly 2m.**
+//!
+//! The `Yes` is held back until the child's own subtree is complete (every other neighbour has
+//! answered with a Yes or a crossing Q) and carries the subtree's size: a **convergecast**. So the
+//! root learns both *that* the tree is complete and *how many* nodes it spans, with no extra message.
+//!
+//! The leader's Q carries its id and the epoch, so the tree construction doubles as the announcement
+//! of the election's result. Parent pointers are "whose Q came first": under equal link delays the
+//! tree is breadth-first, under random delays it need not be. It is a spanning tree, not a
+//! shortest-path tree.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::event::Event;
+use crate::message::Body;
+use crate::NodeId;
+
+/// Why a SHOUT+ message was refused. The message is dropped; the node carries on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A Q named a different leader than the one this node already follows in this epoch.
+    #[error("Q from {from} names leader {claimed}, but this epoch's leader is {leader}")]
+    OtherLeader {
+        /// The sender.
+        from: NodeId,
+        /// The leader the Q named.
+        claimed: NodeId,
+        /// The leader this node already has.
+        leader: NodeId,
+    },
+    /// A Yes came from a neighbour this node never asked, or came twice.
+    #[error("unexpected Yes from {from}")]
+    UnexpectedYes {
+        /// The sender.
+        from: NodeId,
+    },
+    /// A second Q came on the same link.
+    #[error("duplicate Q from {from}")]
+    DuplicateQ {
+        /// The sender.
+        from: NodeId,
+    },
+}
+
+/// One node's SHOUT+ state for one epoch.
+#[derive(Clone, Debug)]
+pub struct Shout {
+    neighbors: BTreeSet<NodeId>,
+    /// The root, once known (from the first Q, or ourselves if we are the initiator).
+    leader: Option<NodeId>,
+    /// Whose Q came first (None at the root, and before joining).
+    parent: Option<NodeId>,
+    depth: Option<u32>,
+    /// Neighbours that have not yet answered (with a Yes or a crossing Q).
+    waiting: BTreeSet<NodeId>,
+    /// Neighbours whose Q we have seen (guards against duplicates).
+    asked_by: BTreeSet<NodeId>,
+    /// Children and the sizes of their subtrees.
+    children: BTreeMap<NodeId, u64>,
+    /// The size of our subtree once complete.
+    complete: Option<u64>,
+}
+
+impl Shout {
+    /// A node that has not joined any tree yet.
+    pub fn new(neighbors: BTreeSet<NodeId>) -> Self {
+        Shout {
+            neighbors,
+            leader: None,
+            parent: None,
+            depth: None,
+            waiting: BTreeSet::new(),
+            asked_by: BTreeSet::new(),
+            children: BTreeMap::new(),
+            complete: None,
+        }
+    }
+
+    /// The leader starts SHOUT+: it is the root and asks every neighbour.
+    pub fn initiate(
+        &mut self,
+        me: NodeId,
+        send: &mut Vec<(NodeId, Body)>,
+        changes: &mut Vec<Event>,
+    ) {
+        self.leader = Some(me);
+        self.depth = Some(0);
+        self.ask_all_but_parent(send);
+        self.check_complete(send, changes);
+    }
+
+    /// Feed one SHOUT+ message (Q or Yes) from neighbour `from`.
+    pub fn receive(
+        &mut self,
+        from: NodeId,
+        body: &Body,
+        send: &mut Vec<(NodeId, Body)>,
+        changes: &mut Vec<Event>,
+    ) -> Result<(), Refusal> {
+        match *body {
+            Body::Q { leader, depth } => {
+                if let Some(known) = self.leader {
+                    if known != leader {
+                        return Err(Refusal::OtherLeader {
+                            from,
+                            claimed: leader,
+                            leader: known,
+                        });
+                    }
+                }
+                if !self.asked_by.insert(from) {
+                    return Err(Refusal::DuplicateQ { from });
+                }
+                if self.depth.is_none() {
+                    // The first Q: its sender becomes our parent, and we ask everyone else.
+                    self.leader = Some(leader);
+                    self.parent = Some(from);
+                    self.depth = Some(depth + 1);
+                    changes.push(Event::Joined {
+                        parent: from,
+                        depth: depth + 1,
+                        leader,
+                    });
+                    self.ask_all_but_parent(send);
+                } else {
+                    // Already in the tree: we asked `from` too, our Qs crossed. That is a "no".
+                    self.waiting.remove(&from);
+                    changes.push(Event::Crossed { neighbor: from });
+                }
+            }
+            Body::Yes { size } => {
+                // Only a neighbour we asked, that did not ask us, can answer Yes.
+                if !self.waiting.contains(&from) || self.asked_by.contains(&from) {
+                    return Err(Refusal::UnexpectedYes { from });
+                }
+                self.waiting.remove(&from);
+                self.children.insert(from, size);
+                changes.push(Event::Adopted { child: from, size });
+            }
+            _ => unreachable!("only SHOUT+ messages are routed to Shout::receive"),
+        }
+        self.check_complete(send, changes);
+        Ok(())
+    }
+
+    fn ask_all_but_parent(&mut self, send: &mut Vec<(NodeId, Body)>) {
+        let leader = self.leader.expect("the leader is known when asking");
+        let depth = self.depth.expect("the depth is known when asking");
+        for &neighbor in &self.neighbors {
+            if Some(neighbor) == self.parent {
+                continue;
+            }
+            send.push((neighbor, Body::Q { leader, depth }));
+            // A neighbour whose Q already reached us before we joined cannot exist (its Q would
+            // have been our first), so every asked neighbour still owes us an answer.
+            self.waiting.insert(neighbor);
+        }
+    }
+
+    /// The convergecast: once every asked neighbour answered, tell the parent our subtree's size.
+    fn check_complete(&mut self, send: &mut Vec<(NodeId, Body)>, changes: &mut Vec<Event>) {
+        if self.complete.is_some() || self.depth.is_none() || !self.waiting.is_empty() {
+            return;
+        }
+        let size = 1 + self.children.values().sum::<u64>();
+        self.complete = Some(size);
+        changes.push(Event::Complete { size });
+        if let Some(parent) = self.parent {
+            send.push((parent, Body::Yes { size }));
+        }
+    }
+
+    /// The root, once known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader
+    }
+    /// The parent, once joined (None at the root).
+    pub fn parent(&self) -> Option<NodeId> {
+        self.parent
+    }
+    /// The depth, once joined.
+    pub fn depth(&self) -> Option<u32> {
+        self.depth
+    }
+    /// The children known so far (all of them once complete).
+    pub fn children(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.children.keys().copied()
+    }
+    /// The subtree's size, once complete.
+    pub fn complete(&self) -> Option<u64> {
+        self.complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Sent = Vec<(NodeId, Body)>;
+
+    fn feed(node: &mut Shout, from: NodeId, body: Body) -> (Sent, Vec<Event>) {
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.receive(from, &body, &mut sent, &mut events).unwrap();
+        (sent, events)
+    }
+
+    fn q(leader: NodeId, depth: u32) -> Body {
+        Body::Q { leader, depth }
+    }
+
+    #[test]
+    fn initiator_asks_every_neighbour() {
+        let mut root = Shout::new([2, 3].into());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        root.initiate(1, &mut sent, &mut events);
+        assert_eq!(sent, vec![(2, q(1, 0)), (3, q(1, 0))]);
+        assert_eq!(
+            (root.leader(), root.parent(), root.depth()),
+            (Some(1), None, Some(0))
+        );
+        assert_eq!(root.complete(), None);
+    }
+
+    #[test]
+    fn first_q_makes_its_sender_the_parent_and_is_passed_on() {
+        let mut node = Shout::new([1, 4, 5].into());
+        let (sent, events) = feed(&mut node, 1, q(1, 0));
+        assert_eq!(node.parent(), Some(1));
+        assert_eq!(node.depth(), Some(1));
+        assert_eq!(
+            sent,
+            vec![(4, q(1, 1)), (5, q(1, 1))],
+            "asks all but its parent"
+        );
+        assert!(events.contains(&Event::Joined {
+            parent: 1,
+            depth: 1,
+            leader: 1
+        }));
+    }
+
+    #[test]
+    fn crossing_q_counts_as_no_and_gets_no_answer() {
+        let mut node = Shout::new([1, 4].into());
+        feed(&mut node, 1, q(1, 0));
+        let (sent, events) = feed(&mut node, 4, q(1, 1));
+        // No message goes to 4, and 4 is not a child. With no one left to wait for, the subtree
+        // (just this node) is complete and the Yes goes up.
+        assert_eq!(sent, vec![(1, Body::Yes { size: 1 })]);
+        assert!(events.contains(&Event::Crossed { neighbor: 4 }));
+        assert_eq!(node.children().count(), 0);
+    }
+
+    #[test]
+    fn convergecast_yes_waits_for_the_whole_subtree_and_carries_its_size() {
+        let mut node = Shout::new([1, 4, 5].into());
+        feed(&mut node, 1, q(1, 0));
+        let (sent, _) = feed(&mut node, 4, Body::Yes { size: 3 });
+        assert!(sent.is_empty(), "5 has not answered yet");
+        let (sent, _) = feed(&mut node, 5, Body::Yes { size: 2 });
+        assert_eq!(sent, vec![(1, Body::Yes { size: 6 })]);
+        assert_eq!(node.complete(), Some(6));
+        assert_eq!(node.children().collect::<Vec<_>>(), vec![4, 5]);
+    }
+
+    #[test]
+    fn root_learns_the_tree_is_complete_and_its_size() {
+        let mut root = Shout::new([2, 3].into());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        root.initiate(1, &mut sent, &mut events);
+        feed(&mut root, 2, Body::Yes { size: 4 });
+        let (sent, events) = feed(&mut root, 3, Body::Yes { size: 1 });
+        assert!(sent.is_empty(), "the root has no parent to tell");
+        assert_eq!(events.last(), Some(&Event::Complete { size: 6 }));
+    }
+
+    #[test]
+    fn lone_initiator_is_complete_at_once() {
+        let mut root = Shout::new(BTreeSet::new());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        root.initiate(7, &mut sent, &mut events);
+        assert!(sent.is_empty());
+        assert_eq!(root.complete(), Some(1));
+    }
+
+    #[test]
+    fn refusals_change_nothing() {
+        let mut node = Shout::new([1, 4].into());
+        feed(&mut node, 1, q(1, 0));
+        let before = format!("{node:?}");
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        assert!(matches!(
+            node.receive(4, &q(2, 0), &mut sent, &mut events),
+            Err(Refusal::OtherLeader { .. })
+        ));
+        assert!(matches!(
+            node.receive(1, &q(1, 0), &mut sent, &mut events),
+            Err(Refusal::DuplicateQ { .. })
+        ));
+        assert!(matches!(
+            node.receive(1, &Body::Yes { size: 1 }, &mut sent, &mut events),
+            Err(Refusal::UnexpectedYes { .. })
+        ));
+        assert_eq!(format!("{node:?}"), before);
+        assert!(sent.is_empty() && events.is_empty());
+    }
+}

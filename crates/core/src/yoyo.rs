@@ -1,0 +1,792 @@
+//! Yo-Yo leader election (Santoro, *Design and Analysis of Distributed Algorithms*, §3.8.3).
+//!
+//! Yo-Yo elects the node with the smallest id in a connected graph of any shape, by repeatedly
+//! eliminating candidates. It works on an *oriented* copy of the graph:
+//!
+//! 1. **Setup.** Every node sends its id to every neighbour (2m messages in all). Each edge is then
+//!    oriented from the smaller id to the larger, which makes the graph a DAG. A node with only
+//!    out-edges is a **source** (a local minimum: a candidate), one with only in-edges a **sink**
+//!    (a local maximum), any other node is **internal**.
+//! 2. **YO-** (values flow down the DAG). Each source sends its id on all out-edges. An internal node
+//!    waits until a value has arrived on *every* in-edge and forwards the *minimum* on every out-edge.
+//!    A sink waits for every in-edge too.
+//! 3. **-YO** (votes flow back up). A sink answers YES on the in-edges that carried the smallest value
+//!    it received, NO on the others. An internal node waits for the answers of all its out-edges;
+//!    if any said NO it answers NO on every in-edge (its minimum lost somewhere below), otherwise YES
+//!    to the senders of its minimum and NO to the rest. Every edge that carried a NO is **reversed**,
+//!    so a source that received any NO gains an in-edge and stops being a source. No new source is
+//!    ever created, and at least one source loses per iteration, so the candidates dwindle.
+//! 4. **Pruning** (needed for termination), piggybacked on the -YO answers:
+//!    - a node that received the *same* value from several in-neighbours keeps one of those links and
+//!      asks the others to delete theirs (the value reached it twice: one path is redundant);
+//!    - a sink left with a single in-neighbour is useless (it can never be the leader and relays
+//!      nothing) and deletes itself by asking that neighbour to prune their link.
+//!
+//!    Pruning **cascades within the same -YO phase**: a node first applies its out-neighbours'
+//!    answers (drop pruned edges, reverse NO edges); if that leaves it with no out-edge at all, it has
+//!    become a sink of what remains, and the sink rules apply to it before it answers upward. Without
+//!    the cascade a path of length k would need k iterations to shrink away.
+//! 5. **Termination.** The last source, left with no edges at all, is the leader: the minimum id.
+//!
+//! Cost: setup 2m; iteration i costs exactly 2·(edges alive at its start), one YO- and one -YO per
+//! edge. The widely quoted bound on the number of iterations is ⌈log₂ n⌉ + 1.
+//!
+//! ### Votes on pruned edges
+//! An answer that prunes its edge deletes that edge, so it cannot reverse it. Such a NO therefore
+//! does not count as a NO for the node receiving it: it only deletes the edge. This is safe and
+//! necessary. Safe, because a NO with a prune only comes from the duplicate rule, and the duplicate
+//! that was kept carries the same NO on an edge that survives, so the news that value lost still
+//! travels up to its source. Necessary, because counting it would make the node answer NO on all of
+//! its in-edges without gaining an in-edge in return: it would turn into a brand-new source.
+//!
+//! This module is pure: no clocks, no sockets, no randomness. [`YoYo::receive`] takes one message
+//! and pushes what to send into an output vector.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Event;
+use crate::message::{Body, Vote};
+use crate::NodeId;
+
+/// A node's place in the oriented election graph at the start of an iteration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    /// Only out-edges: a candidate, sends its own id down.
+    Source,
+    /// Both in- and out-edges: relays the minimum down and the votes up.
+    Internal,
+    /// Only in-edges: a local maximum, answers first.
+    Sink,
+}
+
+/// Where a node is in the election.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for the ids of all neighbours (setup).
+    Setup,
+    /// YO-: waiting for a value on every in-edge of the current iteration.
+    Collecting,
+    /// -YO: sent the minimum down, waiting for an answer on every out-edge.
+    Answering,
+    /// Deleted from the election graph: waits for the leader's announcement.
+    Pruned,
+    /// The last source: this node is the leader.
+    Leader,
+}
+
+/// Why a Yo-Yo message was refused. The message is dropped; the node carries on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A setup message claimed an id other than the sender's own.
+    #[error("setup from {from} claims id {claimed}")]
+    WrongSetupId {
+        /// The sender.
+        from: NodeId,
+        /// The id it claimed.
+        claimed: NodeId,
+    },
+    /// The same message arrived twice.
+    #[error("duplicate {what} from {from}")]
+    Duplicate {
+        /// The sender.
+        from: NodeId,
+        /// Which message.
+        what: &'static str,
+    },
+    /// A YO- value came on an edge that is not an in-edge, or for a past iteration.
+    #[error("unexpected YO- from {from} for iteration {iteration}")]
+    UnexpectedValue {
+        /// The sender.
+        from: NodeId,
+        /// The iteration the message named.
+        iteration: u32,
+    },
+    /// A -YO answer came on an edge this node sent nothing down, or for another iteration.
+    #[error("unexpected -YO from {from} for iteration {iteration}")]
+    UnexpectedAnswer {
+        /// The sender.
+        from: NodeId,
+        /// The iteration the message named.
+        iteration: u32,
+    },
+    /// A message arrived after this node left the election (pruned or elected).
+    #[error("Yo-Yo message from {from} after the election ended here")]
+    Finished {
+        /// The sender.
+        from: NodeId,
+    },
+}
+
+/// One node's Yo-Yo state for one epoch.
+///
+/// Ordering contract: the caller must deliver each neighbour's messages in the order they were
+/// sent (links are FIFO); messages of different neighbours may interleave in any way.
+#[derive(Clone, Debug)]
+pub struct YoYo {
+    id: NodeId,
+    neighbors: BTreeSet<NodeId>,
+    phase: Phase,
+    /// Neighbours whose setup message arrived.
+    introduced: BTreeSet<NodeId>,
+    /// Edges pointing at this node (from a smaller value's side), in the current orientation.
+    in_edges: BTreeSet<NodeId>,
+    /// Edges pointing away from this node.
+    out_edges: BTreeSet<NodeId>,
+    /// The current iteration, from 1; 0 during setup.
+    iteration: u32,
+    /// YO- values received, keyed by (iteration, sender). A neighbour may run one iteration ahead,
+    /// so values of the next iteration wait here until this node gets there.
+    values: BTreeMap<(u32, NodeId), NodeId>,
+    /// The value this node sent down in the current iteration.
+    forwarded: Option<NodeId>,
+    /// -YO answers from out-neighbours in the current iteration: (vote, prune).
+    answers: BTreeMap<NodeId, (Vote, bool)>,
+    /// For each iteration this node took part in, its out-degree at the start: summed over all
+    /// nodes, the number of live edges, which fixes the iteration's exact message cost.
+    out_degrees: Vec<usize>,
+}
+
+impl YoYo {
+    /// A node about to run setup with `neighbors`. Call [`YoYo::start`] to send its id.
+    pub fn new(id: NodeId, neighbors: BTreeSet<NodeId>) -> Self {
+        YoYo {
+            id,
+            neighbors,
+            phase: Phase::Setup,
+            introduced: BTreeSet::new(),
+            in_edges: BTreeSet::new(),
+            out_edges: BTreeSet::new(),
+            iteration: 0,
+            values: BTreeMap::new(),
+            forwarded: None,
+            answers: BTreeMap::new(),
+            out_degrees: Vec::new(),
+        }
+    }
+
+    /// Setup, first half: tell every neighbour our id. With no neighbours at all, the node is a
+    /// source with no edges: it wins at once, after zero iterations.
+    pub fn start(&mut self, send: &mut Vec<(NodeId, Body)>, changes: &mut Vec<Event>) {
+        for &neighbor in &self.neighbors {
+            send.push((neighbor, Body::Setup { id: self.id }));
+        }
+        self.advance(send, changes);
+    }
+
+    /// Feed one Yo-Yo message from neighbour `from`. Refused messages change nothing.
+    pub fn receive(
+        &mut self,
+        from: NodeId,
+        body: &Body,
+        send: &mut Vec<(NodeId, Body)>,
+        changes: &mut Vec<Event>,
+    ) -> Result<(), Refusal> {
+        if matches!(self.phase, Phase::Pruned | Phase::Leader) {
+            return Err(Refusal::Finished { from });
+        }
+        match *body {
+            Body::Setup { id } => {
+                if id != from {
+                    return Err(Refusal::WrongSetupId { from, claimed: id });
+                }
+                if !self.introduced.insert(from) {
+                    return Err(Refusal::Duplicate {
+                        from,
+                        what: "setup",
+                    });
+                }
+            }
+            Body::YoDown { iteration, value } => {
+                // A value may come for the current iteration on an in-edge, or (from a faster
+                // neighbour) for a later one; a past iteration is an error.
+                let current_in_edge = iteration == self.iteration && self.in_edges.contains(&from);
+                if !(current_in_edge || iteration > self.iteration) {
+                    return Err(Refusal::UnexpectedValue { from, iteration });
+                }
+                if self.values.contains_key(&(iteration, from)) {
+                    return Err(Refusal::Duplicate {
+                        from,
+                        what: "YO- value",
+                    });
+                }
+                self.values.insert((iteration, from), value);
+            }
+            Body::YoUp {
+                iteration,
+                vote,
+                prune,
+            } => {
+                let expected = self.phase == Phase::Answering
+                    && iteration == self.iteration
+                    && self.out_edges.contains(&from);
+                if !expected {
+                    return Err(Refusal::UnexpectedAnswer { from, iteration });
+                }
+                if self.answers.contains_key(&from) {
+                    return Err(Refusal::Duplicate {
+                        from,
+                        what: "-YO answer",
+                    });
+                }
+                self.answers.insert(from, (vote, prune));
+            }
+            _ => unreachable!("only Yo-Yo messages are routed to YoYo::receive"),
+        }
+        self.advance(send, changes);
+        Ok(())
+    }
+
+    /// Take every step the messages received so far allow.
+    fn advance(&mut self, send: &mut Vec<(NodeId, Body)>, changes: &mut Vec<Event>) {
+        loop {
+            match self.phase {
+                Phase::Setup => {
+                    if self.introduced.len() < self.neighbors.len() {
+                        return;
+                    }
+                    // Setup, second half: orient every edge from the smaller id to the larger.
+                    for &neighbor in &self.neighbors {
+                        if neighbor < self.id {
+                            self.in_edges.insert(neighbor);
+                        } else {
+                            self.out_edges.insert(neighbor);
+                        }
+                    }
+                    if self.neighbors.is_empty() {
+                        // A graph of one node: a source with nothing to beat.
+                        self.phase = Phase::Leader;
+                        changes.push(Event::Elected { iterations: 0 });
+                        return;
+                    }
+                    self.begin_iteration(1, changes);
+                }
+                Phase::Collecting => {
+                    // YO-: wait until every in-edge has delivered this iteration's value.
+                    let iteration = self.iteration;
+                    if !self
+                        .in_edges
+                        .iter()
+                        .all(|n| self.values.contains_key(&(iteration, *n)))
+                    {
+                        return;
+                    }
+                    // A source sends its own id; an internal node the smallest value it received.
+                    let minimum = if self.in_edges.is_empty() {
+                        self.id
+                    } else {
+                        self.in_edges
+                            .iter()
+                            .map(|n| self.values[&(iteration, *n)])
+                            .min()
+                            .expect("in_edges is not empty")
+                    };
+                    self.forwarded = Some(minimum);
+                    if self.out_edges.is_empty() {
+                        // A sink answers at once: nothing below it can object.
+                        self.resolve(send, changes);
+                    } else {
+                        for &neighbor in &self.out_edges {
+                            send.push((
+                                neighbor,
+                                Body::YoDown {
+                                    iteration,
+                                    value: minimum,
+                                },
+                            ));
+                        }
+                        self.phase = Phase::Answering;
+                        return;
+                    }
+                }
+                Phase::Answering => {
+                    // -YO: wait for the answer of every out-edge.
+                    if self.answers.len() < self.out_edges.len() {
+                        return;
+                    }
+                    self.resolve(send, changes);
+                }
+                Phase::Pruned | Phase::Leader => return,
+            }
+        }
+    }
+
+    /// The -YO step of the current iteration, once every out-edge has answered (at once for a
+    /// sink): apply the answers from below, vote and prune towards the in-neighbours, and set up
+    /// the orientation of the next iteration.
+    fn resolve(&mut self, send: &mut Vec<(NodeId, Body)>, changes: &mut Vec<Event>) {
+        let iteration = self.iteration;
+        let minimum = self.forwarded.expect("a value was chosen before resolving");
+        let was_source = self.in_edges.is_empty();
+
+        // 1. Apply the out-neighbours' answers. A pruned edge disappears, vote and all (see the
+        //    module docs); a NO reverses its edge, which becomes an in-edge for the next iteration;
+        //    a YES keeps the edge as it is.
+        let mut next_in = BTreeSet::new();
+        let mut next_out = BTreeSet::new();
+        let mut heard_no = false;
+        for (&neighbor, &(vote, prune)) in &self.answers {
+            if prune {
+                changes.push(Event::EdgePruned {
+                    iteration,
+                    neighbor,
+                });
+            } else if vote == Vote::No {
+                heard_no = true;
+                next_in.insert(neighbor);
+                changes.push(Event::EdgeFlipped {
+                    iteration,
+                    neighbor,
+                });
+            } else {
+                next_out.insert(neighbor);
+            }
+        }
+        // With every out-edge pruned, the node is now a sink of what remains: the cascade.
+        let sink_now = next_in.is_empty() && next_out.is_empty();
+
+        // 2. Decide the answer for each in-neighbour (a source has none).
+        //    Duplicate rule: of the in-neighbours that sent the same value, keep the first, prune
+        //    the rest. Which one is kept does not matter; the smallest id keeps runs reproducible.
+        let mut kept_for_value: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+        let mut pruned = BTreeSet::new();
+        for &neighbor in &self.in_edges {
+            let value = self.values[&(iteration, neighbor)];
+            if kept_for_value.contains_key(&value) {
+                pruned.insert(neighbor);
+            } else {
+                kept_for_value.insert(value, neighbor);
+            }
+        }
+        //    Leaf rule: a sink (also one by cascade) left with a single in-neighbour deletes itself.
+        let remove_self = sink_now && !self.in_edges.is_empty() && kept_for_value.len() == 1;
+        if remove_self {
+            pruned.extend(kept_for_value.values().copied());
+        }
+
+        for &neighbor in &self.in_edges {
+            let value = self.values[&(iteration, neighbor)];
+            // YES only if this neighbour sent our minimum and nothing below us said NO.
+            let vote = if !heard_no && value == minimum {
+                Vote::Yes
+            } else {
+                Vote::No
+            };
+            let prune = pruned.contains(&neighbor);
+            if prune {
+                changes.push(Event::PruneRequested {
+                    iteration,
+                    neighbor,
+                });
+            } else if vote == Vote::No {
+                // The edge reverses: it now points from us to the neighbour.
+                next_out.insert(neighbor);
+                changes.push(Event::EdgeFlipped {
+                    iteration,
+                    neighbor,
+                });
+            } else {
+                next_in.insert(neighbor);
+            }
+            send.push((
+                neighbor,
+                Body::YoUp {
+                    iteration,
+                    vote,
+                    prune,
+                },
+            ));
+        }
+
+        // 3. Forget this iteration and set up the next one.
+        self.values.retain(|&(i, _), _| i > iteration);
+        self.answers.clear();
+        self.forwarded = None;
+        self.in_edges = next_in;
+        self.out_edges = next_out;
+
+        if self.in_edges.is_empty() && self.out_edges.is_empty() {
+            if was_source {
+                // Termination: a source left with no edges at all. No source ever appears anew
+                // and pruning keeps what remains connected, so this is the last one: the minimum.
+                self.phase = Phase::Leader;
+                changes.push(Event::Elected {
+                    iterations: iteration,
+                });
+            } else {
+                // Only the leaf rule empties a non-source (the duplicate rule keeps one link).
+                debug_assert!(remove_self);
+                self.phase = Phase::Pruned;
+                changes.push(Event::Pruned { iteration });
+            }
+            return;
+        }
+        self.begin_iteration(iteration + 1, changes);
+    }
+
+    fn begin_iteration(&mut self, iteration: u32, changes: &mut Vec<Event>) {
+        self.iteration = iteration;
+        self.out_degrees.push(self.out_edges.len());
+        self.phase = Phase::Collecting;
+        changes.push(Event::Standing {
+            iteration,
+            standing: self.standing(),
+        });
+    }
+
+    /// Source, internal node or sink, by the current orientation.
+    pub fn standing(&self) -> Standing {
+        match (self.in_edges.is_empty(), self.out_edges.is_empty()) {
+            (true, _) => Standing::Source,
+            (false, false) => Standing::Internal,
+            (false, true) => Standing::Sink,
+        }
+    }
+
+    /// Where the node is in the election.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The iterations this node took part in.
+    pub fn iterations(&self) -> u32 {
+        self.out_degrees.len() as u32
+    }
+
+    /// This node's out-degree at the start of each iteration it took part in.
+    pub fn out_degrees(&self) -> &[usize] {
+        &self.out_degrees
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per step of the algorithm, driving a single node by hand.
+    use super::*;
+
+    type Sent = Vec<(NodeId, Body)>;
+
+    /// A node `id` with `neighbors`, past setup (every neighbour's id received).
+    fn after_setup(id: NodeId, neighbors: &[NodeId]) -> (YoYo, Sent, Vec<Event>) {
+        let mut node = YoYo::new(id, neighbors.iter().copied().collect());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.start(&mut sent, &mut events);
+        for &n in neighbors {
+            node.receive(n, &Body::Setup { id: n }, &mut sent, &mut events)
+                .unwrap();
+        }
+        (node, sent, events)
+    }
+
+    fn value(iteration: u32, value: NodeId) -> Body {
+        Body::YoDown { iteration, value }
+    }
+
+    fn answer(iteration: u32, vote: Vote, prune: bool) -> Body {
+        Body::YoUp {
+            iteration,
+            vote,
+            prune,
+        }
+    }
+
+    fn feed(node: &mut YoYo, from: NodeId, body: Body) -> (Sent, Vec<Event>) {
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.receive(from, &body, &mut sent, &mut events).unwrap();
+        (sent, events)
+    }
+
+    #[test]
+    fn setup_sends_own_id_to_every_neighbour() {
+        let mut node = YoYo::new(5, [2, 7, 9].into());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.start(&mut sent, &mut events);
+        assert_eq!(
+            sent,
+            vec![
+                (2, Body::Setup { id: 5 }),
+                (7, Body::Setup { id: 5 }),
+                (9, Body::Setup { id: 5 })
+            ]
+        );
+        assert_eq!(node.phase(), Phase::Setup, "waits for the neighbours' ids");
+    }
+
+    #[test]
+    fn setup_orients_edges_from_smaller_to_larger_id() {
+        let (node, _, events) = after_setup(5, &[2, 7, 9]);
+        assert_eq!(node.in_edges, BTreeSet::from([2]));
+        assert_eq!(node.out_edges, BTreeSet::from([7, 9]));
+        assert_eq!(node.standing(), Standing::Internal);
+        assert!(events.contains(&Event::Standing {
+            iteration: 1,
+            standing: Standing::Internal
+        }));
+    }
+
+    #[test]
+    fn local_minimum_is_a_source_and_local_maximum_a_sink() {
+        assert_eq!(after_setup(1, &[2, 3]).0.standing(), Standing::Source);
+        assert_eq!(after_setup(9, &[2, 3]).0.standing(), Standing::Sink);
+    }
+
+    #[test]
+    fn yo_down_source_sends_its_id_on_every_out_edge() {
+        let (node, sent, _) = after_setup(1, &[2, 3]);
+        assert_eq!(&sent[2..], &[(2, value(1, 1)), (3, value(1, 1))]);
+        assert_eq!(node.phase(), Phase::Answering);
+    }
+
+    #[test]
+    fn yo_down_internal_node_waits_for_every_in_edge_then_forwards_the_minimum() {
+        let (mut node, _, _) = after_setup(5, &[2, 3, 9]);
+        let (sent, _) = feed(&mut node, 3, value(1, 3));
+        assert!(sent.is_empty(), "still waiting for in-edge 2");
+        let (sent, _) = feed(&mut node, 2, value(1, 1));
+        assert_eq!(sent, vec![(9, value(1, 1))], "the minimum of 3 and 1");
+    }
+
+    #[test]
+    fn minus_yo_sink_answers_yes_to_the_minimum_and_no_to_the_others() {
+        let (mut node, _, _) = after_setup(9, &[2, 3]);
+        feed(&mut node, 2, value(1, 2));
+        let (sent, _) = feed(&mut node, 3, value(1, 1));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::No, false)),
+                (3, answer(1, Vote::Yes, false))
+            ]
+        );
+    }
+
+    #[test]
+    fn minus_yo_no_reverses_the_edge() {
+        let (mut node, _, _) = after_setup(9, &[2, 3]);
+        feed(&mut node, 2, value(1, 2));
+        let (_, events) = feed(&mut node, 3, value(1, 1));
+        assert!(events.contains(&Event::EdgeFlipped {
+            iteration: 1,
+            neighbor: 2
+        }));
+        // 9 → 2 now: the sink gained an out-edge and is internal in iteration 2.
+        assert_eq!(node.out_edges, BTreeSet::from([2]));
+        assert_eq!(node.in_edges, BTreeSet::from([3]));
+        assert_eq!(node.standing(), Standing::Internal);
+    }
+
+    #[test]
+    fn minus_yo_internal_node_answers_no_everywhere_after_a_no_from_below() {
+        let (mut node, _, _) = after_setup(5, &[2, 3, 9]);
+        feed(&mut node, 2, value(1, 2));
+        feed(&mut node, 3, value(1, 3));
+        let (sent, _) = feed(&mut node, 9, answer(1, Vote::No, false));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::No, false)),
+                (3, answer(1, Vote::No, false))
+            ],
+            "even the sender of the minimum hears NO"
+        );
+        assert_eq!(node.in_edges, BTreeSet::from([9]));
+        assert_eq!(node.out_edges, BTreeSet::from([2, 3]));
+    }
+
+    #[test]
+    fn minus_yo_internal_node_answers_yes_to_minimum_senders_when_all_said_yes() {
+        let (mut node, _, _) = after_setup(5, &[2, 3, 9]);
+        feed(&mut node, 2, value(1, 2));
+        feed(&mut node, 3, value(1, 3));
+        let (sent, _) = feed(&mut node, 9, answer(1, Vote::Yes, false));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::Yes, false)),
+                (3, answer(1, Vote::No, false))
+            ]
+        );
+    }
+
+    #[test]
+    fn source_that_hears_no_stops_being_a_source() {
+        let (mut node, _, _) = after_setup(2, &[5, 7]);
+        feed(&mut node, 5, answer(1, Vote::No, false));
+        feed(&mut node, 7, answer(1, Vote::Yes, false));
+        assert_eq!(node.standing(), Standing::Internal);
+        assert_eq!(node.iterations(), 2);
+    }
+
+    #[test]
+    fn prune_duplicate_values_keep_one_link_and_prune_the_others() {
+        let (mut node, _, _) = after_setup(9, &[2, 3, 4]);
+        feed(&mut node, 2, value(1, 1));
+        feed(&mut node, 3, value(1, 1));
+        let (sent, events) = feed(&mut node, 4, value(1, 4));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::Yes, false)),
+                (3, answer(1, Vote::Yes, true)),
+                (4, answer(1, Vote::No, false)),
+            ]
+        );
+        assert!(events.contains(&Event::PruneRequested {
+            iteration: 1,
+            neighbor: 3
+        }));
+        assert_eq!(node.in_edges, BTreeSet::from([2]));
+        assert_eq!(node.out_edges, BTreeSet::from([4]));
+    }
+
+    #[test]
+    fn prune_sink_with_a_single_in_neighbour_removes_itself() {
+        let (mut node, _, _) = after_setup(9, &[2]);
+        let (sent, events) = feed(&mut node, 2, value(1, 2));
+        assert_eq!(sent, vec![(2, answer(1, Vote::Yes, true))]);
+        assert_eq!(node.phase(), Phase::Pruned);
+        assert!(events.contains(&Event::Pruned { iteration: 1 }));
+    }
+
+    #[test]
+    fn prune_sink_receiving_one_value_from_all_in_neighbours_removes_itself() {
+        // The duplicate rule leaves one in-neighbour, then the leaf rule removes the sink.
+        let (mut node, _, _) = after_setup(9, &[2, 3]);
+        feed(&mut node, 2, value(1, 1));
+        let (sent, _) = feed(&mut node, 3, value(1, 1));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::Yes, true)),
+                (3, answer(1, Vote::Yes, true))
+            ]
+        );
+        assert_eq!(node.phase(), Phase::Pruned);
+    }
+
+    #[test]
+    fn prune_cascades_within_the_same_minus_yo_phase() {
+        // 5 is internal: in-edge from 2, out-edge to 9. When 9 prunes itself, 5 is left with a
+        // single in-neighbour and no out-edge: it prunes itself in the same answer.
+        let (mut node, _, _) = after_setup(5, &[2, 9]);
+        feed(&mut node, 2, value(1, 2));
+        let (sent, events) = feed(&mut node, 9, answer(1, Vote::Yes, true));
+        assert_eq!(sent, vec![(2, answer(1, Vote::Yes, true))]);
+        assert_eq!(node.phase(), Phase::Pruned);
+        assert!(events.contains(&Event::EdgePruned {
+            iteration: 1,
+            neighbor: 9
+        }));
+    }
+
+    #[test]
+    fn prune_cascade_turns_a_node_into_a_sink_that_votes_like_one() {
+        // Both out-edges pruned, two in-neighbours with different values: now a sink with two
+        // in-edges, it answers YES to the minimum and NO to the other, and stays.
+        let (mut node, _, _) = after_setup(5, &[2, 3, 8, 9]);
+        feed(&mut node, 2, value(1, 1));
+        feed(&mut node, 3, value(1, 3));
+        feed(&mut node, 8, answer(1, Vote::Yes, true));
+        let (sent, _) = feed(&mut node, 9, answer(1, Vote::Yes, true));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::Yes, false)),
+                (3, answer(1, Vote::No, false))
+            ]
+        );
+        assert_eq!(node.phase(), Phase::Collecting);
+        assert_eq!(node.in_edges, BTreeSet::from([2]));
+        assert_eq!(node.out_edges, BTreeSet::from([3]));
+    }
+
+    #[test]
+    fn a_no_on_a_pruned_edge_deletes_it_without_reversing_anything() {
+        // 5 forwards 2; below, 8 prunes the edge with a NO (a duplicate elsewhere carries the
+        // NO on). 9 answers YES. 5 must not answer NO on all in-edges: that would make it a
+        // brand-new source. It answers as if the pruned edge had never been there.
+        let (mut node, _, _) = after_setup(5, &[2, 8, 9]);
+        feed(&mut node, 2, value(1, 2));
+        feed(&mut node, 8, answer(1, Vote::No, true));
+        let (sent, _) = feed(&mut node, 9, answer(1, Vote::Yes, false));
+        assert_eq!(sent, vec![(2, answer(1, Vote::Yes, false))]);
+        assert_ne!(node.standing(), Standing::Source);
+    }
+
+    #[test]
+    fn termination_source_left_without_edges_is_the_leader() {
+        let (mut node, _, _) = after_setup(1, &[4, 6]);
+        feed(&mut node, 4, answer(1, Vote::Yes, true));
+        let (_, events) = feed(&mut node, 6, answer(1, Vote::Yes, true));
+        assert_eq!(node.phase(), Phase::Leader);
+        assert!(events.contains(&Event::Elected { iterations: 1 }));
+    }
+
+    #[test]
+    fn termination_one_node_elects_itself_with_zero_iterations() {
+        let mut node = YoYo::new(3, BTreeSet::new());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.start(&mut sent, &mut events);
+        assert!(sent.is_empty());
+        assert_eq!(node.phase(), Phase::Leader);
+        assert_eq!(events, vec![Event::Elected { iterations: 0 }]);
+        assert_eq!(node.iterations(), 0);
+    }
+
+    #[test]
+    fn a_value_of_the_next_iteration_waits_until_the_node_gets_there() {
+        // 5 is a sink whose in-neighbour 2 runs ahead: 2's iteration-1 value arrives while 5
+        // still waits for 3's id. The value is kept and used once setup completes.
+        let mut node = YoYo::new(5, [2, 3].into());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.start(&mut sent, &mut events);
+        node.receive(2, &Body::Setup { id: 2 }, &mut sent, &mut events)
+            .unwrap();
+        node.receive(2, &value(1, 2), &mut sent, &mut events)
+            .unwrap();
+        assert_eq!(node.phase(), Phase::Setup, "3's id has not arrived yet");
+        node.receive(3, &Body::Setup { id: 3 }, &mut sent, &mut events)
+            .unwrap();
+        let (sent, _) = feed(&mut node, 3, value(1, 3));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::Yes, false)),
+                (3, answer(1, Vote::No, false))
+            ]
+        );
+    }
+
+    #[test]
+    fn refused_messages_change_nothing() {
+        let (mut node, _, _) = after_setup(5, &[2, 9]);
+        let before = format!("{node:?}");
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        assert!(matches!(
+            node.receive(2, &Body::Setup { id: 2 }, &mut sent, &mut events),
+            Err(Refusal::Duplicate { .. })
+        ));
+        assert!(matches!(
+            node.receive(9, &value(1, 9), &mut sent, &mut events),
+            Err(Refusal::UnexpectedValue { .. })
+        ));
+        assert!(matches!(
+            node.receive(2, &answer(1, Vote::Yes, false), &mut sent, &mut events),
+            Err(Refusal::UnexpectedAnswer { .. })
+        ));
+        assert_eq!(format!("{node:?}"), before);
+        assert!(sent.is_empty() && events.is_empty());
+
+        let mut fresh = YoYo::new(5, [2].into());
+        assert_eq!(
+            fresh.receive(2, &Body::Setup { id: 3 }, &mut sent, &mut events),
+            Err(Refusal::WrongSetupId {
+                from: 2,
+                claimed: 3
+            })
+        );
+    }
+}
