@@ -1,1 +1,389 @@
+//! A deterministic simulator for the protocol core: N [`Node`]s over a topology, FIFO links, a
+//! seeded clock.
+//!
+//! Every node of the topology is a [`labctl_core::Node`]; the simulator is their network. It keeps
+//! one queue of messages in flight ordered by (delivery time, send order), so a run depends only on
+//! the topology, the delivery model and the seed: **same seed, same run, bit for bit**.
+//!
+//! - [`Delivery::Sync`]: every message takes exactly one time unit: the network moves in
+//!   synchronous rounds, and SHOUT+ builds a breadth-first tree.
+//! - [`Delivery::Async`]: every message takes a random 1..=[`ASYNC_MAX_DELAY`] units drawn from the
+//!   seeded generator, but a link never overtakes itself (FIFO per link, as ZeroMQ guarantees).
+//!
+//! A run stops when no message is left in flight. A step budget turns a livelock into a loud
+//! [`SimError::BudgetExceeded`] naming the seed that reproduces it.
+//!
+//! ```
+//! use labctl_sim::{Config, Delivery, Simulation};
+//! use labctl_topology::Topology;
+//!
+//! let ring = Topology::from_toml(
+//!     "name = \"ring4\"\nnodes = [4, 2, 3, 1]\nlinks = [[4, 2], [2, 3], [3, 1], [1, 4]]\n",
+//!     "ring4.toml",
+//! ).unwrap();
+//! let run = Simulation::run(&ring, &Config { seed: 7, delivery: Delivery::Async, trace: false }).unwrap();
+//! assert_eq!(run.report.leader, Some(1));
+//! assert!(run.report.converged);
+//! ```
 
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use labctl_core::report::{Adjacency, Check};
+use labctl_core::{Event, Input, Message, Node, NodeId, Output, Report, Status};
+use labctl_topology::rng::SplitMix64;
+use labctl_topology::Topology;
+
+/// The longest delay, in time units, a message can take under [`Delivery::Async`].
+pub const ASYNC_MAX_DELAY: u64 = 16;
+
+/// How the network delivers messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Unit delay: synchronous rounds.
+    Sync,
+    /// Random delays from the seed, FIFO per link.
+    Async,
+}
+
+/// How to run a simulation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Seeds the delays of [`Delivery::Async`] (unused, but reported, under `Sync`).
+    pub seed: u64,
+    /// The delivery model.
+    pub delivery: Delivery,
+    /// Record a trace of every send, receive and state change.
+    pub trace: bool,
+}
+
+/// Why a simulation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The run did not go quiet within its step budget: a livelock, or a bug.
+    #[error(
+        "the simulation did not go quiet within {budget} deliveries ({in_flight} messages still in \
+         flight); rerun with --seed {seed} --delivery {delivery:?} --trace to see it"
+    )]
+    BudgetExceeded {
+        /// The budget that ran out.
+        budget: u64,
+        /// Messages still queued.
+        in_flight: usize,
+        /// The seed that reproduces it.
+        seed: u64,
+        /// The delivery model.
+        delivery: Delivery,
+    },
+}
+
+/// One line of a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceLine {
+    /// Virtual time.
+    pub t: u64,
+    /// The node it happened at (the sender, for a send).
+    pub node: NodeId,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: TraceEntry,
+}
+
+/// What a trace line records: a message on the wire, or a node's state change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TraceEntry {
+    /// A message sent or received.
+    Wire(Wire),
+    /// A state change inside the node.
+    Node(Event),
+}
+
+/// A message on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Wire {
+    /// `node` sent `message` to `to`.
+    Send {
+        /// The receiver.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// `node` received `message` from `from`.
+    Receive {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: Message,
+    },
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// The report (SPEC §7), with `runtime = "sim"`.
+    pub report: Report,
+    /// Every node's final status.
+    pub statuses: BTreeMap<NodeId, Status>,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Virtual time when the last message arrived (rounds, under `Sync`).
+    pub time: u64,
+    /// Yo-Yo messages seen on the wire per iteration (index 0 = iteration 1), counted by the
+    /// network independently of the nodes' own counters.
+    pub wire_iterations: Vec<u64>,
+    /// Setup messages seen on the wire.
+    pub wire_setup: u64,
+    /// The trace, when asked for.
+    pub trace: Vec<TraceLine>,
+}
+
+/// A message in flight. Ordered by (time, seq): seq is the global send order, so ties and
+/// same-link messages keep FIFO order.
+struct InFlight {
+    at: u64,
+    seq: u64,
+    from: NodeId,
+    to: usize,
+    message: Message,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// The simulated network.
+pub struct Simulation {
+    nodes: Vec<Node>,
+    index: HashMap<NodeId, usize>,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    /// Per directed link (sender index, receiver index): the latest delivery time scheduled, so
+    /// a later message never arrives before an earlier one.
+    link_clock: HashMap<(usize, usize), u64>,
+    rng: SplitMix64,
+    config: Config,
+    now: u64,
+    seq: u64,
+    delivered: u64,
+    wire_iterations: Vec<u64>,
+    wire_setup: u64,
+    trace: Vec<TraceLine>,
+}
+
+impl Simulation {
+    /// A network of idle nodes over `adjacency`.
+    pub fn new(adjacency: &Adjacency, config: Config) -> Self {
+        let nodes: Vec<Node> = adjacency
+            .iter()
+            .map(|(&id, neighbors)| Node::new(id, neighbors.iter().copied()))
+            .collect();
+        let index = nodes.iter().enumerate().map(|(i, n)| (n.id(), i)).collect();
+        Simulation {
+            nodes,
+            index,
+            queue: BinaryHeap::new(),
+            link_clock: HashMap::new(),
+            rng: SplitMix64::new(config.seed),
+            config,
+            now: 0,
+            seq: 0,
+            delivered: 0,
+            wire_iterations: Vec::new(),
+            wire_setup: 0,
+            trace: Vec::new(),
+        }
+    }
+
+    /// Simulate one election epoch on `topology` and report on it.
+    pub fn run(topology: &Topology, config: &Config) -> Result<Run, SimError> {
+        Self::run_graph(&topology.name, &topology.adjacency(), config)
+    }
+
+    /// Simulate one election epoch on a graph given as adjacency (ids may be any non-zero u64).
+    pub fn run_graph(lab: &str, adjacency: &Adjacency, config: &Config) -> Result<Run, SimError> {
+        let started = Instant::now();
+        let mut sim = Simulation::new(adjacency, config.clone());
+        sim.start_all(1);
+        sim.run_until_quiet(step_budget(adjacency))?;
+        let statuses = sim.statuses();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let mut report = Report::build(lab, "sim", adjacency, &statuses, elapsed_ms);
+        report.checks.extend(sim.wire_checks(&report));
+        Ok(Run {
+            report,
+            statuses,
+            delivered: sim.delivered,
+            time: sim.now,
+            wire_iterations: sim.wire_iterations,
+            wire_setup: sim.wire_setup,
+            trace: sim.trace,
+        })
+    }
+
+    /// Give every node [`Input::Start`] for `epoch`, in id order, at the current time.
+    pub fn start_all(&mut self, epoch: u64) {
+        for i in 0..self.nodes.len() {
+            self.input(i, Input::Start { epoch });
+        }
+    }
+
+    /// Deliver messages until none is left. Fails after `budget` deliveries.
+    pub fn run_until_quiet(&mut self, budget: u64) -> Result<(), SimError> {
+        while let Some(Reverse(flight)) = self.queue.pop() {
+            if self.delivered >= budget {
+                return Err(SimError::BudgetExceeded {
+                    budget,
+                    in_flight: self.queue.len() + 1,
+                    seed: self.config.seed,
+                    delivery: self.config.delivery,
+                });
+            }
+            self.now = flight.at;
+            self.delivered += 1;
+            if self.config.trace {
+                self.trace.push(TraceLine {
+                    t: self.now,
+                    node: self.nodes[flight.to].id(),
+                    what: TraceEntry::Wire(Wire::Receive {
+                        from: flight.from,
+                        message: flight.message.clone(),
+                    }),
+                });
+            }
+            self.input(
+                flight.to,
+                Input::Receive {
+                    from: flight.from,
+                    message: flight.message,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Feed one input to node `i` and carry out what it asks.
+    fn input(&mut self, i: usize, input: Input) {
+        let mut out = Vec::new();
+        self.nodes[i].handle(input, &mut out);
+        let me = self.nodes[i].id();
+        for output in out {
+            match output {
+                Output::Send { to, message } => self.send(i, me, to, message),
+                Output::Event(event) => {
+                    if self.config.trace {
+                        self.trace.push(TraceLine {
+                            t: self.now,
+                            node: me,
+                            what: TraceEntry::Node(event),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, from_index: usize, from: NodeId, to: NodeId, message: Message) {
+        let Some(&to_index) = self.index.get(&to) else {
+            // The core only ever sends to its topology neighbours; anything else is a core bug.
+            panic!("node {from} sent to {to}, which is not in the topology");
+        };
+        match message.body.iteration() {
+            Some(iteration) => {
+                let slot = iteration as usize - 1;
+                if self.wire_iterations.len() <= slot {
+                    self.wire_iterations.resize(slot + 1, 0);
+                }
+                self.wire_iterations[slot] += 1;
+            }
+            None if message.body.kind() == labctl_core::message::Kind::Setup => {
+                self.wire_setup += 1
+            }
+            None => {}
+        }
+        let delay = match self.config.delivery {
+            Delivery::Sync => 1,
+            Delivery::Async => 1 + self.rng.below(ASYNC_MAX_DELAY),
+        };
+        let clock = self.link_clock.entry((from_index, to_index)).or_insert(0);
+        let at = (self.now + delay).max(*clock);
+        *clock = at;
+        if self.config.trace {
+            self.trace.push(TraceLine {
+                t: self.now,
+                node: from,
+                what: TraceEntry::Wire(Wire::Send {
+                    to,
+                    message: message.clone(),
+                }),
+            });
+        }
+        self.seq += 1;
+        self.queue.push(Reverse(InFlight {
+            at,
+            seq: self.seq,
+            from,
+            to: to_index,
+            message,
+        }));
+    }
+
+    /// Every node's status, by id.
+    pub fn statuses(&self) -> BTreeMap<NodeId, Status> {
+        self.nodes.iter().map(|n| (n.id(), n.status())).collect()
+    }
+
+    /// Messages still in flight.
+    pub fn in_flight(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Checks only the network can make: the wire agrees with the nodes' own accounts.
+    fn wire_checks(&self, report: &Report) -> Vec<Check> {
+        // Exact per-iteration costs: what crossed the wire in iteration i equals twice the edges
+        // alive at its start, as the nodes' out-degrees say.
+        let mut wire = vec![self.wire_setup];
+        wire.extend(&self.wire_iterations);
+        let exact = wire == report.election_phases;
+        vec![
+            Check {
+                name: "iteration_costs".into(),
+                ok: exact,
+                detail: format!(
+                    "wire per phase (setup, iterations…) {wire:?}, 2 × live edges {:?}",
+                    report.election_phases
+                ),
+            },
+            Check {
+                name: "quiet".into(),
+                ok: self.queue.is_empty(),
+                detail: format!("{} messages left in flight", self.queue.len()),
+            },
+        ]
+    }
+}
+
+/// A generous budget: far above the algorithms' bounds, small enough to stop a livelock fast.
+pub fn step_budget(adjacency: &Adjacency) -> u64 {
+    let n = adjacency.len() as u64;
+    let m = adjacency.values().map(|s| s.len() as u64).sum::<u64>() / 2;
+    let bounds = labctl_core::Bounds::new(n, m);
+    8 * (bounds.election + bounds.tree) + 64
+}
