@@ -355,10 +355,13 @@ impl YoYo {
         let mut pruned = BTreeSet::new();
         for &neighbor in &self.in_edges {
             let value = self.values[&(iteration, neighbor)];
-            if kept_for_value.contains_key(&value) {
-                pruned.insert(neighbor);
-            } else {
-                kept_for_value.insert(value, neighbor);
+            match kept_for_value.entry(value) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(neighbor);
+                }
+                std::collections::btree_map::Entry::Occupied(_) => {
+                    pruned.insert(neighbor);
+                }
             }
         }
         //    Leaf rule: a sink (also one by cascade) left with a single in-neighbour deletes itself.

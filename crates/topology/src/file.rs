@@ -1,0 +1,481 @@
+//! Reading a topology file (SPEC §2): TOML text to a checked [`Topology`].
+//!
+//! Three passes over one parse: the TOML is parsed once into a span-carrying table; the keys are
+//! checked against the format (so an unknown key gets a typed error naming the valid keys); the
+//! table is then deserialized into the structs below, whose `Spanned` fields give the byte range
+//! of every value, so each rule can point at the offending text.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use petgraph::graph::{NodeIndex, UnGraph};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::error::{ErrorKind, TopologyError};
+use crate::generate::{self, Generate, IdOrder, Shape, SHAPES, SIZE_KEYS};
+use crate::{components, valid_name, NodeId, Topology, MAX_LINKS, MAX_NODES};
+
+/// The top-level keys; keep in step with [`Document`].
+const TOP_KEYS: &[&str] = &["name", "nodes", "links", "generate"];
+/// [`TOP_KEYS`] for messages.
+const TOP_KEYS_TEXT: &str = "name, nodes, links, generate";
+/// The `[generate]` keys; keep in step with [`GenerateTable`].
+const GENERATE_KEYS: &[&str] = &[
+    "shape", "n", "rows", "cols", "depth", "fanout", "dim", "degree", "ids", "seed",
+];
+/// [`GENERATE_KEYS`] for messages.
+const GENERATE_KEYS_TEXT: &str = "shape, n, rows, cols, depth, fanout, dim, degree, ids, seed";
+
+/// `nodes`: each id with its position.
+type Nodes = Spanned<Vec<Spanned<i64>>>;
+/// `links`: each link, and each id in it, with its position.
+type Links = Spanned<Vec<Spanned<Vec<Spanned<i64>>>>>;
+
+/// A whole topology file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a topology table")]
+struct Document {
+    name: Option<Spanned<String>>,
+    nodes: Option<Nodes>,
+    links: Option<Links>,
+    generate: Option<Spanned<GenerateTable>>,
+}
+
+/// The `[generate]` table as written; every size is optional here and checked against the shape.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [generate] table")]
+struct GenerateTable {
+    shape: Option<Spanned<String>>,
+    n: Option<Spanned<i64>>,
+    rows: Option<Spanned<i64>>,
+    cols: Option<Spanned<i64>>,
+    depth: Option<Spanned<i64>>,
+    fanout: Option<Spanned<i64>>,
+    dim: Option<Spanned<i64>>,
+    degree: Option<Spanned<f64>>,
+    ids: Option<Spanned<String>>,
+    seed: Option<Spanned<i64>>,
+}
+
+impl GenerateTable {
+    /// The byte range of a size key's value, if present.
+    fn size_span(&self, key: &str) -> Option<Range<usize>> {
+        let int = |v: &Option<Spanned<i64>>| v.as_ref().map(Spanned::span);
+        match key {
+            "n" => int(&self.n),
+            "rows" => int(&self.rows),
+            "cols" => int(&self.cols),
+            "depth" => int(&self.depth),
+            "fanout" => int(&self.fanout),
+            "dim" => int(&self.dim),
+            "degree" => self.degree.as_ref().map(Spanned::span),
+            _ => None,
+        }
+    }
+
+    /// The value of an integer size key, with its span.
+    fn int(&self, key: &str) -> Option<&Spanned<i64>> {
+        match key {
+            "n" => self.n.as_ref(),
+            "rows" => self.rows.as_ref(),
+            "cols" => self.cols.as_ref(),
+            "depth" => self.depth.as_ref(),
+            "fanout" => self.fanout.as_ref(),
+            "dim" => self.dim.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// What each key holds, for type errors.
+fn expected(key: &str) -> &'static str {
+    match key {
+        "name" => "a string like \"ring6\"",
+        "nodes" => "an array of positive integers like [1, 2, 3]",
+        "links" => "an array of id pairs like [[1, 2], [2, 3]]",
+        "generate" => "a table: [generate] with shape = \"...\" and its sizes",
+        "generate.shape" => {
+            "a string: one of ring, line, star, complete, grid, torus, tree, hypercube, random"
+        }
+        "generate.degree" => "a number like 4 or 3.5",
+        "generate.ids" => "a string: sequential, shuffle or reverse",
+        "generate.seed" => "an integer 0..=9223372036854775807",
+        _ => "a non-negative integer",
+    }
+}
+
+/// Errors carrying positions in one text.
+struct Source<'a> {
+    text: &'a str,
+    origin: &'a str,
+}
+
+impl Source<'_> {
+    /// An error at a byte range (only its start matters), or at no position.
+    fn error(&self, kind: ErrorKind, span: Option<Range<usize>>) -> TopologyError {
+        let (line, column) = match span {
+            Some(span) => {
+                let (line, column) = line_column(self.text, span.start);
+                (Some(line), Some(column))
+            }
+            None => (None, None),
+        };
+        TopologyError {
+            origin: self.origin.to_string(),
+            line,
+            column,
+            kind,
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Makes a TOML message one line: its lines joined with "; ".
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Parses and checks a topology file's text.
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError> {
+    let src = Source { text, origin };
+    let table = DeTable::parse(text).map_err(|e| {
+        src.error(
+            ErrorKind::Syntax {
+                message: one_line(e.message()),
+            },
+            e.span(),
+        )
+    })?;
+    let values = check_keys(&src, table.get_ref())?;
+    let doc = Document::deserialize(toml::Deserializer::from(table))
+        .map_err(|e| deserialize_error(&src, &e, &values))?;
+
+    let name = match &doc.name {
+        None => return Err(src.error(ErrorKind::MissingName, None)),
+        Some(name) if !valid_name(name.get_ref()) => {
+            return Err(src.error(
+                ErrorKind::InvalidName {
+                    name: name.get_ref().clone(),
+                },
+                Some(name.span()),
+            ))
+        }
+        Some(name) => name.get_ref().clone(),
+    };
+    match (&doc.nodes, &doc.links, &doc.generate) {
+        (Some(_), _, Some(generate)) | (_, Some(_), Some(generate)) => {
+            let at = key_span(&values, "generate").or(Some(generate.span()));
+            Err(src.error(ErrorKind::BothForms, at))
+        }
+        (None, None, None) => Err(src.error(ErrorKind::MissingGraph, None)),
+        (None, Some(links), None) => {
+            Err(src.error(ErrorKind::LinksWithoutNodes, Some(links.span())))
+        }
+        (Some(nodes), links, None) => explicit(&src, name, nodes, links.as_ref()),
+        (None, None, Some(generate)) => {
+            let at = key_span(&values, "generate").or(Some(generate.span()));
+            generated(&src, name, generate.get_ref(), at)
+        }
+    }
+}
+
+/// The keys found in the document: (`key` or `generate.key`, the key's span, the value's span).
+type KeySpans = Vec<(String, Range<usize>, Range<usize>)>;
+
+/// Rejects unknown keys, the first one in the file first; returns every key with its key and value spans.
+fn check_keys(src: &Source<'_>, table: &DeTable<'_>) -> Result<KeySpans, TopologyError> {
+    let mut found: KeySpans = Vec::new();
+    let mut unknown: Vec<(Range<usize>, String, &'static str, &'static str)> = Vec::new();
+    for (key, value) in table.iter() {
+        let name = key.get_ref().to_string();
+        if !TOP_KEYS.contains(&name.as_str()) {
+            unknown.push((key.span(), name.clone(), "at the top level", TOP_KEYS_TEXT));
+        }
+        if let (true, DeValue::Table(inner)) = (name == "generate", value.get_ref()) {
+            for (key, value) in inner.iter() {
+                let inner_name = key.get_ref().to_string();
+                if !GENERATE_KEYS.contains(&inner_name.as_str()) {
+                    unknown.push((
+                        key.span(),
+                        inner_name.clone(),
+                        "in [generate]",
+                        GENERATE_KEYS_TEXT,
+                    ));
+                }
+                found.push((format!("generate.{inner_name}"), key.span(), value.span()));
+            }
+        }
+        found.push((name, key.span(), value.span()));
+    }
+    match unknown.into_iter().min_by_key(|(span, ..)| span.start) {
+        Some((span, key, table, valid)) => {
+            Err(src.error(ErrorKind::UnknownKey { key, table, valid }, Some(span)))
+        }
+        None => Ok(found),
+    }
+}
+
+/// The span of a key (not its value), if present.
+fn key_span(keys: &KeySpans, key: &str) -> Option<Range<usize>> {
+    keys.iter()
+        .find(|(name, ..)| name == key)
+        .map(|(_, span, _)| span.clone())
+}
+
+/// A deserialization (type) error, attributed to the innermost key whose value contains it.
+fn deserialize_error(src: &Source<'_>, err: &toml::de::Error, keys: &KeySpans) -> TopologyError {
+    let message = one_line(err.message());
+    let span = err.span();
+    let owner = span.as_ref().and_then(|span| {
+        keys.iter()
+            .filter(|(_, _, value)| value.start <= span.start && span.end <= value.end)
+            .min_by_key(|(_, _, value)| value.len())
+    });
+    let kind = match owner {
+        Some((key, ..)) => ErrorKind::WrongType {
+            key: key.clone(),
+            message,
+            expected: expected(key),
+        },
+        None => ErrorKind::Syntax { message },
+    };
+    src.error(kind, span)
+}
+
+/// The `nodes`/`links` form.
+fn explicit(
+    src: &Source<'_>,
+    name: String,
+    nodes: &Nodes,
+    links: Option<&Links>,
+) -> Result<Topology, TopologyError> {
+    let list = nodes.get_ref();
+    if list.is_empty() {
+        return Err(src.error(ErrorKind::EmptyNodes, Some(nodes.span())));
+    }
+    let link_count = links.map_or(0, |l| l.get_ref().len());
+    if list.len() > MAX_NODES || link_count > MAX_LINKS {
+        let kind = ErrorKind::TooLarge {
+            nodes: list.len() as u64,
+            links: link_count as u64,
+        };
+        return Err(src.error(kind, None));
+    }
+    let mut graph = UnGraph::with_capacity(list.len(), link_count);
+    let mut index: HashMap<NodeId, NodeIndex> = HashMap::with_capacity(list.len());
+    for id in list {
+        let value = *id.get_ref();
+        if value <= 0 {
+            return Err(src.error(ErrorKind::InvalidId { value }, Some(id.span())));
+        }
+        let node = value as NodeId;
+        if index.contains_key(&node) {
+            return Err(src.error(ErrorKind::DuplicateId { id: node }, Some(id.span())));
+        }
+        index.insert(node, graph.add_node(node));
+    }
+    match links {
+        None if list.len() > 1 => {
+            let kind = ErrorKind::MissingLinks { nodes: list.len() };
+            return Err(src.error(kind, Some(nodes.span())));
+        }
+        None => {}
+        Some(links) => {
+            let mut seen: HashMap<(NodeId, NodeId), (NodeId, NodeId)> = HashMap::new();
+            for link in links.get_ref() {
+                let ends = link.get_ref();
+                if ends.len() != 2 {
+                    let kind = ErrorKind::LinkNotPair { len: ends.len() };
+                    return Err(src.error(kind, Some(link.span())));
+                }
+                let mut at = [NodeIndex::end(); 2];
+                for (slot, end) in at.iter_mut().zip(ends) {
+                    let value = *end.get_ref();
+                    *slot = match u64::try_from(value).ok().and_then(|id| index.get(&id)) {
+                        Some(&i) => i,
+                        None => {
+                            let kind = ErrorKind::UnknownNode { id: value };
+                            return Err(src.error(kind, Some(end.span())));
+                        }
+                    };
+                }
+                let (a, b) = (graph[at[0]], graph[at[1]]);
+                if a == b {
+                    return Err(src.error(ErrorKind::SelfLoop { id: a }, Some(link.span())));
+                }
+                if let Some(&first) = seen.get(&(a.min(b), a.max(b))) {
+                    let kind = ErrorKind::DuplicateLink {
+                        written: (a, b),
+                        first,
+                    };
+                    return Err(src.error(kind, Some(link.span())));
+                }
+                seen.insert((a.min(b), a.max(b)), (a, b));
+                graph.add_edge(at[0], at[1], ());
+            }
+        }
+    }
+    let topology = Topology { name, graph };
+    if let Some((from, unreachable, components)) = components::disconnected(&topology) {
+        let span = list
+            .iter()
+            .find(|id| *id.get_ref() as NodeId == unreachable)
+            .map(Spanned::span);
+        let kind = ErrorKind::Disconnected {
+            from,
+            unreachable,
+            components,
+        };
+        return Err(src.error(kind, span));
+    }
+    Ok(topology)
+}
+
+/// The `[generate]` form; `table_at` is where the table starts.
+fn generated(
+    src: &Source<'_>,
+    name: String,
+    table: &GenerateTable,
+    table_at: Option<Range<usize>>,
+) -> Result<Topology, TopologyError> {
+    let shape_value = table
+        .shape
+        .as_ref()
+        .ok_or_else(|| src.error(ErrorKind::MissingShape, table_at))?;
+    let shape_span = Some(shape_value.span());
+    let Some(&(shape, keys, takes)) = SHAPES
+        .iter()
+        .find(|(name, ..)| *name == shape_value.get_ref().as_str())
+    else {
+        let kind = ErrorKind::UnknownShape {
+            shape: shape_value.get_ref().clone(),
+        };
+        return Err(src.error(kind, shape_span));
+    };
+
+    // Keys that the shape does not take, the first in the file first.
+    let mut stray: Vec<(&'static str, Range<usize>)> = SIZE_KEYS
+        .iter()
+        .filter(|key| !keys.contains(key))
+        .filter_map(|&key| table.size_span(key).map(|span| (key, span)))
+        .collect();
+    stray.sort_by_key(|(_, span)| span.start);
+    if let Some((key, span)) = stray.into_iter().next() {
+        let kind = ErrorKind::KeyNotForShape { key, shape, takes };
+        return Err(src.error(kind, Some(span)));
+    }
+    if let Some(&key) = keys.iter().find(|key| table.size_span(key).is_none()) {
+        let kind = ErrorKind::MissingKey { key, shape, takes };
+        return Err(src.error(kind, shape_span));
+    }
+
+    // Integer sizes: negative values fail here, the rest in `Shape::check`.
+    let size = |key: &'static str| -> Result<usize, TopologyError> {
+        let value = table.int(key).expect("the shape's keys were checked above");
+        usize::try_from(*value.get_ref()).map_err(|_| {
+            let kind = ErrorKind::OutOfRange {
+                key,
+                value: value.get_ref().to_string(),
+                valid: generate::range_text(shape, key),
+            };
+            src.error(kind, Some(value.span()))
+        })
+    };
+    let shape_spec = match shape {
+        "ring" => Shape::Ring { n: size("n")? },
+        "line" => Shape::Line { n: size("n")? },
+        "star" => Shape::Star { n: size("n")? },
+        "complete" => Shape::Complete { n: size("n")? },
+        "grid" => Shape::Grid {
+            rows: size("rows")?,
+            cols: size("cols")?,
+        },
+        "torus" => Shape::Torus {
+            rows: size("rows")?,
+            cols: size("cols")?,
+        },
+        "tree" => Shape::Tree {
+            depth: size("depth")?,
+            fanout: size("fanout")?,
+        },
+        "hypercube" => Shape::Hypercube { dim: size("dim")? },
+        _ => Shape::Random {
+            n: size("n")?,
+            degree: *table.degree.as_ref().expect("checked above").get_ref(),
+        },
+    };
+
+    let ids = match &table.ids {
+        None => IdOrder::default(),
+        Some(ids) => IdOrder::from_name(ids.get_ref()).ok_or_else(|| {
+            let kind = ErrorKind::UnknownIdOrder {
+                ids: ids.get_ref().clone(),
+            };
+            src.error(kind, Some(ids.span()))
+        })?,
+    };
+    let seed = match &table.seed {
+        None => 0,
+        Some(seed) => u64::try_from(*seed.get_ref()).map_err(|_| {
+            let kind = ErrorKind::OutOfRange {
+                key: "seed",
+                value: seed.get_ref().to_string(),
+                valid: "seed is an integer 0..=9223372036854775807",
+            };
+            src.error(kind, Some(seed.span()))
+        })?,
+    };
+
+    let spec = Generate {
+        shape: shape_spec,
+        ids,
+        seed,
+    };
+    Topology::build(name, &spec).map_err(|invalid| {
+        let span = invalid
+            .key
+            .and_then(|key| table.size_span(key))
+            .or(shape_span);
+        src.error(invalid.kind, span)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_lines_and_character_columns() {
+        let text = "ab\ncdé\nfg";
+        assert_eq!(line_column(text, 0), (1, 1));
+        assert_eq!(line_column(text, 1), (1, 2));
+        assert_eq!(line_column(text, 3), (2, 1));
+        // 'é' is two bytes: the 'f' on line 3 is at byte 8.
+        assert_eq!(line_column(text, 8), (3, 1));
+        assert_eq!(line_column(text, 7), (2, 4));
+        assert_eq!(line_column(text, 99), (3, 3));
+    }
+
+    #[test]
+    fn one_line_joins_lines() {
+        assert_eq!(one_line("a\n  b\n\nc\n"), "a; b; c");
+    }
+}

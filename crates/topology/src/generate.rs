@@ -1,0 +1,469 @@
+//! The `[generate]` table: named graph shapes, their id orders, and the generators.
+//!
+//! A generator produces nodes as indices `0..n` in a fixed "generator order" and links between
+//! indices; [`IdOrder`] then assigns the election ids. Everything random comes from
+//! [`SplitMix64`] seeded by [`Generate::seed`], so the same table always gives the same graph.
+
+use std::collections::HashSet;
+
+use crate::error::ErrorKind;
+use crate::rng::SplitMix64;
+use crate::{NodeId, MAX_LINKS, MAX_NODES};
+
+/// The `[generate]` table, also constructible from code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generate {
+    /// Which graph to build, with its sizes.
+    pub shape: Shape,
+    /// How election ids are assigned to the generated nodes.
+    pub ids: IdOrder,
+    /// Seed for `ids = "shuffle"` and `shape = "random"`; the same seed gives the same graph.
+    pub seed: u64,
+}
+
+/// A named graph shape and its sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shape {
+    /// A cycle of `n >= 3` nodes: i—i+1 and n—1.
+    Ring {
+        /// Number of nodes.
+        n: usize,
+    },
+    /// A path of `n >= 1` nodes: i—i+1.
+    Line {
+        /// Number of nodes.
+        n: usize,
+    },
+    /// `n >= 1` nodes, the first (the centre) linked to all others.
+    Star {
+        /// Number of nodes, centre included.
+        n: usize,
+    },
+    /// `n >= 1` nodes, every pair linked.
+    Complete {
+        /// Number of nodes.
+        n: usize,
+    },
+    /// A `rows` × `cols` grid, numbered row by row, each node linked to its 4 neighbours.
+    Grid {
+        /// Number of rows, at least 1.
+        rows: usize,
+        /// Number of columns, at least 1.
+        cols: usize,
+    },
+    /// A grid whose rows and columns wrap around (every node has degree 4); rows, cols >= 3.
+    Torus {
+        /// Number of rows, at least 3.
+        rows: usize,
+        /// Number of columns, at least 3.
+        cols: usize,
+    },
+    /// A complete `fanout`-ary tree of depth `depth`, numbered breadth first from the root.
+    Tree {
+        /// Levels below the root (0 is a single node).
+        depth: usize,
+        /// Children of each inner node, at least 1.
+        fanout: usize,
+    },
+    /// `2^dim` nodes, linked when their indices differ in one bit; 0 <= dim <= 20.
+    Hypercube {
+        /// Dimension.
+        dim: usize,
+    },
+    /// A connected random graph: a random spanning tree plus uniformly random extra links, for
+    /// `round(n * degree / 2)` links in all.
+    Random {
+        /// Number of nodes.
+        n: usize,
+        /// Average degree (links = round(n * degree / 2)).
+        degree: f64,
+    },
+}
+
+/// How election ids are assigned to generated nodes (the node at generator index `i`, 0-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdOrder {
+    /// Id `i + 1`: the generator's order.
+    #[default]
+    Sequential,
+    /// A seeded uniformly random permutation of `1..=n`.
+    Shuffle,
+    /// Id `n - i`.
+    Reverse,
+}
+
+impl IdOrder {
+    /// The order's name in a topology file.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdOrder::Sequential => "sequential",
+            IdOrder::Shuffle => "shuffle",
+            IdOrder::Reverse => "reverse",
+        }
+    }
+
+    /// The order named `name` in a topology file.
+    pub fn from_name(name: &str) -> Option<IdOrder> {
+        match name {
+            "sequential" => Some(IdOrder::Sequential),
+            "shuffle" => Some(IdOrder::Shuffle),
+            "reverse" => Some(IdOrder::Reverse),
+            _ => None,
+        }
+    }
+}
+
+/// Shape names with the size keys each takes, in the order they are listed in messages.
+pub(crate) const SHAPES: &[(&str, &[&str], &str)] = &[
+    ("ring", &["n"], "n"),
+    ("line", &["n"], "n"),
+    ("star", &["n"], "n"),
+    ("complete", &["n"], "n"),
+    ("grid", &["rows", "cols"], "rows and cols"),
+    ("torus", &["rows", "cols"], "rows and cols"),
+    ("tree", &["depth", "fanout"], "depth and fanout"),
+    ("hypercube", &["dim"], "dim"),
+    ("random", &["n", "degree"], "n and degree"),
+];
+
+/// Every size key some shape takes.
+pub(crate) const SIZE_KEYS: &[&str] = &["n", "rows", "cols", "depth", "fanout", "dim", "degree"];
+
+/// The smallest and largest valid value of an integer size key of a shape.
+pub(crate) fn int_range(shape: &str, key: &str) -> (usize, Option<usize>) {
+    match (shape, key) {
+        ("ring", "n") => (3, None),
+        ("torus", _) => (3, None),
+        ("tree", "depth") => (0, None),
+        ("hypercube", "dim") => (0, Some(20)),
+        _ => (1, None),
+    }
+}
+
+/// The message text for the valid range of an integer size key, e.g. `ring takes n >= 3`.
+pub(crate) fn range_text(shape: &str, key: &str) -> &'static str {
+    match (shape, key) {
+        ("ring", _) => "ring takes n >= 3",
+        ("line", _) => "line takes n >= 1",
+        ("star", _) => "star takes n >= 1",
+        ("complete", _) => "complete takes n >= 1",
+        ("random", _) => "random takes n >= 1",
+        ("grid", "rows") => "grid takes rows >= 1",
+        ("grid", _) => "grid takes cols >= 1",
+        ("torus", "rows") => "torus takes rows >= 3",
+        ("torus", _) => "torus takes cols >= 3",
+        ("tree", "depth") => "tree takes depth >= 0",
+        ("tree", _) => "tree takes fanout >= 1",
+        _ => "hypercube takes 0 <= dim <= 20",
+    }
+}
+
+/// Why a [`Generate`] is invalid, and which key (if any) is to blame.
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    pub kind: ErrorKind,
+    /// The `[generate]` key whose value is wrong; `None` means the shape as a whole.
+    pub key: Option<&'static str>,
+}
+
+impl Shape {
+    /// The shape's name in a topology file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Shape::Ring { .. } => "ring",
+            Shape::Line { .. } => "line",
+            Shape::Star { .. } => "star",
+            Shape::Complete { .. } => "complete",
+            Shape::Grid { .. } => "grid",
+            Shape::Torus { .. } => "torus",
+            Shape::Tree { .. } => "tree",
+            Shape::Hypercube { .. } => "hypercube",
+            Shape::Random { .. } => "random",
+        }
+    }
+
+    /// The integer size keys with their values.
+    fn int_sizes(&self) -> Vec<(&'static str, usize)> {
+        match *self {
+            Shape::Ring { n }
+            | Shape::Line { n }
+            | Shape::Star { n }
+            | Shape::Complete { n }
+            | Shape::Random { n, .. } => vec![("n", n)],
+            Shape::Grid { rows, cols } | Shape::Torus { rows, cols } => {
+                vec![("rows", rows), ("cols", cols)]
+            }
+            Shape::Tree { depth, fanout } => vec![("depth", depth), ("fanout", fanout)],
+            Shape::Hypercube { dim } => vec![("dim", dim)],
+        }
+    }
+
+    /// Checks the sizes and the size guard; returns the node and link counts.
+    pub(crate) fn check(&self) -> Result<(usize, usize), Invalid> {
+        let shape = self.name();
+        for (key, value) in self.int_sizes() {
+            let (min, max) = int_range(shape, key);
+            if value < min || max.is_some_and(|max| value > max) {
+                return Err(Invalid {
+                    kind: ErrorKind::OutOfRange {
+                        key,
+                        value: value.to_string(),
+                        valid: range_text(shape, key),
+                    },
+                    key: Some(key),
+                });
+            }
+        }
+        let (nodes, links) = self.size()?;
+        if nodes > MAX_NODES as u128 || links > MAX_LINKS as u128 {
+            let saturate = |count: u128| u64::try_from(count).unwrap_or(u64::MAX);
+            return Err(Invalid {
+                kind: ErrorKind::TooLarge {
+                    nodes: saturate(nodes),
+                    links: saturate(links),
+                },
+                key: None,
+            });
+        }
+        Ok((nodes as usize, links as usize))
+    }
+
+    /// Node and link counts, saturating at `u128::MAX`; sizes must already be in range.
+    fn size(&self) -> Result<(u128, u128), Invalid> {
+        let sat = |x: Option<u128>| x.unwrap_or(u128::MAX);
+        Ok(match *self {
+            Shape::Ring { n } => (n as u128, n as u128),
+            Shape::Line { n } | Shape::Star { n } => (n as u128, n as u128 - 1),
+            Shape::Complete { n } => {
+                let n = n as u128;
+                (n, n * (n - 1) / 2)
+            }
+            Shape::Grid { rows, cols } => {
+                let (r, c) = (rows as u128, cols as u128);
+                (r * c, r * (c - 1) + c * (r - 1))
+            }
+            Shape::Torus { rows, cols } => {
+                let (r, c) = (rows as u128, cols as u128);
+                (r * c, 2 * r * c)
+            }
+            Shape::Tree { depth, fanout: 1 } => (depth as u128 + 1, depth as u128),
+            Shape::Tree { depth, fanout } => {
+                // 1 + f + f^2 + ... + f^depth; with f >= 2 this saturates within 128 levels.
+                let (mut nodes, mut level) = (1u128, 1u128);
+                for _ in 0..depth {
+                    level = sat(level.checked_mul(fanout as u128));
+                    nodes = sat(nodes.checked_add(level));
+                    if nodes == u128::MAX {
+                        break;
+                    }
+                }
+                (nodes, nodes.saturating_sub(1))
+            }
+            Shape::Hypercube { dim } => {
+                let nodes = 1u128 << dim;
+                (nodes, dim as u128 * nodes / 2)
+            }
+            Shape::Random { n, degree } => {
+                if n > MAX_NODES {
+                    // Checked before the degree so the message is about the real problem.
+                    return Ok((n as u128, 0));
+                }
+                let nn = n as u64;
+                let (min_links, max_links) = (nn - 1, nn * (nn - 1) / 2);
+                let wanted = (n as f64 * degree / 2.0).round();
+                if !(wanted >= min_links as f64 && wanted <= max_links as f64) {
+                    return Err(Invalid {
+                        kind: ErrorKind::DegreeOutOfRange {
+                            n,
+                            degree,
+                            min_links,
+                            max_links,
+                            min_degree: 2.0 * min_links as f64 / n as f64,
+                            max_degree: nn - 1,
+                        },
+                        key: Some("degree"),
+                    });
+                }
+                (n as u128, wanted as u128)
+            }
+        })
+    }
+}
+
+/// A generated graph: the ids in generator order, and links between generator indices.
+pub(crate) type Built = (Vec<NodeId>, Vec<(u32, u32)>);
+
+impl Generate {
+    /// Validates the sizes and builds the graph: the ids in generator order, and links between
+    /// generator indices.
+    pub(crate) fn build(&self) -> Result<Built, Invalid> {
+        let (n, m) = self.shape.check()?;
+        // Independent streams for the graph and the ids, so changing `ids` never changes the links.
+        let mut root = SplitMix64::new(self.seed);
+        let mut graph_rng = SplitMix64::new(root.next_u64());
+        let mut ids_rng = SplitMix64::new(root.next_u64());
+        let links = links(&self.shape, n, m, &mut graph_rng);
+        debug_assert_eq!(links.len(), m);
+        let ids = match self.ids {
+            IdOrder::Sequential => (1..=n as NodeId).collect(),
+            IdOrder::Reverse => (1..=n as NodeId).rev().collect(),
+            IdOrder::Shuffle => {
+                let mut ids: Vec<NodeId> = (1..=n as NodeId).collect();
+                ids_rng.shuffle(&mut ids);
+                ids
+            }
+        };
+        Ok((ids, links))
+    }
+}
+
+/// The links of a shape with `n` nodes and `m` links, between generator indices.
+fn links(shape: &Shape, n: usize, m: usize, rng: &mut SplitMix64) -> Vec<(u32, u32)> {
+    let mut out = Vec::with_capacity(m);
+    let n32 = n as u32;
+    match *shape {
+        Shape::Ring { .. } => {
+            out.extend((1..n32).map(|i| (i - 1, i)));
+            out.push((0, n32 - 1));
+        }
+        Shape::Line { .. } => out.extend((1..n32).map(|i| (i - 1, i))),
+        Shape::Star { .. } => out.extend((1..n32).map(|i| (0, i))),
+        Shape::Complete { .. } => {
+            for i in 0..n32 {
+                out.extend((i + 1..n32).map(|j| (i, j)));
+            }
+        }
+        Shape::Grid { rows, cols } | Shape::Torus { rows, cols } => {
+            let wrap = matches!(shape, Shape::Torus { .. });
+            let (rows, cols) = (rows as u32, cols as u32);
+            let at = |r: u32, c: u32| r * cols + c;
+            for r in 0..rows {
+                for c in 0..cols {
+                    if c + 1 < cols {
+                        out.push((at(r, c), at(r, c + 1)));
+                    } else if wrap {
+                        out.push((at(r, 0), at(r, c)));
+                    }
+                    if r + 1 < rows {
+                        out.push((at(r, c), at(r + 1, c)));
+                    } else if wrap {
+                        out.push((at(0, c), at(r, c)));
+                    }
+                }
+            }
+        }
+        Shape::Tree { fanout, .. } => {
+            // Breadth-first numbering: the parent of node i > 0 is (i - 1) / fanout.
+            out.extend((1..n32).map(|i| ((i - 1) / fanout as u32, i)));
+        }
+        Shape::Hypercube { dim } => {
+            for i in 0..n32 {
+                for bit in 0..dim {
+                    let j = i ^ (1 << bit);
+                    if i < j {
+                        out.push((i, j));
+                    }
+                }
+            }
+        }
+        Shape::Random { .. } => random_links(n, m, rng, &mut out),
+    }
+    out
+}
+
+/// A connected random graph with `n` nodes and exactly `m` links (`n - 1 <= m <= n(n-1)/2`).
+///
+/// First a random spanning tree (node i > 0 attaches to a uniformly random earlier node), so the
+/// graph is connected; then the remaining links are a uniformly random set of the other pairs.
+fn random_links(n: usize, m: usize, rng: &mut SplitMix64, out: &mut Vec<(u32, u32)>) {
+    let mut taken = PairSet::new(n);
+    for i in 1..n as u64 {
+        let parent = rng.below(i) as u32;
+        taken.insert(parent, i as u32);
+        out.push((parent, i as u32));
+    }
+    let total = n as u64 * (n as u64).saturating_sub(1) / 2;
+    let draw = |rng: &mut SplitMix64| {
+        // Two distinct uniform indices, ordered: a uniform unordered pair.
+        loop {
+            let a = rng.below(n as u64) as u32;
+            let b = rng.below(n as u64) as u32;
+            if a != b {
+                return (a.min(b), a.max(b));
+            }
+        }
+    };
+    if 2 * (m as u64) <= total {
+        // Sparse: draw pairs until enough are new; at least half of all pairs are free throughout.
+        while out.len() < m {
+            let (a, b) = draw(rng);
+            if taken.insert(a, b) {
+                out.push((a, b));
+            }
+        }
+    } else {
+        // Dense: drawing what to keep would stall near the end, so draw the `total - m` pairs to
+        // leave out instead (fewer than half of all pairs), then keep every other pair in order.
+        let mut left_out = 0;
+        while left_out < total - m as u64 {
+            let (a, b) = draw(rng);
+            if taken.insert(a, b) {
+                left_out += 1;
+            }
+        }
+        // `taken` now holds the tree and the left-out pairs; the rest are the extra links.
+        for a in 0..n as u32 {
+            for b in a + 1..n as u32 {
+                if !taken.contains(a, b) {
+                    out.push((a, b));
+                }
+            }
+        }
+    }
+}
+
+/// A set of unordered index pairs (`a < b`): a bit matrix for small graphs, a hash set otherwise.
+/// Only membership is asked, never iteration order, so the choice cannot change the graph.
+enum PairSet {
+    Bits { n: usize, words: Vec<u64> },
+    Hash(HashSet<u64>),
+}
+
+impl PairSet {
+    fn new(n: usize) -> Self {
+        // 8192 nodes is 8 MiB of bits; dense random graphs (m > half of all pairs) are below that
+        // anyway, since the size guard caps m at 10 million.
+        if n <= 8192 {
+            PairSet::Bits {
+                n,
+                words: vec![0; (n * n).div_ceil(64)],
+            }
+        } else {
+            PairSet::Hash(HashSet::new())
+        }
+    }
+
+    /// Adds the pair; false if it was already there.
+    fn insert(&mut self, a: u32, b: u32) -> bool {
+        match self {
+            PairSet::Bits { n, words } => {
+                let bit = a as usize * *n + b as usize;
+                let mask = 1u64 << (bit % 64);
+                let fresh = words[bit / 64] & mask == 0;
+                words[bit / 64] |= mask;
+                fresh
+            }
+            PairSet::Hash(set) => set.insert((u64::from(a) << 32) | u64::from(b)),
+        }
+    }
+
+    fn contains(&self, a: u32, b: u32) -> bool {
+        match self {
+            PairSet::Bits { n, words } => {
+                let bit = a as usize * *n + b as usize;
+                words[bit / 64] & (1u64 << (bit % 64)) != 0
+            }
+            PairSet::Hash(set) => set.contains(&((u64::from(a) << 32) | u64::from(b))),
+        }
+    }
+}

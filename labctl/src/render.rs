@@ -1,0 +1,191 @@
+//! Human-readable rendering of a report: the tree drawn as an indented tree, a roles table, the
+//! algorithms' costs beside their bounds, and the invariants.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use labctl_core::{NodeId, Report, Role};
+
+/// Trees larger than this are summarised rather than drawn.
+const DRAW_LIMIT: usize = 300;
+/// Role lists longer than this are cut.
+const LIST_LIMIT: usize = 24;
+
+/// The whole report as text. `header` says how the run was made.
+pub fn report(report: &Report, header: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} nodes, {} links, epoch {}",
+        report.lab, report.nodes, report.links, report.epoch
+    );
+    let _ = writeln!(out, "{header}\n");
+    match report.leader {
+        Some(leader) => {
+            let _ = writeln!(
+                out,
+                "Leader: {leader}, elected by Yo-Yo in {} iteration{}",
+                report.iterations,
+                if report.iterations == 1 { "" } else { "s" }
+            );
+        }
+        None => {
+            let _ = writeln!(out, "Leader: none agreed on");
+        }
+    }
+    let _ = writeln!(out, "\nSpanning tree (SHOUT+), depth {}:", report.depth);
+    out.push_str(&tree(report));
+    let _ = writeln!(out, "\nRoles:");
+    out.push_str(&roles(report));
+    let _ = writeln!(out, "\nMessages          measured   bound");
+    let phases = report
+        .election_phases
+        .iter()
+        .skip(1)
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(" + ");
+    let setup = report.election_phases.first().copied().unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "  Yo-Yo election  {:>8}   ≤ {:<8} setup {setup}{}",
+        report.messages.election,
+        report.bounds.election,
+        if phases.is_empty() {
+            String::new()
+        } else {
+            format!(", iterations {phases}")
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  Yo-Yo rounds    {:>8}   ≤ {:<8} iterations",
+        report.iterations, report.bounds.iterations
+    );
+    let _ = writeln!(
+        out,
+        "  SHOUT+ tree     {:>8}   = {:<8} exactly 2m",
+        report.messages.tree, report.bounds.tree
+    );
+    let failed: Vec<_> = report.failed_checks().collect();
+    if failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nChecks: all {} passed ({})",
+            report.checks.len(),
+            report
+                .checks
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        let _ = writeln!(out, "\nChecks: {} FAILED", failed.len());
+        for check in failed {
+            let _ = writeln!(out, "  ✗ {}: {}", check.name, check.detail);
+        }
+    }
+    out
+}
+
+/// The spanning tree as an indented tree, each node with its roles.
+fn tree(report: &Report) -> String {
+    let mut children: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+    let mut root = None;
+    for (id, parent) in &report.tree {
+        let id: NodeId = id.parse().expect("report keys are ids");
+        match parent {
+            Some(p) => children.entry(*p).or_default().push(id),
+            None => root = Some(id),
+        }
+    }
+    let Some(root) = root else {
+        return "  (no root)\n".into();
+    };
+    if report.nodes > DRAW_LIMIT {
+        return format!(
+            "  {} nodes: too many to draw here (limit {DRAW_LIMIT}); use --json for every parent\n",
+            report.nodes
+        );
+    }
+    let mut out = String::new();
+    let label = |id: NodeId| {
+        let roles = report
+            .roles
+            .get(&id.to_string())
+            .map(|r| join(r))
+            .unwrap_or_default();
+        format!("{id}  {roles}")
+    };
+    let _ = writeln!(out, "  {}", label(root));
+    // Depth-first, iterative (deep trees, like a long line, must not overflow the stack).
+    let mut stack: Vec<(NodeId, String, bool)> = Vec::new();
+    let push_children = |stack: &mut Vec<(NodeId, String, bool)>, of: NodeId, prefix: &str| {
+        let kids = children.get(&of).cloned().unwrap_or_default();
+        for (i, kid) in kids.iter().enumerate().rev() {
+            stack.push((*kid, prefix.to_string(), i + 1 == kids.len()));
+        }
+    };
+    push_children(&mut stack, root, "  ");
+    while let Some((id, prefix, last)) = stack.pop() {
+        let _ = writeln!(
+            out,
+            "{prefix}{}{}",
+            if last { "└── " } else { "├── " },
+            label(id)
+        );
+        let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
+        push_children(&mut stack, id, &deeper);
+    }
+    out
+}
+
+/// Which nodes hold each role.
+fn roles(report: &Report) -> String {
+    let mut by_role: BTreeMap<Role, Vec<NodeId>> = BTreeMap::new();
+    for (id, roles) in &report.roles {
+        for role in roles {
+            by_role
+                .entry(*role)
+                .or_default()
+                .push(id.parse().expect("report keys are ids"));
+        }
+    }
+    let mut out = String::new();
+    for role in [
+        Role::Writer,
+        Role::Persistence,
+        Role::Forwarder,
+        Role::Input,
+    ] {
+        let mut ids = by_role.remove(&role).unwrap_or_default();
+        ids.sort_unstable();
+        let shown: Vec<String> = ids.iter().take(LIST_LIMIT).map(|i| i.to_string()).collect();
+        let more = if ids.len() > LIST_LIMIT {
+            format!(" … and {} more", ids.len() - LIST_LIMIT)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<12} {}{more}  ({})",
+            role.to_string(),
+            if shown.is_empty() {
+                "-".to_string()
+            } else {
+                shown.join(", ")
+            },
+            ids.len()
+        );
+    }
+    out
+}
+
+fn join(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(Role::to_string)
+        .collect::<Vec<_>>()
+        .join("+")
+}
