@@ -48,7 +48,7 @@ pub fn report(report: &Report, header: &str) -> String {
     let setup = report.election_phases.first().copied().unwrap_or(0);
     let _ = writeln!(
         out,
-        "  Yo-Yo election  {:>8}   ≤ {:<8} setup {setup}{}",
+        "  Yo-Yo election  {:>8}   ≤ {:<8} 2m(⌈log₂ n⌉ + 2): setup {setup}{}",
         report.messages.election,
         report.bounds.election,
         if phases.is_empty() {
@@ -59,7 +59,7 @@ pub fn report(report: &Report, header: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "  Yo-Yo rounds    {:>8}   ≤ {:<8} iterations",
+        "  Yo-Yo rounds    {:>8}   ≤ {:<8} iterations (⌈log₂ n⌉ + 1)",
         report.iterations, report.bounds.iterations
     );
     let _ = writeln!(
