@@ -1,0 +1,1068 @@
+//! End-to-end tests of the `labctl` binary: each test runs the real executable, in a temporary
+//! directory when it needs files of its own, and reads `--json` and `--trace` output back into
+//! types, so the report (SPEC §7) and the topology errors (SPEC §2) are tested like an API.
+//!
+//! Every expectation is computed here from the topology file itself (smallest id, neighbours,
+//! eccentricity, the roles of SPEC §3.4), never copied from the program's own output.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use labctl_core::{Report, Role};
+use labctl_topology::{NodeId, Topology};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The binary under test, built by cargo for this integration test.
+const LABCTL: &str = env!("CARGO_BIN_EXE_labctl");
+
+/// A shipped topology too large for a debug-build simulation (100,000 nodes).
+const TOO_BIG: &str = "bench-random100k.toml";
+
+/// What `labctl sim --json` prints: the SPEC §7 report plus what only a simulation knows.
+#[derive(Debug, Deserialize)]
+struct SimReport {
+    #[serde(flatten)]
+    report: Report,
+    seed: u64,
+    delivery: String,
+    virtual_time: u64,
+    delivered: u64,
+}
+
+/// A finished run of the binary, with its output decoded.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// The command line, for assertion messages.
+fn command_line<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+    format!("labctl {}", args.join(" "))
+}
+
+/// Runs `labctl` with `args` and waits for it.
+fn labctl<S: AsRef<OsStr>>(args: &[S]) -> Run {
+    let output: Output = Command::new(LABCTL)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("labctl runs");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
+    }
+}
+
+/// Runs `labctl` and insists on exit code 0.
+fn labctl_success<S: AsRef<OsStr>>(args: &[S]) -> Run {
+    let run = labctl(args);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{} exited {:?}; stderr: {}",
+        command_line(args),
+        run.code,
+        run.stderr
+    );
+    run
+}
+
+/// Runs `labctl` and insists on exit code 0 and a silent stderr; returns stdout.
+fn labctl_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
+    let run = labctl_success(args);
+    assert_eq!(run.stderr, "", "{} wrote to stderr", command_line(args));
+    run.stdout
+}
+
+/// The shipped `topologies/` directory.
+fn topologies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies")
+}
+
+fn topology_file(name: &str) -> PathBuf {
+    topologies_dir().join(name)
+}
+
+/// Every shipped topology file, sorted; `TOO_BIG` only when asked for.
+fn shipped(include_too_big: bool) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(topologies_dir())
+        .expect("topologies/ is readable")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.extension() == Some(OsStr::new("toml")))
+        .filter(|path| include_too_big || path.file_name() != Some(OsStr::new(TOO_BIG)))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "expected the shipped topologies, found {files:?}"
+    );
+    files
+}
+
+fn load(file: &Path) -> Topology {
+    Topology::from_path(file).unwrap_or_else(|e| panic!("{} should parse: {e}", file.display()))
+}
+
+/// `labctl sim FILE --json` plus `extra`, read back into a report.
+fn sim_json(file: &Path, extra: &[&str]) -> SimReport {
+    let mut args = vec![OsStr::new("sim"), file.as_os_str(), OsStr::new("--json")];
+    args.extend(extra.iter().map(OsStr::new));
+    let stdout = labctl_ok(&args);
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "{}: --json prints one JSON object on one line",
+        file.display()
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: the report does not read back: {e}\n{stdout}",
+            file.display()
+        )
+    })
+}
+
+/// The report's tree with numeric keys.
+fn parents(report: &Report) -> BTreeMap<NodeId, Option<NodeId>> {
+    report
+        .tree
+        .iter()
+        .map(|(id, parent)| (id.parse().expect("tree keys are ids"), *parent))
+        .collect()
+}
+
+/// The roles SPEC §3.4 gives each node of a tree (parent pointers, the root's null).
+fn expected_roles(tree: &BTreeMap<NodeId, Option<NodeId>>) -> BTreeMap<NodeId, BTreeSet<Role>> {
+    let root = tree
+        .iter()
+        .find(|(_, parent)| parent.is_none())
+        .map(|(id, _)| *id);
+    let with_children: BTreeSet<NodeId> = tree.values().flatten().copied().collect();
+    tree.iter()
+        .map(|(&id, &parent)| {
+            let has_children = with_children.contains(&id);
+            let roles = match (parent, has_children) {
+                (None, true) => vec![Role::Writer],
+                (None, false) => vec![Role::Writer, Role::Input],
+                (Some(_), false) => vec![Role::Input],
+                (Some(p), true) if Some(p) == root => vec![Role::Persistence],
+                (Some(_), true) => vec![Role::Forwarder],
+            };
+            (id, roles.into_iter().collect())
+        })
+        .collect()
+}
+
+/// Each node's distance from the root, following parent pointers; panics on a cycle or a pointer
+/// to a node outside the tree.
+fn depths(tree: &BTreeMap<NodeId, Option<NodeId>>, context: &str) -> BTreeMap<NodeId, u32> {
+    tree.keys()
+        .map(|&start| {
+            let (mut at, mut hops) = (start, 0u32);
+            while let Some(parent) = tree[&at] {
+                assert!(
+                    tree.contains_key(&parent),
+                    "{context}: node {at}'s parent {parent} is not in the tree"
+                );
+                at = parent;
+                hops += 1;
+                assert!(
+                    hops as usize <= tree.len(),
+                    "{context}: following parents from {start} never reaches the root"
+                );
+            }
+            (start, hops)
+        })
+        .collect()
+}
+
+/// ⌈log₂ n⌉, for n ≥ 1.
+fn ceil_log2(n: u64) -> u64 {
+    let mut k = 0;
+    while (1u64 << k) < n {
+        k += 1;
+    }
+    k
+}
+
+/// Checks one `sim --json` report against the topology it ran on.
+fn check_report(file: &Path, topology: &Topology, sim: &SimReport, delivery: &str, seed: u64) {
+    let context = format!("{} (--delivery {delivery} --seed {seed})", file.display());
+    let report = &sim.report;
+    let ids = topology.ids();
+    let smallest = *ids.iter().min().expect("a topology has nodes");
+    let n = ids.len();
+    let m = topology.links().len();
+    let adjacency = topology.adjacency();
+
+    assert_eq!(report.runtime, "sim", "{context}");
+    assert_eq!(report.lab, topology.name, "{context}");
+    assert_eq!(
+        (report.nodes, report.links),
+        (n, m),
+        "{context}: nodes, links"
+    );
+    assert_eq!(sim.delivery, delivery, "{context}: delivery echoed");
+    assert_eq!(sim.seed, seed, "{context}: seed echoed");
+    assert!(report.epoch >= 1, "{context}: epoch {}", report.epoch);
+    assert!(report.converged, "{context}: not converged");
+    assert_eq!(
+        report.leader,
+        Some(smallest),
+        "{context}: the leader is the smallest id"
+    );
+
+    // The tree: every node, one root (the leader), parents are neighbours, no cycles.
+    let tree = parents(report);
+    assert_eq!(
+        tree.keys().copied().collect::<Vec<_>>(),
+        ids,
+        "{context}: the tree has exactly the topology's nodes"
+    );
+    let roots: Vec<NodeId> = tree
+        .iter()
+        .filter(|(_, p)| p.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(
+        roots,
+        [smallest],
+        "{context}: exactly the leader has no parent"
+    );
+    for (id, parent) in &tree {
+        if let Some(parent) = parent {
+            assert!(
+                adjacency[id].contains(parent),
+                "{context}: node {id}'s parent {parent} is not a neighbour"
+            );
+        }
+    }
+    let depth = depths(&tree, &context).into_values().max().unwrap_or(0);
+    assert_eq!(
+        report.depth, depth,
+        "{context}: depth is the deepest node's"
+    );
+    if delivery == "sync" {
+        // Unit delays make SHOUT's tree breadth-first: as deep as the leader's eccentricity.
+        let eccentricity = topology
+            .eccentricity(smallest)
+            .expect("the leader is a node");
+        assert_eq!(
+            report.depth as usize, eccentricity,
+            "{context}: a sync tree is breadth-first"
+        );
+    }
+
+    // Roles (SPEC §3.4), computed here from the tree alone.
+    let expected = expected_roles(&tree);
+    let actual: BTreeMap<NodeId, BTreeSet<Role>> = report
+        .roles
+        .iter()
+        .map(|(id, roles)| {
+            let set: BTreeSet<Role> = roles.iter().copied().collect();
+            assert_eq!(
+                set.len(),
+                roles.len(),
+                "{context}: node {id} repeats a role"
+            );
+            (id.parse().expect("role keys are ids"), set)
+        })
+        .collect();
+    assert_eq!(actual, expected, "{context}: roles follow SPEC §3.4");
+
+    // Costs against SPEC §3.2–3.3.
+    let k = ceil_log2(n as u64);
+    let two_m = 2 * m as u64;
+    assert_eq!(report.messages.tree, two_m, "{context}: SHOUT+ sends 2m");
+    assert_eq!(report.bounds.tree, two_m, "{context}: tree bound");
+    assert_eq!(
+        report.bounds.election,
+        two_m * (k + 2),
+        "{context}: election bound 2m(⌈log₂ n⌉+2)"
+    );
+    assert_eq!(
+        u64::from(report.bounds.iterations),
+        k + 1,
+        "{context}: iteration bound ⌈log₂ n⌉+1"
+    );
+    assert!(
+        report.messages.election <= report.bounds.election,
+        "{context}: {} election messages, bound {}",
+        report.messages.election,
+        report.bounds.election
+    );
+    assert!(
+        report.iterations <= report.bounds.iterations,
+        "{context}: {} iterations, bound {}",
+        report.iterations,
+        report.bounds.iterations
+    );
+    let phases = &report.election_phases;
+    assert_eq!(
+        phases.len(),
+        report.iterations as usize + 1,
+        "{context}: setup plus one phase per iteration: {phases:?}"
+    );
+    assert_eq!(phases[0], two_m, "{context}: setup sends 2m: {phases:?}");
+    assert_eq!(
+        phases.iter().sum::<u64>(),
+        report.messages.election,
+        "{context}: the phases add up to the election's messages: {phases:?}"
+    );
+    assert!(
+        phases[1..].windows(2).all(|w| w[0] >= w[1]) && phases[1..].iter().all(|p| p % 2 == 0),
+        "{context}: each iteration costs 2 × live edges, which only shrink: {phases:?}"
+    );
+    assert_eq!(
+        sim.delivered,
+        report.messages.election + report.messages.tree,
+        "{context}: every message sent was delivered"
+    );
+    if m > 0 {
+        assert!(sim.virtual_time > 0, "{context}: time passed");
+    }
+
+    assert!(!report.checks.is_empty(), "{context}: no checks reported");
+    let failed: Vec<_> = report.failed_checks().collect();
+    assert!(failed.is_empty(), "{context}: failed checks {failed:?}");
+}
+
+// --- 1. sim --json on every shipped topology -------------------------------------------------
+
+#[test]
+fn sim_sync_on_every_shipped_topology_elects_the_minimum_and_builds_a_bfs_tree() {
+    for file in shipped(false) {
+        let topology = load(&file);
+        let sim = sim_json(&file, &["--delivery", "sync"]);
+        check_report(&file, &topology, &sim, "sync", 0);
+    }
+}
+
+#[test]
+fn sim_async_on_every_shipped_topology_elects_the_minimum_and_builds_a_spanning_tree() {
+    for file in shipped(false) {
+        let topology = load(&file);
+        let sim = sim_json(&file, &["--delivery", "async", "--seed", "3"]);
+        check_report(&file, &topology, &sim, "async", 3);
+    }
+}
+
+#[test]
+fn sim_defaults_to_sync_delivery_and_seed_zero() {
+    let file = topology_file("grid4x4-shuffled.toml");
+    let sim = sim_json(&file, &[]);
+    check_report(&file, &load(&file), &sim, "sync", 0);
+}
+
+#[test]
+fn sim_elects_the_smallest_id_when_it_is_not_one() {
+    // Ids far from 1..n, the smallest (17) neither first in the file nor a hub.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("odd-ids.toml");
+    std::fs::write(
+        &file,
+        "name = \"odd-ids\"\n\
+         nodes = [40, 93, 17, 25, 61, 88, 30]\n\
+         links = [[40, 93], [93, 17], [17, 25], [25, 61], [61, 88], [88, 30], [30, 40], [40, 61]]\n",
+    )
+    .unwrap();
+    let topology = load(&file);
+    for (delivery, seed) in [("sync", 0), ("async", 3), ("async", 11)] {
+        let seed_text = seed.to_string();
+        let sim = sim_json(&file, &["--delivery", delivery, "--seed", &seed_text]);
+        assert_eq!(sim.report.leader, Some(17));
+        check_report(&file, &topology, &sim, delivery, seed);
+    }
+}
+
+// --- 2. determinism -----------------------------------------------------------------------------
+
+#[test]
+fn same_seed_same_trace_different_seed_different_trace() {
+    let file = topology_file("random30.toml");
+    // Without --json the trace is stdout and the summary stderr: both must repeat exactly.
+    let trace = |seed: &str| {
+        let run = labctl_success(&[
+            OsStr::new("sim"),
+            file.as_os_str(),
+            OsStr::new("--delivery"),
+            OsStr::new("async"),
+            OsStr::new("--seed"),
+            OsStr::new(seed),
+            OsStr::new("--trace"),
+        ]);
+        (run.stdout, run.stderr)
+    };
+    let first = trace("3");
+    assert!(
+        first.0.lines().count() > 100,
+        "a random30 trace has many lines"
+    );
+    let again = trace("3");
+    assert!(
+        first.0 == again.0,
+        "the same seed gave two different traces"
+    );
+    assert!(
+        first.1 == again.1,
+        "the same seed gave two different summaries"
+    );
+    assert!(
+        first.0 != trace("4").0,
+        "seeds 3 and 4 gave the same async trace"
+    );
+}
+
+#[test]
+fn sync_traces_are_reproducible_too() {
+    let file = topology_file("torus4x4.toml");
+    let args = [
+        OsStr::new("sim"),
+        file.as_os_str(),
+        OsStr::new("--trace"),
+        OsStr::new("--json"),
+    ];
+    let first = labctl_ok(&args);
+    let second = labctl_ok(&args);
+    // Only the wall-clock field of the final report may differ.
+    let strip = |text: &str| -> Vec<Value> {
+        text.lines()
+            .map(|line| {
+                let mut value: Value = serde_json::from_str(line).unwrap();
+                if let Some(object) = value.as_object_mut() {
+                    object.remove("elapsed_ms");
+                }
+                value
+            })
+            .collect()
+    };
+    assert_eq!(strip(&first), strip(&second));
+}
+
+// --- 3. --trace --json -----------------------------------------------------------------------
+
+/// Runs `sim --trace --json` and checks the trace against the report that ends it.
+fn check_trace(file: &Path, extra: &[&str]) {
+    let context = format!("{} {}", file.display(), extra.join(" "));
+    let mut args = vec![
+        OsStr::new("sim"),
+        file.as_os_str(),
+        OsStr::new("--trace"),
+        OsStr::new("--json"),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    let stdout = labctl_ok(&args);
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    let last = lines.pop().expect("at least the report");
+    let sim: SimReport = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{context}: the last line is not the report: {e}\n{last}"));
+    let report = &sim.report;
+    let tree = parents(report);
+
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{context}: not JSON: {e}\n{line}"))
+        })
+        .collect();
+    let field = |event: &Value, key: &str| -> u64 {
+        event[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{context}: no numeric `{key}` in {event}"))
+    };
+    let kind = |event: &Value| -> String {
+        event["event"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{context}: no `event` in {event}"))
+            .to_string()
+    };
+
+    let mut sends = 0u64;
+    let mut receives = 0u64;
+    let mut elected = Vec::new();
+    let mut joined: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+    let mut last_roles: BTreeMap<NodeId, Vec<Role>> = BTreeMap::new();
+    // Messages on the wire per directed link, to check FIFO delivery.
+    let mut in_flight: HashMap<(NodeId, NodeId), VecDeque<Value>> = HashMap::new();
+    let mut time = 0;
+    for event in &events {
+        let t = field(event, "t");
+        assert!(t >= time, "{context}: time went back to {t} at {event}");
+        time = t;
+        let node = field(event, "node");
+        assert!(
+            tree.contains_key(&node),
+            "{context}: unknown node in {event}"
+        );
+        match kind(event).as_str() {
+            "send" => {
+                sends += 1;
+                in_flight
+                    .entry((node, field(event, "to")))
+                    .or_default()
+                    .push_back(event["message"].clone());
+            }
+            "receive" => {
+                receives += 1;
+                let from = field(event, "from");
+                let sent = in_flight
+                    .get_mut(&(from, node))
+                    .and_then(VecDeque::pop_front)
+                    .unwrap_or_else(|| panic!("{context}: received what was never sent: {event}"));
+                assert_eq!(
+                    sent, event["message"],
+                    "{context}: link {from}→{node} delivered out of order"
+                );
+            }
+            "elected" => elected.push(node),
+            "joined" => {
+                let parent = field(event, "parent");
+                assert_eq!(
+                    field(event, "leader"),
+                    report.leader.expect("a leader"),
+                    "{context}: {event}"
+                );
+                assert!(
+                    joined.insert(node, parent).is_none(),
+                    "{context}: node {node} joined twice"
+                );
+            }
+            "roles" => {
+                let roles = serde_json::from_value(event["roles"].clone())
+                    .unwrap_or_else(|e| panic!("{context}: bad roles in {event}: {e}"));
+                last_roles.insert(node, roles);
+            }
+            _ => {}
+        }
+    }
+
+    let total = report.messages.election + report.messages.tree;
+    assert_eq!(
+        sends, total,
+        "{context}: send lines vs messages in the report"
+    );
+    assert_eq!(
+        receives, total,
+        "{context}: receive lines vs messages in the report"
+    );
+    assert!(
+        in_flight.values().all(VecDeque::is_empty),
+        "{context}: messages sent but never received"
+    );
+    assert_eq!(
+        elected,
+        [report.leader.expect("a leader")],
+        "{context}: exactly one `elected` event, at the leader"
+    );
+    assert_eq!(
+        time, sim.virtual_time,
+        "{context}: the trace ends when the run went quiet"
+    );
+    let tree_edges: BTreeMap<NodeId, NodeId> = tree
+        .iter()
+        .filter_map(|(id, parent)| parent.map(|p| (*id, p)))
+        .collect();
+    assert_eq!(
+        joined, tree_edges,
+        "{context}: `joined` events give the tree"
+    );
+    assert_eq!(
+        last_roles,
+        tree.keys()
+            .map(|id| (*id, report.roles[&id.to_string()].clone()))
+            .collect::<BTreeMap<_, _>>(),
+        "{context}: each node's last `roles` event is its reported roles"
+    );
+}
+
+#[test]
+fn trace_json_matches_the_report_on_every_shipped_topology() {
+    for file in shipped(false) {
+        check_trace(&file, &["--delivery", "sync"]);
+        check_trace(&file, &["--delivery", "async", "--seed", "5"]);
+    }
+}
+
+#[test]
+fn trace_without_json_keeps_stdout_pure_and_summarises_on_stderr() {
+    let file = topology_file("ring6.toml");
+    let run = labctl(&[OsStr::new("sim"), file.as_os_str(), OsStr::new("--trace")]);
+    assert_eq!(run.code, Some(0), "stderr: {}", run.stderr);
+    assert!(!run.stdout.is_empty());
+    for line in run.stdout.lines() {
+        let value: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+        assert!(
+            value.get("event").is_some(),
+            "a trace line has an event: {line}"
+        );
+    }
+    assert!(
+        run.stderr.contains("Leader: 1"),
+        "the summary goes to stderr: {}",
+        run.stderr
+    );
+}
+
+// --- 4. human output ------------------------------------------------------------------------
+
+#[test]
+fn human_output_shows_leader_tree_and_roles() {
+    let file = topology_file("ring6.toml");
+    let text = labctl_ok(&[OsStr::new("sim"), file.as_os_str()]);
+    assert!(text.contains("Leader: 1"), "{text}");
+    assert!(
+        text.lines().any(|line| line.contains("└──")),
+        "no tree drawing:\n{text}"
+    );
+    // Every node is drawn in the tree.
+    for id in 1..=6 {
+        assert!(
+            text.lines().any(|line| line
+                .trim_start_matches([' ', '│', '├', '└', '─'])
+                .starts_with(&format!("{id}  "))),
+            "node {id} is not in the tree drawing:\n{text}"
+        );
+    }
+    // The roles table lists each role with the nodes the report gives it.
+    let report = sim_json(&file, &[]).report;
+    let table = text
+        .split("Roles:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no roles table:\n{text}"));
+    for role in [
+        Role::Writer,
+        Role::Persistence,
+        Role::Forwarder,
+        Role::Input,
+    ] {
+        let mut holders: Vec<NodeId> = report
+            .roles
+            .iter()
+            .filter(|(_, roles)| roles.contains(&role))
+            .map(|(id, _)| id.parse().unwrap())
+            .collect();
+        holders.sort_unstable();
+        let listed = holders
+            .iter()
+            .map(NodeId::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = table
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{role} ")))
+            .unwrap_or_else(|| panic!("no `{role}` row in the roles table:\n{text}"));
+        assert!(
+            row.contains(&listed) && row.contains(&format!("({})", holders.len())),
+            "`{role}` row should list {listed}: {row}"
+        );
+    }
+}
+
+// --- 5. invalid topology files --------------------------------------------------------------
+
+/// Writes `text` to `file_name` in a temporary directory, then checks that `validate`, `sim`
+/// (plain and `--json --trace`) and `graph` all refuse it: exit 2, nothing on stdout, one line
+/// `labctl: FILE[:LINE:COL]: …` on stderr mentioning each of `mentions`.
+fn assert_rejected(
+    file_name: &str,
+    text: Option<&str>,
+    at: Option<(usize, usize)>,
+    mentions: &[&str],
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(file_name);
+    if let Some(text) = text {
+        std::fs::write(&file, text).unwrap();
+    }
+    let prefix = match at {
+        Some((line, column)) => format!("labctl: {}:{line}:{column}: ", file.display()),
+        None => format!("labctl: {}: ", file.display()),
+    };
+    let commands: [&[&OsStr]; 4] = [
+        &[OsStr::new("validate"), file.as_os_str()],
+        &[OsStr::new("sim"), file.as_os_str()],
+        &[
+            OsStr::new("sim"),
+            file.as_os_str(),
+            OsStr::new("--json"),
+            OsStr::new("--trace"),
+        ],
+        &[OsStr::new("graph"), file.as_os_str()],
+    ];
+    for args in commands {
+        let command = command_line(args);
+        let run = labctl(args);
+        assert_eq!(
+            run.code,
+            Some(2),
+            "{command}: exit code; stderr: {}",
+            run.stderr
+        );
+        assert_eq!(run.stdout, "", "{command}: stdout must stay empty");
+        assert!(
+            run.stderr.ends_with('\n') && run.stderr.lines().count() == 1,
+            "{command}: stderr is exactly one line: {:?}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.starts_with(&prefix),
+            "{command}: stderr should start with {prefix:?}: {:?}",
+            run.stderr
+        );
+        for mention in mentions {
+            assert!(
+                run.stderr.contains(mention),
+                "{command}: stderr should mention {mention:?}: {:?}",
+                run.stderr
+            );
+        }
+    }
+}
+
+#[test]
+fn rejects_toml_syntax_error() {
+    assert_rejected(
+        "syntax.toml",
+        Some("name = \"syntax\"\nnodes = [1, 2,, 3]\nlinks = [[1, 2], [2, 3]]\n"),
+        Some((2, 15)),
+        &["invalid TOML", "comma"],
+    );
+}
+
+#[test]
+fn rejects_missing_name() {
+    assert_rejected(
+        "noname.toml",
+        Some("nodes = [1, 2]\nlinks = [[1, 2]]\n"),
+        None,
+        &["missing `name`", "name = \"ring6\""],
+    );
+}
+
+#[test]
+fn rejects_bad_name() {
+    assert_rejected(
+        "badname.toml",
+        Some("# a comment first\nname = \"Ring6\"\nnodes = [1]\nlinks = []\n"),
+        Some((2, 8)),
+        &["\"Ring6\"", "a-z, 0-9 and '-'"],
+    );
+}
+
+#[test]
+fn rejects_unknown_key() {
+    assert_rejected(
+        "unknown.toml",
+        Some("name = \"unknown\"\nnodes = [1, 2]\nlinks = [[1, 2]]\n  colour = \"red\"\n"),
+        Some((4, 3)),
+        &["`colour`", "valid keys are name, nodes, links, generate"],
+    );
+}
+
+#[test]
+fn rejects_duplicate_id() {
+    assert_rejected(
+        "dupid.toml",
+        Some("name = \"dupid\"\nnodes = [1, 2, 3, 2]\nlinks = [[1, 2], [2, 3]]\n"),
+        Some((2, 19)),
+        &["duplicate node id 2", "must appear once"],
+    );
+}
+
+#[test]
+fn rejects_id_zero() {
+    assert_rejected(
+        "zero.toml",
+        Some("name = \"zero\"\nnodes = [1, 0]\nlinks = [[1, 0]]\n"),
+        Some((2, 13)),
+        &["invalid node id 0", "positive integers"],
+    );
+}
+
+#[test]
+fn rejects_negative_id() {
+    assert_rejected(
+        "negative.toml",
+        Some("name = \"negative\"\nnodes = [-3, 1]\nlinks = [[-3, 1]]\n"),
+        Some((2, 10)),
+        &["invalid node id -3", "positive integers"],
+    );
+}
+
+#[test]
+fn rejects_self_loop() {
+    assert_rejected(
+        "selfloop.toml",
+        Some("name = \"selfloop\"\nnodes = [1, 2]\nlinks = [[1, 2], [2, 2]]\n"),
+        Some((3, 18)),
+        &["self-loop [2, 2]", "two different nodes"],
+    );
+}
+
+#[test]
+fn rejects_duplicate_link_in_either_direction() {
+    assert_rejected(
+        "duplink.toml",
+        Some("name = \"duplink\"\nnodes = [1, 2, 3]\nlinks = [\n  [1, 2],\n  [2, 3],\n  [2, 1],\n]\n"),
+        Some((6, 3)),
+        &["duplicate link [2, 1]", "[1, 2] already links them"],
+    );
+}
+
+#[test]
+fn rejects_link_to_unknown_node() {
+    assert_rejected(
+        "unknode.toml",
+        Some("name = \"unknode\"\nnodes = [1, 2]\nlinks = [[1, 2], [2, 9]]\n"),
+        Some((3, 22)),
+        &["node 9", "not in `nodes`"],
+    );
+}
+
+#[test]
+fn rejects_link_with_three_ids() {
+    assert_rejected(
+        "three.toml",
+        Some("name = \"three\"\nnodes = [1, 2, 3]\nlinks = [[1, 2], [1, 2, 3]]\n"),
+        Some((3, 18)),
+        &["3 ids", "a pair of node ids"],
+    );
+}
+
+#[test]
+fn rejects_disconnected_graph() {
+    assert_rejected(
+        "disconnected.toml",
+        Some("name = \"disconnected\"\nnodes = [1, 2, 3, 4]\nlinks = [[1, 2], [3, 4]]\n"),
+        // Points at the first node the search from node 1 does not reach.
+        Some((2, 16)),
+        &["disconnected", "node 3 cannot be reached from node 1"],
+    );
+}
+
+#[test]
+fn rejects_both_explicit_graph_and_generate() {
+    assert_rejected(
+        "both.toml",
+        Some("name = \"both\"\nnodes = [1, 2]\nlinks = [[1, 2]]\n\n[generate]\nshape = \"ring\"\nn = 4\n"),
+        Some((5, 2)),
+        &["`nodes`/`links` and `[generate]` are exclusive"],
+    );
+}
+
+#[test]
+fn rejects_unknown_shape() {
+    assert_rejected(
+        "shape.toml",
+        Some("name = \"shape\"\n\n[generate]\nshape = \"pentagon\"\nn = 5\n"),
+        Some((4, 9)),
+        &["\"pentagon\"", "valid shapes are ring, line, star"],
+    );
+}
+
+#[test]
+fn rejects_key_not_for_shape() {
+    assert_rejected(
+        "rows.toml",
+        Some("name = \"rows\"\n\n[generate]\nshape = \"ring\"\nn = 5\nrows = 2\n"),
+        Some((6, 8)),
+        &["`rows`", "ring takes n"],
+    );
+}
+
+#[test]
+fn rejects_torus_too_small() {
+    assert_rejected(
+        "torus.toml",
+        Some("name = \"torus\"\n\n[generate]\nshape = \"torus\"\ncols = 4\nrows = 2\n"),
+        Some((6, 8)),
+        &["`rows` = 2", "rows >= 3"],
+    );
+}
+
+#[test]
+fn rejects_random_degree_too_small() {
+    assert_rejected(
+        "degree.toml",
+        Some("name = \"degree\"\n\n[generate]\nshape = \"random\"\nn = 10\ndegree = 1\n"),
+        Some((6, 10)),
+        &["`degree` = 1", "n = 10", "n-1 = 9"],
+    );
+}
+
+#[test]
+fn rejects_missing_file() {
+    assert_rejected("missing.toml", None, None, &["cannot read"]);
+}
+
+// --- 6. validate ----------------------------------------------------------------------------
+
+#[test]
+fn validate_accepts_every_shipped_topology_at_once() {
+    let files = shipped(true);
+    let mut args = vec![OsStr::new("validate")];
+    args.extend(files.iter().map(|f| f.as_os_str()));
+    let stdout = labctl_ok(&args);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), files.len(), "one line per file:\n{stdout}");
+    for (line, file) in lines.iter().zip(&files) {
+        let topology = load(file);
+        assert!(
+            line.starts_with(&format!("{}: ok", file.display())),
+            "{line}"
+        );
+        assert!(
+            line.contains(&format!("lab {}", topology.name)),
+            "the line names the lab: {line}"
+        );
+    }
+}
+
+#[test]
+fn validate_fails_when_any_file_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"bad\"\nnodes = [1, 1]\nlinks = []\n").unwrap();
+    let good = topology_file("ring6.toml");
+    let run = labctl(&[OsStr::new("validate"), good.as_os_str(), bad.as_os_str()]);
+    assert_eq!(run.code, Some(2), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr
+            .starts_with(&format!("labctl: {}:2:13: ", bad.display()))
+            && run.stderr.lines().count() == 1,
+        "{:?}",
+        run.stderr
+    );
+    assert!(
+        !run.stdout.contains("bad.toml"),
+        "the bad file is not reported ok: {}",
+        run.stdout
+    );
+}
+
+// --- 7. graph -------------------------------------------------------------------------------
+
+#[test]
+fn graph_dot_has_one_edge_line_per_link() {
+    for file in shipped(false) {
+        let topology = load(&file);
+        let dot = labctl_ok(&[
+            OsStr::new("graph"),
+            file.as_os_str(),
+            OsStr::new("--format"),
+            OsStr::new("dot"),
+        ]);
+        assert!(dot.starts_with("graph "), "{}: {dot}", file.display());
+        let edges: Vec<&str> = dot.lines().filter(|l| l.contains(" -- ")).collect();
+        assert_eq!(
+            edges.len(),
+            topology.link_count(),
+            "{}: {dot}",
+            file.display()
+        );
+        // And they are the topology's links.
+        let mut pairs: Vec<(NodeId, NodeId)> = edges
+            .iter()
+            .map(|line| {
+                let ids: Vec<NodeId> = line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().unwrap())
+                    .collect();
+                assert_eq!(ids.len(), 2, "{}: {line}", file.display());
+                (ids[0].min(ids[1]), ids[0].max(ids[1]))
+            })
+            .collect();
+        pairs.sort_unstable();
+        assert_eq!(pairs, topology.links(), "{}", file.display());
+    }
+}
+
+#[test]
+fn graph_ascii_mentions_every_node() {
+    for file in shipped(false) {
+        let topology = load(&file);
+        let text = labctl_ok(&[OsStr::new("graph"), file.as_os_str()]);
+        let numbers: BTreeSet<NodeId> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        for id in topology.ids() {
+            assert!(
+                numbers.contains(&id),
+                "{}: node {id} missing:\n{text}",
+                file.display()
+            );
+        }
+    }
+}
+
+// --- 8. command line ------------------------------------------------------------------------
+
+#[test]
+fn help_mentions_delivery() {
+    let top = labctl_ok(&["--help"]);
+    assert!(
+        top.contains("sim") && top.contains("validate") && top.contains("graph"),
+        "{top}"
+    );
+    let sim = labctl_ok(&["sim", "--help"]);
+    assert!(sim.contains("--delivery"), "{sim}");
+    assert!(sim.contains("--seed") && sim.contains("--trace"), "{sim}");
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let run = labctl(&["frobnicate"]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("frobnicate"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_delivery_value_is_a_usage_error() {
+    let file = topology_file("ring6.toml");
+    let run = labctl(&[
+        OsStr::new("sim"),
+        file.as_os_str(),
+        OsStr::new("--delivery"),
+        OsStr::new("sometimes"),
+    ]);
+    assert_eq!(run.code, Some(2));
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("sometimes"), "{}", run.stderr);
+}
+
+// --- 9. broken pipe -------------------------------------------------------------------------
+
+#[test]
+fn closed_stdout_exits_quietly() {
+    let file = topology_file("random50-shuffled.toml");
+    let mut child = Command::new(LABCTL)
+        .args([OsStr::new("sim"), file.as_os_str(), OsStr::new("--trace")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("labctl starts");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.contains("\"event\""), "{first}");
+    // The trace is far larger than a pipe's buffer, so labctl is still writing when we hang up.
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(stderr, "", "no panic and no summary after the reader left");
+}
