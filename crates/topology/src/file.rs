@@ -15,12 +15,16 @@ use toml::Spanned;
 
 use crate::error::{ErrorKind, TopologyError};
 use crate::generate::{self, Generate, IdOrder, Shape, SHAPES, SIZE_KEYS};
-use crate::{components, valid_name, NodeId, Topology, MAX_LINKS, MAX_NODES};
+use crate::{components, valid_name, NodeId, Timing, Topology, MAX_LINKS, MAX_NODES};
 
 /// The top-level keys; keep in step with [`Document`].
-const TOP_KEYS: &[&str] = &["name", "nodes", "links", "generate"];
+const TOP_KEYS: &[&str] = &["name", "nodes", "links", "generate", "timing"];
 /// [`TOP_KEYS`] for messages.
-const TOP_KEYS_TEXT: &str = "name, nodes, links, generate";
+const TOP_KEYS_TEXT: &str = "name, nodes, links, generate, timing";
+/// The `[timing]` keys; keep in step with [`TimingTable`].
+const TIMING_KEYS: &[&str] = &["heartbeat_ms", "suspicion_ms"];
+/// [`TIMING_KEYS`] for messages.
+const TIMING_KEYS_TEXT: &str = "heartbeat_ms, suspicion_ms";
 /// The `[generate]` keys; keep in step with [`GenerateTable`].
 const GENERATE_KEYS: &[&str] = &[
     "shape", "n", "rows", "cols", "depth", "fanout", "dim", "degree", "ids", "seed",
@@ -41,6 +45,15 @@ struct Document {
     nodes: Option<Nodes>,
     links: Option<Links>,
     generate: Option<Spanned<GenerateTable>>,
+    timing: Option<Spanned<TimingTable>>,
+}
+
+/// The optional `[timing]` table: the live lab's failure-detector timings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [timing] table")]
+struct TimingTable {
+    heartbeat_ms: Option<Spanned<i64>>,
+    suspicion_ms: Option<Spanned<i64>>,
 }
 
 /// The `[generate]` table as written; every size is optional here and checked against the shape.
@@ -102,6 +115,8 @@ fn expected(key: &str) -> &'static str {
         "generate.degree" => "a number like 4 or 3.5",
         "generate.ids" => "a string: sequential, shuffle or reverse",
         "generate.seed" => "an integer 0..=9223372036854775807",
+        "timing" => "a table: [timing] with heartbeat_ms and suspicion_ms",
+        "timing.heartbeat_ms" | "timing.suspicion_ms" => "a whole number of milliseconds",
         _ => "a non-negative integer",
     }
 }
@@ -180,7 +195,8 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
         }
         Some(name) => name.get_ref().clone(),
     };
-    match (&doc.nodes, &doc.links, &doc.generate) {
+    let timing = timing(&src, doc.timing.as_ref().map(Spanned::get_ref))?;
+    let topology = match (&doc.nodes, &doc.links, &doc.generate) {
         (Some(_), _, Some(generate)) | (_, Some(_), Some(generate)) => {
             let at = key_span(&values, "generate").or(Some(generate.span()));
             Err(src.error(ErrorKind::BothForms, at))
@@ -194,7 +210,44 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
             let at = key_span(&values, "generate").or(Some(generate.span()));
             generated(&src, name, generate.get_ref(), at)
         }
+    }?;
+    Ok(Topology { timing, ..topology })
+}
+
+/// Reads `[timing]`, with the defaults for what it leaves out, and checks the values make sense:
+/// heartbeats between 10 ms and 60 s, and a suspicion timeout of at least two heartbeats.
+fn timing(src: &Source<'_>, table: Option<&TimingTable>) -> Result<Timing, TopologyError> {
+    let mut timing = Timing::default();
+    let Some(table) = table else {
+        return Ok(timing);
+    };
+    if let Some(value) = &table.heartbeat_ms {
+        let ms = *value.get_ref();
+        if !(10..=60_000).contains(&ms) {
+            let kind = ErrorKind::OutOfRange {
+                key: "heartbeat_ms",
+                value: ms.to_string(),
+                valid: "heartbeat_ms takes 10..=60000 milliseconds",
+            };
+            return Err(src.error(kind, Some(value.span())));
+        }
+        timing.heartbeat_ms = ms as u64;
+        // Keep the default ratio when only the heartbeat is given.
+        timing.suspicion_ms = timing.suspicion_ms.max(2 * timing.heartbeat_ms);
     }
+    if let Some(value) = &table.suspicion_ms {
+        let ms = *value.get_ref();
+        if ms < 2 * timing.heartbeat_ms as i64 || ms > 600_000 {
+            let kind = ErrorKind::OutOfRange {
+                key: "suspicion_ms",
+                value: ms.to_string(),
+                valid: "suspicion_ms takes at least two heartbeats (2 × heartbeat_ms) and at most 600000",
+            };
+            return Err(src.error(kind, Some(value.span())));
+        }
+        timing.suspicion_ms = ms as u64;
+    }
+    Ok(timing)
 }
 
 /// The keys found in the document: (`key` or `generate.key`, the key's span, the value's span).
@@ -221,6 +274,20 @@ fn check_keys(src: &Source<'_>, table: &DeTable<'_>) -> Result<KeySpans, Topolog
                     ));
                 }
                 found.push((format!("generate.{inner_name}"), key.span(), value.span()));
+            }
+        }
+        if let (true, DeValue::Table(inner)) = (name == "timing", value.get_ref()) {
+            for (key, value) in inner.iter() {
+                let inner_name = key.get_ref().to_string();
+                if !TIMING_KEYS.contains(&inner_name.as_str()) {
+                    unknown.push((
+                        key.span(),
+                        inner_name.clone(),
+                        "in [timing]",
+                        TIMING_KEYS_TEXT,
+                    ));
+                }
+                found.push((format!("timing.{inner_name}"), key.span(), value.span()));
             }
         }
         found.push((name, key.span(), value.span()));
@@ -333,7 +400,11 @@ fn explicit(
             }
         }
     }
-    let topology = Topology { name, graph };
+    let topology = Topology {
+        name,
+        graph,
+        timing: Timing::default(),
+    };
     if let Some((from, unreachable, components)) = components::disconnected(&topology) {
         let span = list
             .iter()

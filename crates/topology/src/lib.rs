@@ -75,6 +75,27 @@ pub struct Topology {
     /// The graph; node weights are the ids. Node indices follow the file's `nodes` order, or the
     /// generator's order.
     pub graph: UnGraph<NodeId, ()>,
+    /// The live lab's failure-detector timings (`[timing]`, optional).
+    pub timing: Timing,
+}
+
+/// The `[timing]` table: how often nodes send heartbeats and when a silent neighbour is suspected.
+/// Classroom defaults like etcd's: a heartbeat every 100 ms, suspicion after 1 s of silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Interval between heartbeats on every link, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Silence after which a neighbour is suspected, in milliseconds.
+    pub suspicion_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_ms: 100,
+            suspicion_ms: 1000,
+        }
+    }
 }
 
 /// Whether `name` is a valid lab name: `[a-z0-9][a-z0-9-]*`, at most 63 characters.
@@ -121,7 +142,11 @@ impl Topology {
             graph.add_node(id);
         }
         graph.extend_with_edges(links);
-        Ok(Topology { name, graph })
+        Ok(Topology {
+            name,
+            graph,
+            timing: Timing::default(),
+        })
     }
 
     /// Number of nodes.

@@ -437,7 +437,7 @@ fn every_error_kind_with_positions() {
             Some((4, 5)),
         ),
         (
-            "name = \"r\"\nnodes = [1]\n[timing]\nstep = 1\n".into(),
+            "name = \"r\"\nnodes = [1]\n[lab]\nstep = 1\n".into(),
             "UnknownKey",
             Some((3, 2)),
         ),
@@ -711,8 +711,8 @@ fn messages_name_the_value_and_what_is_valid() {
         "m.toml:2:13: invalid node id 0: ids are positive integers 1..=9223372036854775807"
     );
     assert_eq!(
-        err("name = \"r\"\nnodes = [1]\n[timing]\n"),
-        "m.toml:3:2: unknown key `timing` at the top level: valid keys are name, nodes, links, generate"
+        err("name = \"r\"\nnodes = [1]\n[lab]\n"),
+        "m.toml:3:2: unknown key `lab` at the top level: valid keys are name, nodes, links, generate, timing"
     );
     assert_eq!(
         err("name = \"r\"\n[generate]\nshape = \"ring\"\nrows = 3\n"),
@@ -812,4 +812,48 @@ fn dot_is_sorted_graphviz() {
     );
     let one = Topology::from_toml("name = \"one\"\nnodes = [7]\n", "one.toml").unwrap();
     assert_eq!(render::dot(&one), "graph \"one\" {\n  7;\n}\n");
+}
+
+#[test]
+fn timing_defaults_when_the_table_is_absent() {
+    let t = Topology::from_toml("name = \"a\"\nnodes = [1]\n", "a.toml").unwrap();
+    assert_eq!(t.timing, Timing::default());
+    assert_eq!((t.timing.heartbeat_ms, t.timing.suspicion_ms), (100, 1000));
+}
+
+#[test]
+fn timing_table_sets_heartbeat_and_suspicion() {
+    let text = "name = \"a\"\nnodes = [1]\n[timing]\nheartbeat_ms = 50\nsuspicion_ms = 400\n";
+    let t = Topology::from_toml(text, "a.toml").unwrap();
+    assert_eq!((t.timing.heartbeat_ms, t.timing.suspicion_ms), (50, 400));
+    // A slow heartbeat alone raises the suspicion timeout to two heartbeats.
+    let text = "name = \"a\"\nnodes = [1]\n[timing]\nheartbeat_ms = 800\n";
+    let t = Topology::from_toml(text, "a.toml").unwrap();
+    assert_eq!((t.timing.heartbeat_ms, t.timing.suspicion_ms), (800, 1600));
+}
+
+#[test]
+fn timing_errors_name_the_key_and_the_valid_range() {
+    let cases = [
+        ("[timing]\nheartbeat_ms = 5\n", "heartbeat_ms", 4, 16),
+        (
+            "[timing]\nheartbeat_ms = 100\nsuspicion_ms = 150\n",
+            "suspicion_ms",
+            5,
+            16,
+        ),
+        ("[timing]\nbeat = 100\n", "beat", 4, 1),
+        ("[timing]\nheartbeat_ms = \"fast\"\n", "heartbeat_ms", 4, 16),
+    ];
+    for (table, key, line, column) in cases {
+        let text = format!("name = \"a\"\nnodes = [1]\n{table}");
+        let err = Topology::from_toml(&text, "a.toml").unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains(key), "{shown}");
+        assert_eq!(
+            (err.line, err.column),
+            (Some(line), Some(column)),
+            "{shown}"
+        );
+    }
 }
