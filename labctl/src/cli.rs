@@ -37,6 +37,22 @@ pub enum Command {
     Sim(SimArgs),
     /// Show a topology's graph as text or in Graphviz's DOT language.
     Graph(GraphArgs),
+    /// Start a live lab: a bootstrap, a nameserver and one node per vertex, then report.
+    ///
+    /// Waits until the lab has converged (every node in the same epoch with the same leader, the
+    /// parents a spanning tree of the topology, every node with its roles), prints the report and
+    /// returns, leaving the lab running; `labctl down NAME` removes it. Exit code 1 when it did not
+    /// converge within --timeout.
+    Up(UpArgs),
+    /// Report on a running lab, read live from its nodes.
+    Status(StatusArgs),
+    /// Stop a lab's processes and remove its state.
+    Down(DownArgs),
+    /// List labs.
+    Ls(LsArgs),
+    /// Run one of a lab's daemons (used by `labctl up`).
+    #[command(hide = true)]
+    Daemon(DaemonArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,4 +107,152 @@ pub enum GraphFormat {
     Ascii,
     /// Graphviz DOT.
     Dot,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The topology file (TOML).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Where the lab runs: `process` starts local processes; `auto` picks the best available
+    /// (processes, until the Docker runtime exists).
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Auto)]
+    pub runtime: RuntimeArg,
+    /// The lab's name (default: the topology's); lets one topology run twice side by side.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds to wait for the lab to converge.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeArg {
+    /// The best runtime available here.
+    Auto,
+    /// Local processes on loopback ports.
+    Process,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The lab (may be left out while exactly one lab exists).
+    pub name: Option<String>,
+    /// Print the report as one JSON object (with --watch: one per line).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep reporting, once a second, until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    /// The lab (may be left out while exactly one lab exists).
+    #[arg(conflicts_with = "all")]
+    pub name: Option<String>,
+    /// Remove every lab.
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Print one JSON object per lab, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    #[command(subcommand)]
+    pub command: DaemonCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// The bootstrap server.
+    Bootstrap(BootstrapDaemonArgs),
+    /// The nameserver.
+    Nameserver(NameserverDaemonArgs),
+    /// One node.
+    Node(NodeDaemonArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BootstrapDaemonArgs {
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Folder for the persisted state.
+    #[arg(long)]
+    pub state_dir: PathBuf,
+    /// Write {pid, grpc} here once listening.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Log here instead of stderr.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NameserverDaemonArgs {
+    /// gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub grpc: String,
+    /// HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http: String,
+    /// Interval between health checks of input nodes, in milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub health_interval_ms: u64,
+    /// Write {pid, grpc, http} here once listening.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Log here instead of stderr.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NodeDaemonArgs {
+    /// The node's id.
+    #[arg(long)]
+    pub id: u64,
+    /// The lab's name.
+    #[arg(long)]
+    pub lab: String,
+    /// The bootstrap's gRPC address.
+    #[arg(long)]
+    pub bootstrap: String,
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen: String,
+    /// Address others use to reach this node (default: --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// ZeroMQ control port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub control_port: u16,
+    /// Admin gRPC port (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub admin_port: u16,
+    /// Heartbeat interval, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_ms: u64,
+    /// Silence before a neighbour is suspected, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub suspicion_ms: u64,
+    /// How long to try reaching the bootstrap and learning the neighbours, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub join_timeout_secs: u64,
+    /// Write {id, pid, control, admin} here once listening.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Log here instead of stderr.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
 }

@@ -11,7 +11,10 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod lab;
+mod live;
 mod render;
+mod runtime;
 
 /// What a subcommand found, beyond errors.
 pub enum Outcome {

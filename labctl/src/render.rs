@@ -189,3 +189,34 @@ fn join(roles: &[Role]) -> String {
         .collect::<Vec<_>>()
         .join("+")
 }
+
+/// A live lab's report as text: the shared report, then where to reach the lab.
+pub fn live(live: &crate::live::LiveReport) -> String {
+    let running = live
+        .addresses
+        .values()
+        .filter(|a| a.state == "running")
+        .count();
+    let header = format!(
+        "{} runtime: {running} of {} nodes running · nameserver {}",
+        live.report.runtime,
+        live.addresses.len(),
+        if live.nameserver.is_empty() {
+            "-"
+        } else {
+            &live.nameserver
+        }
+    );
+    let mut out = report(&live.report, &header);
+    let troubled: Vec<String> = live
+        .addresses
+        .iter()
+        .filter(|(_, a)| a.state != "running")
+        .map(|(id, a)| format!("{id} {}", a.state))
+        .collect();
+    if !troubled.is_empty() {
+        let _ = writeln!(out, "\nNodes not running: {}", troubled.join(", "));
+    }
+    let _ = writeln!(out, "\nLab folder (logs): {}", live.folder);
+    out
+}

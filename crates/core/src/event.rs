@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::message::Message;
 use crate::roles::Role;
 use crate::yoyo::Standing;
 use crate::{Epoch, NodeId};
@@ -90,5 +91,47 @@ pub enum Event {
         from: NodeId,
         /// Why it was refused.
         reason: String,
+    },
+}
+
+/// One line of a trace, as `labctl sim --trace` and a live node's trace stream print it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceLine {
+    /// Time: virtual units in the simulator, milliseconds since start in a live node.
+    pub t: u64,
+    /// The node it happened at (the sender, for a send).
+    pub node: NodeId,
+    /// What happened.
+    #[serde(flatten)]
+    pub what: TraceEntry,
+}
+
+/// What a trace line records: a message on the wire, or a node's state change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TraceEntry {
+    /// A message sent or received.
+    Wire(Wire),
+    /// A state change inside the node.
+    Node(Event),
+}
+
+/// A message on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Wire {
+    /// `node` sent `message` to `to`.
+    Send {
+        /// The receiver.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// `node` received `message` from `from`.
+    Receive {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: Message,
     },
 }

@@ -31,8 +31,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+pub use labctl_core::event::{TraceEntry, TraceLine, Wire};
 use labctl_core::report::{Adjacency, Check};
-use labctl_core::{Event, Input, Message, Node, NodeId, Output, Report, Status};
+use labctl_core::{Input, Message, Node, NodeId, Output, Report, Status};
 use labctl_topology::rng::SplitMix64;
 use labctl_topology::Topology;
 
@@ -77,48 +78,6 @@ pub enum SimError {
         seed: u64,
         /// The delivery model.
         delivery: Delivery,
-    },
-}
-
-/// One line of a trace.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceLine {
-    /// Virtual time.
-    pub t: u64,
-    /// The node it happened at (the sender, for a send).
-    pub node: NodeId,
-    /// What happened.
-    #[serde(flatten)]
-    pub what: TraceEntry,
-}
-
-/// What a trace line records: a message on the wire, or a node's state change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TraceEntry {
-    /// A message sent or received.
-    Wire(Wire),
-    /// A state change inside the node.
-    Node(Event),
-}
-
-/// A message on the wire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Wire {
-    /// `node` sent `message` to `to`.
-    Send {
-        /// The receiver.
-        to: NodeId,
-        /// The message.
-        message: Message,
-    },
-    /// `node` received `message` from `from`.
-    Receive {
-        /// The sender.
-        from: NodeId,
-        /// The message.
-        message: Message,
     },
 }
 

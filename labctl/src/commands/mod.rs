@@ -1,7 +1,12 @@
 //! One module per subcommand.
 
+pub mod daemon;
+pub mod down;
 pub mod graph;
+pub mod ls;
 pub mod sim;
+pub mod status;
+pub mod up;
 pub mod validate;
 
 use anyhow::Result;
@@ -15,5 +20,10 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Validate(args) => validate::run(&args),
         Command::Sim(args) => sim::run(&args),
         Command::Graph(args) => graph::run(&args),
+        Command::Up(args) => up::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Down(args) => down::run(&args),
+        Command::Ls(args) => ls::run(&args),
+        Command::Daemon(args) => daemon::run(args),
     }
 }

@@ -1,0 +1,129 @@
+//! The node's admin API for labctl (gRPC, `proto/node.proto`): status, a live trace, shutdown.
+//!
+//! Handlers never touch the node's state: they ask the driver by command and await its reply.
+
+use std::pin::Pin;
+
+use labctl_core::Role;
+use labctl_proto::node::node_admin_server::NodeAdmin;
+use labctl_proto::node::{
+    Counters, NodeStatus, ShutdownReply, ShutdownRequest, StatusRequest, TraceEvent, TraceRequest,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::driver::{Command, Snapshot};
+use labctl_core::event::TraceLine;
+
+/// Where the node is in its start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Registering with the bootstrap and waiting for the neighbours' addresses.
+    Joining,
+    /// The driver runs.
+    Running,
+}
+
+/// The admin service.
+pub struct Admin {
+    pub(crate) id: u64,
+    pub(crate) control_address: String,
+    pub(crate) admin_address: String,
+    pub(crate) stage: watch::Receiver<Stage>,
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) trace: broadcast::Sender<TraceLine>,
+    pub(crate) stop: watch::Sender<bool>,
+}
+
+impl Admin {
+    fn base(&self) -> NodeStatus {
+        NodeStatus {
+            id: self.id,
+            election: "joining".into(),
+            control_address: self.control_address.clone(),
+            admin_address: self.admin_address.clone(),
+            pid: std::process::id(),
+            ..NodeStatus::default()
+        }
+    }
+}
+
+/// The proto status of a driver snapshot.
+fn to_proto(base: NodeStatus, snapshot: Snapshot) -> NodeStatus {
+    let s = snapshot.status;
+    let election = serde_json::to_value(s.election)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    NodeStatus {
+        epoch: s.epoch,
+        election,
+        leader: s.leader,
+        parent: s.parent,
+        depth: s.depth,
+        children: s.children,
+        subtree: s.subtree,
+        roles: s.roles.iter().map(Role::to_string).collect(),
+        neighbors: snapshot.neighbors,
+        alive_neighbors: snapshot.alive.into_iter().collect(),
+        counters: Some(Counters {
+            setup: s.counters.setup,
+            yo_down: s.counters.yo_down,
+            yo_up: s.counters.yo_up,
+            q: s.counters.q,
+            yes: s.counters.yes,
+            iterations: s.counters.iterations,
+            out_degrees: s.counters.out_degrees.iter().map(|&d| d as u64).collect(),
+            dropped: s.counters.dropped,
+        }),
+        uptime_ms: snapshot.uptime.as_millis() as u64,
+        ..base
+    }
+}
+
+type TraceStream = Pin<Box<dyn Stream<Item = Result<TraceEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NodeAdmin for Admin {
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<NodeStatus>, Status> {
+        if *self.stage.borrow() == Stage::Joining {
+            return Ok(Response::new(self.base()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Status(reply))
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        let snapshot = answer
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        Ok(Response::new(to_proto(self.base(), snapshot)))
+    }
+
+    type TraceStream = TraceStream;
+
+    async fn trace(&self, _: Request<TraceRequest>) -> Result<Response<TraceStream>, Status> {
+        let stream = BroadcastStream::new(self.trace.subscribe()).map(|line| match line {
+            Ok(line) => Ok(TraceEvent {
+                t_ms: line.t,
+                node: line.node,
+                json: serde_json::to_string(&line).expect("trace lines serialize"),
+            }),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Err(Status::resource_exhausted(format!(
+                "the trace reader fell behind and {n} events were skipped"
+            ))),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn shutdown(
+        &self,
+        _: Request<ShutdownRequest>,
+    ) -> Result<Response<ShutdownReply>, Status> {
+        let _ = self.stop.send(true);
+        Ok(Response::new(ShutdownReply {}))
+    }
+}

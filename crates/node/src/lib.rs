@@ -1,0 +1,278 @@
+//! The labctl node daemon: one vertex of the lab's topology, as a real process.
+//!
+//! A node binds its ZeroMQ control socket and its admin gRPC API, registers with the bootstrap,
+//! waits until it knows where each topology neighbour listens, connects, and then hands control
+//! to its [`driver`]: the one task that feeds the protocol core (`labctl-core`) with frames from
+//! the neighbours and timer ticks, and carries out what the core asks. The election starts once
+//! every link is up, so a clean start runs exactly one epoch.
+//!
+//! ```text
+//! bootstrap ──register/neighbours──► node ◄──admin gRPC── labctl
+//!                                     │
+//!                     ZeroMQ ROUTER (identity node-<id>) ◄──► each neighbour
+//! ```
+//!
+//! [`run`] is the whole daemon; `labctl daemon node` is a few lines around it.
+
+pub mod admin;
+pub mod driver;
+pub mod frame;
+pub mod links;
+pub mod transport;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use labctl_core::NodeId;
+use labctl_proto::bootstrap::bootstrap_client::BootstrapClient;
+use labctl_proto::bootstrap::{DeregisterRequest, NeighborsRequest, RegisterRequest};
+use labctl_proto::node::node_admin_server::NodeAdminServer;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::{info, warn};
+
+use crate::admin::{Admin, Stage};
+use crate::driver::{Driver, DriverConfig};
+use crate::transport::{Transport, ZmqTransport};
+
+/// How to run one node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The node's id (its election key).
+    pub id: NodeId,
+    /// The lab's name.
+    pub lab: String,
+    /// The bootstrap's gRPC address, `host:port`.
+    pub bootstrap: String,
+    /// Interface to bind the control socket and admin API to.
+    pub listen_host: String,
+    /// Host name or address neighbours and labctl use to reach this node.
+    pub advertise_host: String,
+    /// Control (ZeroMQ) port; 0 picks a free one.
+    pub control_port: u16,
+    /// Admin (gRPC) port; 0 picks a free one.
+    pub admin_port: u16,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Silence before a neighbour is suspected.
+    pub suspicion: Duration,
+    /// Where to write [`Ready`] once listening.
+    pub ready_file: Option<PathBuf>,
+    /// How long to keep trying to reach the bootstrap and learn the neighbours' addresses.
+    pub join_timeout: Duration,
+}
+
+/// What a node writes to its ready file once it listens: how labctl finds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ready {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its process id.
+    pub pid: u32,
+    /// `host:port` of the ZeroMQ control socket.
+    pub control: String,
+    /// `host:port` of the admin gRPC API.
+    pub admin: String,
+}
+
+/// Run the node until `shutdown` resolves (or the admin API's Shutdown is called).
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let id = config.id;
+    let (mut transport, inbound) = ZmqTransport::bind(id, &config.listen_host, config.control_port)
+        .with_context(|| {
+            format!(
+                "binding node {id}'s control socket on {}",
+                config.listen_host
+            )
+        })?;
+    let control_address = format!("{}:{}", config.advertise_host, transport.port());
+    let admin_listener = TcpListener::bind((config.listen_host.as_str(), config.admin_port))
+        .await
+        .with_context(|| format!("binding node {id}'s admin API on {}", config.listen_host))?;
+    let admin_address = format!(
+        "{}:{}",
+        config.advertise_host,
+        admin_listener.local_addr()?.port()
+    );
+
+    // One stop switch for everything: the caller's shutdown, or the admin API's Shutdown.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let stop_on_signal = stop_tx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_on_signal.send(true);
+    });
+    let stopped = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let (stage_tx, stage_rx) = watch::channel(Stage::Joining);
+    let (command_tx, command_rx) = mpsc::channel(64);
+    let (trace_tx, _) = broadcast::channel(4096);
+    let admin = Admin {
+        id,
+        control_address: control_address.clone(),
+        admin_address: admin_address.clone(),
+        stage: stage_rx,
+        commands: command_tx,
+        trace: trace_tx.clone(),
+        stop: stop_tx,
+    };
+    let admin_server = tokio::spawn({
+        let stopped = {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }
+        };
+        tonic::transport::Server::builder()
+            .add_service(NodeAdminServer::new(admin))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(admin_listener),
+                stopped,
+            )
+    });
+
+    if let Some(path) = &config.ready_file {
+        let ready = Ready {
+            id,
+            pid: std::process::id(),
+            control: control_address.clone(),
+            admin: admin_address.clone(),
+        };
+        write_atomically(path, &serde_json::to_vec_pretty(&ready)?)
+            .with_context(|| format!("writing the ready file {}", path.display()))?;
+    }
+    info!(%control_address, %admin_address, "node {id} listening");
+
+    // Join: register, then learn every neighbour's address.
+    let joined = tokio::select! {
+        joined = join(&config, &control_address) => Some(joined?),
+        () = stopped => None,
+    };
+    let Some((mut bootstrap, neighbors)) = joined else {
+        return Ok(());
+    };
+    for (neighbor, address) in &neighbors {
+        // Of two neighbours, the smaller id connects: one connection per link.
+        if *neighbor > id {
+            transport
+                .connect(&format!("tcp://{address}"))
+                .with_context(|| format!("connecting to neighbour {neighbor} at {address}"))?;
+        }
+    }
+    let _ = stage_tx.send(Stage::Running);
+    info!(neighbors = ?neighbors.iter().map(|(n, _)| n).collect::<Vec<_>>(), "joined");
+
+    let driver = Driver::new(
+        DriverConfig {
+            id,
+            lab: config.lab.clone(),
+            heartbeat: config.heartbeat,
+            suspicion: config.suspicion,
+        },
+        neighbors.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>(),
+        transport,
+        trace_tx,
+    );
+    let result = driver
+        .run(inbound, command_rx, async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        })
+        .await;
+
+    // Leave cleanly: the bootstrap forgets us, the admin API stops.
+    let leave = bootstrap.deregister(DeregisterRequest { id });
+    if tokio::time::timeout(Duration::from_secs(1), leave)
+        .await
+        .is_err()
+    {
+        warn!("the bootstrap did not answer the deregistration in time");
+    }
+    let _ = admin_server.await;
+    result.map_err(|reason| anyhow::anyhow!("node {id}'s transport failed: {reason}"))
+}
+
+/// Register with the bootstrap and wait until every neighbour's address is known.
+async fn join(
+    config: &Config,
+    control_address: &str,
+) -> Result<(
+    BootstrapClient<tonic::transport::Channel>,
+    Vec<(NodeId, String)>,
+)> {
+    let deadline = Instant::now() + config.join_timeout;
+    let url = format!("http://{}", config.bootstrap);
+    // The bootstrap may still be starting: retry the connection until the deadline.
+    let mut client = loop {
+        match BootstrapClient::connect(url.clone()).await {
+            Ok(client) => break client,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!("bootstrap at {} not reachable yet: {e}", config.bootstrap);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => bail!(
+                "cannot reach the bootstrap at {} within {:?}: {e}",
+                config.bootstrap,
+                config.join_timeout
+            ),
+        }
+    };
+    let request = RegisterRequest {
+        id: config.id,
+        address: control_address.to_string(),
+        rejoin: false,
+    };
+    let mut neighbors = client
+        .register(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("the bootstrap refused node {}: {}", config.id, s.message()))?
+        .into_inner()
+        .neighbors;
+    // Long-poll until every neighbour has registered.
+    while neighbors.iter().any(|n| n.address.is_empty()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let missing: Vec<u64> = neighbors
+                .iter()
+                .filter(|n| n.address.is_empty())
+                .map(|n| n.id)
+                .collect();
+            bail!(
+                "node {}'s neighbours {missing:?} did not register with the bootstrap within {:?}",
+                config.id,
+                config.join_timeout
+            );
+        }
+        let request = NeighborsRequest {
+            id: config.id,
+            wait_ms: left.min(Duration::from_secs(5)).as_millis() as u32,
+        };
+        neighbors = client
+            .neighbors(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("asking the bootstrap for neighbours: {}", s.message()))?
+            .into_inner()
+            .neighbors;
+    }
+    Ok((
+        client,
+        neighbors.into_iter().map(|n| (n.id, n.address)).collect(),
+    ))
+}
+
+/// Write a file so that readers see either nothing or all of it.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,69 @@
+//! `labctl status [NAME]`: report on a running lab, read live from its nodes.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use labctl_topology::Topology;
+
+use crate::cli::StatusArgs;
+use crate::lab::{resolve, LabDir};
+use crate::live::{self, LiveReport, Nodes};
+use crate::runtime;
+use crate::Outcome;
+
+pub fn run(args: &StatusArgs) -> Result<Outcome> {
+    let lab = resolve(args.name.as_deref())?;
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    tokio.block_on(async {
+        let mut stdout = std::io::stdout().lock();
+        let tty = std::io::stdout().is_terminal();
+        loop {
+            let report = once(&lab).await?;
+            if args.json {
+                serde_json::to_writer(&mut stdout, &report)?;
+                writeln!(stdout)?;
+            } else {
+                if args.watch && tty {
+                    // Clear the screen and go home, like `watch`.
+                    write!(stdout, "\x1b[2J\x1b[H")?;
+                }
+                stdout.write_all(crate::render::live(&report).as_bytes())?;
+            }
+            stdout.flush()?;
+            if !args.watch {
+                return Ok(if report.report.converged {
+                    Outcome::Done
+                } else {
+                    Outcome::ChecksFailed
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(Outcome::Done),
+            }
+        }
+    })
+}
+
+/// One report on `lab`.
+pub async fn once(lab: &LabDir) -> Result<LiveReport> {
+    let started = Instant::now();
+    let record = lab.load()?;
+    let topology = Topology::from_toml(
+        &record.topology,
+        &record.topology_file.display().to_string(),
+    )?;
+    let runtime = runtime::for_record(&record)?;
+    let answers = Nodes::new(&record)?.statuses().await;
+    let alive = runtime.alive(lab, &record);
+    Ok(live::report(
+        lab,
+        &record,
+        runtime.kind(),
+        &topology.adjacency(),
+        &answers,
+        &alive,
+        started.elapsed(),
+    ))
+}

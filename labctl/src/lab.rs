@@ -1,0 +1,236 @@
+//! A lab's state on disk: where labs live, and the record of what a runtime started.
+//!
+//! Every lab has a folder `<home>/labs/<name>/` holding `lab.json` (the [`Record`]), the daemons'
+//! logs under `logs/`, their ready files under `run/`, and their data (`bootstrap/`, later the
+//! nodes' databases). `<home>` is `$LABCTL_HOME`, else `$XDG_STATE_HOME/labctl`, else
+//! `~/.local/state/labctl`. The record is rewritten after every step of `up`, so a lab whose
+//! labctl crashed half-way is still fully known to `down`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// The folder holding every lab.
+pub fn home() -> Result<PathBuf> {
+    if let Some(home) = std::env::var_os("LABCTL_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(home));
+    }
+    if let Some(state) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(state).join("labctl"));
+    }
+    match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/state/labctl")),
+        None => bail!("cannot tell where to keep labs: set LABCTL_HOME (or HOME)"),
+    }
+}
+
+/// One process a runtime started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    /// Its process id.
+    pub pid: u32,
+    /// `host:port` of its gRPC API.
+    pub grpc: String,
+    /// `host:port` of its HTTP endpoint (nameserver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// `host:port` of its ZeroMQ control socket (nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
+}
+
+/// What `up` started, as `down` and `status` need it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The lab's name.
+    pub name: String,
+    /// `process` (or, later, `docker`).
+    pub runtime: String,
+    /// The topology file as given to `up`.
+    pub topology_file: PathBuf,
+    /// A copy of the topology file's text, so `status` works even if the file changes or moves.
+    pub topology: String,
+    /// When `up` started, RFC 3339-like seconds since the epoch.
+    pub created_unix: u64,
+    /// The bootstrap, once started.
+    pub bootstrap: Option<Process>,
+    /// The nameserver, once started.
+    pub nameserver: Option<Process>,
+    /// The nodes started so far, by id.
+    pub nodes: BTreeMap<u64, Process>,
+}
+
+impl Record {
+    /// Every process in the record, with a label.
+    pub fn processes(&self) -> Vec<(String, &Process)> {
+        let mut all = Vec::new();
+        if let Some(p) = &self.bootstrap {
+            all.push(("bootstrap".to_string(), p));
+        }
+        if let Some(p) = &self.nameserver {
+            all.push(("nameserver".to_string(), p));
+        }
+        for (id, p) in &self.nodes {
+            all.push((format!("node {id}"), p));
+        }
+        all
+    }
+}
+
+/// A lab's folder.
+#[derive(Clone, Debug)]
+pub struct LabDir {
+    /// The lab's name.
+    pub name: String,
+    /// `<home>/labs/<name>`.
+    pub path: PathBuf,
+}
+
+impl LabDir {
+    /// The folder of lab `name` (which may not exist).
+    pub fn new(name: &str) -> Result<LabDir> {
+        Ok(LabDir {
+            name: name.to_string(),
+            path: home()?.join("labs").join(name),
+        })
+    }
+
+    /// `lab.json`.
+    pub fn record_path(&self) -> PathBuf {
+        self.path.join("lab.json")
+    }
+    /// Logs.
+    pub fn logs(&self) -> PathBuf {
+        self.path.join("logs")
+    }
+    /// Ready files.
+    pub fn run(&self) -> PathBuf {
+        self.path.join("run")
+    }
+
+    /// Whether the lab exists.
+    pub fn exists(&self) -> bool {
+        self.record_path().exists()
+    }
+
+    /// Read the record.
+    pub fn load(&self) -> Result<Record> {
+        let path = self.record_path();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no lab named {:?} (nothing at {}); `labctl ls` lists labs",
+                self.name,
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "the record {} is damaged; `labctl down {}` still stops what it can find",
+                path.display(),
+                self.name
+            )
+        })
+    }
+
+    /// Write the record atomically.
+    pub fn save(&self, record: &Record) -> Result<()> {
+        let path = self.record_path();
+        labctl_node::write_atomically(&path, &serde_json::to_vec_pretty(record)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Create the folder and its sub-folders.
+    pub fn create(&self) -> Result<()> {
+        for dir in [self.path.clone(), self.logs(), self.run()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every lab under the home folder, by name.
+pub fn all_labs() -> Result<Vec<LabDir>> {
+    let root = home()?.join("labs");
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", root.display())),
+    };
+    let mut labs = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.path().join("lab.json").exists() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            labs.push(LabDir {
+                name,
+                path: entry.path(),
+            });
+        }
+    }
+    labs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(labs)
+}
+
+/// The lab a command means: the one named, or the only one there is.
+pub fn resolve(name: Option<&str>) -> Result<LabDir> {
+    if let Some(name) = name {
+        return LabDir::new(name);
+    }
+    let labs = all_labs()?;
+    match labs.len() {
+        1 => Ok(labs.into_iter().next().expect("one lab")),
+        0 => bail!("no lab is running; start one with `labctl up FILE`"),
+        _ => bail!(
+            "{} labs exist ({}); name one",
+            labs.len(),
+            labs.iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process that is one of this lab's daemons: its command
+/// line mentions `daemon` and the lab's folder or name. Guards against PID reuse.
+pub fn is_ours(pid: u32, lab: &LabDir) -> bool {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(_) => return false,
+    };
+    // The state follows the parenthesised command name: "pid (comm) S …".
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X")) {
+        return false;
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let folder = lab.path.to_string_lossy();
+    args.iter().any(|a| a == "daemon")
+        && args
+            .iter()
+            .any(|a| a.contains(folder.as_ref()) || a == &lab.name)
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The last `lines` lines of a file, for error messages about a daemon that died.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,271 @@
+//! A running lab, read from its nodes' admin APIs, judged by the same report as the simulator.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use labctl_core::report::Adjacency;
+use labctl_core::{Counters, Phase, Report, Role, Status};
+use labctl_proto::node::node_admin_client::NodeAdminClient;
+use labctl_proto::node::{NodeStatus, StatusRequest};
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::lab::{LabDir, Record};
+
+/// How often to ask the nodes while waiting for convergence.
+const POLL: Duration = Duration::from_millis(50);
+/// How long one status call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where one node listens and what state it is in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    /// `host:port` of the ZeroMQ control socket.
+    pub control: Option<String>,
+    /// `host:port` of the admin API.
+    pub admin: String,
+    /// The process id.
+    pub pid: u32,
+    /// `running` (answering, joined), `joining`, `unreachable` (not answering) or `exited`.
+    pub state: String,
+}
+
+/// A live lab's report: SPEC §7 plus the nameserver and every node's addresses.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LiveReport {
+    /// The report shared with the simulator.
+    #[serde(flatten)]
+    pub report: Report,
+    /// The nameserver's HTTP URL, reachable from this host.
+    pub nameserver: String,
+    /// Each node's addresses and state.
+    pub addresses: BTreeMap<String, NodeAddress>,
+    /// The lab's folder (logs, state).
+    pub folder: String,
+}
+
+/// Clients for every node of a lab, kept across polls.
+pub struct Nodes {
+    clients: BTreeMap<u64, NodeAdminClient<Channel>>,
+}
+
+impl Nodes {
+    /// Clients for the record's nodes (connecting lazily).
+    pub fn new(record: &Record) -> Result<Nodes> {
+        let mut clients = BTreeMap::new();
+        for (&id, process) in &record.nodes {
+            if process.grpc.is_empty() {
+                continue; // started, never became ready
+            }
+            let channel = Endpoint::from_shared(format!("http://{}", process.grpc))?
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(CALL_TIMEOUT)
+                .connect_lazy();
+            clients.insert(id, NodeAdminClient::new(channel));
+        }
+        Ok(Nodes { clients })
+    }
+
+    /// Every node's status, asked concurrently; a node that does not answer maps to its error.
+    pub async fn statuses(&self) -> BTreeMap<u64, Result<NodeStatus, String>> {
+        let calls = self.clients.iter().map(|(&id, client)| {
+            let mut client = client.clone();
+            async move {
+                let answer = client
+                    .status(StatusRequest {})
+                    .await
+                    .map(|r| r.into_inner())
+                    .map_err(|s| s.message().to_string());
+                (id, answer)
+            }
+        });
+        futures_join_all(calls).await.into_iter().collect()
+    }
+}
+
+/// Await every future concurrently (a small join_all, to avoid a dependency for it).
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("status calls do not panic"));
+    }
+    out
+}
+
+/// The protocol core's view of a node, from its admin API's answer. None while it is joining.
+pub fn core_status(s: &NodeStatus) -> Option<Status> {
+    let election: Phase =
+        serde_json::from_value(serde_json::Value::String(s.election.clone())).ok()?;
+    let roles = s
+        .roles
+        .iter()
+        .filter_map(|r| serde_json::from_value::<Role>(serde_json::Value::String(r.clone())).ok())
+        .collect();
+    let c = s.counters.clone().unwrap_or_default();
+    Some(Status {
+        id: s.id,
+        epoch: s.epoch,
+        election,
+        leader: s.leader,
+        parent: s.parent,
+        depth: s.depth,
+        children: s.children.clone(),
+        subtree: s.subtree,
+        roles,
+        counters: Counters {
+            setup: c.setup,
+            yo_down: c.yo_down,
+            yo_up: c.yo_up,
+            q: c.q,
+            yes: c.yes,
+            iterations: c.iterations,
+            out_degrees: c.out_degrees.iter().map(|&d| d as usize).collect(),
+            dropped: c.dropped,
+        },
+    })
+}
+
+/// Build the live report from one round of answers.
+pub fn report(
+    lab: &LabDir,
+    record: &Record,
+    runtime: &str,
+    adjacency: &Adjacency,
+    answers: &BTreeMap<u64, Result<NodeStatus, String>>,
+    alive: &BTreeMap<String, bool>,
+    elapsed: Duration,
+) -> LiveReport {
+    let statuses: BTreeMap<u64, Status> = answers
+        .iter()
+        .filter_map(|(&id, a)| a.as_ref().ok().and_then(core_status).map(|s| (id, s)))
+        .collect();
+    let report = Report::build(
+        &record.name,
+        runtime,
+        adjacency,
+        &statuses,
+        elapsed.as_millis() as u64,
+    );
+    let addresses = record
+        .nodes
+        .iter()
+        .map(|(&id, p)| {
+            let state = match answers.get(&id) {
+                _ if !alive.get(&format!("node {id}")).copied().unwrap_or(false) => "exited",
+                Some(Ok(s)) if s.election == "joining" => "joining",
+                Some(Ok(_)) => "running",
+                _ => "unreachable",
+            };
+            let address = NodeAddress {
+                control: p.control.clone(),
+                admin: p.grpc.clone(),
+                pid: p.pid,
+                state: state.to_string(),
+            };
+            (id.to_string(), address)
+        })
+        .collect();
+    LiveReport {
+        report,
+        nameserver: record
+            .nameserver
+            .as_ref()
+            .and_then(|n| n.http.as_ref())
+            .map(|h| format!("http://{h}"))
+            .unwrap_or_default(),
+        addresses,
+        folder: lab.path.display().to_string(),
+    }
+}
+
+/// Progress bars for joining, the election and the tree, drawn only on a terminal.
+pub struct Progress {
+    bars: Vec<ProgressBar>,
+    _multi: MultiProgress,
+}
+
+impl Progress {
+    /// Bars for `n` nodes; hidden unless `visible`.
+    pub fn new(n: u64, visible: bool) -> Progress {
+        let multi = MultiProgress::with_draw_target(if visible {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let style = ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> ");
+        let bars = ["started", "joined", "elected", "in tree"]
+            .into_iter()
+            .map(|name| {
+                let bar = multi.add(ProgressBar::new(n));
+                bar.set_style(style.clone());
+                bar.set_prefix(name);
+                bar
+            })
+            .collect();
+        Progress {
+            bars,
+            _multi: multi,
+        }
+    }
+
+    /// Nodes started (processes listening).
+    pub fn started(&self, count: u64) {
+        self.bars[0].set_position(count);
+    }
+
+    /// Update from one round of answers.
+    pub fn observe(&self, answers: &BTreeMap<u64, Result<NodeStatus, String>>) {
+        let ok = || answers.values().filter_map(|a| a.as_ref().ok());
+        self.bars[1].set_position(ok().filter(|s| s.election != "joining").count() as u64);
+        self.bars[2].set_position(ok().filter(|s| s.leader.is_some()).count() as u64);
+        self.bars[3].set_position(ok().filter(|s| !s.roles.is_empty()).count() as u64);
+    }
+
+    /// Remove the bars.
+    pub fn finish(&self) {
+        for bar in &self.bars {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Poll the nodes until the lab converges or `timeout` passes; returns the last report.
+pub async fn wait_converged(
+    lab: &LabDir,
+    record: &Record,
+    runtime: &dyn crate::runtime::Runtime,
+    adjacency: &Adjacency,
+    started: Instant,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<LiveReport> {
+    let nodes = Nodes::new(record)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answers = nodes.statuses().await;
+        progress.observe(&answers);
+        let alive = runtime.alive(lab, record);
+        let report = report(
+            lab,
+            record,
+            runtime.kind(),
+            adjacency,
+            &answers,
+            &alive,
+            started.elapsed(),
+        );
+        if report.report.converged || Instant::now() >= deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

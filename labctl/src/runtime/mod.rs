@@ -1,0 +1,60 @@
+//! Where a lab runs. Every runtime implements [`Runtime`]; commands pick one once and never branch
+//! on which they have.
+
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use labctl_topology::Timing;
+
+use crate::cli::RuntimeArg;
+use crate::lab::{LabDir, Process, Record};
+
+/// How long a daemon may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A place to run a lab's daemons.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// `process` or `docker`, as reports say it.
+    fn kind(&self) -> &'static str;
+    /// Start the bootstrap server; returns once it listens.
+    async fn start_bootstrap(&self, lab: &LabDir) -> Result<Process>;
+    /// Start the nameserver; returns once it listens.
+    async fn start_nameserver(&self, lab: &LabDir) -> Result<Process>;
+    /// Start one node per id, all at once. `started` is told of each node as soon as it exists
+    /// (so the record knows it even if a later one fails); returns once every node listens.
+    async fn start_nodes(
+        &self,
+        lab: &LabDir,
+        ids: &[u64],
+        bootstrap: &Process,
+        timing: Timing,
+        started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
+    ) -> Result<BTreeMap<u64, Process>>;
+    /// Stop everything the record names. Idempotent: what is already gone is skipped.
+    async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()>;
+    /// Whether each process of the record is still running, by label.
+    fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool>;
+}
+
+/// The runtime `--runtime` asks for. `auto` means processes until the Docker runtime exists.
+pub fn select(choice: RuntimeArg) -> Box<dyn Runtime> {
+    match choice {
+        RuntimeArg::Auto | RuntimeArg::Process => Box::new(process::ProcessRuntime),
+    }
+}
+
+/// The runtime that started a recorded lab.
+pub fn for_record(record: &Record) -> Result<Box<dyn Runtime>> {
+    match record.runtime.as_str() {
+        "process" => Ok(Box::new(process::ProcessRuntime)),
+        other => anyhow::bail!(
+            "lab {} uses runtime {other:?}, which this labctl does not know",
+            record.name
+        ),
+    }
+}

@@ -1,0 +1,253 @@
+//! The process runtime: every daemon a detached local process on loopback ports.
+//!
+//! Each daemon is this very executable run as `labctl daemon …`, in its own process group (so a
+//! Ctrl-C at labctl's terminal does not reach it), with its output in the lab's `logs/` folder.
+//! Ports are picked by the kernel (port 0) and read back from the ready file each daemon writes
+//! once it listens, so two labs never collide and nothing waits on a fixed sleep.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use async_trait::async_trait;
+use labctl_topology::Timing;
+use serde::de::DeserializeOwned;
+
+use super::{Runtime, START_TIMEOUT};
+use crate::commands::daemon::ServiceReady;
+use crate::lab::{is_ours, tail, LabDir, Process, Record};
+
+/// Local processes.
+pub struct ProcessRuntime;
+
+/// How often to look for a ready file or a process's exit.
+const POLL: Duration = Duration::from_millis(10);
+/// How long a daemon gets to stop after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Spawn `labctl daemon <args>` detached, output to `logs/<label>.out`. Returns its pid.
+fn spawn(lab: &LabDir, label: &str, args: &[String]) -> Result<u32> {
+    let exe = std::env::current_exe().context("finding the labctl executable")?;
+    let out_path = lab.logs().join(format!("{label}.out"));
+    let out =
+        File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
+    let child = std::process::Command::new(&exe)
+        .arg("daemon")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {} daemon {label}", exe.display()))?;
+    Ok(child.id())
+}
+
+/// Wait until `ready` exists (then parse it), failing early if the process died.
+async fn wait_ready<T: DeserializeOwned>(
+    lab: &LabDir,
+    label: &str,
+    pid: u32,
+    ready: &Path,
+) -> Result<T> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return serde_json::from_str(&text)
+                .with_context(|| format!("reading {label}'s ready file {}", ready.display()));
+        }
+        if !is_ours(pid, lab) {
+            bail!(
+                "{label} exited before it was ready; its last words:\n{}",
+                last_words(lab, label)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{label} did not start listening within {START_TIMEOUT:?}; its log:\n{}",
+                last_words(lab, label)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The end of a daemon's log and output, for error messages.
+fn last_words(lab: &LabDir, label: &str) -> String {
+    let mut words = String::new();
+    for ext in ["log", "out"] {
+        let text = tail(&lab.logs().join(format!("{label}.{ext}")), 8);
+        if !text.trim().is_empty() {
+            words.push_str(&text);
+            words.push('\n');
+        }
+    }
+    if words.is_empty() {
+        words.push_str("(nothing logged)");
+    }
+    words.trim_end().to_string()
+}
+
+fn path_arg(path: PathBuf) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    async fn start_bootstrap(&self, lab: &LabDir) -> Result<Process> {
+        let ready = lab.run().join("bootstrap.json");
+        let args = vec![
+            "bootstrap".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--state-dir".into(),
+            path_arg(lab.path.join("bootstrap")),
+            "--ready-file".into(),
+            path_arg(ready.clone()),
+            "--log-file".into(),
+            path_arg(lab.logs().join("bootstrap.log")),
+        ];
+        let pid = spawn(lab, "bootstrap", &args)?;
+        let info: ServiceReady = wait_ready(lab, "bootstrap", pid, &ready).await?;
+        Ok(Process {
+            pid,
+            grpc: info.grpc,
+            http: None,
+            control: None,
+        })
+    }
+
+    async fn start_nameserver(&self, lab: &LabDir) -> Result<Process> {
+        let ready = lab.run().join("nameserver.json");
+        let args = vec![
+            "nameserver".into(),
+            "--grpc".into(),
+            "127.0.0.1:0".into(),
+            "--http".into(),
+            "127.0.0.1:0".into(),
+            "--ready-file".into(),
+            path_arg(ready.clone()),
+            "--log-file".into(),
+            path_arg(lab.logs().join("nameserver.log")),
+        ];
+        let pid = spawn(lab, "nameserver", &args)?;
+        let info: ServiceReady = wait_ready(lab, "nameserver", pid, &ready).await?;
+        Ok(Process {
+            pid,
+            grpc: info.grpc,
+            http: info.http,
+            control: None,
+        })
+    }
+
+    async fn start_nodes(
+        &self,
+        lab: &LabDir,
+        ids: &[u64],
+        bootstrap: &Process,
+        timing: Timing,
+        started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
+    ) -> Result<BTreeMap<u64, Process>> {
+        // Start them all first, then wait for them all: they start in parallel.
+        let mut pids = BTreeMap::new();
+        for &id in ids {
+            let label = format!("node-{id}");
+            let args = vec![
+                "node".into(),
+                "--id".into(),
+                id.to_string(),
+                "--lab".into(),
+                lab.name.clone(),
+                "--bootstrap".into(),
+                bootstrap.grpc.clone(),
+                "--heartbeat-ms".into(),
+                timing.heartbeat_ms.to_string(),
+                "--suspicion-ms".into(),
+                timing.suspicion_ms.to_string(),
+                "--ready-file".into(),
+                path_arg(lab.run().join(format!("{label}.json"))),
+                "--log-file".into(),
+                path_arg(lab.logs().join(format!("{label}.log"))),
+            ];
+            let pid = spawn(lab, &label, &args)?;
+            started(
+                id,
+                Process {
+                    pid,
+                    grpc: String::new(),
+                    http: None,
+                    control: None,
+                },
+            )?;
+            pids.insert(id, pid);
+        }
+        let mut nodes = BTreeMap::new();
+        for (id, pid) in pids {
+            let label = format!("node-{id}");
+            let ready: labctl_node::Ready =
+                wait_ready(lab, &label, pid, &lab.run().join(format!("{label}.json"))).await?;
+            let process = Process {
+                pid,
+                grpc: ready.admin,
+                http: None,
+                control: Some(ready.control),
+            };
+            started(id, process.clone())?;
+            nodes.insert(id, process);
+        }
+        Ok(nodes)
+    }
+
+    async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()> {
+        // Nodes first (they deregister from the bootstrap on the way out), then the services.
+        let nodes: Vec<u32> = record.nodes.values().map(|p| p.pid).collect();
+        let services: Vec<u32> = [&record.nameserver, &record.bootstrap]
+            .into_iter()
+            .flatten()
+            .map(|p| p.pid)
+            .collect();
+        for group in [nodes, services] {
+            terminate(lab, &group).await;
+        }
+        Ok(())
+    }
+
+    fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool> {
+        record
+            .processes()
+            .into_iter()
+            .map(|(label, p)| (label, is_ours(p.pid, lab)))
+            .collect()
+    }
+}
+
+/// SIGTERM every live process of ours in `pids`, wait for them to go, SIGKILL what remains.
+async fn terminate(lab: &LabDir, pids: &[u32]) {
+    let ours: Vec<u32> = pids
+        .iter()
+        .copied()
+        .filter(|&pid| is_ours(pid, lab))
+        .collect();
+    for &pid in &ours {
+        // SAFETY: kill(2) with a pid we checked is our daemon; no memory is involved.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    while ours.iter().any(|&pid| is_ours(pid, lab)) && Instant::now() < deadline {
+        tokio::time::sleep(POLL).await;
+    }
+    for &pid in &ours {
+        if is_ours(pid, lab) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
