@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -29,8 +29,8 @@ const POLL: Duration = Duration::from_millis(10);
 /// How long a daemon gets to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// Spawn `labctl daemon <args>` detached, output to `logs/<label>.out`. Returns its pid.
-fn spawn(lab: &LabDir, label: &str, args: &[String]) -> Result<u32> {
+/// Spawn `labctl daemon <args>` detached, output to `logs/<label>.out`.
+fn spawn(lab: &LabDir, label: &str, args: &[String]) -> Result<Child> {
     let exe = std::env::current_exe().context("finding the labctl executable")?;
     let out_path = lab.logs().join(format!("{label}.out"));
     let out =
@@ -44,14 +44,17 @@ fn spawn(lab: &LabDir, label: &str, args: &[String]) -> Result<u32> {
         .process_group(0)
         .spawn()
         .with_context(|| format!("starting {} daemon {label}", exe.display()))?;
-    Ok(child.id())
+    Ok(child)
 }
 
 /// Wait until `ready` exists (then parse it), failing early if the process died.
+///
+/// While starting, the runtime still holds the child, so its exit is read with `try_wait` (the
+/// process's `/proc` entry would be no good: until `exec` it still shows labctl's command line).
 async fn wait_ready<T: DeserializeOwned>(
     lab: &LabDir,
     label: &str,
-    pid: u32,
+    child: &mut Child,
     ready: &Path,
 ) -> Result<T> {
     let deadline = Instant::now() + START_TIMEOUT;
@@ -60,9 +63,9 @@ async fn wait_ready<T: DeserializeOwned>(
             return serde_json::from_str(&text)
                 .with_context(|| format!("reading {label}'s ready file {}", ready.display()));
         }
-        if !is_ours(pid, lab) {
+        if let Some(status) = child.try_wait().context("checking on a daemon")? {
             bail!(
-                "{label} exited before it was ready; its last words:\n{}",
+                "{label} exited ({status}) before it was ready; its last words:\n{}",
                 last_words(lab, label)
             );
         }
@@ -115,10 +118,10 @@ impl Runtime for ProcessRuntime {
             "--log-file".into(),
             path_arg(lab.logs().join("bootstrap.log")),
         ];
-        let pid = spawn(lab, "bootstrap", &args)?;
-        let info: ServiceReady = wait_ready(lab, "bootstrap", pid, &ready).await?;
+        let mut child = spawn(lab, "bootstrap", &args)?;
+        let info: ServiceReady = wait_ready(lab, "bootstrap", &mut child, &ready).await?;
         Ok(Process {
-            pid,
+            pid: child.id(),
             grpc: info.grpc,
             http: None,
             control: None,
@@ -138,10 +141,10 @@ impl Runtime for ProcessRuntime {
             "--log-file".into(),
             path_arg(lab.logs().join("nameserver.log")),
         ];
-        let pid = spawn(lab, "nameserver", &args)?;
-        let info: ServiceReady = wait_ready(lab, "nameserver", pid, &ready).await?;
+        let mut child = spawn(lab, "nameserver", &args)?;
+        let info: ServiceReady = wait_ready(lab, "nameserver", &mut child, &ready).await?;
         Ok(Process {
-            pid,
+            pid: child.id(),
             grpc: info.grpc,
             http: info.http,
             control: None,
@@ -157,7 +160,7 @@ impl Runtime for ProcessRuntime {
         started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
     ) -> Result<BTreeMap<u64, Process>> {
         // Start them all first, then wait for them all: they start in parallel.
-        let mut pids = BTreeMap::new();
+        let mut children = BTreeMap::new();
         for &id in ids {
             let label = format!("node-{id}");
             let args = vec![
@@ -177,25 +180,26 @@ impl Runtime for ProcessRuntime {
                 "--log-file".into(),
                 path_arg(lab.logs().join(format!("{label}.log"))),
             ];
-            let pid = spawn(lab, &label, &args)?;
+            let child = spawn(lab, &label, &args)?;
             started(
                 id,
                 Process {
-                    pid,
+                    pid: child.id(),
                     grpc: String::new(),
                     http: None,
                     control: None,
                 },
             )?;
-            pids.insert(id, pid);
+            children.insert(id, child);
         }
         let mut nodes = BTreeMap::new();
-        for (id, pid) in pids {
+        for (id, mut child) in children {
             let label = format!("node-{id}");
+            let ready_file = lab.run().join(format!("{label}.json"));
             let ready: labctl_node::Ready =
-                wait_ready(lab, &label, pid, &lab.run().join(format!("{label}.json"))).await?;
+                wait_ready(lab, &label, &mut child, &ready_file).await?;
             let process = Process {
-                pid,
+                pid: child.id(),
                 grpc: ready.admin,
                 http: None,
                 control: Some(ready.control),
