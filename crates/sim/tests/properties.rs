@@ -73,3 +73,28 @@ proptest! {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Yo-Yo's messages are a function of the graph and the ids alone: each node waits for every
+    /// in-edge, then every out-edge, and decides from what it received, never from arrival order.
+    /// So any delivery order gives the same cost, phase by phase, and the same winner.
+    #[test]
+    fn election_costs_do_not_depend_on_timing(
+        n in 1usize..=48,
+        density in 0usize..=3,
+        graph_seed in any::<u64>(),
+        seeds in proptest::collection::vec(any::<u64>(), 3),
+    ) {
+        let extra = match density { 0 => 0, 1 => n / 4, 2 => n, _ => 4 * n };
+        let adjacency = random_graph(n, extra, true, graph_seed);
+        let reference = common::run(&adjacency, 0, Delivery::Sync).report;
+        for seed in seeds {
+            let other = common::run(&adjacency, seed, Delivery::Async).report;
+            prop_assert_eq!(&other.election_phases, &reference.election_phases, "seed {}", seed);
+            prop_assert_eq!(other.iterations, reference.iterations);
+            prop_assert_eq!(other.leader, reference.leader);
+        }
+    }
+}

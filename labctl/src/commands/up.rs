@@ -51,7 +51,8 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
             ..Record::default()
         };
         lab.save(&record)?;
-        let progress = Progress::new(topology.node_count() as u64, std::io::stderr().is_terminal());
+        // Bars on a terminal only (drawn on stderr, so stdout stays the report).
+        let progress = Progress::new(topology.node_count() as u64, std::io::stdout().is_terminal());
         let result = deploy(&lab, &mut record, runtime.as_ref(), &topology, &progress).await;
         if let Err(e) = result {
             progress.finish();

@@ -70,6 +70,9 @@ async fn wait_ready<T: DeserializeOwned>(
             );
         }
         if Instant::now() > deadline {
+            // Not in the lab's record yet, so nothing else would ever stop it.
+            let _ = child.kill();
+            let _ = child.wait();
             bail!(
                 "{label} did not start listening within {START_TIMEOUT:?}; its log:\n{}",
                 last_words(lab, label)

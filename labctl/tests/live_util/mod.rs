@@ -1,0 +1,427 @@
+//! Helpers for the live-lab tests: running `labctl` against a private `LABCTL_HOME`, reading its
+//! JSON back into types, and a guard that leaves no daemon behind, even when a test fails.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use labctl_core::Report;
+use labctl_topology::{NodeId, Topology};
+use serde::Deserialize;
+use tempfile::TempDir;
+
+/// The binary under test, built by cargo for this integration test.
+pub const LABCTL: &str = env!("CARGO_BIN_EXE_labctl");
+
+/// The longest any one `labctl` command may take before the test gives up on it (`up` waits up
+/// to its own 30 s default for convergence; this is only a backstop against a hang).
+const COMMAND_DEADLINE: Duration = Duration::from_secs(90);
+
+/// How long a killed process may take to disappear.
+const EXIT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often to look again while polling a condition.
+const POLL: Duration = Duration::from_millis(10);
+
+/// One node's entry in a live report's `addresses`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Address {
+    pub control: Option<String>,
+    pub admin: String,
+    pub pid: u32,
+    pub state: String,
+}
+
+/// What `labctl up --json` and `labctl status --json` print: the SPEC §7 report plus what only a
+/// live lab knows.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LiveReport {
+    #[serde(flatten)]
+    pub report: Report,
+    pub nameserver: String,
+    pub addresses: BTreeMap<String, Address>,
+    pub folder: PathBuf,
+}
+
+impl LiveReport {
+    /// Every node's pid, by id.
+    pub fn node_pids(&self) -> BTreeMap<NodeId, u32> {
+        self.addresses
+            .iter()
+            .map(|(id, a)| (id.parse().expect("address keys are ids"), a.pid))
+            .collect()
+    }
+}
+
+/// What `labctl sim --json` prints (only the fields these tests compare).
+#[derive(Debug, Deserialize)]
+pub struct SimReport {
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// One line of `labctl ls --json`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct LsLine {
+    pub name: String,
+    pub runtime: String,
+    pub nodes: usize,
+    pub processes: usize,
+    pub running: usize,
+    pub state: String,
+    pub folder: PathBuf,
+}
+
+/// A finished run of the binary, with its output decoded.
+#[derive(Debug)]
+pub struct Run {
+    pub command: String,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Insists on exit code `code`.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "{} exited {:?}\nstdout: {}\nstderr: {}",
+            self.command,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Insists on exit code 2, nothing on stdout, and one line `labctl: …` on stderr mentioning
+    /// each of `mentions`; returns that line.
+    pub fn expect_error(self, mentions: &[&str]) -> String {
+        let run = self.expect_code(2);
+        assert_eq!(run.stdout, "", "{}: stdout must stay empty", run.command);
+        assert!(
+            run.stderr.starts_with("labctl: ")
+                && run.stderr.ends_with('\n')
+                && run.stderr.lines().count() == 1,
+            "{}: stderr should be one line `labctl: …`: {:?}",
+            run.command,
+            run.stderr
+        );
+        for mention in mentions {
+            assert!(
+                run.stderr.contains(mention),
+                "{}: stderr should mention {mention:?}: {:?}",
+                run.command,
+                run.stderr
+            );
+        }
+        run.stderr
+    }
+}
+
+/// The shipped `topologies/` directory.
+pub fn topology_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../topologies")
+        .join(name)
+}
+
+/// A shipped topology, parsed independently of the binary.
+pub fn load(file: &Path) -> Topology {
+    Topology::from_path(file).unwrap_or_else(|e| panic!("{} should parse: {e}", file.display()))
+}
+
+/// A private `LABCTL_HOME` for one test, and the guard that cleans up after it.
+///
+/// Every command a test runs goes through [`Home::labctl`], which sets `LABCTL_HOME` to this
+/// folder, so tests never share labs or touch a real user's. On drop (a passing test, or a
+/// panicking one) it runs `labctl down --all`, then SIGKILLs whatever daemon of this home is
+/// still alive: the pids it was told of, the pids in any `lab.json` left behind, and any process
+/// whose command line is `labctl daemon …` naming a path under this home.
+pub struct Home {
+    dir: TempDir,
+    pids: std::cell::RefCell<BTreeSet<u32>>,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        let dir = tempfile::Builder::new()
+            .prefix("labctl-live-")
+            .tempdir()
+            .expect("a temporary LABCTL_HOME");
+        Home {
+            dir,
+            pids: Default::default(),
+        }
+    }
+
+    /// The folder `LABCTL_HOME` points at.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Where a lab named `name` keeps its state.
+    pub fn lab_folder(&self, name: &str) -> PathBuf {
+        self.path().join("labs").join(name)
+    }
+
+    /// Remembers pids to SIGKILL should `down --all` leave them running.
+    pub fn remember(&self, pids: impl IntoIterator<Item = u32>) {
+        self.pids.borrow_mut().extend(pids);
+    }
+
+    /// Runs `labctl args` with this `LABCTL_HOME` and waits for it (up to a backstop deadline).
+    pub fn labctl<S: AsRef<OsStr>>(&self, args: &[S]) -> Run {
+        self.try_labctl(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Home::labctl`], but a command that cannot start or hangs is an `Err`, not a panic
+    /// (the cleanup must not panic while a failing test unwinds).
+    fn try_labctl<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Run, String> {
+        let command = {
+            let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+            format!("labctl {}", args.join(" "))
+        };
+        let mut child = Command::new(LABCTL)
+            .args(args)
+            .env("LABCTL_HOME", self.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{command}: cannot start: {e}"))?;
+        let stdout = drain(child.stdout.take().expect("piped stdout"));
+        let stderr = drain(child.stderr.take().expect("piped stderr"));
+        let status = wait_with_deadline(&mut child).map_err(|e| format!("{command}: {e}"))?;
+        let text = |h: JoinHandle<Vec<u8>>| {
+            String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned()
+        };
+        Ok(Run {
+            code: status.code(),
+            stdout: text(stdout),
+            stderr: text(stderr),
+            command,
+        })
+    }
+
+    /// `labctl up FILE --json` plus `extra`: exit 0, silent stderr, one JSON line read back. The
+    /// pids it reports (and the bootstrap's and nameserver's) are remembered for the cleanup.
+    pub fn up(&self, file: &Path, extra: &[&str]) -> LiveReport {
+        let mut args = vec![OsStr::new("up"), file.as_os_str(), OsStr::new("--json")];
+        args.extend(extra.iter().map(OsStr::new));
+        let run = self.labctl(&args);
+        // Learn what started before judging the run, so a failing `up` is still cleaned up.
+        let recorded: BTreeSet<u32> = self.recorded_pids().into_values().collect();
+        self.remember(recorded.iter().copied());
+        if run.code != Some(0) {
+            let unrecorded: BTreeSet<u32> = self.daemons().difference(&recorded).copied().collect();
+            self.remember(unrecorded.iter().copied());
+            panic!(
+                "{} exited {:?}\nstdout: {}\nstderr: {}\ndaemons running that no lab.json \
+                 names (so `labctl down` cannot stop them): {unrecorded:?}",
+                run.command, run.code, run.stdout, run.stderr
+            );
+        }
+        assert_eq!(run.stderr, "", "{}: stderr should be silent", run.command);
+        let report = parse_one_line::<LiveReport>(&run);
+        self.remember(report.node_pids().into_values());
+        report
+    }
+
+    /// `labctl status [NAME] --json`: exit 0, one JSON line read back.
+    pub fn status(&self, name: &str) -> LiveReport {
+        let run = self.labctl(&["status", name, "--json"]).expect_code(0);
+        assert_eq!(run.stderr, "", "{}: stderr should be silent", run.command);
+        parse_one_line(&run)
+    }
+
+    /// `labctl ls --json`, read back line by line.
+    pub fn ls(&self) -> Vec<LsLine> {
+        let run = self.labctl(&["ls", "--json"]).expect_code(0);
+        assert_eq!(run.stderr, "", "{}: stderr should be silent", run.command);
+        run.stdout
+            .lines()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}: {line:?} does not read back: {e}", run.command))
+            })
+            .collect()
+    }
+
+    /// The pids of every `lab.json` under this home, by label (`bootstrap`, `nameserver`,
+    /// `node 3`).
+    pub fn recorded_pids(&self) -> BTreeMap<String, u32> {
+        let mut pids = BTreeMap::new();
+        let Ok(labs) = std::fs::read_dir(self.path().join("labs")) else {
+            return pids;
+        };
+        for lab in labs.flatten() {
+            let Ok(text) = std::fs::read_to_string(lab.path().join("lab.json")) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+                continue;
+            };
+            let name = lab.file_name().to_string_lossy().into_owned();
+            for service in ["bootstrap", "nameserver"] {
+                if let Some(pid) = record[service]["pid"].as_u64() {
+                    pids.insert(format!("{name} {service}"), pid as u32);
+                }
+            }
+            if let Some(nodes) = record["nodes"].as_object() {
+                for (id, node) in nodes {
+                    if let Some(pid) = node["pid"].as_u64() {
+                        pids.insert(format!("{name} node {id}"), pid as u32);
+                    }
+                }
+            }
+        }
+        pids
+    }
+
+    /// Whether `pid` is a live (not zombie) `labctl daemon` started under this home.
+    pub fn is_daemon(&self, pid: u32) -> bool {
+        if !is_alive(pid) {
+            return false;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let home = self.path().to_string_lossy();
+        args.iter().any(|a| a == "daemon") && args.iter().any(|a| a.contains(home.as_ref()))
+    }
+
+    /// Every live `labctl daemon` of this home, found by scanning `/proc`.
+    pub fn daemons(&self) -> BTreeSet<u32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return BTreeSet::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&pid| self.is_daemon(pid))
+            .collect()
+    }
+
+    /// Polls until none of `pids` is a live daemon of this home; returns those still alive at
+    /// the deadline.
+    pub fn wait_gone(&self, pids: &BTreeSet<u32>) -> BTreeSet<u32> {
+        let deadline = Instant::now() + EXIT_DEADLINE;
+        loop {
+            let left: BTreeSet<u32> = pids
+                .iter()
+                .copied()
+                .filter(|&p| self.is_daemon(p))
+                .collect();
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let down = self.try_labctl(&["down", "--all"]);
+        let mut pids = self.pids.borrow().clone();
+        pids.extend(self.recorded_pids().into_values());
+        pids.extend(self.daemons());
+        let left: BTreeSet<u32> = pids.into_iter().filter(|&p| self.is_daemon(p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        let down = match down {
+            Ok(run) => format!(
+                "`{}` exited {:?} ({})",
+                run.command,
+                run.code,
+                run.stderr.trim()
+            ),
+            Err(e) => e,
+        };
+        eprintln!(
+            "cleanup of {}: {down}; SIGKILLing daemons {left:?}",
+            self.path().display()
+        );
+        for &pid in &left {
+            sigkill(pid);
+        }
+        let still = self.wait_gone(&left);
+        if !still.is_empty() {
+            eprintln!("cleanup: daemons {still:?} survived SIGKILL");
+        }
+    }
+}
+
+/// Sends SIGKILL to `pid`.
+pub fn sigkill(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
+    // SAFETY: kill(2) only sends a signal; no memory is shared with the callee.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Whether a process `pid` exists and is not a zombie (`/proc/<pid>/stat` state Z or X).
+pub fn is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the parenthesised command name: "pid (comm) S …".
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
+
+/// Reads `run`'s stdout as exactly one line of JSON.
+pub fn parse_one_line<T: for<'de> Deserialize<'de>>(run: &Run) -> T {
+    assert_eq!(
+        run.stdout.lines().count(),
+        1,
+        "{}: --json prints one object on one line: {:?}",
+        run.command,
+        run.stdout
+    );
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{}: the output does not read back: {e}\n{}",
+            run.command, run.stdout
+        )
+    })
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+fn wait_with_deadline(child: &mut Child) -> Result<std::process::ExitStatus, String> {
+    let deadline = Instant::now() + COMMAND_DEADLINE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) => {}
+            Err(e) => return Err(format!("cannot wait for it: {e}")),
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("did not finish within {COMMAND_DEADLINE:?}"));
+        }
+        std::thread::sleep(POLL);
+    }
+}
