@@ -223,6 +223,14 @@ async fn bad_frames_are_dropped_and_the_node_still_elects() {
         strangers.push(stranger); // kept open until the end, so the frames surely leave
     }
 
+    // Watch the node's trace stream from here on, as labctl's trace view would.
+    let mut trace = lab
+        .admin
+        .trace(labctl_proto::node::TraceRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+
     // Now behave: our heartbeat brings the link up, and node 2 starts epoch 1 with its setup.
     lab.send(&Frame::Heartbeat { lab: "pair".into() });
     let setup = lab.next_control();
@@ -303,6 +311,41 @@ async fn bad_frames_are_dropped_and_the_node_still_elects() {
     assert!(
         !lab.node.is_finished(),
         "the node kept running through it all"
+    );
+
+    // The trace stream told the story as it happened, in the simulator's trace format.
+    let mut events = Vec::new();
+    while !events
+        .iter()
+        .any(|e: &serde_json::Value| e["event"] == "roles")
+    {
+        let next = tokio::time::timeout(Duration::from_secs(5), trace.message())
+            .await
+            .expect("trace events arrive")
+            .unwrap()
+            .expect("the stream stays open");
+        assert_eq!(next.node, 2);
+        events.push(serde_json::from_str(&next.json).unwrap());
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    for expected in [
+        "epoch_started",
+        "send",
+        "receive",
+        "pruned",
+        "joined",
+        "complete",
+        "roles",
+    ] {
+        assert!(
+            kinds.contains(&expected),
+            "trace lacks {expected}: {kinds:?}"
+        );
+    }
+    let joined = events.iter().find(|e| e["event"] == "joined").unwrap();
+    assert_eq!(
+        (joined["parent"].as_u64(), joined["leader"].as_u64()),
+        (Some(1), Some(1))
     );
 
     // And it said what it refused, each in its own words. The strangers' frames travel on their
