@@ -5,89 +5,28 @@
 //! Every expectation is computed here from the topology file itself (smallest id, neighbours,
 //! eccentricity, the roles of SPEC §3.4), never copied from the program's own output.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use labctl_core::{Report, Role};
+use common::{
+    check_election_and_tree, command_line, labctl, load, parents, parse_one_line, topologies_dir,
+    topology_file, SimReport, LABCTL,
+};
+use labctl_core::Role;
 use labctl_topology::{NodeId, Topology};
-use serde::Deserialize;
 use serde_json::Value;
-
-/// The binary under test, built by cargo for this integration test.
-const LABCTL: &str = env!("CARGO_BIN_EXE_labctl");
 
 /// A shipped topology too large for a debug-build simulation (100,000 nodes).
 const TOO_BIG: &str = "bench-random100k.toml";
 
-/// What `labctl sim --json` prints: the SPEC §7 report plus what only a simulation knows.
-#[derive(Debug, Deserialize)]
-struct SimReport {
-    #[serde(flatten)]
-    report: Report,
-    seed: u64,
-    delivery: String,
-    virtual_time: u64,
-    delivered: u64,
-}
-
-/// A finished run of the binary, with its output decoded.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// The command line, for assertion messages.
-fn command_line<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
-    format!("labctl {}", args.join(" "))
-}
-
-/// Runs `labctl` with `args` and waits for it.
-fn labctl<S: AsRef<OsStr>>(args: &[S]) -> Run {
-    let output: Output = Command::new(LABCTL)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("labctl runs");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8(output.stderr).expect("stderr is UTF-8"),
-    }
-}
-
-/// Runs `labctl` and insists on exit code 0.
-fn labctl_success<S: AsRef<OsStr>>(args: &[S]) -> Run {
-    let run = labctl(args);
-    assert_eq!(
-        run.code,
-        Some(0),
-        "{} exited {:?}; stderr: {}",
-        command_line(args),
-        run.code,
-        run.stderr
-    );
-    run
-}
-
 /// Runs `labctl` and insists on exit code 0 and a silent stderr; returns stdout.
 fn labctl_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let run = labctl_success(args);
-    assert_eq!(run.stderr, "", "{} wrote to stderr", command_line(args));
-    run.stdout
-}
-
-/// The shipped `topologies/` directory.
-fn topologies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../topologies")
-}
-
-fn topology_file(name: &str) -> PathBuf {
-    topologies_dir().join(name)
+    labctl(args).expect_success().stdout
 }
 
 /// Every shipped topology file, sorted; `TOO_BIG` only when asked for.
@@ -106,232 +45,43 @@ fn shipped(include_too_big: bool) -> Vec<PathBuf> {
     files
 }
 
-fn load(file: &Path) -> Topology {
-    Topology::from_path(file).unwrap_or_else(|e| panic!("{} should parse: {e}", file.display()))
-}
-
 /// `labctl sim FILE --json` plus `extra`, read back into a report.
 fn sim_json(file: &Path, extra: &[&str]) -> SimReport {
     let mut args = vec![OsStr::new("sim"), file.as_os_str(), OsStr::new("--json")];
     args.extend(extra.iter().map(OsStr::new));
-    let stdout = labctl_ok(&args);
-    assert_eq!(
-        stdout.lines().count(),
-        1,
-        "{}: --json prints one JSON object on one line",
-        file.display()
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "{}: the report does not read back: {e}\n{stdout}",
-            file.display()
-        )
-    })
+    parse_one_line(&labctl(&args).expect_success())
 }
 
-/// The report's tree with numeric keys.
-fn parents(report: &Report) -> BTreeMap<NodeId, Option<NodeId>> {
-    report
-        .tree
-        .iter()
-        .map(|(id, parent)| (id.parse().expect("tree keys are ids"), *parent))
-        .collect()
-}
-
-/// The roles SPEC §3.4 gives each node of a tree (parent pointers, the root's null).
-fn expected_roles(tree: &BTreeMap<NodeId, Option<NodeId>>) -> BTreeMap<NodeId, BTreeSet<Role>> {
-    let root = tree
-        .iter()
-        .find(|(_, parent)| parent.is_none())
-        .map(|(id, _)| *id);
-    let with_children: BTreeSet<NodeId> = tree.values().flatten().copied().collect();
-    tree.iter()
-        .map(|(&id, &parent)| {
-            let has_children = with_children.contains(&id);
-            let roles = match (parent, has_children) {
-                (None, true) => vec![Role::Writer],
-                (None, false) => vec![Role::Writer, Role::Input],
-                (Some(_), false) => vec![Role::Input],
-                (Some(p), true) if Some(p) == root => vec![Role::Persistence],
-                (Some(_), true) => vec![Role::Forwarder],
-            };
-            (id, roles.into_iter().collect())
-        })
-        .collect()
-}
-
-/// Each node's distance from the root, following parent pointers; panics on a cycle or a pointer
-/// to a node outside the tree.
-fn depths(tree: &BTreeMap<NodeId, Option<NodeId>>, context: &str) -> BTreeMap<NodeId, u32> {
-    tree.keys()
-        .map(|&start| {
-            let (mut at, mut hops) = (start, 0u32);
-            while let Some(parent) = tree[&at] {
-                assert!(
-                    tree.contains_key(&parent),
-                    "{context}: node {at}'s parent {parent} is not in the tree"
-                );
-                at = parent;
-                hops += 1;
-                assert!(
-                    hops as usize <= tree.len(),
-                    "{context}: following parents from {start} never reaches the root"
-                );
-            }
-            (start, hops)
-        })
-        .collect()
-}
-
-/// ⌈log₂ n⌉, for n ≥ 1.
-fn ceil_log2(n: u64) -> u64 {
-    let mut k = 0;
-    while (1u64 << k) < n {
-        k += 1;
-    }
-    k
-}
-
-/// Checks one `sim --json` report against the topology it ran on.
+/// Checks one `sim --json` report against the topology it ran on: what any report must show
+/// ([`check_election_and_tree`]), plus what only a simulation knows.
 fn check_report(file: &Path, topology: &Topology, sim: &SimReport, delivery: &str, seed: u64) {
     let context = format!("{} (--delivery {delivery} --seed {seed})", file.display());
     let report = &sim.report;
-    let ids = topology.ids();
-    let smallest = *ids.iter().min().expect("a topology has nodes");
-    let n = ids.len();
-    let m = topology.links().len();
-    let adjacency = topology.adjacency();
 
     assert_eq!(report.runtime, "sim", "{context}");
     assert_eq!(report.lab, topology.name, "{context}");
-    assert_eq!(
-        (report.nodes, report.links),
-        (n, m),
-        "{context}: nodes, links"
-    );
     assert_eq!(sim.delivery, delivery, "{context}: delivery echoed");
     assert_eq!(sim.seed, seed, "{context}: seed echoed");
-    assert!(report.epoch >= 1, "{context}: epoch {}", report.epoch);
-    assert!(report.converged, "{context}: not converged");
-    assert_eq!(
-        report.leader,
-        Some(smallest),
-        "{context}: the leader is the smallest id"
-    );
+    check_election_and_tree(report, topology, &context);
 
-    // The tree: every node, one root (the leader), parents are neighbours, no cycles.
-    let tree = parents(report);
-    assert_eq!(
-        tree.keys().copied().collect::<Vec<_>>(),
-        ids,
-        "{context}: the tree has exactly the topology's nodes"
-    );
-    let roots: Vec<NodeId> = tree
-        .iter()
-        .filter(|(_, p)| p.is_none())
-        .map(|(id, _)| *id)
-        .collect();
-    assert_eq!(
-        roots,
-        [smallest],
-        "{context}: exactly the leader has no parent"
-    );
-    for (id, parent) in &tree {
-        if let Some(parent) = parent {
-            assert!(
-                adjacency[id].contains(parent),
-                "{context}: node {id}'s parent {parent} is not a neighbour"
-            );
-        }
-    }
-    let depth = depths(&tree, &context).into_values().max().unwrap_or(0);
-    assert_eq!(
-        report.depth, depth,
-        "{context}: depth is the deepest node's"
-    );
     if delivery == "sync" {
         // Unit delays make SHOUT's tree breadth-first: as deep as the leader's eccentricity.
         let eccentricity = topology
-            .eccentricity(smallest)
+            .eccentricity(topology.min_id())
             .expect("the leader is a node");
         assert_eq!(
             report.depth as usize, eccentricity,
             "{context}: a sync tree is breadth-first"
         );
     }
-
-    // Roles (SPEC §3.4), computed here from the tree alone.
-    let expected = expected_roles(&tree);
-    let actual: BTreeMap<NodeId, BTreeSet<Role>> = report
-        .roles
-        .iter()
-        .map(|(id, roles)| {
-            let set: BTreeSet<Role> = roles.iter().copied().collect();
-            assert_eq!(
-                set.len(),
-                roles.len(),
-                "{context}: node {id} repeats a role"
-            );
-            (id.parse().expect("role keys are ids"), set)
-        })
-        .collect();
-    assert_eq!(actual, expected, "{context}: roles follow SPEC §3.4");
-
-    // Costs against SPEC §3.2–3.3.
-    let k = ceil_log2(n as u64);
-    let two_m = 2 * m as u64;
-    assert_eq!(report.messages.tree, two_m, "{context}: SHOUT+ sends 2m");
-    assert_eq!(report.bounds.tree, two_m, "{context}: tree bound");
-    assert_eq!(
-        report.bounds.election,
-        two_m * (k + 2),
-        "{context}: election bound 2m(⌈log₂ n⌉+2)"
-    );
-    assert_eq!(
-        u64::from(report.bounds.iterations),
-        k + 1,
-        "{context}: iteration bound ⌈log₂ n⌉+1"
-    );
-    assert!(
-        report.messages.election <= report.bounds.election,
-        "{context}: {} election messages, bound {}",
-        report.messages.election,
-        report.bounds.election
-    );
-    assert!(
-        report.iterations <= report.bounds.iterations,
-        "{context}: {} iterations, bound {}",
-        report.iterations,
-        report.bounds.iterations
-    );
-    let phases = &report.election_phases;
-    assert_eq!(
-        phases.len(),
-        report.iterations as usize + 1,
-        "{context}: setup plus one phase per iteration: {phases:?}"
-    );
-    assert_eq!(phases[0], two_m, "{context}: setup sends 2m: {phases:?}");
-    assert_eq!(
-        phases.iter().sum::<u64>(),
-        report.messages.election,
-        "{context}: the phases add up to the election's messages: {phases:?}"
-    );
-    assert!(
-        phases[1..].windows(2).all(|w| w[0] >= w[1]) && phases[1..].iter().all(|p| p % 2 == 0),
-        "{context}: each iteration costs 2 × live edges, which only shrink: {phases:?}"
-    );
     assert_eq!(
         sim.delivered,
         report.messages.election + report.messages.tree,
         "{context}: every message sent was delivered"
     );
-    if m > 0 {
+    if topology.link_count() > 0 {
         assert!(sim.virtual_time > 0, "{context}: time passed");
     }
-
-    assert!(!report.checks.is_empty(), "{context}: no checks reported");
-    let failed: Vec<_> = report.failed_checks().collect();
-    assert!(failed.is_empty(), "{context}: failed checks {failed:?}");
 }
 
 // --- 1. sim --json on every shipped topology -------------------------------------------------
@@ -389,7 +139,7 @@ fn same_seed_same_trace_different_seed_different_trace() {
     let file = topology_file("random30.toml");
     // Without --json the trace is stdout and the summary stderr: both must repeat exactly.
     let trace = |seed: &str| {
-        let run = labctl_success(&[
+        let run = labctl(&[
             OsStr::new("sim"),
             file.as_os_str(),
             OsStr::new("--delivery"),
@@ -397,7 +147,8 @@ fn same_seed_same_trace_different_seed_different_trace() {
             OsStr::new("--seed"),
             OsStr::new(seed),
             OsStr::new("--trace"),
-        ]);
+        ])
+        .expect_code(0);
         (run.stdout, run.stderr)
     };
     let first = trace("3");
@@ -699,32 +450,14 @@ fn assert_rejected(
         &[OsStr::new("graph"), file.as_os_str()],
     ];
     for args in commands {
-        let command = command_line(args);
-        let run = labctl(args);
-        assert_eq!(
-            run.code,
-            Some(2),
-            "{command}: exit code; stderr: {}",
-            run.stderr
-        );
-        assert_eq!(run.stdout, "", "{command}: stdout must stay empty");
+        // Exit 2, nothing on stdout, one line `labctl: …` mentioning each of `mentions`…
+        let line = labctl(args).expect_error(mentions);
+        // …that names the file, and the place in it when there is one.
         assert!(
-            run.stderr.ends_with('\n') && run.stderr.lines().count() == 1,
-            "{command}: stderr is exactly one line: {:?}",
-            run.stderr
+            line.starts_with(&prefix),
+            "{}: stderr should start with {prefix:?}: {line:?}",
+            command_line(args)
         );
-        assert!(
-            run.stderr.starts_with(&prefix),
-            "{command}: stderr should start with {prefix:?}: {:?}",
-            run.stderr
-        );
-        for mention in mentions {
-            assert!(
-                run.stderr.contains(mention),
-                "{command}: stderr should mention {mention:?}: {:?}",
-                run.stderr
-            );
-        }
     }
 }
 

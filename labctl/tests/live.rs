@@ -8,97 +8,19 @@
 //! neighbours, the roles of SPEC §3.4, the message counts of SPEC §3.2–3.3) is computed here from
 //! the topology file, never copied from the program's own output.
 
+mod common;
 mod live_util;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::Path;
 
+use common::{check_election_and_tree, load, parse_one_line, topology_file, SimReport};
 use labctl_core::{Report, Role};
-use labctl_topology::{NodeId, Topology};
-use live_util::{load, parse_one_line, sigkill, topology_file, Home, LiveReport, SimReport};
+use labctl_topology::Topology;
+use live_util::{sigkill, Home, LiveReport};
 
 // --- expectations, computed from the topology --------------------------------------------------
-
-/// The report's tree with numeric keys.
-fn parents(report: &Report) -> BTreeMap<NodeId, Option<NodeId>> {
-    report
-        .tree
-        .iter()
-        .map(|(id, parent)| (id.parse().expect("tree keys are ids"), *parent))
-        .collect()
-}
-
-/// The roles SPEC §3.4 gives each node of a tree (parent pointers, the root's null).
-fn expected_roles(tree: &BTreeMap<NodeId, Option<NodeId>>) -> BTreeMap<NodeId, BTreeSet<Role>> {
-    let root = tree
-        .iter()
-        .find(|(_, parent)| parent.is_none())
-        .map(|(id, _)| *id);
-    let with_children: BTreeSet<NodeId> = tree.values().flatten().copied().collect();
-    tree.iter()
-        .map(|(&id, &parent)| {
-            let has_children = with_children.contains(&id);
-            let roles = match (parent, has_children) {
-                (None, true) => vec![Role::Writer],
-                (None, false) => vec![Role::Writer, Role::Input],
-                (Some(_), false) => vec![Role::Input],
-                (Some(p), true) if Some(p) == root => vec![Role::Persistence],
-                (Some(_), true) => vec![Role::Forwarder],
-            };
-            (id, roles.into_iter().collect())
-        })
-        .collect()
-}
-
-/// The report's roles as sets, insisting that no node repeats a role.
-fn role_sets(report: &Report, context: &str) -> BTreeMap<NodeId, BTreeSet<Role>> {
-    report
-        .roles
-        .iter()
-        .map(|(id, roles)| {
-            let set: BTreeSet<Role> = roles.iter().copied().collect();
-            assert_eq!(
-                set.len(),
-                roles.len(),
-                "{context}: node {id} repeats a role"
-            );
-            (id.parse().expect("role keys are ids"), set)
-        })
-        .collect()
-}
-
-/// Each node's distance from the root, following parent pointers; panics on a cycle or a pointer
-/// to a node outside the tree.
-fn depths(tree: &BTreeMap<NodeId, Option<NodeId>>, context: &str) -> BTreeMap<NodeId, u32> {
-    tree.keys()
-        .map(|&start| {
-            let (mut at, mut hops) = (start, 0u32);
-            while let Some(parent) = tree[&at] {
-                assert!(
-                    tree.contains_key(&parent),
-                    "{context}: node {at}'s parent {parent} is not in the tree"
-                );
-                at = parent;
-                hops += 1;
-                assert!(
-                    hops as usize <= tree.len(),
-                    "{context}: following parents from {start} never reaches the root"
-                );
-            }
-            (start, hops)
-        })
-        .collect()
-}
-
-/// ⌈log₂ n⌉, for n ≥ 1.
-fn ceil_log2(n: u64) -> u64 {
-    let mut k = 0;
-    while (1u64 << k) < n {
-        k += 1;
-    }
-    k
-}
 
 /// The port of a `127.0.0.1:PORT` address; panics on any other shape.
 fn loopback_port(address: &str, context: &str) -> u16 {
@@ -124,124 +46,11 @@ fn ports(live: &LiveReport) -> Vec<u16> {
     ports
 }
 
-/// Checks the tree, roles and costs of any report (live or simulated) of a converged run on
-/// `topology`, against figures computed here.
-fn check_election_and_tree(report: &Report, topology: &Topology, context: &str) {
-    let ids = topology.ids();
-    let smallest = topology.min_id();
-    let adjacency = topology.adjacency();
-    let n = ids.len() as u64;
-    let two_m = 2 * topology.link_count() as u64;
-
-    assert_eq!(
-        (report.nodes, report.links),
-        (topology.node_count(), topology.link_count()),
-        "{context}: nodes, links"
-    );
-    assert!(report.converged, "{context}: not converged: {report:#?}");
+/// Checks the election, tree, roles and costs of any report (live or simulated) of a lab that
+/// has held exactly one election, on `topology`, against figures computed from the file.
+fn check_one_election(report: &Report, topology: &Topology, context: &str) {
+    check_election_and_tree(report, topology, context);
     assert_eq!(report.epoch, 1, "{context}: one election, epoch 1");
-    assert_eq!(
-        report.leader,
-        Some(smallest),
-        "{context}: the leader is the smallest id"
-    );
-
-    // The tree: every node, one root (the leader), parents are neighbours, no cycles.
-    let tree = parents(report);
-    assert_eq!(
-        tree.keys().copied().collect::<Vec<_>>(),
-        ids,
-        "{context}: the tree has exactly the topology's nodes"
-    );
-    let roots: Vec<NodeId> = tree
-        .iter()
-        .filter(|(_, p)| p.is_none())
-        .map(|(id, _)| *id)
-        .collect();
-    assert_eq!(
-        roots,
-        [smallest],
-        "{context}: exactly the leader has no parent"
-    );
-    for (id, parent) in &tree {
-        if let Some(parent) = parent {
-            assert!(
-                adjacency[id].contains(parent),
-                "{context}: node {id}'s parent {parent} is not a neighbour in the file"
-            );
-        }
-    }
-    let depth = depths(&tree, context).into_values().max().unwrap_or(0);
-    assert_eq!(
-        report.depth, depth,
-        "{context}: depth is the deepest node's"
-    );
-
-    // Roles (SPEC §3.4), computed here from the tree alone.
-    assert_eq!(
-        role_sets(report, context),
-        expected_roles(&tree),
-        "{context}: roles follow SPEC §3.4"
-    );
-
-    // Costs (SPEC §3.2–3.3) and bounds.
-    let k = ceil_log2(n);
-    assert_eq!(report.messages.tree, two_m, "{context}: SHOUT+ sends 2m");
-    assert_eq!(report.bounds.tree, two_m, "{context}: tree bound");
-    assert_eq!(
-        report.bounds.election,
-        two_m * (k + 2),
-        "{context}: election bound 2m(⌈log₂ n⌉+2)"
-    );
-    assert_eq!(
-        u64::from(report.bounds.iterations),
-        k + 1,
-        "{context}: iteration bound ⌈log₂ n⌉+1"
-    );
-    assert!(
-        report.messages.election <= report.bounds.election,
-        "{context}: {} election messages, bound {}",
-        report.messages.election,
-        report.bounds.election
-    );
-    assert!(
-        report.iterations <= report.bounds.iterations,
-        "{context}: {} iterations, bound {}",
-        report.iterations,
-        report.bounds.iterations
-    );
-    let phases = &report.election_phases;
-    assert_eq!(
-        phases.len(),
-        report.iterations as usize + 1,
-        "{context}: setup plus one phase per iteration: {phases:?}"
-    );
-    assert_eq!(phases[0], two_m, "{context}: setup sends 2m: {phases:?}");
-    assert_eq!(
-        phases.iter().sum::<u64>(),
-        report.messages.election,
-        "{context}: the phases add up to the election's messages: {phases:?}"
-    );
-
-    // Every named invariant was checked and held.
-    let names: BTreeSet<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
-    for name in [
-        "one_epoch",
-        "one_leader",
-        "spanning_tree",
-        "roles",
-        "setup_cost",
-        "tree_cost",
-        "election_bound",
-        "iteration_bound",
-    ] {
-        assert!(
-            names.contains(name),
-            "{context}: check {name} missing: {names:?}"
-        );
-    }
-    let failed: Vec<_> = report.failed_checks().collect();
-    assert!(failed.is_empty(), "{context}: failed checks {failed:?}");
 }
 
 /// Checks a live report (from `up` or `status`) of lab `name` on `topology`.
@@ -250,7 +59,7 @@ fn check_live_report(home: &Home, live: &LiveReport, topology: &Topology, name: 
     let report = &live.report;
     assert_eq!(report.lab, name, "{context}: lab name");
     assert_eq!(report.runtime, "process", "{context}: runtime");
-    check_election_and_tree(report, topology, &context);
+    check_one_election(report, topology, &context);
 
     // Live fields: the nameserver, every node's addresses and state, the folder.
     assert!(
@@ -331,7 +140,7 @@ fn check_matches_sim(home: &Home, file: &Path, topology: &Topology, live: &LiveR
         .expect_code(0);
     let sim: SimReport = parse_one_line(&run);
     assert_eq!(sim.report.runtime, "sim", "{context}");
-    check_election_and_tree(&sim.report, topology, &format!("{context} (sim)"));
+    check_one_election(&sim.report, topology, &format!("{context} (sim)"));
 
     let (live, sim) = (&live.report, &sim.report);
     let two_m = 2 * topology.link_count() as u64;

@@ -1,31 +1,22 @@
-//! Helpers for the live-lab tests: running `labctl` against a private `LABCTL_HOME`, reading its
-//! JSON back into types, and a guard that leaves no daemon behind, even when a test fails.
+//! Helpers for the live-lab tests only: running `labctl` against a private `LABCTL_HOME`, the live
+//! reports (`up`, `status`, `ls`) as types, and a guard that leaves no daemon behind, even when a
+//! test fails. What `cli.rs` shares (running the binary, reading JSON back, checking a report
+//! against its topology) is in `common`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use labctl_core::Report;
-use labctl_topology::{NodeId, Topology};
+use labctl_topology::NodeId;
 use serde::Deserialize;
 use tempfile::TempDir;
 
-/// The binary under test, built by cargo for this integration test.
-pub const LABCTL: &str = env!("CARGO_BIN_EXE_labctl");
-
-/// The longest any one `labctl` command may take before the test gives up on it (`up` waits up
-/// to its own 30 s default for convergence; this is only a backstop against a hang).
-const COMMAND_DEADLINE: Duration = Duration::from_secs(90);
+use crate::common::{self, parse_one_line, Run, POLL};
 
 /// How long a killed process may take to disappear.
 const EXIT_DEADLINE: Duration = Duration::from_secs(10);
-
-/// How often to look again while polling a condition.
-const POLL: Duration = Duration::from_millis(10);
 
 /// One node's entry in a live report's `addresses`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -57,13 +48,6 @@ impl LiveReport {
     }
 }
 
-/// What `labctl sim --json` prints (only the fields these tests compare).
-#[derive(Debug, Deserialize)]
-pub struct SimReport {
-    #[serde(flatten)]
-    pub report: Report,
-}
-
 /// One line of `labctl ls --json`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct LsLine {
@@ -74,67 +58,6 @@ pub struct LsLine {
     pub running: usize,
     pub state: String,
     pub folder: PathBuf,
-}
-
-/// A finished run of the binary, with its output decoded.
-#[derive(Debug)]
-pub struct Run {
-    pub command: String,
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// Insists on exit code `code`.
-    pub fn expect_code(self, code: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "{} exited {:?}\nstdout: {}\nstderr: {}",
-            self.command,
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// Insists on exit code 2, nothing on stdout, and one line `labctl: …` on stderr mentioning
-    /// each of `mentions`; returns that line.
-    pub fn expect_error(self, mentions: &[&str]) -> String {
-        let run = self.expect_code(2);
-        assert_eq!(run.stdout, "", "{}: stdout must stay empty", run.command);
-        assert!(
-            run.stderr.starts_with("labctl: ")
-                && run.stderr.ends_with('\n')
-                && run.stderr.lines().count() == 1,
-            "{}: stderr should be one line `labctl: …`: {:?}",
-            run.command,
-            run.stderr
-        );
-        for mention in mentions {
-            assert!(
-                run.stderr.contains(mention),
-                "{}: stderr should mention {mention:?}: {:?}",
-                run.command,
-                run.stderr
-            );
-        }
-        run.stderr
-    }
-}
-
-/// The shipped `topologies/` directory.
-pub fn topology_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../topologies")
-        .join(name)
-}
-
-/// A shipped topology, parsed independently of the binary.
-pub fn load(file: &Path) -> Topology {
-    Topology::from_path(file).unwrap_or_else(|e| panic!("{} should parse: {e}", file.display()))
 }
 
 /// A private `LABCTL_HOME` for one test, and the guard that cleans up after it.
@@ -184,30 +107,7 @@ impl Home {
     /// As [`Home::labctl`], but a command that cannot start or hangs is an `Err`, not a panic
     /// (the cleanup must not panic while a failing test unwinds).
     fn try_labctl<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Run, String> {
-        let command = {
-            let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
-            format!("labctl {}", args.join(" "))
-        };
-        let mut child = Command::new(LABCTL)
-            .args(args)
-            .env("LABCTL_HOME", self.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{command}: cannot start: {e}"))?;
-        let stdout = drain(child.stdout.take().expect("piped stdout"));
-        let stderr = drain(child.stderr.take().expect("piped stderr"));
-        let status = wait_with_deadline(&mut child).map_err(|e| format!("{command}: {e}"))?;
-        let text = |h: JoinHandle<Vec<u8>>| {
-            String::from_utf8_lossy(&h.join().unwrap_or_default()).into_owned()
-        };
-        Ok(Run {
-            code: status.code(),
-            stdout: text(stdout),
-            stderr: text(stderr),
-            command,
-        })
+        common::try_labctl(args, Some(self.path()))
     }
 
     /// `labctl up FILE --json` plus `extra`: exit 0, silent stderr, one JSON line read back. The
@@ -228,23 +128,19 @@ impl Home {
                 run.command, run.code, run.stdout, run.stderr
             );
         }
-        assert_eq!(run.stderr, "", "{}: stderr should be silent", run.command);
-        let report = parse_one_line::<LiveReport>(&run);
+        let report = parse_one_line::<LiveReport>(&run.expect_success());
         self.remember(report.node_pids().into_values());
         report
     }
 
-    /// `labctl status [NAME] --json`: exit 0, one JSON line read back.
+    /// `labctl status [NAME] --json`: exit 0, silent stderr, one JSON line read back.
     pub fn status(&self, name: &str) -> LiveReport {
-        let run = self.labctl(&["status", name, "--json"]).expect_code(0);
-        assert_eq!(run.stderr, "", "{}: stderr should be silent", run.command);
-        parse_one_line(&run)
+        parse_one_line(&self.labctl(&["status", name, "--json"]).expect_success())
     }
 
     /// `labctl ls --json`, read back line by line.
     pub fn ls(&self) -> Vec<LsLine> {
-        let run = self.labctl(&["ls", "--json"]).expect_code(0);
-        assert_eq!(run.stderr, "", "{}: stderr should be silent", run.command);
+        let run = self.labctl(&["ls", "--json"]).expect_success();
         run.stdout
             .lines()
             .map(|line| {
@@ -382,46 +278,4 @@ pub fn is_alive(pid: u32) -> bool {
         .next()
         .and_then(|rest| rest.split_whitespace().next());
     !matches!(state, Some("Z") | Some("X") | None)
-}
-
-/// Reads `run`'s stdout as exactly one line of JSON.
-pub fn parse_one_line<T: for<'de> Deserialize<'de>>(run: &Run) -> T {
-    assert_eq!(
-        run.stdout.lines().count(),
-        1,
-        "{}: --json prints one object on one line: {:?}",
-        run.command,
-        run.stdout
-    );
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{}: the output does not read back: {e}\n{}",
-            run.command, run.stdout
-        )
-    })
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
-}
-
-fn wait_with_deadline(child: &mut Child) -> Result<std::process::ExitStatus, String> {
-    let deadline = Instant::now() + COMMAND_DEADLINE;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status),
-            Ok(None) => {}
-            Err(e) => return Err(format!("cannot wait for it: {e}")),
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("did not finish within {COMMAND_DEADLINE:?}"));
-        }
-        std::thread::sleep(POLL);
-    }
 }
