@@ -50,9 +50,11 @@ pub enum Command {
     Down(DownArgs),
     /// List labs.
     Ls(LsArgs),
+    /// Load a running lab and report throughput, latency and errors.
+    Bench(BenchArgs),
     /// Run one of a lab's daemons (used by `labctl up`).
     #[command(hide = true)]
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +129,18 @@ pub struct UpArgs {
     /// Seconds to wait for the lab to converge.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
+    /// When a chat write is acknowledged: `replicas` once it is durable at the writer and at every
+    /// persistence replica; `writer` once it is durable at the writer.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Replicas)]
+    pub durability: DurabilityArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Durable at the writer and every persistence replica.
+    Replicas,
+    /// Durable at the writer only.
+    Writer,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,10 +263,93 @@ pub struct NodeDaemonArgs {
     /// How long to try reaching the bootstrap and learning the neighbours, in seconds.
     #[arg(long, default_value_t = 60)]
     pub join_timeout_secs: u64,
+    /// Folder for the node's database.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The nameserver's gRPC address (input nodes register there).
+    #[arg(long)]
+    pub nameserver: Option<String>,
+    /// HTTP port of the chat service when an input node (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub http_port: u16,
+    /// File holding the lab-wide session key.
+    #[arg(long)]
+    pub session_secret_file: PathBuf,
+    /// Load page templates from this folder instead of the built-in ones.
+    #[arg(long)]
+    pub templates: Option<PathBuf>,
+    /// `replicas` or `writer`.
+    #[arg(long, default_value = "replicas")]
+    pub durability: String,
     /// Write {id, pid, control, admin} here once listening.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
     /// Log here instead of stderr.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Load the chat service (SPEC §5) of a running lab with private messages and report.
+    ///
+    /// Every client registers its own user (`bench<k>` with a random tag), logs in, and then, until
+    /// --duration runs out, either sends a private message to the next client's user (with
+    /// probability --writes) or reads that conversation. Clients find the input nodes through the
+    /// lab's nameserver. With `--via inputs` (the default) each client asks the nameserver once
+    /// for the live input nodes (`GET /_nameserver/inputs`) and then talks to one of them directly,
+    /// client k to input k mod (number of inputs), so the load is spread over all input nodes when
+    /// there are at least as many clients as inputs; with `--via nameserver` every request goes to
+    /// the nameserver and follows its 307 redirect (round robin, one extra hop per request).
+    ///
+    /// Prints reads/s and writes/s, p50/p90/p99/max latency of each, the errors by HTTP status or
+    /// transport failure (all counted, none retried), and how many requests each input node
+    /// served. Exit code 1 when more than 1% of the requests failed.
+    Http(BenchHttpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchHttpArgs {
+    /// The lab (may be left out while exactly one lab exists).
+    pub name: Option<String>,
+    /// Concurrent clients, each with its own user, session cookie and connection.
+    #[arg(long, default_value_t = 8, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub clients: u32,
+    /// Seconds of load (registration and login come before and are not measured).
+    #[arg(long, default_value_t = 10, value_name = "SECS",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duration: u64,
+    /// Percentage of requests that are writes (send a message); the rest read the conversation.
+    #[arg(long, default_value_t = 20, value_name = "PERCENT",
+          value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub writes: u8,
+    /// How clients reach the input nodes: `inputs` pins each client to one input node listed by
+    /// the nameserver; `nameserver` sends every request to the nameserver and follows its 307.
+    #[arg(long, value_enum, default_value_t = BenchVia::Inputs)]
+    pub via: BenchVia,
+    /// Seed of the clients' choices (read or write) and their users' tags: same seed, same
+    /// sequence of requests.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+    /// Seconds to wait for the nameserver to list a live input node before giving up.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub wait: u64,
+    /// Print the results as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchVia {
+    /// Each client talks directly to one live input node, round robin over clients.
+    Inputs,
+    /// Every request goes to the nameserver and follows its 307 to an input node.
+    Nameserver,
 }

@@ -110,6 +110,30 @@ impl LabDir {
         self.path.join("run")
     }
 
+    /// The lab-wide session key (so a login at one input node holds at every other).
+    pub fn secret(&self) -> PathBuf {
+        self.path.join("session.key")
+    }
+
+    /// Write a fresh random session key, readable by this user only.
+    pub fn write_secret(&self) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut key))
+            .context("reading /dev/urandom for the session key")?;
+        let path = self.secret();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        file.write_all(&key)?;
+        Ok(())
+    }
+
     /// Whether the lab exists.
     pub fn exists(&self) -> bool {
         self.record_path().exists()

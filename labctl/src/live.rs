@@ -30,6 +30,12 @@ pub struct NodeAddress {
     pub pid: u32,
     /// `running` (answering, joined), `joining`, `unreachable` (not answering) or `exited`.
     pub state: String,
+    /// `host:port` of the chat's HTTP service, while the node is an input node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+    /// The last replication-log entry the node's database holds.
+    #[serde(default)]
+    pub applied: u64,
 }
 
 /// A live lab's report: SPEC §7 plus the nameserver and every node's addresses.
@@ -163,11 +169,16 @@ pub fn report(
                 Some(Ok(_)) => "running",
                 _ => "unreachable",
             };
+            let status = answers.get(&id).and_then(|a| a.as_ref().ok());
             let address = NodeAddress {
                 control: p.control.clone(),
                 admin: p.grpc.clone(),
                 pid: p.pid,
                 state: state.to_string(),
+                http: status
+                    .map(|s| s.http_address.clone())
+                    .filter(|h| !h.is_empty()),
+                applied: status.map_or(0, |s| s.applied),
             };
             (id.to_string(), address)
         })

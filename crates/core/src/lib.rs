@@ -39,11 +39,13 @@
 //! - [`shout`]: the spanning tree and the announcement of the leader, with its convergecast.
 //! - [`roles`]: writer, persistence, input, forwarder from a node's place in the tree.
 //! - [`node`]: epochs around the two algorithms, the [`Input`]/[`Output`] interface.
+//! - [`dataplane`]: requests up the tree, answers down, and the replication bookkeeping.
 //! - [`bounds`]: the algorithms' message costs.
 //! - [`report`]: the lab report of SPEC §7 and the named invariants every run is checked against.
 
 pub mod bounds;
 pub mod counters;
+pub mod dataplane;
 pub mod event;
 pub mod message;
 pub mod node;

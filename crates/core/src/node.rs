@@ -241,6 +241,12 @@ impl Node {
         }
     }
 
+    /// Each child in the spanning tree with the size of its subtree (complete once the node's own
+    /// subtree is).
+    pub fn child_sizes(&self) -> &std::collections::BTreeMap<NodeId, u64> {
+        self.tree.child_sizes()
+    }
+
     /// This node's out-degree at the start of each Yo-Yo iteration it took part in.
     pub fn out_degrees(&self) -> &[usize] {
         self.election.out_degrees()

@@ -196,6 +196,10 @@ impl Shout {
     pub fn children(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.children.keys().copied()
     }
+    /// Each child with the size of its subtree.
+    pub fn child_sizes(&self) -> &BTreeMap<NodeId, u64> {
+        &self.children
+    }
     /// The subtree's size, once complete.
     pub fn complete(&self) -> Option<u64> {
         self.complete

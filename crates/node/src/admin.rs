@@ -36,6 +36,8 @@ pub struct Admin {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) trace: broadcast::Sender<TraceLine>,
     pub(crate) stop: watch::Sender<bool>,
+    /// The chat's HTTP address while this node serves it.
+    pub(crate) http_address: watch::Receiver<Option<String>>,
 }
 
 impl Admin {
@@ -46,6 +48,7 @@ impl Admin {
             control_address: self.control_address.clone(),
             admin_address: self.admin_address.clone(),
             pid: std::process::id(),
+            http_address: self.http_address.borrow().clone().unwrap_or_default(),
             ..NodeStatus::default()
         }
     }
@@ -80,7 +83,20 @@ fn to_proto(base: NodeStatus, snapshot: Snapshot) -> NodeStatus {
             dropped: s.counters.dropped,
         }),
         uptime_ms: snapshot.uptime.as_millis() as u64,
+        applied: snapshot.applied,
         ..base
+    }
+}
+
+/// Resolves once the stop switch is on (or its sender is gone).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
     }
 }
 
@@ -106,7 +122,23 @@ impl NodeAdmin for Admin {
     type TraceStream = TraceStream;
 
     async fn trace(&self, _: Request<TraceRequest>) -> Result<Response<TraceStream>, Status> {
-        let stream = BroadcastStream::new(self.trace.subscribe()).map(|line| match line {
+        // The stream ends when the node stops: a reader must not hold the node's shutdown up.
+        let (tx, rx) = mpsc::channel(1024);
+        let mut source = BroadcastStream::new(self.trace.subscribe());
+        let stopped = stopped(self.stop.subscribe());
+        tokio::spawn(async move {
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    line = source.next() => match line {
+                        Some(line) => if tx.send(line).await.is_err() { return },
+                        None => return,
+                    },
+                    () = &mut stopped => return,
+                }
+            }
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|line| match line {
             Ok(line) => Ok(TraceEvent {
                 t_ms: line.t,
                 node: line.node,

@@ -13,15 +13,27 @@ use labctl_core::{Event, Input, Node, NodeId, Output, Status};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::data::{Answer, DataState, Durability};
 use crate::frame::Frame;
 use crate::links::{Links, Route};
+use crate::store::{Done, StoreThread};
 use crate::transport::{Inbound, Transport};
+use labctl_core::dataplane::Need;
 
 /// What the admin API can ask the driver.
 #[derive(Debug)]
 pub enum Command {
     /// A snapshot of the node.
     Status(oneshot::Sender<Snapshot>),
+    /// A client's request from this node's HTTP layer: route it and answer on `reply`.
+    Request {
+        /// Read or write.
+        need: Need,
+        /// The operation (JSON).
+        body: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Answer>,
+    },
 }
 
 /// Everything the admin API reports about a node.
@@ -35,6 +47,8 @@ pub struct Snapshot {
     pub alive: BTreeSet<NodeId>,
     /// Time since the node started.
     pub uptime: Duration,
+    /// The last log entry the node's database holds.
+    pub applied: u64,
 }
 
 /// The driver's settings.
@@ -48,37 +62,50 @@ pub struct DriverConfig {
     pub heartbeat: Duration,
     /// Silence before a neighbour is suspected.
     pub suspicion: Duration,
+    /// When a write counts as done.
+    pub durability: Durability,
 }
 
 /// The driver task's state.
 pub struct Driver<T: Transport> {
-    config: DriverConfig,
-    node: Node,
+    pub(crate) config: DriverConfig,
+    pub(crate) node: Node,
     links: Links,
     transport: T,
     started: Instant,
     election_started: bool,
     trace: broadcast::Sender<TraceLine>,
     out: Vec<Output>,
+    pub(crate) data: DataState,
+    pub(crate) store: StoreThread,
+    /// Whether this node is an input node now: the HTTP server follows it.
+    pub(crate) input_role: tokio::sync::watch::Sender<bool>,
 }
 
 impl<T: Transport> Driver<T> {
     /// A driver for node `config.id` with these neighbours, over `transport`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: DriverConfig,
         neighbors: BTreeSet<NodeId>,
         transport: T,
         trace: broadcast::Sender<TraceLine>,
+        store: StoreThread,
+        applied: u64,
+        input_role: tokio::sync::watch::Sender<bool>,
     ) -> Self {
         Driver {
             node: Node::new(config.id, neighbors.iter().copied()),
             links: Links::new(neighbors, config.suspicion),
+            data: DataState::new(config.id, applied, config.durability),
             config,
             transport,
             started: Instant::now(),
             election_started: false,
             trace,
             out: Vec::new(),
+            store,
+            input_role,
         }
     }
 
@@ -87,6 +114,7 @@ impl<T: Transport> Driver<T> {
         mut self,
         mut inbound: mpsc::UnboundedReceiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
+        mut store_done: mpsc::UnboundedReceiver<Done>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), String> {
         let mut tick = tokio::time::interval(self.config.heartbeat);
@@ -103,6 +131,7 @@ impl<T: Transport> Driver<T> {
                 },
                 _ = tick.tick() => self.on_tick(),
                 Some(command) = commands.recv() => self.on_command(command),
+                Some(done) = store_done.recv() => self.on_store(done),
                 () = &mut shutdown => return Ok(()),
             }
         }
@@ -158,12 +187,16 @@ impl<T: Transport> Driver<T> {
             }
             self.maybe_start_election();
         }
-        if let Frame::Control { message } = frame {
-            self.record(TraceEntry::Wire(Wire::Receive {
-                from,
-                message: message.clone(),
-            }));
-            self.feed(Input::Receive { from, message });
+        match frame {
+            Frame::Control { message } => {
+                self.record(TraceEntry::Wire(Wire::Receive {
+                    from,
+                    message: message.clone(),
+                }));
+                self.feed(Input::Receive { from, message });
+            }
+            Frame::Data { message } => self.on_data(from, message),
+            Frame::Heartbeat { .. } => {}
         }
     }
 
@@ -176,6 +209,7 @@ impl<T: Transport> Driver<T> {
         for peer in neighbors {
             self.transmit(peer, None, heartbeat.clone());
         }
+        self.expire(Instant::now());
         for suspect in self.links.suspect(Instant::now()) {
             warn!(
                 neighbor = suspect,
@@ -192,8 +226,10 @@ impl<T: Transport> Driver<T> {
                     neighbors: self.links.neighbors().collect(),
                     alive: self.links.alive(),
                     uptime: self.started.elapsed(),
+                    applied: self.data.applied,
                 });
             }
+            Command::Request { need, body, reply } => self.originate(need, body, reply),
         }
     }
 
@@ -220,18 +256,26 @@ impl<T: Transport> Driver<T> {
                         to,
                         message: message.clone(),
                     }));
-                    let frame = Frame::Control { message }.encode();
-                    if let (Route::Send(seq), Some(frame)) = self.links.route(to, frame) {
-                        self.transmit(to, Some(seq), frame);
-                    }
+                    self.send_frame(to, Frame::Control { message });
                 }
                 Output::Event(event) => {
                     log_event(&event);
+                    let roles = matches!(event, Event::Roles { .. });
                     self.record(TraceEntry::Node(event));
+                    if roles {
+                        self.take_roles();
+                    }
                 }
             }
         }
         self.out = out;
+    }
+
+    /// Send a frame that must not be lost: numbered on its link, queued while the link is down.
+    pub(crate) fn send_frame(&mut self, to: NodeId, frame: Frame) {
+        if let (Route::Send(seq), Some(frame)) = self.links.route(to, frame.encode()) {
+            self.transmit(to, Some(seq), frame);
+        }
     }
 
     fn transmit(&mut self, to: NodeId, seq: Option<u64>, frame: Vec<u8>) {

@@ -3,6 +3,7 @@
 //! JSON, so a student with `tshark` can read the election go by. A frame that does not parse is
 //! logged and dropped: peer input never panics a node.
 
+use labctl_core::dataplane::DataMessage;
 use labctl_core::Message;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,11 @@ pub enum Frame {
     Control {
         /// The message.
         message: Message,
+    },
+    /// A data-plane message: requests, answers, replication.
+    Data {
+        /// The message.
+        message: DataMessage,
     },
 }
 

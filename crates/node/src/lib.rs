@@ -15,10 +15,13 @@
 //! [`run`] is the whole daemon; `labctl daemon node` is a few lines around it.
 
 pub mod admin;
+pub mod data;
 pub mod driver;
 pub mod frame;
 pub mod links;
+pub mod store;
 pub mod transport;
+pub mod web;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -63,6 +66,18 @@ pub struct Config {
     pub ready_file: Option<PathBuf>,
     /// How long to keep trying to reach the bootstrap and learn the neighbours' addresses.
     pub join_timeout: Duration,
+    /// Folder for the node's database (`node.db`).
+    pub data_dir: PathBuf,
+    /// The nameserver's gRPC address; input nodes register their HTTP address there.
+    pub nameserver: Option<String>,
+    /// HTTP port of the chat service when this node is an input node; 0 picks a free one.
+    pub http_port: u16,
+    /// The lab-wide key that signs sessions (so a login at one input node holds at all).
+    pub session_secret: Vec<u8>,
+    /// Page templates to load instead of the built-in ones.
+    pub templates: Option<PathBuf>,
+    /// When a write counts as done.
+    pub durability: data::Durability,
 }
 
 /// What a node writes to its ready file once it listens: how labctl finds it.
@@ -116,9 +131,12 @@ pub async fn run(
     };
 
     let (stage_tx, stage_rx) = watch::channel(Stage::Joining);
-    let (command_tx, command_rx) = mpsc::channel(64);
+    let (command_tx, command_rx) = mpsc::channel(256);
+    let command_tx_for_web = command_tx.clone();
     let (trace_tx, _) = broadcast::channel(4096);
+    let (http_published, http_address) = watch::channel(None);
     let admin = Admin {
+        http_address,
         id,
         control_address: control_address.clone(),
         admin_address: admin_address.clone(),
@@ -154,12 +172,42 @@ pub async fn run(
     }
     info!(%control_address, %admin_address, "node {id} listening");
 
+    // The database: open it (creating or migrating it) before joining, so a bad file stops the
+    // node with a clear error instead of failing its first request.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
+    let db = config.data_dir.join("node.db");
+    let (store_done_tx, store_done) = mpsc::unbounded_channel();
+    let (store, applied) = store::StoreThread::open(&db, store_done_tx)
+        .with_context(|| format!("opening the database {}", db.display()))?;
+    info!(db = %db.display(), applied, "database open");
+
+    // The chat's HTTP service follows the input role.
+    let (input_role_tx, input_role_rx) = watch::channel(false);
+    let web_task = tokio::spawn(web::follow_input_role(
+        web::WebSettings {
+            id,
+            lab: config.lab.clone(),
+            listen_host: config.listen_host.clone(),
+            advertise_host: config.advertise_host.clone(),
+            port: config.http_port,
+            secret: config.session_secret.clone(),
+            templates: config.templates.clone(),
+            nameserver: config.nameserver.clone(),
+            published: http_published,
+        },
+        command_tx_for_web,
+        input_role_rx,
+        stop_rx.clone(),
+    ));
+
     // Join: register, then learn every neighbour's address.
     let joined = tokio::select! {
         joined = join(&config, &control_address) => Some(joined?),
         () = stopped => None,
     };
     let Some((mut bootstrap, neighbors)) = joined else {
+        let _ = web_task.await;
         return Ok(());
     };
     for (neighbor, address) in &neighbors {
@@ -179,16 +227,21 @@ pub async fn run(
             lab: config.lab.clone(),
             heartbeat: config.heartbeat,
             suspicion: config.suspicion,
+            durability: config.durability,
         },
         neighbors.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>(),
         transport,
         trace_tx,
+        store,
+        applied,
+        input_role_tx,
     );
     let result = driver
-        .run(inbound, command_rx, async move {
+        .run(inbound, command_rx, store_done, async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         })
         .await;
+    let _ = web_task.await;
 
     // Leave cleanly: the bootstrap forgets us, the admin API stops.
     let leave = bootstrap.deregister(DeregisterRequest { id });

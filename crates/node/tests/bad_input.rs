@@ -77,6 +77,12 @@ async fn start() -> Lab {
         suspicion: Duration::from_millis(2000),
         ready_file: Some(ready.clone()),
         join_timeout: Duration::from_secs(10),
+        data_dir: dir.path().join("node-2"),
+        nameserver: None,
+        http_port: 0,
+        session_secret: b"test secret".to_vec(),
+        templates: None,
+        durability: labctl_node::data::Durability::Replicas,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(labctl_node::run(config, async {
@@ -154,6 +160,7 @@ impl Lab {
             match Frame::decode(&parts[1]).expect("node 2 sends valid frames") {
                 Frame::Control { message } => return message,
                 Frame::Heartbeat { lab } => assert_eq!(lab, "pair"),
+                Frame::Data { .. } => {} // the data plane's announcement, once node 2 has its roles
             }
         }
     }
@@ -195,6 +202,20 @@ async fn bad_frames_are_dropped_and_the_node_still_elects() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .init();
+    // A bounded test: if anything hangs, fail with the node's log rather than wait forever.
+    let body = scenario(log.clone());
+    if tokio::time::timeout(Duration::from_secs(60), body)
+        .await
+        .is_err()
+    {
+        panic!(
+            "the scenario did not finish within 60 s; the node's log:\n{}",
+            log.text()
+        );
+    }
+}
+
+async fn scenario(log: Captured) {
     let mut lab = start().await;
 
     // Garbage before anything else: not JSON, JSON of the wrong shape, an unknown frame kind.

@@ -70,6 +70,17 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
             }
             DaemonCommand::Node(a) => {
                 init_logging(a.log_file.as_deref(), &format!("node-{}", a.id))?;
+                let session_secret = std::fs::read(&a.session_secret_file).with_context(|| {
+                    format!(
+                        "reading the session key {}",
+                        a.session_secret_file.display()
+                    )
+                })?;
+                let durability = match a.durability.as_str() {
+                    "replicas" => labctl_node::data::Durability::Replicas,
+                    "writer" => labctl_node::data::Durability::Writer,
+                    other => anyhow::bail!("--durability {other:?}: use replicas or writer"),
+                };
                 let config = labctl_node::Config {
                     id: a.id,
                     lab: a.lab,
@@ -82,6 +93,12 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
                     suspicion: Duration::from_millis(a.suspicion_ms),
                     ready_file: a.ready_file,
                     join_timeout: Duration::from_secs(a.join_timeout_secs),
+                    data_dir: a.data_dir,
+                    nameserver: a.nameserver,
+                    http_port: a.http_port,
+                    session_secret,
+                    templates: a.templates,
+                    durability,
                 };
                 labctl_node::run(config, stop_signal()).await?;
             }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod daemon;
 pub mod down;
 pub mod graph;
@@ -24,6 +25,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Status(args) => status::run(&args),
         Command::Down(args) => down::run(&args),
         Command::Ls(args) => ls::run(&args),
-        Command::Daemon(args) => daemon::run(args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Daemon(args) => daemon::run(*args),
     }
 }

@@ -51,9 +51,17 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
             ..Record::default()
         };
         lab.save(&record)?;
+        lab.write_secret()?;
         // Bars on a terminal only (drawn on stderr, so stdout stays the report).
         let progress = Progress::new(topology.node_count() as u64, std::io::stdout().is_terminal());
-        let result = deploy(&lab, &mut record, runtime.as_ref(), &topology, &progress).await;
+        let settings = runtime::NodeSettings {
+            timing: topology.timing,
+            durability: match args.durability {
+                crate::cli::DurabilityArg::Replicas => "replicas".into(),
+                crate::cli::DurabilityArg::Writer => "writer".into(),
+            },
+        };
+        let result = deploy(&lab, &mut record, runtime.as_ref(), &topology, &settings, &progress).await;
         if let Err(e) = result {
             progress.finish();
             // Stop what started; keep the folder (its logs say what went wrong).
@@ -110,6 +118,7 @@ async fn deploy(
     record: &mut Record,
     runtime: &dyn runtime::Runtime,
     topology: &Topology,
+    settings: &runtime::NodeSettings,
     progress: &Progress,
 ) -> Result<()> {
     let bootstrap = runtime.start_bootstrap(lab).await?;
@@ -117,7 +126,8 @@ async fn deploy(
     lab.save(record)?;
     load_topology(&bootstrap.grpc, &record.name, topology).await?;
 
-    record.nameserver = Some(runtime.start_nameserver(lab).await?);
+    let nameserver = runtime.start_nameserver(lab).await?;
+    record.nameserver = Some(nameserver.clone());
     lab.save(record)?;
 
     let ids = topology.ids();
@@ -131,7 +141,7 @@ async fn deploy(
         lab.save(record)
     };
     runtime
-        .start_nodes(lab, &ids, &bootstrap, topology.timing, &mut started)
+        .start_nodes(lab, &ids, &bootstrap, &nameserver, settings, &mut started)
         .await?;
     Ok(())
 }

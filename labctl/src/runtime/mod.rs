@@ -13,6 +13,15 @@ use labctl_topology::Timing;
 use crate::cli::RuntimeArg;
 use crate::lab::{LabDir, Process, Record};
 
+/// What every node of a lab is started with.
+#[derive(Clone, Debug)]
+pub struct NodeSettings {
+    /// Heartbeats and suspicion.
+    pub timing: Timing,
+    /// `replicas` or `writer`.
+    pub durability: String,
+}
+
 /// How long a daemon may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -32,7 +41,8 @@ pub trait Runtime: Send + Sync {
         lab: &LabDir,
         ids: &[u64],
         bootstrap: &Process,
-        timing: Timing,
+        nameserver: &Process,
+        settings: &NodeSettings,
         started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
     ) -> Result<BTreeMap<u64, Process>>;
     /// Stop everything the record names. Idempotent: what is already gone is skipped.

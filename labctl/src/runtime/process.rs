@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
-use labctl_topology::Timing;
 use serde::de::DeserializeOwned;
 
-use super::{Runtime, START_TIMEOUT};
+use super::{NodeSettings, Runtime, START_TIMEOUT};
 use crate::commands::daemon::ServiceReady;
 use crate::lab::{is_ours, tail, LabDir, Process, Record};
 
@@ -159,7 +158,8 @@ impl Runtime for ProcessRuntime {
         lab: &LabDir,
         ids: &[u64],
         bootstrap: &Process,
-        timing: Timing,
+        nameserver: &Process,
+        settings: &NodeSettings,
         started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
     ) -> Result<BTreeMap<u64, Process>> {
         // Start them all first, then wait for them all: they start in parallel.
@@ -175,9 +175,17 @@ impl Runtime for ProcessRuntime {
                 "--bootstrap".into(),
                 bootstrap.grpc.clone(),
                 "--heartbeat-ms".into(),
-                timing.heartbeat_ms.to_string(),
+                settings.timing.heartbeat_ms.to_string(),
                 "--suspicion-ms".into(),
-                timing.suspicion_ms.to_string(),
+                settings.timing.suspicion_ms.to_string(),
+                "--data-dir".into(),
+                path_arg(lab.path.join("nodes").join(id.to_string())),
+                "--nameserver".into(),
+                nameserver.grpc.clone(),
+                "--session-secret-file".into(),
+                path_arg(lab.secret()),
+                "--durability".into(),
+                settings.durability.clone(),
                 "--ready-file".into(),
                 path_arg(lab.run().join(format!("{label}.json"))),
                 "--log-file".into(),

@@ -1,0 +1,490 @@
+//! The driver's data plane: requests from the HTTP layer and from children, answers, and
+//! replication, all handled by the one driver task (see `labctl_core::dataplane` for the rules).
+//!
+//! Ordering contract at the writer: a write is applied and appended to the log (durable in
+//! SQLite) *before* it is shipped; it is answered only once every persistence replica has
+//! acknowledged it (durability `replicas`), or at once (durability `writer`).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use labctl_chat::ops::{AppError, Entry, Read, Reply, Write};
+use labctl_core::dataplane::{self, Arrival, DataMessage, Down, Hop, Need, RequestId, Shipper};
+use labctl_core::{NodeId, Role};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tracing::{debug, info, warn};
+
+use crate::driver::Driver;
+use crate::frame::Frame;
+use crate::store::{Done, Job};
+use crate::transport::Transport;
+
+/// How long an input node waits for an answer before telling the client the cluster is unavailable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the writer waits for the replicas' acknowledgements of a write.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a replica waits for the entries it asked for before asking again.
+pub const FETCH_RETRY: Duration = Duration::from_secs(1);
+
+/// When a write counts as done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Durable at the writer and at every current persistence replica (the default).
+    #[default]
+    Replicas,
+    /// Durable at the writer.
+    Writer,
+}
+
+/// The answer to a request, as it travels down the tree (JSON) and reaches the HTTP layer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Answer {
+    /// Served: the reply, and the log position it reflects (the write's own, for a write).
+    Ok {
+        /// The reply.
+        reply: Reply,
+        /// The log position.
+        seq: u64,
+    },
+    /// Refused or failed.
+    Err {
+        /// Why.
+        error: AppError,
+    },
+}
+
+impl Answer {
+    fn encode(&self) -> String {
+        serde_json::to_string(self).expect("answers serialize")
+    }
+}
+
+/// A request waiting at its input node for its answer.
+pub(crate) struct Pending {
+    pub reply: oneshot::Sender<Answer>,
+    pub deadline: Instant,
+}
+
+/// The data-plane half of the driver's state.
+pub(crate) struct DataState {
+    pub router: dataplane::Router,
+    pub shipper: Shipper,
+    pub durability: Durability,
+    /// The last log entry this node's database holds.
+    pub applied: u64,
+    /// The last entry handed to the store to apply (≥ applied).
+    pub queued: u64,
+    /// When we last asked the writer for missing entries (one request in flight at a time; a
+    /// request unanswered for [`FETCH_RETRY`] may be repeated).
+    pub fetched_at: Option<Instant>,
+    /// Requests from our HTTP layer, waiting for their answers.
+    pub pending: BTreeMap<RequestId, Pending>,
+    pub next_request: u64,
+    /// Writer: answers held until the replicas acknowledge, with their deadline.
+    pub held: BTreeMap<RequestId, (String, Instant, u64)>,
+    /// Messages of a tree this node has not taken its place in yet (a child's announcement can
+    /// arrive while we still wait for a sibling's subtree): replayed once we have.
+    pub early: Vec<(NodeId, DataMessage)>,
+}
+
+impl DataState {
+    pub fn new(id: NodeId, applied: u64, durability: Durability) -> Self {
+        DataState {
+            router: dataplane::Router::new(id),
+            shipper: Shipper::new([]),
+            durability,
+            applied,
+            queued: applied,
+            fetched_at: None,
+            pending: BTreeMap::new(),
+            next_request: 0,
+            held: BTreeMap::new(),
+            early: Vec::new(),
+        }
+    }
+}
+
+impl<T: Transport> Driver<T> {
+    /// This node's tree is known (its subtree is complete): take up its data-plane roles.
+    pub(crate) fn take_roles(&mut self) {
+        let status = self.node.status();
+        let roles = status.roles.clone();
+        let announce = self
+            .data
+            .router
+            .set_tree(status.epoch, status.parent, roles.clone());
+        if let Some((parent, message)) = announce {
+            self.send_data(parent, message);
+        }
+        if roles.contains(&Role::Writer) {
+            let replicas = dataplane::replicas_of(self.node.child_sizes());
+            info!(
+                ?replicas,
+                "writer: replicating to {} persistence node(s)",
+                replicas.len()
+            );
+            self.data.shipper = Shipper::new(replicas);
+        }
+        if roles.contains(&Role::Persistence) {
+            // Catch up with the writer before serving reads: ask for whatever we lack.
+            self.fetch();
+        }
+        let _ = self.input_role.send(roles.contains(&Role::Input));
+        for (from, message) in std::mem::take(&mut self.data.early) {
+            self.on_data(from, message);
+        }
+    }
+
+    /// A request from our own HTTP layer.
+    pub(crate) fn originate(&mut self, need: Need, body: String, reply: oneshot::Sender<Answer>) {
+        self.data.next_request += 1;
+        let id = RequestId {
+            origin: self.config.id,
+            n: self.data.next_request,
+        };
+        self.data.pending.insert(
+            id,
+            Pending {
+                reply,
+                deadline: Instant::now() + REQUEST_TIMEOUT,
+            },
+        );
+        self.route(id, need, body);
+    }
+
+    /// Serve a request here, or pass it up, or refuse it.
+    fn route(&mut self, id: RequestId, need: Need, body: String) {
+        match self.data.router.route_request(need, self.data.applied) {
+            Hop::Serve => self.serve(id, need, &body),
+            Hop::Up(parent) => {
+                let epoch = self.data.router.epoch();
+                self.send_data(
+                    parent,
+                    DataMessage::Request {
+                        epoch,
+                        id,
+                        need,
+                        body,
+                    },
+                );
+            }
+            Hop::Unroutable(reason) => self.answer(
+                id,
+                Answer::Err {
+                    error: AppError::Unavailable(reason),
+                },
+            ),
+        }
+    }
+
+    fn serve(&mut self, id: RequestId, need: Need, body: &str) {
+        let malformed = |what: &str, e: serde_json::Error| Answer::Err {
+            error: AppError::Malformed(format!("the {what} could not be read: {e}")),
+        };
+        match need {
+            Need::Write => match serde_json::from_str::<Write>(body) {
+                Ok(write) => self.store.submit(Job::Execute {
+                    write,
+                    epoch: self.data.router.epoch(),
+                    id,
+                }),
+                Err(e) => self.answer(id, malformed("write", e)),
+            },
+            Need::Read { .. } => match serde_json::from_str::<Read>(body) {
+                Ok(read) => self.store.submit(Job::Query { read, id }),
+                Err(e) => self.answer(id, malformed("read", e)),
+            },
+        }
+    }
+
+    /// Send an answer towards its input node (or hand it to our HTTP layer).
+    fn answer(&mut self, id: RequestId, answer: Answer) {
+        self.forward_answer(id, answer.encode());
+    }
+
+    fn forward_answer(&mut self, id: RequestId, body: String) {
+        match self.data.router.route_response(id) {
+            Down::Deliver => match self.data.pending.remove(&id) {
+                Some(pending) => {
+                    let answer = serde_json::from_str(&body).unwrap_or_else(|e| Answer::Err {
+                        error: AppError::Unavailable(format!(
+                            "an unreadable answer came back: {e}"
+                        )),
+                    });
+                    let _ = pending.reply.send(answer);
+                }
+                None => debug!(?id, "answer for a request that already timed out"),
+            },
+            Down::Child(child) => {
+                let epoch = self.data.router.epoch();
+                self.send_data(child, DataMessage::Response { epoch, id, body });
+            }
+            Down::Lost(reason) => warn!(?id, "answer dropped: {reason}"),
+        }
+    }
+
+    /// A data-plane message from neighbour `from`.
+    pub(crate) fn on_data(&mut self, from: NodeId, message: DataMessage) {
+        let ours = self.data.router.epoch();
+        if message.epoch() > ours {
+            // Our own subtree is not complete yet: keep it for when we take our roles.
+            self.data.early.push((from, message));
+            return;
+        }
+        if message.epoch() < ours {
+            warn!(
+                from,
+                epoch = message.epoch(),
+                "data message of an older tree dropped"
+            );
+            return;
+        }
+        match message {
+            DataMessage::Announce { input, .. } => {
+                if let Some((parent, up)) = self.data.router.announced(from, input) {
+                    self.send_data(parent, up);
+                }
+            }
+            DataMessage::Request { id, need, body, .. } => self.route(id, need, body),
+            DataMessage::Response { id, body, .. } => self.forward_answer(id, body),
+            DataMessage::Append { seq, entry, .. } => {
+                match dataplane::arrival(self.data.queued, seq) {
+                    Arrival::Apply => match serde_json::from_str::<Entry>(&entry) {
+                        Ok(entry) => {
+                            self.data.queued = seq;
+                            self.store.submit(Job::Apply { entry });
+                        }
+                        Err(e) => warn!(from, seq, "unreadable log entry dropped: {e}"),
+                    },
+                    Arrival::Duplicate => {
+                        let epoch = self.data.router.epoch();
+                        self.send_data(
+                            from,
+                            DataMessage::Ack {
+                                epoch,
+                                seq: self.data.applied,
+                            },
+                        );
+                    }
+                    Arrival::Gap { after } => {
+                        info!(
+                            after,
+                            got = seq,
+                            "gap in the replication log; fetching what is missing"
+                        );
+                        self.fetch();
+                    }
+                }
+            }
+            DataMessage::Ack { seq, .. } => {
+                let done = self.data.shipper.ack(from, seq);
+                self.release(done);
+            }
+            DataMessage::Fetch { after, .. } => {
+                if !self.data.router.is_writer() {
+                    warn!(from, "fetch sent to a node that is not the writer; dropped");
+                } else if after == 0 && self.data.applied > 0 {
+                    self.store.submit(Job::Snapshot { to: from });
+                } else {
+                    self.store.submit(Job::EntriesSince { after, to: from });
+                }
+            }
+            DataMessage::Snapshot { seq, body, .. } => match serde_json::from_str(&body) {
+                Ok(snapshot) => {
+                    info!(seq, "restoring a snapshot from the writer");
+                    self.data.queued = seq;
+                    self.store.submit(Job::Restore {
+                        snapshot: Box::new(snapshot),
+                    });
+                }
+                Err(e) => warn!(from, "unreadable snapshot dropped: {e}"),
+            },
+        }
+    }
+
+    /// A store job finished.
+    pub(crate) fn on_store(&mut self, done: Done) {
+        let epoch = self.data.router.epoch();
+        match done {
+            Done::Executed {
+                id,
+                result: Ok((reply, entry)),
+            } => {
+                let seq = entry.seq;
+                self.data.applied = seq;
+                self.data.queued = seq;
+                let body = serde_json::to_string(&entry).expect("entries serialize");
+                for replica in self.data.shipper.replicas().collect::<Vec<_>>() {
+                    self.send_data(
+                        replica,
+                        DataMessage::Append {
+                            epoch,
+                            seq,
+                            entry: body.clone(),
+                        },
+                    );
+                }
+                let answer = Answer::Ok { reply, seq }.encode();
+                if self.data.durability == Durability::Writer {
+                    self.forward_answer(id, answer);
+                    self.data.shipper.applied(seq, None);
+                } else {
+                    self.data
+                        .held
+                        .insert(id, (answer, Instant::now() + ACK_TIMEOUT, seq));
+                    let done = self.data.shipper.applied(seq, Some(id));
+                    self.release(done);
+                }
+            }
+            Done::Executed {
+                id,
+                result: Err(error),
+            } => self.answer(id, Answer::Err { error }),
+            Done::Queried { id, result } => {
+                let answer = match result {
+                    Ok(reply) => Answer::Ok {
+                        reply,
+                        seq: self.data.applied,
+                    },
+                    Err(error) => Answer::Err { error },
+                };
+                self.answer(id, answer);
+            }
+            Done::Applied {
+                seq,
+                result: Ok(()),
+            } => {
+                self.data.applied = self.data.applied.max(seq);
+                self.data.fetched_at = None;
+                if let Some(writer) = self.data.router.parent() {
+                    self.send_data(
+                        writer,
+                        DataMessage::Ack {
+                            epoch,
+                            seq: self.data.applied,
+                        },
+                    );
+                }
+            }
+            Done::Applied {
+                seq,
+                result: Err(reason),
+            } => {
+                warn!(
+                    seq,
+                    "log entry not applied: {reason}; asking the writer again"
+                );
+                self.data.queued = self.data.applied;
+                self.data.fetched_at = None;
+                self.fetch();
+            }
+            Done::Entries { to, entries } => {
+                for entry in entries {
+                    let seq = entry.seq;
+                    let body = serde_json::to_string(&entry).expect("entries serialize");
+                    self.send_data(
+                        to,
+                        DataMessage::Append {
+                            epoch,
+                            seq,
+                            entry: body,
+                        },
+                    );
+                }
+            }
+            Done::Snapshotted {
+                to,
+                result: Ok((seq, snapshot)),
+            } => {
+                let body = serde_json::to_string(&snapshot).expect("snapshots serialize");
+                self.send_data(to, DataMessage::Snapshot { epoch, seq, body });
+            }
+            Done::Snapshotted {
+                to,
+                result: Err(reason),
+            } => warn!(to, "snapshot failed: {reason}"),
+            Done::Restored { result: Ok(seq) } => {
+                self.data.applied = seq;
+                self.data.queued = seq;
+                self.data.fetched_at = None;
+                if let Some(writer) = self.data.router.parent() {
+                    self.send_data(writer, DataMessage::Ack { epoch, seq });
+                }
+            }
+            Done::Restored {
+                result: Err(reason),
+            } => warn!("snapshot not restored: {reason}"),
+        }
+    }
+
+    /// Writes every replica has acknowledged: answer them.
+    fn release(&mut self, done: Vec<(RequestId, u64)>) {
+        for (id, _) in done {
+            if let Some((answer, _, _)) = self.data.held.remove(&id) {
+                self.forward_answer(id, answer);
+            }
+        }
+    }
+
+    /// On every tick: answer what waited too long.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let late: Vec<RequestId> = self
+            .data
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(pending) = self.data.pending.remove(&id) {
+                let _ = pending.reply.send(Answer::Err {
+                    error: AppError::Unavailable(format!(
+                        "no answer from the cluster within {REQUEST_TIMEOUT:?}: the writer may be unreachable"
+                    )),
+                });
+            }
+        }
+        let overdue: Vec<(RequestId, u64)> = self
+            .data
+            .held
+            .iter()
+            .filter(|(_, (_, deadline, _))| *deadline <= now)
+            .map(|(id, (_, _, seq))| (*id, *seq))
+            .collect();
+        for (id, seq) in overdue {
+            let missing = self.data.shipper.missing(seq);
+            self.data.shipper.abandon(seq);
+            self.data.held.remove(&id);
+            self.answer(
+                id,
+                Answer::Err {
+                    error: AppError::Unavailable(format!(
+                        "persistence replica(s) {missing:?} did not confirm the write within {ACK_TIMEOUT:?}"
+                    )),
+                },
+            );
+        }
+    }
+
+    /// A replica asks the writer for everything after what it has queued, unless a request is
+    /// already in flight.
+    fn fetch(&mut self) {
+        let recent = self
+            .data
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < FETCH_RETRY);
+        let (Some(writer), false) = (self.data.router.parent(), recent) else {
+            return;
+        };
+        self.data.fetched_at = Some(Instant::now());
+        let (epoch, after) = (self.data.router.epoch(), self.data.queued);
+        self.send_data(writer, DataMessage::Fetch { epoch, after });
+    }
+
+    fn send_data(&mut self, to: NodeId, message: DataMessage) {
+        self.send_frame(to, Frame::Data { message });
+    }
+}

@@ -1,0 +1,182 @@
+//! The chat's HTTP service on an input node: started when the node becomes an input node, stopped
+//! (and taken off the nameserver) when it stops being one (SPEC §8: the original never did).
+
+use std::sync::Arc;
+
+use labctl_chat::ops::{AppError, Read, Reply, Write};
+use labctl_core::dataplane::Need;
+use labctl_core::NodeId;
+use labctl_proto::nameserver::nameserver_client::NameserverClient;
+use labctl_proto::nameserver::{DeregisterRequest, InputNode};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::data::Answer;
+use crate::driver::Command;
+
+/// The HTTP layer's way into the cluster: every operation becomes a request routed by the driver.
+pub struct NodeBackend {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeBackend {
+    async fn ask(&self, need: Need, body: String) -> Result<(Reply, u64), AppError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || AppError::Unavailable("this node is shutting down".into());
+        self.commands
+            .send(Command::Request { need, body, reply })
+            .await
+            .map_err(|_| gone())?;
+        match answer.await.map_err(|_| gone())? {
+            Answer::Ok { reply, seq } => Ok((reply, seq)),
+            Answer::Err { error } => Err(error),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl labctl_web::Backend for NodeBackend {
+    async fn read(&self, read: Read, min_seq: u64) -> Result<Reply, AppError> {
+        let body = serde_json::to_string(&read).expect("reads serialize");
+        self.ask(Need::Read { min_seq }, body)
+            .await
+            .map(|(reply, _)| reply)
+    }
+
+    async fn write(&self, write: Write) -> Result<(Reply, u64), AppError> {
+        let body = serde_json::to_string(&write).expect("writes serialize");
+        self.ask(Need::Write, body).await
+    }
+}
+
+/// How the HTTP service runs on this node.
+#[derive(Clone, Debug)]
+pub struct WebSettings {
+    /// The node's id.
+    pub id: NodeId,
+    /// The lab's name.
+    pub lab: String,
+    /// Interface to listen on.
+    pub listen_host: String,
+    /// Host name clients (through the nameserver) use to reach this node.
+    pub advertise_host: String,
+    /// HTTP port; 0 picks a free one.
+    pub port: u16,
+    /// The lab-wide session key.
+    pub secret: Vec<u8>,
+    /// Where to load page templates from (None: the ones built in).
+    pub templates: Option<std::path::PathBuf>,
+    /// The nameserver's gRPC address, if there is one.
+    pub nameserver: Option<String>,
+    /// Where to publish the HTTP address while serving (the admin API reports it).
+    pub published: watch::Sender<Option<String>>,
+}
+
+/// Follow the input role: serve HTTP while it holds, register and deregister with the nameserver.
+pub async fn follow_input_role(
+    settings: WebSettings,
+    commands: mpsc::Sender<Command>,
+    mut input_role: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let backend: Arc<dyn labctl_web::Backend> = Arc::new(NodeBackend { commands });
+    let mut running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)> = None;
+    loop {
+        let wanted = *input_role.borrow_and_update() && !*stop.borrow();
+        match (wanted, running.is_some()) {
+            (true, false) => match start(&settings, backend.clone()).await {
+                Ok((address, server)) => {
+                    let _ = settings.published.send(Some(address));
+                    running = Some(server);
+                }
+                Err(e) => warn!("the HTTP service did not start: {e:#}"),
+            },
+            (false, true) => {
+                if let Some((shutdown, task)) = running.take() {
+                    let _ = settings.published.send(None);
+                    deregister(&settings).await;
+                    let _ = shutdown.send(());
+                    let _ = task.await;
+                    info!("HTTP service stopped: no longer an input node");
+                }
+            }
+            _ => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            changed = input_role.changed() => if changed.is_err() { break },
+            _ = stop.changed() => {}
+        }
+    }
+    if let Some((shutdown, task)) = running.take() {
+        deregister(&settings).await;
+        let _ = shutdown.send(());
+        let _ = task.await;
+    }
+}
+
+async fn start(
+    settings: &WebSettings,
+    backend: Arc<dyn labctl_web::Backend>,
+) -> anyhow::Result<(String, (oneshot::Sender<()>, tokio::task::JoinHandle<()>))> {
+    let listener = TcpListener::bind((settings.listen_host.as_str(), settings.port)).await?;
+    let address = format!(
+        "{}:{}",
+        settings.advertise_host,
+        listener.local_addr()?.port()
+    );
+    let config = labctl_web::WebConfig {
+        secret: settings.secret.clone(),
+        node: settings.id,
+        lab: settings.lab.clone(),
+        templates: settings.templates.clone(),
+        session_ttl: std::time::Duration::from_secs(24 * 3600),
+    };
+    let router = labctl_web::router(config, backend)?;
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = labctl_web::serve(listener, router, stopped).await {
+            warn!("the HTTP service failed: {e}");
+        }
+    });
+    info!(%address, "HTTP service started: this node is an input node");
+    if let Some(nameserver) = &settings.nameserver {
+        let register = async {
+            let mut client = NameserverClient::connect(format!("http://{nameserver}")).await?;
+            client
+                .register(InputNode {
+                    id: settings.id,
+                    http_address: address.clone(),
+                })
+                .await?;
+            anyhow::Ok(())
+        };
+        if let Err(e) = register.await {
+            warn!("could not register with the nameserver at {nameserver}: {e:#}");
+        }
+    }
+    Ok((address, (shutdown, task)))
+}
+
+async fn deregister(settings: &WebSettings) {
+    if let Some(nameserver) = &settings.nameserver {
+        let leave = async {
+            let mut client = NameserverClient::connect(format!("http://{nameserver}")).await?;
+            client
+                .deregister(DeregisterRequest { id: settings.id })
+                .await?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(std::time::Duration::from_secs(1), leave).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("could not deregister from the nameserver: {e:#}"),
+            Err(_) => warn!("the nameserver did not answer the deregistration in time"),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! How one input node's web service is set up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The web service's settings.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Lab-wide key: sessions (and CSRF tokens) signed at one input node verify at every other.
+    pub secret: Vec<u8>,
+    /// This node's id, shown in page footers and in every response's `X-Labctl-Node` header.
+    pub node: u64,
+    /// The lab's name, shown in page titles.
+    pub lab: String,
+    /// `None`: the templates embedded at build time; `Some(dir)`: load them from `dir` (for
+    /// editing pages without rebuilding).
+    pub templates: Option<PathBuf>,
+    /// How long a session lasts after logging in.
+    pub session_ttl: Duration,
+}
+
+impl WebConfig {
+    /// The default session lifetime: 24 hours.
+    pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+    /// Settings with the embedded templates and 24-hour sessions.
+    pub fn new(secret: impl Into<Vec<u8>>, node: u64, lab: impl Into<String>) -> Self {
+        WebConfig {
+            secret: secret.into(),
+            node,
+            lab: lab.into(),
+            templates: None,
+            session_ttl: Self::DEFAULT_SESSION_TTL,
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! What every request goes through before and after its handler: the session, the response
+//! format, the CSRF guard, body parsing, and the rendering of failures.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::app::App;
+use crate::cookies;
+use crate::error::Failure;
+use crate::session::{now_ms, Session};
+
+/// The largest request body accepted, in bytes.
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
+
+/// The header a script may carry a CSRF token in (forms use the field `csrf`).
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// How a request body is encoded, from its `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// `application/json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// Anything else, or no body type at all.
+    Other,
+}
+
+/// What the middleware learnt about a request, for its handler.
+#[derive(Clone, Debug)]
+pub(crate) struct Ctx {
+    /// Answer in JSON (`Accept` names `application/json`), else HTML.
+    pub json: bool,
+    /// The session, if the request carries a valid one.
+    pub session: Option<Session>,
+    /// The `labctl_seq` cookie: the last write of this browser without a session.
+    pub seen: u64,
+    /// The CSRF cookie's random value, if the browser has one.
+    pub nonce: Option<String>,
+    /// How the body is encoded.
+    pub body: BodyKind,
+}
+
+impl Ctx {
+    /// Reads the request's headers.
+    fn new(app: &App, headers: &HeaderMap) -> Self {
+        let session =
+            cookies::get(headers, cookies::SESSION).and_then(|t| app.keys.verify(&t, now_ms()));
+        let seen = cookies::get(headers, cookies::SEEN)
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0);
+        let nonce = cookies::get(headers, cookies::CSRF).filter(|value| {
+            !value.is_empty()
+                && value.len() <= 64
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        Ctx {
+            json: wants_json(headers),
+            session,
+            seen,
+            nonce,
+            body: body_kind(headers),
+        }
+    }
+
+    /// The logged-in user's session, or 401.
+    pub fn login(&self) -> Result<&Session, Failure> {
+        self.session.as_ref().ok_or_else(Failure::not_logged_in)
+    }
+
+    /// The oldest state this client may be shown: its last write.
+    pub fn min_seq(&self) -> u64 {
+        self.session
+            .as_ref()
+            .map_or(0, |session| session.seq)
+            .max(self.seen)
+    }
+}
+
+/// Whether the client asked for JSON: `application/json` anywhere in `Accept` wins.
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.to_ascii_lowercase().contains("application/json"))
+}
+
+/// The body's encoding, from its media type without parameters.
+fn body_kind(headers: &HeaderMap) -> BodyKind {
+    let Some(value) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return BodyKind::Other;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        BodyKind::Json
+    } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        BodyKind::Form
+    } else {
+        BodyKind::Other
+    }
+}
+
+/// The middleware around every route: builds the [`Ctx`], applies the CSRF guard, runs the
+/// handler, then renders a [`Failure`] for the client and stamps the node's id.
+pub(crate) async fn prepare(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let ctx = Ctx::new(&app, request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let response = match guard(&app, &ctx, request).await {
+        Ok(mut request) => {
+            request.extensions_mut().insert(ctx.clone());
+            next.run(request).await
+        }
+        Err(failure) => failure.into_response(),
+    };
+    let mut response = app.finish(&ctx, response).await;
+    if let Ok(node) = HeaderValue::from_str(&app.config.node.to_string()) {
+        response.headers_mut().insert("x-labctl-node", node);
+    }
+    tracing::debug!(node = app.config.node, %method, path, status = response.status().as_u16(), "http");
+    response
+}
+
+/// The CSRF guard (SPEC §5: "state-changing browser forms are protected against cross-site
+/// requests").
+///
+/// A POST or DELETE that carries a session, and every POST to `/register` or `/login`, passes
+/// only if its body is JSON (a cross-site form cannot send `application/json` without a CORS
+/// preflight, and this service answers none) or if it carries our CSRF token, in the header
+/// `X-CSRF-Token` or the form field `csrf`. A request without a session needs no guard: it can
+/// change nothing (the handler answers 401).
+async fn guard(app: &App, ctx: &Ctx, request: Request) -> Result<Request, Failure> {
+    let method = request.method();
+    if *method != Method::POST && *method != Method::DELETE {
+        return Ok(request);
+    }
+    let path = request.uri().path();
+    let guarded = ctx.session.is_some() || path == "/register" || path == "/login";
+    if !guarded || ctx.body == BodyKind::Json {
+        return Ok(request);
+    }
+    let valid = |token: &str| {
+        app.keys
+            .check_csrf(token, ctx.session.as_ref(), ctx.nonce.as_deref())
+    };
+    if let Some(token) = request
+        .headers()
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        if valid(token) {
+            return Ok(request);
+        }
+    }
+    if ctx.body == BodyKind::Form {
+        // Read the form to find its `csrf` field, then hand the same bytes on to the handler.
+        let (parts, body) = request.into_parts();
+        let probe = Request::from_parts(parts.clone(), body);
+        let bytes = read_body(Bytes::from_request(probe, &()).await)?;
+        if form_field(&bytes, "csrf").is_some_and(|token| valid(&token)) {
+            return Ok(Request::from_parts(parts, Body::from(bytes)));
+        }
+    }
+    Err(Failure::forbidden(
+        "This request did not come from one of this site's own pages (its CSRF token is missing \
+         or out of date). Reload the page and try again; programs should send JSON.",
+    ))
+}
+
+/// The field `name` of a form body.
+pub(crate) fn form_field(body: &[u8], name: &str) -> Option<String> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .ok()?
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+/// The body, or why it could not be read (413 past [`BODY_LIMIT`]).
+pub(crate) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Failure> {
+    match body {
+        Ok(bytes) => Ok(bytes),
+        Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_))) => {
+            Err(Failure::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "The request body is larger than the limit of {} KiB.",
+                    BODY_LIMIT / 1024
+                ),
+            ))
+        }
+        Err(other) => Err(Failure::malformed(format!(
+            "The request body could not be read: {other}."
+        ))),
+    }
+}
+
+/// The body as a `T`, from JSON or a form with the same field names (400 when malformed: not
+/// JSON, a field missing or of the wrong type).
+pub(crate) fn parse<T: DeserializeOwned>(
+    ctx: &Ctx,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, Failure> {
+    let bytes = read_body(body)?;
+    match ctx.body {
+        BodyKind::Json => {
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+                Failure::malformed(format!("The request body is not valid JSON: {error}."))
+            })?;
+            if !value.is_object() {
+                return Err(Failure::malformed(
+                    "The request body must be a JSON object of named fields.",
+                ));
+            }
+            serde_json::from_value(value).map_err(|error| {
+                Failure::malformed(format!(
+                    "The request body does not have the expected fields: {error}."
+                ))
+            })
+        }
+        BodyKind::Form => serde_urlencoded::from_bytes(&bytes).map_err(|error| {
+            Failure::malformed(format!(
+                "The form is missing a field or has a malformed one: {error}."
+            ))
+        }),
+        BodyKind::Other => Err(Failure::malformed(
+            "Send the request body as JSON (Content-Type: application/json) or as a form \
+             (Content-Type: application/x-www-form-urlencoded).",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::header::HeaderName;
+
+    fn headers(pairs: &[(HeaderName, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name.clone(), HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn json_wins_when_it_appears_in_accept() {
+        assert!(wants_json(&headers(&[(ACCEPT, "application/json")])));
+        assert!(wants_json(&headers(&[(
+            ACCEPT,
+            "text/html, Application/JSON;q=0.1"
+        )])));
+        assert!(!wants_json(&headers(&[(ACCEPT, "text/html,*/*")])));
+        assert!(!wants_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn body_kinds() {
+        let kind = |value| body_kind(&headers(&[(CONTENT_TYPE, value)]));
+        assert_eq!(kind("application/json; charset=utf-8"), BodyKind::Json);
+        assert_eq!(kind("application/x-www-form-urlencoded"), BodyKind::Form);
+        assert_eq!(kind("text/plain"), BodyKind::Other);
+        assert_eq!(kind("application/jsonx"), BodyKind::Other);
+        assert_eq!(body_kind(&HeaderMap::new()), BodyKind::Other);
+    }
+
+    #[test]
+    fn form_fields() {
+        assert_eq!(
+            form_field(b"content=hi&csrf=a%2Bb", "csrf").as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(form_field(b"content=hi", "csrf"), None);
+    }
+}

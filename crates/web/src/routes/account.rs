@@ -1,0 +1,222 @@
+//! Registering, logging in and out.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use labctl_chat::ops::{Read, Reply, User, Write};
+use labctl_chat::{password, validate};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::{expect_reply, json, no_content, see_other, unexpected, with_cookie, App};
+use crate::cookies;
+use crate::error::Failure;
+use crate::request::{parse, Ctx, CSRF_HEADER};
+use crate::session::{now_ms, Session};
+
+/// The body of `POST /register` and `POST /login`.
+#[derive(Deserialize)]
+pub(super) struct Credentials {
+    username: String,
+    tag: String,
+    password: String,
+}
+
+/// The fields a program should send, for `GET /register` and `GET /login` in JSON.
+fn fields() -> Response {
+    json(
+        StatusCode::OK,
+        &json!({ "fields": ["username", "tag", "password"] }),
+    )
+}
+
+/// A form page again, after a failure (HTML), with the sentence and the values typed so far; or
+/// the failure itself (JSON).
+fn again(
+    app: &App,
+    ctx: &Ctx,
+    template: &str,
+    failure: Failure,
+    typed: Option<&Credentials>,
+) -> Response {
+    if ctx.json {
+        return failure.into_response();
+    }
+    let mut context = tera::Context::new();
+    context.insert("error", &failure.message);
+    context.insert("username", &typed.map_or("", |c| c.username.as_str()));
+    context.insert("tag", &typed.map_or("", |c| c.tag.as_str()));
+    app.page(ctx, failure.status, template, context)
+}
+
+/// `GET /register`: the form.
+pub(super) async fn register_form(
+    State(app): State<Arc<App>>,
+    Extension(ctx): Extension<Ctx>,
+) -> Response {
+    if ctx.json {
+        return fields();
+    }
+    app.page(&ctx, StatusCode::OK, "register.html", tera::Context::new())
+}
+
+/// `POST /register`: 201 and the user (JSON), or 303 to the login form (HTML). The password is
+/// hashed here, at the input node; only the hash travels to the writer.
+pub(super) async fn register(
+    State(app): State<Arc<App>>,
+    Extension(ctx): Extension<Ctx>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let credentials = match parse::<Credentials>(&ctx, body) {
+        Ok(credentials) => credentials,
+        Err(failure) => return again(&app, &ctx, "register.html", failure, None),
+    };
+    let (user, cookie) = match create_user(&app, &ctx, &credentials).await {
+        Ok(created) => created,
+        Err(failure) => return again(&app, &ctx, "register.html", failure, Some(&credentials)),
+    };
+    let response = if ctx.json {
+        json(StatusCode::CREATED, &user)
+    } else {
+        let query = serde_urlencoded::to_string([
+            ("registered", "1"),
+            ("username", &user.username),
+            ("tag", &user.tag),
+        ])
+        .unwrap_or_default();
+        see_other(&format!("/login?{query}"))
+    };
+    with_cookie(response, cookie)
+}
+
+/// Checks the values, hashes the password and registers the user.
+async fn create_user(
+    app: &App,
+    ctx: &Ctx,
+    credentials: &Credentials,
+) -> Result<(User, HeaderValue), Failure> {
+    validate::username(&credentials.username)?;
+    validate::tag(&credentials.tag)?;
+    validate::password(&credentials.password)?;
+    let secret = credentials.password.clone();
+    let password_hash = tokio::task::spawn_blocking(move || password::hash(&secret))
+        .await
+        .map_err(|_| Failure::internal("The password could not be hashed."))?;
+    let write = Write::Register {
+        username: credentials.username.clone(),
+        tag: credentials.tag.clone(),
+        password_hash,
+    };
+    let (reply, seq) = app.write(ctx, write).await?;
+    Ok((
+        expect_reply!(reply, User { user })?,
+        app.after_write(ctx, seq),
+    ))
+}
+
+/// What `GET /login` may be told (after registering).
+#[derive(Deserialize, Default)]
+pub(super) struct LoginQuery {
+    registered: Option<String>,
+    username: Option<String>,
+    tag: Option<String>,
+}
+
+/// `GET /login`: the form.
+pub(super) async fn login_form(
+    State(app): State<Arc<App>>,
+    Extension(ctx): Extension<Ctx>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
+) -> Response {
+    if ctx.json {
+        return fields();
+    }
+    let query = query.map(|Query(query)| query).unwrap_or_default();
+    let mut context = tera::Context::new();
+    if query.registered.is_some() {
+        context.insert("notice", "Your account is ready: log in.");
+    }
+    context.insert("username", &query.username.unwrap_or_default());
+    context.insert("tag", &query.tag.unwrap_or_default());
+    app.page(&ctx, StatusCode::OK, "login.html", context)
+}
+
+/// `POST /login`: checks the password (argon2, on a blocking thread) and sets the session
+/// cookie; 200 and the user (JSON, with the session's CSRF token in `X-CSRF-Token`), or 303 to
+/// the main page (HTML).
+pub(super) async fn login(
+    State(app): State<Arc<App>>,
+    Extension(ctx): Extension<Ctx>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let credentials = match parse::<Credentials>(&ctx, body) {
+        Ok(credentials) => credentials,
+        Err(failure) => return again(&app, &ctx, "login.html", failure, None),
+    };
+    let user = match check_password(&app, &ctx, &credentials).await {
+        Ok(user) => user,
+        Err(failure) => return again(&app, &ctx, "login.html", failure, Some(&credentials)),
+    };
+    let session = Session::new(user, now_ms(), app.config.session_ttl, ctx.min_seq());
+    let cookie = app.session_cookie(&session);
+    if ctx.json {
+        let mut response = json(StatusCode::OK, &session.user());
+        if let Ok(token) = HeaderValue::from_str(&app.keys.csrf_for_session(&session)) {
+            response.headers_mut().insert(CSRF_HEADER, token);
+        }
+        with_cookie(response, cookie)
+    } else {
+        with_cookie(see_other("/"), cookie)
+    }
+}
+
+/// The user, if the password is right; 401 otherwise (the same sentence whether the user is
+/// unknown or the password wrong).
+async fn check_password(app: &App, ctx: &Ctx, credentials: &Credentials) -> Result<User, Failure> {
+    let wrong = || Failure::new(StatusCode::UNAUTHORIZED, "Wrong username, tag or password.");
+    let read = Read::Credentials {
+        username: credentials.username.clone(),
+        tag: credentials.tag.clone(),
+    };
+    let (user, password_hash) = match app.read(ctx, read).await {
+        Ok(Reply::Credentials {
+            user,
+            password_hash,
+        }) => (user, password_hash),
+        Ok(other) => return Err(unexpected(&other, "Credentials")),
+        Err(failure) if failure.status == StatusCode::NOT_FOUND => return Err(wrong()),
+        Err(failure) => return Err(failure),
+    };
+    let secret = credentials.password.clone();
+    let matches = tokio::task::spawn_blocking(move || password::verify(&secret, &password_hash))
+        .await
+        .unwrap_or(false);
+    if matches {
+        Ok(user)
+    } else {
+        Err(wrong())
+    }
+}
+
+/// `GET /logout`: clears the session (204 JSON, 303 to `/` HTML). The browser keeps the
+/// sequence number of its last write, so logging in again still reads at least that.
+pub(super) async fn logout(Extension(ctx): Extension<Ctx>) -> Response {
+    let response = if ctx.json {
+        no_content()
+    } else {
+        see_other("/")
+    };
+    let mut response = with_cookie(response, cookies::clear(cookies::SESSION));
+    if ctx.min_seq() > 0 {
+        response = with_cookie(
+            response,
+            cookies::set(cookies::SEEN, &ctx.min_seq().to_string(), None),
+        );
+    }
+    response
+}
