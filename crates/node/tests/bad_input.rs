@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use labctl_core::{Body, Message, Vote};
 use labctl_node::frame::Frame;
-use labctl_proto::bootstrap::bootstrap_client::BootstrapClient;
-use labctl_proto::bootstrap::{Link, RegisterRequest, Topology};
+mod common;
+
+use common::Captured;
+use labctl_proto::bootstrap::RegisterRequest;
 use labctl_proto::node::node_admin_client::NodeAdminClient;
 use labctl_proto::node::{NodeStatus, StatusRequest};
-use tokio::net::TcpListener;
 
 /// The lab: a bootstrap with topology 1 — 2, node 2 as a real daemon, node 1 played by the test.
 struct Lab {
@@ -25,26 +26,7 @@ struct Lab {
 
 async fn start() -> Lab {
     let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bootstrap = listener.local_addr().unwrap().to_string();
-    let config = labctl_bootstrap::Config {
-        state_dir: dir.path().join("bootstrap"),
-    };
-    tokio::spawn(labctl_bootstrap::run(
-        config,
-        listener,
-        std::future::pending(),
-    ));
-    let mut client =
-        connect_retrying(|| BootstrapClient::connect(format!("http://{bootstrap}"))).await;
-    client
-        .load_topology(Topology {
-            lab: "pair".into(),
-            nodes: vec![1, 2],
-            links: vec![Link { a: 1, b: 2 }],
-        })
-        .await
-        .unwrap();
+    let (bootstrap, mut client) = common::bootstrap(dir.path(), "pair", &[1, 2], &[(1, 2)]).await;
 
     // Node 1 is us: a ROUTER socket with node 1's identity, registered like a node would.
     let context = zmq::Context::new();
@@ -64,41 +46,17 @@ async fn start() -> Lab {
         .unwrap();
 
     // Node 2 is a real node daemon.
-    let ready = dir.path().join("node-2.json");
-    let config = labctl_node::Config {
-        id: 2,
-        lab: "pair".into(),
-        bootstrap,
-        listen_host: "127.0.0.1".into(),
-        advertise_host: "127.0.0.1".into(),
-        control_port: 0,
-        admin_port: 0,
-        heartbeat: Duration::from_millis(50),
-        suspicion: Duration::from_millis(2000),
-        ready_file: Some(ready.clone()),
-        join_timeout: Duration::from_secs(10),
-        data_dir: dir.path().join("node-2"),
-        nameserver: None,
-        http_port: 0,
-        session_secret: b"test secret".to_vec(),
-        templates: None,
-        durability: labctl_node::data::Durability::Replicas,
-    };
+    let config = common::config(2, "pair", &bootstrap, dir.path());
+    let ready = config.ready_file.clone().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let node = tokio::spawn(labctl_node::run(config, async {
         let _ = stopped.await;
     }));
-    let info: labctl_node::Ready = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready) {
-            break serde_json::from_str(&text).unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let info = common::ready(&ready).await;
     // Node 1 < node 2, so node 1 (we) connects.
     peer.connect(&format!("tcp://{}", info.control)).unwrap();
-    let admin_address = info.admin.clone();
-    let admin =
-        connect_retrying(|| NodeAdminClient::connect(format!("http://{admin_address}"))).await;
+    let url = format!("http://{}", info.admin);
+    let admin = common::connect_retrying(|| NodeAdminClient::connect(url.clone())).await;
     Lab {
         _dir: dir,
         admin,
@@ -106,21 +64,6 @@ async fn start() -> Lab {
         _context: context,
         stop,
         node,
-    }
-}
-
-async fn connect_retrying<C, F, Fut>(connect: F) -> C
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<C, tonic::transport::Error>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match connect().await {
-            Ok(client) => return client,
-            Err(e) if Instant::now() > deadline => panic!("cannot connect: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
     }
 }
 
@@ -174,34 +117,9 @@ impl Lab {
     }
 }
 
-/// A log sink the test can read: the node's `tracing` output lands here.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_frames_are_dropped_and_the_node_still_elects() {
-    let log = Captured::default();
-    let writer = log.clone();
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let log = Captured::install();
     // A bounded test: if anything hangs, fail with the node's log rather than wait forever.
     let body = scenario(log.clone());
     if tokio::time::timeout(Duration::from_secs(60), body)

@@ -7,35 +7,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::Captured;
 use labctl_chat::ops::Write;
 use labctl_chat::store::Store;
-use labctl_proto::bootstrap::bootstrap_client::BootstrapClient;
-use labctl_proto::bootstrap::{Link, Topology};
 use labctl_proto::node::node_admin_client::NodeAdminClient;
 use labctl_proto::node::StatusRequest;
-use tokio::net::TcpListener;
-
-/// A log sink the test can read (one global subscriber for the whole binary).
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .matches(needle)
-            .count()
-    }
-}
 
 /// Fill a writer's database with `n` users, each writing to the first.
 fn seed_writer(db: &Path, n: usize) {
@@ -71,54 +49,24 @@ struct Node {
 }
 
 async fn start_node(id: u64, bootstrap: &str, dir: &Path) -> Node {
-    let ready = dir.join(format!("node-{id}.json"));
-    let config = labctl_node::Config {
-        id,
-        lab: "line3".into(),
-        bootstrap: bootstrap.to_string(),
-        listen_host: "127.0.0.1".into(),
-        advertise_host: "127.0.0.1".into(),
-        control_port: 0,
-        admin_port: 0,
-        heartbeat: Duration::from_millis(50),
-        suspicion: Duration::from_millis(2000),
-        ready_file: Some(ready.clone()),
-        join_timeout: Duration::from_secs(10),
-        data_dir: dir.join(format!("node-{id}")),
-        nameserver: None,
-        http_port: 0,
-        session_secret: b"test secret".to_vec(),
-        templates: None,
-        durability: labctl_node::data::Durability::Replicas,
-    };
+    let config = common::config(id, "line3", bootstrap, dir);
+    let ready = config.ready_file.clone().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(labctl_node::run(config, async {
         let _ = stopped.await;
     }));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let info: labctl_node::Ready = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready) {
-            break serde_json::from_str(&text).unwrap();
-        }
-        assert!(Instant::now() < deadline, "node {id} never became ready");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
     Node {
         stop,
         task,
-        admin: info.admin,
+        admin: common::ready(&ready).await.admin,
     }
 }
 
 /// Wait until node `admin` reports `applied` = `want`.
 async fn wait_applied(admin: &str, want: u64) {
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut client = loop {
-        match NodeAdminClient::connect(format!("http://{admin}")).await {
-            Ok(client) => break client,
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
+    let url = format!("http://{admin}");
+    let mut client = common::connect_retrying(|| NodeAdminClient::connect(url.clone())).await;
     loop {
         let status = client.status(StatusRequest {}).await.unwrap().into_inner();
         if status.applied == want {
@@ -157,30 +105,8 @@ async fn scenario(prefix: u64) -> (String, String, u64) {
         assert_eq!(replica.last_seq(), prefix);
     }
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bootstrap = listener.local_addr().unwrap().to_string();
-    let config = labctl_bootstrap::Config {
-        state_dir: dir.path().join("bootstrap"),
-    };
-    tokio::spawn(labctl_bootstrap::run(
-        config,
-        listener,
-        std::future::pending(),
-    ));
-    let mut client = loop {
-        match BootstrapClient::connect(format!("http://{bootstrap}")).await {
-            Ok(client) => break client,
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    };
-    client
-        .load_topology(Topology {
-            lab: "line3".into(),
-            nodes: vec![1, 2, 3],
-            links: vec![Link { a: 1, b: 2 }, Link { a: 2, b: 3 }],
-        })
-        .await
-        .unwrap();
+    let (bootstrap, _client) =
+        common::bootstrap(dir.path(), "line3", &[1, 2, 3], &[(1, 2), (2, 3)]).await;
 
     let mut nodes = Vec::new();
     for id in [1, 2, 3] {
@@ -197,12 +123,7 @@ async fn scenario(prefix: u64) -> (String, String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_catches_up_by_snapshot_or_by_the_entries_it_lacks() {
-    let log = Captured::default();
-    let writer = log.clone();
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let log = Captured::install();
 
     // From nothing: a snapshot.
     let (writer_rows, replica_rows, total) = scenario(0).await;
