@@ -1880,3 +1880,37 @@ async fn bad_input_is_refused_and_stores_nothing() {
     let dump = lab.dump(lab.writer);
     assert!(!dump.contains("forged") && !dump.contains("xxxxxxxx"));
 }
+
+/// SPEC §5: "503 no writer reachable (say why)". With the writer's process killed, a write entering
+/// at an input node climbs towards a writer that never answers; the input node gives up after its
+/// timeout and answers 503 with a sentence that says so, and nothing else breaks.
+#[tokio::test]
+async fn a_write_with_no_writer_reachable_is_503_saying_why() {
+    let lab = Lab::up("ring6.toml", &[]).await;
+    let input = lab.input(0);
+    let alice = Person::register(&input, "alice", "100").await;
+    alice.login(&input).await;
+    alice
+        .post(&input, &alice.chat(), json!({"content": "before"}))
+        .await
+        .expect(201);
+
+    let writer_pid = lab.home.status(&lab.name).node_pids()[&lab.writer];
+    live_util::sigkill(writer_pid);
+    lab.home.remember([writer_pid]);
+
+    let started = Instant::now();
+    let answer = alice
+        .post(&input, &alice.chat(), json!({"content": "anyone there?"}))
+        .await;
+    let message = answer.refused(503);
+    assert!(
+        message.contains("writer"),
+        "{answer}: the 503 should say the writer is unreachable"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the 503 came only after {:?}",
+        started.elapsed()
+    );
+}
