@@ -52,6 +52,16 @@ pub struct LiveReport {
     pub folder: String,
 }
 
+impl LiveReport {
+    /// Every input node serves the chat's HTTP service.
+    pub fn serving(&self) -> bool {
+        self.report.roles.iter().all(|(id, roles)| {
+            !roles.contains(&Role::Input)
+                || self.addresses.get(id).is_some_and(|a| a.http.is_some())
+        })
+    }
+}
+
 /// Clients for every node of a lab, kept across polls.
 pub struct Nodes {
     clients: BTreeMap<u64, NodeAdminClient<Channel>>,
@@ -274,7 +284,8 @@ pub async fn wait_converged(
             &alive,
             started.elapsed(),
         );
-        if report.report.converged || Instant::now() >= deadline {
+        // Done once the tree has converged and every input node serves the chat.
+        if (report.report.converged && report.serving()) || Instant::now() >= deadline {
             return Ok(report);
         }
         tokio::time::sleep(POLL).await;

@@ -208,6 +208,42 @@ pub fn live(live: &crate::live::LiveReport) -> String {
         }
     );
     let mut out = report(&live.report, &header);
+    // Where to chat, and how far each copy of the data is.
+    let mut inputs = Vec::new();
+    let mut copies = Vec::new();
+    for (id, address) in &live.addresses {
+        let roles = live
+            .report
+            .roles
+            .get(id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(http) = &address.http {
+            inputs.push(format!("{id} (http://{http})"));
+        }
+        if roles.contains(&Role::Writer) || roles.contains(&Role::Persistence) {
+            copies.push(format!("{id}: {}", address.applied));
+        }
+    }
+    if !live.nameserver.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nChat: open {} (it redirects to an input node){}",
+            live.nameserver,
+            if inputs.is_empty() {
+                String::new()
+            } else {
+                format!("; input nodes {}", inputs.join(", "))
+            }
+        );
+    }
+    if !copies.is_empty() {
+        let _ = writeln!(
+            out,
+            "Replication log applied (writer and persistence): {}",
+            copies.join(", ")
+        );
+    }
     let troubled: Vec<String> = live
         .addresses
         .iter()
