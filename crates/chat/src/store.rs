@@ -249,10 +249,7 @@ impl Store {
     /// [`StoreError::Corrupt`] if its log has holes.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&path);
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
 
@@ -383,11 +380,7 @@ impl Store {
     /// is stored at its seq, [`StoreError::Sqlite`] if the change does not apply (for example a
     /// member added to a group this database does not hold).
     pub fn apply(&mut self, entry: &Entry) -> Result<(), StoreError> {
-        let path = &self.path;
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -536,16 +529,17 @@ impl Store {
             return Ok(Vec::new());
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sqlite = sqlite_error(&self.path);
         let mut statement = self
             .conn
             .prepare_cached(
                 "SELECT seq, epoch, change FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )
-            .map_err(|source| self.sqlite(source))?;
+            .map_err(sqlite)?;
         let rows = statement
             .query_map(params![after, limit], raw_entry)
             .and_then(Iterator::collect::<Result<Vec<_>, _>>)
-            .map_err(|source| self.sqlite(source))?;
+            .map_err(sqlite)?;
         rows.into_iter().map(parse_entry).collect()
     }
 
@@ -554,12 +548,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`], or [`StoreError::Corrupt`] for a row that does not read back.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let sqlite = |source| self.sqlite(source);
+        let sqlite = sqlite_error(&self.path);
         // A read transaction: every table from the same moment.
         let tx = self.conn.unchecked_transaction().map_err(sqlite)?;
-        let seq = |value: i64| {
-            u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative seq {value}")))
-        };
 
         let users = collect(
             &tx,
@@ -589,50 +580,28 @@ impl Store {
             },
         )
         .map_err(sqlite)?;
-        let private_messages = collect(
+        let private_messages = message_rows(
             &tx,
             "SELECT seq, recipient, uuid, author, content, sent_at
              FROM private_messages ORDER BY seq",
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get(1)?,
-                    message_from_row(row, 2)?,
-                ))
-            },
         )
-        .map_err(sqlite)?
+        .map_err(sqlite)??
         .into_iter()
-        .map(|(row_seq, to, message)| {
-            Ok(PrivateMessageRow {
-                seq: seq(row_seq)?,
-                to,
-                message,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-        let group_messages = collect(
+        .map(|(seq, to, message)| PrivateMessageRow { seq, to, message })
+        .collect();
+        let group_messages = message_rows(
             &tx,
             "SELECT seq, group_uuid, uuid, author, content, sent_at
              FROM group_messages ORDER BY seq",
-            |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get(1)?,
-                    message_from_row(row, 2)?,
-                ))
-            },
         )
-        .map_err(sqlite)?
+        .map_err(sqlite)??
         .into_iter()
-        .map(|(row_seq, group, message)| {
-            Ok(GroupMessageRow {
-                seq: seq(row_seq)?,
-                group,
-                message,
-            })
+        .map(|(seq, group, message)| GroupMessageRow {
+            seq,
+            group,
+            message,
         })
-        .collect::<Result<_, StoreError>>()?;
+        .collect();
         let log = collect(
             &tx,
             "SELECT seq, epoch, change FROM log ORDER BY seq",
@@ -679,11 +648,7 @@ impl Store {
             i64::try_from(value)
                 .map_err(|_| StoreError::Corrupt(format!("seq {value} out of range")))
         };
-        let path = &self.path;
-        let sqlite = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -695,30 +660,13 @@ impl Store {
         )
         .map_err(sqlite)?;
         for row in &snapshot.users {
-            tx.execute(
-                "INSERT INTO users (uuid, username, tag, password_hash) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    row.user.uuid,
-                    row.user.username,
-                    row.user.tag,
-                    row.password_hash
-                ],
-            )
-            .map_err(sqlite)?;
+            insert_user(&tx, &row.user, &row.password_hash).map_err(sqlite)?;
         }
         for group in &snapshot.groups {
-            tx.execute(
-                "INSERT INTO groups (uuid, name, creator) VALUES (?1, ?2, ?3)",
-                params![group.uuid, group.name, group.creator],
-            )
-            .map_err(sqlite)?;
+            insert_group(&tx, group).map_err(sqlite)?;
         }
         for row in &snapshot.members {
-            tx.execute(
-                "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
-                params![row.group, row.user],
-            )
-            .map_err(sqlite)?;
+            insert_member(&tx, &row.group, &row.user).map_err(sqlite)?;
         }
         for row in &snapshot.private_messages {
             insert_private_message(&tx, int(row.seq)?, &row.to, &row.message).map_err(sqlite)?;
@@ -750,7 +698,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn dump(&self) -> Result<String, StoreError> {
-        let sqlite = |source| self.sqlite(source);
+        let sqlite = sqlite_error(&self.path);
         let mut out = String::new();
         for (table, order) in TABLES {
             let mut statement = self
@@ -773,14 +721,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// Wraps a SQLite error with this store's file.
-    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
     }
 }
 
@@ -1014,10 +954,7 @@ fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusqlite::Resul
             user,
             password_hash,
         } => {
-            conn.execute(
-                "INSERT INTO users (uuid, username, tag, password_hash) VALUES (?1, ?2, ?3, ?4)",
-                params![user.uuid, user.username, user.tag, password_hash],
-            )?;
+            insert_user(conn, user, password_hash)?;
         }
         Change::UserDeleted { uuid } => {
             // The groups it created go, with their members and messages; its memberships
@@ -1040,15 +977,9 @@ fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusqlite::Resul
             insert_private_message(conn, seq, to, message)?;
         }
         Change::GroupAdded { group } => {
-            conn.execute(
-                "INSERT INTO groups (uuid, name, creator) VALUES (?1, ?2, ?3)",
-                params![group.uuid, group.name, group.creator],
-            )?;
+            insert_group(conn, group)?;
             // The creator is the first member.
-            conn.execute(
-                "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
-                params![group.uuid, group.creator],
-            )?;
+            insert_member(conn, &group.uuid, &group.creator)?;
         }
         Change::GroupDeleted { uuid } => {
             conn.execute("DELETE FROM group_messages WHERE group_uuid = ?1", [uuid])?;
@@ -1056,10 +987,7 @@ fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusqlite::Resul
             conn.execute("DELETE FROM groups WHERE uuid = ?1", [uuid])?;
         }
         Change::MemberAdded { group, user } => {
-            conn.execute(
-                "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
-                params![group, user],
-            )?;
+            insert_member(conn, group, user)?;
         }
         Change::MemberRemoved { group, user } => {
             conn.execute(
@@ -1090,6 +1018,33 @@ fn append(conn: &Connection, entry: &Entry) -> rusqlite::Result<()> {
 /// The error for a `u64` that SQLite's signed integers cannot hold.
 fn out_of_range(value: u64) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(format!("{value} does not fit in an i64").into())
+}
+
+/// Inserts a row of `users`.
+fn insert_user(conn: &Connection, user: &User, password_hash: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO users (uuid, username, tag, password_hash) VALUES (?1, ?2, ?3, ?4)",
+        params![user.uuid, user.username, user.tag, password_hash],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `groups` (not its creator's membership).
+fn insert_group(conn: &Connection, group: &Group) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO groups (uuid, name, creator) VALUES (?1, ?2, ?3)",
+        params![group.uuid, group.name, group.creator],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `members`.
+fn insert_member(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
+        params![group, user],
+    )?;
+    Ok(())
 }
 
 /// Inserts a row of `private_messages`.
@@ -1178,6 +1133,14 @@ fn entry_at(conn: &Connection, seq: u64) -> rusqlite::Result<Result<Option<Entry
     Ok(raw.map(parse_entry).transpose())
 }
 
+/// Wraps a SQLite error with the store's file, `path`.
+fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Collects every row of `sql` (no parameters).
 fn collect<T>(
     conn: &Connection,
@@ -1187,6 +1150,33 @@ fn collect<T>(
     let mut statement = conn.prepare(sql)?;
     let rows = statement.query_map([], read)?;
     rows.collect()
+}
+
+/// A row of a message table: its log entry, the conversation it belongs to (the recipient or
+/// the group) and the message.
+type MessageRow = (u64, String, ChatMessage);
+
+/// Every row of a message table, for [`Store::snapshot`]: `sql` selects the row's `seq`, the
+/// conversation, then the message's four columns.
+fn message_rows(
+    conn: &Connection,
+    sql: &str,
+) -> rusqlite::Result<Result<Vec<MessageRow>, StoreError>> {
+    let rows = collect(conn, sql, |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get(1)?,
+            message_from_row(row, 2)?,
+        ))
+    })?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, conversation, message)| {
+            let seq = u64::try_from(seq)
+                .map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?;
+            Ok((seq, conversation, message))
+        })
+        .collect())
 }
 
 /// A column value as JSON, for [`Store::dump`].

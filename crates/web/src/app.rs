@@ -54,6 +54,21 @@ impl App {
         }
     }
 
+    /// The answer to a write at `seq` (see [`json_or_see_other`]), with the cookie that records
+    /// it ([`App::after_write`]).
+    pub fn written(
+        &self,
+        ctx: &Ctx,
+        seq: u64,
+        for_program: impl FnOnce() -> Response,
+        location: &str,
+    ) -> Response {
+        with_cookie(
+            json_or_see_other(ctx, for_program, location),
+            self.after_write(ctx, seq),
+        )
+    }
+
     /// The `Set-Cookie` for `session`, living as long as the session.
     pub fn session_cookie(&self, session: &Session) -> HeaderValue {
         let left = session.exp.saturating_sub(now_ms()).div_ceil(1000).max(1);
@@ -197,6 +212,20 @@ pub(crate) fn see_other(location: &str) -> Response {
         response.headers_mut().insert(LOCATION, value);
     }
     response
+}
+
+/// The answer to an action: `for_program()` to a JSON client, 303 to `location` for a browser
+/// (which then GETs the page to show).
+pub(crate) fn json_or_see_other(
+    ctx: &Ctx,
+    for_program: impl FnOnce() -> Response,
+    location: &str,
+) -> Response {
+    if ctx.json {
+        for_program()
+    } else {
+        see_other(location)
+    }
 }
 
 /// 204 No Content.

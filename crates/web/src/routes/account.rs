@@ -13,7 +13,7 @@ use labctl_chat::{password, validate};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::{expect_reply, json, no_content, see_other, unexpected, with_cookie, App};
+use crate::app::{expect_reply, json, json_or_see_other, no_content, unexpected, with_cookie, App};
 use crate::cookies;
 use crate::error::Failure;
 use crate::request::{parse, Ctx, CSRF_HEADER};
@@ -80,17 +80,17 @@ pub(super) async fn register(
         Ok(created) => created,
         Err(failure) => return again(&app, &ctx, "register.html", failure, Some(&credentials)),
     };
-    let response = if ctx.json {
-        json(StatusCode::CREATED, &user)
-    } else {
-        let query = serde_urlencoded::to_string([
-            ("registered", "1"),
-            ("username", &user.username),
-            ("tag", &user.tag),
-        ])
-        .unwrap_or_default();
-        see_other(&format!("/login?{query}"))
-    };
+    let query = serde_urlencoded::to_string([
+        ("registered", "1"),
+        ("username", &user.username),
+        ("tag", &user.tag),
+    ])
+    .unwrap_or_default();
+    let response = json_or_see_other(
+        &ctx,
+        || json(StatusCode::CREATED, &user),
+        &format!("/login?{query}"),
+    );
     with_cookie(response, cookie)
 }
 
@@ -164,15 +164,14 @@ pub(super) async fn login(
     };
     let session = Session::new(user, now_ms(), app.config.session_ttl, ctx.min_seq());
     let cookie = app.session_cookie(&session);
-    if ctx.json {
+    let for_program = || {
         let mut response = json(StatusCode::OK, &session.user());
         if let Ok(token) = HeaderValue::from_str(&app.keys.csrf_for_session(&session)) {
             response.headers_mut().insert(CSRF_HEADER, token);
         }
-        with_cookie(response, cookie)
-    } else {
-        with_cookie(see_other("/"), cookie)
-    }
+        response
+    };
+    with_cookie(json_or_see_other(&ctx, for_program, "/"), cookie)
 }
 
 /// The user, if the password is right; 401 otherwise (the same sentence whether the user is
@@ -206,12 +205,10 @@ async fn check_password(app: &App, ctx: &Ctx, credentials: &Credentials) -> Resu
 /// `GET /logout`: clears the session (204 JSON, 303 to `/` HTML). The browser keeps the
 /// sequence number of its last write, so logging in again still reads at least that.
 pub(super) async fn logout(Extension(ctx): Extension<Ctx>) -> Response {
-    let response = if ctx.json {
-        no_content()
-    } else {
-        see_other("/")
-    };
-    let mut response = with_cookie(response, cookies::clear(cookies::SESSION));
+    let mut response = with_cookie(
+        json_or_see_other(&ctx, no_content, "/"),
+        cookies::clear(cookies::SESSION),
+    );
     if ctx.min_seq() > 0 {
         response = with_cookie(
             response,

@@ -18,7 +18,7 @@ use labctl_chat::validate;
 use serde::{Deserialize, Serialize};
 
 use super::{id_in_path, tag_in_path};
-use crate::app::{expect_reply, json, see_other, user_path, with_cookie, App};
+use crate::app::{expect_reply, json, user_path, App};
 use crate::error::Failure;
 use crate::request::{parse, Ctx};
 
@@ -189,10 +189,5 @@ pub(super) async fn send_group(
 async fn sent(app: &App, ctx: &Ctx, uri: &Uri, write: Write) -> Result<Response, Failure> {
     let (reply, seq) = app.write(ctx, write).await?;
     let message = expect_reply!(reply, Message { message })?;
-    let response = if ctx.json {
-        json(StatusCode::CREATED, &message)
-    } else {
-        see_other(uri.path())
-    };
-    Ok(with_cookie(response, app.after_write(ctx, seq)))
+    Ok(app.written(ctx, seq, || json(StatusCode::CREATED, &message), uri.path()))
 }

@@ -13,9 +13,9 @@ use labctl_chat::validate;
 use serde::Deserialize;
 
 use super::{id_in_path, wants_delete};
-use crate::app::{expect_reply, json, no_content, see_other, with_cookie, App};
+use crate::app::{expect_reply, json, no_content, App};
 use crate::error::Failure;
-use crate::request::{parse, read_body, Ctx};
+use crate::request::{parse, Ctx};
 
 /// The body of `POST /groups`.
 #[derive(Deserialize)]
@@ -69,12 +69,12 @@ pub(super) async fn create(
     };
     let (reply, seq) = app.write(&ctx, write).await?;
     let group = expect_reply!(reply, Group { group })?;
-    let response = if ctx.json {
-        json(StatusCode::CREATED, &group)
-    } else {
-        see_other(&format!("/groups/{}", group.uuid))
-    };
-    Ok(with_cookie(response, app.after_write(&ctx, seq)))
+    Ok(app.written(
+        &ctx,
+        seq,
+        || json(StatusCode::CREATED, &group),
+        &format!("/groups/{}", group.uuid),
+    ))
 }
 
 /// `GET /groups/{group}`: the group (JSON). The page also lists its members and, for its
@@ -147,8 +147,7 @@ pub(super) async fn delete_by_form(
     Path(group): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Failure> {
-    ctx.login()?;
-    wants_delete(&ctx, &method, &uri, &read_body(body)?)?;
+    wants_delete(&ctx, &method, &uri, body)?;
     delete_group(&app, &ctx, group).await
 }
 
@@ -162,12 +161,7 @@ async fn delete_group(app: &App, ctx: &Ctx, group: String) -> Result<Response, F
     };
     let (reply, seq) = app.write(ctx, write).await?;
     expect_reply!(reply, Deleted)?;
-    let response = if ctx.json {
-        no_content()
-    } else {
-        see_other("/")
-    };
-    Ok(with_cookie(response, app.after_write(ctx, seq)))
+    Ok(app.written(ctx, seq, no_content, "/"))
 }
 
 /// `GET /groups/{group}/members`: the members (members only; JSON: a list).
@@ -213,12 +207,12 @@ pub(super) async fn add_member(
     };
     let (reply, seq) = app.write(&ctx, write).await?;
     let user = expect_reply!(reply, User { user })?;
-    let response = if ctx.json {
-        json(StatusCode::CREATED, &user)
-    } else {
-        see_other(&format!("/groups/{group}"))
-    };
-    Ok(with_cookie(response, app.after_write(&ctx, seq)))
+    Ok(app.written(
+        &ctx,
+        seq,
+        || json(StatusCode::CREATED, &user),
+        &format!("/groups/{group}"),
+    ))
 }
 
 /// `DELETE /groups/{group}/members/{user}`: removes a member (the creator, or the member
@@ -240,8 +234,7 @@ pub(super) async fn remove_member_by_form(
     Path((group, user)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Failure> {
-    ctx.login()?;
-    wants_delete(&ctx, &method, &uri, &read_body(body)?)?;
+    wants_delete(&ctx, &method, &uri, body)?;
     remove(&app, &ctx, group, user).await
 }
 
@@ -258,12 +251,10 @@ async fn remove(app: &App, ctx: &Ctx, group: String, user: String) -> Result<Res
     };
     let (reply, seq) = app.write(ctx, write).await?;
     expect_reply!(reply, Deleted)?;
-    let response = if ctx.json {
-        no_content()
-    } else if leaving {
-        see_other("/")
+    let location = if leaving {
+        "/".to_string()
     } else {
-        see_other(&format!("/groups/{group}"))
+        format!("/groups/{group}")
     };
-    Ok(with_cookie(response, app.after_write(ctx, seq)))
+    Ok(app.written(ctx, seq, no_content, &location))
 }

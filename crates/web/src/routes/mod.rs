@@ -20,6 +20,8 @@ mod users;
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::{delete, get};
@@ -114,6 +116,11 @@ fn route_miss(uri: &Uri) -> Failure {
 
 /// A known address, a method it does not take: 405.
 async fn method_not_allowed(method: Method, uri: Uri) -> Failure {
+    method_miss(&method, &uri)
+}
+
+/// The 405 of an address that does not take `method`.
+fn method_miss(method: &Method, uri: &Uri) -> Failure {
     Failure::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         format!("{} does not accept {method} requests.", uri.path()),
@@ -132,21 +139,22 @@ fn id_in_path(id: &str, what: &str) -> Result<(), Failure> {
         .map_err(|_| Failure::not_found(format!("There is no {what} with id {id:?}.")))
 }
 
-/// A form asking to delete (the stand-in for DELETE in HTML): its `_method` must be `delete`.
+/// A form asking to delete (the stand-in for DELETE in HTML), checked in this order: the client
+/// must be logged in (401), the body must be read whole (413 past [`BODY_LIMIT`]), and its
+/// `_method` must be `delete` (405 otherwise).
 fn wants_delete(
     ctx: &request::Ctx,
     method: &Method,
     uri: &Uri,
-    body: &[u8],
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(), Failure> {
+    ctx.login()?;
+    let body = request::read_body(body)?;
     let is_delete = ctx.body == request::BodyKind::Form
-        && request::form_field(body, "_method").is_some_and(|m| m.eq_ignore_ascii_case("delete"));
+        && request::form_field(&body, "_method").is_some_and(|m| m.eq_ignore_ascii_case("delete"));
     if is_delete {
         Ok(())
     } else {
-        Err(Failure::new(
-            axum::http::StatusCode::METHOD_NOT_ALLOWED,
-            format!("{} does not accept {method} requests.", uri.path()),
-        ))
+        Err(method_miss(method, uri))
     }
 }

@@ -13,10 +13,12 @@ use labctl_chat::validate;
 use serde::Deserialize;
 
 use super::{tag_in_path, wants_delete};
-use crate::app::{expect_reply, json, no_content, see_other, segment, with_cookie, App};
+use crate::app::{
+    expect_reply, json, json_or_see_other, no_content, see_other, segment, with_cookie, App,
+};
 use crate::cookies;
 use crate::error::Failure;
-use crate::request::{read_body, Ctx};
+use crate::request::Ctx;
 
 /// The query of `GET /users`.
 #[derive(Deserialize, Default)]
@@ -137,8 +139,7 @@ pub(super) async fn delete_by_form(
     Path(uuid): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Failure> {
-    ctx.login()?;
-    wants_delete(&ctx, &method, &uri, &read_body(body)?)?;
+    wants_delete(&ctx, &method, &uri, body)?;
     delete_account(&app, &ctx, uuid).await
 }
 
@@ -155,12 +156,10 @@ async fn delete_account(app: &App, ctx: &Ctx, uuid: String) -> Result<Response, 
     };
     let (reply, seq) = app.write(ctx, write).await?;
     expect_reply!(reply, Deleted)?;
-    let response = if ctx.json {
-        no_content()
-    } else {
-        see_other("/")
-    };
-    let response = with_cookie(response, cookies::clear(cookies::SESSION));
+    let response = with_cookie(
+        json_or_see_other(ctx, no_content, "/"),
+        cookies::clear(cookies::SESSION),
+    );
     Ok(with_cookie(
         response,
         cookies::set(cookies::SEEN, &seq.to_string(), None),
