@@ -241,13 +241,20 @@ impl Router {
         }
         let can_serve = match need {
             Need::Write => self.is_writer(),
+            // Even the writer answers a read only from data as new as the reader's last write:
+            // a writer whose log is behind (a lost or replaced database) must not pretend.
             Need::Read { min_seq } => {
-                self.is_writer() || (self.roles.contains(&Role::Persistence) && applied >= min_seq)
+                (self.is_writer() || self.roles.contains(&Role::Persistence)) && applied >= min_seq
             }
         };
         match (can_serve, self.parent) {
             (true, _) => Hop::Serve,
             (false, Some(parent)) => Hop::Up(parent),
+            (false, None) if self.is_writer() => Hop::Unroutable(format!(
+                "the writer (node {}) holds log entries up to {applied} only, older than your last \
+                 write",
+                self.id
+            )),
             (false, None) => Hop::Unroutable(format!(
                 "node {} is the root but not the writer: no writer is reachable",
                 self.id
@@ -452,11 +459,24 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_behind_the_readers_last_write_does_not_pretend() {
+        let (writer, _) = router(1, None, vec![Role::Writer]);
+        assert_eq!(
+            writer.route_request(Need::Read { min_seq: 5 }, 5),
+            Hop::Serve
+        );
+        assert!(matches!(
+            writer.route_request(Need::Read { min_seq: 6 }, 5),
+            Hop::Unroutable(_)
+        ));
+    }
+
+    #[test]
     fn a_one_node_lab_serves_everything_itself() {
         let (solo, announce) = router(1, None, vec![Role::Writer, Role::Input]);
         assert_eq!(announce, None);
         assert_eq!(solo.route_request(Need::Write, 0), Hop::Serve);
-        assert_eq!(solo.route_request(Need::Read { min_seq: 3 }, 0), Hop::Serve);
+        assert_eq!(solo.route_request(Need::Read { min_seq: 3 }, 3), Hop::Serve);
         assert_eq!(
             solo.route_response(RequestId { origin: 1, n: 1 }),
             Down::Deliver

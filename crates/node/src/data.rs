@@ -17,13 +17,15 @@ use tracing::{debug, info, warn};
 
 use crate::driver::Driver;
 use crate::frame::Frame;
-use crate::store::{Done, Job};
+use crate::store::{ApplyError, Done, Job, CATCH_UP_BATCH};
 use crate::transport::Transport;
 
 /// How long an input node waits for an answer before telling the client the cluster is unavailable.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the writer waits for the replicas' acknowledgements of a write.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most data messages kept while this node waits to take its place in a new tree.
+pub const MAX_EARLY: usize = 10_000;
 /// How long a replica waits for the entries it asked for before asking again.
 pub const FETCH_RETRY: Duration = Duration::from_secs(1);
 
@@ -100,7 +102,10 @@ impl DataState {
             queued: applied,
             fetched_at: None,
             pending: BTreeMap::new(),
-            next_request: 0,
+            // Start from the clock (µs), so a restarted node never reuses an earlier run's ids.
+            next_request: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
             held: BTreeMap::new(),
             early: Vec::new(),
         }
@@ -230,8 +235,13 @@ impl<T: Transport> Driver<T> {
     pub(crate) fn on_data(&mut self, from: NodeId, message: DataMessage) {
         let ours = self.data.router.epoch();
         if message.epoch() > ours {
-            // Our own subtree is not complete yet: keep it for when we take our roles.
-            self.data.early.push((from, message));
+            // Our own subtree is not complete yet: keep it for when we take our roles (within
+            // reason: a peer cannot make us hoard without bound).
+            if self.data.early.len() < MAX_EARLY {
+                self.data.early.push((from, message));
+            } else {
+                warn!(from, "too many early data messages; dropped");
+            }
             return;
         }
         if message.epoch() < ours {
@@ -257,18 +267,17 @@ impl<T: Transport> Driver<T> {
                             self.data.queued = seq;
                             self.store.submit(Job::Apply { entry });
                         }
+                        Err(e) => {
+                            warn!(from, seq, "unreadable log entry dropped: {e}; asking again");
+                            self.fetch();
+                        }
+                    },
+                    // Already held: the store checks it is the very same entry (then we
+                    // acknowledge) or reports that this copy diverged from the writer's.
+                    Arrival::Duplicate => match serde_json::from_str::<Entry>(&entry) {
+                        Ok(entry) => self.store.submit(Job::Apply { entry }),
                         Err(e) => warn!(from, seq, "unreadable log entry dropped: {e}"),
                     },
-                    Arrival::Duplicate => {
-                        let epoch = self.data.router.epoch();
-                        self.send_data(
-                            from,
-                            DataMessage::Ack {
-                                epoch,
-                                seq: self.data.applied,
-                            },
-                        );
-                    }
                     Arrival::Gap { after } => {
                         info!(
                             after,
@@ -280,13 +289,16 @@ impl<T: Transport> Driver<T> {
                 }
             }
             DataMessage::Ack { seq, .. } => {
-                let done = self.data.shipper.ack(from, seq);
+                // A replica cannot hold more than the writer wrote: never believe more.
+                let done = self.data.shipper.ack(from, seq.min(self.data.applied));
                 self.release(done);
             }
             DataMessage::Fetch { after, .. } => {
                 if !self.data.router.is_writer() {
                     warn!(from, "fetch sent to a node that is not the writer; dropped");
-                } else if after == 0 && self.data.applied > 0 {
+                } else if (after == 0 && self.data.applied > 0) || after > self.data.applied {
+                    // From nothing, or claiming more than the writer has (a copy that
+                    // diverged): the whole database.
                     self.store.submit(Job::Snapshot { to: from });
                 } else {
                     self.store.submit(Job::EntriesSince { after, to: from });
@@ -369,19 +381,41 @@ impl<T: Transport> Driver<T> {
                     );
                 }
             }
+            // Entries queued behind a failed one fail as gaps: only the first failure counts,
+            // and asking again goes through the same rate limit as every fetch (no storm).
+            Done::Applied {
+                result: Err(ApplyError::Gap),
+                ..
+            } => {}
             Done::Applied {
                 seq,
-                result: Err(reason),
+                result: Err(ApplyError::Diverged),
+            } => {
+                warn!(
+                    seq,
+                    "this copy diverged from the writer's log; asking for a snapshot"
+                );
+                self.data.queued = self.data.applied;
+                self.fetch_from(0);
+            }
+            Done::Applied {
+                seq,
+                result: Err(ApplyError::Other(reason)),
             } => {
                 warn!(
                     seq,
                     "log entry not applied: {reason}; asking the writer again"
                 );
                 self.data.queued = self.data.applied;
-                self.data.fetched_at = None;
                 self.fetch();
             }
             Done::Entries { to, entries } => {
+                // A full batch: there may be more. Store jobs finish in order, so the next batch
+                // follows this one on the link.
+                if entries.len() == CATCH_UP_BATCH {
+                    let after = entries.last().map_or(0, |e| e.seq);
+                    self.store.submit(Job::EntriesSince { after, to });
+                }
                 for entry in entries {
                     let seq = entry.seq;
                     let body = serde_json::to_string(&entry).expect("entries serialize");
@@ -407,8 +441,10 @@ impl<T: Transport> Driver<T> {
                 result: Err(reason),
             } => warn!(to, "snapshot failed: {reason}"),
             Done::Restored { result: Ok(seq) } => {
+                // The database now holds exactly the snapshot (perhaps less than a diverged copy
+                // held before); appends that came after the snapshot may already be queued.
                 self.data.applied = seq;
-                self.data.queued = seq;
+                self.data.queued = self.data.queued.max(seq);
                 self.data.fetched_at = None;
                 if let Some(writer) = self.data.router.parent() {
                     self.send_data(writer, DataMessage::Ack { epoch, seq });
@@ -416,15 +452,26 @@ impl<T: Transport> Driver<T> {
             }
             Done::Restored {
                 result: Err(reason),
-            } => warn!("snapshot not restored: {reason}"),
+            } => {
+                warn!("snapshot not restored: {reason}");
+                self.data.queued = self.data.applied;
+            }
         }
     }
 
     /// Writes every replica has acknowledged: answer them.
     fn release(&mut self, done: Vec<(RequestId, u64)>) {
-        for (id, _) in done {
-            if let Some((answer, _, _)) = self.data.held.remove(&id) {
-                self.forward_answer(id, answer);
+        for (id, seq) in done {
+            // Only the answer of that very write: its log position must match.
+            if self
+                .data
+                .held
+                .get(&id)
+                .is_some_and(|(_, _, held)| *held == seq)
+            {
+                if let Some((answer, _, _)) = self.data.held.remove(&id) {
+                    self.forward_answer(id, answer);
+                }
             }
         }
     }
@@ -472,6 +519,12 @@ impl<T: Transport> Driver<T> {
     /// A replica asks the writer for everything after what it has queued, unless a request is
     /// already in flight.
     fn fetch(&mut self) {
+        self.fetch_from(self.data.queued);
+    }
+
+    /// Ask the writer for everything after `after` (0: a whole snapshot), at most once per
+    /// [`FETCH_RETRY`].
+    fn fetch_from(&mut self, after: u64) {
         let recent = self
             .data
             .fetched_at
@@ -480,7 +533,7 @@ impl<T: Transport> Driver<T> {
             return;
         };
         self.data.fetched_at = Some(Instant::now());
-        let (epoch, after) = (self.data.router.epoch(), self.data.queued);
+        let epoch = self.data.router.epoch();
         self.send_data(writer, DataMessage::Fetch { epoch, after });
     }
 

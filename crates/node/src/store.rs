@@ -74,12 +74,12 @@ pub enum Done {
         /// The reply, or why not.
         result: Result<Reply, AppError>,
     },
-    /// An entry was applied (or not).
+    /// An entry was applied, or was already there identically (or not).
     Applied {
         /// The entry's number.
         seq: u64,
         /// Why not, if not.
-        result: Result<(), String>,
+        result: Result<(), ApplyError>,
     },
     /// Entries for a replica.
     Entries {
@@ -102,14 +102,26 @@ pub enum Done {
     },
 }
 
+/// Why a replica could not apply an entry.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// Not the next entry (an earlier one failed or is missing).
+    Gap,
+    /// The database holds a different entry at this number: this copy diverged from the writer's
+    /// and must be replaced by a snapshot.
+    Diverged,
+    /// Anything else (storage trouble, an entry that does not fit the data).
+    Other(String),
+}
+
 /// The handle the driver holds.
 pub struct StoreThread {
     jobs: Option<std_mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// How many entries one catch-up message carries at most.
-const CATCH_UP_BATCH: usize = 512;
+/// How many entries one catch-up batch carries at most (the writer sends batch after batch).
+pub const CATCH_UP_BATCH: usize = 512;
 
 impl StoreThread {
     /// Open (or create) the database at `path` and start its thread. Returns the handle and the
@@ -170,7 +182,11 @@ fn run(store: &mut Store, job: Job) -> Done {
         },
         Job::Apply { entry } => Done::Applied {
             seq: entry.seq,
-            result: store.apply(&entry).map_err(|e| e.to_string()),
+            result: store.apply(&entry).map_err(|e| match e {
+                StoreError::Gap { .. } => ApplyError::Gap,
+                StoreError::Diverged { .. } => ApplyError::Diverged,
+                other => ApplyError::Other(other.to_string()),
+            }),
         },
         Job::EntriesSince { after, to } => Done::Entries {
             to,

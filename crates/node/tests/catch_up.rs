@@ -86,23 +86,34 @@ async fn wait_applied(admin: &str, want: u64) {
     }
 }
 
-/// Run the line lab with node 1 seeded and node 2 holding `prefix` entries of its log; wait until
-/// node 2 caught up; stop; return both dumps.
-async fn scenario(prefix: u64) -> (String, String, u64) {
+/// What the replica's database holds when the lab starts.
+enum Replica {
+    /// The first entries of the writer's own log.
+    Prefix(u64),
+    /// A log of its own, written by another writer (a copy that diverged), with this many users.
+    Foreign(usize),
+}
+
+/// Run the line lab with node 1 seeded with `users` users (two entries each) and node 2 as
+/// `replica` says; wait until node 2 caught up; stop; return both dumps and the log's length.
+async fn scenario(users: usize, replica: Replica) -> (String, String, u64) {
     let dir = tempfile::tempdir().unwrap();
     let writer_db = dir.path().join("node-1").join("node.db");
     std::fs::create_dir_all(writer_db.parent().unwrap()).unwrap();
-    seed_writer(&writer_db, 12);
+    seed_writer(&writer_db, users);
     let total = Store::open(&writer_db).unwrap().last_seq();
     let replica_db = dir.path().join("node-2").join("node.db");
     std::fs::create_dir_all(replica_db.parent().unwrap()).unwrap();
-    {
-        let writer = Store::open(&writer_db).unwrap();
-        let mut replica = Store::open(&replica_db).unwrap();
-        for entry in writer.entries_since(0, prefix as usize).unwrap() {
-            replica.apply(&entry).unwrap();
+    match replica {
+        Replica::Prefix(prefix) => {
+            let writer = Store::open(&writer_db).unwrap();
+            let mut replica = Store::open(&replica_db).unwrap();
+            for entry in writer.entries_since(0, prefix as usize).unwrap() {
+                replica.apply(&entry).unwrap();
+            }
+            assert_eq!(replica.last_seq(), prefix);
         }
-        assert_eq!(replica.last_seq(), prefix);
+        Replica::Foreign(users) => seed_writer(&replica_db, users),
     }
 
     let (bootstrap, _client) =
@@ -125,25 +136,43 @@ async fn scenario(prefix: u64) -> (String, String, u64) {
 async fn a_replica_catches_up_by_snapshot_or_by_the_entries_it_lacks() {
     let log = Captured::install();
 
+    let snapshots = || log.count("restoring a snapshot from the writer");
+
     // From nothing: a snapshot.
-    let (writer_rows, replica_rows, total) = scenario(0).await;
+    let (writer_rows, replica_rows, total) = scenario(12, Replica::Prefix(0)).await;
     assert_eq!(total, 24, "12 registrations and 12 messages");
     assert_eq!(
         replica_rows, writer_rows,
         "the replica holds exactly the writer's rows"
     );
     assert!(writer_rows.contains("user11"));
-    assert_eq!(log.count("restoring a snapshot from the writer"), 1);
+    assert_eq!(snapshots(), 1);
 
-    // From an old prefix: only what it lacks, as log entries (no second snapshot).
-    let (writer_rows, replica_rows, _) = scenario(9).await;
+    // From an old prefix: only what it lacks, as log entries (no second snapshot); here more
+    // than one catch-up batch of them, which must follow one another.
+    let users = labctl_node::store::CATCH_UP_BATCH / 2 + 20;
+    let (writer_rows, replica_rows, total) = scenario(users, Replica::Prefix(9)).await;
+    assert!(total as usize > labctl_node::store::CATCH_UP_BATCH + 9);
     assert_eq!(
         replica_rows, writer_rows,
         "the replica holds exactly the writer's rows"
     );
     assert_eq!(
-        log.count("restoring a snapshot from the writer"),
+        snapshots(),
         1,
         "a replica with a prefix fetches entries, not a snapshot"
+    );
+
+    // A copy whose log runs past the writer's (it diverged): replaced by a snapshot, never
+    // acknowledged for entries it does not share.
+    let (writer_rows, replica_rows, _) = scenario(12, Replica::Foreign(15)).await;
+    assert_eq!(
+        replica_rows, writer_rows,
+        "the diverged copy now holds the writer's rows"
+    );
+    assert_eq!(
+        snapshots(),
+        2,
+        "the diverged copy was replaced by a snapshot"
     );
 }
