@@ -82,6 +82,9 @@ pub trait Transport: Send + 'static {
     fn resume(&mut self, peer: NodeId) -> Result<(), TransportError>;
 }
 
+/// The largest frame a node accepts, in bytes (a larger one closes the sender's connection).
+pub const MAX_FRAME: usize = 256 * 1024 * 1024;
+
 /// The routing identity of node `id`.
 pub fn identity(id: NodeId) -> String {
     format!("node-{id}")
@@ -130,6 +133,10 @@ impl ZmqTransport {
             .set_router_mandatory(true)
             .map_err(zmq_err("set ROUTER_MANDATORY"))?;
         router.set_linger(0).map_err(zmq_err("set linger"))?;
+        // A peer cannot make us allocate without bound; snapshots of a large chat still fit.
+        router
+            .set_maxmsgsize(MAX_FRAME as i64)
+            .map_err(zmq_err("set maximum message size"))?;
         // Reconnect quickly after a neighbour restarts; back off to 1 s.
         router
             .set_reconnect_ivl(50)
