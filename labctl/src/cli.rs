@@ -95,10 +95,12 @@ pub enum DeliveryArg {
 
 #[derive(Debug, clap::Args)]
 pub struct GraphArgs {
-    /// The topology file (TOML).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-    /// `ascii`: an adjacency listing for the terminal; `dot`: Graphviz (pipe into `dot -Tsvg`).
+    /// A topology file (TOML), or the name of a lab: then its topology, and with `--format svg`
+    /// its live spanning tree and roles when the lab answers.
+    #[arg(value_name = "FILE|NAME")]
+    pub target: PathBuf,
+    /// `ascii`: an adjacency listing for the terminal; `dot`: Graphviz (pipe into `dot -Tsvg`);
+    /// `svg`: a picture (nodes on a circle, tree edges bold, nodes coloured by role).
     #[arg(long, value_enum, default_value_t = GraphFormat::Ascii)]
     pub format: GraphFormat,
 }
@@ -109,6 +111,8 @@ pub enum GraphFormat {
     Ascii,
     /// Graphviz DOT.
     Dot,
+    /// An SVG picture.
+    Svg,
 }
 
 #[derive(Debug, clap::Args)]

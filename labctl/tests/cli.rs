@@ -799,3 +799,46 @@ fn closed_stdout_exits_quietly() {
     assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
     assert_eq!(stderr, "", "no panic and no summary after the reader left");
 }
+
+#[test]
+fn graph_svg_draws_every_node_and_link() {
+    let file = common::topology_file("grid3x3.toml");
+    let topology = common::load(&file);
+    let run = common::labctl(&[
+        std::ffi::OsStr::new("graph"),
+        file.as_os_str(),
+        std::ffi::OsStr::new("--format"),
+        std::ffi::OsStr::new("svg"),
+    ]);
+    let svg = run.expect_success().stdout;
+    assert!(
+        svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    assert_eq!(
+        svg.matches(r#"<circle class="node""#).count(),
+        topology.node_count()
+    );
+    assert_eq!(
+        svg.matches(r#"<line class="link""#).count(),
+        topology.link_count()
+    );
+    assert_eq!(
+        svg.matches("link tree").count(),
+        0,
+        "a file has no live tree"
+    );
+    for id in topology.ids() {
+        assert!(
+            svg.contains(&format!(">{id}</text>")),
+            "node {id} is labelled"
+        );
+    }
+}
+
+#[test]
+fn graph_of_an_unknown_name_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let run = common::try_labctl(&["graph", "no-such-lab"], Some(home.path())).unwrap();
+    run.expect_error(&["no lab named", "no-such-lab"]);
+}

@@ -521,3 +521,35 @@ fn up_on_bad_input_fails_before_creating_anything() {
     assert_eq!(home.ls(), Vec::new());
     assert_eq!(home.daemons(), BTreeSet::new(), "bad input started daemons");
 }
+
+/// `labctl graph NAME --format svg` draws a running lab: every node and link, the live spanning
+/// tree's n − 1 edges in bold, and every node coloured by the role the lab reports.
+#[test]
+fn graph_of_a_running_lab_draws_its_live_tree_and_roles() {
+    let home = Home::new();
+    let file = topology_file("grid3x3.toml");
+    let topology = load(&file);
+    let live = home.up(&file, &[]);
+    let svg = home
+        .labctl(&["graph", "grid3x3", "--format", "svg"])
+        .expect_success()
+        .stdout;
+    assert_eq!(
+        svg.matches(r#"<line class="link"#).count(),
+        topology.link_count()
+    );
+    assert_eq!(
+        svg.matches("link tree").count(),
+        topology.node_count() - 1,
+        "the spanning tree's edges are drawn bold"
+    );
+    for (id, roles) in &live.report.roles {
+        let class = format!(r#"class="node {}""#, roles[0]);
+        assert!(svg.contains(&class), "node {id} drawn as {class}");
+    }
+    assert_eq!(
+        svg.matches(r#"class="node writer""#).count(),
+        1,
+        "one writer"
+    );
+}
