@@ -178,7 +178,14 @@ pub async fn run(
         .with_context(|| format!("creating the data folder {}", config.data_dir.display()))?;
     let db = config.data_dir.join("node.db");
     let (store_done_tx, store_done) = mpsc::unbounded_channel();
-    let (store, applied) = store::StoreThread::open(&db, store_done_tx)
+    // Opening may migrate the schema and sync the file: not on an async worker.
+    let opening = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || store::StoreThread::open(&db, store_done_tx))
+    };
+    let (store, applied) = opening
+        .await
+        .context("the database opening task failed")?
         .with_context(|| format!("opening the database {}", db.display()))?;
     info!(db = %db.display(), applied, "database open");
 

@@ -185,11 +185,6 @@ impl ZmqTransport {
         ))
     }
 
-    /// The bound endpoint, e.g. `tcp://127.0.0.1:41234`.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.endpoint

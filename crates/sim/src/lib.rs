@@ -351,11 +351,6 @@ impl Simulation {
         self.nodes.iter().map(|n| (n.id(), n.status())).collect()
     }
 
-    /// Messages still in flight.
-    pub fn in_flight(&self) -> usize {
-        self.queue.len
-    }
-
     /// Checks only the network can make: the wire agrees with the nodes' own accounts.
     fn wire_checks(&self, report: &Report) -> Vec<Check> {
         // Exact per-iteration costs: what crossed the wire in iteration i equals twice the edges

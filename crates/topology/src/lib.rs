@@ -98,8 +98,9 @@ impl Default for Timing {
     }
 }
 
-/// Whether `name` is a valid lab name: `[a-z0-9][a-z0-9-]*`, at most 63 characters.
-pub(crate) fn valid_name(name: &str) -> bool {
+/// Whether `name` is a valid lab name: `[a-z0-9][a-z0-9-]*`, at most 63 characters (it names
+/// folders and, later, containers).
+pub fn valid_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     !bytes.is_empty()

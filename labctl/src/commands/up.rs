@@ -17,7 +17,7 @@ use crate::Outcome;
 pub fn run(args: &UpArgs) -> Result<Outcome> {
     let topology = Topology::from_path(&args.file)?;
     let name = args.name.clone().unwrap_or_else(|| topology.name.clone());
-    if !valid_lab_name(&name) {
+    if !labctl_topology::valid_name(&name) {
         bail!("--name {name:?} is not a valid lab name: use [a-z0-9][a-z0-9-]*, at most 63 characters");
     }
     let lab = LabDir::new(&name)?;
@@ -165,14 +165,4 @@ async fn load_topology(address: &str, lab: &str, topology: &Topology) -> Result<
         .await
         .map_err(|s| anyhow::anyhow!("the bootstrap refused the topology: {}", s.message()))?;
     Ok(())
-}
-
-/// `[a-z0-9][a-z0-9-]*`, at most 63 characters (it names folders and, later, containers).
-pub fn valid_lab_name(name: &str) -> bool {
-    let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let bytes = name.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && ok(&bytes[0])
-        && bytes.iter().all(|b| ok(b) || *b == b'-')
 }
