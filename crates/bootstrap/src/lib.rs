@@ -1,9 +1,10 @@
 //! The bootstrap daemon: tells each joining node who its neighbours are and where they listen.
 //!
-//! labctl loads the lab's topology (LoadTopology); each node then registers its control-plane
-//! address (Register) and gets its neighbours back, each with its address once that neighbour
-//! has registered too; a node still missing addresses long-polls Neighbors, which answers as soon
-//! as the last one registers. Without a topology the bootstrap links nodes in join order, as the
+//! labctl loads the lab's topology (LoadTopology; a runner without labctl, such as a compose
+//! file, hands it over at start with [`preload_topology`] instead); each node then registers its
+//! control-plane address (Register) and gets its neighbours back, each with its address once that
+//! neighbour has registered too; a node still missing addresses long-polls Neighbors, which
+//! answers as soon as the last one registers. Without a topology the bootstrap links nodes in join order, as the
 //! original system did: every id registering for the first time is linked to the one that first
 //! registered just before it, so the nodes form a line; leaving keeps one's place in it.
 //!
@@ -33,7 +34,7 @@
 //! - `service`: the gRPC handlers.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use labctl_proto::bootstrap::bootstrap_server::BootstrapServer;
 use tokio::net::TcpListener;
@@ -81,6 +82,9 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The topology given to [`preload_topology`] is one LoadTopology would refuse.
+    #[error("the bootstrap cannot load the topology: {0}")]
+    InvalidTopology(String),
     /// Another I/O failure (such as reading the listener's address).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -102,44 +106,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let state_dir = config.state_dir;
-    tokio::fs::create_dir_all(&state_dir)
-        .await
-        .map_err(|source| Error::StateDir {
-            path: state_dir.clone(),
-            source,
-        })?;
-    let store = store::Store::new(&state_dir);
-    let loaded = {
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || store.load())
-            .await
-            .map_err(|err| Error::Io(std::io::Error::other(err)))??
-    };
-    let state = match loaded {
-        Some(state) => {
-            let described = state.describe();
-            info!(
-                path = %store.path().display(),
-                lab = %described.lab,
-                nodes = described.nodes.len(),
-                registered = described.registered.len(),
-                "bootstrap state loaded"
-            );
-            state
-        }
-        None => {
-            info!(path = %store.path().display(), "no bootstrap state yet: starting empty");
-            state::State::default()
-        }
-    };
-    {
-        let store = store.clone();
-        let bytes = store::Store::encode(&state);
-        tokio::task::spawn_blocking(move || store.write(&bytes))
-            .await
-            .map_err(|err| Error::Io(std::io::Error::other(err)))??;
-    }
+    let (store, state) = open(&config.state_dir).await?;
+    save(&store, &state).await?;
 
     let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
     let (driver, snapshots) = driver::Driver::new(store, state, inbox);
@@ -167,4 +135,76 @@ pub async fn run(
         .map_err(|err| Error::Io(std::io::Error::other(err)))?;
     info!("bootstrap stopped");
     Ok(())
+}
+
+/// Loads `topology` into the state in `state_dir` before [`run`] starts, exactly as a
+/// LoadTopology call would: the topology replaces whatever was loaded (or the join order),
+/// registrations of ids that are still nodes are kept (a restarted bootstrap given the same
+/// topology again keeps every registration), the others are dropped and returned. The state is
+/// saved before this returns, so the `run` that follows starts from it.
+///
+/// For runners with no labctl to call LoadTopology (a compose file passes the topology on the
+/// bootstrap's command line). A topology LoadTopology would refuse is an
+/// [`Error::InvalidTopology`], and the state on disk is left as it was.
+pub async fn preload_topology(
+    state_dir: &Path,
+    topology: &labctl_proto::bootstrap::Topology,
+) -> Result<Vec<u64>, Error> {
+    let (store, mut state) = open(state_dir).await?;
+    let dropped = state
+        .load_topology(topology)
+        .map_err(|refusal| Error::InvalidTopology(refusal.to_string()))?;
+    save(&store, &state).await?;
+    info!(
+        lab = %topology.lab,
+        nodes = topology.nodes.len(),
+        links = topology.links.len(),
+        ?dropped,
+        "topology preloaded"
+    );
+    Ok(dropped)
+}
+
+/// Creates `state_dir` if needed and reads the state saved there (empty when there is none).
+async fn open(state_dir: &Path) -> Result<(store::Store, state::State), Error> {
+    tokio::fs::create_dir_all(state_dir)
+        .await
+        .map_err(|source| Error::StateDir {
+            path: state_dir.to_owned(),
+            source,
+        })?;
+    let store = store::Store::new(state_dir);
+    let loaded = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.load())
+            .await
+            .map_err(|err| Error::Io(std::io::Error::other(err)))??
+    };
+    let state = match loaded {
+        Some(state) => {
+            let described = state.describe();
+            info!(
+                path = %store.path().display(),
+                lab = %described.lab,
+                nodes = described.nodes.len(),
+                registered = described.registered.len(),
+                "bootstrap state loaded"
+            );
+            state
+        }
+        None => {
+            info!(path = %store.path().display(), "no bootstrap state yet: starting empty");
+            state::State::default()
+        }
+    };
+    Ok((store, state))
+}
+
+/// Writes `state` to the state file (atomically, on a blocking thread).
+async fn save(store: &store::Store, state: &state::State) -> Result<(), Error> {
+    let store = store.clone();
+    let bytes = store::Store::encode(state);
+    tokio::task::spawn_blocking(move || store.write(&bytes))
+        .await
+        .map_err(|err| Error::Io(std::io::Error::other(err)))?
 }

@@ -29,7 +29,11 @@ impl Nameserver for Service {
         &self,
         request: Request<InputNode>,
     ) -> Result<Response<RegisterReply>, Status> {
-        let InputNode { id, http_address } = request.into_inner();
+        let InputNode {
+            id,
+            http_address,
+            public_address,
+        } = request.into_inner();
         if id == 0 {
             return Err(Status::invalid_argument(
                 "input node id must be a positive integer, got 0",
@@ -41,13 +45,27 @@ impl Nameserver for Service {
                  (e.g. 127.0.0.1:8080 or node-4:8080): {why}"
             )));
         }
-        match self.registry.register(id, http_address.clone()) {
-            None => tracing::info!(id, %http_address, "input node registered"),
+        // Empty means "the same as http_address" (the field is new: older nodes never send it).
+        let public_address = (!public_address.is_empty()).then_some(public_address);
+        if let Some(public_address) = &public_address {
+            if let Err(why) = address::check(public_address) {
+                return Err(Status::invalid_argument(format!(
+                    "input node {id}: public_address {public_address:?} is not host:port \
+                     (e.g. 127.0.0.1:8080 or node-4:8080): {why}"
+                )));
+            }
+        }
+        let public = public_address.clone().unwrap_or_default();
+        match self
+            .registry
+            .register(id, http_address.clone(), public_address)
+        {
+            None => tracing::info!(id, %http_address, %public, "input node registered"),
             Some(previous) if previous == http_address => {
-                tracing::debug!(id, %http_address, "input node registered again")
+                tracing::debug!(id, %http_address, %public, "input node registered again")
             }
             Some(previous) => {
-                tracing::info!(id, %http_address, %previous, "input node moved to a new address")
+                tracing::info!(id, %http_address, %public, %previous, "input node moved to a new address")
             }
         }
         Ok(Response::new(RegisterReply {}))
@@ -73,6 +91,7 @@ impl Nameserver for Service {
             .map(|node| InputNode {
                 id: node.id,
                 http_address: node.http_address,
+                public_address: node.public_address.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(ListReply { live }))

@@ -6,6 +6,8 @@
 //! request is answered with `307 Temporary Redirect` to a live input node, chosen round robin, keeping
 //! the method, the path and the query exactly as sent. A background checker asks every registered node
 //! for `GET /healthz` and drops the ones that stop answering, so clients are never sent to a dead node.
+//! A node may also register a public address (a port published on the host, in a container lab):
+//! clients are then sent there, while health checks keep going to its HTTP address.
 //!
 //! Driving one nameserver:
 //!

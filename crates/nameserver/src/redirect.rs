@@ -34,12 +34,13 @@ async fn handle(State(registry): State<Arc<Registry>>, request: Request) -> Resp
     }
 }
 
-/// `{"live": [{"id": 4, "http_address": "127.0.0.1:5004"}, …]}`, in round-robin order.
+/// `{"live": [{"id": 4, "http_address": "127.0.0.1:5004"}, …]}`, in round-robin order; each
+/// address is the one clients are sent to (the public one when the node gave one).
 fn inputs(registry: &Registry) -> Response {
     let live: Vec<_> = registry
         .live()
         .into_iter()
-        .map(|node| json!({"id": node.id, "http_address": node.http_address}))
+        .map(|node| json!({"id": node.id, "http_address": node.client_address()}))
         .collect();
     Json(json!({ "live": live })).into_response()
 }
@@ -55,7 +56,7 @@ fn redirect(registry: &Registry, request: &Request) -> Response {
         .uri()
         .path_and_query()
         .map_or("/", |target| target.as_str());
-    let location = format!("http://{}{target}", node.http_address);
+    let location = format!("http://{}{target}", node.client_address());
     let Ok(value) = HeaderValue::from_str(&location) else {
         // Unreachable in practice: hyper accepts only visible ASCII in the target, and registered
         // addresses are validated; still, bad input gets a 4xx, never a panic.

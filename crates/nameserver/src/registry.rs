@@ -8,8 +8,19 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 /// A live input node: its id and the `host:port` of its HTTP server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct InputNode {
+    /// The node's id.
     pub id: u64,
+    /// Where the nameserver health-checks the node.
     pub http_address: String,
+    /// Where clients are sent, when that differs from `http_address` (a published port).
+    pub public_address: Option<String>,
+}
+
+impl InputNode {
+    /// The `host:port` clients are sent to: the public address when there is one.
+    pub fn client_address(&self) -> &str {
+        self.public_address.as_deref().unwrap_or(&self.http_address)
+    }
 }
 
 /// One node to health-check, stamped with the registration it belongs to, so that a result for an
@@ -43,6 +54,8 @@ struct Inner {
 #[derive(Debug)]
 struct Entry {
     http_address: String,
+    /// Where clients are sent instead of `http_address`, if anywhere.
+    public_address: Option<String>,
     /// Consecutive failed health checks since the last success or registration.
     failures: u32,
     registration: u64,
@@ -55,13 +68,19 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds node `id` or refreshes it: the new address replaces the old one and its failure count
-    /// starts again from zero. Returns the address it replaces, if any.
-    pub fn register(&self, id: u64, http_address: String) -> Option<String> {
+    /// Adds node `id` or refreshes it: the new addresses replace the old ones and its failure count
+    /// starts again from zero. Returns the (health-checked) address it replaces, if any.
+    pub fn register(
+        &self,
+        id: u64,
+        http_address: String,
+        public_address: Option<String>,
+    ) -> Option<String> {
         let mut inner = self.lock();
         inner.registrations += 1;
         let entry = Entry {
             http_address,
+            public_address,
             failures: 0,
             registration: inner.registrations,
         };
@@ -84,10 +103,7 @@ impl Registry {
         self.lock()
             .nodes
             .iter()
-            .map(|(&id, entry)| InputNode {
-                id,
-                http_address: entry.http_address.clone(),
-            })
+            .map(|(&id, entry)| entry.node(id))
             .collect()
     }
 
@@ -99,10 +115,11 @@ impl Registry {
         }
         // Taken under the lock so that concurrent clients see the counter and the list together.
         let turn = self.next.fetch_add(1, Ordering::Relaxed) % inner.nodes.len();
-        inner.nodes.iter().nth(turn).map(|(&id, entry)| InputNode {
-            id,
-            http_address: entry.http_address.clone(),
-        })
+        inner
+            .nodes
+            .iter()
+            .nth(turn)
+            .map(|(&id, entry)| entry.node(id))
     }
 
     /// Every registered node, for one round of health checks.
@@ -148,6 +165,17 @@ impl Registry {
     }
 }
 
+impl Entry {
+    /// Node `id` as the registry reports it.
+    fn node(&self, id: u64) -> InputNode {
+        InputNode {
+            id,
+            http_address: self.http_address.clone(),
+            public_address: self.public_address.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,9 +187,9 @@ mod tests {
     #[test]
     fn round_robin_cycles_through_the_nodes_by_id() {
         let registry = Registry::default();
-        registry.register(7, "127.0.0.1:7".into());
-        registry.register(2, "127.0.0.1:2".into());
-        registry.register(5, "127.0.0.1:5".into());
+        registry.register(7, "127.0.0.1:7".into(), None);
+        registry.register(2, "127.0.0.1:2".into(), None);
+        registry.register(5, "127.0.0.1:5".into(), None);
         let order: Vec<u64> = (0..6).map(|_| registry.next().unwrap().id).collect();
         assert_eq!(order, [2, 5, 7, 2, 5, 7]);
         assert_eq!(ids(&registry.live()), [2, 5, 7]);
@@ -175,11 +203,11 @@ mod tests {
     #[test]
     fn registering_again_replaces_the_address_and_forgives_failures() {
         let registry = Registry::default();
-        assert_eq!(registry.register(4, "127.0.0.1:1".into()), None);
+        assert_eq!(registry.register(4, "127.0.0.1:1".into(), None), None);
         let old = registry.targets().remove(0);
         assert_eq!(registry.record_failure(&old, 2), None);
         assert_eq!(
-            registry.register(4, "127.0.0.1:2".into()),
+            registry.register(4, "127.0.0.1:2".into(), None),
             Some("127.0.0.1:1".into())
         );
         // A late result about the old registration changes nothing.
@@ -194,7 +222,7 @@ mod tests {
     #[test]
     fn only_consecutive_failures_drop_a_node() {
         let registry = Registry::default();
-        registry.register(1, "127.0.0.1:1".into());
+        registry.register(1, "127.0.0.1:1".into(), None);
         let target = registry.targets().remove(0);
         assert_eq!(registry.record_failure(&target, 3), None);
         assert_eq!(registry.record_failure(&target, 3), None);
@@ -207,9 +235,26 @@ mod tests {
     }
 
     #[test]
+    fn clients_go_to_the_public_address_and_checks_to_the_internal_one() {
+        let registry = Registry::default();
+        registry.register(1, "10.0.0.1:8080".into(), Some("127.0.0.1:5001".into()));
+        registry.register(2, "10.0.0.2:8080".into(), None);
+        let clients: Vec<String> = (0..2)
+            .map(|_| registry.next().unwrap().client_address().to_owned())
+            .collect();
+        assert_eq!(clients, ["127.0.0.1:5001", "10.0.0.2:8080"]);
+        let checked: Vec<String> = registry
+            .targets()
+            .into_iter()
+            .map(|target| target.http_address)
+            .collect();
+        assert_eq!(checked, ["10.0.0.1:8080", "10.0.0.2:8080"]);
+    }
+
+    #[test]
     fn deregister_is_idempotent() {
         let registry = Registry::default();
-        registry.register(1, "127.0.0.1:1".into());
+        registry.register(1, "127.0.0.1:1".into(), None);
         assert_eq!(registry.deregister(1), Some("127.0.0.1:1".into()));
         assert_eq!(registry.deregister(1), None);
         assert!(registry.live().is_empty());

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use common::{fast_config, http_client, input_of, redirected, InputNode, Nameserver};
+use common::{dead_address, fast_config, http_client, input_of, redirected, InputNode, Nameserver};
 use tokio::net::TcpListener;
 
 /// With 50 ms between checks, a 100 ms timeout and 3 failures, a dead node is gone in well under
@@ -123,5 +123,30 @@ async fn with_every_input_node_dropped_clients_get_a_503() {
     let body = response.text().await.unwrap();
     assert!(body.starts_with("no input node is live"), "{body}");
 
+    nameserver.stop().await;
+}
+
+#[tokio::test]
+async fn health_checks_go_to_the_internal_address_not_the_public_one() {
+    let mut nameserver = Nameserver::start(fast_config()).await;
+    let alive = InputNode::start(1).await;
+    // Node 1: internal address alive, public one dead: it stays. Node 2: the reverse: it goes.
+    nameserver
+        .register_public(1, &alive.http_address(), &dead_address().await)
+        .await
+        .unwrap();
+    nameserver
+        .register_public(2, &dead_address().await, &alive.http_address())
+        .await
+        .unwrap();
+    assert_eq!(nameserver.live_ids().await, [1, 2]);
+
+    let took = nameserver.wait_for_live(&[1]).await;
+    assert!(took < DROPPED_WITHIN, "node 2 dropped after {took:?}");
+    // Many more rounds of checks (50 ms apart) leave node 1 in place.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(nameserver.live_ids().await, [1]);
+
+    alive.kill().await;
     nameserver.stop().await;
 }

@@ -208,3 +208,76 @@ async fn healthz_and_inputs_are_answered_locally() {
     second.kill().await;
     nameserver.stop().await;
 }
+
+#[tokio::test]
+async fn clients_are_sent_to_the_public_address_when_there_is_one() {
+    let mut nameserver = Nameserver::start(Config::default()).await;
+    // Node 4 is health-checked at `internal` but reached by clients at `public` (as a container's
+    // port published on the host); node 5 gave no public address.
+    let internal = InputNode::start(4).await;
+    let public = InputNode::start(40).await;
+    let plain = InputNode::start(5).await;
+    nameserver
+        .register_public(4, &internal.http_address(), &public.http_address())
+        .await
+        .unwrap();
+    nameserver.register(5, &plain.http_address()).await.unwrap();
+    assert_eq!(
+        nameserver.live_public().await,
+        [
+            (4, internal.http_address(), public.http_address()),
+            (5, plain.http_address(), String::new()),
+        ]
+    );
+    let client = http_client();
+
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let location = redirected(&client, &nameserver.http, "GET", "/users?x=1").await;
+        let echoed = client.get(&location).send().await.unwrap().text().await;
+        seen.push((location, echoed.unwrap()));
+    }
+    seen.sort();
+    seen.dedup();
+    let mut expected = vec![
+        (
+            format!("http://{}/users?x=1", public.address),
+            "input 40 GET /users?x=1".to_owned(),
+        ),
+        (
+            format!("http://{}/users?x=1", plain.address),
+            "input 5 GET /users?x=1".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // The listing shows where clients go.
+    let response = client
+        .get(format!("{}/_nameserver/inputs", nameserver.http))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({ "live": [
+            { "id": 4, "http_address": public.http_address() },
+            { "id": 5, "http_address": plain.http_address() },
+        ] })
+    );
+
+    // Registering again without it sends clients to the internal address again.
+    nameserver
+        .register(4, &internal.http_address())
+        .await
+        .unwrap();
+    nameserver.deregister(5).await.unwrap();
+    let location = redirected(&client, &nameserver.http, "GET", "/").await;
+    assert_eq!(location, format!("http://{}/", internal.address));
+
+    for input in [internal, public, plain] {
+        input.kill().await;
+    }
+    nameserver.stop().await;
+}

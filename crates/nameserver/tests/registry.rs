@@ -107,3 +107,52 @@ async fn run_refuses_a_zero_interval() {
         "{result:?}"
     );
 }
+
+#[tokio::test]
+async fn register_refuses_a_bad_public_address_and_keeps_the_registry() {
+    let mut nameserver = Nameserver::start(Config::default()).await;
+    let input = InputNode::start(1).await;
+    nameserver
+        .register_public(1, &input.http_address(), "127.0.0.1:5001")
+        .await
+        .unwrap();
+    let before = nameserver.live_public().await;
+
+    for bad in [
+        "nope",
+        "127.0.0.1:notaport",
+        "127.0.0.1:0",
+        "a/b:80",
+        "::1:80",
+    ] {
+        for id in [1, 2] {
+            let status = nameserver
+                .register_public(id, &input.http_address(), bad)
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{bad:?}: {status:?}");
+            assert!(
+                status
+                    .message()
+                    .contains(&format!("public_address {bad:?}"))
+                    && status.message().contains("host:port"),
+                "{bad:?}: the message names the field, the address and the expected form: {}",
+                status.message()
+            );
+        }
+        assert_eq!(nameserver.live_public().await, before, "after {bad:?}");
+    }
+
+    // Host names are as good a public address as socket addresses.
+    nameserver
+        .register_public(1, &input.http_address(), "localhost:5001")
+        .await
+        .unwrap();
+    assert_eq!(
+        nameserver.live_public().await,
+        [(1, input.http_address(), "localhost:5001".to_owned())]
+    );
+
+    input.kill().await;
+    nameserver.stop().await;
+}

@@ -54,6 +54,12 @@ pub struct Config {
     pub listen_host: String,
     /// Host name or address neighbours and labctl use to reach this node.
     pub advertise_host: String,
+    /// Host name or address browsers and the nameserver use to reach its chat service (in a
+    /// container lab, the address on the network facing the nameserver).
+    pub advertise_http_host: String,
+    /// host:port where browsers reach this node's chat service when that differs from
+    /// `advertise_http_host` and the HTTP port (a published port); None: the same.
+    pub public_http: Option<String>,
     /// Control (ZeroMQ) port; 0 picks a free one.
     pub control_port: u16,
     /// Admin (gRPC) port; 0 picks a free one.
@@ -196,7 +202,8 @@ pub async fn run(
             id,
             lab: config.lab.clone(),
             listen_host: config.listen_host.clone(),
-            advertise_host: config.advertise_host.clone(),
+            advertise_host: config.advertise_http_host.clone(),
+            public_address: config.public_http.clone(),
             port: config.http_port,
             secret: config.session_secret.clone(),
             templates: config.templates.clone(),

@@ -61,6 +61,10 @@ pub struct WebSettings {
     pub listen_host: String,
     /// Host name clients (through the nameserver) use to reach this node.
     pub advertise_host: String,
+    /// `host:port` where browsers reach the service when that differs from `advertise_host` and
+    /// the port (a published port); the nameserver sends clients there and the admin API reports
+    /// it. None: the same.
+    pub public_address: Option<String>,
     /// HTTP port; 0 picks a free one.
     pub port: u16,
     /// The lab-wide session key.
@@ -69,7 +73,8 @@ pub struct WebSettings {
     pub templates: Option<std::path::PathBuf>,
     /// The nameserver's gRPC address, if there is one.
     pub nameserver: Option<String>,
-    /// Where to publish the HTTP address while serving (the admin API reports it).
+    /// Where to publish the HTTP address while serving (the admin API reports it): the public
+    /// address when there is one.
     pub published: watch::Sender<Option<String>>,
 }
 
@@ -87,7 +92,8 @@ pub async fn follow_input_role(
         match (wanted, running.is_some()) {
             (true, false) => match start(&settings, backend.clone()).await {
                 Ok((address, server)) => {
-                    let _ = settings.published.send(Some(address));
+                    let shown = settings.public_address.clone().unwrap_or(address);
+                    let _ = settings.published.send(Some(shown));
                     running = Some(server);
                 }
                 Err(e) => warn!("the HTTP service did not start: {e:#}"),
@@ -145,16 +151,15 @@ async fn start(
             warn!("the HTTP service failed: {e}");
         }
     });
-    info!(%address, "HTTP service started: this node is an input node");
+    info!(
+        %address,
+        public = settings.public_address.as_deref().unwrap_or(&address),
+        "HTTP service started: this node is an input node"
+    );
     if let Some(nameserver) = &settings.nameserver {
         let register = async {
             let mut client = NameserverClient::connect(format!("http://{nameserver}")).await?;
-            client
-                .register(InputNode {
-                    id: settings.id,
-                    http_address: address.clone(),
-                })
-                .await?;
+            client.register(registration(settings, &address)).await?;
             anyhow::Ok(())
         };
         if let Err(e) = register.await {
@@ -162,6 +167,16 @@ async fn start(
         }
     }
     Ok((address, (shutdown, task)))
+}
+
+/// What the node tells the nameserver: it health-checks `address`, and sends clients to the public
+/// address when there is one.
+fn registration(settings: &WebSettings, address: &str) -> InputNode {
+    InputNode {
+        id: settings.id,
+        http_address: address.to_owned(),
+        public_address: settings.public_address.clone().unwrap_or_default(),
+    }
 }
 
 async fn deregister(settings: &WebSettings) {
@@ -178,5 +193,110 @@ async fn deregister(settings: &WebSettings) {
             Ok(Err(e)) => warn!("could not deregister from the nameserver: {e:#}"),
             Err(_) => warn!("the nameserver did not answer the deregistration in time"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use labctl_proto::nameserver::nameserver_server::{Nameserver, NameserverServer};
+    use labctl_proto::nameserver::{DeregisterReply, ListReply, ListRequest, RegisterReply};
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// A nameserver that only passes on the registrations it gets.
+    struct Recorder(mpsc::UnboundedSender<InputNode>);
+
+    #[tonic::async_trait]
+    impl Nameserver for Recorder {
+        async fn register(
+            &self,
+            request: Request<InputNode>,
+        ) -> Result<Response<RegisterReply>, Status> {
+            let _ = self.0.send(request.into_inner());
+            Ok(Response::new(RegisterReply {}))
+        }
+
+        async fn deregister(
+            &self,
+            _request: Request<DeregisterRequest>,
+        ) -> Result<Response<DeregisterReply>, Status> {
+            Ok(Response::new(DeregisterReply {}))
+        }
+
+        async fn list(
+            &self,
+            _request: Request<ListRequest>,
+        ) -> Result<Response<ListReply>, Status> {
+            Ok(Response::new(ListReply::default()))
+        }
+    }
+
+    /// Runs the HTTP service of an input node with `public_address` against a recording
+    /// nameserver; returns its registration and the address the admin API would report.
+    async fn register(public_address: Option<String>) -> (InputNode, String) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let nameserver = listener.local_addr().unwrap().to_string();
+        let (registered, mut registrations) = mpsc::unbounded_channel();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(NameserverServer::new(Recorder(registered)))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let (published, mut shown) = watch::channel(None);
+        let settings = WebSettings {
+            id: 4,
+            lab: "web-test".into(),
+            listen_host: "127.0.0.1".into(),
+            advertise_host: "127.0.0.1".into(),
+            public_address,
+            port: 0,
+            secret: b"test secret".to_vec(),
+            templates: None,
+            nameserver: Some(nameserver),
+            published,
+        };
+        let (commands, _requests) = mpsc::channel(1);
+        let (_input_role_tx, input_role) = watch::channel(true);
+        let (stop_tx, stop) = watch::channel(false);
+        let web = tokio::spawn(follow_input_role(settings, commands, input_role, stop));
+
+        let registration = tokio::time::timeout(Duration::from_secs(10), registrations.recv())
+            .await
+            .expect("the node registers within 10 s")
+            .expect("a registration");
+        let shown = shown
+            .wait_for(Option::is_some)
+            .await
+            .expect("an address is published")
+            .clone()
+            .unwrap();
+        let _ = stop_tx.send(true);
+        web.await.unwrap();
+        (registration, shown)
+    }
+
+    #[tokio::test]
+    async fn the_public_address_is_registered_and_reported() {
+        let (registration, shown) = register(Some("127.0.0.1:5004".into())).await;
+        assert_eq!(registration.id, 4);
+        // The nameserver health-checks the address the service listens on…
+        assert!(
+            registration.http_address.starts_with("127.0.0.1:")
+                && registration.http_address != "127.0.0.1:5004",
+            "{registration:?}"
+        );
+        // …and sends clients to the public one, which the admin API reports too.
+        assert_eq!(registration.public_address, "127.0.0.1:5004");
+        assert_eq!(shown, "127.0.0.1:5004");
+    }
+
+    #[tokio::test]
+    async fn without_a_public_address_the_listening_address_is_used() {
+        let (registration, shown) = register(None).await;
+        assert_eq!(registration.public_address, "");
+        assert_eq!(shown, registration.http_address);
     }
 }

@@ -82,10 +82,22 @@ impl Nameserver {
     }
 
     pub async fn register(&mut self, id: u64, http_address: &str) -> Result<(), tonic::Status> {
+        self.register_public(id, http_address, "").await
+    }
+
+    /// Registers node `id`, health-checked at `http_address`, with clients sent to
+    /// `public_address` (empty: to `http_address`).
+    pub async fn register_public(
+        &mut self,
+        id: u64,
+        http_address: &str,
+        public_address: &str,
+    ) -> Result<(), tonic::Status> {
         self.grpc
             .register(ProtoInputNode {
                 id,
                 http_address: http_address.to_owned(),
+                public_address: public_address.to_owned(),
             })
             .await
             .map(|_| ())
@@ -108,6 +120,20 @@ impl Nameserver {
             .live
             .into_iter()
             .map(|node| (node.id, node.http_address))
+            .collect()
+    }
+
+    /// The live input nodes as `(id, http_address, public_address)`, in the order `List` gives
+    /// them.
+    pub async fn live_public(&mut self) -> Vec<(u64, String, String)> {
+        self.grpc
+            .list(ListRequest {})
+            .await
+            .expect("List")
+            .into_inner()
+            .live
+            .into_iter()
+            .map(|node| (node.id, node.http_address, node.public_address))
             .collect()
     }
 
@@ -247,4 +273,10 @@ pub fn input_of<'a>(location: &str, inputs: &'a [InputNode]) -> &'a InputNode {
         .iter()
         .find(|input| location.starts_with(&format!("http://{}/", input.address)))
         .unwrap_or_else(|| panic!("{location} points at none of the input nodes"))
+}
+
+/// A `127.0.0.1:<port>` address nothing listens on (a port bound, then released).
+pub async fn dead_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a port");
+    listener.local_addr().unwrap().to_string()
 }

@@ -100,6 +100,8 @@ pub fn config(id: u64, lab: &str, bootstrap: &str, dir: &Path) -> labctl_node::C
         bootstrap: bootstrap.to_string(),
         listen_host: "127.0.0.1".into(),
         advertise_host: "127.0.0.1".into(),
+        advertise_http_host: "127.0.0.1".into(),
+        public_http: None,
         control_port: 0,
         admin_port: 0,
         heartbeat: Duration::from_millis(50),
