@@ -52,6 +52,12 @@ pub enum Command {
     Ls(LsArgs),
     /// Load a running lab and report throughput, latency and errors.
     Bench(BenchArgs),
+    /// Print a lab's daemon logs: one daemon's, or every daemon's merged in time order.
+    Logs(LogsArgs),
+    /// Build the container image the Docker runtime runs (`up` does it when needed).
+    Image(ImageArgs),
+    /// Write a lab out for another tool (a Docker Compose file).
+    Export(ExportArgs),
     /// Run one of a lab's daemons (used by `labctl up`).
     #[command(hide = true)]
     Daemon(Box<DaemonArgs>),
@@ -120,8 +126,9 @@ pub struct UpArgs {
     /// The topology file (TOML).
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Where the lab runs: `process` starts local processes; `auto` picks the best available
-    /// (processes, until the Docker runtime exists).
+    /// Where the lab runs: `docker` puts every daemon in its own container and every topology
+    /// link on its own network; `process` starts local processes on loopback ports; `auto` picks
+    /// Docker whenever an engine answers, else processes.
     #[arg(long, value_enum, default_value_t = RuntimeArg::Auto)]
     pub runtime: RuntimeArg,
     /// The lab's name (default: the topology's); lets one topology run twice side by side.
@@ -149,8 +156,10 @@ pub enum DurabilityArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeArg {
-    /// The best runtime available here.
+    /// Docker when an engine answers, else local processes.
     Auto,
+    /// Containers on per-link networks, through the Docker engine.
+    Docker,
     /// Local processes on loopback ports.
     Process,
 }
@@ -185,11 +194,85 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// The lab (`labctl ls` lists them).
+    pub name: String,
+    /// One daemon: a node id (`3` or `node-3`), `bootstrap` or `nameserver` (default: all of them,
+    /// merged in time order, each line prefixed by its daemon).
+    pub node: Option<String>,
+    /// Keep printing what is logged from now on, until interrupted or the lab is removed.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Print only the last N lines (of each daemon's log) first.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub lines: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the image the Docker runtime runs its daemons in; prints its tag.
+    ///
+    /// The image is built `FROM scratch`: it holds only labctl as a static executable (at
+    /// /labctl, the entrypoint) and the page templates (at /templates), so no base image is
+    /// pulled and no registry is needed. It is built through the Docker engine's API (no `docker`
+    /// CLI) with the classic builder. If the running labctl is not statically linked, it is first
+    /// built from the source it came from with `cargo build --release --target
+    /// x86_64-unknown-linux-gnu` and `-C target-feature=+crt-static` (a few minutes the first
+    /// time). The tag, `labctl:<16 hex digits>`, is a hash of the image's files, so an unchanged
+    /// build reuses the image; it is also tagged `labctl:latest`. `labctl up --runtime docker`
+    /// does all this by itself when needed.
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageBuildArgs {
+    /// Build the image again even if one with the same content exists, without the engine's
+    /// build cache; the image it replaces is removed unless a container still uses it.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(subcommand)]
+    pub command: ExportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A Docker Compose file running the lab as the Docker runtime would: the same containers,
+    /// networks (one per topology link, one uplink per node), names and labels. Run it with
+    /// `docker compose up`, or across machines with `docker stack deploy`.
+    Compose(ExportComposeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportComposeArgs {
+    /// The topology file (TOML).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The lab's name (default: the topology's).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Write here instead of stdout.
+    #[arg(long, short, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
     #[command(subcommand)]
     pub command: DaemonCommand,
 }
 
+// Parsed once per daemon process: boxing the larger variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum DaemonCommand {
     /// The bootstrap server.
@@ -198,6 +281,19 @@ pub enum DaemonCommand {
     Nameserver(NameserverDaemonArgs),
     /// One node.
     Node(NodeDaemonArgs),
+    /// Try to open a TCP connection to each target and print one JSON line per target (tests of
+    /// a lab's network isolation run it inside a node's network namespace).
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// `host:port` targets, tried at once.
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// How long one attempt (name lookup and connect) may take, in milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -208,6 +304,10 @@ pub struct BootstrapDaemonArgs {
     /// Folder for the persisted state.
     #[arg(long)]
     pub state_dir: PathBuf,
+    /// Load this topology (the TOML of a topology file) at start, as `labctl up` loads it over
+    /// gRPC: it replaces a persisted one, keeping the registrations of nodes it still has.
+    #[arg(long, value_name = "TEXT")]
+    pub topology_toml: Option<String>,
     /// Write {pid, grpc} here once listening.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
@@ -252,6 +352,15 @@ pub struct NodeDaemonArgs {
     /// Address others use to reach this node (default: --listen).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Address browsers and the nameserver use to reach the chat service (default: --advertise).
+    /// `auto`: this host's address on the interface that faces the nameserver.
+    #[arg(long, value_name = "HOST|auto")]
+    pub advertise_http: Option<String>,
+    /// Where browsers reach the chat service when that is not --advertise-http and the HTTP port
+    /// (a port published on the host): the nameserver sends clients there, and the node's status
+    /// reports it. Default: the advertised address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub public_http: Option<String>,
     /// ZeroMQ control port (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub control_port: u16,
@@ -276,9 +385,10 @@ pub struct NodeDaemonArgs {
     /// HTTP port of the chat service when an input node (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub http_port: u16,
-    /// File holding the lab-wide session key.
+    /// File holding the lab-wide session key (default: the UTF-8 bytes of the environment
+    /// variable LABCTL_SESSION_SECRET, at least 16 of them).
     #[arg(long)]
-    pub session_secret_file: PathBuf,
+    pub session_secret_file: Option<PathBuf>,
     /// Load page templates from this folder instead of the built-in ones.
     #[arg(long)]
     pub templates: Option<PathBuf>,

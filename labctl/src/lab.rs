@@ -39,6 +39,9 @@ pub struct Process {
     /// `host:port` of its ZeroMQ control socket (nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<String>,
+    /// Its container's name (Docker runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// What `up` started, as `down` and `status` need it.
@@ -46,7 +49,7 @@ pub struct Process {
 pub struct Record {
     /// The lab's name.
     pub name: String,
-    /// `process` (or, later, `docker`).
+    /// `process` or `docker`.
     pub runtime: String,
     /// The topology file as given to `up`.
     pub topology_file: PathBuf,
@@ -60,6 +63,12 @@ pub struct Record {
     pub nameserver: Option<Process>,
     /// The nodes started so far, by id.
     pub nodes: BTreeMap<u64, Process>,
+    /// The image the containers run (Docker runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The address block of the lab's networks (Docker runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_block: Option<String>,
 }
 
 impl Record {

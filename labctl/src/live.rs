@@ -274,7 +274,7 @@ pub async fn wait_converged(
     loop {
         let answers = nodes.statuses().await;
         progress.observe(&answers);
-        let alive = runtime.alive(lab, record);
+        let alive = runtime.alive(lab, record).await;
         let report = report(
             lab,
             record,

@@ -9,18 +9,28 @@
 //! from the SPEC, never copied from the program's answers. Every test owns its lab in a private
 //! `LABCTL_HOME` whose guard runs `labctl down --all` (and SIGKILLs any daemon left) when the test
 //! ends, pass or fail.
+//!
+//! The scenarios are functions of a [`Lab`], so the same code runs on a process-runtime lab (one
+//! test each) and, all in a row, on a Docker lab reached through the nameserver's port published
+//! on the host's loopback (`docker_lab_serves_the_chat_through_the_published_nameserver`). A
+//! user's cookies live in one plain jar, as in one browser: under either runtime every input node
+//! is 127.0.0.1 to the host (the Docker runtime publishes each node's chat port there), and
+//! cookies ignore ports, so a session set at one input node goes with the user to every other.
 
 mod common;
 // The live-lab helpers; this file uses only part of them.
 #[allow(dead_code)]
 mod live_util;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
+use bollard::Docker;
 use common::{expected_roles, parents, parse_one_line, role_sets, topology_file};
 use labctl_chat::Store;
 use labctl_core::{Report, Role};
@@ -89,6 +99,41 @@ struct Input {
     base: String,
 }
 
+/// Where a lab's daemons run (`labctl up --runtime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runtime {
+    /// Local processes: the input nodes serve HTTP on the host's loopback.
+    Process,
+    /// One container each: the input nodes serve HTTP at their containers' addresses on Docker
+    /// bridge networks, which the host reaches directly; the nameserver's port is published on
+    /// the host's loopback.
+    Docker,
+}
+
+impl Runtime {
+    /// The `--runtime` value.
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::Process => "process",
+            Runtime::Docker => "docker",
+        }
+    }
+
+    /// Insists that node `id`'s `http` address is one the host reaches under this runtime.
+    fn check_http_address(self, id: u64, http: &str) {
+        let address: SocketAddr = http
+            .parse()
+            .unwrap_or_else(|e| panic!("node {id}'s `http` {http:?} is not IP:port: {e}"));
+        // Both runtimes show every input node to the host as 127.0.0.1 (Docker: a port published
+        // from the node's container), so one browser's cookies hold at all of them.
+        assert!(
+            address.ip().is_loopback() && address.port() != 0,
+            "node {id} ({}) serves HTTP at 127.0.0.1:PORT, not {http:?}",
+            self.name()
+        );
+    }
+}
+
 /// A running lab, its nodes by role, and the guard that removes it.
 struct Lab {
     name: String,
@@ -113,9 +158,15 @@ impl Lab {
     /// with one is taken down and started again (a few times at most); every test reads the
     /// roles from the report rather than assuming them.
     async fn ring6(extra: &[&str]) -> Lab {
+        Lab::ring6_on(Runtime::Process, extra).await
+    }
+
+    /// As [`Lab::ring6`], with the daemons in `runtime`. Each attempt's lab is taken down (its
+    /// guard dropped) before the next starts, so a fixed `--name` can be given again.
+    async fn ring6_on(runtime: Runtime, extra: &[&str]) -> Lab {
         const ATTEMPTS: usize = 4;
         for attempt in 1..=ATTEMPTS {
-            let lab = Lab::up("ring6.toml", extra).await;
+            let lab = Lab::up_on(runtime, "ring6.toml", extra).await;
             if lab.inputs.len() >= 2 {
                 return lab;
             }
@@ -127,10 +178,16 @@ impl Lab {
         panic!("ring6 came up with fewer than two input nodes {ATTEMPTS} times in a row")
     }
 
-    /// `labctl up TOPOLOGY --json` plus `extra`, then waits (polling, no sleeps) until every
-    /// input node serves HTTP and the nameserver lists exactly those nodes as live.
+    /// `labctl up TOPOLOGY --json --runtime process` plus `extra`; see [`Lab::up_on`].
     async fn up(topology: &str, extra: &[&str]) -> Lab {
-        let home = Home::new();
+        Lab::up_on(Runtime::Process, topology, extra).await
+    }
+
+    /// `labctl up TOPOLOGY --json --runtime RUNTIME` plus `extra`, then waits (polling, no
+    /// sleeps) until every input node serves HTTP and the nameserver lists exactly those nodes
+    /// as live.
+    async fn up_on(runtime: Runtime, topology: &str, extra: &[&str]) -> Lab {
+        let home = Home::with_runtime(runtime.name());
         let name = home.up(&topology_file(topology), extra).report.lab;
         let status = poll(READY_DEADLINE, "every input node serves HTTP", || {
             let status = status_of(&home, &name);
@@ -149,6 +206,7 @@ impl Lab {
                 Err(format!("input nodes without `http`: {waiting:?}"))
             }
         });
+        assert_eq!(status.report.runtime, runtime.name(), "lab {name}");
         assert_eq!(
             role_sets(&status.report, &name),
             expected_roles(&parents(&status.report)),
@@ -170,10 +228,7 @@ impl Lab {
             .into_iter()
             .map(|id| {
                 let http = status.addresses[&id.to_string()].http.clone().unwrap();
-                assert!(
-                    http.starts_with("127.0.0.1:"),
-                    "node {id} serves HTTP on loopback, not {http:?}"
-                );
+                runtime.check_http_address(id, &http);
                 Input {
                     id,
                     base: format!("http://{http}"),
@@ -427,6 +482,22 @@ fn rows(dump: &str) -> Vec<&str> {
     dump.lines().filter(|line| !line.starts_with('#')).collect()
 }
 
+/// The `users` rows of a dump.
+fn user_rows(dump: &str) -> Vec<&str> {
+    rows(dump)
+        .into_iter()
+        .filter(|row| row.starts_with("users "))
+        .collect()
+}
+
+/// How many replication-log rows a dump holds.
+fn log_entries(dump: &str) -> u64 {
+    rows(dump)
+        .iter()
+        .filter(|row| row.starts_with("log "))
+        .count() as u64
+}
+
 // --- HTTP clients ------------------------------------------------------------------------------
 
 /// A request body.
@@ -514,7 +585,8 @@ impl Agent {
         }
     }
 
-    /// An agent whose jar holds only the session cookie `token`, valid for `base`.
+    /// An agent whose jar holds only the session cookie `token`, valid for `base` (and, as every
+    /// cookie, for every port of that host).
     fn with_session(base: &str, token: &str) -> Agent {
         let agent = Agent::new();
         let url: Url = base.parse().expect("a URL");
@@ -916,7 +988,12 @@ fn the_test_helpers_read_what_they_should() {
 /// nameserver redirects (307, path and query kept, round robin) to every input node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_from_one_input_node_works_at_the_other() {
-    let lab = Lab::ring6(&[]).await;
+    sessions_hold_at_every_input_node(&Lab::ring6(&[]).await).await;
+}
+
+/// The scenario of [`a_session_from_one_input_node_works_at_the_other`], on any lab with two
+/// input nodes where alice#1234 and bob#567 are not registered yet.
+async fn sessions_hold_at_every_input_node(lab: &Lab) {
     let (a, b) = (lab.input(0), lab.input(1));
 
     // The nameserver sends each new request to the next input node, keeping path and query.
@@ -1018,7 +1095,12 @@ async fn a_session_from_one_input_node_works_at_the_other() {
 /// reads it too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_messages_are_read_your_writes_across_input_nodes() {
-    let lab = Lab::ring6(&[]).await;
+    private_messages_read_your_writes(&Lab::ring6(&[]).await).await;
+}
+
+/// The scenario of [`private_messages_are_read_your_writes_across_input_nodes`], on any lab with
+/// two input nodes where alice#1001, bob#2002 and carol#3003 are not registered yet.
+async fn private_messages_read_your_writes(lab: &Lab) {
     let (a, b) = (lab.input(0), lab.input(1));
     let alice = Person::register(&a, "alice", "1001").await;
     let bob = Person::register(&b, "bob", "2002").await;
@@ -1072,8 +1154,14 @@ async fn private_messages_are_read_your_writes_across_input_nodes() {
 /// SPEC §5: groups and every permission rule on them, and deleting users.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_chats_follow_every_permission_rule() {
-    let lab = Lab::ring6(&[]).await;
+    group_chat_permissions(&Lab::ring6(&[]).await).await;
+}
+
+/// The scenario of [`group_chats_follow_every_permission_rule`], on any lab with two input nodes
+/// where alice#111, bob#222 and carol#333 are not registered yet.
+async fn group_chat_permissions(lab: &Lab) {
     let (a, b) = (lab.input(0), lab.input(1));
+    let users_before = user_rows(&lab.dump(lab.writer)).len();
     let alice = Person::register(&a, "alice", "111").await;
     let bob = Person::register(&b, "bob", "222").await;
     let carol = Person::register(&a, "carol", "333").await;
@@ -1217,11 +1305,11 @@ async fn group_chats_follow_every_permission_rule() {
     }
     // The writer holds alice and carol, not bob.
     let dump = lab.dump(lab.writer);
-    let users: Vec<&str> = rows(&dump)
-        .into_iter()
-        .filter(|row| row.starts_with("users "))
-        .collect();
-    assert_eq!(users.len(), 2, "{dump}");
+    let users = user_rows(&dump);
+    assert_eq!(users.len(), users_before + 2, "{dump}");
+    for person in [&alice, &carol] {
+        assert!(users.iter().any(|row| row.contains(&person.uuid)), "{dump}");
+    }
     assert!(users.iter().all(|row| !row.contains(&bob.uuid)), "{dump}");
 }
 
@@ -1442,7 +1530,14 @@ async fn every_refusal_has_its_status_and_changes_nothing() {
 /// databases are the writer's row for row; input and forwarder nodes never hold data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_both_inputs_replicate_to_identical_databases() {
-    let lab = Lab::ring6(&[]).await;
+    writes_replicate_to_identical_databases(&Lab::ring6(&[]).await).await;
+}
+
+/// The scenario of [`writes_through_both_inputs_replicate_to_identical_databases`], on any lab with
+/// two input nodes and a persistence node where user0#100 to user3#400 and leaver#999 are not
+/// registered yet. What the lab held before counts as a baseline: the writes here add exactly
+/// their own log entries, and every replica still ends up the writer's row for row.
+async fn writes_replicate_to_identical_databases(lab: &Lab) {
     assert!(
         !lab.persistence.is_empty(),
         "ring6: the root has a child with children: {:?}",
@@ -1451,6 +1546,8 @@ async fn writes_through_both_inputs_replicate_to_identical_databases() {
     let inputs = [lab.input(0), lab.input(1)];
     let at = |i: usize| &inputs[i % 2];
     let mut writes = 0u64;
+    let applied_before = lab.wait_replicated();
+    let logged_before = log_entries(&lab.dump(lab.writer));
 
     let mut people = Vec::new();
     for i in 0..4 {
@@ -1548,7 +1645,11 @@ async fn writes_through_both_inputs_replicate_to_identical_databases() {
 
     // Every acknowledged write is one log entry at the writer and at every replica.
     let applied = lab.wait_replicated();
-    assert_eq!(applied, writes, "one log entry per acknowledged write");
+    assert_eq!(
+        applied - applied_before,
+        writes,
+        "one log entry per acknowledged write (from {applied_before})"
+    );
     let writer = lab.dump(lab.writer);
     for person in &people {
         assert!(
@@ -1571,13 +1672,7 @@ async fn writes_through_both_inputs_replicate_to_identical_databases() {
             .any(|row| !row.starts_with("log ") && row.contains(&short_lived)),
         "its group, members and messages are gone: {writer}"
     );
-    assert_eq!(
-        rows(&writer)
-            .iter()
-            .filter(|row| row.starts_with("log "))
-            .count() as u64,
-        writes
-    );
+    assert_eq!(log_entries(&writer) - logged_before, writes, "{writer}");
     for &replica in &lab.persistence {
         assert_same_dump(
             &writer,
@@ -1913,4 +2008,83 @@ async fn a_write_with_no_writer_reachable_is_503_saying_why() {
         "the 503 came only after {:?}",
         started.elapsed()
     );
+}
+
+/// The chat end to end on a Docker lab: ring6 with every daemon in its own container, reached as
+/// a program on the host would reach it, through the nameserver's port published on the host's
+/// loopback and the input nodes' container addresses it redirects to. The most representative
+/// scenarios above run on it in a row (each registers users of its own, so they share the lab):
+/// registering and logging in through the nameserver, a session from one input node valid at the
+/// other, private messages read-your-writes across input nodes, a group chat, then the writer's
+/// and the persistence replicas' databases (bind-mounted at `<folder>/nodes/<id>/node.db`)
+/// identical row for row. Once the lab's guard has run `labctl down --all`, nothing labelled
+/// with the lab is left in the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_lab_serves_the_chat_through_the_published_nameserver() {
+    common::lab_image();
+    // Container and network names are global to the engine: the name carries this process's id.
+    let name = format!("t{}-chat", std::process::id());
+    let lab = Lab::ring6_on(Runtime::Docker, &["--name", &name]).await;
+    assert_eq!(lab.name, name);
+    let engine = left_in_engine(&name).await;
+    assert!(
+        engine.contains(&format!("container {name}-nameserver")),
+        "the lab runs in the engine, labelled labctl.lab={name}: {engine:?}"
+    );
+
+    let started = Instant::now();
+    sessions_hold_at_every_input_node(&lab).await;
+    private_messages_read_your_writes(&lab).await;
+    group_chat_permissions(&lab).await;
+    writes_replicate_to_identical_databases(&lab).await;
+    eprintln!(
+        "docker lab {name}: the scenarios took {:?}",
+        started.elapsed()
+    );
+
+    let folder = lab.folder.clone();
+    drop(lab);
+    let left = left_in_engine(&name).await;
+    assert!(
+        left.is_empty(),
+        "after `labctl down --all`, the engine still holds {left:?}"
+    );
+    assert!(!folder.exists(), "the lab's folder {folder:?} is removed");
+}
+
+/// The containers (`container NAME`) and networks (`network NAME`) the Docker engine holds
+/// labelled `labctl.lab=<lab>`.
+async fn left_in_engine(lab: &str) -> BTreeSet<String> {
+    let docker = Docker::connect_with_defaults()
+        .expect("a Docker engine")
+        .negotiate_version()
+        .await
+        .expect("the Docker engine answers");
+    let filter = HashMap::from([("label".to_string(), vec![format!("labctl.lab={lab}")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filter)
+                .build(),
+        ))
+        .await
+        .expect("listing containers");
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filter).build(),
+        ))
+        .await
+        .expect("listing networks");
+    containers
+        .into_iter()
+        .flat_map(|c| c.names.unwrap_or_default())
+        .map(|name| format!("container {}", name.trim_start_matches('/')))
+        .chain(
+            networks
+                .into_iter()
+                .filter_map(|n| n.name)
+                .map(|name| format!("network {name}")),
+        )
+        .collect()
 }

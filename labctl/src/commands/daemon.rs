@@ -37,6 +37,9 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
         match args.command {
             DaemonCommand::Bootstrap(a) => {
                 init_logging(a.log_file.as_deref(), "bootstrap")?;
+                if let Some(text) = &a.topology_toml {
+                    preload(&a.state_dir, text).await?;
+                }
                 let listener = bind(&a.listen).await?;
                 let grpc = listener.local_addr()?.to_string();
                 ready(
@@ -68,24 +71,31 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
                 };
                 labctl_nameserver::run(config, grpc_listener, http_listener, stop_signal()).await?;
             }
+            DaemonCommand::Probe(a) => probe(&a).await?,
             DaemonCommand::Node(a) => {
                 init_logging(a.log_file.as_deref(), &format!("node-{}", a.id))?;
-                let session_secret = std::fs::read(&a.session_secret_file).with_context(|| {
-                    format!(
-                        "reading the session key {}",
-                        a.session_secret_file.display()
-                    )
-                })?;
+                let session_secret = session_secret(
+                    a.session_secret_file.as_deref(),
+                    std::env::var_os(SESSION_SECRET_ENV),
+                )?;
                 let durability = match a.durability.as_str() {
                     "replicas" => labctl_node::data::Durability::Replicas,
                     "writer" => labctl_node::data::Durability::Writer,
                     other => anyhow::bail!("--durability {other:?}: use replicas or writer"),
                 };
+                let advertise_host = a.advertise.clone().unwrap_or_else(|| a.listen.clone());
+                let advertise_http_host = match a.advertise_http.as_deref() {
+                    None => advertise_host.clone(),
+                    Some("auto") => facing(a.nameserver.as_deref()).await?,
+                    Some(host) => host.to_string(),
+                };
                 let config = labctl_node::Config {
                     id: a.id,
                     lab: a.lab,
                     bootstrap: a.bootstrap,
-                    advertise_host: a.advertise.unwrap_or_else(|| a.listen.clone()),
+                    advertise_host,
+                    advertise_http_host,
+                    public_http: a.public_http,
                     listen_host: a.listen,
                     control_port: a.control_port,
                     admin_port: a.admin_port,
@@ -105,6 +115,61 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
         }
         Ok(Outcome::Done)
     })
+}
+
+/// The environment variable a node reads its session key from without --session-secret-file.
+pub const SESSION_SECRET_ENV: &str = "LABCTL_SESSION_SECRET";
+
+/// The shortest session key taken from [`SESSION_SECRET_ENV`], in bytes.
+pub const MIN_SESSION_SECRET: usize = 16;
+
+/// The lab-wide session key: the contents of `file` when given, else the UTF-8 bytes of `env`
+/// (the value of [`SESSION_SECRET_ENV`]), which must hold at least [`MIN_SESSION_SECRET`] bytes.
+fn session_secret(file: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<Vec<u8>> {
+    if let Some(file) = file {
+        return std::fs::read(file)
+            .with_context(|| format!("reading the session key {}", file.display()));
+    }
+    let Some(value) = env else {
+        anyhow::bail!(
+            "no session key: pass --session-secret-file FILE or set {SESSION_SECRET_ENV} \
+             (e.g. {SESSION_SECRET_ENV}=$(openssl rand -hex 32)); every node of a lab needs the \
+             same one"
+        );
+    };
+    let Ok(value) = value.into_string() else {
+        anyhow::bail!(
+            "{SESSION_SECRET_ENV} is not UTF-8: use printable characters, e.g. \
+             $(openssl rand -hex 32)"
+        );
+    };
+    if value.len() < MIN_SESSION_SECRET {
+        anyhow::bail!(
+            "{SESSION_SECRET_ENV} holds {} bytes, fewer than the {MIN_SESSION_SECRET} a session \
+             key needs: use e.g. $(openssl rand -hex 32), or pass --session-secret-file FILE",
+            value.len()
+        );
+    }
+    Ok(value.into_bytes())
+}
+
+/// `--topology-toml`: parses `text` as a topology file and loads it into the bootstrap's state in
+/// `state_dir`, as `labctl up`'s LoadTopology call would.
+async fn preload(state_dir: &Path, text: &str) -> Result<()> {
+    let topology = labctl_topology::Topology::from_toml(text, "--topology-toml")?;
+    let message = labctl_proto::bootstrap::Topology {
+        lab: topology.name.clone(),
+        nodes: topology.ids(),
+        links: topology
+            .links()
+            .into_iter()
+            .map(|(a, b)| labctl_proto::bootstrap::Link { a, b })
+            .collect(),
+    };
+    labctl_bootstrap::preload_topology(state_dir, &message)
+        .await
+        .with_context(|| format!("--topology-toml: loading lab {}'s topology", topology.name))?;
+    Ok(())
 }
 
 async fn bind(address: &str) -> Result<TcpListener> {
@@ -147,6 +212,82 @@ fn init_logging(file: Option<&Path>, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// This host's address on the interface that routes to `nameserver` (`host:port`): what the
+/// nameserver and, in a container lab, the host see this node as. Nothing is sent: connecting a
+/// UDP socket only picks the route.
+async fn facing(nameserver: Option<&str>) -> Result<String> {
+    let nameserver = nameserver
+        .context("--advertise-http auto needs --nameserver, to find the interface facing it")?;
+    // The nameserver may start a moment after this node: give its name time to appear in DNS.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let target = loop {
+        match tokio::net::lookup_host(nameserver).await {
+            Ok(mut found) => {
+                if let Some(address) = found.next() {
+                    break address;
+                }
+            }
+            Err(e) if std::time::Instant::now() > deadline => {
+                return Err(e).with_context(|| {
+                    format!("--advertise-http auto: resolving the nameserver {nameserver}")
+                })
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let socket = tokio::net::UdpSocket::bind(bind).await?;
+    socket
+        .connect(target)
+        .await
+        .with_context(|| format!("--advertise-http auto: finding the route to {target}"))?;
+    Ok(socket.local_addr()?.ip().to_string())
+}
+
+/// One target's outcome, as `labctl daemon probe` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// The `host:port` tried.
+    pub target: String,
+    /// Whether a TCP connection opened.
+    pub open: bool,
+    /// Why not: the lookup or connect error, or `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Try every target at once; print one [`ProbeResult`] per line, in the order given.
+async fn probe(args: &crate::cli::ProbeArgs) -> Result<()> {
+    use std::io::Write;
+    let limit = Duration::from_millis(args.timeout_ms);
+    let attempts = args.targets.iter().map(|target| async move {
+        let outcome =
+            tokio::time::timeout(limit, tokio::net::TcpStream::connect(target.as_str())).await;
+        let (open, error) = match outcome {
+            Ok(Ok(_stream)) => (true, None),
+            Ok(Err(e)) => (false, Some(e.to_string())),
+            Err(_) => (false, Some("timeout".to_string())),
+        };
+        ProbeResult {
+            target: target.clone(),
+            open,
+            error,
+        }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let mut out = std::io::stdout().lock();
+    for result in results {
+        serde_json::to_writer(&mut out, &result)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 /// Resolves on SIGTERM or Ctrl-C.
 async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
@@ -154,5 +295,48 @@ async fn stop_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_key_comes_from_the_file_first_then_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("session.key");
+        std::fs::write(&file, b"from the file").unwrap();
+        let env = || Some(std::ffi::OsString::from("0123456789abcdef-from-env"));
+        assert_eq!(
+            session_secret(Some(&file), env()).unwrap(),
+            b"from the file"
+        );
+        assert_eq!(
+            session_secret(None, env()).unwrap(),
+            b"0123456789abcdef-from-env"
+        );
+        let missing = session_secret(Some(&dir.path().join("nope")), env()).unwrap_err();
+        assert!(format!("{missing:#}").contains("nope"), "{missing:#}");
+    }
+
+    #[test]
+    fn no_key_or_a_short_one_is_refused_naming_both_ways() {
+        let none = session_secret(None, None).unwrap_err().to_string();
+        assert!(
+            none.contains("--session-secret-file") && none.contains(SESSION_SECRET_ENV),
+            "{none}"
+        );
+        let short = session_secret(None, Some("fifteen bytes!!".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            short.contains("15 bytes") && short.contains("16"),
+            "{short}"
+        );
+        assert_eq!(
+            session_secret(None, Some("sixteen bytes!!!".into())).unwrap(),
+            b"sixteen bytes!!!"
+        );
     }
 }

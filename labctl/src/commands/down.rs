@@ -15,6 +15,16 @@ pub fn run(args: &DownArgs) -> Result<Outcome> {
     } else {
         let lab = resolve(args.name.as_deref())?;
         if !lab.path.exists() {
+            // No folder, but perhaps containers left by a lab whose folder was deleted.
+            let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            if tokio.block_on(runtime::docker::sweep(&lab.name))? {
+                writeln!(
+                    std::io::stdout(),
+                    "lab {} removed (containers only; it had no folder)",
+                    lab.name
+                )?;
+                return Ok(Outcome::Done);
+            }
             bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
         }
         vec![lab]
@@ -36,6 +46,7 @@ pub async fn remove(lab: &LabDir) -> Result<()> {
         runtime.stop(lab, &record).await?;
         let left: Vec<String> = runtime
             .alive(lab, &record)
+            .await
             .into_iter()
             .filter(|(_, alive)| *alive)
             .map(|(label, _)| label)

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::cli::LsArgs;
@@ -24,13 +24,14 @@ struct Line {
 pub fn run(args: &LsArgs) -> Result<Outcome> {
     let mut stdout = std::io::stdout().lock();
     let labs = all_labs()?;
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     if labs.is_empty() && !args.json {
         writeln!(stdout, "no labs; start one with `labctl up FILE`")?;
     }
     for lab in labs {
         let line = match lab.load() {
             Ok(record) => {
-                let alive = runtime::for_record(&record)?.alive(&lab, &record);
+                let alive = tokio.block_on(runtime::for_record(&record)?.alive(&lab, &record));
                 let running = alive.values().filter(|a| **a).count();
                 Line {
                     name: lab.name.clone(),

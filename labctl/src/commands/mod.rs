@@ -3,7 +3,10 @@
 pub mod bench;
 pub mod daemon;
 pub mod down;
+pub mod export;
 pub mod graph;
+pub mod image;
+pub mod logs;
 pub mod ls;
 pub mod sim;
 pub mod status;
@@ -26,6 +29,9 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Down(args) => down::run(&args),
         Command::Ls(args) => ls::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Logs(args) => logs::run(&args),
+        Command::Image(args) => image::run(&args),
+        Command::Export(args) => export::run(&args),
         Command::Daemon(args) => daemon::run(*args),
     }
 }

@@ -56,7 +56,7 @@ pub async fn once(lab: &LabDir) -> Result<LiveReport> {
     )?;
     let runtime = runtime::for_record(&record)?;
     let answers = Nodes::new(&record)?.statuses().await;
-    let alive = runtime.alive(lab, &record);
+    let alive = runtime.alive(lab, &record).await;
     Ok(live::report(
         lab,
         &record,

@@ -21,10 +21,10 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
         bail!("--name {name:?} is not a valid lab name: use [a-z0-9][a-z0-9-]*, at most 63 characters");
     }
     let lab = LabDir::new(&name)?;
-    let runtime = runtime::select(args.runtime);
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     if lab.exists() {
         let record = lab.load()?;
-        let alive = runtime::for_record(&record)?.alive(&lab, &record);
+        let alive = tokio.block_on(runtime::for_record(&record)?.alive(&lab, &record));
         let running = alive.values().filter(|a| **a).count();
         if running > 0 {
             bail!(
@@ -37,8 +37,11 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
              removes it, or use --name"
         );
     }
+    let runtime = tokio.block_on(runtime::select(args.runtime))?;
 
-    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let terminal = std::io::stdout().is_terminal();
+    // The image (Docker) is made before the clock starts: it is not part of starting a lab.
+    tokio.block_on(runtime.build(terminal))?;
     let report = tokio.block_on(async {
         let started = Instant::now();
         lab.create()?;
@@ -52,8 +55,6 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
         };
         lab.save(&record)?;
         lab.write_secret()?;
-        // Bars on a terminal only (drawn on stderr, so stdout stays the report).
-        let progress = Progress::new(topology.node_count() as u64, std::io::stdout().is_terminal());
         let settings = runtime::NodeSettings {
             timing: topology.timing,
             durability: match args.durability {
@@ -61,7 +62,15 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
                 crate::cli::DurabilityArg::Writer => "writer".into(),
             },
         };
-        let result = deploy(&lab, &mut record, runtime.as_ref(), &topology, &settings, &progress).await;
+        let prepared = runtime
+            .prepare(&lab, &mut record, &topology, &settings, terminal)
+            .await;
+        // Bars on a terminal only (drawn on stderr, so stdout stays the report).
+        let progress = Progress::new(topology.node_count() as u64, terminal);
+        let result = match prepared {
+            Ok(()) => deploy(&lab, &mut record, runtime.as_ref(), &topology, &settings, &progress).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             progress.finish();
             // Stop what started; keep the folder (its logs say what went wrong).

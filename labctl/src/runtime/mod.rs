@@ -1,6 +1,7 @@
 //! Where a lab runs. Every runtime implements [`Runtime`]; commands pick one once and never branch
 //! on which they have.
 
+pub mod docker;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -9,6 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use async_trait::async_trait;
 use labctl_topology::Timing;
+
+use labctl_topology::Topology;
 
 use crate::cli::RuntimeArg;
 use crate::lab::{LabDir, Process, Record};
@@ -30,6 +33,23 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub trait Runtime: Send + Sync {
     /// `process` or `docker`, as reports say it.
     fn kind(&self) -> &'static str;
+    /// Make what every lab of this runtime needs and that is not part of starting one (the
+    /// Docker image). `progress`: draw progress on stderr.
+    async fn build(&self, _progress: bool) -> Result<()> {
+        Ok(())
+    }
+    /// Get ready to start `topology` as `lab` (an image, networks …), before any daemon starts.
+    /// What it creates is noted in `record`. `progress`: draw progress on stderr.
+    async fn prepare(
+        &self,
+        _lab: &LabDir,
+        _record: &mut Record,
+        _topology: &Topology,
+        _settings: &NodeSettings,
+        _progress: bool,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// Start the bootstrap server; returns once it listens.
     async fn start_bootstrap(&self, lab: &LabDir) -> Result<Process>;
     /// Start the nameserver; returns once it listens.
@@ -48,20 +68,30 @@ pub trait Runtime: Send + Sync {
     /// Stop everything the record names. Idempotent: what is already gone is skipped.
     async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()>;
     /// Whether each process of the record is still running, by label.
-    fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool>;
+    async fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool>;
 }
 
-/// The runtime `--runtime` asks for. `auto` means processes until the Docker runtime exists.
-pub fn select(choice: RuntimeArg) -> Box<dyn Runtime> {
-    match choice {
-        RuntimeArg::Auto | RuntimeArg::Process => Box::new(process::ProcessRuntime),
-    }
+/// The runtime `--runtime` asks for. `auto` is Docker when an engine answers, else processes.
+pub async fn select(choice: RuntimeArg) -> Result<Box<dyn Runtime>> {
+    Ok(match choice {
+        RuntimeArg::Process => Box::new(process::ProcessRuntime),
+        RuntimeArg::Docker => {
+            let runtime = docker::DockerRuntime::default();
+            docker::engine::connect().await?;
+            Box::new(runtime)
+        }
+        RuntimeArg::Auto if docker::engine::answers().await => {
+            Box::new(docker::DockerRuntime::default())
+        }
+        RuntimeArg::Auto => Box::new(process::ProcessRuntime),
+    })
 }
 
 /// The runtime that started a recorded lab.
 pub fn for_record(record: &Record) -> Result<Box<dyn Runtime>> {
     match record.runtime.as_str() {
         "process" => Ok(Box::new(process::ProcessRuntime)),
+        "docker" => Ok(Box::new(docker::DockerRuntime::default())),
         other => anyhow::bail!(
             "lab {} uses runtime {other:?}, which this labctl does not know",
             record.name

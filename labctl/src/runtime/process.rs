@@ -127,6 +127,7 @@ impl Runtime for ProcessRuntime {
             grpc: info.grpc,
             http: None,
             control: None,
+            container: None,
         })
     }
 
@@ -150,6 +151,7 @@ impl Runtime for ProcessRuntime {
             grpc: info.grpc,
             http: info.http,
             control: None,
+            container: None,
         })
     }
 
@@ -199,6 +201,7 @@ impl Runtime for ProcessRuntime {
                     grpc: String::new(),
                     http: None,
                     control: None,
+                    container: None,
                 },
             )?;
             children.insert(id, child);
@@ -214,6 +217,7 @@ impl Runtime for ProcessRuntime {
                 grpc: ready.admin,
                 http: None,
                 control: Some(ready.control),
+                container: None,
             };
             started(id, process.clone())?;
             nodes.insert(id, process);
@@ -235,7 +239,7 @@ impl Runtime for ProcessRuntime {
         Ok(())
     }
 
-    fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool> {
+    async fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool> {
         record
             .processes()
             .into_iter()

@@ -111,6 +111,9 @@ pub fn try_labctl<S: AsRef<OsStr>>(args: &[S], home: Option<&Path>) -> Result<Ru
     if let Some(home) = home {
         child.env("LABCTL_HOME", home);
     }
+    if let Some(image) = LAB_IMAGE.get() {
+        child.env("LABCTL_IMAGE", image);
+    }
     let mut child = child
         .spawn()
         .map_err(|e| format!("{command}: cannot start: {e}"))?;
@@ -126,6 +129,49 @@ pub fn try_labctl<S: AsRef<OsStr>>(args: &[S], home: Option<&Path>) -> Result<Ru
         stdout: text("stdout", stdout)?,
         stderr: text("stderr", stderr)?,
         command,
+    })
+}
+
+/// The lab image [`lab_image`] built, handed to every later `labctl` as `LABCTL_IMAGE`.
+static LAB_IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A cold image build compiles the workspace statically: minutes on a small machine.
+const IMAGE_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// Builds (or reuses) the Docker runtime's image once per test process with `labctl image
+/// build`, and from then on hands its tag to every `labctl` this module runs as `LABCTL_IMAGE`,
+/// so no `up` builds (or waits for) an image inside the 90-second command deadline. Returns the
+/// tag.
+pub fn lab_image() -> &'static str {
+    LAB_IMAGE.get_or_init(|| {
+        let mut child = Command::new(LABCTL)
+            .args(["image", "build"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running labctl image build");
+        let deadline = Instant::now() + IMAGE_DEADLINE;
+        while child.try_wait().expect("waiting for labctl").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("labctl image build took more than {IMAGE_DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let output = child.wait_with_output().expect("labctl's output");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "labctl image build failed: {}\n{}",
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let tag = stdout.trim().to_string();
+        assert!(
+            tag.starts_with("labctl:"),
+            "labctl image build printed {tag:?}"
+        );
+        tag
     })
 }
 

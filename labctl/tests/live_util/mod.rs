@@ -70,10 +70,18 @@ pub struct LsLine {
 pub struct Home {
     dir: TempDir,
     pids: std::cell::RefCell<BTreeSet<u32>>,
+    /// The `--runtime` that [`Home::up`] passes unless told another.
+    runtime: &'static str,
 }
 
 impl Home {
+    /// A home whose labs run as local processes (`--runtime process`).
     pub fn new() -> Home {
+        Home::with_runtime("process")
+    }
+
+    /// A home whose labs run with `--runtime runtime` unless `up` is told otherwise.
+    pub fn with_runtime(runtime: &'static str) -> Home {
         let dir = tempfile::Builder::new()
             .prefix("labctl-live-")
             .tempdir()
@@ -81,6 +89,7 @@ impl Home {
         Home {
             dir,
             pids: Default::default(),
+            runtime,
         }
     }
 
@@ -110,10 +119,13 @@ impl Home {
         common::try_labctl(args, Some(self.path()))
     }
 
-    /// `labctl up FILE --json` plus `extra`: exit 0, silent stderr, one JSON line read back. The
+    /// `labctl up FILE --json --runtime <this home's>` plus `extra`: exit 0, silent stderr, one JSON line read back. The
     /// pids it reports (and the bootstrap's and nameserver's) are remembered for the cleanup.
     pub fn up(&self, file: &Path, extra: &[&str]) -> LiveReport {
         let mut args = vec![OsStr::new("up"), file.as_os_str(), OsStr::new("--json")];
+        if !extra.contains(&"--runtime") {
+            args.extend([OsStr::new("--runtime"), OsStr::new(self.runtime)]);
+        }
         args.extend(extra.iter().map(OsStr::new));
         let run = self.labctl(&args);
         // Learn what started before judging the run, so a failing `up` is still cleaned up.

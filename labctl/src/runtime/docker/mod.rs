@@ -1,0 +1,799 @@
+//! The Docker runtime: every daemon in its own container, every topology link its own network.
+//!
+//! [`plan`] says what to create; this module creates it through the engine's API (bollard, never
+//! the `docker` CLI) and takes it down again. Everything it creates carries the label
+//! `labctl.lab=<lab>`, so `down` finds it all by label, even after labctl crashed half-way and
+//! the lab's record is incomplete.
+//!
+//! Order of `up`: build or reuse the image ([`crate::image`]); pick a free address block; create
+//! the networks (in parallel); then the bootstrap and the nameserver; then every node container
+//! (created and wired one by one, started all at once). Daemons write their logs and ready files
+//! into the lab's folder through bind mounts and run as the calling user, so the files stay
+//! theirs; readiness is the ready file appearing, while the container's state is watched so a
+//! daemon that dies says so at once.
+
+pub mod engine;
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use async_trait::async_trait;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, Ipam, IpamConfig,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use labctl_topology::Topology;
+use tokio::sync::{Mutex, OnceCell};
+
+use self::plan::{Cidr, ContainerPlan, ContainerRole, Flavor, Plan};
+use super::{NodeSettings, Runtime, START_TIMEOUT};
+use crate::lab::{tail, LabDir, Process, Record};
+
+/// How often to look for a ready file.
+const POLL: Duration = Duration::from_millis(25);
+/// Seconds a container gets to stop after SIGTERM before it is killed.
+const STOP_GRACE_SECS: i32 = 3;
+/// How many address blocks to try when another lab takes one at the same moment.
+const BLOCK_ATTEMPTS: usize = 8;
+
+/// Containers through the Docker engine.
+#[derive(Default)]
+pub struct DockerRuntime {
+    docker: OnceCell<Docker>,
+    /// Set by [`Runtime::build`]: the image's tag.
+    image: OnceCell<String>,
+    /// Set by [`Runtime::prepare`]: the lab's plan and image.
+    state: Mutex<Option<Prepared>>,
+}
+
+struct Prepared {
+    plan: Plan,
+    image: String,
+}
+
+impl DockerRuntime {
+    /// The engine client, connected on first use.
+    async fn docker(&self) -> Result<&Docker> {
+        self.docker.get_or_try_init(engine::connect).await
+    }
+
+    /// The plan and image of the lab being started.
+    async fn prepared<T>(&self, f: impl FnOnce(&Plan, &str) -> T) -> Result<T> {
+        let state = self.state.lock().await;
+        let prepared = state
+            .as_ref()
+            .context("the Docker runtime was not prepared for this lab")?;
+        Ok(f(&prepared.plan, &prepared.image))
+    }
+
+    /// Create, wire and start one container, then wait until its daemon is ready.
+    async fn start_service(&self, lab: &LabDir, role: ContainerRole) -> Result<Process> {
+        let docker = self.docker().await?;
+        let (container, image) = self
+            .prepared(|plan, image| (plan.container(role).cloned(), image.to_string()))
+            .await?;
+        let container = container.context("the plan has no such container")?;
+        create(docker, lab, &container, &image).await?;
+        start(docker, &container.name).await?;
+        wait_ready(docker, lab, &container).await?;
+        self.process(lab, &container).await
+    }
+
+    /// What the record keeps of a started container.
+    async fn process(&self, _lab: &LabDir, container: &ContainerPlan) -> Result<Process> {
+        let docker = self.docker().await?;
+        let info = docker
+            .inspect_container(&container.name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| engine::explain(e, &format!("inspecting {}", container.name)))?;
+        let pid = info
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .unwrap_or_default()
+            .max(0) as u32;
+        let settings = info.network_settings.unwrap_or_default();
+        let networks = settings.networks.unwrap_or_default();
+        let address_on = |network: &str| -> Result<String> {
+            networks
+                .get(network)
+                .and_then(|e| e.ip_address.clone())
+                .filter(|ip| !ip.is_empty())
+                .with_context(|| format!("{} has no address on {network}", container.name))
+        };
+        let (mgmt, uplink) = self
+            .prepared(|plan, _| {
+                let uplink = match container.role {
+                    ContainerRole::Node(id) => plan.uplink(id).map(|n| n.name.clone()),
+                    _ => None,
+                };
+                (plan.management().name.clone(), uplink)
+            })
+            .await?;
+        Ok(match container.role {
+            ContainerRole::Bootstrap => Process {
+                pid,
+                grpc: format!("{}:{}", address_on(&mgmt)?, plan::BOOTSTRAP_PORT),
+                http: None,
+                control: None,
+                container: Some(container.name.clone()),
+            },
+            ContainerRole::Nameserver => {
+                let published = settings
+                    .ports
+                    .unwrap_or_default()
+                    .get(&format!("{}/tcp", plan::NAMESERVER_HTTP_PORT))
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find_map(|b| b.host_port)
+                    .context("the nameserver's HTTP port was not published")?;
+                Process {
+                    pid,
+                    grpc: format!("{}:{}", address_on(&mgmt)?, plan::NAMESERVER_GRPC_PORT),
+                    http: Some(format!("127.0.0.1:{published}")),
+                    control: None,
+                    container: Some(container.name.clone()),
+                }
+            }
+            ContainerRole::Node(_) => {
+                let uplink = uplink.context("a node without an uplink")?;
+                Process {
+                    pid,
+                    grpc: format!("{}:{}", address_on(&uplink)?, plan::NODE_ADMIN_PORT),
+                    http: None,
+                    control: Some(format!("{}:{}", container.name, plan::NODE_CONTROL_PORT)),
+                    container: Some(container.name.clone()),
+                }
+            }
+        })
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn build(&self, progress: bool) -> Result<()> {
+        let docker = self.docker().await?;
+        self.image
+            .get_or_try_init(|| async {
+                match std::env::var("LABCTL_IMAGE").ok().filter(|v| !v.is_empty()) {
+                    Some(image) => given_image(docker, image).await,
+                    None => crate::image::ensure(docker, false, progress).await,
+                }
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn prepare(
+        &self,
+        lab: &LabDir,
+        record: &mut Record,
+        topology: &Topology,
+        settings: &NodeSettings,
+        progress: bool,
+    ) -> Result<()> {
+        let docker = self.docker().await?;
+        let leftovers = labelled_containers(docker, &lab.name).await?;
+        if !leftovers.is_empty() {
+            bail!(
+                "containers of a lab named {} already exist in the Docker engine ({}); \
+                 `labctl down {}` removes them, or use --name",
+                lab.name,
+                leftovers.keys().cloned().collect::<Vec<_>>().join(", "),
+                lab.name
+            );
+        }
+        self.build(progress).await?;
+        let image = self
+            .image
+            .get()
+            .cloned()
+            .context("the image was just made")?;
+        record.image = Some(image.clone());
+        lab.save(record)?;
+        for dir in ["bootstrap".to_string()]
+            .into_iter()
+            .chain(topology.ids().iter().map(|id| format!("nodes/{id}")))
+        {
+            let path = lab.path.join(dir);
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+        }
+
+        let http_ports = free_ports(&topology.ids())?;
+        let pool = pool()?;
+        let mut tried = BTreeSet::new();
+        for _ in 0..BLOCK_ATTEMPTS {
+            let block = free_block(docker, &pool, &tried).await?;
+            let plan = Plan::new(
+                &lab.name,
+                topology,
+                settings,
+                block,
+                Flavor::Runtime,
+                &http_ports,
+            )?;
+            // The management network claims the block: a lab racing for the same block fails
+            // here, on the first network, and tries the next one.
+            match create_network(docker, plan.management()).await {
+                Ok(()) => {}
+                Err(e) if is_overlap(&e) => {
+                    tried.insert(block);
+                    continue;
+                }
+                Err(e) => return Err(engine::explain(e, "creating the management network")),
+            }
+            record.network_block = Some(block.to_string());
+            lab.save(record)?;
+            let rest = plan.networks[1..]
+                .iter()
+                .map(|network| create_network(docker, network));
+            for (result, network) in futures_util::future::join_all(rest)
+                .await
+                .into_iter()
+                .zip(&plan.networks[1..])
+            {
+                result.map_err(|e| engine::explain(e, &format!("creating {}", network.name)))?;
+            }
+            *self.state.lock().await = Some(Prepared { plan, image });
+            return Ok(());
+        }
+        bail!(
+            "no free address block for the lab's networks in {pool} after {BLOCK_ATTEMPTS} tries; \
+             `labctl down --all` removes old labs, or set LABCTL_DOCKER_POOL to a free private range"
+        )
+    }
+
+    async fn start_bootstrap(&self, lab: &LabDir) -> Result<Process> {
+        self.start_service(lab, ContainerRole::Bootstrap).await
+    }
+
+    async fn start_nameserver(&self, lab: &LabDir) -> Result<Process> {
+        self.start_service(lab, ContainerRole::Nameserver).await
+    }
+
+    async fn start_nodes(
+        &self,
+        lab: &LabDir,
+        ids: &[u64],
+        _bootstrap: &Process,
+        _nameserver: &Process,
+        _settings: &NodeSettings,
+        started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
+    ) -> Result<BTreeMap<u64, Process>> {
+        let docker = self.docker().await?;
+        let (containers, image) = self
+            .prepared(|plan, image| {
+                let containers: Vec<ContainerPlan> = ids
+                    .iter()
+                    .filter_map(|&id| plan.container(ContainerRole::Node(id)).cloned())
+                    .collect();
+                (containers, image.to_string())
+            })
+            .await?;
+        // Create and wire them all (the engine's API 1.41 takes one network per create, so the
+        // others are connected before the start), a few at a time.
+        let creates = containers
+            .iter()
+            .map(|container| create(docker, lab, container, &image));
+        for result in futures_util::future::join_all(creates).await {
+            result?;
+        }
+        for container in &containers {
+            if let ContainerRole::Node(id) = container.role {
+                started(
+                    id,
+                    Process {
+                        pid: 0,
+                        grpc: String::new(),
+                        http: None,
+                        control: None,
+                        container: Some(container.name.clone()),
+                    },
+                )?;
+            }
+        }
+        // Start them all at once, then wait for each to be ready.
+        let starts = containers.iter().map(|c| start(docker, &c.name));
+        for result in futures_util::future::join_all(starts).await {
+            result?;
+        }
+        let waits = containers.iter().map(|c| wait_ready(docker, lab, c));
+        for result in futures_util::future::join_all(waits).await {
+            result?;
+        }
+        let mut nodes = BTreeMap::new();
+        for container in &containers {
+            if let ContainerRole::Node(id) = container.role {
+                let process = self.process(lab, container).await?;
+                started(id, process.clone())?;
+                nodes.insert(id, process);
+            }
+        }
+        Ok(nodes)
+    }
+
+    async fn stop(&self, lab: &LabDir, _record: &Record) -> Result<()> {
+        remove_lab(self.docker().await?, &lab.name).await
+    }
+
+    async fn alive(&self, _lab: &LabDir, record: &Record) -> BTreeMap<String, bool> {
+        let running = match self.docker().await {
+            Ok(docker) => labelled_containers(docker, &record.name)
+                .await
+                .unwrap_or_default(),
+            Err(_) => BTreeMap::new(),
+        };
+        record
+            .processes()
+            .into_iter()
+            .map(|(label, process)| {
+                let up = process
+                    .container
+                    .as_ref()
+                    .and_then(|name| running.get(name))
+                    .copied()
+                    .unwrap_or(false);
+                (label, up)
+            })
+            .collect()
+    }
+}
+
+/// The image `$LABCTL_IMAGE` names (say, one built from the repository's Dockerfile), if the
+/// engine has it.
+async fn given_image(docker: &Docker, image: String) -> Result<String> {
+    match docker.inspect_image(&image).await {
+        Ok(_) => Ok(image),
+        Err(e) => Err(engine::explain(
+            e,
+            &format!("looking up LABCTL_IMAGE={image}"),
+        ))
+        .context(format!(
+            "LABCTL_IMAGE names {image}, which the engine does not have: build it \
+                 (`labctl image build`, or `docker build -t {image} .`), or unset LABCTL_IMAGE"
+        )),
+    }
+}
+
+/// A free port on the host's loopback for each node's chat, found by binding port 0 (the engine
+/// binds it again a moment later; a clash in between is reported by the engine).
+fn free_ports(ids: &[u64]) -> Result<BTreeMap<u64, u16>> {
+    // Hold every listener until all are chosen, so no two nodes get the same port.
+    let listeners = ids
+        .iter()
+        .map(|&id| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")
+                .context("finding a free loopback port for a node's chat")?;
+            Ok((id, listener))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|(id, l)| Ok((*id, l.local_addr()?.port())))
+        .collect()
+}
+
+/// The address pool labs take their blocks from: `$LABCTL_DOCKER_POOL` or [`plan::DEFAULT_POOL`].
+fn pool() -> Result<Cidr> {
+    let text = std::env::var("LABCTL_DOCKER_POOL").unwrap_or_else(|_| plan::DEFAULT_POOL.into());
+    let pool = Cidr::parse(&text).context("LABCTL_DOCKER_POOL")?;
+    if pool.prefix > plan::BLOCK_PREFIX {
+        bail!(
+            "LABCTL_DOCKER_POOL {pool} is smaller than one lab's /{} block",
+            plan::BLOCK_PREFIX
+        );
+    }
+    Ok(pool)
+}
+
+/// The first lab-sized block of `pool` that no Docker network and no route of this host uses, and that was
+/// not `tried` already.
+async fn free_block(docker: &Docker, pool: &Cidr, tried: &BTreeSet<Cidr>) -> Result<Cidr> {
+    let mut used: Vec<Cidr> = host_routes();
+    let networks = docker
+        .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)
+        .await
+        .map_err(|e| engine::explain(e, "listing networks"))?;
+    for network in networks {
+        for config in network.ipam.and_then(|i| i.config).unwrap_or_default() {
+            if let Some(subnet) = config.subnet.as_deref().and_then(|s| Cidr::parse(s).ok()) {
+                used.push(subnet);
+            }
+        }
+    }
+    (0..pool.subnets(plan::BLOCK_PREFIX) as u32)
+        .filter_map(|k| pool.subnet(plan::BLOCK_PREFIX, k))
+        .find(|block| !tried.contains(block) && !used.iter().any(|u| u.overlaps(block)))
+        .ok_or_else(|| {
+            anyhow!(
+                "every /{} block of {pool} is in use (by other labs or networks); `labctl down \
+                 --all` removes old labs, or set LABCTL_DOCKER_POOL to a free private range such \
+                 as 10.211.0.0/16",
+                plan::BLOCK_PREFIX
+            )
+        })
+}
+
+/// The networks this host routes to (but the default route), from `/proc/net/route`.
+fn host_routes() -> Vec<Cidr> {
+    let text = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let destination = u32::from_str_radix(fields.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(fields.get(7)?, 16).ok()?;
+            // The kernel prints each address's bytes as a native-endian number.
+            let base = u32::from_be_bytes(destination.to_ne_bytes());
+            let prefix = u32::from_be_bytes(mask.to_ne_bytes()).leading_ones() as u8;
+            (prefix > 0).then_some(Cidr { base, prefix })
+        })
+        .collect()
+}
+
+fn is_overlap(error: &bollard::errors::Error) -> bool {
+    let text = error.to_string().to_lowercase();
+    text.contains("overlap") || text.contains("address already in use")
+}
+
+async fn create_network(
+    docker: &Docker,
+    network: &plan::NetworkPlan,
+) -> Result<(), bollard::errors::Error> {
+    docker
+        .create_network(NetworkCreateRequest {
+            name: network.name.clone(),
+            driver: Some("bridge".into()),
+            internal: Some(network.internal),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(network.subnet.to_string()),
+                    gateway: Some(network.gateway.to_string()),
+                    ..IpamConfig::default()
+                }]),
+                ..Ipam::default()
+            }),
+            labels: Some(network.labels.clone().into_iter().collect()),
+            ..NetworkCreateRequest::default()
+        })
+        .await
+        .map(|_| ())
+}
+
+/// Create a container on its first network and connect it to the others (not started).
+async fn create(
+    docker: &Docker,
+    lab: &LabDir,
+    container: &ContainerPlan,
+    image: &str,
+) -> Result<()> {
+    // SAFETY: getuid/getgid cannot fail and touch no memory.
+    let user = unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) };
+    let binds = container
+        .mounts
+        .iter()
+        .map(|m| {
+            let source = lab.path.join(&m.lab_path);
+            format!(
+                "{}:{}{}",
+                source.display(),
+                m.target,
+                if m.read_only { ":ro" } else { "" }
+            )
+        })
+        .collect();
+    let (first, others) = container
+        .networks
+        .split_first()
+        .context("a container without a network")?;
+    let mut host_config = HostConfig {
+        binds: Some(binds),
+        network_mode: Some(first.clone()),
+        ..HostConfig::default()
+    };
+    let mut exposed = None;
+    if let Some(publish) = container.publish {
+        let port = format!("{}/tcp", publish.container_port);
+        // Published on the host's loopback only (port 0: the engine picks one).
+        let host_port = match publish.host_port {
+            0 => String::new(),
+            p => p.to_string(),
+        };
+        host_config.port_bindings = Some(HashMap::from([(
+            port.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(host_port),
+            }]),
+        )]));
+        exposed = Some(vec![port]);
+    }
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(container.command.clone()),
+        env: Some(
+            container
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        labels: Some(container.labels.clone().into_iter().collect()),
+        user: Some(user),
+        hostname: Some(container.name.clone()),
+        exposed_ports: exposed,
+        stop_timeout: Some(i64::from(STOP_GRACE_SECS)),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                first.clone(),
+                EndpointSettings::default(),
+            )])),
+        }),
+        ..ContainerCreateBody::default()
+    };
+    let options = CreateContainerOptionsBuilder::new()
+        .name(&container.name)
+        .build();
+    docker
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| engine::explain(e, &format!("creating container {}", container.name)))?;
+    for network in others {
+        docker
+            .connect_network(
+                network,
+                NetworkConnectRequest {
+                    container: container.name.clone(),
+                    endpoint_config: Some(EndpointSettings::default()),
+                },
+            )
+            .await
+            .map_err(|e| {
+                engine::explain(e, &format!("connecting {} to {network}", container.name))
+            })?;
+    }
+    Ok(())
+}
+
+async fn start(docker: &Docker, name: &str) -> Result<()> {
+    docker
+        .start_container(
+            name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .map_err(|e| engine::explain(e, &format!("starting container {name}")))
+}
+
+/// Wait until the daemon in `container` wrote its ready file, failing early if it stopped.
+async fn wait_ready(docker: &Docker, lab: &LabDir, container: &ContainerPlan) -> Result<()> {
+    let label = container.role.label();
+    let ready = lab.run().join(format!("{label}.json"));
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut checks = 0u32;
+    loop {
+        if ready.exists() {
+            return Ok(());
+        }
+        // Ask the engine now and then (it is slower than a file check).
+        if checks.is_multiple_of(8) {
+            let info = docker
+                .inspect_container(&container.name, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| engine::explain(e, &format!("inspecting {}", container.name)))?;
+            let state = info.state.unwrap_or_default();
+            if state.running == Some(false) && !ready.exists() {
+                bail!(
+                    "container {} stopped (exit code {}) before {label} was ready; its last \
+                     words:\n{}",
+                    container.name,
+                    state.exit_code.unwrap_or_default(),
+                    last_words(&lab.logs(), &label)
+                );
+            }
+        }
+        checks += 1;
+        if Instant::now() > deadline {
+            bail!(
+                "{label} in container {} was not ready within {START_TIMEOUT:?}; its log:\n{}",
+                container.name,
+                last_words(&lab.logs(), &label)
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn last_words(logs: &Path, label: &str) -> String {
+    let text = tail(&logs.join(format!("{label}.log")), 8);
+    if text.trim().is_empty() {
+        "(nothing logged)".into()
+    } else {
+        text
+    }
+}
+
+fn label_filter(lab: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={lab}", plan::LAB_LABEL)],
+    )])
+}
+
+/// Every container labelled with `lab`, by name, and whether it runs.
+pub async fn labelled_containers(docker: &Docker, lab: &str) -> Result<BTreeMap<String, bool>> {
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&label_filter(lab))
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine::explain(e, "listing containers"))?;
+    Ok(containers
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.names?.first()?.trim_start_matches('/').to_string();
+            let running = matches!(
+                c.state,
+                Some(ContainerSummaryStateEnum::RUNNING)
+                    | Some(ContainerSummaryStateEnum::PAUSED)
+                    | Some(ContainerSummaryStateEnum::RESTARTING)
+            );
+            Some((name, running))
+        })
+        .collect())
+}
+
+/// Remove every container, network and volume labelled with `lab`: nodes first (they say
+/// goodbye to the bootstrap on SIGTERM), then the services, then the networks. Idempotent.
+pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&label_filter(lab))
+        .build();
+    let containers = docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| engine::explain(e, "listing containers"))?;
+    let (nodes, services): (Vec<_>, Vec<_>) = containers.into_iter().partition(|c| {
+        c.labels
+            .as_ref()
+            .and_then(|l| l.get(plan::ROLE_LABEL))
+            .is_some_and(|r| r == "node")
+    });
+    for group in [nodes, services] {
+        let stops = group
+            .iter()
+            .filter_map(|c| c.id.clone())
+            .map(|id| async move {
+                let stop = StopContainerOptionsBuilder::new()
+                    .t(STOP_GRACE_SECS)
+                    .build();
+                // Already stopped or gone is fine: the removal below is what counts.
+                let _ = docker.stop_container(&id, Some(stop)).await;
+                let remove = RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(true)
+                    .build();
+                match docker.remove_container(&id, Some(remove)).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if is_gone(&e) => Ok(()),
+                    Err(e) => Err(engine::explain(e, &format!("removing container {id}"))),
+                }
+            });
+        for result in futures_util::future::join_all(stops).await {
+            result?;
+        }
+    }
+    let options = ListNetworksOptionsBuilder::new()
+        .filters(&label_filter(lab))
+        .build();
+    let networks = docker
+        .list_networks(Some(options))
+        .await
+        .map_err(|e| engine::explain(e, "listing networks"))?;
+    let removals = networks
+        .into_iter()
+        .filter_map(|n| n.id)
+        .map(|id| async move {
+            match docker.remove_network(&id).await {
+                Ok(()) => Ok(()),
+                Err(e) if is_gone(&e) => Ok(()),
+                Err(e) => Err(engine::explain(e, &format!("removing network {id}"))),
+            }
+        });
+    for result in futures_util::future::join_all(removals).await {
+        result?;
+    }
+    let options = ListVolumesOptionsBuilder::new()
+        .filters(&label_filter(lab))
+        .build();
+    let volumes = docker
+        .list_volumes(Some(options))
+        .await
+        .map_err(|e| engine::explain(e, "listing volumes"))?;
+    for volume in volumes.volumes.unwrap_or_default() {
+        match docker
+            .remove_volume(
+                &volume.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => {
+                return Err(engine::explain(
+                    e,
+                    &format!("removing volume {}", volume.name),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remove whatever the engine holds labelled with `lab`, if an engine answers. Returns whether
+/// there was anything (for `down NAME` on a lab whose folder is gone).
+pub async fn sweep(lab: &str) -> Result<bool> {
+    if !engine::answers().await {
+        return Ok(false);
+    }
+    let docker = engine::connect().await?;
+    let options = ListNetworksOptionsBuilder::new()
+        .filters(&label_filter(lab))
+        .build();
+    let networks = docker
+        .list_networks(Some(options))
+        .await
+        .map_err(|e| engine::explain(e, "listing networks"))?;
+    if labelled_containers(&docker, lab).await?.is_empty() && networks.is_empty() {
+        return Ok(false);
+    }
+    remove_lab(&docker, lab).await?;
+    Ok(true)
+}
+
+/// Whether the engine said the thing is already gone (or going).
+fn is_gone(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_routes_are_read_without_the_default_route() {
+        // Whatever this machine routes, no route may be the default one (prefix 0), and every
+        // route must be a masked network.
+        for route in host_routes() {
+            assert!(route.prefix > 0, "{route}");
+            assert_eq!(Cidr::parse(&route.to_string()).unwrap(), route);
+        }
+    }
+}

@@ -1,0 +1,692 @@
+//! The shape of a lab in Docker: which networks, which containers on which of them, with which
+//! command lines. Pure data computed from the topology, shared by the Docker runtime (which
+//! creates it through the engine) and `labctl export compose` (which writes it as a file), so the
+//! two always agree.
+//!
+//! The wiring, as containerlab does it for network labs:
+//!
+//! - `<lab>-mgmt`: the management network. The bootstrap and the nameserver sit on it, and the
+//!   nameserver's HTTP port is published on the host from it, so a browser there can chat.
+//! - `<lab>-uplink-<id>`: one per node, holding that node, the bootstrap and the nameserver. It is
+//!   how a node joins, registers its HTTP address, and how labctl (on the host) reaches its admin
+//!   API. No other node is on it. It is the one network of a node that is not internal, because
+//!   the node's chat port is published on the host's loopback through it: every input node then
+//!   has the same host name (127.0.0.1) in a browser, so the session cookie set at one input node
+//!   is sent to all of them, as SPEC §5 promises.
+//! - `<lab>-link-<a>-<b>`: one per topology link, holding just nodes `a` and `b`.
+//!
+//! Docker does not forward between networks, so two nodes share a network exactly when they are
+//! topology neighbours: data and control traffic can only cross topology links. Inside a lab every
+//! daemon names the others by container name; Docker's DNS answers a name only on a network the
+//! asker shares with it, with the address on that network, so `<lab>-2` seen from node 1 is node
+//! 2's end of the link `1-2`, and is not found at all from a node that is not its neighbour.
+//!
+//! Every network gets an explicit /28 subnet from one /19 block per lab, because Docker's default
+//! address pools hold only about thirty networks and a lab needs one per node and one per link.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Result};
+use labctl_topology::Topology;
+
+use crate::runtime::NodeSettings;
+
+/// The label every container and network of a lab carries: `labctl.lab=<lab>`.
+pub const LAB_LABEL: &str = "labctl.lab";
+/// What a container is: `bootstrap`, `nameserver` or `node`.
+pub const ROLE_LABEL: &str = "labctl.role";
+/// A node container's id.
+pub const NODE_LABEL: &str = "labctl.node";
+/// What a network is: `mgmt`, `uplink` or `link`.
+pub const NETWORK_LABEL: &str = "labctl.network";
+
+/// The bootstrap's gRPC port inside its container.
+pub const BOOTSTRAP_PORT: u16 = 7000;
+/// The nameserver's gRPC port inside its container.
+pub const NAMESERVER_GRPC_PORT: u16 = 7001;
+/// The nameserver's HTTP port inside its container (published on the host).
+pub const NAMESERVER_HTTP_PORT: u16 = 8080;
+/// A node's ZeroMQ control port.
+pub const NODE_CONTROL_PORT: u16 = 7100;
+/// A node's admin gRPC port.
+pub const NODE_ADMIN_PORT: u16 = 7101;
+/// A node's chat HTTP port, while it is an input node.
+pub const NODE_HTTP_PORT: u16 = 8080;
+
+/// Inside every container: the lab's logs, ready files, and the daemon's own state.
+pub const LOGS_DIR: &str = "/lab/logs";
+/// Ready files, which labctl waits for.
+pub const RUN_DIR: &str = "/lab/run";
+/// The daemon's own state (the bootstrap's topology, a node's database).
+pub const STATE_DIR: &str = "/lab/state";
+/// The lab-wide session key.
+pub const SECRET_FILE: &str = "/lab/session.key";
+
+/// The address block labs take their /19 from, unless `LABCTL_DOCKER_POOL` says otherwise.
+pub const DEFAULT_POOL: &str = "10.210.0.0/16";
+/// Prefix length of one lab's block.
+pub const BLOCK_PREFIX: u8 = 19;
+/// Prefix length of one network: the gateway, up to three containers, and room to spare (a
+/// Swarm's overlay network spends more addresses than a bridge).
+pub const NETWORK_PREFIX: u8 = 28;
+
+/// An IPv4 network, `address/prefix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cidr {
+    /// The first address, as a number.
+    pub base: u32,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl Cidr {
+    /// Parse `a.b.c.d/p`; the address is masked to the prefix.
+    pub fn parse(text: &str) -> Result<Cidr> {
+        let Some((address, prefix)) = text.trim().split_once('/') else {
+            bail!("{text:?} is not a network: write it as address/prefix, e.g. {DEFAULT_POOL}");
+        };
+        let address: Ipv4Addr = address
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{text:?}: {address:?} is not an IPv4 address"))?;
+        let prefix: u8 = match prefix.parse() {
+            Ok(p) if p <= 32 => p,
+            _ => bail!("{text:?}: the prefix length must be 0-32"),
+        };
+        Ok(Cidr {
+            base: u32::from(address) & mask(prefix),
+            prefix,
+        })
+    }
+
+    /// The `k`-th address of the network.
+    pub fn host(&self, k: u32) -> Ipv4Addr {
+        Ipv4Addr::from(self.base.wrapping_add(k))
+    }
+
+    /// Whether the two networks share any address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        let prefix = self.prefix.min(other.prefix);
+        self.base & mask(prefix) == other.base & mask(prefix)
+    }
+
+    /// The `k`-th sub-network of length `prefix` (None past the end).
+    pub fn subnet(&self, prefix: u8, k: u32) -> Option<Cidr> {
+        if prefix < self.prefix || prefix > 32 {
+            return None;
+        }
+        let count = 1u64 << (prefix - self.prefix);
+        if u64::from(k) >= count {
+            return None;
+        }
+        Some(Cidr {
+            base: self.base + (k << (32 - prefix)),
+            prefix,
+        })
+    }
+
+    /// How many sub-networks of length `prefix` it holds.
+    pub fn subnets(&self, prefix: u8) -> u64 {
+        if prefix < self.prefix {
+            0
+        } else {
+            1u64 << (prefix - self.prefix)
+        }
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
+    }
+}
+
+fn mask(prefix: u8) -> u32 {
+    if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    }
+}
+
+/// What a network is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkKind {
+    /// labctl's network to the bootstrap and the nameserver.
+    Management,
+    /// One node's way to the bootstrap and the nameserver.
+    Uplink(u64),
+    /// A topology link.
+    Link(u64, u64),
+}
+
+impl NetworkKind {
+    /// The value of [`NETWORK_LABEL`].
+    pub fn label(&self) -> &'static str {
+        match self {
+            NetworkKind::Management => "mgmt",
+            NetworkKind::Uplink(_) => "uplink",
+            NetworkKind::Link(..) => "link",
+        }
+    }
+}
+
+/// One network to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkPlan {
+    /// `<lab>-mgmt`, `<lab>-uplink-<id>` or `<lab>-link-<a>-<b>`.
+    pub name: String,
+    /// Its short name inside a compose file: `mgmt`, `uplink-<id>`, `link-<a>-<b>`.
+    pub key: String,
+    /// What it is for.
+    pub kind: NetworkKind,
+    /// Its subnet.
+    pub subnet: Cidr,
+    /// Its gateway (the host's address on it): the subnet's first address.
+    pub gateway: Ipv4Addr,
+    /// No route out of it (every network but the management one, which publishes a port).
+    pub internal: bool,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a container runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerRole {
+    /// The bootstrap server.
+    Bootstrap,
+    /// The nameserver.
+    Nameserver,
+    /// A node.
+    Node(u64),
+}
+
+impl ContainerRole {
+    /// The daemon's label in logs and ready files: `bootstrap`, `nameserver`, `node-<id>`.
+    pub fn label(&self) -> String {
+        match self {
+            ContainerRole::Bootstrap => "bootstrap".into(),
+            ContainerRole::Nameserver => "nameserver".into(),
+            ContainerRole::Node(id) => format!("node-{id}"),
+        }
+    }
+}
+
+/// A folder of the lab's state mounted into a container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountPlan {
+    /// The path under the lab's folder (`logs`, `run`, `nodes/3`, `session.key` …).
+    pub lab_path: String,
+    /// The path inside the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+/// One container to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerPlan {
+    /// `<lab>-bootstrap`, `<lab>-nameserver`, `<lab>-<id>`; also its host name in the lab.
+    pub name: String,
+    /// What it runs.
+    pub role: ContainerRole,
+    /// The networks it is on (names); the first is the one it is created on.
+    pub networks: Vec<String>,
+    /// The arguments after the image's entry point (`labctl`): `daemon …`.
+    pub command: Vec<String>,
+    /// Environment variables.
+    pub env: Vec<(String, String)>,
+    /// What of the lab's folder it sees.
+    pub mounts: Vec<MountPlan>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// A port published on the host's loopback.
+    pub publish: Option<Publish>,
+}
+
+/// A container port published on the host's 127.0.0.1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Publish {
+    /// The port inside the container.
+    pub container_port: u16,
+    /// The port on the host; 0: the engine picks one.
+    pub host_port: u16,
+}
+
+/// A whole lab in Docker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The lab's name.
+    pub lab: String,
+    /// The /19 its networks come from.
+    pub block: Cidr,
+    /// Management network first, then the uplinks by node id, then the links.
+    pub networks: Vec<NetworkPlan>,
+    /// Bootstrap, nameserver, then the nodes by id.
+    pub containers: Vec<ContainerPlan>,
+}
+
+/// Which runner the plan is for; they differ only in where logs and state go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// labctl's Docker runtime: logs, ready files and state in the lab's folder (bind mounts).
+    Runtime,
+    /// A compose file: logs to the container's output (`docker compose logs`), state on named
+    /// volumes, the session key from `$LABCTL_SESSION_SECRET`, the topology on the bootstrap's
+    /// command line.
+    Compose,
+}
+
+impl Plan {
+    /// The plan of `topology` as lab `lab`, its networks taken from `block` (a /19).
+    pub fn new(
+        lab: &str,
+        topology: &Topology,
+        settings: &NodeSettings,
+        block: Cidr,
+        flavor: Flavor,
+        http_ports: &BTreeMap<u64, u16>,
+    ) -> Result<Plan> {
+        let ids = topology.ids();
+        let links = topology.links();
+        let needed = 1 + ids.len() + links.len();
+        let room = block.subnets(NETWORK_PREFIX);
+        if needed as u64 > room {
+            match flavor {
+                Flavor::Runtime => bail!(
+                    "the Docker runtime gives every node and every link a /{NETWORK_PREFIX} \
+                     network: this topology needs {needed}, but a lab's /{} block holds {room}; \
+                     run it with --runtime process",
+                    block.prefix
+                ),
+                Flavor::Compose => bail!(
+                    "a compose file gives every node and every link a /{NETWORK_PREFIX} network: \
+                     this topology needs {needed} ({} nodes, {} links and the management \
+                     network), but a lab's /{} block holds {room}; run it without Docker, with \
+                     `labctl up --runtime process`",
+                    ids.len(),
+                    links.len(),
+                    block.prefix
+                ),
+            }
+        }
+        let labels = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
+            let mut all = BTreeMap::from([(LAB_LABEL.to_string(), lab.to_string())]);
+            all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+            all
+        };
+        let mut networks = Vec::with_capacity(needed);
+        let mut network = |key: String, kind: NetworkKind, internal: bool| {
+            let subnet = block
+                .subnet(NETWORK_PREFIX, networks.len() as u32)
+                .expect("room was checked");
+            let mut own = labels(&[(NETWORK_LABEL, kind.label().to_string())]);
+            if let NetworkKind::Uplink(id) = kind {
+                own.insert(NODE_LABEL.into(), id.to_string());
+            }
+            networks.push(NetworkPlan {
+                name: format!("{lab}-{key}"),
+                key,
+                kind,
+                subnet,
+                gateway: subnet.host(1),
+                internal,
+                labels: own,
+            });
+            networks.last().expect("just pushed").name.clone()
+        };
+        let mgmt = network("mgmt".into(), NetworkKind::Management, false);
+        let uplinks: BTreeMap<u64, String> = ids
+            .iter()
+            .map(|&id| {
+                let name = network(format!("uplink-{id}"), NetworkKind::Uplink(id), false);
+                (id, name)
+            })
+            .collect();
+        let mut node_networks: BTreeMap<u64, Vec<String>> = uplinks
+            .iter()
+            .map(|(&id, uplink)| (id, vec![uplink.clone()]))
+            .collect();
+        for &(a, b) in &links {
+            let name = network(format!("link-{a}-{b}"), NetworkKind::Link(a, b), true);
+            for end in [a, b] {
+                node_networks
+                    .get_mut(&end)
+                    .expect("links join listed nodes")
+                    .push(name.clone());
+            }
+        }
+
+        let bootstrap_name = format!("{lab}-bootstrap");
+        let nameserver_name = format!("{lab}-nameserver");
+        let services_networks: Vec<String> = std::iter::once(mgmt)
+            .chain(uplinks.values().cloned())
+            .collect();
+        let common = |role: ContainerRole| -> (Vec<String>, Vec<MountPlan>) {
+            let label = role.label();
+            match flavor {
+                Flavor::Runtime => (
+                    vec![
+                        "--ready-file".into(),
+                        format!("{RUN_DIR}/{label}.json"),
+                        "--log-file".into(),
+                        format!("{LOGS_DIR}/{label}.log"),
+                    ],
+                    vec![
+                        MountPlan {
+                            lab_path: "logs".into(),
+                            target: LOGS_DIR.into(),
+                            read_only: false,
+                        },
+                        MountPlan {
+                            lab_path: "run".into(),
+                            target: RUN_DIR.into(),
+                            read_only: false,
+                        },
+                    ],
+                ),
+                Flavor::Compose => (Vec::new(), Vec::new()),
+            }
+        };
+        let state_mount = |lab_path: String| MountPlan {
+            lab_path,
+            target: STATE_DIR.into(),
+            read_only: false,
+        };
+
+        let mut containers = Vec::with_capacity(ids.len() + 2);
+        {
+            let role = ContainerRole::Bootstrap;
+            let (mut extra, mut mounts) = common(role);
+            let mut command = vec![
+                "daemon".into(),
+                "bootstrap".into(),
+                "--listen".into(),
+                format!("0.0.0.0:{BOOTSTRAP_PORT}"),
+                "--state-dir".into(),
+                STATE_DIR.into(),
+            ];
+            if flavor == Flavor::Compose {
+                // No labctl there to hand the topology over: it rides on the command line.
+                command.push("--topology-toml".into());
+                command.push(topology_toml(lab, topology));
+            }
+            command.append(&mut extra);
+            mounts.push(state_mount("bootstrap".into()));
+            containers.push(ContainerPlan {
+                name: bootstrap_name.clone(),
+                role,
+                networks: services_networks.clone(),
+                command,
+                env: Vec::new(),
+                mounts,
+                labels: labels(&[(ROLE_LABEL, "bootstrap".into())]),
+                publish: None,
+            });
+        }
+        {
+            let role = ContainerRole::Nameserver;
+            let (mut extra, mounts) = common(role);
+            let mut command = vec![
+                "daemon".into(),
+                "nameserver".into(),
+                "--grpc".into(),
+                format!("0.0.0.0:{NAMESERVER_GRPC_PORT}"),
+                "--http".into(),
+                format!("0.0.0.0:{NAMESERVER_HTTP_PORT}"),
+            ];
+            command.append(&mut extra);
+            containers.push(ContainerPlan {
+                name: nameserver_name.clone(),
+                role,
+                networks: services_networks,
+                command,
+                env: Vec::new(),
+                mounts,
+                labels: labels(&[(ROLE_LABEL, "nameserver".into())]),
+                publish: Some(Publish {
+                    container_port: NAMESERVER_HTTP_PORT,
+                    host_port: 0,
+                }),
+            });
+        }
+        for &id in &ids {
+            let role = ContainerRole::Node(id);
+            let name = format!("{lab}-{id}");
+            let (mut extra, mut mounts) = common(role);
+            let mut command = vec![
+                "daemon".into(),
+                "node".into(),
+                "--id".into(),
+                id.to_string(),
+                "--lab".into(),
+                lab.to_string(),
+                "--bootstrap".into(),
+                format!("{bootstrap_name}:{BOOTSTRAP_PORT}"),
+                "--nameserver".into(),
+                format!("{nameserver_name}:{NAMESERVER_GRPC_PORT}"),
+                "--listen".into(),
+                "0.0.0.0".into(),
+                // Neighbours reach this node by name: on a link, Docker's DNS gives them this
+                // node's address on that link.
+                "--advertise".into(),
+                name.clone(),
+                // Browsers and the nameserver reach the chat at the address facing the
+                // nameserver (the uplink), which the host can route to.
+                "--advertise-http".into(),
+                "auto".into(),
+                "--control-port".into(),
+                NODE_CONTROL_PORT.to_string(),
+                "--admin-port".into(),
+                NODE_ADMIN_PORT.to_string(),
+                "--http-port".into(),
+                NODE_HTTP_PORT.to_string(),
+                "--heartbeat-ms".into(),
+                settings.timing.heartbeat_ms.to_string(),
+                "--suspicion-ms".into(),
+                settings.timing.suspicion_ms.to_string(),
+                "--durability".into(),
+                settings.durability.clone(),
+                "--data-dir".into(),
+                STATE_DIR.into(),
+            ];
+            let mut env = vec![("SQLITE_TMPDIR".to_string(), STATE_DIR.to_string())];
+            match flavor {
+                Flavor::Runtime => {
+                    command.push("--session-secret-file".into());
+                    command.push(SECRET_FILE.into());
+                    mounts.push(MountPlan {
+                        lab_path: "session.key".into(),
+                        target: SECRET_FILE.into(),
+                        read_only: true,
+                    });
+                }
+                Flavor::Compose => {
+                    env.push((
+                        "LABCTL_SESSION_SECRET".into(),
+                        "${LABCTL_SESSION_SECRET:?set LABCTL_SESSION_SECRET to a random secret, \
+                         e.g. export LABCTL_SESSION_SECRET=$(openssl rand -hex 32)}"
+                            .into(),
+                    ));
+                }
+            }
+            // Browsers reach the chat at the port published on the host's loopback.
+            let publish = http_ports.get(&id).map(|&host_port| {
+                command.push("--public-http".into());
+                command.push(format!("127.0.0.1:{host_port}"));
+                Publish {
+                    container_port: NODE_HTTP_PORT,
+                    host_port,
+                }
+            });
+            command.append(&mut extra);
+            mounts.push(state_mount(format!("nodes/{id}")));
+            containers.push(ContainerPlan {
+                name,
+                role,
+                networks: node_networks.remove(&id).expect("every node has an uplink"),
+                command,
+                env,
+                mounts,
+                labels: labels(&[(ROLE_LABEL, "node".into()), (NODE_LABEL, id.to_string())]),
+                publish,
+            });
+        }
+        Ok(Plan {
+            lab: lab.to_string(),
+            block,
+            networks,
+            containers,
+        })
+    }
+
+    /// The network called `name`.
+    pub fn network(&self, name: &str) -> Option<&NetworkPlan> {
+        self.networks.iter().find(|n| n.name == name)
+    }
+
+    /// The container running `role`.
+    pub fn container(&self, role: ContainerRole) -> Option<&ContainerPlan> {
+        self.containers.iter().find(|c| c.role == role)
+    }
+
+    /// The management network.
+    pub fn management(&self) -> &NetworkPlan {
+        &self.networks[0]
+    }
+
+    /// Node `id`'s uplink network.
+    pub fn uplink(&self, id: u64) -> Option<&NetworkPlan> {
+        self.networks
+            .iter()
+            .find(|n| n.kind == NetworkKind::Uplink(id))
+    }
+}
+
+/// The topology as the bootstrap's `--topology-toml` takes it: the file format of SPEC §2 with
+/// the links written out, under the lab's name.
+pub fn topology_toml(lab: &str, topology: &Topology) -> String {
+    let nodes: Vec<String> = topology.ids().iter().map(u64::to_string).collect();
+    let links: Vec<String> = topology
+        .links()
+        .iter()
+        .map(|(a, b)| format!("[{a}, {b}]"))
+        .collect();
+    format!(
+        "name = \"{lab}\"\nnodes = [{}]\nlinks = [{}]\n",
+        nodes.join(", "),
+        links.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> NodeSettings {
+        NodeSettings {
+            timing: labctl_topology::Timing::default(),
+            durability: "replicas".into(),
+        }
+    }
+
+    fn ring(n: u64) -> Topology {
+        let nodes: Vec<String> = (1..=n).map(|i| i.to_string()).collect();
+        let links: Vec<String> = (1..=n).map(|i| format!("[{i}, {}]", i % n + 1)).collect();
+        let text = format!(
+            "name = \"ring\"\nnodes = [{}]\nlinks = [{}]\n",
+            nodes.join(", "),
+            links.join(", ")
+        );
+        Topology::from_toml(&text, "test").expect("a valid ring")
+    }
+
+    #[test]
+    fn cidr_parses_masks_and_splits() {
+        let pool = Cidr::parse("10.210.3.7/16").unwrap();
+        assert_eq!(pool.to_string(), "10.210.0.0/16");
+        assert_eq!(pool.subnets(20), 16);
+        assert_eq!(pool.subnet(20, 1).unwrap().to_string(), "10.210.16.0/20");
+        assert_eq!(pool.subnet(20, 16), None);
+        let block = pool.subnet(20, 0).unwrap();
+        assert!(block.overlaps(&pool));
+        assert!(!block.overlaps(&pool.subnet(20, 1).unwrap()));
+        assert!(Cidr::parse("10.0.0.0").is_err());
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("ten/8").is_err());
+    }
+
+    /// Two nodes share a network exactly when they are neighbours, and every network has its own
+    /// subnet inside the lab's block.
+    #[test]
+    fn nodes_share_networks_only_with_their_neighbours() {
+        let topology = ring(6);
+        let block = Cidr::parse("10.210.0.0/19").unwrap();
+        let plan = Plan::new(
+            "ring6",
+            &topology,
+            &settings(),
+            block,
+            Flavor::Runtime,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.networks.len(), 1 + 6 + 6);
+        let subnets: std::collections::BTreeSet<_> =
+            plan.networks.iter().map(|n| n.subnet).collect();
+        assert_eq!(subnets.len(), plan.networks.len());
+        assert!(plan.networks.iter().all(|n| n.subnet.overlaps(&block)));
+        let node_nets = |id: u64| -> std::collections::BTreeSet<String> {
+            plan.container(ContainerRole::Node(id))
+                .unwrap()
+                .networks
+                .iter()
+                .cloned()
+                .collect()
+        };
+        let neighbours: std::collections::BTreeSet<(u64, u64)> =
+            topology.links().into_iter().collect();
+        for a in 1..=6u64 {
+            for b in 1..=6u64 {
+                if a == b {
+                    continue;
+                }
+                let shared = node_nets(a).intersection(&node_nets(b)).count();
+                let linked = neighbours.contains(&(a.min(b), a.max(b)));
+                assert_eq!(shared, usize::from(linked), "nodes {a} and {b}");
+            }
+        }
+        let bootstrap = plan.container(ContainerRole::Bootstrap).unwrap();
+        assert_eq!(bootstrap.networks.len(), 1 + 6);
+        assert!(plan
+            .containers
+            .iter()
+            .all(|c| c.labels[LAB_LABEL] == "ring6"));
+    }
+
+    #[test]
+    fn a_topology_too_big_for_the_block_is_refused_with_advice() {
+        let topology = ring(300);
+        let block = Cidr::parse("10.210.0.0/19").unwrap();
+        let err = Plan::new(
+            "big",
+            &topology,
+            &settings(),
+            block,
+            Flavor::Runtime,
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--runtime process"), "{err}");
+    }
+
+    #[test]
+    fn topology_toml_reads_back_as_the_same_topology() {
+        let topology = ring(5);
+        let text = topology_toml("again", &topology);
+        let back = Topology::from_toml(&text, "test").unwrap();
+        assert_eq!(back.name, "again");
+        assert_eq!(back.ids(), topology.ids());
+        assert_eq!(back.links(), topology.links());
+    }
+}

@@ -1,0 +1,381 @@
+//! End-to-end tests of the Docker runtime (issue 5): real containers from an image built here
+//! `FROM scratch`, one network per topology link, through the real Docker engine.
+//!
+//! Lab names carry this test process's id, because container and network names are global to the
+//! engine. Every lab lives in a private `LABCTL_HOME` whose guard runs `labctl down --all`, and
+//! each test checks by label that nothing of its labs is left in the engine.
+
+mod common;
+// Shared with the other live tests; not every helper is used here.
+#[allow(dead_code)]
+mod live_util;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
+
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptions,
+};
+use bollard::Docker;
+use common::{check_election_and_tree, load, topology_file};
+use futures_util::StreamExt;
+use labctl_topology::Topology;
+use live_util::{Home, LiveReport};
+use serde::Deserialize;
+
+/// A lab name unique to this test process.
+fn lab_name(base: &str) -> String {
+    format!("t{}-{base}", std::process::id())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn engine() -> Docker {
+    runtime()
+        .block_on(async {
+            Docker::connect_with_defaults()
+                .expect("a Docker engine")
+                .negotiate_version()
+                .await
+        })
+        .expect("the Docker engine answers")
+}
+
+fn label_filter(lab: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_string(), vec![format!("labctl.lab={lab}")])])
+}
+
+/// What the engine holds labelled with `lab`: container names, network names, volume names.
+fn labelled(docker: &Docker, lab: &str) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
+    runtime().block_on(async {
+        let containers = docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&label_filter(lab))
+                    .build(),
+            ))
+            .await
+            .expect("listing containers")
+            .into_iter()
+            .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_string()))
+            .collect();
+        let networks = docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new()
+                    .filters(&label_filter(lab))
+                    .build(),
+            ))
+            .await
+            .expect("listing networks")
+            .into_iter()
+            .filter_map(|n| n.name)
+            .collect();
+        let volumes = docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new()
+                    .filters(&label_filter(lab))
+                    .build(),
+            ))
+            .await
+            .expect("listing volumes")
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        (containers, networks, volumes)
+    })
+}
+
+/// The containers and networks a lab of `topology` named `lab` must have.
+fn expected_names(lab: &str, topology: &Topology) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut containers: BTreeSet<String> =
+        [format!("{lab}-bootstrap"), format!("{lab}-nameserver")].into();
+    let mut networks: BTreeSet<String> = [format!("{lab}-mgmt")].into();
+    for id in topology.ids() {
+        containers.insert(format!("{lab}-{id}"));
+        networks.insert(format!("{lab}-uplink-{id}"));
+    }
+    for (a, b) in topology.links() {
+        networks.insert(format!("{lab}-link-{a}-{b}"));
+    }
+    (containers, networks)
+}
+
+/// Checks a Docker lab's report by the same rules as the process runtime's.
+fn check_report(live: &LiveReport, topology: &Topology, lab: &str) {
+    let context = format!("docker lab {lab} ({})", topology.name);
+    check_election_and_tree(&live.report, topology, &context);
+    assert_eq!(live.report.epoch, 1, "{context}: one election");
+    assert_eq!(live.report.lab, lab, "{context}");
+    assert_eq!(live.report.runtime, "docker", "{context}");
+    assert!(
+        live.nameserver.starts_with("http://127.0.0.1:"),
+        "{context}: the nameserver is published on the host's loopback: {}",
+        live.nameserver
+    );
+    for (id, address) in &live.addresses {
+        assert_eq!(address.state, "running", "{context}: node {id}");
+        assert_eq!(
+            address.control.as_deref(),
+            Some(format!("{lab}-{id}:7100").as_str()),
+            "{context}: node {id} is reached by its container's name"
+        );
+    }
+}
+
+/// Two labs side by side, one with shuffled ids: both converge by the process runtime's rules,
+/// `status` agrees with `up`, and `down` of one removes every container, network and volume
+/// labelled with it while the other keeps running.
+#[test]
+fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
+    common::lab_image();
+    let docker = engine();
+    let home = Home::with_runtime("docker");
+    let ring = lab_name("ring6");
+    let shuffled = lab_name("ring12s");
+    let ring_topology = load(&topology_file("ring6.toml"));
+    let shuffled_topology = load(&topology_file("ring12-shuffled.toml"));
+
+    let ring_up = home.up(&topology_file("ring6.toml"), &["--name", &ring]);
+    let shuffled_up = home.up(
+        &topology_file("ring12-shuffled.toml"),
+        &["--name", &shuffled],
+    );
+    check_report(&ring_up, &ring_topology, &ring);
+    check_report(&shuffled_up, &shuffled_topology, &shuffled);
+
+    for (lab, topology) in [(&ring, &ring_topology), (&shuffled, &shuffled_topology)] {
+        let (containers, networks, _) = labelled(&docker, lab);
+        let (want_containers, want_networks) = expected_names(lab, topology);
+        assert_eq!(containers, want_containers, "lab {lab}: containers");
+        assert_eq!(networks, want_networks, "lab {lab}: networks");
+    }
+
+    let status = home.status(&ring);
+    check_report(&status, &ring_topology, &ring);
+    assert_eq!(
+        (
+            status.report.leader,
+            &status.report.tree,
+            &status.report.roles
+        ),
+        (
+            ring_up.report.leader,
+            &ring_up.report.tree,
+            &ring_up.report.roles
+        ),
+        "status reads the same lab that up started"
+    );
+
+    home.labctl(&["down", ring.as_str()]).expect_success();
+    let (containers, networks, volumes) = labelled(&docker, &ring);
+    assert!(
+        containers.is_empty() && networks.is_empty() && volumes.is_empty(),
+        "after down {ring}: containers {containers:?}, networks {networks:?}, volumes {volumes:?}"
+    );
+    assert!(
+        !home.lab_folder(&ring).exists(),
+        "the lab's folder is removed"
+    );
+    let still = home.status(&shuffled);
+    check_report(&still, &shuffled_topology, &shuffled);
+
+    home.labctl(&["down", shuffled.as_str()]).expect_success();
+    let (containers, networks, volumes) = labelled(&docker, &shuffled);
+    assert!(
+        containers.is_empty() && networks.is_empty() && volumes.is_empty(),
+        "after down {shuffled}: containers {containers:?}, networks {networks:?}, volumes {volumes:?}"
+    );
+}
+
+/// `down` finds a lab's containers by label, not by its record: after a labctl that crashed
+/// before writing the nodes into `lab.json`, and again when the lab's folder is gone altogether.
+#[test]
+fn down_removes_by_label_after_a_crash() {
+    common::lab_image();
+    let docker = engine();
+    let home = Home::with_runtime("docker");
+    let lab = lab_name("crash");
+    let topology = load(&topology_file("pair.toml"));
+    let up = home.up(&topology_file("pair.toml"), &["--name", &lab]);
+    check_report(&up, &topology, &lab);
+
+    // As if labctl died before recording the nodes.
+    let record_path = home.lab_folder(&lab).join("lab.json");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record_path).expect("lab.json"))
+            .expect("a JSON record");
+    record["nodes"] = serde_json::json!({});
+    std::fs::write(&record_path, record.to_string()).expect("rewriting lab.json");
+    home.labctl(&["down", lab.as_str()]).expect_success();
+    let (containers, networks, _) = labelled(&docker, &lab);
+    assert!(
+        containers.is_empty() && networks.is_empty(),
+        "after down with an incomplete record: {containers:?} {networks:?}"
+    );
+
+    // Again, with the folder deleted by hand while the lab ran.
+    let up = home.up(&topology_file("pair.toml"), &["--name", &lab]);
+    check_report(&up, &topology, &lab);
+    std::fs::remove_dir_all(home.lab_folder(&lab)).expect("removing the lab folder");
+    let run = home.labctl(&["down", lab.as_str()]);
+    let out = run.expect_success().stdout;
+    assert!(out.contains(&lab), "down names the lab: {out}");
+    let (containers, networks, _) = labelled(&docker, &lab);
+    assert!(
+        containers.is_empty() && networks.is_empty(),
+        "after down without a folder: {containers:?} {networks:?}"
+    );
+    // Nothing is left, so a second `down` says there is no such lab.
+    home.labctl(&["down", lab.as_str()])
+        .expect_error(&["no lab named"]);
+}
+
+#[derive(Debug, Deserialize)]
+struct ProbeResult {
+    target: String,
+    open: bool,
+}
+
+/// Runs `labctl daemon probe TARGETS` in `container`'s network namespace (so it sees exactly
+/// what the daemon in it sees) and returns whether each target opened.
+fn probe_from(
+    docker: &Docker,
+    image: &str,
+    container: &str,
+    targets: &[String],
+) -> BTreeMap<String, bool> {
+    runtime().block_on(async {
+        let name = format!("{container}-probe");
+        let mut cmd = vec!["daemon".to_string(), "probe".to_string()];
+        cmd.extend(targets.iter().cloned());
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(cmd),
+            host_config: Some(bollard::models::HostConfig {
+                network_mode: Some(format!("container:{container}")),
+                ..Default::default()
+            }),
+            labels: Some(HashMap::from([(
+                "labctl.test".to_string(),
+                "probe".to_string(),
+            )])),
+            ..Default::default()
+        };
+        docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
+            .await
+            .expect("creating the probe");
+        docker
+            .start_container(
+                &name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .expect("starting the probe");
+        let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
+        while let Some(status) = wait.next().await {
+            status.expect("the probe exits 0");
+        }
+        let mut logs = docker.logs(
+            &name,
+            Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()),
+        );
+        let mut text = String::new();
+        while let Some(chunk) = logs.next().await {
+            text.push_str(&chunk.expect("the probe's output").to_string());
+        }
+        docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await
+            .expect("removing the probe");
+        text.lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| {
+                let r: ProbeResult = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                (r.target, r.open)
+            })
+            .collect()
+    })
+}
+
+/// Every address of `container` on every network, by network name.
+fn addresses_of(docker: &Docker, container: &str) -> BTreeMap<String, String> {
+    runtime().block_on(async {
+        docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .expect("inspecting a node")
+            .network_settings
+            .and_then(|s| s.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(network, e)| Some((network, e.ip_address.filter(|ip| !ip.is_empty())?)))
+            .collect()
+    })
+}
+
+/// From inside a node's network namespace, a neighbour's control port opens (by name and at its
+/// address on the shared link), while no address or name of any other node opens at all: the
+/// only paths between nodes are the topology's links.
+#[test]
+fn a_node_reaches_only_its_topology_neighbours() {
+    let image = common::lab_image();
+    let docker = engine();
+    let home = Home::with_runtime("docker");
+    let lab = lab_name("iso");
+    let topology = load(&topology_file("ring6.toml"));
+    let up = home.up(&topology_file("ring6.toml"), &["--name", &lab]);
+    check_report(&up, &topology, &lab);
+    let adjacency = topology.adjacency();
+
+    for from in [1u64, 4] {
+        let neighbours = &adjacency[&from];
+        let mut targets = Vec::new();
+        let mut expect = BTreeMap::new();
+        for other in topology.ids().into_iter().filter(|&j| j != from) {
+            let name = format!("{lab}-{other}");
+            let is_neighbour = neighbours.contains(&other);
+            targets.push(format!("{name}:7100"));
+            expect.insert(format!("{name}:7100"), is_neighbour);
+            let (a, b) = (from.min(other), from.max(other));
+            let shared = format!("{lab}-link-{a}-{b}");
+            for (network, ip) in addresses_of(&docker, &name) {
+                for port in [7100, 7101] {
+                    let target = format!("{ip}:{port}");
+                    targets.push(target.clone());
+                    // Open exactly at a neighbour's end of the shared link.
+                    expect.insert(target, is_neighbour && network == shared);
+                }
+            }
+        }
+        // The services are reachable (through the node's own uplink).
+        for service in ["bootstrap:7000", "nameserver:7001"] {
+            let target = format!("{lab}-{service}");
+            targets.push(target.clone());
+            expect.insert(target, true);
+        }
+        let seen = probe_from(&docker, image, &format!("{lab}-{from}"), &targets);
+        assert_eq!(
+            seen, expect,
+            "from node {from} (neighbours {neighbours:?}): what opened"
+        );
+    }
+    home.labctl(&[OsStr::new("down"), OsStr::new(&lab)])
+        .expect_success();
+}
