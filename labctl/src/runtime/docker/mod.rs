@@ -693,32 +693,24 @@ pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
                     .force(true)
                     .v(true)
                     .build();
-                match docker.remove_container(&id, Some(remove)).await {
-                    Ok(()) => Ok(()),
-                    Err(e) if is_gone(&e) => Ok(()),
-                    Err(e) => Err(engine::explain(e, &format!("removing container {id}"))),
-                }
+                removed(
+                    docker.remove_container(&id, Some(remove)).await,
+                    &format!("removing container {id}"),
+                )
             });
         for result in futures_util::future::join_all(stops).await {
             result?;
         }
     }
-    let options = ListNetworksOptionsBuilder::new()
-        .filters(&label_filter(lab))
-        .build();
-    let networks = docker
-        .list_networks(Some(options))
-        .await
-        .map_err(|e| engine::explain(e, "listing networks"))?;
-    let removals = networks
+    let removals = labelled_networks(docker, lab)
+        .await?
         .into_iter()
         .filter_map(|n| n.id)
         .map(|id| async move {
-            match docker.remove_network(&id).await {
-                Ok(()) => Ok(()),
-                Err(e) if is_gone(&e) => Ok(()),
-                Err(e) => Err(engine::explain(e, &format!("removing network {id}"))),
-            }
+            removed(
+                docker.remove_network(&id).await,
+                &format!("removing network {id}"),
+            )
         });
     for result in futures_util::future::join_all(removals).await {
         result?;
@@ -731,22 +723,15 @@ pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
         .await
         .map_err(|e| engine::explain(e, "listing volumes"))?;
     for volume in volumes.volumes.unwrap_or_default() {
-        match docker
-            .remove_volume(
-                &volume.name,
-                None::<bollard::query_parameters::RemoveVolumeOptions>,
-            )
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if is_gone(&e) => {}
-            Err(e) => {
-                return Err(engine::explain(
-                    e,
-                    &format!("removing volume {}", volume.name),
-                ))
-            }
-        }
+        removed(
+            docker
+                .remove_volume(
+                    &volume.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await,
+            &format!("removing volume {}", volume.name),
+        )?;
     }
     Ok(())
 }
@@ -758,18 +743,32 @@ pub async fn sweep(lab: &str) -> Result<bool> {
         return Ok(false);
     }
     let docker = engine::connect().await?;
-    let options = ListNetworksOptionsBuilder::new()
-        .filters(&label_filter(lab))
-        .build();
-    let networks = docker
-        .list_networks(Some(options))
-        .await
-        .map_err(|e| engine::explain(e, "listing networks"))?;
+    let networks = labelled_networks(&docker, lab).await?;
     if labelled_containers(&docker, lab).await?.is_empty() && networks.is_empty() {
         return Ok(false);
     }
     remove_lab(&docker, lab).await?;
     Ok(true)
+}
+
+/// Every network labelled with `lab`.
+async fn labelled_networks(docker: &Docker, lab: &str) -> Result<Vec<bollard::models::Network>> {
+    let options = ListNetworksOptionsBuilder::new()
+        .filters(&label_filter(lab))
+        .build();
+    docker
+        .list_networks(Some(options))
+        .await
+        .map_err(|e| engine::explain(e, "listing networks"))
+}
+
+/// A removal's outcome, where "already gone" counts as done.
+fn removed(result: Result<(), bollard::errors::Error>, doing: &str) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if is_gone(&e) => Ok(()),
+        Err(e) => Err(engine::explain(e, doing)),
+    }
 }
 
 /// Whether the engine said the thing is already gone (or going).
