@@ -580,11 +580,29 @@ impl Api {
 
 #[test]
 fn a_browser_registers_logs_in_and_chats_through_the_nameserver() {
+    chats_in_a_browser(Home::new(), &[], "");
+}
+
+/// The same on a Docker lab: the nameserver and every input node's chat are ports published on
+/// the host's loopback, so the browser's one session cookie holds at every input node.
+#[test]
+fn a_browser_chats_through_a_docker_labs_published_ports() {
+    common::lab_image();
+    let name = format!("t{}-browser", std::process::id());
+    chats_in_a_browser(
+        Home::with_runtime("docker"),
+        &["--name", name.as_str()],
+        "docker-",
+    );
+}
+
+/// Registers, logs in and chats in a real browser on ring6 started in `home` (`up` plus
+/// `extra`); screenshots are named with `prefix`.
+fn chats_in_a_browser(home: Home, extra: &[&str], prefix: &str) {
     let chromium = chromium_or_fail();
 
     // The lab, and its way in: the nameserver, once it redirects to every input node.
-    let home = Home::new();
-    let up = home.up(&topology_file("ring6.toml"), &[]);
+    let up = home.up(&topology_file("ring6.toml"), extra);
     let nameserver = up.nameserver.clone();
     assert!(
         nameserver.starts_with("http://127.0.0.1:"),
@@ -676,6 +694,25 @@ fn a_browser_registers_logs_in_and_chats_through_the_nameserver() {
     page.wait_for_page("the main page after logging in", "/", "input[name=chat]");
     let greeting = page.text("h1");
     assert_eq!(greeting, format!("Hello, {alice}#{alice_tag}"));
+
+    // Through the nameserver again: its round robin lands on every input node in turn, and Alice
+    // is logged in at each (one browser, one session cookie for all of them).
+    let mut visited = BTreeSet::new();
+    for _ in 0..inputs.len() + 1 {
+        page.go(&format!("{nameserver}/"), "/", "input[name=chat]");
+        assert_eq!(page.text("h1"), greeting, "{}", page.describe());
+        let host = page
+            .href()
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        visited.insert(host);
+    }
+    assert_eq!(
+        visited, inputs,
+        "the nameserver sent the browser to every input node"
+    );
 
     // "Start a chat" with Bob opens the conversation, empty.
     let chat_path = format!("/users/{bob}/{bob_tag}/chat");
@@ -775,9 +812,13 @@ fn a_browser_registers_logs_in_and_chats_through_the_nameserver() {
 
     // The screenshots: desktop, then phone width.
     page.viewport(1280, 900, 1.0, false);
-    let desktop = page.screenshot("browser-conversation.png", 1280, 900);
+    let desktop = page.screenshot(&format!("{prefix}browser-conversation.png"), 1280, 900);
     page.viewport(390, 844, 3.0, true);
-    let phone = page.screenshot("browser-conversation-phone.png", 390 * 3, 844 * 3);
+    let phone = page.screenshot(
+        &format!("{prefix}browser-conversation-phone.png"),
+        390 * 3,
+        844 * 3,
+    );
     eprintln!("screenshots: {} and {}", desktop.display(), phone.display());
 
     // Only loopback, and no script error.
