@@ -46,7 +46,7 @@ pub enum Command {
     Up(UpArgs),
     /// Report on a running lab, read live from its nodes.
     Status(StatusArgs),
-    /// Stop a lab's processes and remove its state.
+    /// Stop a lab (its processes, or its containers and networks) and remove its state.
     Down(DownArgs),
     /// List labs.
     Ls(LsArgs),
