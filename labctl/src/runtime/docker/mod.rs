@@ -637,17 +637,25 @@ fn label_filter(lab: &str) -> HashMap<String, Vec<String>> {
     )])
 }
 
-/// Every container labelled with `lab`, by name, and whether it runs.
-pub async fn labelled_containers(docker: &Docker, lab: &str) -> Result<BTreeMap<String, bool>> {
+/// Every container labelled with `lab`, running or not.
+async fn list_labelled(
+    docker: &Docker,
+    lab: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>> {
     let options = ListContainersOptionsBuilder::new()
         .all(true)
         .filters(&label_filter(lab))
         .build();
-    let containers = docker
+    docker
         .list_containers(Some(options))
         .await
-        .map_err(|e| engine::explain(e, "listing containers"))?;
-    Ok(containers
+        .map_err(|e| engine::explain(e, "listing containers"))
+}
+
+/// Every container labelled with `lab`, by name, and whether it runs.
+pub async fn labelled_containers(docker: &Docker, lab: &str) -> Result<BTreeMap<String, bool>> {
+    Ok(list_labelled(docker, lab)
+        .await?
         .into_iter()
         .filter_map(|c| {
             let name = c.names?.first()?.trim_start_matches('/').to_string();
@@ -665,14 +673,7 @@ pub async fn labelled_containers(docker: &Docker, lab: &str) -> Result<BTreeMap<
 /// Remove every container, network and volume labelled with `lab`: nodes first (they say
 /// goodbye to the bootstrap on SIGTERM), then the services, then the networks. Idempotent.
 pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
-    let options = ListContainersOptionsBuilder::new()
-        .all(true)
-        .filters(&label_filter(lab))
-        .build();
-    let containers = docker
-        .list_containers(Some(options))
-        .await
-        .map_err(|e| engine::explain(e, "listing containers"))?;
+    let containers = list_labelled(docker, lab).await?;
     let (nodes, services): (Vec<_>, Vec<_>) = containers.into_iter().partition(|c| {
         c.labels
             .as_ref()
