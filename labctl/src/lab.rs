@@ -261,6 +261,23 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// The end of daemon `label`'s log and raw output in `lab`, for error messages about a daemon
+/// that died or did not start.
+pub fn last_words(lab: &LabDir, label: &str) -> String {
+    let mut words = String::new();
+    for ext in ["log", "out"] {
+        let text = tail(&lab.logs().join(format!("{label}.{ext}")), 8);
+        if !text.trim().is_empty() {
+            words.push_str(&text);
+            words.push('\n');
+        }
+    }
+    if words.is_empty() {
+        words.push_str("(nothing logged)");
+    }
+    words.trim_end().to_string()
+}
+
 /// The last `lines` lines of a file, for error messages about a daemon that died.
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();

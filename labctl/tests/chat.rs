@@ -22,19 +22,17 @@ mod common;
 #[allow(dead_code)]
 mod live_util;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
-use bollard::Docker;
 use common::{expected_roles, parents, parse_one_line, role_sets, topology_file};
 use labctl_chat::Store;
 use labctl_core::{Report, Role};
-use live_util::Home;
+use live_util::{labelled_in_engine, Home};
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::redirect::Policy;
@@ -2026,9 +2024,9 @@ async fn docker_lab_serves_the_chat_through_the_published_nameserver() {
     let name = format!("t{}-chat", std::process::id());
     let lab = Lab::ring6_on(Runtime::Docker, &["--name", &name]).await;
     assert_eq!(lab.name, name);
-    let engine = left_in_engine(&name).await;
+    let engine = labelled_in_engine(&name).await;
     assert!(
-        engine.contains(&format!("container {name}-nameserver")),
+        engine.containers.contains(&format!("{name}-nameserver")),
         "the lab runs in the engine, labelled labctl.lab={name}: {engine:?}"
     );
 
@@ -2044,47 +2042,10 @@ async fn docker_lab_serves_the_chat_through_the_published_nameserver() {
 
     let folder = lab.folder.clone();
     drop(lab);
-    let left = left_in_engine(&name).await;
+    let left = labelled_in_engine(&name).await;
     assert!(
         left.is_empty(),
         "after `labctl down --all`, the engine still holds {left:?}"
     );
     assert!(!folder.exists(), "the lab's folder {folder:?} is removed");
-}
-
-/// The containers (`container NAME`) and networks (`network NAME`) the Docker engine holds
-/// labelled `labctl.lab=<lab>`.
-async fn left_in_engine(lab: &str) -> BTreeSet<String> {
-    let docker = Docker::connect_with_defaults()
-        .expect("a Docker engine")
-        .negotiate_version()
-        .await
-        .expect("the Docker engine answers");
-    let filter = HashMap::from([("label".to_string(), vec![format!("labctl.lab={lab}")])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filter)
-                .build(),
-        ))
-        .await
-        .expect("listing containers");
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filter).build(),
-        ))
-        .await
-        .expect("listing networks");
-    containers
-        .into_iter()
-        .flat_map(|c| c.names.unwrap_or_default())
-        .map(|name| format!("container {}", name.trim_start_matches('/')))
-        .chain(
-            networks
-                .into_iter()
-                .filter_map(|n| n.name)
-                .map(|name| format!("network {name}")),
-        )
-        .collect()
 }

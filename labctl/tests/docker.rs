@@ -14,15 +14,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsStr;
 
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::Docker;
 use common::{check_election_and_tree, load, topology_file};
 use futures_util::StreamExt;
 use labctl_topology::Topology;
-use live_util::{Home, LiveReport};
+use live_util::{labelled_in_engine, Home, Labelled, LiveReport};
 use serde::Deserialize;
 
 /// A lab name unique to this test process.
@@ -48,51 +47,9 @@ fn engine() -> Docker {
         .expect("the Docker engine answers")
 }
 
-fn label_filter(lab: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([("label".to_string(), vec![format!("labctl.lab={lab}")])])
-}
-
-/// What the engine holds labelled with `lab`: container names, network names, volume names.
-fn labelled(docker: &Docker, lab: &str) -> (BTreeSet<String>, BTreeSet<String>, BTreeSet<String>) {
-    runtime().block_on(async {
-        let containers = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::new()
-                    .all(true)
-                    .filters(&label_filter(lab))
-                    .build(),
-            ))
-            .await
-            .expect("listing containers")
-            .into_iter()
-            .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_string()))
-            .collect();
-        let networks = docker
-            .list_networks(Some(
-                ListNetworksOptionsBuilder::new()
-                    .filters(&label_filter(lab))
-                    .build(),
-            ))
-            .await
-            .expect("listing networks")
-            .into_iter()
-            .filter_map(|n| n.name)
-            .collect();
-        let volumes = docker
-            .list_volumes(Some(
-                ListVolumesOptionsBuilder::new()
-                    .filters(&label_filter(lab))
-                    .build(),
-            ))
-            .await
-            .expect("listing volumes")
-            .volumes
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v.name)
-            .collect();
-        (containers, networks, volumes)
-    })
+/// What the engine holds labelled with `lab`.
+fn labelled(lab: &str) -> Labelled {
+    runtime().block_on(labelled_in_engine(lab))
 }
 
 /// The containers and networks a lab of `topology` named `lab` must have.
@@ -138,7 +95,6 @@ fn check_report(live: &LiveReport, topology: &Topology, lab: &str) {
 #[test]
 fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
     common::lab_image();
-    let docker = engine();
     let home = Home::with_runtime("docker");
     let ring = lab_name("ring6");
     let shuffled = lab_name("ring12s");
@@ -154,10 +110,10 @@ fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
     check_report(&shuffled_up, &shuffled_topology, &shuffled);
 
     for (lab, topology) in [(&ring, &ring_topology), (&shuffled, &shuffled_topology)] {
-        let (containers, networks, _) = labelled(&docker, lab);
+        let held = labelled(lab);
         let (want_containers, want_networks) = expected_names(lab, topology);
-        assert_eq!(containers, want_containers, "lab {lab}: containers");
-        assert_eq!(networks, want_networks, "lab {lab}: networks");
+        assert_eq!(held.containers, want_containers, "lab {lab}: containers");
+        assert_eq!(held.networks, want_networks, "lab {lab}: networks");
     }
 
     let status = home.status(&ring);
@@ -177,11 +133,8 @@ fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
     );
 
     home.labctl(&["down", ring.as_str()]).expect_success();
-    let (containers, networks, volumes) = labelled(&docker, &ring);
-    assert!(
-        containers.is_empty() && networks.is_empty() && volumes.is_empty(),
-        "after down {ring}: containers {containers:?}, networks {networks:?}, volumes {volumes:?}"
-    );
+    let left = labelled(&ring);
+    assert!(left.is_empty(), "after down {ring}: {left:?}");
     assert!(
         !home.lab_folder(&ring).exists(),
         "the lab's folder is removed"
@@ -190,11 +143,8 @@ fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
     check_report(&still, &shuffled_topology, &shuffled);
 
     home.labctl(&["down", shuffled.as_str()]).expect_success();
-    let (containers, networks, volumes) = labelled(&docker, &shuffled);
-    assert!(
-        containers.is_empty() && networks.is_empty() && volumes.is_empty(),
-        "after down {shuffled}: containers {containers:?}, networks {networks:?}, volumes {volumes:?}"
-    );
+    let left = labelled(&shuffled);
+    assert!(left.is_empty(), "after down {shuffled}: {left:?}");
 }
 
 /// `down` finds a lab's containers by label, not by its record: after a labctl that crashed
@@ -202,7 +152,6 @@ fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
 #[test]
 fn down_removes_by_label_after_a_crash() {
     common::lab_image();
-    let docker = engine();
     let home = Home::with_runtime("docker");
     let lab = lab_name("crash");
     let topology = load(&topology_file("pair.toml"));
@@ -217,10 +166,10 @@ fn down_removes_by_label_after_a_crash() {
     record["nodes"] = serde_json::json!({});
     std::fs::write(&record_path, record.to_string()).expect("rewriting lab.json");
     home.labctl(&["down", lab.as_str()]).expect_success();
-    let (containers, networks, _) = labelled(&docker, &lab);
+    let left = labelled(&lab);
     assert!(
-        containers.is_empty() && networks.is_empty(),
-        "after down with an incomplete record: {containers:?} {networks:?}"
+        left.is_empty(),
+        "after down with an incomplete record: {left:?}"
     );
 
     // Again, with the folder deleted by hand while the lab ran.
@@ -230,11 +179,8 @@ fn down_removes_by_label_after_a_crash() {
     let run = home.labctl(&["down", lab.as_str()]);
     let out = run.expect_success().stdout;
     assert!(out.contains(&lab), "down names the lab: {out}");
-    let (containers, networks, _) = labelled(&docker, &lab);
-    assert!(
-        containers.is_empty() && networks.is_empty(),
-        "after down without a folder: {containers:?} {networks:?}"
-    );
+    let left = labelled(&lab);
+    assert!(left.is_empty(), "after down without a folder: {left:?}");
     // Nothing is left, so a second `down` says there is no such lab.
     home.labctl(&["down", lab.as_str()])
         .expect_error(&["no lab named"]);

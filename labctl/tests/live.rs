@@ -9,6 +9,8 @@
 //! the topology file, never copied from the program's own output.
 
 mod common;
+// Shared with the other live tests; the Docker helpers are not used here.
+#[allow(dead_code)]
 mod live_util;
 
 use std::collections::BTreeSet;

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::{NodeSettings, Runtime, START_TIMEOUT};
 use crate::commands::daemon::ServiceReady;
-use crate::lab::{is_ours, tail, LabDir, Process, Record};
+use crate::lab::{is_ours, last_words, LabDir, Process, Record};
 
 /// Local processes.
 pub struct ProcessRuntime;
@@ -79,22 +79,6 @@ async fn wait_ready<T: DeserializeOwned>(
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// The end of a daemon's log and output, for error messages.
-fn last_words(lab: &LabDir, label: &str) -> String {
-    let mut words = String::new();
-    for ext in ["log", "out"] {
-        let text = tail(&lab.logs().join(format!("{label}.{ext}")), 8);
-        if !text.trim().is_empty() {
-            words.push_str(&text);
-            words.push('\n');
-        }
-    }
-    if words.is_empty() {
-        words.push_str("(nothing logged)");
-    }
-    words.trim_end().to_string()
 }
 
 fn path_arg(path: PathBuf) -> String {

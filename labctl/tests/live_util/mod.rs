@@ -291,3 +291,69 @@ pub fn is_alive(pid: u32) -> bool {
         .and_then(|rest| rest.split_whitespace().next());
     !matches!(state, Some("Z") | Some("X") | None)
 }
+
+/// What the Docker engine holds labelled `labctl.lab=<lab>`, by name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Labelled {
+    pub containers: BTreeSet<String>,
+    pub networks: BTreeSet<String>,
+    pub volumes: BTreeSet<String>,
+}
+
+impl Labelled {
+    /// Nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.containers.is_empty() && self.networks.is_empty() && self.volumes.is_empty()
+    }
+}
+
+/// Asks the Docker engine what it holds labelled with `lab` (panics if no engine answers).
+pub async fn labelled_in_engine(lab: &str) -> Labelled {
+    use bollard::query_parameters::{
+        ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    };
+    let docker = bollard::Docker::connect_with_defaults()
+        .expect("a Docker engine")
+        .negotiate_version()
+        .await
+        .expect("the Docker engine answers");
+    let filter =
+        std::collections::HashMap::from([("label".to_string(), vec![format!("labctl.lab={lab}")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filter)
+                .build(),
+        ))
+        .await
+        .expect("listing containers")
+        .into_iter()
+        .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_string()))
+        .collect();
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filter).build(),
+        ))
+        .await
+        .expect("listing networks")
+        .into_iter()
+        .filter_map(|n| n.name)
+        .collect();
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filter).build(),
+        ))
+        .await
+        .expect("listing volumes")
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    Labelled {
+        containers,
+        networks,
+        volumes,
+    }
+}

@@ -16,7 +16,6 @@ pub mod engine;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -36,7 +35,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use self::plan::{Cidr, ContainerPlan, ContainerRole, Flavor, Plan};
 use super::{NodeSettings, Runtime, START_TIMEOUT};
-use crate::lab::{tail, LabDir, Process, Record};
+use crate::lab::{last_words, LabDir, Process, Record};
 
 /// How often to look for a ready file.
 const POLL: Duration = Duration::from_millis(25);
@@ -85,11 +84,11 @@ impl DockerRuntime {
         create(docker, lab, &container, &image).await?;
         start(docker, &container.name).await?;
         wait_ready(docker, lab, &container).await?;
-        self.process(lab, &container).await
+        self.process(&container).await
     }
 
     /// What the record keeps of a started container.
-    async fn process(&self, _lab: &LabDir, container: &ContainerPlan) -> Result<Process> {
+    async fn process(&self, container: &ContainerPlan) -> Result<Process> {
         let docker = self.docker().await?;
         let info = docker
             .inspect_container(&container.name, None::<InspectContainerOptions>)
@@ -326,7 +325,7 @@ impl Runtime for DockerRuntime {
         let mut nodes = BTreeMap::new();
         for container in &containers {
             if let ContainerRole::Node(id) = container.role {
-                let process = self.process(lab, container).await?;
+                let process = self.process(container).await?;
                 started(id, process.clone())?;
                 nodes.insert(id, process);
             }
@@ -629,7 +628,7 @@ async fn wait_ready(docker: &Docker, lab: &LabDir, container: &ContainerPlan) ->
                      words:\n{}",
                     container.name,
                     state.exit_code.unwrap_or_default(),
-                    last_words(&lab.logs(), &label)
+                    last_words(lab, &label)
                 );
             }
         }
@@ -638,19 +637,10 @@ async fn wait_ready(docker: &Docker, lab: &LabDir, container: &ContainerPlan) ->
             bail!(
                 "{label} in container {} was not ready within {START_TIMEOUT:?}; its log:\n{}",
                 container.name,
-                last_words(&lab.logs(), &label)
+                last_words(lab, &label)
             );
         }
         tokio::time::sleep(POLL).await;
-    }
-}
-
-fn last_words(logs: &Path, label: &str) -> String {
-    let text = tail(&logs.join(format!("{label}.log")), 8);
-    if text.trim().is_empty() {
-        "(nothing logged)".into()
-    } else {
-        text
     }
 }
 
