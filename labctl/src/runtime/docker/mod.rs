@@ -166,6 +166,8 @@ impl Runtime for DockerRuntime {
     }
 
     async fn build(&self, progress: bool) -> Result<()> {
+        // A bad LABCTL_DOCKER_POOL is refused before the lab's folder exists.
+        pool()?;
         let docker = self.docker().await?;
         self.image
             .get_or_try_init(|| async {
