@@ -145,6 +145,9 @@ pub fn core_status(s: &NodeStatus) -> Option<Status> {
             out_degrees: c.out_degrees.iter().map(|&d| d as usize).collect(),
             dropped: c.dropped,
         },
+        members: Vec::new(),
+        suspected: Vec::new(),
+        pending: false,
     })
 }
 

@@ -17,7 +17,12 @@ pub fn report(report: &Report, header: &str) -> String {
     let _ = writeln!(
         out,
         "{}: {} nodes, {} links, epoch {}",
-        report.lab, report.nodes, report.links, report.epoch
+        report.lab,
+        report.nodes,
+        report.links,
+        report
+            .epoch
+            .map_or_else(|| "none (no quorum)".to_string(), |e| e.to_string())
     );
     let _ = writeln!(out, "{header}\n");
     match report.leader {

@@ -71,7 +71,7 @@ fn expected_names(lab: &str, topology: &Topology) -> (BTreeSet<String>, BTreeSet
 fn check_report(live: &LiveReport, topology: &Topology, lab: &str) {
     let context = format!("docker lab {lab} ({})", topology.name);
     check_election_and_tree(&live.report, topology, &context);
-    assert_eq!(live.report.epoch, 1, "{context}: one election");
+    assert_eq!(live.report.epoch, Some(1), "{context}: one election");
     assert_eq!(live.report.lab, lab, "{context}");
     assert_eq!(live.report.runtime, "docker", "{context}");
     assert!(

@@ -79,7 +79,11 @@ impl Bootstrap for Service {
         let neighbors = self
             .ask(|reply| Command::Register { request, reply })
             .await?;
-        Ok(Response::new(proto::NeighborsReply { neighbors }))
+        let lab_size = self.snapshots.borrow().lab_size();
+        Ok(Response::new(proto::NeighborsReply {
+            neighbors,
+            lab_size,
+        }))
     }
 
     /// Long poll: re-reads the neighbours on every published change until all have an address,
@@ -101,7 +105,10 @@ impl Bootstrap for Service {
                 driver::status(refusal)
             })?;
             if last_look || neighbors.iter().all(|n| !n.address.is_empty()) {
-                return Ok(Response::new(proto::NeighborsReply { neighbors }));
+                return Ok(Response::new(proto::NeighborsReply {
+                    neighbors,
+                    lab_size: snapshot.lab_size(),
+                }));
             }
             tokio::select! {
                 changed = snapshots.changed() => last_look = changed.is_err(),

@@ -260,6 +260,14 @@ impl State {
 
     /// Describe: the whole state. In join-order mode `lab` is empty and `nodes`/`links` are the
     /// line built so far (nodes in join order).
+    /// How many nodes the lab has: the topology's, or in join-order mode those that joined.
+    pub fn lab_size(&self) -> u64 {
+        match &self.topology {
+            Some(topology) => topology.nodes.len() as u64,
+            None => self.join_order.len() as u64,
+        }
+    }
+
     pub fn describe(&self) -> proto::Description {
         let (lab, nodes, links) = match &self.topology {
             Some(topology) => {

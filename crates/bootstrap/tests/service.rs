@@ -36,6 +36,10 @@ async fn ring6_nodes_get_their_two_ring_neighbours_with_addresses() {
             expected,
             "register reply of node {id}"
         );
+        assert_eq!(
+            reply.lab_size, 6,
+            "the topology's node count, for the quorum"
+        );
     }
     for id in 1..=6u64 {
         let reply = client
@@ -303,6 +307,11 @@ async fn without_a_topology_nodes_are_linked_in_join_order() {
         .unwrap()
         .into_inner();
     assert_eq!(pairs(&third.neighbors), [(9, address(9))]);
+    assert_eq!(
+        (first.lab_size, second.lab_size, third.lab_size),
+        (1, 2, 3),
+        "in join order, the lab is as large as the ids that joined"
+    );
 
     let neighbors = |id| {
         let mut client = client.clone();

@@ -171,9 +171,14 @@ pub enum AppError {
     /// 422: a value out of its rules (a two-digit tag, an empty message).
     #[error("{0}")]
     Invalid(String),
-    /// 503: no writer reachable, a replica did not confirm, the tree is being rebuilt (say why).
+    /// 503: not done, and it will not be: no writer reachable, no majority here, the tree is
+    /// being rebuilt (say why).
     #[error("{0}")]
     Unavailable(String),
+    /// 504: the outcome is unknown: the request went toward the writer and its answer did not
+    /// come back in time (it may yet be stored; say so).
+    #[error("{0}")]
+    OutcomeUnknown(String),
 }
 
 impl AppError {
@@ -187,6 +192,7 @@ impl AppError {
             AppError::Conflict(_) => 409,
             AppError::Invalid(_) => 422,
             AppError::Unavailable(_) => 503,
+            AppError::OutcomeUnknown(_) => 504,
         }
     }
 }

@@ -150,13 +150,26 @@ pub enum Down {
     Lost(String),
 }
 
+/// How much of the lab a root's tree holds: what a minority's root says when it refuses a write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    /// Nodes in the tree.
+    pub nodes: u64,
+    /// Nodes in the lab.
+    pub lab: u64,
+}
+
 /// A node's place on the data plane for one epoch's tree.
 #[derive(Clone, Debug)]
 pub struct Router {
     id: NodeId,
     epoch: Epoch,
+    /// The tree of `epoch` is known here (false while its election runs).
+    ready: bool,
     parent: Option<NodeId>,
     roles: Vec<Role>,
+    /// At the root: how much of the lab the tree holds.
+    share: Share,
     /// Input node → the child that leads to it.
     routes: BTreeMap<NodeId, NodeId>,
 }
@@ -167,22 +180,42 @@ impl Router {
         Router {
             id,
             epoch: 0,
+            ready: false,
             parent: None,
             roles: Vec::new(),
+            share: Share::default(),
             routes: BTreeMap::new(),
         }
     }
 
-    /// The tree of `epoch` is known here: our parent and roles. Returns the announcement to send
-    /// to the parent, if we are an input node with a parent.
+    /// A new epoch began: the old tree is gone, and the new one is not known yet. Requests are
+    /// refused (503) until [`Router::set_tree`].
+    pub fn reset(&mut self, epoch: Epoch) {
+        *self = Router {
+            epoch,
+            ..Router::new(self.id)
+        };
+    }
+
+    /// Whether the tree of the current epoch is known here.
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// The tree of `epoch` is known here: our parent and roles (and at the root, how much of the
+    /// lab the tree holds). Returns the announcement to send to the parent, if we are an input
+    /// node with a parent.
     pub fn set_tree(
         &mut self,
         epoch: Epoch,
         parent: Option<NodeId>,
         roles: Vec<Role>,
+        share: Share,
     ) -> Option<(NodeId, DataMessage)> {
         self.epoch = epoch;
+        self.ready = true;
         self.parent = parent;
+        self.share = share;
         self.routes.clear();
         let is_input = roles.contains(&Role::Input);
         self.roles = roles;
@@ -234,25 +267,43 @@ impl Router {
 
     /// Where a request goes, given how far this node's copy of the data is (`applied`).
     pub fn route_request(&self, need: Need, applied: u64) -> Hop {
-        if self.epoch == 0 {
-            return Hop::Unroutable(
-                "the lab has no spanning tree yet (an election is running)".into(),
-            );
+        if !self.ready {
+            return Hop::Unroutable(if self.epoch == 0 {
+                "the lab has no spanning tree yet (an election is running); try again in a moment"
+                    .into()
+            } else {
+                format!(
+                    "the lab is electing a new leader (epoch {}); try again in a moment",
+                    self.epoch
+                )
+            });
         }
+        let is_root = self.is_writer() || self.roles.contains(&Role::Leader);
         let can_serve = match need {
             Need::Write => self.is_writer(),
-            // Even the writer answers a read only from data as new as the reader's last write:
-            // a writer whose log is behind (a lost or replaced database) must not pretend.
+            // Reads stop at the first persistence replica or the root (the writer, or a
+            // minority's leader). Even the root answers a read only from data as new as the
+            // reader's last write: a root whose log is behind must not pretend.
             Need::Read { min_seq } => {
-                (self.is_writer() || self.roles.contains(&Role::Persistence)) && applied >= min_seq
+                (is_root || self.roles.contains(&Role::Persistence)) && applied >= min_seq
             }
         };
         match (can_serve, self.parent) {
             (true, _) => Hop::Serve,
             (false, Some(parent)) => Hop::Up(parent),
-            (false, None) if self.is_writer() => Hop::Unroutable(format!(
-                "the writer (node {}) holds log entries up to {applied} only, older than your last \
+            (false, None) if need == Need::Write && self.roles.contains(&Role::Leader) => {
+                // The quorum rule (SPEC §6): a minority never writes.
+                let Share { nodes, lab } = self.share;
+                Hop::Unroutable(format!(
+                    "this part of the lab holds {nodes} of {lab} nodes; writes need {}, so \
+                     nothing was stored (reads still work)",
+                    lab / 2 + 1
+                ))
+            }
+            (false, None) if is_root => Hop::Unroutable(format!(
+                "the {} (node {}) holds log entries up to {applied} only, older than your last \
                  write",
+                if self.is_writer() { "writer" } else { "leader" },
                 self.id
             )),
             (false, None) => Hop::Unroutable(format!(
@@ -393,7 +444,7 @@ mod tests {
         roles: Vec<Role>,
     ) -> (Router, Option<(NodeId, DataMessage)>) {
         let mut r = Router::new(id);
-        let announce = r.set_tree(1, parent, roles);
+        let announce = r.set_tree(1, parent, roles, Share { nodes: 6, lab: 6 });
         (r, announce)
     }
 
@@ -481,6 +532,46 @@ mod tests {
             solo.route_response(RequestId { origin: 1, n: 1 }),
             Down::Deliver
         );
+    }
+
+    #[test]
+    fn a_minority_root_refuses_writes_with_the_counts_and_serves_reads() {
+        let mut leader = Router::new(1);
+        leader.set_tree(3, None, vec![Role::Leader], Share { nodes: 2, lab: 6 });
+        let Hop::Unroutable(reason) = leader.route_request(Need::Write, 0) else {
+            panic!("a minority writes nothing")
+        };
+        assert!(
+            reason.contains("holds 2 of 6 nodes; writes need 4"),
+            "{reason}"
+        );
+        assert_eq!(
+            leader.route_request(Need::Read { min_seq: 0 }, 0),
+            Hop::Serve
+        );
+        let (input, _) = router(2, Some(1), vec![Role::Input]);
+        assert_eq!(
+            input.route_request(Need::Write, 0),
+            Hop::Up(1),
+            "the root says no"
+        );
+    }
+
+    #[test]
+    fn a_new_epoch_refuses_requests_until_its_tree_is_known() {
+        let (mut r, _) = router(2, Some(1), vec![Role::Input]);
+        r.reset(4);
+        assert!(!r.ready());
+        let Hop::Unroutable(reason) = r.route_request(Need::Read { min_seq: 0 }, 0) else {
+            panic!("no tree, no route")
+        };
+        assert!(reason.contains("epoch 4"), "{reason}");
+        assert!(matches!(
+            r.route_response(RequestId { origin: 4, n: 1 }),
+            Down::Lost(_)
+        ));
+        r.set_tree(4, Some(1), vec![Role::Input], Share::default());
+        assert_eq!(r.route_request(Need::Write, 0), Hop::Up(1));
     }
 
     #[test]

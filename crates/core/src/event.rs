@@ -85,6 +85,48 @@ pub enum Event {
         /// The roles, as SPEC §3.4 assigns them.
         roles: Vec<Role>,
     },
+    /// Failure detector: a neighbour was silent for longer than the suspicion timeout.
+    Suspected {
+        /// The neighbour.
+        neighbor: NodeId,
+    },
+    /// Failure detector: a suspected neighbour spoke again. Its link is held for `hold_ms`
+    /// before it may start an election (longer each time it flaps).
+    CameBack {
+        /// The neighbour.
+        neighbor: NodeId,
+        /// The hold, in milliseconds.
+        hold_ms: u64,
+    },
+    /// Failure detector: the link lost election messages, or the neighbour restarted.
+    LinkReset {
+        /// The neighbour.
+        neighbor: NodeId,
+        /// What happened.
+        reason: String,
+        /// The hold, in milliseconds.
+        hold_ms: u64,
+    },
+    /// Re-election: an invited neighbour's link was left out of this epoch's election, which
+    /// goes on without it.
+    LeftOut {
+        /// The neighbour.
+        neighbor: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// Re-election: the node will start a new epoch at `at` (ms), unless one starts before.
+    EpochWanted {
+        /// When.
+        at: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The node itself was frozen for `ms` milliseconds; it does not blame its neighbours.
+    Stalled {
+        /// How long.
+        ms: u64,
+    },
     /// A message was refused and dropped; the node carries on.
     Dropped {
         /// Who sent it.

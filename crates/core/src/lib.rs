@@ -15,10 +15,10 @@
 //! let mut out = Vec::new();
 //!
 //! // Start epoch 1: the node sends its id to its neighbour (Yo-Yo setup).
-//! node.handle(Input::Start { epoch: 1 }, &mut out);
+//! node.handle(0, Input::Start { epoch: 1 }, &mut out);
 //! let sent: Vec<_> = out.iter().filter_map(|o| match o {
 //!     Output::Send { to, message } => Some((*to, message.clone())),
-//!     Output::Event(_) => None,
+//!     _ => None,
 //! }).collect();
 //! assert_eq!(sent.len(), 1);
 //! assert_eq!(sent[0].0, 1);
@@ -28,8 +28,8 @@
 //! // YES and prunes itself in the same -YO message.
 //! use labctl_core::message::Body;
 //! out.clear();
-//! node.handle(Input::Receive { from: 1, message: Message { epoch: 1, body: Body::Setup { id: 1 } } }, &mut out);
-//! node.handle(Input::Receive { from: 1, message: Message { epoch: 1, body: Body::YoDown { iteration: 1, value: 1 } } }, &mut out);
+//! node.handle(0, Input::Receive { from: 1, message: Message { epoch: 1, body: Body::Setup { id: 1 } } }, &mut out);
+//! node.handle(0, Input::Receive { from: 1, message: Message { epoch: 1, body: Body::YoDown { iteration: 1, value: 1 } } }, &mut out);
 //! assert!(out.iter().any(|o| matches!(o, Output::Send { to: 1, message }
 //!     if message.body == Body::YoUp { iteration: 1, vote: labctl_core::Vote::Yes, prune: true })));
 //! ```
@@ -38,7 +38,8 @@
 //! - [`yoyo`]: the election, step by step (setup, YO-, -YO, pruning, termination).
 //! - [`shout`]: the spanning tree and the announcement of the leader, with its convergecast.
 //! - [`roles`]: writer, persistence, input, forwarder from a node's place in the tree.
-//! - [`node`]: epochs around the two algorithms, the [`Input`]/[`Output`] interface.
+//! - [`node`]: epochs around the two algorithms, re-election, the [`Input`]/[`Output`] interface.
+//! - [`liveness`]: the failure detector: heartbeats, suspicion, lost frames, damping flapping links.
 //! - [`dataplane`]: requests up the tree, answers down, and the replication bookkeeping.
 //! - [`bounds`]: the algorithms' message costs.
 //! - [`report`]: the lab report of SPEC §7 and the named invariants every run is checked against.
@@ -47,6 +48,7 @@ pub mod bounds;
 pub mod counters;
 pub mod dataplane;
 pub mod event;
+pub mod liveness;
 pub mod message;
 pub mod node;
 pub mod report;
@@ -62,8 +64,9 @@ pub type Epoch = u64;
 pub use bounds::Bounds;
 pub use counters::Counters;
 pub use event::Event;
+pub use liveness::{Beat, Millis, Timing};
 pub use message::{Body, Message, Vote};
-pub use node::{Input, Node, Output, Status};
+pub use node::{Input, LiveConfig, Node, Output, Status};
 pub use report::{Check, Report};
 pub use roles::Role;
 pub use yoyo::{Phase, Standing};

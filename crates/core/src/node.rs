@@ -1,8 +1,42 @@
-//! One node of the control plane: epochs around a Yo-Yo election followed by a SHOUT+ tree.
+//! One node of the control plane: epochs around a Yo-Yo election followed by a SHOUT+ tree, and
+//! re-election when links fail or come back (SPEC §3.5, §6).
 //!
-//! [`Node`] is what a driver owns: it feeds [`Input`]s in and executes the [`Output`]s that come
-//! back (send a message, record an event). It never touches a socket, a clock or a random number
+//! [`Node`] is what a driver owns: it feeds [`Input`]s in, with the time, and executes the
+//! [`Output`]s that come back (send a message or a heartbeat, make an epoch durable, wake the node
+//! at a deadline, record an event). It never touches a socket, a clock or a random number
 //! generator, so the simulator, the property tests and the real node daemon all run this same code.
+//!
+//! # Two ways to run a node
+//! - **Plain** ([`Node::new`]): one clean election, as `labctl sim` runs it. Every link takes part,
+//!   nothing fails, no time passes; [`Input::Start`] begins an epoch.
+//! - **Live** ([`Node::live`]): with a failure detector ([`crate::liveness`]), as a node daemon and
+//!   the simulator's fault mode run it. The node starts its first epoch by itself once it has
+//!   heard from every neighbour (or the start-up grace ran out), and re-elects whenever the
+//!   lab changes.
+//!
+//! # Re-election, step by step
+//! 1. **Detection.** A neighbour silent for `suspicion_ms` is suspected. If its link took part in
+//!    the current epoch, the tree may be broken: the node wants a new epoch, one settle time
+//!    (a heartbeat) later, so that a burst of failures settles into one epoch. A link that comes
+//!    back (or lost messages, or whose neighbour restarted) wants a new epoch too, after its hold
+//!    (see the damping in [`crate::liveness`]).
+//! 2. **A new epoch.** The node takes the next epoch number, makes it **durable** ([`Output::Persist`],
+//!    before anything is sent in it, so that a restarted node never reuses an epoch), and sends its
+//!    Yo-Yo setup on every link it does not suspect: those are the links it **invites**.
+//! 3. **Joining.** A message of a newer epoch from a neighbour makes the node join that epoch the
+//!    same way (it invites its own live links), then handle the message. So one node's new epoch
+//!    spreads over the whole component.
+//! 4. **Who takes part.** An epoch's election runs on the links where both ends sent their setup.
+//!    An invited neighbour whose setup does not come within the setup timeout (or that becomes
+//!    suspected first) is **left out**, and the election goes on without it. A message of the
+//!    current epoch on a link that is not in its election means the two ends disagree: the node
+//!    wants another epoch, which both will take that link into.
+//! 5. **The result.** Yo-Yo elects the minimum id of the component; SHOUT+ builds its tree, and its
+//!    convergecast tells the root how many nodes the tree spans. The root takes `writer` only if
+//!    that is a strict majority of the lab (`leader` otherwise, SPEC §3.4).
+//!
+//! Epoch numbers only grow: a node starts above the newest epoch it has seen or persisted. Two
+//! components may use the same number at once; a term is named by (epoch, root).
 
 use std::collections::BTreeSet;
 
@@ -10,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::counters::Counters;
 use crate::event::Event;
+use crate::liveness::{Beat, Change, Liveness, Millis, Timing};
 use crate::message::{Body, Message};
 use crate::roles::{roles, Place, Role};
 use crate::shout::Shout;
@@ -19,21 +54,36 @@ use crate::{Epoch, NodeId};
 /// Something that happens to a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Input {
-    /// Start an election of `epoch` (ignored unless newer than the node's current epoch).
+    /// Start an election of `epoch` (ignored unless newer than the node's current epoch). Plain
+    /// nodes start this way; live nodes start by themselves.
     Start {
         /// The epoch to start.
         epoch: Epoch,
     },
-    /// A message arrived from neighbour `from`.
+    /// An election message arrived from neighbour `from`.
     Receive {
         /// The sender's identity on the link.
         from: NodeId,
         /// What it said.
         message: Message,
     },
+    /// A heartbeat arrived from neighbour `from`.
+    Heartbeat {
+        /// The sender.
+        from: NodeId,
+        /// What it counted.
+        beat: Beat,
+    },
+    /// Other traffic (the data plane) arrived from neighbour `from`: it is alive.
+    Heard {
+        /// The sender.
+        from: NodeId,
+    },
+    /// Time passed: the deadline of the last [`Output::Wake`] came (or any other moment).
+    Tick,
 }
 
-/// Something a node asks its driver to do.
+/// Something a node asks its driver to do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// Send `message` to neighbour `to`.
@@ -43,8 +93,39 @@ pub enum Output {
         /// The message.
         message: Message,
     },
+    /// Send a heartbeat to neighbour `to` (droppable: a lost one costs nothing).
+    Heartbeat {
+        /// The neighbour.
+        to: NodeId,
+        /// What it carries.
+        beat: Beat,
+    },
+    /// Make `epoch` durable (fsync) before carrying out any output after this one: a restarted
+    /// node must never send in an epoch it sent in before it crashed.
+    Persist {
+        /// The epoch.
+        epoch: Epoch,
+    },
+    /// Give the node [`Input::Tick`] at time `at` (replaces any earlier request). Live nodes only.
+    Wake {
+        /// When.
+        at: Millis,
+    },
     /// Record what happened (trace, log, teaching view).
     Event(Event),
+}
+
+/// A live node's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveConfig {
+    /// The failure detector's timings.
+    pub timing: Timing,
+    /// How many nodes the lab has (the topology file's count): the quorum is a strict majority.
+    pub lab_size: u64,
+    /// Which run of this node this is (a new value after every restart).
+    pub incarnation: u64,
+    /// The newest epoch this node made durable before it (re)started; 0 for a new node.
+    pub persisted_epoch: Epoch,
 }
 
 /// A snapshot of a node's view, as its admin API and the simulator report it.
@@ -70,6 +151,33 @@ pub struct Status {
     pub roles: Vec<Role>,
     /// What this node sent in the current epoch.
     pub counters: Counters,
+    /// The links the current epoch's election runs on (during setup: those still expected).
+    #[serde(default)]
+    pub members: Vec<NodeId>,
+    /// Neighbours the failure detector suspects now (live nodes).
+    #[serde(default)]
+    pub suspected: Vec<NodeId>,
+    /// A new epoch is wanted, or a link is held before it may start one (live nodes): the node
+    /// has not settled yet.
+    #[serde(default)]
+    pub pending: bool,
+}
+
+/// A live node's re-election state (see the module docs).
+#[derive(Clone, Debug)]
+struct Live {
+    detector: Liveness,
+    lab_size: u64,
+    /// The newest epoch made durable.
+    durable: Epoch,
+    /// The newest epoch seen in any message, even a stale one's sender's: new epochs go above it.
+    highest_seen: Epoch,
+    /// Whether this incarnation has begun an epoch yet.
+    started: bool,
+    /// When this epoch's setups went out (the setup timeout counts from here).
+    invited_at: Millis,
+    /// A new epoch wanted at this time.
+    wanted: Option<Millis>,
 }
 
 /// One node's control-plane state. One owner (a driver task, or the simulator) calls
@@ -83,14 +191,16 @@ pub struct Node {
     tree: Shout,
     counters: Counters,
     roles: Vec<Role>,
+    live: Option<Live>,
+    now: Millis,
     /// Reused buffer for the algorithms' sends, to keep allocation off the hot path.
     scratch: Vec<(NodeId, Body)>,
     events: Vec<Event>,
 }
 
 impl Node {
-    /// A node with id `id` and these topology neighbours, idle until [`Input::Start`] or a
-    /// message of some epoch arrives.
+    /// A plain node with id `id` and these topology neighbours, idle until [`Input::Start`] or a
+    /// message of some epoch arrives. Every link always takes part; nothing ever fails.
     pub fn new(id: NodeId, neighbors: impl IntoIterator<Item = NodeId>) -> Self {
         let neighbors: BTreeSet<NodeId> = neighbors.into_iter().collect();
         Node {
@@ -101,9 +211,40 @@ impl Node {
             epoch: 0,
             counters: Counters::default(),
             roles: Vec::new(),
+            live: None,
+            now: 0,
             scratch: Vec::new(),
             events: Vec::new(),
         }
+    }
+
+    /// A live node, (re)started at `now`: it starts an epoch above `config.persisted_epoch` once
+    /// it has heard from every neighbour, and re-elects whenever its links change. Feed it an
+    /// [`Input::Tick`] right away and at every [`Output::Wake`].
+    pub fn live(
+        id: NodeId,
+        neighbors: impl IntoIterator<Item = NodeId>,
+        config: LiveConfig,
+        now: Millis,
+    ) -> Self {
+        let mut node = Node::new(id, neighbors);
+        node.epoch = config.persisted_epoch;
+        node.now = now;
+        node.live = Some(Live {
+            detector: Liveness::new(
+                config.timing,
+                config.incarnation,
+                node.neighbors.iter().copied(),
+                now,
+            ),
+            lab_size: config.lab_size,
+            durable: config.persisted_epoch,
+            highest_seen: config.persisted_epoch,
+            started: false,
+            invited_at: now,
+            wanted: None,
+        });
+        node
     }
 
     /// The node's id.
@@ -116,21 +257,84 @@ impl Node {
         &self.neighbors
     }
 
-    /// Handle one input; append what to do to `out`.
-    pub fn handle(&mut self, input: Input, out: &mut Vec<Output>) {
+    /// The current epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Handle one input at time `now` (plain nodes: any value); append what to do to `out`.
+    pub fn handle(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
+        self.now = self.now.max(now);
+        if let Some(ms) = self.live.as_mut().and_then(|l| l.detector.wake(self.now)) {
+            self.events.push(Event::Stalled { ms });
+        }
         match input {
             Input::Start { epoch } => {
                 if epoch > self.epoch {
                     self.begin_epoch(epoch, out);
                 }
             }
-            Input::Receive { from, message } => self.receive(from, message, out),
+            Input::Receive { from, message } => {
+                if let Some(live) = self.live.as_mut() {
+                    live.detector.received(from);
+                }
+                self.hear(from);
+                self.receive(from, message, out);
+            }
+            Input::Heartbeat { from, beat } => {
+                let now = self.now;
+                let change = self
+                    .live
+                    .as_mut()
+                    .and_then(|l| l.detector.beat(from, beat, now));
+                self.link_changed(change);
+            }
+            Input::Heard { from } => self.hear(from),
+            Input::Tick => {}
+        }
+        if self.live.is_some() {
+            self.run_timers(out);
+            // What the detector noticed (comes-back, resets, a stall) goes out as events.
+            let nothing = std::mem::take(&mut self.scratch);
+            self.flush(nothing, out);
+            out.push(Output::Wake {
+                at: self.deadline(),
+            });
+        }
+    }
+
+    /// Anything from `from` proves it alive.
+    fn hear(&mut self, from: NodeId) {
+        let now = self.now;
+        let change = self.live.as_mut().and_then(|l| l.detector.heard(from, now));
+        self.link_changed(change);
+    }
+
+    /// Record a link's come-back or reset: its hold ends in a wanted epoch ([`Node::run_timers`]).
+    fn link_changed(&mut self, change: Option<Change>) {
+        match change {
+            Some(Change::CameBack { neighbor, hold_ms }) => {
+                self.events.push(Event::CameBack { neighbor, hold_ms })
+            }
+            Some(Change::Reset {
+                neighbor,
+                reason,
+                hold_ms,
+            }) => self.events.push(Event::LinkReset {
+                neighbor,
+                reason,
+                hold_ms,
+            }),
+            None => {}
         }
     }
 
     fn receive(&mut self, from: NodeId, message: Message, out: &mut Vec<Output>) {
         if !self.neighbors.contains(&from) {
             return self.drop_message(from, "sender is not a neighbour".into(), out);
+        }
+        if let Some(live) = self.live.as_mut() {
+            live.highest_seen = live.highest_seen.max(message.epoch);
         }
         // Epochs (SPEC §3.5): an older epoch's message is stale; a newer one means another node
         // started a new election, and we join it before handling the message.
@@ -141,8 +345,32 @@ impl Node {
                 out,
             );
         }
+        let restarted = self.live.as_ref().is_some_and(|l| !l.started);
+        if message.epoch == self.epoch && restarted {
+            // A neighbour still in the epoch this node was in before it restarted: that state is
+            // gone. The node starts a newer epoch shortly, which the neighbour will join.
+            return self.drop_message(
+                from,
+                format!(
+                    "epoch {} is the one this node was in before it restarted",
+                    message.epoch
+                ),
+                out,
+            );
+        }
         if message.epoch > self.epoch {
             self.begin_epoch(message.epoch, out);
+        }
+        if !self.election.neighbors().contains(&from) {
+            // The sender takes our link into this epoch's election, and we do not (we suspected
+            // it, or left it out): the ends disagree, so run another epoch that both take it into.
+            let reason = format!(
+                "{:?} of epoch {} on the link to {from}, which this epoch's election does not run on",
+                message.body.kind(),
+                message.epoch
+            );
+            self.drop_message(from, reason.clone(), out);
+            return self.want_epoch_for(from, reason);
         }
         let mut send = std::mem::take(&mut self.scratch);
         let refusal = if message.body.kind().is_election() {
@@ -151,10 +379,14 @@ impl Node {
                 .election
                 .receive(from, &message.body, &mut send, &mut self.events)
                 .map_err(|r| r.to_string());
-            if !was_leader && self.election.phase() == Phase::Leader {
-                // The last source starts SHOUT+, whose Q announces it.
-                self.tree.initiate(self.id, &mut send, &mut self.events);
+            if result.is_ok() && matches!(message.body, Body::Setup { .. }) {
+                // The link works in this epoch, both ends took it in: whatever made it held
+                // (a restart of the neighbour, a loss) is behind it.
+                if let Some(live) = self.live.as_mut() {
+                    live.detector.clear_hold(from);
+                }
             }
+            self.after_election_step(was_leader, &mut send);
             result
         } else {
             self.tree
@@ -167,20 +399,200 @@ impl Node {
         self.flush(send, out);
     }
 
+    /// If Yo-Yo just elected this node, it starts SHOUT+, whose Q announces it.
+    fn after_election_step(&mut self, was_leader: bool, send: &mut Vec<(NodeId, Body)>) {
+        if !was_leader && self.election.phase() == Phase::Leader {
+            self.tree.initiate(self.id, send, &mut self.events);
+        }
+    }
+
+    /// Begin `epoch`: make it durable, invite every link not suspected, send the setups.
     fn begin_epoch(&mut self, epoch: Epoch, out: &mut Vec<Output>) {
         self.epoch = epoch;
-        self.election = YoYo::new(self.id, self.neighbors.clone());
-        self.tree = Shout::new(self.neighbors.clone());
+        let invited: BTreeSet<NodeId> = match self.live.as_mut() {
+            Some(live) => {
+                live.started = true;
+                live.wanted = None;
+                live.invited_at = self.now;
+                live.highest_seen = live.highest_seen.max(epoch);
+                if epoch > live.durable {
+                    // Durable before the first send in it (the outputs are carried out in order).
+                    live.durable = epoch;
+                    out.push(Output::Persist { epoch });
+                }
+                let invited: BTreeSet<NodeId> = self
+                    .neighbors
+                    .iter()
+                    .copied()
+                    .filter(|&n| live.detector.invitable(n))
+                    .collect();
+                for &n in &invited {
+                    // Taken in: whatever hold the link served is over.
+                    live.detector.clear_hold(n);
+                }
+                invited
+            }
+            None => self.neighbors.clone(),
+        };
+        self.election = YoYo::new(self.id, invited.clone());
+        self.tree = Shout::new(invited);
         self.counters = Counters::default();
         self.roles.clear();
         self.events.push(Event::EpochStarted { epoch });
         let mut send = std::mem::take(&mut self.scratch);
         self.election.start(&mut send, &mut self.events);
-        if self.election.phase() == Phase::Leader {
-            // A one-node graph: elected at once, and the tree is just us.
-            self.tree.initiate(self.id, &mut send, &mut self.events);
+        // A node with no link to invite is elected at once, and the tree is just itself.
+        self.after_election_step(false, &mut send);
+        self.flush(send, out);
+    }
+
+    /// The timers of a live node: suspicion, the setup timeout, holds that ran out, the wanted
+    /// epoch, the first start, heartbeats.
+    fn run_timers(&mut self, out: &mut Vec<Output>) {
+        let now = self.now;
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+
+        // Heartbeats first: a node that just (re)started announces itself, with its new
+        // incarnation, before anything it says in an epoch.
+        for (to, beat) in live.detector.heartbeats(now) {
+            out.push(Output::Heartbeat { to, beat });
+        }
+
+        // Detection: a failed link that took part in this epoch breaks it; one that was only
+        // invited is left out and the election goes on.
+        let suspected = live.detector.expire(now);
+        for neighbor in suspected {
+            self.events.push(Event::Suspected { neighbor });
+            if !self.started() || !self.election.neighbors().contains(&neighbor) {
+                continue;
+            }
+            if !self.leave_out(neighbor, "suspected before its setup came", out) {
+                let at = now + self.timing().settle_ms();
+                self.want_epoch(at, format!("the link to {neighbor} failed"));
+            }
+        }
+
+        // The setup timeout: whoever has not answered is left out. One that is alive all the
+        // same (it is in another epoch) is tried again after its hold.
+        let setup_over = self
+            .live
+            .as_ref()
+            .is_some_and(|l| now >= l.invited_at + l.detector.timing().setup_timeout_ms());
+        if self.started() && self.election.phase() == Phase::Setup && setup_over {
+            let silent: Vec<NodeId> = self
+                .election
+                .neighbors()
+                .iter()
+                .copied()
+                .filter(|&n| !self.election.introduced(n))
+                .collect();
+            for neighbor in silent {
+                self.leave_out(neighbor, "its setup did not come in time", out);
+                let live = self.live.as_mut().expect("live");
+                if live.detector.alive(neighbor) {
+                    live.detector.penalize(neighbor, now);
+                }
+            }
+        }
+
+        // Links whose hold ran out while alive: a link that came back, was reset, or whose ends
+        // disagreed. Take it into a new epoch (a link taken into an epoch meanwhile has no hold
+        // left: beginning an epoch serves the holds of every link it invites).
+        let live = self.live.as_mut().expect("live");
+        for neighbor in live.detector.holds_due(now) {
+            self.want_epoch(
+                now,
+                format!("the link to {neighbor} is ready to be taken in"),
+            );
+        }
+
+        // The first epoch of this incarnation: once every neighbour has been heard from, or the
+        // start-up grace is over (those never heard are suspected by now, and left out).
+        let live = self.live.as_mut().expect("live");
+        if !live.started && (live.detector.all_heard() || now >= live.detector.grace_ends()) {
+            live.wanted = Some(now);
+        }
+
+        let live = self.live.as_mut().expect("live");
+        if live.wanted.is_some_and(|at| at <= now) {
+            let epoch = self.epoch.max(live.highest_seen) + 1;
+            self.begin_epoch(epoch, out);
+        }
+    }
+
+    /// During setup, run this epoch's election without `neighbor`. Returns false if its link is
+    /// already part of the election (its setup came). What the election can do now goes out at
+    /// once, in this epoch.
+    fn leave_out(&mut self, neighbor: NodeId, reason: &str, out: &mut Vec<Output>) -> bool {
+        let mut send = std::mem::take(&mut self.scratch);
+        let was_leader = self.election.phase() == Phase::Leader;
+        let left = self
+            .election
+            .leave_out(neighbor, &mut send, &mut self.events);
+        if left {
+            self.tree.remove_neighbor(neighbor);
+            self.events.push(Event::LeftOut {
+                neighbor,
+                reason: reason.to_string(),
+            });
+            self.after_election_step(was_leader, &mut send);
         }
         self.flush(send, out);
+        left
+    }
+
+    /// Want a new epoch because of `neighbor`'s link: after its hold (the link misbehaved).
+    fn want_epoch_for(&mut self, neighbor: NodeId, reason: String) {
+        let now = self.now;
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let hold = live.detector.penalize(neighbor, now).unwrap_or(0);
+        let at = now + hold.max(live.detector.timing().settle_ms());
+        self.want_epoch(at, reason);
+    }
+
+    /// Start a new epoch at `at`, unless one is wanted sooner (or starts before, by joining).
+    fn want_epoch(&mut self, at: Millis, reason: String) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if live.wanted.is_some_and(|w| w <= at) {
+            return;
+        }
+        live.wanted = Some(at);
+        self.events.push(Event::EpochWanted { at, reason });
+    }
+
+    fn started(&self) -> bool {
+        self.live.as_ref().is_none_or(|l| l.started)
+    }
+
+    fn timing(&self) -> Timing {
+        self.live
+            .as_ref()
+            .map(|l| l.detector.timing())
+            .unwrap_or_default()
+    }
+
+    /// When this node next needs a [`Input::Tick`] (live nodes).
+    pub fn deadline(&self) -> Millis {
+        let Some(live) = &self.live else {
+            return Millis::MAX;
+        };
+        let mut at = live.detector.deadline();
+        if let Some(wanted) = live.wanted {
+            at = at.min(wanted);
+        }
+        if live.started && self.election.phase() == Phase::Setup {
+            at = at.min(live.invited_at + live.detector.timing().setup_timeout_ms());
+        }
+        if !live.started {
+            at = at.min(live.detector.grace_ends());
+        }
+        at.max(self.now)
     }
 
     fn drop_message(&mut self, from: NodeId, reason: String, out: &mut Vec<Output>) {
@@ -193,6 +605,9 @@ impl Node {
     fn flush(&mut self, mut send: Vec<(NodeId, Body)>, out: &mut Vec<Output>) {
         for (to, body) in send.drain(..) {
             self.counters.count(body.kind());
+            if let Some(live) = self.live.as_mut() {
+                live.detector.sent(to);
+            }
             out.push(Output::Send {
                 to,
                 message: Message {
@@ -206,14 +621,21 @@ impl Node {
             if matches!(event, Event::Dropped { .. }) {
                 self.counters.dropped += 1;
             }
-            let completed = matches!(event, Event::Complete { .. });
+            let completed = match event {
+                Event::Complete { size } => Some(size),
+                _ => None,
+            };
             out.push(Output::Event(event));
-            if completed {
+            if let Some(size) = completed {
+                let is_root = self.tree.parent().is_none();
+                // The quorum rule (SPEC §3.4): only the root of a strict majority writes.
+                let quorum = self.live.as_ref().is_none_or(|l| 2 * size > l.lab_size);
                 self.roles = roles(Place {
-                    is_root: self.tree.parent().is_none(),
+                    is_root,
                     parent_is_root: self.tree.parent().is_some()
                         && self.tree.parent() == self.tree.leader(),
                     has_children: self.tree.children().next().is_some(),
+                    quorum,
                 });
                 out.push(Output::Event(Event::Roles {
                     roles: self.roles.clone(),
@@ -238,7 +660,30 @@ impl Node {
             subtree: self.tree.complete(),
             roles: self.roles.clone(),
             counters,
+            members: self.election.neighbors().iter().copied().collect(),
+            suspected: self
+                .live
+                .as_ref()
+                .map(|l| l.detector.suspected().into_iter().collect())
+                .unwrap_or_default(),
+            pending: self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.wanted.is_some() || l.detector.holding()),
         }
+    }
+
+    /// Neighbours heard from and not suspected (live nodes; every neighbour for plain ones).
+    pub fn alive(&self) -> BTreeSet<NodeId> {
+        match &self.live {
+            Some(live) => live.detector.alive_set(),
+            None => self.neighbors.clone(),
+        }
+    }
+
+    /// The lab's size this node counts its quorum against (live nodes).
+    pub fn lab_size(&self) -> Option<u64> {
+        self.live.as_ref().map(|l| l.lab_size)
     }
 
     /// Each child in the spanning tree with the size of its subtree (complete once the node's own
@@ -254,111 +699,4 @@ impl Node {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sends(out: &[Output]) -> Vec<(NodeId, Body)> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Send { to, message } => Some((*to, message.body.clone())),
-                Output::Event(_) => None,
-            })
-            .collect()
-    }
-
-    fn receive(node: &mut Node, from: NodeId, epoch: Epoch, body: Body) -> Vec<Output> {
-        let mut out = Vec::new();
-        let message = Message { epoch, body };
-        node.handle(Input::Receive { from, message }, &mut out);
-        out
-    }
-
-    #[test]
-    fn one_node_is_writer_and_input_at_once() {
-        let mut node = Node::new(4, []);
-        let mut out = Vec::new();
-        node.handle(Input::Start { epoch: 1 }, &mut out);
-        let status = node.status();
-        assert_eq!(status.leader, Some(4));
-        assert_eq!(status.subtree, Some(1));
-        assert_eq!(status.roles, vec![Role::Writer, Role::Input]);
-        assert!(sends(&out).is_empty());
-    }
-
-    #[test]
-    fn a_newer_epoch_joins_that_election() {
-        let mut node = Node::new(2, [1]);
-        let mut out = Vec::new();
-        node.handle(Input::Start { epoch: 1 }, &mut out);
-        let out = receive(&mut node, 1, 3, Body::Setup { id: 1 });
-        assert_eq!(node.status().epoch, 3);
-        assert_eq!(
-            sends(&out),
-            vec![(1, Body::Setup { id: 2 })],
-            "setup again, for epoch 3"
-        );
-        assert_eq!(node.status().counters.setup, 1, "counters are per epoch");
-    }
-
-    #[test]
-    fn an_older_epoch_is_ignored() {
-        let mut node = Node::new(2, [1]);
-        let mut out = Vec::new();
-        node.handle(Input::Start { epoch: 2 }, &mut out);
-        let before = node.status();
-        let out = receive(&mut node, 1, 1, Body::Setup { id: 1 });
-        assert!(sends(&out).is_empty());
-        assert!(matches!(
-            &out[..],
-            [Output::Event(Event::Dropped { from: 1, .. })]
-        ));
-        assert_eq!(node.status().election, before.election);
-        assert_eq!(node.status().counters.dropped, 1);
-    }
-
-    #[test]
-    fn a_stranger_is_ignored() {
-        let mut node = Node::new(2, [1]);
-        let out = receive(&mut node, 9, 1, Body::Setup { id: 9 });
-        assert!(sends(&out).is_empty());
-        assert_eq!(
-            node.status().epoch,
-            0,
-            "a stranger cannot start an election"
-        );
-    }
-
-    #[test]
-    fn two_nodes_elect_the_smaller_and_build_the_tree() {
-        // Drive 1 — 2 by hand, carrying each send to the other node.
-        let mut nodes = [Node::new(1, [2]), Node::new(2, [1])];
-        let mut queue: std::collections::VecDeque<(usize, NodeId, Message)> = Default::default();
-        for (i, node) in nodes.iter_mut().enumerate() {
-            let mut out = Vec::new();
-            node.handle(Input::Start { epoch: 1 }, &mut out);
-            for o in out {
-                if let Output::Send { to, message } = o {
-                    queue.push_back((to as usize - 1, (i + 1) as NodeId, message));
-                }
-            }
-        }
-        while let Some((to, from, message)) = queue.pop_front() {
-            let mut out = Vec::new();
-            nodes[to].handle(Input::Receive { from, message }, &mut out);
-            for o in out {
-                if let Output::Send { to: next, message } = o {
-                    queue.push_back((next as usize - 1, (to + 1) as NodeId, message));
-                }
-            }
-        }
-        let (one, two) = (nodes[0].status(), nodes[1].status());
-        assert_eq!(one.election, Phase::Leader);
-        assert_eq!((one.leader, two.leader), (Some(1), Some(1)));
-        assert_eq!(two.parent, Some(1));
-        assert_eq!(one.roles, vec![Role::Writer]);
-        assert_eq!(two.roles, vec![Role::Input]);
-        // Setup 2, one iteration of 2, SHOUT+ 2: every count exact.
-        assert_eq!(one.counters.election() + two.counters.election(), 4);
-        assert_eq!(one.counters.tree() + two.counters.tree(), 2);
-    }
-}
+mod tests;

@@ -46,6 +46,23 @@ pub struct Check {
     pub detail: String,
 }
 
+/// One connected part of a live lab (SPEC §6): the topology minus the nodes that are down or
+/// paused and the links cut by faults in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    /// Its nodes.
+    pub nodes: Vec<NodeId>,
+    /// Its root, once its nodes agree on one (the minimum id when converged).
+    pub leader: Option<NodeId>,
+    /// The newest epoch its nodes are in.
+    pub epoch: Option<Epoch>,
+    /// It holds a strict majority of the lab's nodes: its root is the writer.
+    pub quorum: bool,
+    /// One tree in one epoch, with its roles.
+    #[serde(default)]
+    pub converged: bool,
+}
+
 /// The report of a run (SPEC §7). Fields may be added, never renamed or dropped.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -57,24 +74,23 @@ pub struct Report {
     pub nodes: usize,
     /// Number of links.
     pub links: usize,
-    /// The epoch reported (the newest any node is in).
-    pub epoch: Epoch,
-    /// The leader, once every node agrees on one.
+    /// The quorum component's epoch (null when no component holds a quorum).
+    pub epoch: Option<Epoch>,
+    /// The quorum component's root, once its nodes agree on one (null when none).
     pub leader: Option<NodeId>,
-    /// Every node's parent; the root's is null. Keys are ids as strings.
+    /// Every live node's parent; the roots' are null. Keys are ids as strings.
     pub tree: BTreeMap<String, Option<NodeId>>,
-    /// The tree's depth (the deepest node's distance from the root).
+    /// The tree's depth (the deepest node's distance from its root).
     pub depth: u32,
-    /// Every node's roles. Keys are ids as strings.
+    /// Every live node's roles. Keys are ids as strings.
     pub roles: BTreeMap<String, Vec<Role>>,
     /// Messages sent in the reported epoch.
     pub messages: Messages,
     /// Yo-Yo iterations (the most any node took part in: the leader takes part in all).
     pub iterations: u32,
-    /// The algorithms' bounds for this graph.
+    /// The algorithms' bounds for the reported component's graph.
     pub bounds: ReportBounds,
-    /// Every node reports the same epoch and leader, the parents form a spanning tree of the
-    /// topology rooted at the leader, and every node has its roles.
+    /// Every component is one tree, in one epoch, rooted at its minimum id, with its roles.
     pub converged: bool,
     /// Wall time of the run, in milliseconds.
     pub elapsed_ms: u64,
@@ -84,10 +100,14 @@ pub struct Report {
     /// The named invariants checked on this run.
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// The lab's components (live reports; SPEC §6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Component>,
 }
 
 impl Report {
-    /// Build a report from every node's status over the topology `adjacency`.
+    /// Build a report from every node's status over the topology `adjacency`, with every node
+    /// and link up: one component.
     pub fn build(
         lab: &str,
         runtime: &str,
@@ -95,16 +115,64 @@ impl Report {
         statuses: &BTreeMap<NodeId, Status>,
         elapsed_ms: u64,
     ) -> Report {
-        let n = adjacency.len() as u64;
-        let m = adjacency.values().map(|s| s.len() as u64).sum::<u64>() / 2;
-        let bounds = Bounds::new(n, m);
-        let epoch = statuses.values().map(|s| s.epoch).max().unwrap_or(0);
-        let leaders: BTreeSet<Option<NodeId>> = statuses.values().map(|s| s.leader).collect();
-        let leader = match (leaders.len(), leaders.iter().next()) {
-            (1, Some(Some(l))) => Some(*l),
-            _ => None,
+        let mut report =
+            Report::build_live(lab, runtime, adjacency, adjacency, statuses, elapsed_ms);
+        report.components.clear();
+        report
+    }
+
+    /// Build a live lab's report: `live` is the topology `adjacency` minus the nodes down or
+    /// paused and the links cut (SPEC §6); each of its components is judged on its own.
+    pub fn build_live(
+        lab: &str,
+        runtime: &str,
+        adjacency: &Adjacency,
+        live: &Adjacency,
+        statuses: &BTreeMap<NodeId, Status>,
+        elapsed_ms: u64,
+    ) -> Report {
+        let lab_size = adjacency.len() as u64;
+        let parts = components(live);
+        let mut components = Vec::new();
+        let mut per_part = Vec::new();
+        for part in &parts {
+            let graph = restrict(live, part);
+            let members: BTreeMap<NodeId, Status> = statuses
+                .iter()
+                .filter(|(id, _)| part.contains(id))
+                .map(|(&id, s)| (id, s.clone()))
+                .collect();
+            let checks = converged_on(&graph, &members, lab_size);
+            let epoch = members.values().map(|s| s.epoch).max();
+            let roots: Vec<NodeId> = members
+                .values()
+                .filter(|s| Some(s.epoch) == epoch && s.election == Phase::Leader)
+                .map(|s| s.id)
+                .collect();
+            let converged = checks.iter().all(|c| c.ok);
+            components.push(Component {
+                nodes: part.iter().copied().collect(),
+                leader: (roots.len() == 1).then(|| roots[0]),
+                epoch,
+                quorum: 2 * part.len() as u64 > lab_size,
+                converged,
+            });
+            per_part.push((graph, members, checks));
+        }
+        // The component the figures are about: the quorum's, else the largest.
+        let focus = components
+            .iter()
+            .position(|c| c.quorum)
+            .or_else(|| (0..parts.len()).max_by_key(|&i| (parts[i].len(), std::cmp::Reverse(i))));
+        let (graph, members) = match focus {
+            Some(i) => (per_part[i].0.clone(), per_part[i].1.clone()),
+            None => (Adjacency::new(), BTreeMap::new()),
         };
-        let current = || statuses.values().filter(move |s| s.epoch == epoch);
+        let n = graph.len() as u64;
+        let m = graph.values().map(|s| s.len() as u64).sum::<u64>() / 2;
+        let bounds = Bounds::new(n, m);
+        let epoch = members.values().map(|s| s.epoch).max().unwrap_or(0);
+        let current = || members.values().filter(move |s| s.epoch == epoch);
         let messages = Messages {
             election: current().map(|s| s.counters.election()).sum(),
             tree: current().map(|s| s.counters.tree()).sum(),
@@ -118,25 +186,59 @@ impl Report {
                 .sum();
             election_phases.push(2 * edges as u64);
         }
-        let checks = check_all(adjacency, statuses, &bounds, messages, iterations);
-        let converged = checks
+        // The convergence checks, over every component; then the costs of the focus.
+        let mut checks: Vec<Check> = CONVERGENCE
             .iter()
-            .filter(|c| CONVERGENCE.contains(&c.name.as_str()))
-            .all(|c| c.ok);
+            .map(|name| {
+                let found: Vec<&Check> = per_part
+                    .iter()
+                    .filter_map(|(_, _, checks)| checks.iter().find(|c| c.name == *name))
+                    .collect();
+                let ok = found.iter().all(|c| c.ok);
+                let detail = if parts.len() == 1 {
+                    found.first().map(|c| c.detail.clone()).unwrap_or_default()
+                } else {
+                    let mut parts_detail: Vec<String> = Vec::new();
+                    for (part, (_, _, checks)) in parts.iter().zip(&per_part) {
+                        if let Some(c) = checks.iter().find(|c| c.name == *name) {
+                            let first = part.iter().next().copied().unwrap_or(0);
+                            parts_detail.push(format!("component of {first}: {}", c.detail));
+                        }
+                    }
+                    parts_detail.join("; ")
+                };
+                check(name, ok && !parts.is_empty(), detail)
+            })
+            .collect();
+        checks.extend(cost_checks(&members, &bounds, messages, iterations));
+        let converged = !parts.is_empty()
+            && checks
+                .iter()
+                .filter(|c| CONVERGENCE.contains(&c.name.as_str()))
+                .all(|c| c.ok);
+        let quorum = components.iter().find(|c| c.quorum);
+        let shown = |id: &NodeId| live.contains_key(id);
         Report {
             lab: lab.to_string(),
             runtime: runtime.to_string(),
-            nodes: n as usize,
-            links: m as usize,
-            epoch,
-            leader,
+            nodes: adjacency.len(),
+            links: adjacency.values().map(|s| s.len()).sum::<usize>() / 2,
+            epoch: quorum.and_then(|c| c.epoch),
+            leader: quorum.and_then(|c| c.leader),
             tree: statuses
                 .iter()
+                .filter(|(id, _)| shown(id))
                 .map(|(id, s)| (id.to_string(), s.parent))
                 .collect(),
-            depth: statuses.values().filter_map(|s| s.depth).max().unwrap_or(0),
+            depth: statuses
+                .iter()
+                .filter(|(id, _)| shown(id))
+                .filter_map(|(_, s)| s.depth)
+                .max()
+                .unwrap_or(0),
             roles: statuses
                 .iter()
+                .filter(|(id, _)| shown(id))
                 .map(|(id, s)| (id.to_string(), s.roles.clone()))
                 .collect(),
             messages,
@@ -150,6 +252,7 @@ impl Report {
             elapsed_ms,
             election_phases,
             checks,
+            components,
         }
     }
 
@@ -162,20 +265,66 @@ impl Report {
 /// The checks that together mean "converged": agreement, a spanning tree, roles.
 pub const CONVERGENCE: [&str; 4] = ["one_epoch", "one_leader", "spanning_tree", "roles"];
 
-/// Run every named invariant on a set of node statuses.
-pub fn check_all(
-    adjacency: &Adjacency,
+/// The connected parts of a graph, ordered by their smallest id.
+pub fn components(adjacency: &Adjacency) -> Vec<BTreeSet<NodeId>> {
+    let mut seen = BTreeSet::new();
+    let mut parts = Vec::new();
+    for &start in adjacency.keys() {
+        if !seen.insert(start) {
+            continue;
+        }
+        let mut part = BTreeSet::from([start]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(n) = queue.pop_front() {
+            for &m in &adjacency[&n] {
+                if seen.insert(m) {
+                    part.insert(m);
+                    queue.push_back(m);
+                }
+            }
+        }
+        parts.push(part);
+    }
+    parts
+}
+
+/// `adjacency` restricted to `nodes`.
+pub fn restrict(adjacency: &Adjacency, nodes: &BTreeSet<NodeId>) -> Adjacency {
+    nodes
+        .iter()
+        .map(|&n| {
+            let kept = adjacency
+                .get(&n)
+                .map(|ns| ns.intersection(nodes).copied().collect())
+                .unwrap_or_default();
+            (n, kept)
+        })
+        .collect()
+}
+
+/// Whether the nodes of one connected `graph` have converged: the four checks of
+/// [`CONVERGENCE`], with roles judged by the quorum rule against a lab of `lab_size`.
+pub fn converged_on(
+    graph: &Adjacency,
+    statuses: &BTreeMap<NodeId, Status>,
+    lab_size: u64,
+) -> Vec<Check> {
+    vec![
+        one_epoch(statuses),
+        one_leader(graph, statuses),
+        spanning_tree(graph, statuses),
+        roles_follow_tree(statuses, lab_size),
+    ]
+}
+
+/// The algorithms' costs against their figures (SPEC §3.2, §3.3).
+fn cost_checks(
     statuses: &BTreeMap<NodeId, Status>,
     bounds: &Bounds,
     messages: Messages,
     iterations: u32,
 ) -> Vec<Check> {
-    let mut checks = vec![
-        one_epoch(statuses),
-        one_leader(adjacency, statuses),
-        spanning_tree(adjacency, statuses),
-        roles_follow_tree(statuses),
-    ];
+    let mut checks = Vec::new();
     let setup: u64 = statuses.values().map(|s| s.counters.setup).sum();
     checks.push(check(
         "setup_cost",
@@ -338,14 +487,21 @@ pub fn spanning_tree(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>)
     )
 }
 
-/// Every node holds the roles SPEC §3.4 gives its place in the tree.
-pub fn roles_follow_tree(statuses: &BTreeMap<NodeId, Status>) -> Check {
-    let root = statuses.values().find(|r| r.parent.is_none()).map(|r| r.id);
+/// Every node holds the roles SPEC §3.4 gives its place in the tree, the root `writer` only if
+/// its tree spans a strict majority of a lab of `lab_size` nodes.
+pub fn roles_follow_tree(statuses: &BTreeMap<NodeId, Status>, lab_size: u64) -> Check {
+    let root = statuses.values().find(|r| r.parent.is_none());
+    let spans = root
+        .and_then(|r| r.subtree)
+        .unwrap_or(statuses.len() as u64);
+    let quorum = 2 * spans > lab_size;
+    let root = root.map(|r| r.id);
     for s in statuses.values() {
         let expected = roles(Place {
             is_root: s.parent.is_none(),
             parent_is_root: s.parent.is_some() && s.parent == root,
             has_children: !s.children.is_empty(),
+            quorum,
         });
         if s.roles != expected {
             return check(

@@ -86,6 +86,16 @@ impl Shout {
         }
     }
 
+    /// Take `neighbor` out of the links the tree may use (its link left the election during
+    /// Yo-Yo's setup). Only before this node joined a tree.
+    pub fn remove_neighbor(&mut self, neighbor: NodeId) {
+        debug_assert!(
+            self.depth.is_none(),
+            "the tree's links are fixed once joined"
+        );
+        self.neighbors.remove(&neighbor);
+    }
+
     /// The leader starts SHOUT+: it is the root and asks every neighbour.
     pub fn initiate(
         &mut self,

@@ -119,6 +119,12 @@ pub enum Refusal {
         /// The sender.
         from: NodeId,
     },
+    /// A setup came on a link this election does not run on (left out, or never invited).
+    #[error("setup from {from}, whose link is not in this election")]
+    NotInElection {
+        /// The sender.
+        from: NodeId,
+    },
 }
 
 /// One node's Yo-Yo state for one epoch.
@@ -193,6 +199,9 @@ impl YoYo {
                 if id != from {
                     return Err(Refusal::WrongSetupId { from, claimed: id });
                 }
+                if !self.neighbors.contains(&from) {
+                    return Err(Refusal::NotInElection { from });
+                }
                 if !self.introduced.insert(from) {
                     return Err(Refusal::Duplicate {
                         from,
@@ -238,6 +247,39 @@ impl YoYo {
         }
         self.advance(send, changes);
         Ok(())
+    }
+
+    /// Setup, while waiting: run this election without `neighbor`, whose id has not come (its
+    /// link failed, or it never answered). Re-election (`crate::node`) uses this so that a dead
+    /// neighbour cannot hold the survivors' election up. Returns false, changing nothing, once
+    /// the neighbour's id has arrived or setup is over: the link is then part of the election
+    /// at both ends, and only a new epoch can take it out.
+    pub fn leave_out(
+        &mut self,
+        neighbor: NodeId,
+        send: &mut Vec<(NodeId, Body)>,
+        changes: &mut Vec<Event>,
+    ) -> bool {
+        if self.phase != Phase::Setup
+            || self.introduced.contains(&neighbor)
+            || !self.neighbors.remove(&neighbor)
+        {
+            return false;
+        }
+        // A faster neighbour's YO- values cannot have come from it (its setup comes first on
+        // the link), so nothing else refers to it yet.
+        self.advance(send, changes);
+        true
+    }
+
+    /// The links this election runs on (during setup: those still expected).
+    pub fn neighbors(&self) -> &BTreeSet<NodeId> {
+        &self.neighbors
+    }
+
+    /// Whether `neighbor`'s setup has arrived in this election.
+    pub fn introduced(&self, neighbor: NodeId) -> bool {
+        self.introduced.contains(&neighbor)
     }
 
     /// Take every step the messages received so far allow.
@@ -760,6 +802,28 @@ mod tests {
                 (2, answer(1, Vote::Yes, false)),
                 (3, answer(1, Vote::No, false))
             ]
+        );
+    }
+
+    #[test]
+    fn a_neighbour_left_out_during_setup_is_not_waited_for() {
+        let mut node = YoYo::new(5, [2, 9].into());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.start(&mut sent, &mut events);
+        node.receive(2, &Body::Setup { id: 2 }, &mut sent, &mut events)
+            .unwrap();
+        assert_eq!(node.phase(), Phase::Setup, "waits for 9's id");
+        assert!(node.leave_out(9, &mut sent, &mut events));
+        // Setup completes with 2 alone: 5 is a sink with one in-neighbour.
+        assert_eq!(node.phase(), Phase::Collecting);
+        assert_eq!(node.standing(), Standing::Sink);
+        assert!(matches!(
+            node.receive(9, &Body::Setup { id: 9 }, &mut sent, &mut events),
+            Err(Refusal::NotInElection { from: 9 })
+        ));
+        assert!(
+            !node.leave_out(2, &mut sent, &mut events),
+            "2's id came: only a new epoch takes that link out"
         );
     }
 

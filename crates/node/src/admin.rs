@@ -1,4 +1,5 @@
-//! The node's admin API for labctl (gRPC, `proto/node.proto`): status, a live trace, shutdown.
+//! The node's admin API for labctl (gRPC, `proto/node.proto`): status, a live trace, shutdown,
+//! and the transport's fault filter.
 //!
 //! Handlers never touch the node's state: they ask the driver by command and await its reply.
 
@@ -7,7 +8,8 @@ use std::pin::Pin;
 use labctl_core::Role;
 use labctl_proto::node::node_admin_server::NodeAdmin;
 use labctl_proto::node::{
-    Counters, NodeStatus, ShutdownReply, ShutdownRequest, StatusRequest, TraceEvent, TraceRequest,
+    Counters, LinkFilter as ProtoFilter, LinkFilters, NodeStatus, SetLinkFiltersReply,
+    ShutdownReply, ShutdownRequest, StatusRequest, TraceEvent, TraceRequest,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -84,6 +86,21 @@ fn to_proto(base: NodeStatus, snapshot: Snapshot) -> NodeStatus {
         }),
         uptime_ms: snapshot.uptime.as_millis() as u64,
         applied: snapshot.applied,
+        suspected: s.suspected,
+        members: s.members,
+        pending: s.pending,
+        lab_size: snapshot.lab_size,
+        incarnation: snapshot.incarnation,
+        filters: snapshot
+            .filters
+            .iter()
+            .map(|(&peer, f)| ProtoFilter {
+                peer,
+                cut: f.cut,
+                delay_ms: f.delay_ms,
+                loss_percent: f.loss_percent,
+            })
+            .collect(),
         ..base
     }
 }
@@ -149,6 +166,51 @@ impl NodeAdmin for Admin {
             ))),
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn set_link_filters(
+        &self,
+        request: Request<LinkFilters>,
+    ) -> Result<Response<SetLinkFiltersReply>, Status> {
+        if *self.stage.borrow() == Stage::Joining {
+            return Err(Status::unavailable(
+                "the node is still joining its lab; set its filters once it runs",
+            ));
+        }
+        let mut filters = std::collections::BTreeMap::new();
+        for f in request.into_inner().filters {
+            if f.loss_percent > labctl_fault::MAX_LOSS_PERCENT
+                || f.delay_ms > labctl_fault::MAX_DELAY_MS
+            {
+                return Err(Status::invalid_argument(format!(
+                    "link to {}: a loss of at most {} % and a delay of at most {} ms",
+                    f.peer,
+                    labctl_fault::MAX_LOSS_PERCENT,
+                    labctl_fault::MAX_DELAY_MS
+                )));
+            }
+            let filter = labctl_fault::LinkFilter {
+                cut: f.cut,
+                delay_ms: f.delay_ms,
+                loss_percent: f.loss_percent,
+            };
+            if filters.insert(f.peer, filter).is_some() {
+                return Err(Status::invalid_argument(format!(
+                    "link to {} is listed twice",
+                    f.peer
+                )));
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::SetFilters(filters, reply))
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        answer
+            .await
+            .map_err(|_| Status::unavailable("the node is shutting down"))?
+            .map_err(Status::internal)?;
+        Ok(Response::new(SetLinkFiltersReply {}))
     }
 
     async fn shutdown(

@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use labctl_chat::ops::{AppError, Entry, Read, Reply, Write};
-use labctl_core::dataplane::{self, Arrival, DataMessage, Down, Hop, Need, RequestId, Shipper};
-use labctl_core::{NodeId, Role};
+use labctl_core::dataplane::{
+    self, Arrival, DataMessage, Down, Hop, Need, RequestId, Share, Shipper,
+};
+use labctl_core::{Epoch, NodeId, Role};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -68,6 +70,24 @@ impl Answer {
 pub(crate) struct Pending {
     pub reply: oneshot::Sender<Answer>,
     pub deadline: Instant,
+    /// It went up the tree (or to this node's own store): its outcome is unknown until the
+    /// answer comes. One never forwarded was not done, and will not be.
+    pub forwarded: bool,
+}
+
+impl Pending {
+    /// Answer it without its outcome: 504 if it was forwarded (it may yet be done), else 503.
+    fn give_up(self, why: &str) {
+        let error = if self.forwarded {
+            AppError::OutcomeUnknown(format!(
+                "{why}; the request had gone to the cluster, so it may yet be done: check \
+                 before you retry"
+            ))
+        } else {
+            AppError::Unavailable(format!("{why}; nothing was done"))
+        };
+        let _ = self.reply.send(Answer::Err { error });
+    }
 }
 
 /// The data-plane half of the driver's state.
@@ -113,14 +133,32 @@ impl DataState {
 }
 
 impl<T: Transport> Driver<T> {
+    /// A new epoch began: the old tree's routes are gone. Every request this node holds is
+    /// answered at once (SPEC §6), and data messages of the new tree wait for it.
+    pub(crate) fn data_epoch_changed(&mut self, epoch: Epoch) {
+        self.data.router.reset(epoch);
+        self.data.shipper = Shipper::new([]);
+        // The writer's held answers cannot travel the old tree back: their input nodes answer.
+        self.data.held.clear();
+        self.data.early.retain(|(_, m)| m.epoch() >= epoch);
+        let why = format!("the lab began electing a new leader (epoch {epoch})");
+        for (_, pending) in std::mem::take(&mut self.data.pending) {
+            pending.give_up(&why);
+        }
+    }
+
     /// This node's tree is known (its subtree is complete): take up its data-plane roles.
     pub(crate) fn take_roles(&mut self) {
         let status = self.node.status();
         let roles = status.roles.clone();
+        let share = Share {
+            nodes: status.subtree.unwrap_or(0),
+            lab: self.config.lab_size,
+        };
         let announce = self
             .data
             .router
-            .set_tree(status.epoch, status.parent, roles.clone());
+            .set_tree(status.epoch, status.parent, roles.clone(), share);
         if let Some((parent, message)) = announce {
             self.send_data(parent, message);
         }
@@ -137,7 +175,12 @@ impl<T: Transport> Driver<T> {
             // Catch up with the writer before serving reads: ask for whatever we lack.
             self.fetch();
         }
-        let _ = self.input_role.send(roles.contains(&Role::Input));
+        // The HTTP service and the nameserver listing follow the input role.
+        let input = roles.contains(&Role::Input);
+        self.web_role.send_modify(|role| {
+            role.serve = input;
+            role.listed = input;
+        });
         for (from, message) in std::mem::take(&mut self.data.early) {
             self.on_data(from, message);
         }
@@ -155,16 +198,28 @@ impl<T: Transport> Driver<T> {
             Pending {
                 reply,
                 deadline: Instant::now() + REQUEST_TIMEOUT,
+                forwarded: false,
             },
         );
         self.route(id, need, body);
     }
 
+    /// A request of ours left for the cluster (up the tree, or to our own store).
+    fn forwarded(&mut self, id: RequestId) {
+        if let Some(pending) = self.data.pending.get_mut(&id) {
+            pending.forwarded = true;
+        }
+    }
+
     /// Serve a request here, or pass it up, or refuse it.
     fn route(&mut self, id: RequestId, need: Need, body: String) {
         match self.data.router.route_request(need, self.data.applied) {
-            Hop::Serve => self.serve(id, need, &body),
+            Hop::Serve => {
+                self.forwarded(id);
+                self.serve(id, need, &body)
+            }
             Hop::Up(parent) => {
+                self.forwarded(id);
                 let epoch = self.data.router.epoch();
                 self.send_data(
                     parent,
@@ -234,7 +289,7 @@ impl<T: Transport> Driver<T> {
     /// A data-plane message from neighbour `from`.
     pub(crate) fn on_data(&mut self, from: NodeId, message: DataMessage) {
         let ours = self.data.router.epoch();
-        if message.epoch() > ours {
+        if message.epoch() > ours || (message.epoch() == ours && !self.data.router.ready()) {
             // Our own subtree is not complete yet: keep it for when we take our roles (within
             // reason: a peer cannot make us hoard without bound).
             if self.data.early.len() < MAX_EARLY {
@@ -487,11 +542,10 @@ impl<T: Transport> Driver<T> {
             .collect();
         for id in late {
             if let Some(pending) = self.data.pending.remove(&id) {
-                let _ = pending.reply.send(Answer::Err {
-                    error: AppError::Unavailable(format!(
-                        "no answer from the cluster within {REQUEST_TIMEOUT:?}: the writer may be unreachable"
-                    )),
-                });
+                pending.give_up(&format!(
+                    "no answer from the cluster within {REQUEST_TIMEOUT:?}: the writer may be \
+                     unreachable"
+                ));
             }
         }
         let overdue: Vec<(RequestId, u64)> = self

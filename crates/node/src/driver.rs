@@ -1,26 +1,33 @@
 //! The driver: the one task that owns a node's state.
 //!
-//! It waits on four things at once: frames from the transport, the heartbeat tick, commands from
-//! the admin API, and shutdown. Each event goes to the protocol core ([`labctl_core::Node`]) or the
-//! link table ([`Links`]); the core's outputs are carried out here (frames to send, events to log
-//! and stream). No other task touches the state: the admin API asks by command and awaits a reply.
+//! It waits on five things at once: frames from the transport, the protocol core's next wake-up,
+//! the data plane's tick, commands from the admin API and the HTTP layer, and shutdown. Each
+//! event goes to the protocol core ([`labctl_core::Node`], a live node: it keeps the failure
+//! detector and re-elects) or to the data plane; the core's outputs are carried out here, in
+//! order: frames and heartbeats to send, an epoch to make durable before anything is sent in it,
+//! the next wake-up, events to log and stream. No other task touches the state: the admin API asks
+//! by command and awaits a reply.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use labctl_core::event::{TraceEntry, TraceLine, Wire};
-use labctl_core::{Event, Input, Node, NodeId, Output, Status};
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::{debug, info, warn};
+use labctl_core::{Epoch, Event, Input, LiveConfig, Millis, Node, NodeId, Output, Status, Timing};
+use labctl_fault::LinkFilter;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
 
 use crate::data::{Answer, DataState, Durability};
 use crate::frame::Frame;
 use crate::links::{Links, Route};
 use crate::store::{Done, StoreThread};
 use crate::transport::{Inbound, Transport};
+use crate::web::WebRole;
 use labctl_core::dataplane::Need;
 
-/// What the admin API can ask the driver.
+/// What the admin API and the HTTP layer can ask the driver.
 #[derive(Debug)]
 pub enum Command {
     /// A snapshot of the node.
@@ -34,6 +41,11 @@ pub enum Command {
         /// Where the answer goes.
         reply: oneshot::Sender<Answer>,
     },
+    /// Replace the transport's fault filter (labctl fault, process runtime).
+    SetFilters(
+        BTreeMap<NodeId, LinkFilter>,
+        oneshot::Sender<Result<(), String>>,
+    ),
 }
 
 /// Everything the admin API reports about a node.
@@ -49,6 +61,12 @@ pub struct Snapshot {
     pub uptime: Duration,
     /// The last log entry the node's database holds.
     pub applied: u64,
+    /// The lab's size, as the bootstrap said.
+    pub lab_size: u64,
+    /// This run of the node.
+    pub incarnation: u64,
+    /// The transport's fault filter in force.
+    pub filters: BTreeMap<NodeId, LinkFilter>,
 }
 
 /// The driver's settings.
@@ -58,10 +76,16 @@ pub struct DriverConfig {
     pub id: NodeId,
     /// The lab's name (heartbeats carry it; frames of another lab are refused).
     pub lab: String,
-    /// Heartbeat interval.
-    pub heartbeat: Duration,
-    /// Silence before a neighbour is suspected.
-    pub suspicion: Duration,
+    /// Heartbeats and suspicion.
+    pub timing: Timing,
+    /// How many nodes the lab has (the quorum is a strict majority).
+    pub lab_size: u64,
+    /// This run of the node (a new value at every start).
+    pub incarnation: u64,
+    /// Where the node's epoch is made durable; its content when the node started (0: none).
+    pub epoch_file: PathBuf,
+    /// The epoch read from `epoch_file` at start.
+    pub persisted_epoch: Epoch,
     /// When a write counts as done.
     pub durability: Durability,
 }
@@ -73,13 +97,18 @@ pub struct Driver<T: Transport> {
     links: Links,
     transport: T,
     started: Instant,
-    election_started: bool,
+    /// When the protocol core wants its next [`Input::Tick`].
+    wake: Instant,
+    /// The fault filter in force (as last set over the admin API).
+    filters: BTreeMap<NodeId, LinkFilter>,
+    /// Set when the node can no longer run safely (its epoch could not be made durable).
+    fatal: Option<String>,
     trace: broadcast::Sender<TraceLine>,
     out: Vec<Output>,
     pub(crate) data: DataState,
     pub(crate) store: StoreThread,
-    /// Whether this node is an input node now: the HTTP server follows it.
-    pub(crate) input_role: tokio::sync::watch::Sender<bool>,
+    /// Whether this node serves HTTP and is listed at the nameserver: the web task follows it.
+    pub(crate) web_role: watch::Sender<WebRole>,
 }
 
 impl<T: Transport> Driver<T> {
@@ -92,24 +121,34 @@ impl<T: Transport> Driver<T> {
         trace: broadcast::Sender<TraceLine>,
         store: StoreThread,
         applied: u64,
-        input_role: tokio::sync::watch::Sender<bool>,
+        web_role: watch::Sender<WebRole>,
     ) -> Self {
+        let live = LiveConfig {
+            timing: config.timing,
+            lab_size: config.lab_size,
+            incarnation: config.incarnation,
+            persisted_epoch: config.persisted_epoch,
+        };
+        let started = Instant::now();
         Driver {
-            node: Node::new(config.id, neighbors.iter().copied()),
-            links: Links::new(neighbors, config.suspicion),
+            node: Node::live(config.id, neighbors.iter().copied(), live, 0),
+            links: Links::new(neighbors),
             data: DataState::new(config.id, applied, config.durability),
             config,
             transport,
-            started: Instant::now(),
-            election_started: false,
+            started,
+            wake: started,
+            filters: BTreeMap::new(),
+            fatal: None,
             trace,
             out: Vec::new(),
             store,
-            input_role,
+            web_role,
         }
     }
 
-    /// Run until `shutdown` fires or the transport fails.
+    /// Run until `shutdown` fires or the node cannot go on (the transport failed, an epoch could
+    /// not be made durable).
     pub async fn run(
         mut self,
         mut inbound: mpsc::UnboundedReceiver<Inbound>,
@@ -117,24 +156,37 @@ impl<T: Transport> Driver<T> {
         mut store_done: mpsc::UnboundedReceiver<Done>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), String> {
-        let mut tick = tokio::time::interval(self.config.heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The data plane's timeouts, checked every heartbeat.
+        let mut data_tick = tokio::time::interval(Duration::from_millis(
+            self.config.timing.heartbeat_ms.max(1),
+        ));
+        data_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
-        // A lone node has no links to wait for: it elects itself at once.
-        self.maybe_start_election();
+        // The first tick: heartbeats go out, and a lone node elects itself at once.
+        self.feed(Input::Tick);
         loop {
+            if let Some(reason) = self.fatal.take() {
+                return Err(reason);
+            }
+            let wake = tokio::time::Instant::from_std(self.wake);
             tokio::select! {
                 event = inbound.recv() => match event {
                     Some(Inbound::Failed(reason)) => return Err(reason),
                     Some(event) => self.on_inbound(event),
                     None => return Err("the transport stopped".into()),
                 },
-                _ = tick.tick() => self.on_tick(),
+                () = tokio::time::sleep_until(wake) => self.feed(Input::Tick),
+                _ = data_tick.tick() => self.expire(Instant::now()),
                 Some(command) = commands.recv() => self.on_command(command),
                 Some(done) = store_done.recv() => self.on_store(done),
                 () = &mut shutdown => return Ok(()),
             }
         }
+    }
+
+    /// Milliseconds since the driver started: the protocol core's clock.
+    fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as Millis
     }
 
     fn on_inbound(&mut self, event: Inbound) {
@@ -172,20 +224,19 @@ impl<T: Transport> Driver<T> {
                 return;
             }
         };
-        if let Frame::Heartbeat { lab } = &frame {
+        if let Frame::Heartbeat { lab, .. } = &frame {
             if lab != &self.config.lab {
                 warn!(from, %lab, "heartbeat from lab {lab:?}, not ours, dropped");
                 return;
             }
         }
         // Anything from a neighbour proves the link; frames queued for it can go now.
-        if let Some(flushed) = self.links.heard(from, Instant::now()) {
+        if let Some(flushed) = self.links.heard(from) {
             info!(neighbor = from, "link up");
             let _ = self.transport.resume(from);
             for (seq, frame) in flushed {
                 self.transmit(from, Some(seq), frame);
             }
-            self.maybe_start_election();
         }
         match frame {
             Frame::Control { message } => {
@@ -195,26 +246,16 @@ impl<T: Transport> Driver<T> {
                 }));
                 self.feed(Input::Receive { from, message });
             }
-            Frame::Data { message } => self.on_data(from, message),
-            Frame::Heartbeat { .. } => {}
-        }
-    }
-
-    fn on_tick(&mut self) {
-        let heartbeat = Frame::Heartbeat {
-            lab: self.config.lab.clone(),
-        }
-        .encode();
-        let neighbors: Vec<NodeId> = self.links.neighbors().collect();
-        for peer in neighbors {
-            self.transmit(peer, None, heartbeat.clone());
-        }
-        self.expire(Instant::now());
-        for suspect in self.links.suspect(Instant::now()) {
-            warn!(
-                neighbor = suspect,
-                "neighbour suspected: silent for over {:?}", self.config.suspicion
-            );
+            Frame::Data { message } => {
+                self.feed(Input::Heard { from });
+                self.on_data(from, message);
+            }
+            Frame::Heartbeat {
+                incarnation, sent, ..
+            } => {
+                let beat = labctl_core::Beat { incarnation, sent };
+                self.feed(Input::Heartbeat { from, beat });
+            }
         }
     }
 
@@ -224,32 +265,39 @@ impl<T: Transport> Driver<T> {
                 let _ = reply.send(Snapshot {
                     status: self.node.status(),
                     neighbors: self.links.neighbors().collect(),
-                    alive: self.links.alive(),
+                    alive: self.node.alive(),
                     uptime: self.started.elapsed(),
                     applied: self.data.applied,
+                    lab_size: self.config.lab_size,
+                    incarnation: self.config.incarnation,
+                    filters: self.filters.clone(),
                 });
             }
             Command::Request { need, body, reply } => self.originate(need, body, reply),
+            Command::SetFilters(filters, reply) => {
+                info!(?filters, "fault filter set");
+                let result = self
+                    .transport
+                    .set_filters(filters.clone())
+                    .map_err(|e| e.to_string());
+                if result.is_ok() {
+                    self.filters = filters;
+                }
+                let _ = reply.send(result);
+            }
         }
     }
 
-    /// The election starts once every link is up: no fixed sleep stands in for readiness.
-    fn maybe_start_election(&mut self) {
-        if !self.election_started && self.links.all_up() {
-            self.election_started = true;
-            info!(
-                "all {} links up; starting the election",
-                self.links.up_count()
-            );
-            self.feed(Input::Start { epoch: 1 });
-        }
-    }
-
-    /// Hand one input to the protocol core and carry out what it asks.
+    /// Hand one input to the protocol core and carry out what it asks, in order.
     fn feed(&mut self, input: Input) {
         let mut out = std::mem::take(&mut self.out);
-        self.node.handle(input, &mut out);
+        let now = self.now();
+        self.node.handle(now, input, &mut out);
         for output in out.drain(..) {
+            if self.fatal.is_some() {
+                // An epoch that is not durable must not be sent in: stop here.
+                break;
+            }
             match output {
                 Output::Send { to, message } => {
                     self.record(TraceEntry::Wire(Wire::Send {
@@ -258,10 +306,37 @@ impl<T: Transport> Driver<T> {
                     }));
                     self.send_frame(to, Frame::Control { message });
                 }
+                Output::Heartbeat { to, beat } => {
+                    // The heartbeat counts what is on the wire before it: frames still queued
+                    // for the link will follow it, not precede it.
+                    let frame = Frame::Heartbeat {
+                        lab: self.config.lab.clone(),
+                        incarnation: beat.incarnation,
+                        sent: beat.sent.saturating_sub(self.links.pending_on(to)),
+                    };
+                    self.transmit(to, None, frame.encode());
+                }
+                Output::Persist { epoch } => {
+                    if let Err(e) = persist_epoch(&self.config.epoch_file, epoch) {
+                        error!(epoch, "cannot make epoch {epoch} durable: {e}; stopping");
+                        self.fatal = Some(format!(
+                            "node {}: epoch {epoch} could not be made durable in {}: {e}",
+                            self.config.id,
+                            self.config.epoch_file.display()
+                        ));
+                    }
+                }
+                Output::Wake { at } => {
+                    self.wake = self.started + Duration::from_millis(at);
+                }
                 Output::Event(event) => {
                     log_event(&event);
+                    let epoch_started = matches!(event, Event::EpochStarted { .. });
                     let roles = matches!(event, Event::Roles { .. });
                     self.record(TraceEntry::Node(event));
+                    if epoch_started {
+                        self.epoch_changed();
+                    }
                     if roles {
                         self.take_roles();
                     }
@@ -269,6 +344,14 @@ impl<T: Transport> Driver<T> {
             }
         }
         self.out = out;
+    }
+
+    /// A new epoch began here: the old tree is gone. The node leaves the nameserver until it has
+    /// a route again (its HTTP service keeps answering, 503 while the election runs).
+    fn epoch_changed(&mut self) {
+        let epoch = self.node.epoch();
+        self.web_role.send_modify(|role| role.listed = false);
+        self.data_epoch_changed(epoch);
     }
 
     /// Send a frame that must not be lost: numbered on its link, queued while the link is down.
@@ -296,14 +379,51 @@ impl<T: Transport> Driver<T> {
     }
 }
 
+/// The epoch a node made durable before it stopped (0 for a node that never ran), from its
+/// epoch file.
+pub fn read_epoch(path: &Path) -> Result<Epoch, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            format!(
+                "{} holds {:?}, not an epoch number; the node cannot tell which epochs it used \
+                 (remove the file only if the node's state is gone too)",
+                path.display(),
+                text.trim()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(format!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Make `epoch` durable in `path`: write a temporary file, sync it, rename it over the old one,
+/// sync the folder. A crash leaves the old epoch or the new one, never a torn file.
+pub fn persist_epoch(path: &Path, epoch: Epoch) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    writeln!(file, "{epoch}")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 fn log_event(event: &Event) {
     match event {
         Event::Dropped { from, reason } => warn!(from, "message dropped: {reason}"),
+        Event::Suspected { neighbor } => warn!(neighbor, "neighbour suspected"),
         Event::EpochStarted { .. }
         | Event::Elected { .. }
         | Event::Joined { .. }
         | Event::Complete { .. }
-        | Event::Roles { .. } => info!(?event),
+        | Event::Roles { .. }
+        | Event::CameBack { .. }
+        | Event::LinkReset { .. }
+        | Event::LeftOut { .. }
+        | Event::EpochWanted { .. }
+        | Event::Stalled { .. } => info!(?event),
         _ => debug!(?event),
     }
 }

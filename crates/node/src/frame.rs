@@ -16,6 +16,13 @@ pub enum Frame {
     Heartbeat {
         /// The lab the sender belongs to; a frame from another lab is refused.
         lab: String,
+        /// Which run of the sender this is (a new value: it restarted).
+        #[serde(default)]
+        incarnation: u64,
+        /// Election messages the sender has put on this link in this run: fewer arrived means
+        /// some were lost (see `labctl_core::liveness`).
+        #[serde(default)]
+        sent: u64,
     },
     /// A control-plane message of the protocol core (Yo-Yo, SHOUT+).
     Control {
@@ -67,6 +74,8 @@ mod tests {
         let frames = [
             Frame::Heartbeat {
                 lab: "ring6".into(),
+                incarnation: 7,
+                sent: 12,
             },
             Frame::Control {
                 message: Message {

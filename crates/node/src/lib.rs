@@ -64,15 +64,13 @@ pub struct Config {
     pub control_port: u16,
     /// Admin (gRPC) port; 0 picks a free one.
     pub admin_port: u16,
-    /// Heartbeat interval.
-    pub heartbeat: Duration,
-    /// Silence before a neighbour is suspected.
-    pub suspicion: Duration,
+    /// Heartbeats and suspicion.
+    pub timing: labctl_core::Timing,
     /// Where to write [`Ready`] once listening.
     pub ready_file: Option<PathBuf>,
     /// How long to keep trying to reach the bootstrap and learn the neighbours' addresses.
     pub join_timeout: Duration,
-    /// Folder for the node's database (`node.db`).
+    /// Folder for the node's database (`node.db`) and its durable epoch (`epoch`).
     pub data_dir: PathBuf,
     /// The nameserver's gRPC address; input nodes register their HTTP address there.
     pub nameserver: Option<String>,
@@ -195,9 +193,17 @@ pub async fn run(
         .with_context(|| format!("opening the database {}", db.display()))?;
     info!(db = %db.display(), applied, "database open");
 
+    // The newest epoch this node made durable before (a restart starts above it), and a new
+    // incarnation: its neighbours will see it restarted.
+    let epoch_file = config.data_dir.join("epoch");
+    let persisted_epoch = driver::read_epoch(&epoch_file).map_err(anyhow::Error::msg)?;
+    let restarted = epoch_file.exists();
+    let incarnation = incarnation();
+    info!(persisted_epoch, incarnation, restarted, "epoch state read");
+
     // The chat's HTTP service follows the input role.
-    let (input_role_tx, input_role_rx) = watch::channel(false);
-    let web_task = tokio::spawn(web::follow_input_role(
+    let (web_role_tx, web_role_rx) = watch::channel(web::WebRole::default());
+    let web_task = tokio::spawn(web::follow_role(
         web::WebSettings {
             id,
             lab: config.lab.clone(),
@@ -211,16 +217,16 @@ pub async fn run(
             published: http_published,
         },
         command_tx_for_web,
-        input_role_rx,
+        web_role_rx,
         stop_rx.clone(),
     ));
 
     // Join: register, then learn every neighbour's address.
     let joined = tokio::select! {
-        joined = join(&config, &control_address) => Some(joined?),
+        joined = join(&config, &control_address, restarted) => Some(joined?),
         () = stopped => None,
     };
-    let Some((mut bootstrap, neighbors)) = joined else {
+    let Some((mut bootstrap, neighbors, lab_size)) = joined else {
         let _ = web_task.await;
         return Ok(());
     };
@@ -239,8 +245,11 @@ pub async fn run(
         DriverConfig {
             id,
             lab: config.lab.clone(),
-            heartbeat: config.heartbeat,
-            suspicion: config.suspicion,
+            timing: config.timing,
+            lab_size,
+            incarnation,
+            epoch_file,
+            persisted_epoch,
             durability: config.durability,
         },
         neighbors.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>(),
@@ -248,7 +257,7 @@ pub async fn run(
         trace_tx,
         store,
         applied,
-        input_role_tx,
+        web_role_tx,
     );
     let result = driver
         .run(inbound, command_rx, store_done, async move {
@@ -269,13 +278,25 @@ pub async fn run(
     result.map_err(|reason| anyhow::anyhow!("node {id}'s transport failed: {reason}"))
 }
 
-/// Register with the bootstrap and wait until every neighbour's address is known.
+/// This run's incarnation: the clock in microseconds, mixed with the process id, so a restarted
+/// node never reuses one.
+fn incarnation() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    micros ^ (u64::from(std::process::id()) << 48)
+}
+
+/// Register with the bootstrap (`rejoin` after a restart) and wait until every neighbour's
+/// address is known. Returns the client, the neighbours and the lab's size.
 async fn join(
     config: &Config,
     control_address: &str,
+    rejoin: bool,
 ) -> Result<(
     BootstrapClient<tonic::transport::Channel>,
     Vec<(NodeId, String)>,
+    u64,
 )> {
     let deadline = Instant::now() + config.join_timeout;
     let url = format!("http://{}", config.bootstrap);
@@ -297,14 +318,15 @@ async fn join(
     let request = RegisterRequest {
         id: config.id,
         address: control_address.to_string(),
-        rejoin: false,
+        rejoin,
     };
-    let mut neighbors = client
+    let reply = client
         .register(request)
         .await
         .map_err(|s| anyhow::anyhow!("the bootstrap refused node {}: {}", config.id, s.message()))?
-        .into_inner()
-        .neighbors;
+        .into_inner();
+    let lab_size = reply.lab_size.max(1);
+    let mut neighbors = reply.neighbors;
     // Long-poll until every neighbour has registered.
     while neighbors.iter().any(|n| n.address.is_empty()) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -334,6 +356,7 @@ async fn join(
     Ok((
         client,
         neighbors.into_iter().map(|n| (n.id, n.address)).collect(),
+        lab_size,
     ))
 }
 

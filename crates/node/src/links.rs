@@ -1,6 +1,7 @@
-//! The node's links to its topology neighbours: handshake, ordered delivery, liveness.
+//! The node's links to its topology neighbours: handshake and ordered delivery.
 //!
-//! Pure bookkeeping, driven with an explicit `now`, so it is tested without sockets or clocks.
+//! Pure bookkeeping, tested without sockets. (Liveness, suspicion and re-election are the
+//! protocol core's: `labctl_core::liveness`.)
 //!
 //! - **Handshake.** A link is *up* once any frame from the neighbour has arrived: that proves the
 //!   ZeroMQ connection exists and the neighbour's identity is routable from here.
@@ -8,22 +9,16 @@
 //!   numbered, and leave in order once it is (SPEC §8: the original silently dropped messages to
 //!   peers not yet connected). A frame the transport could not route comes back and is queued again
 //!   by its number, so the link stays FIFO.
-//! - **Liveness.** A neighbour silent for longer than the suspicion timeout is *suspected*.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
 
 use labctl_core::NodeId;
 
 /// One link's state.
 #[derive(Debug)]
 struct Link {
-    /// Last time anything arrived from the neighbour.
-    heard: Option<Instant>,
     /// Frames may be sent directly.
     up: bool,
-    /// Suspected: silent for longer than the suspicion timeout.
-    suspected: bool,
     /// Number of the next control frame on this link.
     next_seq: u64,
     /// Control frames waiting for the link, by number.
@@ -43,26 +38,23 @@ pub enum Route {
 #[derive(Debug)]
 pub struct Links {
     links: BTreeMap<NodeId, Link>,
-    suspicion: Duration,
 }
 
 impl Links {
     /// Links to `neighbors`, all down.
-    pub fn new(neighbors: impl IntoIterator<Item = NodeId>, suspicion: Duration) -> Self {
+    pub fn new(neighbors: impl IntoIterator<Item = NodeId>) -> Self {
         let links = neighbors
             .into_iter()
             .map(|id| {
                 let link = Link {
-                    heard: None,
                     up: false,
-                    suspected: false,
                     next_seq: 1,
                     pending: BTreeMap::new(),
                 };
                 (id, link)
             })
             .collect();
-        Links { links, suspicion }
+        Links { links }
     }
 
     /// Whether `peer` is a neighbour.
@@ -75,12 +67,10 @@ impl Links {
         self.links.keys().copied()
     }
 
-    /// A frame arrived from `peer` at `now`. Returns the queued frames to send now, in order,
-    /// if this brought the link up.
-    pub fn heard(&mut self, peer: NodeId, now: Instant) -> Option<Vec<(u64, Vec<u8>)>> {
+    /// A frame arrived from `peer`. Returns the queued frames to send now, in order, if this
+    /// brought the link up.
+    pub fn heard(&mut self, peer: NodeId) -> Option<Vec<(u64, Vec<u8>)>> {
         let link = self.links.get_mut(&peer)?;
-        link.heard = Some(now);
-        link.suspected = false;
         if link.up {
             return None;
         }
@@ -113,39 +103,14 @@ impl Links {
         }
     }
 
-    /// Every link is up: the node may start its election.
-    pub fn all_up(&self) -> bool {
-        self.links.values().all(|l| l.up)
-    }
-
     /// Links up so far.
     pub fn up_count(&self) -> usize {
         self.links.values().filter(|l| l.up).count()
     }
 
-    /// Mark neighbours silent for longer than the suspicion timeout; return the newly suspected.
-    pub fn suspect(&mut self, now: Instant) -> Vec<NodeId> {
-        let mut newly = Vec::new();
-        for (&id, link) in &mut self.links {
-            let silent = match link.heard {
-                Some(heard) => now.saturating_duration_since(heard) > self.suspicion,
-                None => false, // never heard: still joining, not suspected
-            };
-            if silent && !link.suspected {
-                link.suspected = true;
-                newly.push(id);
-            }
-        }
-        newly
-    }
-
-    /// Neighbours heard from and not suspected.
-    pub fn alive(&self) -> BTreeSet<NodeId> {
-        self.links
-            .iter()
-            .filter(|(_, l)| l.heard.is_some() && !l.suspected)
-            .map(|(&id, _)| id)
-            .collect()
+    /// Control frames waiting for the link to `peer` (not on the wire yet).
+    pub fn pending_on(&self, peer: NodeId) -> u64 {
+        self.links.get(&peer).map_or(0, |l| l.pending.len() as u64)
     }
 
     /// Control frames waiting, over all links.
@@ -158,78 +123,44 @@ impl Links {
 mod tests {
     use super::*;
 
-    fn links() -> (Links, Instant) {
-        (
-            Links::new([2, 3], Duration::from_millis(1000)),
-            Instant::now(),
-        )
-    }
-
     #[test]
     fn frames_for_a_link_not_up_wait_and_leave_in_order() {
-        let (mut links, now) = links();
+        let mut links = Links::new([2, 3]);
         assert_eq!(links.route(2, b"a".to_vec()), (Route::Queued, None));
         assert_eq!(links.route(2, b"b".to_vec()), (Route::Queued, None));
-        assert_eq!(links.pending(), 2);
-        let flushed = links.heard(2, now).unwrap();
+        assert_eq!((links.pending(), links.pending_on(2)), (2, 2));
+        let flushed = links.heard(2).unwrap();
         assert_eq!(flushed, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
         assert_eq!(
             links.route(2, b"c".to_vec()),
             (Route::Send(3), Some(b"c".to_vec()))
         );
-        assert!(
-            links.heard(2, now).is_none(),
-            "already up: nothing to flush"
-        );
+        assert!(links.heard(2).is_none(), "already up: nothing to flush");
     }
 
     #[test]
-    fn all_up_only_once_every_neighbour_was_heard() {
-        let (mut links, now) = links();
-        assert!(!links.all_up());
-        links.heard(2, now);
-        assert!(!links.all_up());
-        links.heard(3, now);
-        assert!(links.all_up());
+    fn links_come_up_as_their_neighbours_are_heard() {
+        let mut links = Links::new([2, 3]);
+        assert_eq!(links.up_count(), 0);
+        links.heard(2);
+        assert_eq!(links.up_count(), 1);
+        links.heard(3);
+        assert_eq!(links.up_count(), 2);
+        assert!(links.heard(9).is_none(), "a stranger is no link");
     }
 
     #[test]
     fn unroutable_frames_return_to_their_place_in_line() {
-        let (mut links, now) = links();
-        links.heard(2, now);
+        let mut links = Links::new([2, 3]);
+        links.heard(2);
         let (_, a) = links.route(2, b"a".to_vec());
         let (_, b) = links.route(2, b"b".to_vec());
         // The transport bounces both; meanwhile the core produced a third frame.
         links.unroutable(2, 1, a.unwrap());
         assert_eq!(links.route(2, b"c".to_vec()), (Route::Queued, None));
         links.unroutable(2, 2, b.unwrap());
-        let flushed = links.heard(2, now).unwrap();
+        let flushed = links.heard(2).unwrap();
         let order: Vec<_> = flushed.into_iter().map(|(_, f)| f).collect();
         assert_eq!(order, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
-    }
-
-    #[test]
-    fn silence_longer_than_the_timeout_is_suspected_once() {
-        let (mut links, now) = links();
-        links.heard(2, now);
-        links.heard(3, now);
-        let later = now + Duration::from_millis(1500);
-        links.heard(3, later);
-        assert_eq!(links.suspect(later), vec![2]);
-        assert_eq!(links.suspect(later), Vec::<NodeId>::new(), "reported once");
-        assert_eq!(links.alive(), BTreeSet::from([3]));
-        links.heard(2, later);
-        assert_eq!(
-            links.alive(),
-            BTreeSet::from([2, 3]),
-            "heard again: alive again"
-        );
-    }
-
-    #[test]
-    fn a_neighbour_never_heard_is_joining_not_suspected() {
-        let (mut links, now) = links();
-        assert!(links.suspect(now + Duration::from_secs(60)).is_empty());
-        assert!(links.alive().is_empty());
     }
 }

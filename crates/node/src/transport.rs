@@ -12,12 +12,25 @@
 //! A ZeroMQ socket must have a single owner, so the socket lives in its own thread. The driver
 //! hands it work through a channel and wakes it through an `inproc` PAIR socket (ZeroMQ can only
 //! wait on its own sockets); frames that arrive go back to the driver on a tokio channel.
+//!
+//! `ROUTER_HANDOVER` is on too: a neighbour that restarts connects again under the same identity,
+//! and its new connection takes the identity over from the dead one.
+//!
+//! # The fault filter
+//! `labctl fault` reaches a link of the process runtime through a filter in both ends'
+//! transports ([`Transport::set_filters`]): a **cut** link drops every frame both ways, as a
+//! pulled cable would; a **delay** holds every outgoing frame that long; a **loss** holds a frame
+//! by a retransmission timeout (200 ms, doubling) with that probability, as TCP would resend it.
+//! Held frames leave in order (a link stays FIFO), so the algorithms see delay, never loss or
+//! reordering.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use labctl_core::NodeId;
+use labctl_fault::LinkFilter;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 /// What the transport tells the driver.
@@ -80,7 +93,14 @@ pub trait Transport: Send + 'static {
     ) -> Result<(), TransportError>;
     /// Stop bouncing frames for `peer` (it was heard from again).
     fn resume(&mut self, peer: NodeId) -> Result<(), TransportError>;
+    /// Replace the fault filter: what happens to each listed link's frames (the rest pass).
+    fn set_filters(&mut self, filters: BTreeMap<NodeId, LinkFilter>) -> Result<(), TransportError>;
 }
+
+/// The retransmission timeout a `loss` filter holds a frame by, doubling while it is lost again.
+pub const RTO: Duration = Duration::from_millis(200);
+/// The most times in a row one frame is lost (then it goes through).
+pub const MAX_RETRANSMISSIONS: u32 = 6;
 
 /// The largest frame a node accepts, in bytes (a larger one closes the sender's connection).
 pub const MAX_FRAME: usize = 256 * 1024 * 1024;
@@ -101,6 +121,7 @@ enum Command {
     Connect(String, std_mpsc::Sender<Result<(), zmq::Error>>),
     Send(NodeId, Option<u64>, Vec<u8>),
     Resume(NodeId),
+    Filters(BTreeMap<NodeId, LinkFilter>),
     Stop,
 }
 
@@ -132,6 +153,9 @@ impl ZmqTransport {
         router
             .set_router_mandatory(true)
             .map_err(zmq_err("set ROUTER_MANDATORY"))?;
+        router
+            .set_router_handover(true)
+            .map_err(zmq_err("set ROUTER_HANDOVER"))?;
         router.set_linger(0).map_err(zmq_err("set linger"))?;
         // A peer cannot make us allocate without bound; snapshots of a large chat still fit.
         router
@@ -234,6 +258,10 @@ impl Transport for ZmqTransport {
     fn resume(&mut self, peer: NodeId) -> Result<(), TransportError> {
         self.command(Command::Resume(peer))
     }
+
+    fn set_filters(&mut self, filters: BTreeMap<NodeId, LinkFilter>) -> Result<(), TransportError> {
+        self.command(Command::Filters(filters))
+    }
 }
 
 impl Drop for ZmqTransport {
@@ -245,7 +273,114 @@ impl Drop for ZmqTransport {
     }
 }
 
-/// The socket's owner: waits on the ROUTER and the wake socket, moves frames both ways.
+/// A frame held back by the fault filter.
+struct Held {
+    release: Instant,
+    seq: Option<u64>,
+    payload: Vec<u8>,
+}
+
+/// The fault filter's state inside the socket thread: the filters, and per peer the frames held
+/// back, in order.
+#[derive(Default)]
+struct Filter {
+    filters: HashMap<NodeId, LinkFilter>,
+    held: BTreeMap<NodeId, VecDeque<Held>>,
+    /// A small generator for losses (xorshift), seeded from the clock.
+    rng: u64,
+}
+
+/// What to do with one outgoing frame.
+enum Verdict {
+    /// Send it now.
+    Pass,
+    /// Lost on a cut link.
+    Drop,
+    /// Held back until the time given.
+    Hold(Instant),
+}
+
+impl Filter {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+        Filter {
+            rng: seed | 1,
+            ..Filter::default()
+        }
+    }
+
+    fn percent(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % 100
+    }
+
+    fn cut(&self, peer: NodeId) -> bool {
+        self.filters.get(&peer).is_some_and(|f| f.cut)
+    }
+
+    /// Judge a frame to `peer` at `now`. A frame behind held ones waits its turn (FIFO).
+    fn outgoing(&mut self, peer: NodeId, now: Instant) -> Verdict {
+        let filter = self.filters.get(&peer).copied().unwrap_or_default();
+        if filter.cut {
+            return Verdict::Drop;
+        }
+        let mut hold = Duration::from_millis(filter.delay_ms);
+        let mut rto = RTO;
+        for _ in 0..MAX_RETRANSMISSIONS {
+            if filter.loss_percent == 0 || self.percent() >= u64::from(filter.loss_percent) {
+                break;
+            }
+            hold += rto;
+            rto *= 2;
+        }
+        let last = self
+            .held
+            .get(&peer)
+            .and_then(|q| q.back())
+            .map(|h| h.release);
+        match (hold.is_zero(), last) {
+            (true, None) => Verdict::Pass,
+            (_, last) => Verdict::Hold((now + hold).max(last.unwrap_or(now))),
+        }
+    }
+
+    /// How long the thread may sleep before a held frame is due (-1: no frame is held).
+    fn timeout_ms(&self, now: Instant) -> i64 {
+        self.held
+            .values()
+            .filter_map(|q| q.front())
+            .map(|h| h.release.saturating_duration_since(now).as_millis() as i64)
+            .min()
+            .unwrap_or(-1)
+    }
+
+    /// Replace the filters. Frames held for a link now cut are lost with it.
+    fn replace(&mut self, filters: BTreeMap<NodeId, LinkFilter>) {
+        self.filters = filters.into_iter().filter(|(_, f)| !f.is_clear()).collect();
+        let filters = &self.filters;
+        self.held
+            .retain(|peer, _| !filters.get(peer).is_some_and(|f| f.cut));
+    }
+
+    /// The frames due at `now`, in order per peer.
+    fn due(&mut self, now: Instant) -> Vec<(NodeId, Held)> {
+        let mut due = Vec::new();
+        for (&peer, queue) in &mut self.held {
+            while queue.front().is_some_and(|h| h.release <= now) {
+                due.push((peer, queue.pop_front().expect("a front")));
+            }
+        }
+        self.held.retain(|_, q| !q.is_empty());
+        due
+    }
+}
+
+/// The socket's owner: waits on the ROUTER and the wake socket, moves frames both ways, holds
+/// back what the fault filter says.
 fn socket_thread(
     router: zmq::Socket,
     wake: zmq::Socket,
@@ -253,12 +388,37 @@ fn socket_thread(
     inbound: UnboundedSender<Inbound>,
 ) {
     let mut bounced: HashSet<NodeId> = HashSet::new();
+    let mut filter = Filter::new();
+    // Hand one frame to ZeroMQ; a failure comes back to the driver. False: the driver is gone.
+    let transmit =
+        |bounced: &mut HashSet<NodeId>, peer: NodeId, seq: Option<u64>, payload: Vec<u8>| {
+            let delivered = !bounced.contains(&peer)
+                && router
+                    .send_multipart(
+                        [identity(peer).into_bytes(), payload.clone()],
+                        zmq::DONTWAIT,
+                    )
+                    .is_ok();
+            if delivered {
+                return true;
+            }
+            if seq.is_some() {
+                bounced.insert(peer);
+            }
+            inbound
+                .send(Inbound::Unroutable {
+                    to: peer,
+                    seq,
+                    payload,
+                })
+                .is_ok()
+        };
     loop {
         let mut items = [
             router.as_poll_item(zmq::POLLIN),
             wake.as_poll_item(zmq::POLLIN),
         ];
-        if let Err(e) = zmq::poll(&mut items, -1) {
+        if let Err(e) = zmq::poll(&mut items, filter.timeout_ms(Instant::now())) {
             if e == zmq::Error::EINTR {
                 continue;
             }
@@ -271,6 +431,8 @@ fn socket_thread(
                     Ok(parts) => {
                         let event = match (parts.first(), parts.last(), parts.len()) {
                             (Some(id), Some(payload), 2..) => match parse_identity(id) {
+                                // A cut link drops what arrives on it too.
+                                Some(from) if filter.cut(from) => continue,
                                 Some(from) => Inbound::Frame {
                                     from,
                                     payload: payload.clone(),
@@ -307,32 +469,31 @@ fn socket_thread(
                 Command::Connect(endpoint, reply) => {
                     let _ = reply.send(router.connect(&endpoint));
                 }
-                Command::Send(peer, seq, payload) => {
-                    let delivered = !bounced.contains(&peer)
-                        && router
-                            .send_multipart(
-                                [identity(peer).into_bytes(), payload.clone()],
-                                zmq::DONTWAIT,
-                            )
-                            .is_ok();
-                    if !delivered {
-                        if seq.is_some() {
-                            bounced.insert(peer);
-                        }
-                        let bounce = Inbound::Unroutable {
-                            to: peer,
-                            seq,
-                            payload,
-                        };
-                        if inbound.send(bounce).is_err() {
+                Command::Send(peer, seq, payload) => match filter.outgoing(peer, Instant::now()) {
+                    Verdict::Pass => {
+                        if !transmit(&mut bounced, peer, seq, payload) {
                             return;
                         }
                     }
-                }
+                    Verdict::Drop => {}
+                    Verdict::Hold(release) => {
+                        filter.held.entry(peer).or_default().push_back(Held {
+                            release,
+                            seq,
+                            payload,
+                        })
+                    }
+                },
                 Command::Resume(peer) => {
                     bounced.remove(&peer);
                 }
+                Command::Filters(filters) => filter.replace(filters),
                 Command::Stop => return,
+            }
+        }
+        for (peer, held) in filter.due(Instant::now()) {
+            if !transmit(&mut bounced, peer, held.seq, held.payload) {
+                return;
             }
         }
     }
@@ -357,5 +518,95 @@ mod tests {
         ] {
             assert_eq!(parse_identity(bad), None, "{bad:?}");
         }
+    }
+
+    fn clear() -> LinkFilter {
+        LinkFilter::default()
+    }
+
+    #[test]
+    fn a_cut_link_drops_frames_and_a_clear_one_passes_them() {
+        let mut filter = Filter::new();
+        let now = Instant::now();
+        assert!(matches!(filter.outgoing(2, now), Verdict::Pass));
+        filter.replace(BTreeMap::from([
+            (
+                2,
+                LinkFilter {
+                    cut: true,
+                    ..clear()
+                },
+            ),
+            (3, clear()),
+        ]));
+        assert!(matches!(filter.outgoing(2, now), Verdict::Drop));
+        assert!(filter.cut(2) && !filter.cut(3));
+        assert!(matches!(filter.outgoing(3, now), Verdict::Pass));
+    }
+
+    #[test]
+    fn a_delay_holds_every_frame_and_keeps_them_in_order() {
+        let mut filter = Filter::new();
+        let now = Instant::now();
+        filter.replace(BTreeMap::from([(
+            2,
+            LinkFilter {
+                delay_ms: 200,
+                ..clear()
+            },
+        )]));
+        let Verdict::Hold(first) = filter.outgoing(2, now) else {
+            panic!("held")
+        };
+        assert_eq!(first, now + Duration::from_millis(200));
+        filter.held.entry(2).or_default().push_back(Held {
+            release: first,
+            seq: Some(1),
+            payload: vec![1],
+        });
+        // The delay ends; a frame sent now still leaves after the one held before it.
+        filter.replace(BTreeMap::new());
+        let Verdict::Hold(second) = filter.outgoing(2, now + Duration::from_millis(10)) else {
+            panic!("waits behind the held frame")
+        };
+        assert!(second >= first);
+        assert!(filter.due(now + Duration::from_millis(199)).is_empty());
+        assert_eq!(filter.due(first).len(), 1);
+        assert_eq!(filter.timeout_ms(first), -1, "nothing left held");
+    }
+
+    #[test]
+    fn a_loss_holds_some_frames_by_doubling_timeouts_and_drops_none() {
+        let mut filter = Filter::new();
+        let now = Instant::now();
+        filter.replace(BTreeMap::from([(
+            2,
+            LinkFilter {
+                loss_percent: 50,
+                ..clear()
+            },
+        )]));
+        let mut delays = Vec::new();
+        for _ in 0..2000 {
+            match filter.outgoing(2, now) {
+                Verdict::Pass => delays.push(0),
+                Verdict::Hold(at) => delays.push((at - now).as_millis()),
+                Verdict::Drop => panic!("loss never drops"),
+            }
+            filter.held.clear();
+        }
+        // Every delay is a sum of 200, 400, 800 … ms; about half the frames pass at once.
+        let retransmitted: Vec<u128> = (0..=MAX_RETRANSMISSIONS)
+            .map(|k| 200 * ((1 << k) - 1))
+            .collect();
+        assert!(
+            delays.iter().all(|d| retransmitted.contains(d)),
+            "{delays:?}"
+        );
+        let passed = delays.iter().filter(|&&d| d == 0).count();
+        assert!(
+            (800..1200).contains(&passed),
+            "{passed} of 2000 passed at once"
+        );
     }
 }

@@ -1,5 +1,11 @@
 //! The chat's HTTP service on an input node: started when the node becomes an input node, stopped
-//! (and taken off the nameserver) when it stops being one (SPEC §8: the original never did).
+//! (and taken off the nameserver) when it stops being one (SPEC §10: the original never did).
+//!
+//! Two signals from the driver, in [`WebRole`]: `serve` (run the HTTP service) and `listed` (be
+//! in the nameserver's list). While the lab re-elects, an input node leaves the nameserver at once
+//! (it has no route to a root) but keeps its service up, answering 503 with the reason, until its
+//! place in the new tree says whether it is still an input node. The service keeps its port
+//! across such restarts, and a registration the nameserver did not take is tried again.
 
 use std::sync::Arc;
 
@@ -78,57 +84,106 @@ pub struct WebSettings {
     pub published: watch::Sender<Option<String>>,
 }
 
-/// Follow the input role: serve HTTP while it holds, register and deregister with the nameserver.
-pub async fn follow_input_role(
+/// What the web task should do, as the driver says it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WebRole {
+    /// Run the HTTP service (the node is, or until its new tree says otherwise was, an input).
+    pub serve: bool,
+    /// Be in the nameserver's list (an input node with a route to its root).
+    pub listed: bool,
+}
+
+/// How often a registration the nameserver did not take is tried again.
+const REGISTER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A running HTTP service: its address, and how to stop it.
+struct Running {
+    address: String,
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Follow the driver's [`WebRole`]: serve HTTP while asked to, be listed at the nameserver while
+/// asked to.
+pub async fn follow_role(
     settings: WebSettings,
     commands: mpsc::Sender<Command>,
-    mut input_role: watch::Receiver<bool>,
+    mut role: watch::Receiver<WebRole>,
     mut stop: watch::Receiver<bool>,
 ) {
     let backend: Arc<dyn labctl_web::Backend> = Arc::new(NodeBackend { commands });
-    let mut running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)> = None;
+    let mut running: Option<Running> = None;
+    let mut registered = false;
+    // The port the service first got; it keeps it when it starts again.
+    let mut port = settings.port;
     loop {
-        let wanted = *input_role.borrow_and_update() && !*stop.borrow();
-        match (wanted, running.is_some()) {
-            (true, false) => match start(&settings, backend.clone()).await {
-                Ok((address, server)) => {
-                    let shown = settings.public_address.clone().unwrap_or(address);
+        let wanted = if *stop.borrow() {
+            WebRole::default()
+        } else {
+            *role.borrow_and_update()
+        };
+        if (!wanted.listed || !wanted.serve) && registered {
+            deregister(&settings).await;
+            registered = false;
+        }
+        match (wanted.serve, running.is_some()) {
+            (true, false) => match start(&settings, port, backend.clone()).await {
+                Ok(server) => {
+                    port = server
+                        .address
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(port);
+                    let shown = settings
+                        .public_address
+                        .clone()
+                        .unwrap_or(server.address.clone());
                     let _ = settings.published.send(Some(shown));
                     running = Some(server);
                 }
                 Err(e) => warn!("the HTTP service did not start: {e:#}"),
             },
             (false, true) => {
-                if let Some((shutdown, task)) = running.take() {
+                if let Some(server) = running.take() {
                     let _ = settings.published.send(None);
-                    deregister(&settings).await;
-                    let _ = shutdown.send(());
-                    let _ = task.await;
+                    let _ = server.shutdown.send(());
+                    let _ = server.task.await;
                     info!("HTTP service stopped: no longer an input node");
                 }
             }
             _ => {}
         }
+        if wanted.listed && !registered {
+            if let Some(server) = &running {
+                registered = register(&settings, &server.address).await;
+            }
+        }
         if *stop.borrow() {
             return;
         }
+        let retry = wanted.listed && running.is_some() && !registered;
         tokio::select! {
-            changed = input_role.changed() => if changed.is_err() { break },
+            changed = role.changed() => if changed.is_err() { break },
             _ = stop.changed() => {}
+            () = tokio::time::sleep(REGISTER_RETRY), if retry => {}
         }
     }
-    if let Some((shutdown, task)) = running.take() {
+    if registered {
         deregister(&settings).await;
-        let _ = shutdown.send(());
-        let _ = task.await;
+    }
+    if let Some(server) = running.take() {
+        let _ = server.shutdown.send(());
+        let _ = server.task.await;
     }
 }
 
 async fn start(
     settings: &WebSettings,
+    port: u16,
     backend: Arc<dyn labctl_web::Backend>,
-) -> anyhow::Result<(String, (oneshot::Sender<()>, tokio::task::JoinHandle<()>))> {
-    let listener = TcpListener::bind((settings.listen_host.as_str(), settings.port)).await?;
+) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind((settings.listen_host.as_str(), port)).await?;
     let address = format!(
         "{}:{}",
         settings.advertise_host,
@@ -156,17 +211,38 @@ async fn start(
         public = settings.public_address.as_deref().unwrap_or(&address),
         "HTTP service started: this node is an input node"
     );
-    if let Some(nameserver) = &settings.nameserver {
-        let register = async {
-            let mut client = NameserverClient::connect(format!("http://{nameserver}")).await?;
-            client.register(registration(settings, &address)).await?;
-            anyhow::Ok(())
-        };
-        if let Err(e) = register.await {
+    Ok(Running {
+        address,
+        shutdown,
+        task,
+    })
+}
+
+/// Join the nameserver's list; false if it did not answer (try again later). Without a
+/// nameserver there is nothing to join.
+async fn register(settings: &WebSettings, address: &str) -> bool {
+    let Some(nameserver) = &settings.nameserver else {
+        return true;
+    };
+    let register = async {
+        let mut client = NameserverClient::connect(format!("http://{nameserver}")).await?;
+        client.register(registration(settings, address)).await?;
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), register).await {
+        Ok(Ok(())) => {
+            info!("listed at the nameserver");
+            true
+        }
+        Ok(Err(e)) => {
             warn!("could not register with the nameserver at {nameserver}: {e:#}");
+            false
+        }
+        Err(_) => {
+            warn!("the nameserver at {nameserver} did not answer the registration in time");
+            false
         }
     }
-    Ok((address, (shutdown, task)))
 }
 
 /// What the node tells the nameserver: it health-checks `address`, and sends clients to the public
@@ -189,7 +265,7 @@ async fn deregister(settings: &WebSettings) {
             anyhow::Ok(())
         };
         match tokio::time::timeout(std::time::Duration::from_secs(1), leave).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => info!("left the nameserver's list"),
             Ok(Err(e)) => warn!("could not deregister from the nameserver: {e:#}"),
             Err(_) => warn!("the nameserver did not answer the deregistration in time"),
         }
@@ -259,9 +335,12 @@ mod tests {
             published,
         };
         let (commands, _requests) = mpsc::channel(1);
-        let (_input_role_tx, input_role) = watch::channel(true);
+        let (_role_tx, role) = watch::channel(WebRole {
+            serve: true,
+            listed: true,
+        });
         let (stop_tx, stop) = watch::channel(false);
-        let web = tokio::spawn(follow_input_role(settings, commands, input_role, stop));
+        let web = tokio::spawn(follow_role(settings, commands, role, stop));
 
         let registration = tokio::time::timeout(Duration::from_secs(10), registrations.recv())
             .await

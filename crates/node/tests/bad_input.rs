@@ -102,7 +102,7 @@ impl Lab {
             assert_eq!(parts[0], b"node-2");
             match Frame::decode(&parts[1]).expect("node 2 sends valid frames") {
                 Frame::Control { message } => return message,
-                Frame::Heartbeat { lab } => assert_eq!(lab, "pair"),
+                Frame::Heartbeat { lab, .. } => assert_eq!(lab, "pair"),
                 Frame::Data { .. } => {} // the data plane's announcement, once node 2 has its roles
             }
         }
@@ -142,6 +142,8 @@ async fn scenario(log: Captured) {
     lab.send_raw(br#"{"frame":"launch_missiles"}"#);
     // A heartbeat of another lab is refused too.
     lab.send(&Frame::Heartbeat {
+        incarnation: 1,
+        sent: 0,
         lab: "other".into(),
     });
 
@@ -157,7 +159,15 @@ async fn scenario(log: Captured) {
             .connect(&format!("tcp://{}", status.control_address))
             .unwrap();
         stranger
-            .send(Frame::Heartbeat { lab: "pair".into() }.encode(), 0)
+            .send(
+                Frame::Heartbeat {
+                    lab: "pair".into(),
+                    incarnation: 1,
+                    sent: 0,
+                }
+                .encode(),
+                0,
+            )
             .unwrap();
         strangers.push(stranger); // kept open until the end, so the frames surely leave
     }
@@ -171,7 +181,11 @@ async fn scenario(log: Captured) {
         .into_inner();
 
     // Now behave: our heartbeat brings the link up, and node 2 starts epoch 1 with its setup.
-    lab.send(&Frame::Heartbeat { lab: "pair".into() });
+    lab.send(&Frame::Heartbeat {
+        incarnation: 1,
+        sent: 0,
+        lab: "pair".into(),
+    });
     let setup = lab.next_control();
     assert_eq!(
         setup,

@@ -31,6 +31,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+pub mod faults;
+
 pub use labctl_core::event::{TraceEntry, TraceLine, Wire};
 use labctl_core::report::{Adjacency, Check};
 use labctl_core::{Input, Message, Node, NodeId, Output, Report, Status};
@@ -282,7 +284,7 @@ impl Simulation {
     /// Feed one input to node `i` and carry out what it asks.
     fn input(&mut self, i: usize, input: Input) {
         let mut out = std::mem::take(&mut self.out);
-        self.nodes[i].handle(input, &mut out);
+        self.nodes[i].handle(self.now, input, &mut out);
         let me = self.nodes[i].id();
         for output in out.drain(..) {
             match output {
@@ -296,6 +298,8 @@ impl Simulation {
                         });
                     }
                 }
+                // Plain nodes keep no time and persist nothing: these never come.
+                Output::Heartbeat { .. } | Output::Persist { .. } | Output::Wake { .. } => {}
             }
         }
         self.out = out;

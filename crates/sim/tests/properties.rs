@@ -3,46 +3,8 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
-use labctl_core::report::Adjacency;
 use labctl_sim::Delivery;
-use labctl_topology::rng::SplitMix64;
 use proptest::prelude::*;
-
-/// A connected simple graph: a random tree, then random extra links. Ids are distinct, non-zero,
-/// drawn from the whole u64 range (or small, so ties in shape and order get exercised too).
-fn random_graph(n: usize, extra: usize, wide_ids: bool, seed: u64) -> Adjacency {
-    let mut rng = SplitMix64::new(seed);
-    let mut ids = BTreeSet::new();
-    while ids.len() < n {
-        let id = if wide_ids {
-            rng.next_u64()
-        } else {
-            1 + rng.below(4 * n as u64)
-        };
-        if id != 0 {
-            ids.insert(id);
-        }
-    }
-    let mut ids: Vec<u64> = ids.into_iter().collect();
-    rng.shuffle(&mut ids);
-    let mut links = Vec::new();
-    for i in 1..n {
-        links.push((ids[i], ids[rng.below(i as u64) as usize]));
-    }
-    let possible = n * (n - 1) / 2;
-    let mut have: BTreeSet<(u64, u64)> = links.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
-    let target = (n - 1 + extra).min(possible);
-    while have.len() < target {
-        let a = ids[rng.below(n as u64) as usize];
-        let b = ids[rng.below(n as u64) as usize];
-        if a != b && have.insert((a.min(b), a.max(b))) {
-            links.push((a, b));
-        }
-    }
-    common::graph(&ids, &links)
-}
 
 proptest! {
     // 384 cases by default; PROPTEST_CASES=N runs more (e.g. a long hunt in --release).
@@ -62,7 +24,7 @@ proptest! {
     ) {
         // density picks sparse (a tree), light, medium or dense extra links.
         let extra = match density { 0 => 0, 1 => n / 4, 2 => n, _ => 4 * n };
-        let adjacency = random_graph(n, extra, wide_ids, graph_seed);
+        let adjacency = common::random_graph(n, extra, wide_ids, graph_seed);
         let delivery = if sync { Delivery::Sync } else { Delivery::Async };
         let run = common::run(&adjacency, delivery_seed, delivery);
         common::assert_valid(
@@ -88,7 +50,7 @@ proptest! {
         seeds in proptest::collection::vec(any::<u64>(), 3),
     ) {
         let extra = match density { 0 => 0, 1 => n / 4, 2 => n, _ => 4 * n };
-        let adjacency = random_graph(n, extra, true, graph_seed);
+        let adjacency = common::random_graph(n, extra, true, graph_seed);
         let reference = common::run(&adjacency, 0, Delivery::Sync).report;
         for seed in seeds {
             let other = common::run(&adjacency, seed, Delivery::Async).report;

@@ -79,24 +79,9 @@ pub struct Topology {
     pub timing: Timing,
 }
 
-/// The `[timing]` table: how often nodes send heartbeats and when a silent neighbour is suspected.
-/// Classroom defaults like etcd's: a heartbeat every 100 ms, suspicion after 1 s of silence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timing {
-    /// Interval between heartbeats on every link, in milliseconds.
-    pub heartbeat_ms: u64,
-    /// Silence after which a neighbour is suspected, in milliseconds.
-    pub suspicion_ms: u64,
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Timing {
-            heartbeat_ms: 100,
-            suspicion_ms: 1000,
-        }
-    }
-}
+/// The `[timing]` table: how often nodes send heartbeats and when a silent neighbour is suspected
+/// (the protocol core's own settings, so one type carries them from the file to the nodes).
+pub use labctl_core::Timing;
 
 /// Whether `name` is a valid lab name: `[a-z0-9][a-z0-9-]*`, at most 63 characters (it names
 /// folders and, later, containers).

@@ -99,8 +99,10 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
                     listen_host: a.listen,
                     control_port: a.control_port,
                     admin_port: a.admin_port,
-                    heartbeat: Duration::from_millis(a.heartbeat_ms),
-                    suspicion: Duration::from_millis(a.suspicion_ms),
+                    timing: labctl_core::Timing {
+                        heartbeat_ms: a.heartbeat_ms,
+                        suspicion_ms: a.suspicion_ms,
+                    },
                     ready_file: a.ready_file,
                     join_timeout: Duration::from_secs(a.join_timeout_secs),
                     data_dir: a.data_dir,

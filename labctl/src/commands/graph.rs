@@ -187,6 +187,7 @@ fn svg(topology: &Topology, overlay: Option<&Overlay>) -> Result<String> {
 fn colour(role: Option<Role>) -> &'static str {
     match role {
         Some(Role::Writer) => "#d9480f",
+        Some(Role::Leader) => "#e8590c",
         Some(Role::Persistence) => "#2f9e44",
         Some(Role::Input) => "#1971c2",
         Some(Role::Forwarder) => "#868e96",

@@ -362,7 +362,11 @@ pub fn check_election_and_tree(report: &Report, topology: &Topology, context: &s
         (topology.node_count(), topology.link_count()),
         "{context}: nodes, links"
     );
-    assert!(report.epoch >= 1, "{context}: epoch {}", report.epoch);
+    assert!(
+        report.epoch >= Some(1),
+        "{context}: epoch {:?}",
+        report.epoch
+    );
     assert!(report.converged, "{context}: not converged: {report:#?}");
     assert_eq!(
         report.leader,

@@ -104,8 +104,10 @@ pub fn config(id: u64, lab: &str, bootstrap: &str, dir: &Path) -> labctl_node::C
         public_http: None,
         control_port: 0,
         admin_port: 0,
-        heartbeat: Duration::from_millis(50),
-        suspicion: Duration::from_millis(2000),
+        timing: labctl_core::Timing {
+            heartbeat_ms: 50,
+            suspicion_ms: 2000,
+        },
         ready_file: Some(dir.join(format!("node-{id}.json"))),
         join_timeout: Duration::from_secs(10),
         data_dir: dir.join(format!("node-{id}")),

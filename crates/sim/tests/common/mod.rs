@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use labctl_core::report::Adjacency;
 use labctl_core::{Bounds, NodeId, Role};
 use labctl_sim::{Config, Delivery, Run, Simulation};
+use labctl_topology::rng::SplitMix64;
 
 /// Run and fail loudly, naming the seed.
 pub fn run(adjacency: &Adjacency, seed: u64, delivery: Delivery) -> Run {
@@ -181,4 +182,38 @@ pub fn graph(nodes: &[NodeId], links: &[(NodeId, NodeId)]) -> Adjacency {
         adjacency.get_mut(&b).unwrap().insert(a);
     }
     adjacency
+}
+
+/// A connected simple graph: a random tree, then random extra links. Ids are distinct, non-zero,
+/// drawn from the whole u64 range (or small, so ties in shape and order get exercised too).
+pub fn random_graph(n: usize, extra: usize, wide_ids: bool, seed: u64) -> Adjacency {
+    let mut rng = SplitMix64::new(seed);
+    let mut ids = BTreeSet::new();
+    while ids.len() < n {
+        let id = if wide_ids {
+            rng.next_u64()
+        } else {
+            1 + rng.below(4 * n as u64)
+        };
+        if id != 0 {
+            ids.insert(id);
+        }
+    }
+    let mut ids: Vec<u64> = ids.into_iter().collect();
+    rng.shuffle(&mut ids);
+    let mut links = Vec::new();
+    for i in 1..n {
+        links.push((ids[i], ids[rng.below(i as u64) as usize]));
+    }
+    let possible = n * (n - 1) / 2;
+    let mut have: BTreeSet<(u64, u64)> = links.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect();
+    let target = (n - 1 + extra).min(possible);
+    while have.len() < target {
+        let a = ids[rng.below(n as u64) as usize];
+        let b = ids[rng.below(n as u64) as usize];
+        if a != b && have.insert((a.min(b), a.max(b))) {
+            links.push((a, b));
+        }
+    }
+    graph(&ids, &links)
 }
