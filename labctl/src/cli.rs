@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use labctl_fault::Target;
 
 /// A container-lab testbed for distributed algorithms: Yo-Yo leader election, SHOUT spanning
 /// trees, and a chat service on top.
@@ -50,6 +51,18 @@ pub enum Command {
     Down(DownArgs),
     /// List labs.
     Ls(LsArgs),
+    /// Break a running lab on purpose: kill, pause or restart nodes, cut or slow links.
+    ///
+    /// Every fault is applied for real: in the process runtime a kill is SIGKILL, pause and resume
+    /// are SIGSTOP and SIGCONT, a restart starts the node again on its own folder and ports; in
+    /// the Docker runtime the same happens to the container, and a cut disconnects the link's
+    /// network. Delays and losses (and cuts between processes) go through a filter in both ends'
+    /// transports. Faults in force are kept in the lab's folder: `labctl status` lists them and
+    /// `labctl fault heal --all` undoes them all. A node may be named `leader`: the root of the
+    /// component that holds a quorum, when the fault is applied. A fault naming an unknown node,
+    /// two nodes that share no link, or a node in the wrong state is refused and changes nothing
+    /// (exit code 2).
+    Fault(FaultArgs),
     /// Load a running lab and report throughput, latency and errors.
     Bench(BenchArgs),
     /// Print a lab's daemon logs: one daemon's, or every daemon's merged in time order.
@@ -61,6 +74,94 @@ pub enum Command {
     /// Run one of a lab's daemons (used by `labctl up`).
     #[command(hide = true)]
     Daemon(Box<DaemonArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FaultArgs {
+    /// The lab (default: the only lab there is).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub lab: Option<String>,
+    /// Print what was done as one JSON object: the fault applied and the faults in force.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: FaultAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaultAction {
+    /// Kill a node (SIGKILL; the container killed). It stays down until restarted.
+    Kill {
+        /// A node id, or `leader`.
+        #[arg(value_name = "NODE")]
+        node: Target,
+    },
+    /// Freeze a node (SIGSTOP; the container paused). Its neighbours soon suspect it.
+    Pause {
+        /// A node id, or `leader`.
+        #[arg(value_name = "NODE")]
+        node: Target,
+    },
+    /// Thaw a paused node.
+    Resume {
+        /// A node id, or `leader`.
+        #[arg(value_name = "NODE")]
+        node: Target,
+    },
+    /// Start a node again on its own folder and ports (a running one is killed first). It comes
+    /// back above its last epoch and rejoins.
+    Restart {
+        /// A node id, or `leader`.
+        #[arg(value_name = "NODE")]
+        node: Target,
+    },
+    /// Cut the link between two neighbours: nothing passes either way until it is healed.
+    Cut {
+        /// One end: a node id, or `leader`.
+        a: Target,
+        /// The other end.
+        b: Target,
+    },
+    /// Undo the faults on one link (a cut, a delay, a loss), or with --all every fault in force.
+    Heal {
+        /// One end: a node id, or `leader`.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        a: Option<Target>,
+        /// The other end.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        b: Option<Target>,
+        /// Undo every fault in force: resume paused nodes, restart killed ones, heal every link.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Split the lab: cut every link between the groups, which must hold every node once
+    /// (e.g. `partition 1,2 3,4,5,6`).
+    Partition {
+        /// Two or more groups of comma-separated node ids.
+        #[arg(required = true, num_args = 2.., value_name = "GROUP")]
+        groups: Vec<String>,
+    },
+    /// Delay every frame on a link by --ms, both ways (the order is kept).
+    Delay {
+        /// One end: a node id, or `leader`.
+        a: Target,
+        /// The other end.
+        b: Target,
+        /// The delay, in milliseconds (1 to 60000).
+        #[arg(long, value_name = "N")]
+        ms: u64,
+    },
+    /// Lose frames on a link, as TCP sees loss: a lost frame is sent again after 200 ms
+    /// (doubling while it is lost again), so the algorithms see delay, never loss.
+    Loss {
+        /// One end: a node id, or `leader`.
+        a: Target,
+        /// The other end.
+        b: Target,
+        /// The probability a frame is lost, in percent (1 to 90).
+        #[arg(long, value_name = "P")]
+        percent: u32,
+    },
 }
 
 #[derive(Debug, clap::Args)]

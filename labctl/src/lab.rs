@@ -69,6 +69,14 @@ pub struct Record {
     /// The address block of the lab's networks (Docker runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_block: Option<String>,
+    /// When a write counts as done (`replicas` or `writer`), as `up` started the nodes: a
+    /// restarted node gets the same.
+    #[serde(default = "default_durability")]
+    pub durability: String,
+}
+
+fn default_durability() -> String {
+    "replicas".into()
 }
 
 impl Record {
@@ -117,6 +125,59 @@ impl LabDir {
     /// Ready files.
     pub fn run(&self) -> PathBuf {
         self.path.join("run")
+    }
+
+    /// The faults in force (`labctl fault`), kept so that `status` lists them and `fault heal
+    /// --all` undoes them.
+    pub fn faults_path(&self) -> PathBuf {
+        self.path.join("faults.json")
+    }
+
+    /// The faults in force (none if the file is missing).
+    pub fn load_faults(&self) -> Result<labctl_fault::InForce> {
+        let path = self.faults_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is damaged; `labctl fault heal --all` cannot tell what to undo (remove \
+                     the file to forget the faults it listed)",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(labctl_fault::InForce::default())
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Write the faults in force atomically.
+    pub fn save_faults(&self, faults: &labctl_fault::InForce) -> Result<()> {
+        let path = self.faults_path();
+        labctl_node::write_atomically(&path, &serde_json::to_vec_pretty(faults)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Hold the lab's lock until the returned guard drops: one `labctl fault` (or `down`) at a
+    /// time changes a lab.
+    pub fn lock(&self) -> Result<LabLock> {
+        use std::os::fd::AsRawFd;
+        let path = self.path.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; it is released when the file closes.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!(
+                "cannot lock {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(LabLock { _file: file })
     }
 
     /// The lab-wide session key (so a login at one input node holds at every other).
@@ -183,6 +244,11 @@ impl LabDir {
     }
 }
 
+/// A lab's lock, held while it lives (see [`LabDir::lock`]).
+pub struct LabLock {
+    _file: std::fs::File,
+}
+
 /// Every lab under the home folder, by name.
 pub fn all_labs() -> Result<Vec<LabDir>> {
     let root = home()?.join("labs");
@@ -229,28 +295,33 @@ pub fn resolve(name: Option<&str>) -> Result<LabDir> {
 /// Whether `pid` is a live (not zombie) process that is one of this lab's daemons: its command
 /// line mentions `daemon` and the lab's folder or name. Guards against PID reuse.
 pub fn is_ours(pid: u32, lab: &LabDir) -> bool {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat,
-        Err(_) => return false,
-    };
+    process_state(pid, lab).is_some()
+}
+
+/// Whether `pid`, one of this lab's daemons, is stopped (SIGSTOP): `Some(true)` paused,
+/// `Some(false)` running, `None` not a live daemon of the lab.
+pub fn process_state(pid: u32, lab: &LabDir) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The state follows the parenthesised command name: "pid (comm) S …".
     let state = stat
         .rsplit(')')
         .next()
         .and_then(|rest| rest.split_whitespace().next());
     if matches!(state, Some("Z") | Some("X")) {
-        return false;
+        return None;
     }
+    let stopped = matches!(state, Some("T") | Some("t"));
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     let folder = lab.path.to_string_lossy();
-    args.iter().any(|a| a == "daemon")
+    let ours = args.iter().any(|a| a == "daemon")
         && args
             .iter()
-            .any(|a| a.contains(folder.as_ref()) || a == &lab.name)
+            .any(|a| a.contains(folder.as_ref()) || a == &lab.name);
+    ours.then_some(stopped)
 }
 
 /// Seconds since the Unix epoch.

@@ -3,16 +3,18 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use labctl_core::report::Adjacency;
 use labctl_core::{Counters, Phase, Report, Role, Status};
+use labctl_fault::{InForce, LinkFilter};
 use labctl_proto::node::node_admin_client::NodeAdminClient;
-use labctl_proto::node::{NodeStatus, StatusRequest};
+use labctl_proto::node::{LinkFilter as ProtoFilter, LinkFilters, NodeStatus, StatusRequest};
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::lab::{LabDir, Record};
+use crate::runtime::ProcState;
 
 /// How often to ask the nodes while waiting for convergence.
 const POLL: Duration = Duration::from_millis(50);
@@ -28,7 +30,8 @@ pub struct NodeAddress {
     pub admin: String,
     /// The process id.
     pub pid: u32,
-    /// `running` (answering, joined), `joining`, `unreachable` (not answering) or `exited`.
+    /// `running` (its process runs and its admin API answers), `paused` (frozen), `down` (its
+    /// process is gone) or `unreachable` (it runs but does not answer).
     pub state: String,
     /// `host:port` of the chat's HTTP service, while the node is an input node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,16 +41,23 @@ pub struct NodeAddress {
     pub applied: u64,
 }
 
-/// A live lab's report: SPEC §7 plus the nameserver and every node's addresses.
+/// A live lab's report: SPEC §7 plus the nameserver and every node's addresses, the lab's
+/// components and the faults in force (SPEC §6).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LiveReport {
-    /// The report shared with the simulator.
+    /// The report shared with the simulator (with `components`).
     #[serde(flatten)]
     pub report: Report,
     /// The nameserver's HTTP URL, reachable from this host.
     pub nameserver: String,
     /// Each node's addresses and state.
     pub addresses: BTreeMap<String, NodeAddress>,
+    /// The faults in force: each one fault object (SPEC §7) with `since_ms`.
+    #[serde(default)]
+    pub faults: Vec<serde_json::Value>,
+    /// The bootstrap's and the nameserver's state: `running`, `paused` or `down`.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
     /// The lab's folder (logs, state).
     pub folder: String,
 }
@@ -151,24 +161,44 @@ pub fn core_status(s: &NodeStatus) -> Option<Status> {
     })
 }
 
-/// Build the live report from one round of answers.
+/// Build the live report from one round of answers, the processes' states and the faults in
+/// force. A component is the topology minus the nodes down or paused (by a fault, or by
+/// themselves) and the links the faults cut (SPEC §6).
+#[allow(clippy::too_many_arguments)]
 pub fn report(
     lab: &LabDir,
     record: &Record,
     runtime: &str,
     adjacency: &Adjacency,
     answers: &BTreeMap<u64, Result<NodeStatus, String>>,
-    alive: &BTreeMap<String, bool>,
+    states: &BTreeMap<String, ProcState>,
+    faults: &InForce,
     elapsed: Duration,
 ) -> LiveReport {
     let statuses: BTreeMap<u64, Status> = answers
         .iter()
         .filter_map(|(&id, a)| a.as_ref().ok().and_then(core_status).map(|s| (id, s)))
         .collect();
-    let report = Report::build(
+    let state_of = |label: &str| states.get(label).copied().unwrap_or(ProcState::Down);
+    let mut live = faults.live_adjacency(adjacency);
+    let gone: Vec<u64> = adjacency
+        .keys()
+        .copied()
+        .filter(|&id| state_of(&format!("node {id}")) != ProcState::Running)
+        .collect();
+    for id in &gone {
+        live.remove(id);
+    }
+    for neighbors in live.values_mut() {
+        for id in &gone {
+            neighbors.remove(id);
+        }
+    }
+    let report = Report::build_live(
         &record.name,
         runtime,
         adjacency,
+        &live,
         &statuses,
         elapsed.as_millis() as u64,
     );
@@ -176,11 +206,11 @@ pub fn report(
         .nodes
         .iter()
         .map(|(&id, p)| {
-            let state = match answers.get(&id) {
-                _ if !alive.get(&format!("node {id}")).copied().unwrap_or(false) => "exited",
-                Some(Ok(s)) if s.election == "joining" => "joining",
-                Some(Ok(_)) => "running",
-                _ => "unreachable",
+            let state = match (state_of(&format!("node {id}")), answers.get(&id)) {
+                (ProcState::Down, _) => "down",
+                (ProcState::Paused, _) => "paused",
+                (ProcState::Running, Some(Ok(_))) => "running",
+                (ProcState::Running, _) => "unreachable",
             };
             let status = answers.get(&id).and_then(|a| a.as_ref().ok());
             let address = NodeAddress {
@@ -196,8 +226,14 @@ pub fn report(
             (id.to_string(), address)
         })
         .collect();
+    let services = ["bootstrap", "nameserver"]
+        .into_iter()
+        .map(|label| (label.to_string(), state_of(label).as_str().to_string()))
+        .collect();
     LiveReport {
         report,
+        faults: crate::fault::listed(faults),
+        services,
         nameserver: record
             .nameserver
             .as_ref()
@@ -262,6 +298,43 @@ impl Progress {
     }
 }
 
+/// Replace node `id`'s fault filter over its admin API.
+pub async fn set_filters(
+    record: &Record,
+    id: u64,
+    filters: &BTreeMap<u64, LinkFilter>,
+) -> Result<()> {
+    let process = record
+        .nodes
+        .get(&id)
+        .with_context(|| format!("no node {id} on record"))?;
+    let channel = Endpoint::from_shared(format!("http://{}", process.grpc))?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(CALL_TIMEOUT);
+    let mut client = NodeAdminClient::new(
+        channel
+            .connect()
+            .await
+            .with_context(|| format!("connecting to node {id}'s admin API at {}", process.grpc))?,
+    );
+    let request = LinkFilters {
+        filters: filters
+            .iter()
+            .map(|(&peer, f)| ProtoFilter {
+                peer,
+                cut: f.cut,
+                delay_ms: f.delay_ms,
+                loss_percent: f.loss_percent,
+            })
+            .collect(),
+    };
+    client
+        .set_link_filters(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("node {id} refused its link filter: {}", s.message()))?;
+    Ok(())
+}
+
 /// Poll the nodes until the lab converges or `timeout` passes; returns the last report.
 pub async fn wait_converged(
     lab: &LabDir,
@@ -277,14 +350,15 @@ pub async fn wait_converged(
     loop {
         let answers = nodes.statuses().await;
         progress.observe(&answers);
-        let alive = runtime.alive(lab, record).await;
+        let states = runtime.states(lab, record).await;
         let report = report(
             lab,
             record,
             runtime.kind(),
             adjacency,
             &answers,
-            &alive,
+            &states,
+            &InForce::default(),
             started.elapsed(),
         );
         // Done once the tree has converged and every input node serves the chat.

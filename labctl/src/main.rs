@@ -11,6 +11,7 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod fault;
 mod image;
 mod lab;
 mod live;

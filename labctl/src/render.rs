@@ -96,18 +96,27 @@ pub fn report(report: &Report, header: &str) -> String {
 
 /// The spanning tree as an indented tree, each node with its roles.
 fn tree(report: &Report) -> String {
+    let roots: Vec<NodeId> = report
+        .tree
+        .iter()
+        .filter(|(_, parent)| parent.is_none())
+        .map(|(id, _)| id.parse().expect("report keys are ids"))
+        .collect();
+    match roots.first() {
+        Some(&root) => tree_under(report, root),
+        None => "  (no root)\n".into(),
+    }
+}
+
+/// The tree hanging from `root`, drawn as an indented tree.
+fn tree_under(report: &Report, root: NodeId) -> String {
     let mut children: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
-    let mut root = None;
     for (id, parent) in &report.tree {
         let id: NodeId = id.parse().expect("report keys are ids");
-        match parent {
-            Some(p) => children.entry(*p).or_default().push(id),
-            None => root = Some(id),
+        if let Some(p) = parent {
+            children.entry(*p).or_default().push(id);
         }
     }
-    let Some(root) = root else {
-        return "  (no root)\n".into();
-    };
     if report.nodes > DRAW_LIMIT {
         return format!(
             "  {} nodes: too many to draw here (limit {DRAW_LIMIT}); use --json for every parent\n",
@@ -160,10 +169,14 @@ fn roles(report: &Report) -> String {
     let mut out = String::new();
     for role in [
         Role::Writer,
+        Role::Leader,
         Role::Persistence,
         Role::Forwarder,
         Role::Input,
     ] {
+        if role == Role::Leader && !by_role.contains_key(&role) {
+            continue; // only shown when a minority has a root
+        }
         let mut ids = by_role.remove(&role).unwrap_or_default();
         ids.sort_unstable();
         let shown: Vec<String> = ids.iter().take(LIST_LIMIT).map(|i| i.to_string()).collect();
@@ -212,7 +225,28 @@ pub fn live(live: &crate::live::LiveReport) -> String {
             &live.nameserver
         }
     );
-    let mut out = report(&live.report, &header);
+    let whole = live.report.components.len() <= 1
+        && live.faults.is_empty()
+        && live.addresses.values().all(|a| a.state == "running");
+    let mut out = if whole {
+        report(&live.report, &header)
+    } else {
+        broken(live, &header)
+    };
+    let services: Vec<String> = live
+        .services
+        .iter()
+        .filter(|(_, state)| state.as_str() != "running")
+        .map(|(name, state)| format!("the {name} is {state}"))
+        .collect();
+    if !services.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nWarning: {} (nodes keep their tree; new nodes cannot join, or clients find no \
+             input node)",
+            services.join(", ")
+        );
+    }
     // Where to chat, and how far each copy of the data is.
     let mut inputs = Vec::new();
     let mut copies = Vec::new();
@@ -226,7 +260,10 @@ pub fn live(live: &crate::live::LiveReport) -> String {
         if let Some(http) = &address.http {
             inputs.push(format!("{id} (http://{http})"));
         }
-        if roles.contains(&Role::Writer) || roles.contains(&Role::Persistence) {
+        if roles.contains(&Role::Writer)
+            || roles.contains(&Role::Leader)
+            || roles.contains(&Role::Persistence)
+        {
             copies.push(format!("{id}: {}", address.applied));
         }
     }
@@ -245,7 +282,7 @@ pub fn live(live: &crate::live::LiveReport) -> String {
     if !copies.is_empty() {
         let _ = writeln!(
             out,
-            "Replication log applied (writer and persistence): {}",
+            "Replication log applied (roots and persistence): {}",
             copies.join(", ")
         );
     }
@@ -259,5 +296,122 @@ pub fn live(live: &crate::live::LiveReport) -> String {
         let _ = writeln!(out, "\nNodes not running: {}", troubled.join(", "));
     }
     let _ = writeln!(out, "\nLab folder (logs): {}", live.folder);
+    out
+}
+
+/// A lab with faults in force, or in pieces: the faults, then each component with its root,
+/// epoch and quorum, and its tree; then the costs of the quorum's election and the checks.
+fn broken(live: &crate::live::LiveReport, header: &str) -> String {
+    let report = &live.report;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} nodes, {} links, {}",
+        report.lab,
+        report.nodes,
+        report.links,
+        match report.epoch {
+            Some(e) => format!("quorum in epoch {e}"),
+            None => "no component holds a quorum".into(),
+        }
+    );
+    let _ = writeln!(out, "{header}");
+    if !live.faults.is_empty() {
+        let _ = writeln!(out, "\nFaults in force:");
+        for fault in &live.faults {
+            let since = fault["since_ms"].as_u64().unwrap_or(0);
+            let mut object = fault.clone();
+            if let Some(o) = object.as_object_mut() {
+                o.remove("since_ms");
+            }
+            let shown = serde_json::from_value::<labctl_fault::Fault>(object)
+                .map(|f| f.to_string())
+                .unwrap_or_else(|_| fault.to_string());
+            let _ = writeln!(out, "  {shown}  (for {:.1} s)", since as f64 / 1000.0);
+        }
+    }
+    let away: Vec<String> = live
+        .addresses
+        .iter()
+        .filter(|(_, a)| a.state != "running")
+        .map(|(id, a)| format!("{id} ({})", a.state))
+        .collect();
+    if !away.is_empty() {
+        let _ = writeln!(out, "Not in any component: {}", away.join(", "));
+    }
+    let lab = report.nodes as u64;
+    for component in &report.components {
+        let ids: Vec<String> = component.nodes.iter().map(|n| n.to_string()).collect();
+        let size = component.nodes.len() as u64;
+        let quorum = if component.quorum {
+            format!("quorum ({size} of {lab} nodes): its root writes")
+        } else {
+            format!(
+                "no quorum ({size} of {lab} nodes; writes need {}): reads only",
+                lab / 2 + 1
+            )
+        };
+        let _ = writeln!(
+            out,
+            "\nComponent {}: root {}, epoch {}, {quorum}{}",
+            ids.join(","),
+            component
+                .leader
+                .map_or_else(|| "none agreed on".into(), |l| l.to_string()),
+            component
+                .epoch
+                .map_or_else(|| "-".into(), |e| e.to_string()),
+            if component.converged {
+                ""
+            } else {
+                " — not converged yet"
+            }
+        );
+        match component.leader {
+            Some(root) if component.converged => out.push_str(&tree_under(report, root)),
+            _ => {
+                for id in &component.nodes {
+                    let roles = report
+                        .roles
+                        .get(&id.to_string())
+                        .map(|r| join(r))
+                        .unwrap_or_default();
+                    let parent = report.tree.get(&id.to_string()).copied().flatten();
+                    let _ = writeln!(
+                        out,
+                        "  {id}  parent {}  {}",
+                        parent.map_or_else(|| "-".into(), |p| p.to_string()),
+                        if roles.is_empty() {
+                            "(electing)".into()
+                        } else {
+                            roles
+                        }
+                    );
+                }
+            }
+        }
+    }
+    if report.epoch.is_some() {
+        let _ = writeln!(
+            out,
+            "\nThe quorum's election: Yo-Yo {} messages in {} iteration(s), SHOUT+ {}",
+            report.messages.election, report.iterations, report.messages.tree
+        );
+    }
+    let failed: Vec<_> = report
+        .failed_checks()
+        .filter(|c| labctl_core::report::CONVERGENCE.contains(&c.name.as_str()))
+        .collect();
+    if failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nConverged: every component is one tree, in one epoch, with its roles"
+        );
+    } else {
+        let _ = writeln!(out, "\nNot converged:");
+        for check in failed {
+            let _ = writeln!(out, "  ✗ {}: {}", check.name, check.detail);
+        }
+    }
     out
 }

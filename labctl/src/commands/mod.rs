@@ -4,6 +4,7 @@ pub mod bench;
 pub mod daemon;
 pub mod down;
 pub mod export;
+pub mod fault;
 pub mod graph;
 pub mod image;
 pub mod logs;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Status(args) => status::run(&args),
         Command::Down(args) => down::run(&args),
         Command::Ls(args) => ls::run(&args),
+        Command::Fault(args) => fault::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Image(args) => image::run(&args),

@@ -56,14 +56,16 @@ pub async fn once(lab: &LabDir) -> Result<LiveReport> {
     )?;
     let runtime = runtime::for_record(&record)?;
     let answers = Nodes::new(&record)?.statuses().await;
-    let alive = runtime.alive(lab, &record).await;
+    let states = runtime.states(lab, &record).await;
+    let faults = lab.load_faults()?;
     Ok(live::report(
         lab,
         &record,
         runtime.kind(),
         &topology.adjacency(),
         &answers,
-        &alive,
+        &states,
+        &faults,
         started.elapsed(),
     ))
 }

@@ -45,16 +45,6 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
     let report = tokio.block_on(async {
         let started = Instant::now();
         lab.create()?;
-        let mut record = Record {
-            name: name.clone(),
-            runtime: runtime.kind().to_string(),
-            topology_file: args.file.clone(),
-            topology: std::fs::read_to_string(&args.file)?,
-            created_unix: now_unix(),
-            ..Record::default()
-        };
-        lab.save(&record)?;
-        lab.write_secret()?;
         let settings = runtime::NodeSettings {
             timing: topology.timing,
             durability: match args.durability {
@@ -62,6 +52,17 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
                 crate::cli::DurabilityArg::Writer => "writer".into(),
             },
         };
+        let mut record = Record {
+            name: name.clone(),
+            runtime: runtime.kind().to_string(),
+            topology_file: args.file.clone(),
+            topology: std::fs::read_to_string(&args.file)?,
+            created_unix: now_unix(),
+            durability: settings.durability.clone(),
+            ..Record::default()
+        };
+        lab.save(&record)?;
+        lab.write_secret()?;
         let prepared = runtime
             .prepare(&lab, &mut record, &topology, &settings, terminal)
             .await;

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use async_trait::async_trait;
-use labctl_topology::Timing;
-
-use labctl_topology::Topology;
+use labctl_fault::NodeAction;
+use labctl_topology::{Timing, Topology};
 
 use crate::cli::RuntimeArg;
 use crate::lab::{LabDir, Process, Record};
@@ -23,6 +22,38 @@ pub struct NodeSettings {
     pub timing: Timing,
     /// `replicas` or `writer`.
     pub durability: String,
+}
+
+impl NodeSettings {
+    /// The settings a recorded lab's nodes were started with (a restarted node gets the same).
+    pub fn of(record: &Record, topology: &Topology) -> NodeSettings {
+        NodeSettings {
+            timing: topology.timing,
+            durability: record.durability.clone(),
+        }
+    }
+}
+
+/// What a daemon's process (or container) is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcState {
+    /// It runs.
+    Running,
+    /// It is frozen (SIGSTOP, a paused container).
+    Paused,
+    /// It is gone (exited, killed, never started).
+    Down,
+}
+
+impl ProcState {
+    /// As reports say it: `running`, `paused`, `down`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcState::Running => "running",
+            ProcState::Paused => "paused",
+            ProcState::Down => "down",
+        }
+    }
 }
 
 /// How long a daemon may take to start listening.
@@ -65,10 +96,47 @@ pub trait Runtime: Send + Sync {
         settings: &NodeSettings,
         started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
     ) -> Result<BTreeMap<u64, Process>>;
-    /// Stop everything the record names. Idempotent: what is already gone is skipped.
+    /// Stop everything the record names, whatever faults are in force (a paused daemon is
+    /// thawed first). Idempotent: what is already gone is skipped.
     async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()>;
-    /// Whether each process of the record is still running, by label.
-    async fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool>;
+    /// What each process of the record is doing, by label (`bootstrap`, `nameserver`,
+    /// `node <id>`).
+    async fn states(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, ProcState>;
+    /// Whether each process of the record is still there (a paused one is), by label.
+    async fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool> {
+        self.states(lab, record)
+            .await
+            .into_iter()
+            .map(|(label, state)| (label, state != ProcState::Down))
+            .collect()
+    }
+    /// Carry out a fault on node `id` for real (SPEC §7): SIGKILL, SIGSTOP, SIGCONT, or a start
+    /// on its own folder with its own ports (a running node is killed first). A restart notes the
+    /// node's new process in `record`; returns once a restarted node listens.
+    async fn node_fault(
+        &self,
+        lab: &LabDir,
+        record: &mut Record,
+        id: u64,
+        action: NodeAction,
+        settings: &NodeSettings,
+    ) -> Result<()>;
+    /// Whether this runtime cuts a link itself (Docker: by disconnecting the link's network).
+    /// If not, the nodes' fault filters do it.
+    fn cuts_links(&self) -> bool {
+        false
+    }
+    /// Cut (`cut`) or heal the link between nodes `a` and `b`, when [`Runtime::cuts_links`].
+    async fn set_link_cut(
+        &self,
+        _lab: &LabDir,
+        _record: &Record,
+        _a: u64,
+        _b: u64,
+        _cut: bool,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The runtime `--runtime` asks for. `auto` is Docker when an engine answers, else processes.

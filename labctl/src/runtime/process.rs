@@ -16,9 +16,11 @@ use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 
-use super::{NodeSettings, Runtime, START_TIMEOUT};
+use labctl_fault::NodeAction;
+
+use super::{NodeSettings, ProcState, Runtime, START_TIMEOUT};
 use crate::commands::daemon::ServiceReady;
-use crate::lab::{is_ours, last_words, LabDir, Process, Record};
+use crate::lab::{is_ours, last_words, process_state, LabDir, Process, Record};
 
 /// Local processes.
 pub struct ProcessRuntime;
@@ -30,10 +32,25 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Spawn `labctl daemon <args>` detached, output to `logs/<label>.out`.
 fn spawn(lab: &LabDir, label: &str, args: &[String]) -> Result<Child> {
-    let exe = std::env::current_exe().context("finding the labctl executable")?;
     let out_path = lab.logs().join(format!("{label}.out"));
     let out =
         File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?;
+    spawn_into(out, label, args)
+}
+
+/// [`spawn`], adding to `logs/<label>.out` (a restart keeps what the earlier run said).
+fn spawn_appending(lab: &LabDir, label: &str, args: &[String]) -> Result<Child> {
+    let out_path = lab.logs().join(format!("{label}.out"));
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out_path)
+        .with_context(|| format!("opening {}", out_path.display()))?;
+    spawn_into(out, label, args)
+}
+
+fn spawn_into(out: File, label: &str, args: &[String]) -> Result<Child> {
+    let exe = std::env::current_exe().context("finding the labctl executable")?;
     let child = std::process::Command::new(&exe)
         .arg("daemon")
         .args(args)
@@ -152,31 +169,7 @@ impl Runtime for ProcessRuntime {
         let mut children = BTreeMap::new();
         for &id in ids {
             let label = format!("node-{id}");
-            let args = vec![
-                "node".into(),
-                "--id".into(),
-                id.to_string(),
-                "--lab".into(),
-                lab.name.clone(),
-                "--bootstrap".into(),
-                bootstrap.grpc.clone(),
-                "--heartbeat-ms".into(),
-                settings.timing.heartbeat_ms.to_string(),
-                "--suspicion-ms".into(),
-                settings.timing.suspicion_ms.to_string(),
-                "--data-dir".into(),
-                path_arg(lab.path.join("nodes").join(id.to_string())),
-                "--nameserver".into(),
-                nameserver.grpc.clone(),
-                "--session-secret-file".into(),
-                path_arg(lab.secret()),
-                "--durability".into(),
-                settings.durability.clone(),
-                "--ready-file".into(),
-                path_arg(lab.run().join(format!("{label}.json"))),
-                "--log-file".into(),
-                path_arg(lab.logs().join(format!("{label}.log"))),
-            ];
+            let args = node_args(lab, id, bootstrap, nameserver, settings, None);
             let child = spawn(lab, &label, &args)?;
             started(
                 id,
@@ -209,6 +202,91 @@ impl Runtime for ProcessRuntime {
         Ok(nodes)
     }
 
+    async fn node_fault(
+        &self,
+        lab: &LabDir,
+        record: &mut Record,
+        id: u64,
+        action: NodeAction,
+        settings: &NodeSettings,
+    ) -> Result<()> {
+        let process = record
+            .nodes
+            .get(&id)
+            .cloned()
+            .with_context(|| format!("lab {} has no node {id} on record", lab.name))?;
+        let signal = |signal: libc::c_int| {
+            if is_ours(process.pid, lab) {
+                // SAFETY: kill(2) with a pid we checked is this lab's daemon; no memory involved.
+                unsafe { libc::kill(process.pid as libc::pid_t, signal) };
+            }
+        };
+        match action {
+            NodeAction::Kill => {
+                signal(libc::SIGKILL);
+                wait_gone(lab, process.pid).await
+            }
+            NodeAction::Pause => {
+                signal(libc::SIGSTOP);
+                Ok(())
+            }
+            NodeAction::Resume => {
+                signal(libc::SIGCONT);
+                Ok(())
+            }
+            NodeAction::Restart => {
+                signal(libc::SIGKILL);
+                wait_gone(lab, process.pid).await?;
+                let (bootstrap, nameserver) = match (&record.bootstrap, &record.nameserver) {
+                    (Some(b), Some(n)) => (b.clone(), n.clone()),
+                    _ => bail!("lab {} has no bootstrap or nameserver on record", lab.name),
+                };
+                // The same ports as before: its neighbours reconnect to the address they know,
+                // and labctl finds its admin API where the record says.
+                let port = |address: &Option<String>| {
+                    address
+                        .as_deref()
+                        .and_then(|a| a.rsplit(':').next())
+                        .and_then(|p| p.parse::<u16>().ok())
+                };
+                let ports = port(&process.control).zip(port(&Some(process.grpc.clone())));
+                let label = format!("node-{id}");
+                let ready_file = lab.run().join(format!("{label}.json"));
+                let _ = std::fs::remove_file(&ready_file);
+                let args = node_args(lab, id, &bootstrap, &nameserver, settings, ports);
+                let mut child = spawn_appending(lab, &label, &args)?;
+                let ready: labctl_node::Ready =
+                    wait_ready(lab, &label, &mut child, &ready_file).await?;
+                record.nodes.insert(
+                    id,
+                    Process {
+                        pid: child.id(),
+                        grpc: ready.admin,
+                        http: None,
+                        control: Some(ready.control),
+                        container: None,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn states(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, ProcState> {
+        record
+            .processes()
+            .into_iter()
+            .map(|(label, p)| {
+                let state = match process_state(p.pid, lab) {
+                    None => ProcState::Down,
+                    Some(true) => ProcState::Paused,
+                    Some(false) => ProcState::Running,
+                };
+                (label, state)
+            })
+            .collect()
+    }
+
     async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()> {
         // Nodes first (they deregister from the bootstrap on the way out), then the services.
         let nodes: Vec<u32> = record.nodes.values().map(|p| p.pid).collect();
@@ -222,14 +300,65 @@ impl Runtime for ProcessRuntime {
         }
         Ok(())
     }
+}
 
-    async fn alive(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, bool> {
-        record
-            .processes()
-            .into_iter()
-            .map(|(label, p)| (label, is_ours(p.pid, lab)))
-            .collect()
+/// The command line of node `id`'s daemon; `ports` (control, admin) pins its ports (a restart),
+/// else the kernel picks free ones.
+fn node_args(
+    lab: &LabDir,
+    id: u64,
+    bootstrap: &Process,
+    nameserver: &Process,
+    settings: &NodeSettings,
+    ports: Option<(u16, u16)>,
+) -> Vec<String> {
+    let label = format!("node-{id}");
+    let mut args = vec![
+        "node".into(),
+        "--id".into(),
+        id.to_string(),
+        "--lab".into(),
+        lab.name.clone(),
+        "--bootstrap".into(),
+        bootstrap.grpc.clone(),
+        "--heartbeat-ms".into(),
+        settings.timing.heartbeat_ms.to_string(),
+        "--suspicion-ms".into(),
+        settings.timing.suspicion_ms.to_string(),
+        "--data-dir".into(),
+        path_arg(lab.path.join("nodes").join(id.to_string())),
+        "--nameserver".into(),
+        nameserver.grpc.clone(),
+        "--session-secret-file".into(),
+        path_arg(lab.secret()),
+        "--durability".into(),
+        settings.durability.clone(),
+        "--ready-file".into(),
+        path_arg(lab.run().join(format!("{label}.json"))),
+        "--log-file".into(),
+        path_arg(lab.logs().join(format!("{label}.log"))),
+    ];
+    if let Some((control, admin)) = ports {
+        args.extend([
+            "--control-port".into(),
+            control.to_string(),
+            "--admin-port".into(),
+            admin.to_string(),
+        ]);
     }
+    args
+}
+
+/// Wait until `pid` is gone (a SIGKILL takes a moment to be reaped).
+async fn wait_gone(lab: &LabDir, pid: u32) -> Result<()> {
+    let deadline = Instant::now() + STOP_GRACE;
+    while is_ours(pid, lab) {
+        if Instant::now() > deadline {
+            bail!("process {pid} did not go within {STOP_GRACE:?} of SIGKILL");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
 }
 
 /// SIGTERM every live process of ours in `pids`, wait for them to go, SIGKILL what remains.
@@ -240,8 +369,12 @@ async fn terminate(lab: &LabDir, pids: &[u32]) {
         .filter(|&pid| is_ours(pid, lab))
         .collect();
     for &pid in &ours {
-        // SAFETY: kill(2) with a pid we checked is our daemon; no memory is involved.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        // SAFETY: kill(2) with a pid we checked is our daemon; no memory is involved. A paused
+        // daemon (labctl fault pause) is thawed so that it can act on the SIGTERM.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            libc::kill(pid as libc::pid_t, libc::SIGCONT);
+        }
     }
     let deadline = Instant::now() + STOP_GRACE;
     while ours.iter().any(|&pid| is_ours(pid, lab)) && Instant::now() < deadline {

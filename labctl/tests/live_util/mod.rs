@@ -25,6 +25,9 @@ pub struct Address {
     pub admin: String,
     pub pid: u32,
     pub state: String,
+    /// The chat's HTTP address, while the node is an input node.
+    #[serde(default)]
+    pub http: Option<String>,
 }
 
 /// What `labctl up --json` and `labctl status --json` print: the SPEC §7 report plus what only a
@@ -35,6 +38,12 @@ pub struct LiveReport {
     pub report: Report,
     pub nameserver: String,
     pub addresses: BTreeMap<String, Address>,
+    /// The faults in force: fault objects with `since_ms`.
+    #[serde(default)]
+    pub faults: Vec<serde_json::Value>,
+    /// The bootstrap's and nameserver's states.
+    #[serde(default)]
+    pub services: BTreeMap<String, String>,
     pub folder: PathBuf,
 }
 

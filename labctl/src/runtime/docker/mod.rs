@@ -22,19 +22,21 @@ use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
+    PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptions,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
+use labctl_fault::NodeAction;
 use labctl_topology::Topology;
 use tokio::sync::{Mutex, OnceCell};
 
 use self::plan::{Cidr, ContainerPlan, ContainerRole, Flavor, Plan};
-use super::{NodeSettings, Runtime, START_TIMEOUT};
+use super::{NodeSettings, ProcState, Runtime, START_TIMEOUT};
 use crate::lab::{last_words, LabDir, Process, Record};
 
 /// How often to look for a ready file.
@@ -339,9 +341,9 @@ impl Runtime for DockerRuntime {
         remove_lab(self.docker().await?, &lab.name).await
     }
 
-    async fn alive(&self, _lab: &LabDir, record: &Record) -> BTreeMap<String, bool> {
-        let running = match self.docker().await {
-            Ok(docker) => labelled_containers(docker, &record.name)
+    async fn states(&self, _lab: &LabDir, record: &Record) -> BTreeMap<String, ProcState> {
+        let states = match self.docker().await {
+            Ok(docker) => labelled_states(docker, &record.name)
                 .await
                 .unwrap_or_default(),
             Err(_) => BTreeMap::new(),
@@ -350,15 +352,158 @@ impl Runtime for DockerRuntime {
             .processes()
             .into_iter()
             .map(|(label, process)| {
-                let up = process
+                let state = process
                     .container
                     .as_ref()
-                    .and_then(|name| running.get(name))
+                    .and_then(|name| states.get(name))
                     .copied()
-                    .unwrap_or(false);
-                (label, up)
+                    .unwrap_or(ProcState::Down);
+                (label, state)
             })
             .collect()
+    }
+
+    async fn node_fault(
+        &self,
+        lab: &LabDir,
+        record: &mut Record,
+        id: u64,
+        action: NodeAction,
+        _settings: &NodeSettings,
+    ) -> Result<()> {
+        let docker = self.docker().await?;
+        let name = record
+            .nodes
+            .get(&id)
+            .and_then(|p| p.container.clone())
+            .with_context(|| {
+                format!("lab {} has no container for node {id} on record", lab.name)
+            })?;
+        let doing = |what: &str| format!("{what} container {name}");
+        match action {
+            NodeAction::Kill => kill(docker, &name).await,
+            NodeAction::Pause => docker
+                .pause_container(&name)
+                .await
+                .map_err(|e| engine::explain(e, &doing("pausing"))),
+            NodeAction::Resume => docker
+                .unpause_container(&name)
+                .await
+                .map_err(|e| engine::explain(e, &doing("resuming"))),
+            NodeAction::Restart => {
+                let states = labelled_states(docker, &lab.name).await?;
+                if states.get(&name) == Some(&ProcState::Paused) {
+                    // A frozen container cannot be killed: thaw it first.
+                    let _ = docker.unpause_container(&name).await;
+                }
+                kill(docker, &name).await?;
+                let label = ContainerRole::Node(id).label();
+                let _ = std::fs::remove_file(lab.run().join(format!("{label}.json")));
+                start(docker, &name).await?;
+                wait_ready_named(docker, lab, &name, &label).await?;
+                let info = docker
+                    .inspect_container(&name, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(|e| engine::explain(e, &doing("inspecting")))?;
+                if let Some(process) = record.nodes.get_mut(&id) {
+                    process.pid = info.state.and_then(|s| s.pid).unwrap_or_default().max(0) as u32;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn cuts_links(&self) -> bool {
+        true
+    }
+
+    async fn set_link_cut(
+        &self,
+        lab: &LabDir,
+        record: &Record,
+        a: u64,
+        b: u64,
+        cut: bool,
+    ) -> Result<()> {
+        let docker = self.docker().await?;
+        let network = format!("{}-link-{}-{}", lab.name, a.min(b), a.max(b));
+        for id in [a, b] {
+            let container = record
+                .nodes
+                .get(&id)
+                .and_then(|p| p.container.clone())
+                .with_context(|| format!("lab {} has no container for node {id}", lab.name))?;
+            let result = if cut {
+                docker
+                    .disconnect_network(
+                        &network,
+                        NetworkDisconnectRequest {
+                            container: container.clone(),
+                            force: Some(true),
+                        },
+                    )
+                    .await
+            } else {
+                docker
+                    .connect_network(
+                        &network,
+                        NetworkConnectRequest {
+                            container: container.clone(),
+                            endpoint_config: Some(EndpointSettings::default()),
+                        },
+                    )
+                    .await
+            };
+            match result {
+                Ok(()) => {}
+                // Already disconnected, or already connected: the link is as asked.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 403 | 404 | 409,
+                    ..
+                }) => {}
+                Err(e) => {
+                    return Err(engine::explain(
+                        e,
+                        &format!(
+                            "{} {container} {} {network}",
+                            if cut { "disconnecting" } else { "connecting" },
+                            if cut { "from" } else { "to" }
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SIGKILL a container and wait until it has stopped (already stopped is fine).
+async fn kill(docker: &Docker, name: &str) -> Result<()> {
+    let options = KillContainerOptions {
+        signal: "SIGKILL".into(),
+    };
+    match docker.kill_container(name, Some(options)).await {
+        Ok(()) => {}
+        // 409: not running (killed before, or exited by itself).
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {}
+        Err(e) => return Err(engine::explain(e, &format!("killing container {name}"))),
+    }
+    let deadline =
+        Instant::now() + Duration::from_secs(u64::from(STOP_GRACE_SECS.unsigned_abs()) + 7);
+    loop {
+        let info = docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| engine::explain(e, &format!("inspecting {name}")))?;
+        if info.state.and_then(|s| s.running) != Some(true) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("container {name} still runs after SIGKILL");
+        }
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -609,7 +754,13 @@ async fn start(docker: &Docker, name: &str) -> Result<()> {
 
 /// Wait until the daemon in `container` wrote its ready file, failing early if it stopped.
 async fn wait_ready(docker: &Docker, lab: &LabDir, container: &ContainerPlan) -> Result<()> {
-    let label = container.role.label();
+    wait_ready_named(docker, lab, &container.name, &container.role.label()).await
+}
+
+/// [`wait_ready`] for the container `name` running daemon `label`.
+async fn wait_ready_named(docker: &Docker, lab: &LabDir, name: &str, label: &str) -> Result<()> {
+    let container = Named { name };
+    let label = label.to_string();
     let ready = lab.run().join(format!("{label}.json"));
     let deadline = Instant::now() + START_TIMEOUT;
     let mut checks = 0u32;
@@ -668,6 +819,29 @@ async fn list_labelled(
         .map_err(|e| engine::explain(e, "listing containers"))
 }
 
+/// A container known by name only.
+struct Named<'a> {
+    name: &'a str,
+}
+
+/// Every container labelled with `lab`, by name, and what it is doing.
+pub async fn labelled_states(docker: &Docker, lab: &str) -> Result<BTreeMap<String, ProcState>> {
+    Ok(list_labelled(docker, lab)
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.names?.first()?.trim_start_matches('/').to_string();
+            let state = match c.state {
+                Some(ContainerSummaryStateEnum::RUNNING)
+                | Some(ContainerSummaryStateEnum::RESTARTING) => ProcState::Running,
+                Some(ContainerSummaryStateEnum::PAUSED) => ProcState::Paused,
+                _ => ProcState::Down,
+            };
+            Some((name, state))
+        })
+        .collect())
+}
+
 /// Every container labelled with `lab`, by name, and whether it runs.
 pub async fn labelled_containers(docker: &Docker, lab: &str) -> Result<BTreeMap<String, bool>> {
     Ok(list_labelled(docker, lab)
@@ -689,6 +863,12 @@ pub async fn labelled_containers(docker: &Docker, lab: &str) -> Result<BTreeMap<
 /// Remove every container, network and volume labelled with `lab`: nodes first (they say
 /// goodbye to the bootstrap on SIGTERM), then the services, then the networks. Idempotent.
 pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
+    // A paused container (labctl fault pause) can be neither stopped nor killed: thaw it first.
+    for (name, state) in labelled_states(docker, lab).await? {
+        if state == ProcState::Paused {
+            let _ = docker.unpause_container(&name).await;
+        }
+    }
     let containers = list_labelled(docker, lab).await?;
     let (nodes, services): (Vec<_>, Vec<_>) = containers.into_iter().partition(|c| {
         c.labels

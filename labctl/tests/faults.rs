@@ -1,0 +1,381 @@
+//! `labctl fault` on live labs in the process runtime (SPEC §6, §7): the writer killed then
+//! restarted, a 2|4 partition then healed, a node paused then resumed, a flapping link, a
+//! forwarder killed. After each step: `status` converged with the expected components, roots
+//! and roles, and the nameserver lists exactly the input nodes that can reach their root. Then
+//! bad input: refused with exit 2, nothing changed.
+
+mod common;
+mod live_util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use labctl_core::{NodeId, Role};
+use live_util::{Home, LiveReport};
+
+/// How long a lab may take to settle after a fault: detection (1 s), a hold, the election.
+const SETTLE: Duration = Duration::from_secs(20);
+
+fn ring6() -> std::path::PathBuf {
+    common::topology_file("ring6.toml")
+}
+
+/// `labctl fault ARGS --lab ring6`: exit 0; its output.
+fn fault(home: &Home, args: &[&str]) -> String {
+    let mut all = vec!["fault"];
+    all.extend(args);
+    all.extend(["--lab", "ring6"]);
+    home.labctl(&all).expect_success().stdout
+}
+
+/// `labctl status --json` (exit 0 when converged, 1 while not), read back.
+fn status(home: &Home) -> LiveReport {
+    let run = home.labctl(&["status", "ring6", "--json"]);
+    assert!(
+        matches!(run.code, Some(0) | Some(1)),
+        "{}: {:?} {}",
+        run.command,
+        run.code,
+        run.stderr
+    );
+    common::parse_one_line(&run)
+}
+
+/// A component as (nodes, root, quorum).
+type Part = (Vec<NodeId>, Option<NodeId>, bool);
+
+fn parts(report: &LiveReport) -> Vec<Part> {
+    report
+        .report
+        .components
+        .iter()
+        .map(|c| (c.nodes.clone(), c.leader, c.quorum))
+        .collect()
+}
+
+/// Poll `status` until the lab has converged into exactly `expected` components; panics with the
+/// last report after [`SETTLE`].
+fn settle(home: &Home, expected: &[Part]) -> LiveReport {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let report = status(home);
+        if report.report.converged && parts(&report) == expected {
+            check_roles(&report);
+            return report;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "not settled into {expected:?} within {SETTLE:?}: components {:?}, checks {:?}",
+                parts(&report),
+                report.report.failed_checks().collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every live node holds the roles SPEC §3.4 gives its place in its component's tree: the root
+/// `writer` only with a quorum, `leader` otherwise.
+fn check_roles(report: &LiveReport) {
+    let tree: BTreeMap<NodeId, Option<NodeId>> = common::parents(&report.report);
+    let quorum: BTreeMap<NodeId, bool> = report
+        .report
+        .components
+        .iter()
+        .flat_map(|c| c.nodes.iter().map(move |&n| (n, c.quorum)))
+        .collect();
+    for (&id, &parent) in &tree {
+        let children = tree.values().filter(|p| **p == Some(id)).count();
+        let expected = match (parent, children) {
+            (None, 0) if quorum[&id] => vec![Role::Writer, Role::Input],
+            (None, 0) => vec![Role::Leader, Role::Input],
+            (None, _) if quorum[&id] => vec![Role::Writer],
+            (None, _) => vec![Role::Leader],
+            (Some(_), 0) => vec![Role::Input],
+            (Some(p), _) if tree[&p].is_none() => vec![Role::Persistence],
+            _ => vec![Role::Forwarder],
+        };
+        assert_eq!(
+            report.report.roles[&id.to_string()],
+            expected,
+            "roles of {id}"
+        );
+    }
+}
+
+/// The input nodes of a converged report: each can reach its component's root.
+fn inputs(report: &LiveReport) -> BTreeSet<NodeId> {
+    report
+        .report
+        .roles
+        .iter()
+        .filter(|(_, roles)| roles.contains(&Role::Input))
+        .map(|(id, _)| id.parse().unwrap())
+        .collect()
+}
+
+/// The nameserver's gRPC address, from the lab's record.
+fn nameserver_grpc(home: &Home) -> String {
+    let record = std::fs::read_to_string(home.lab_folder("ring6").join("lab.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    record["nameserver"]["grpc"].as_str().unwrap().to_string()
+}
+
+/// Poll the nameserver's list until it is exactly the report's input nodes.
+fn check_nameserver(home: &Home, report: &LiveReport) {
+    let want = inputs(report);
+    let address = format!("http://{}", nameserver_grpc(home));
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: BTreeSet<NodeId> = tokio.block_on(async {
+            use labctl_proto::nameserver::nameserver_client::NameserverClient;
+            let mut client = NameserverClient::connect(address.clone()).await.unwrap();
+            let reply = client
+                .list(labctl_proto::nameserver::ListRequest {})
+                .await
+                .unwrap();
+            reply.into_inner().live.iter().map(|n| n.id).collect()
+        });
+        if listed == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nameserver lists {listed:?}; the input nodes that reach their root are {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn whole() -> Vec<Part> {
+    vec![((1..=6).collect(), Some(1), true)]
+}
+
+#[test]
+fn the_writer_killed_then_restarted() {
+    let home = Home::new();
+    let up = home.up(&ring6(), &[]);
+    assert_eq!(up.report.leader, Some(1));
+    let said = fault(&home, &["kill", "leader"]);
+    assert!(said.contains("node 1 (the leader) killed"), "{said}");
+
+    let killed = settle(&home, &[(vec![2, 3, 4, 5, 6], Some(2), true)]);
+    assert_eq!(killed.report.leader, Some(2));
+    assert_eq!(killed.addresses["1"].state, "down");
+    assert!(
+        !killed.report.tree.contains_key("1"),
+        "a dead node has no place"
+    );
+    assert_eq!(
+        killed.faults,
+        vec![
+            serde_json::json!({"action": "kill", "node": 1, "since_ms": killed.faults[0]["since_ms"]})
+        ]
+    );
+    check_nameserver(&home, &killed);
+
+    fault(&home, &["restart", "1"]);
+    let back = settle(&home, &whole());
+    assert!(back.faults.is_empty(), "{:?}", back.faults);
+    assert!(
+        back.report.epoch > killed.report.epoch,
+        "epochs only grow: {:?} then {:?}",
+        killed.report.epoch,
+        back.report.epoch
+    );
+    assert_ne!(
+        back.addresses["1"].pid, up.addresses["1"].pid,
+        "a new process"
+    );
+    check_nameserver(&home, &back);
+}
+
+/// POST a JSON body to `url` and GET `read`; returns both statuses and bodies.
+fn post_and_get(url: &str, body: serde_json::Value, read: &str) -> ((u16, String), (u16, String)) {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let client = reqwest::Client::new();
+        let post = client
+            .post(url)
+            .header("Accept", "application/json")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let post = (post.status().as_u16(), post.text().await.unwrap());
+        let get = client
+            .get(read)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        (post, (get.status().as_u16(), get.text().await.unwrap()))
+    })
+}
+
+#[test]
+fn a_two_four_partition_then_healed() {
+    let home = Home::new();
+    let up = home.up(&ring6(), &[]);
+    // A user, stored while the lab is whole.
+    let register = |url: &str, name: &str| {
+        post_and_get(
+            &format!("{url}/register"),
+            serde_json::json!({"username": name, "tag": "1234", "password": "a long password"}),
+            &format!("{url}/users/alice"),
+        )
+    };
+    let ((created, _), _) = register(&up.nameserver, "alice");
+    assert_eq!(created, 201);
+
+    let said = fault(&home, &["partition", "1,2", "3,4,5,6"]);
+    assert!(said.contains("2 link(s) cut (1–6, 2–3)"), "{said}");
+    let split = settle(
+        &home,
+        &[
+            (vec![1, 2], Some(1), false),
+            (vec![3, 4, 5, 6], Some(3), true),
+        ],
+    );
+    assert_eq!(split.report.leader, Some(3), "the quorum's root");
+    assert_eq!(split.report.roles["1"], vec![Role::Leader]);
+    check_nameserver(&home, &split);
+
+    // The minority refuses writes, saying why, and still serves the reads it can.
+    let http = split.addresses["2"]
+        .http
+        .clone()
+        .expect("2 serves the chat");
+    let ((status, body), (read, users)) = register(&format!("http://{http}"), "bob");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("holds 2 of 6 nodes; writes need 4"), "{body}");
+    assert_eq!(read, 200, "{users}");
+    assert!(users.contains("alice"), "{users}");
+
+    fault(&home, &["heal", "--all"]);
+    let healed = settle(&home, &whole());
+    assert!(healed.faults.is_empty());
+    check_nameserver(&home, &healed);
+}
+
+#[test]
+fn a_node_paused_then_resumed() {
+    let home = Home::new();
+    home.up(&ring6(), &[]);
+    fault(&home, &["pause", "4"]);
+    let paused = settle(&home, &[(vec![1, 2, 3, 5, 6], Some(1), true)]);
+    assert_eq!(paused.addresses["4"].state, "paused");
+    check_nameserver(&home, &paused);
+    fault(&home, &["resume", "4"]);
+    let resumed = settle(&home, &whole());
+    assert_eq!(resumed.addresses["4"].state, "running");
+    check_nameserver(&home, &resumed);
+}
+
+#[test]
+fn a_forwarder_killed() {
+    let home = Home::new();
+    let up = home.up(&ring6(), &[]);
+    let forwarder: NodeId = up
+        .report
+        .roles
+        .iter()
+        .find(|(_, r)| r.contains(&Role::Forwarder))
+        .map(|(id, _)| id.parse().unwrap())
+        .expect("a ring of six has a forwarder");
+    fault(&home, &["kill", &forwarder.to_string()]);
+    let rest: Vec<NodeId> = (1..=6).filter(|&n| n != forwarder).collect();
+    let killed = settle(&home, &[(rest, Some(1), true)]);
+    assert_eq!(killed.report.leader, Some(1), "the writer survives");
+    check_nameserver(&home, &killed);
+    fault(&home, &["heal", "--all"]);
+    settle(&home, &whole());
+}
+
+#[test]
+fn a_flapping_link_backs_off() {
+    let home = Home::new();
+    home.up(&ring6(), &[]);
+    // Link 2–3 is cut for 1.3 s (longer than the suspicion timeout) and healed for 0.3 s, six
+    // times over.
+    for _ in 0..6 {
+        fault(&home, &["cut", "2", "3"]);
+        std::thread::sleep(Duration::from_millis(1300));
+        fault(&home, &["heal", "2", "3"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let end = settle(&home, &whole());
+    // Without damping, every flap costs two epochs (the cut, the link coming back): 13 in all.
+    let epoch = end.report.epoch.unwrap();
+    assert!(epoch <= 11, "{epoch} epochs");
+    // Node 2 held the link longer each time it came back.
+    let log = std::fs::read_to_string(home.lab_folder("ring6").join("logs/node-2.log")).unwrap();
+    let holds: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("CameBack { neighbor: 3"))
+        .filter_map(|l| l.split("hold_ms: ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    println!("{epoch} epochs; holds {holds:?}");
+    assert!(holds.len() >= 4, "{holds:?}");
+    assert!(
+        holds.windows(2).take(4).all(|w| w[1] == 2 * w[0]),
+        "the hold doubles each time: {holds:?}"
+    );
+}
+
+#[test]
+fn bad_faults_are_refused_and_change_nothing() {
+    let home = Home::new();
+    home.up(&ring6(), &[]);
+    fault(&home, &["cut", "1", "2"]);
+    let before = settle(&home, &[((1..=6).collect(), Some(1), true)]);
+    let faults_file = home.lab_folder("ring6").join("faults.json");
+    let kept = std::fs::read_to_string(&faults_file).unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["kill", "9"], "no node 9"),
+        (&["cut", "1", "4"], "share no link"),
+        (&["cut", "1", "2"], "cut already"),
+        (
+            &["partition", "1,2,3", "3,4,5,6"],
+            "node 3 is in group 1 and in group 2",
+        ),
+        (&["partition", "1,2", "3,4"], "5, 6 are in no group"),
+        (&["partition", "1,x", "2,3,4,5,6"], "is not a node id"),
+        (&["resume", "2"], "only a paused node"),
+        (&["heal", "3", "4"], "no fault is in force on link 3–4"),
+    ];
+    for (args, mentions) in cases {
+        let mut all = vec!["fault"];
+        all.extend(args);
+        let run = home.labctl(&all).expect_code(2);
+        assert!(
+            run.stderr.starts_with("labctl: ") && run.stderr.contains(mentions),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            std::fs::read_to_string(&faults_file).unwrap(),
+            kept,
+            "{args:?}"
+        );
+    }
+    let after = status(&home);
+    assert_eq!(
+        after.report.epoch, before.report.epoch,
+        "no election was caused"
+    );
+    assert_eq!(after.faults.len(), 1);
+
+    // A lab that is not running, and one that does not exist.
+    home.labctl(&["fault", "kill", "3", "--lab", "nosuchlab"])
+        .expect_error(&["no lab named \"nosuchlab\""]);
+    for pid in home.recorded_pids().into_values() {
+        live_util::sigkill(pid);
+    }
+    let gone: BTreeSet<u32> = home.recorded_pids().into_values().collect();
+    assert!(home.wait_gone(&gone).is_empty());
+    home.labctl(&["fault", "kill", "3"])
+        .expect_error(&["is not running"]);
+    home.labctl(&["down", "ring6"]).expect_success();
+}
