@@ -5,6 +5,7 @@
 //! bad input: refused with exit 2, nothing changed.
 
 mod common;
+#[allow(dead_code)]
 mod live_util;
 
 use std::collections::{BTreeMap, BTreeSet};
