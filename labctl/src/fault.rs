@@ -122,7 +122,9 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
     for &id in adjacency.keys() {
         let old = filter(&in_force, id, &adjacency, runtime.as_ref());
         let new = filter(&next, id, &adjacency, runtime.as_ref());
-        if away.contains(&id) || (old == new && !(renewed.contains(&id) && !new.is_empty())) {
+        // Unchanged, unless the node is a new process (or was frozen) and has a filter to take.
+        let unchanged = old == new && (new.is_empty() || !renewed.contains(&id));
+        if away.contains(&id) || unchanged {
             continue;
         }
         if let Err(e) = crate::live::set_filters(&record, id, &new).await {

@@ -759,8 +759,6 @@ async fn wait_ready(docker: &Docker, lab: &LabDir, container: &ContainerPlan) ->
 
 /// [`wait_ready`] for the container `name` running daemon `label`.
 async fn wait_ready_named(docker: &Docker, lab: &LabDir, name: &str, label: &str) -> Result<()> {
-    let container = Named { name };
-    let label = label.to_string();
     let ready = lab.run().join(format!("{label}.json"));
     let deadline = Instant::now() + START_TIMEOUT;
     let mut checks = 0u32;
@@ -771,17 +769,17 @@ async fn wait_ready_named(docker: &Docker, lab: &LabDir, name: &str, label: &str
         // Ask the engine now and then (it is slower than a file check).
         if checks.is_multiple_of(8) {
             let info = docker
-                .inspect_container(&container.name, None::<InspectContainerOptions>)
+                .inspect_container(name, None::<InspectContainerOptions>)
                 .await
-                .map_err(|e| engine::explain(e, &format!("inspecting {}", container.name)))?;
+                .map_err(|e| engine::explain(e, &format!("inspecting {}", name)))?;
             let state = info.state.unwrap_or_default();
             if state.running == Some(false) && !ready.exists() {
                 bail!(
                     "container {} stopped (exit code {}) before {label} was ready; its last \
                      words:\n{}",
-                    container.name,
+                    name,
                     state.exit_code.unwrap_or_default(),
-                    last_words(lab, &label)
+                    last_words(lab, label)
                 );
             }
         }
@@ -789,8 +787,8 @@ async fn wait_ready_named(docker: &Docker, lab: &LabDir, name: &str, label: &str
         if Instant::now() > deadline {
             bail!(
                 "{label} in container {} was not ready within {START_TIMEOUT:?}; its log:\n{}",
-                container.name,
-                last_words(lab, &label)
+                name,
+                last_words(lab, label)
             );
         }
         tokio::time::sleep(POLL).await;
@@ -817,11 +815,6 @@ async fn list_labelled(
         .list_containers(Some(options))
         .await
         .map_err(|e| engine::explain(e, "listing containers"))
-}
-
-/// A container known by name only.
-struct Named<'a> {
-    name: &'a str,
 }
 
 /// Every container labelled with `lab`, by name, and what it is doing.
