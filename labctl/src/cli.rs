@@ -190,6 +190,17 @@ pub struct SimArgs {
     /// goes to stderr; with --json the report is the last line).
     #[arg(long)]
     pub trace: bool,
+    /// Run live nodes (heartbeats, suspicion, re-election) under faults instead of one clean
+    /// election: `random` draws a schedule of every kind of fault from --seed; a FILE gives one
+    /// as `[[fault]]` tables (`at_s`, then the fault object of `labctl fault`: `action = "kill"`,
+    /// `node = "leader"` …; a top-level `heal_at_end = false` leaves the last faults in force).
+    /// The run checks that no two nodes write in one epoch, that every writer holds a majority,
+    /// and that the lab settles once the faults stop; a failure names the seed that replays it.
+    #[arg(long, value_name = "random|FILE", conflicts_with = "delivery")]
+    pub faults: Option<String>,
+    /// With `--faults random`: for how long faults are drawn, in seconds.
+    #[arg(long, default_value_t = 20, value_name = "S", requires = "faults")]
+    pub duration_s: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -510,6 +521,26 @@ pub struct BenchArgs {
     pub command: BenchCommand,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct BenchFailoverArgs {
+    /// The lab (default: the only lab there is).
+    pub name: Option<String>,
+    /// How many failovers to time.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub runs: u32,
+    /// Seconds a run may take to converge before it counts as failed.
+    #[arg(long, default_value_t = 15)]
+    pub timeout: u64,
+    /// Seconds to rest between runs. Nodes damp a link that fails again soon after it came back
+    /// (its hold doubles while it keeps failing within 5 suspicion timeouts), so runs close
+    /// together would time the damping, not the failover.
+    #[arg(long, default_value_t = 5)]
+    pub rest: u64,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Load the chat service (SPEC §5) of a running lab with private messages and report.
@@ -527,6 +558,14 @@ pub enum BenchCommand {
     /// transport failure (all counted, none retried), and how many requests each input node
     /// served. Exit code 1 when more than 1% of the requests failed.
     Http(BenchHttpArgs),
+    /// Time failovers: kill the writer of a running lab, time until a neighbour suspects it and
+    /// until the survivors have converged in a new epoch, restart it, and again.
+    ///
+    /// Each run waits for the lab to be whole and converged, kills the quorum's root (as
+    /// `labctl fault kill leader` does), polls every node's admin API every 10 ms, then restarts
+    /// the node and waits for the lab to come back to one tree. Prints each figure's median, 90th
+    /// percentile and worst. Exit code 1 when a run did not converge within --timeout.
+    Failover(BenchFailoverArgs),
 }
 
 #[derive(Debug, clap::Args)]

@@ -11,6 +11,7 @@ use clap::Parser;
 
 mod cli;
 mod commands;
+mod failover;
 mod fault;
 mod image;
 mod lab;

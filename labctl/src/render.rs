@@ -302,7 +302,34 @@ pub fn live(live: &crate::live::LiveReport) -> String {
 /// A lab with faults in force, or in pieces: the faults, then each component with its root,
 /// epoch and quorum, and its tree; then the costs of the quorum's election and the checks.
 fn broken(live: &crate::live::LiveReport, header: &str) -> String {
-    let report = &live.report;
+    let faults: Vec<String> = live
+        .faults
+        .iter()
+        .map(|fault| {
+            let since = fault["since_ms"].as_u64().unwrap_or(0);
+            let mut object = fault.clone();
+            if let Some(o) = object.as_object_mut() {
+                o.remove("since_ms");
+            }
+            let shown = serde_json::from_value::<labctl_fault::Fault>(object)
+                .map(|f| f.to_string())
+                .unwrap_or_else(|_| fault.to_string());
+            format!("{shown}  (for {:.1} s)", since as f64 / 1000.0)
+        })
+        .collect();
+    let away: Vec<String> = live
+        .addresses
+        .iter()
+        .filter(|(_, a)| a.state != "running")
+        .map(|(id, a)| format!("{id} ({})", a.state))
+        .collect();
+    components(&live.report, header, &faults, &away)
+}
+
+/// A lab in pieces: the faults in force (in words), the nodes in no component, then each
+/// component with its root, epoch and quorum, and its tree; the quorum's election and whether
+/// every component converged.
+pub fn components(report: &Report, header: &str, faults: &[String], away: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -316,26 +343,12 @@ fn broken(live: &crate::live::LiveReport, header: &str) -> String {
         }
     );
     let _ = writeln!(out, "{header}");
-    if !live.faults.is_empty() {
+    if !faults.is_empty() {
         let _ = writeln!(out, "\nFaults in force:");
-        for fault in &live.faults {
-            let since = fault["since_ms"].as_u64().unwrap_or(0);
-            let mut object = fault.clone();
-            if let Some(o) = object.as_object_mut() {
-                o.remove("since_ms");
-            }
-            let shown = serde_json::from_value::<labctl_fault::Fault>(object)
-                .map(|f| f.to_string())
-                .unwrap_or_else(|_| fault.to_string());
-            let _ = writeln!(out, "  {shown}  (for {:.1} s)", since as f64 / 1000.0);
+        for fault in faults {
+            let _ = writeln!(out, "  {fault}");
         }
     }
-    let away: Vec<String> = live
-        .addresses
-        .iter()
-        .filter(|(_, a)| a.state != "running")
-        .map(|(id, a)| format!("{id} ({})", a.state))
-        .collect();
     if !away.is_empty() {
         let _ = writeln!(out, "Not in any component: {}", away.join(", "));
     }

@@ -842,3 +842,107 @@ fn graph_of_an_unknown_name_is_a_clear_error() {
     let run = common::try_labctl(&["graph", "no-such-lab"], Some(home.path())).unwrap();
     run.expect_error(&["no lab named", "no-such-lab"]);
 }
+
+// --- 7. the simulator's fault mode ------------------------------------------------------------
+
+/// `labctl sim FILE --faults ARGS… --json`: exit 0, one JSON object.
+fn sim_faults_json(file: &Path, args: &[&str]) -> Value {
+    let mut all = vec![OsStr::new("sim"), file.as_os_str(), OsStr::new("--json")];
+    all.extend(args.iter().map(OsStr::new));
+    let run = labctl(&all).expect_success();
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+#[test]
+fn sim_with_random_faults_settles_and_replays_from_its_seed() {
+    let file = topology_file("ring6.toml");
+    let args = ["--faults", "random", "--seed", "11", "--duration-s", "10"];
+    let first = sim_faults_json(&file, &args);
+    assert_eq!(first["verdict"], "settled");
+    assert_eq!(first["converged"], true);
+    assert_eq!(first["seed"], 11);
+    assert!(first["schedule"].as_array().unwrap().len() >= 3, "{first}");
+    // Healed at the end: the whole lab is one component again, rooted at 1, which writes.
+    assert_eq!(first["components"].as_array().unwrap().len(), 1);
+    assert_eq!(first["leader"], 1);
+    assert_eq!(first["roles"]["1"], serde_json::json!(["writer"]));
+    // The same seed replays the same run.
+    let again = sim_faults_json(&file, &args);
+    for key in ["schedule", "epochs_started", "delivered", "virtual_time_ms", "tree"] {
+        assert_eq!(first[key], again[key], "{key}");
+    }
+}
+
+#[test]
+fn sim_with_a_schedule_file_leaves_its_faults_in_force_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let schedule = dir.path().join("split.toml");
+    std::fs::write(
+        &schedule,
+        "heal_at_end = false\n\n[[fault]]\nat_s = 3\naction = \"kill\"\nnode = \"leader\"\n\n\
+         [[fault]]\nat_s = 5.5\naction = \"partition\"\ngroups = [[2, 3], [1, 4, 5, 6]]\n",
+    )
+    .unwrap();
+    let file = topology_file("ring6.toml");
+    let report = sim_faults_json(&file, &["--faults", schedule.to_str().unwrap()]);
+    assert_eq!(
+        report["schedule"][0],
+        serde_json::json!({"at_ms": 3000, "action": "kill", "node": 1, "refused": null}),
+        "`leader` resolved to the writer of the moment"
+    );
+    // Node 1 is down, the rest split 2|3: neither side holds 4 of 6.
+    let parts: Vec<Value> = report["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| serde_json::json!([c["nodes"], c["leader"], c["quorum"]]))
+        .collect();
+    assert_eq!(
+        parts,
+        vec![
+            serde_json::json!([[2, 3], 2, false]),
+            serde_json::json!([[4, 5, 6], 4, false])
+        ]
+    );
+    assert_eq!(report["leader"], Value::Null, "no quorum, no leader at the top");
+    assert_eq!(report["roles"]["2"], serde_json::json!(["leader"]));
+}
+
+#[test]
+fn sim_with_a_bad_schedule_says_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = topology_file("ring6.toml");
+    let cases = [
+        ("[[fault]]\naction = \"kill\"\nnode = 2\n", "needs its time"),
+        ("[[fault]]\nat_s = 1\naction = \"explode\"\n", "fault 1"),
+        ("speed = 3\n", "unknown key \"speed\""),
+    ];
+    for (text, mentions) in cases {
+        let schedule = dir.path().join("bad.toml");
+        std::fs::write(&schedule, text).unwrap();
+        labctl(&[
+            OsStr::new("sim"),
+            file.as_os_str(),
+            OsStr::new("--faults"),
+            schedule.as_os_str(),
+        ])
+        .expect_error(&[mentions]);
+    }
+    // A fault that does not fit is refused in the run, not fatal to it.
+    std::fs::write(
+        dir.path().join("odd.toml"),
+        "[[fault]]\nat_s = 2\naction = \"cut\"\na = 1\nb = 4\n",
+    )
+    .unwrap();
+    let report = sim_faults_json(
+        &file,
+        &["--faults", dir.path().join("odd.toml").to_str().unwrap()],
+    );
+    assert!(
+        report["schedule"][0]["refused"]
+            .as_str()
+            .unwrap()
+            .contains("share no link"),
+        "{report}"
+    );
+}

@@ -21,17 +21,27 @@ fn ring6() -> std::path::PathBuf {
     common::topology_file("ring6.toml")
 }
 
-/// `labctl fault ARGS --lab ring6`: exit 0; its output.
-fn fault(home: &Home, args: &[&str]) -> String {
+/// `labctl fault ARGS --lab LAB`: exit 0; its output.
+fn fault_on(home: &Home, lab: &str, args: &[&str]) -> String {
     let mut all = vec!["fault"];
     all.extend(args);
-    all.extend(["--lab", "ring6"]);
+    all.extend(["--lab", lab]);
     home.labctl(&all).expect_success().stdout
 }
 
-/// `labctl status --json` (exit 0 when converged, 1 while not), read back.
+/// [`fault_on`] lab `ring6`.
+fn fault(home: &Home, args: &[&str]) -> String {
+    fault_on(home, "ring6", args)
+}
+
+/// `labctl status ring6 --json`, read back.
 fn status(home: &Home) -> LiveReport {
-    let run = home.labctl(&["status", "ring6", "--json"]);
+    status_of(home, "ring6")
+}
+
+/// `labctl status LAB --json` (exit 0 when converged, 1 while not), read back.
+fn status_of(home: &Home, lab: &str) -> LiveReport {
+    let run = home.labctl(&["status", lab, "--json"]);
     assert!(
         matches!(run.code, Some(0) | Some(1)),
         "{}: {:?} {}",
@@ -54,12 +64,17 @@ fn parts(report: &LiveReport) -> Vec<Part> {
         .collect()
 }
 
+/// [`settle_lab`] for lab `ring6`.
+fn settle(home: &Home, expected: &[Part]) -> LiveReport {
+    settle_lab(home, "ring6", expected)
+}
+
 /// Poll `status` until the lab has converged into exactly `expected` components; panics with the
 /// last report after [`SETTLE`].
-fn settle(home: &Home, expected: &[Part]) -> LiveReport {
+fn settle_lab(home: &Home, lab: &str, expected: &[Part]) -> LiveReport {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let report = status(home);
+        let report = status_of(home, lab);
         if report.report.converged && parts(&report) == expected {
             check_roles(&report);
             return report;
@@ -116,8 +131,8 @@ fn inputs(report: &LiveReport) -> BTreeSet<NodeId> {
 }
 
 /// The nameserver's gRPC address, from the lab's record.
-fn nameserver_grpc(home: &Home) -> String {
-    let record = std::fs::read_to_string(home.lab_folder("ring6").join("lab.json")).unwrap();
+fn nameserver_grpc(home: &Home, lab: &str) -> String {
+    let record = std::fs::read_to_string(home.lab_folder(lab).join("lab.json")).unwrap();
     let record: serde_json::Value = serde_json::from_str(&record).unwrap();
     record["nameserver"]["grpc"].as_str().unwrap().to_string()
 }
@@ -125,7 +140,7 @@ fn nameserver_grpc(home: &Home) -> String {
 /// Poll the nameserver's list until it is exactly the report's input nodes.
 fn check_nameserver(home: &Home, report: &LiveReport) {
     let want = inputs(report);
-    let address = format!("http://{}", nameserver_grpc(home));
+    let address = format!("http://{}", nameserver_grpc(home, &report.report.lab));
     let tokio = tokio::runtime::Runtime::new().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -379,4 +394,76 @@ fn bad_faults_are_refused_and_change_nothing() {
     home.labctl(&["fault", "kill", "3"])
         .expect_error(&["is not running"]);
     home.labctl(&["down", "ring6"]).expect_success();
+}
+
+// ---------------------------------------------------------------- the Docker runtime
+
+/// A Docker lab name unique to this test process (names are global to the engine).
+fn docker_lab(base: &str) -> String {
+    format!("t{}-{base}", std::process::id())
+}
+
+/// The containers attached to one of a Docker lab's networks.
+fn attached(network: &str) -> BTreeSet<String> {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    tokio.block_on(async {
+        let docker = bollard::Docker::connect_with_defaults().unwrap();
+        let info = docker
+            .inspect_network(network, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .unwrap();
+        info.containers
+            .unwrap_or_default()
+            .values()
+            .filter_map(|c| c.name.clone())
+            .collect()
+    })
+}
+
+#[test]
+fn docker_the_writer_killed_then_restarted() {
+    common::lab_image();
+    let home = Home::with_runtime("docker");
+    let lab = docker_lab("fkill");
+    home.up(&ring6(), &["--name", &lab]);
+    let said = fault_on(&home, &lab, &["kill", "leader"]);
+    assert!(said.contains("node 1 (the leader) killed"), "{said}");
+    let killed = settle_lab(&home, &lab, &[(vec![2, 3, 4, 5, 6], Some(2), true)]);
+    assert_eq!(killed.addresses["1"].state, "down", "the container is stopped");
+    check_nameserver(&home, &killed);
+    fault_on(&home, &lab, &["restart", "1"]);
+    let back = settle_lab(&home, &lab, &whole());
+    assert!(back.report.epoch > killed.report.epoch);
+    check_nameserver(&home, &back);
+    home.labctl(&["down", &lab]).expect_success();
+    assert!(live_util::labelled_in_engine_now(&lab).is_empty());
+}
+
+#[test]
+fn docker_a_partition_disconnects_the_link_networks() {
+    common::lab_image();
+    let home = Home::with_runtime("docker");
+    let lab = docker_lab("fsplit");
+    home.up(&ring6(), &["--name", &lab]);
+    let said = fault_on(&home, &lab, &["partition", "1,2", "3,4,5,6"]);
+    assert!(said.contains("(1–6, 2–3)"), "{said}");
+    // The cut links' networks hold no container; the others keep their two.
+    assert!(attached(&format!("{lab}-link-1-6")).is_empty());
+    assert!(attached(&format!("{lab}-link-2-3")).is_empty());
+    assert_eq!(attached(&format!("{lab}-link-3-4")).len(), 2);
+    let split = settle_lab(
+        &home,
+        &lab,
+        &[(vec![1, 2], Some(1), false), (vec![3, 4, 5, 6], Some(3), true)],
+    );
+    check_nameserver(&home, &split);
+    fault_on(&home, &lab, &["heal", "--all"]);
+    assert_eq!(
+        attached(&format!("{lab}-link-2-3")),
+        [format!("{lab}-2"), format!("{lab}-3")].into()
+    );
+    let healed = settle_lab(&home, &lab, &whole());
+    check_nameserver(&home, &healed);
+    home.labctl(&["down", &lab]).expect_success();
+    assert!(live_util::labelled_in_engine_now(&lab).is_empty());
 }

@@ -59,7 +59,100 @@ const EXAMPLE_CHARS: usize = 200;
 pub fn run(args: &BenchArgs) -> Result<Outcome> {
     match &args.command {
         BenchCommand::Http(args) => http(args),
+        BenchCommand::Failover(args) => failover(args),
     }
+}
+
+/// `labctl bench failover`.
+fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
+    let lab = resolve(args.name.as_deref())?;
+    if !lab.exists() {
+        bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
+    }
+    let timeout = Duration::from_secs(args.timeout);
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let tty = std::io::stderr().is_terminal();
+    let bar = ProgressBar::with_draw_target(
+        Some(u64::from(args.runs)),
+        if tty {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template("failovers [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut runs = Vec::new();
+    let mut failed = None;
+    for run in 0..args.runs {
+        if run > 0 {
+            std::thread::sleep(Duration::from_secs(args.rest));
+        }
+        match tokio.block_on(crate::failover::once(&lab, timeout)) {
+            Ok(run) => {
+                bar.set_message(format!("last: converged in {} ms", run.converged_ms));
+                runs.push(run);
+                bar.inc(1);
+            }
+            Err(e) => {
+                failed = Some(format!("{e:#}"));
+                break;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let record = lab.load()?;
+    let mut stdout = std::io::stdout().lock();
+    let figure = |f: fn(&crate::failover::Failover) -> u64| -> Vec<u64> { runs.iter().map(f).collect() };
+    let (suspected, converged, rejoined) = (
+        figure(|r| r.suspected_ms),
+        figure(|r| r.converged_ms),
+        figure(|r| r.rejoined_ms),
+    );
+    if args.json {
+        let summary = |f: &[u64]| (!f.is_empty()).then(|| crate::failover::summary(f));
+        let value = json!({
+            "lab": lab.name,
+            "runtime": record.runtime,
+            "runs": runs,
+            "suspected_ms": summary(&suspected),
+            "converged_ms": summary(&converged),
+            "rejoined_ms": summary(&rejoined),
+            "error": failed,
+        });
+        serde_json::to_writer(&mut stdout, &value)?;
+        writeln!(stdout)?;
+    } else if !runs.is_empty() {
+        writeln!(
+            stdout,
+            "failover of the writer on {} ({} runtime), {} runs: from SIGKILL to …",
+            lab.name,
+            record.runtime,
+            runs.len()
+        )?;
+        writeln!(stdout, "                          median      p90    worst")?;
+        for (name, figures) in [
+            ("a neighbour suspects it", &suspected),
+            ("converged in a new epoch", &converged),
+        ] {
+            let s = crate::failover::summary(figures);
+            writeln!(stdout, "  {name:<24} {:>6} ms {:>6} ms {:>6} ms", s.median, s.p90, s.worst)?;
+        }
+        let s = crate::failover::summary(&rejoined);
+        writeln!(
+            stdout,
+            "  {:<24} {:>6} ms {:>6} ms {:>6} ms   (from its restart)",
+            "the lab whole again", s.median, s.p90, s.worst
+        )?;
+    }
+    if let Some(e) = failed {
+        writeln!(std::io::stderr(), "labctl: after {} run(s): {e}", runs.len())?;
+        return Ok(Outcome::ChecksFailed);
+    }
+    Ok(Outcome::Done)
 }
 
 /// `labctl bench http`.

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 use labctl_core::Report;
-use labctl_sim::{Config, Delivery, Simulation};
+use labctl_sim::{faults, Config, Delivery, Simulation};
 use labctl_topology::Topology;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,9 @@ pub struct SimReport {
 
 pub fn run(args: &SimArgs) -> Result<Outcome> {
     let topology = Topology::from_path(&args.file)?;
+    if let Some(faults) = &args.faults {
+        return with_faults(args, &topology, faults);
+    }
     let config = Config {
         seed: args.seed,
         delivery: match args.delivery {
@@ -86,4 +89,208 @@ pub fn run(args: &SimArgs) -> Result<Outcome> {
         }
     }
     Ok(outcome)
+}
+
+/// What `labctl sim --faults … --json` prints: the final report and how the run went.
+#[derive(Debug, Serialize)]
+struct FaultSimReport {
+    #[serde(flatten)]
+    report: Report,
+    /// The seed that replays the run.
+    seed: u64,
+    /// `settled` or `failed`.
+    verdict: &'static str,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Each step, applied or refused.
+    schedule: Vec<faults::Applied>,
+    /// From the last fault's aftermath to the lab settled, in ms.
+    settled_after_ms: u64,
+    /// Epochs started over all nodes, and the newest reached.
+    epochs_started: u64,
+    max_epoch: u64,
+    /// The longest an old writer held on after a newer one took over, in ms.
+    stale_writer_ms: u64,
+    /// Messages and heartbeats delivered; virtual time at the end, in ms.
+    delivered: u64,
+    virtual_time_ms: u64,
+}
+
+/// `labctl sim FILE --faults random|SCHEDULE`: live nodes under faults.
+fn with_faults(args: &SimArgs, topology: &Topology, faults_arg: &str) -> Result<Outcome> {
+    let adjacency = topology.adjacency();
+    let (schedule, heal_at_end, origin) = if faults_arg == "random" {
+        let spec = faults::RandomSpec {
+            duration_ms: args.duration_s.saturating_mul(1000),
+            every_ms: 2000,
+            hold_ms: 3000,
+            actions: faults::Action::ALL.to_vec(),
+        };
+        let steps = faults::random_schedule(&adjacency, args.seed, &spec);
+        let origin = format!(
+            "a random schedule from seed {}: {} steps over {} s",
+            args.seed,
+            steps.len(),
+            args.duration_s
+        );
+        (steps, true, origin)
+    } else {
+        let path = std::path::Path::new(faults_arg);
+        let (steps, heal) = schedule_file(path)?;
+        (steps, heal, format!("the schedule {}", path.display()))
+    };
+    let mut config = faults::FaultConfig::new(args.seed, schedule);
+    config.timing = topology.timing;
+    config.stable_ms = 3 * topology.timing.suspicion_ms;
+    config.heal_at_end = heal_at_end;
+    config.trace = args.trace;
+    let (result, trace) = faults::run_traced(&topology.name, &adjacency, &config);
+
+    let mut stdout = std::io::stdout().lock();
+    if args.trace {
+        for line in &trace {
+            serde_json::to_writer(&mut stdout, line)?;
+            writeln!(stdout)?;
+        }
+    }
+    let run = match result {
+        Ok(run) => run,
+        Err(e) => {
+            if args.json {
+                let value = serde_json::json!({
+                    "lab": topology.name,
+                    "seed": e.seed(),
+                    "verdict": "failed",
+                    "error": e.to_string(),
+                });
+                serde_json::to_writer(&mut stdout, &value)?;
+                writeln!(stdout)?;
+            }
+            writeln!(
+                std::io::stderr(),
+                "labctl: {}: {e}\nreplay it: labctl sim {} --faults {faults_arg} --seed {} --trace",
+                topology.name,
+                args.file.display(),
+                e.seed()
+            )?;
+            return Ok(Outcome::ChecksFailed);
+        }
+    };
+    let report = FaultSimReport {
+        report: run.report,
+        seed: args.seed,
+        verdict: "settled",
+        error: None,
+        schedule: run.applied,
+        settled_after_ms: run.converged_after_ms,
+        epochs_started: run.epochs_started,
+        max_epoch: run.max_epoch,
+        stale_writer_ms: run.stale_writer_ms,
+        delivered: run.delivered,
+        virtual_time_ms: run.time,
+    };
+    if args.json {
+        serde_json::to_writer(&mut stdout, &report)?;
+        writeln!(stdout)?;
+        return Ok(Outcome::Done);
+    }
+    let mut text = String::new();
+    let header = format!(
+        "simulated with faults, {origin}, seed {}: {} messages and heartbeats in {:.1} s",
+        report.seed,
+        report.delivered,
+        report.virtual_time_ms as f64 / 1000.0
+    );
+    let steps: Vec<String> = report
+        .schedule
+        .iter()
+        .map(|a| {
+            format!(
+                "  {:>7.2} s  {}{}",
+                a.step.at_ms as f64 / 1000.0,
+                a.step.fault,
+                a.refused
+                    .as_ref()
+                    .map(|why| format!("  (refused: {why})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    text.push_str(&render::components(&report.report, &header, &[], &[]));
+    text.push_str(&format!(
+        "\nSchedule ({} steps{}):\n{}\n",
+        steps.len(),
+        if heal_at_end { ", then heal everything" } else { "" },
+        steps.join("\n")
+    ));
+    text.push_str(&format!(
+        "\nSettled {:.2} s after the faults' aftermath, then stayed so: {} epochs started over \
+         all nodes, the newest {}.\nSafe throughout: one writer per epoch, every writer over a \
+         majority, never two writers followed by majorities (an old writer lingered at most {} \
+         ms before it heard of the new epoch).\n",
+        report.settled_after_ms as f64 / 1000.0,
+        report.epochs_started,
+        report.max_epoch,
+        report.stale_writer_ms
+    ));
+    if args.trace {
+        std::io::stderr().write_all(text.as_bytes())?;
+    } else {
+        stdout.write_all(text.as_bytes())?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// A schedule file: `[[fault]]` tables, each `at_s` (or `at_ms`) and a fault object; an optional
+/// top-level `heal_at_end` (default true).
+fn schedule_file(path: &std::path::Path) -> Result<(Vec<faults::Step>, bool)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the fault schedule {}", path.display()))?;
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let message = e.to_string();
+        let message: Vec<&str> = message.lines().filter(|l| !l.trim().is_empty()).collect();
+        anyhow::anyhow!("{}: not TOML: {}", path.display(), message.join(" "))
+    })?;
+    let heal = match table.remove("heal_at_end") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => b,
+        Some(other) => anyhow::bail!("{}: heal_at_end must be true or false, not {other}", path.display()),
+    };
+    let steps = match table.remove("fault") {
+        Some(toml::Value::Array(steps)) => steps,
+        None => Vec::new(),
+        Some(_) => anyhow::bail!("{}: `fault` must be [[fault]] tables", path.display()),
+    };
+    if let Some(key) = table.keys().next() {
+        anyhow::bail!(
+            "{}: unknown key {key:?}; a schedule has heal_at_end and [[fault]] tables",
+            path.display()
+        );
+    }
+    let mut out = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        let toml::Value::Table(mut step) = step else {
+            anyhow::bail!("{}: fault {} is not a table", path.display(), i + 1);
+        };
+        let at_ms = match (step.remove("at_s"), step.remove("at_ms")) {
+            (Some(toml::Value::Integer(s)), None) if s >= 0 => s as u64 * 1000,
+            (Some(toml::Value::Float(s)), None) if s >= 0.0 => (s * 1000.0) as u64,
+            (None, Some(toml::Value::Integer(ms))) if ms >= 0 => ms as u64,
+            _ => anyhow::bail!(
+                "{}: fault {} needs its time: at_s (seconds) or at_ms, not negative",
+                path.display(),
+                i + 1
+            ),
+        };
+        let fault: labctl_fault::Fault = toml::Value::Table(step).try_into().map_err(|e| {
+            // The TOML library's messages run over several lines; keep the error to one.
+            let message = e.to_string();
+            let message: Vec<&str> = message.lines().filter(|l| !l.trim().is_empty()).collect();
+            anyhow::anyhow!("{}: fault {}: {}", path.display(), i + 1, message.join(" "))
+        })?;
+        out.push(faults::Step { at_ms, fault });
+    }
+    out.sort_by_key(|s| s.at_ms);
+    Ok((out, heal))
 }

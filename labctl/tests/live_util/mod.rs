@@ -366,3 +366,12 @@ pub async fn labelled_in_engine(lab: &str) -> Labelled {
         volumes,
     }
 }
+
+/// [`labelled_in_engine`] from a test that has no async runtime of its own.
+pub fn labelled_in_engine_now(lab: &str) -> Labelled {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(labelled_in_engine(lab))
+}

@@ -1,0 +1,144 @@
+//! Timing failovers on a running lab (`labctl bench failover`): kill the writer, watch every
+//! node's admin API until a neighbour suspects it and until the survivors have converged in a new
+//! epoch, then restart it and wait for the lab to be whole again.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use labctl_core::NodeId;
+use labctl_fault::{Fault, Target};
+use serde::Serialize;
+
+use crate::lab::LabDir;
+use crate::live::Nodes;
+
+/// How often the nodes are asked while a failover runs.
+const POLL: Duration = Duration::from_millis(10);
+
+/// One failover's figures, in milliseconds from the SIGKILL.
+#[derive(Clone, Debug, Serialize)]
+pub struct Failover {
+    /// The writer killed.
+    pub writer: NodeId,
+    /// Until a neighbour first reported it suspected.
+    pub suspected_ms: u64,
+    /// Until the survivors had converged in a new epoch under a new writer.
+    pub converged_ms: u64,
+    /// From the restart until the whole lab had converged again.
+    pub rejoined_ms: u64,
+}
+
+/// Wait until the lab is whole (no fault in force, every node running) and converged; returns
+/// its quorum root and epoch.
+async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let report = crate::commands::status::once(lab).await?;
+        let running = report.addresses.values().all(|a| a.state == "running");
+        if let (true, true, true, Some(leader), Some(epoch)) = (
+            report.report.converged,
+            running,
+            report.faults.is_empty(),
+            report.report.leader,
+            report.report.epoch,
+        ) {
+            if report.report.components.len() == 1 {
+                return Ok((leader, epoch));
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "lab {} is not whole and converged within {timeout:?}: `labctl status {}` shows \
+                 why",
+                lab.name,
+                lab.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Time one failover of the lab's writer.
+pub async fn once(lab: &LabDir, timeout: Duration) -> Result<Failover> {
+    let (writer, epoch) = whole(lab, timeout).await?;
+    let record = lab.load()?;
+    let nodes = Nodes::new(&record)?;
+    let killed = Instant::now();
+    crate::fault::apply(lab, Fault::Kill { node: Target::Id(writer) }).await?;
+    let mut suspected = None;
+    let converged = loop {
+        let answers = nodes.statuses().await;
+        let ms = killed.elapsed().as_millis() as u64;
+        let statuses: Vec<_> = answers.values().filter_map(|a| a.as_ref().ok()).collect();
+        if suspected.is_none() && statuses.iter().any(|s| s.suspected.contains(&writer)) {
+            suspected = Some(ms);
+        }
+        // Converged: every survivor in one newer epoch, under one new root, with roles.
+        let survivors: Vec<_> = statuses.iter().filter(|s| s.id != writer).collect();
+        let epochs: std::collections::BTreeSet<u64> = survivors.iter().map(|s| s.epoch).collect();
+        let leaders: std::collections::BTreeSet<Option<u64>> =
+            survivors.iter().map(|s| s.leader).collect();
+        let done = survivors.len() + 1 == record.nodes.len()
+            && epochs.len() == 1
+            && epochs.iter().all(|&e| e > epoch)
+            && leaders.len() == 1
+            && leaders.iter().all(|l| l.is_some() && *l != Some(writer))
+            && survivors.iter().all(|s| !s.roles.is_empty());
+        if done {
+            // Confirm with the full report's checks (spanning tree, roles by SPEC §3.4).
+            let report = crate::commands::status::once(lab).await?;
+            if report.report.converged {
+                break ms;
+            }
+        }
+        if killed.elapsed() > timeout {
+            bail!("the survivors of node {writer}'s failure did not converge within {timeout:?}");
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let restarted = Instant::now();
+    crate::fault::apply(lab, Fault::Restart { node: Target::Id(writer) }).await?;
+    whole(lab, timeout).await?;
+    Ok(Failover {
+        writer,
+        suspected_ms: suspected.unwrap_or(converged),
+        converged_ms: converged,
+        rejoined_ms: restarted.elapsed().as_millis() as u64,
+    })
+}
+
+/// The median, 90th percentile and worst of some figures.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Summary {
+    /// The median (the lower of the two middle figures for an even count).
+    pub median: u64,
+    /// The 90th percentile (nearest rank).
+    pub p90: u64,
+    /// The largest.
+    pub worst: u64,
+}
+
+/// Summarise `figures` (not empty).
+pub fn summary(figures: &[u64]) -> Summary {
+    let mut sorted = figures.to_vec();
+    sorted.sort_unstable();
+    let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    Summary {
+        median: rank(0.5),
+        p90: rank(0.9),
+        worst: *sorted.last().expect("figures"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_take_nearest_ranks() {
+        let s = summary(&[5, 1, 4, 2, 3, 10, 9, 8, 7, 6]);
+        assert_eq!((s.median, s.p90, s.worst), (5, 9, 10));
+        let one = summary(&[7]);
+        assert_eq!((one.median, one.p90, one.worst), (7, 7, 7));
+    }
+}
