@@ -64,7 +64,13 @@ pub async fn once(lab: &LabDir, timeout: Duration) -> Result<Failover> {
     let record = lab.load()?;
     let nodes = Nodes::new(&record)?;
     let killed = Instant::now();
-    crate::fault::apply(lab, Fault::Kill { node: Target::Id(writer) }).await?;
+    crate::fault::apply(
+        lab,
+        Fault::Kill {
+            node: Target::Id(writer),
+        },
+    )
+    .await?;
     let mut suspected = None;
     let converged = loop {
         let answers = nodes.statuses().await;
@@ -97,7 +103,13 @@ pub async fn once(lab: &LabDir, timeout: Duration) -> Result<Failover> {
         tokio::time::sleep(POLL).await;
     };
     let restarted = Instant::now();
-    crate::fault::apply(lab, Fault::Restart { node: Target::Id(writer) }).await?;
+    crate::fault::apply(
+        lab,
+        Fault::Restart {
+            node: Target::Id(writer),
+        },
+    )
+    .await?;
     whole(lab, timeout).await?;
     Ok(Failover {
         writer,
@@ -122,7 +134,8 @@ pub struct Summary {
 pub fn summary(figures: &[u64]) -> Summary {
     let mut sorted = figures.to_vec();
     sorted.sort_unstable();
-    let rank = |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
+    let rank =
+        |p: f64| sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1];
     Summary {
         median: rank(0.5),
         p90: rank(0.9),

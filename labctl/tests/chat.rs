@@ -2008,27 +2008,48 @@ async fn a_write_when_the_writer_dies_is_504_then_the_new_writer_takes_writes() 
     );
 
     // The survivors elect the next smallest id; writes go through the new writer.
-    let status = poll(READY_DEADLINE, "a new writer and its input nodes serving", || {
-        let status = status_of(&lab.home, &lab.name);
-        let serving = status.report.roles.iter().all(|(id, roles)| {
-            !roles.contains(&Role::Input) || status.addresses[id].http.is_some()
-        });
-        match status.report.leader {
-            Some(leader) if status.report.converged && serving && leader != lab.writer => Ok(status),
-            other => Err(format!("leader {other:?}, converged {}", status.report.converged)),
-        }
-    });
+    let status = poll(
+        READY_DEADLINE,
+        "a new writer and its input nodes serving",
+        || {
+            // `status` exits 1 while the lab re-elects: read its report all the same.
+            let run = lab.home.labctl(&["status", &lab.name, "--json"]);
+            let status: Status = parse_one_line(&run);
+            let serving = status.report.roles.iter().all(|(id, roles)| {
+                !roles.contains(&Role::Input) || status.addresses[id].http.is_some()
+            });
+            match status.report.leader {
+                Some(leader) if status.report.converged && serving && leader != lab.writer => {
+                    Ok(status)
+                }
+                other => Err(format!(
+                    "leader {other:?}, converged {}",
+                    status.report.converged
+                )),
+            }
+        },
+    );
     let (id, address) = status
         .addresses
         .iter()
-        .find(|(id, _)| status.report.roles[*id].contains(&Role::Input))
+        .find(|(id, _)| {
+            status
+                .report
+                .roles
+                .get(*id)
+                .is_some_and(|r| r.contains(&Role::Input))
+        })
         .expect("an input node");
     let input = Input {
         id: id.parse().unwrap(),
         base: format!("http://{}", address.http.clone().unwrap()),
     };
     alice
-        .post(&input, &alice.chat(), json!({"content": "after the failover"}))
+        .post(
+            &input,
+            &alice.chat(),
+            json!({"content": "after the failover"}),
+        )
         .await
         .expect(201);
 }

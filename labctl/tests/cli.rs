@@ -868,7 +868,13 @@ fn sim_with_random_faults_settles_and_replays_from_its_seed() {
     assert_eq!(first["roles"]["1"], serde_json::json!(["writer"]));
     // The same seed replays the same run.
     let again = sim_faults_json(&file, &args);
-    for key in ["schedule", "epochs_started", "delivered", "virtual_time_ms", "tree"] {
+    for key in [
+        "schedule",
+        "epochs_started",
+        "delivered",
+        "virtual_time_ms",
+        "tree",
+    ] {
         assert_eq!(first[key], again[key], "{key}");
     }
 }
@@ -904,7 +910,11 @@ fn sim_with_a_schedule_file_leaves_its_faults_in_force_when_asked() {
             serde_json::json!([[4, 5, 6], 4, false])
         ]
     );
-    assert_eq!(report["leader"], Value::Null, "no quorum, no leader at the top");
+    assert_eq!(
+        report["leader"],
+        Value::Null,
+        "no quorum, no leader at the top"
+    );
     assert_eq!(report["roles"]["2"], serde_json::json!(["leader"]));
 }
 

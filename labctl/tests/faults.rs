@@ -409,7 +409,10 @@ fn attached(network: &str) -> BTreeSet<String> {
     tokio.block_on(async {
         let docker = bollard::Docker::connect_with_defaults().unwrap();
         let info = docker
-            .inspect_network(network, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .inspect_network(
+                network,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
             .await
             .unwrap();
         info.containers
@@ -429,7 +432,10 @@ fn docker_the_writer_killed_then_restarted() {
     let said = fault_on(&home, &lab, &["kill", "leader"]);
     assert!(said.contains("node 1 (the leader) killed"), "{said}");
     let killed = settle_lab(&home, &lab, &[(vec![2, 3, 4, 5, 6], Some(2), true)]);
-    assert_eq!(killed.addresses["1"].state, "down", "the container is stopped");
+    assert_eq!(
+        killed.addresses["1"].state, "down",
+        "the container is stopped"
+    );
     check_nameserver(&home, &killed);
     fault_on(&home, &lab, &["restart", "1"]);
     let back = settle_lab(&home, &lab, &whole());
@@ -454,7 +460,10 @@ fn docker_a_partition_disconnects_the_link_networks() {
     let split = settle_lab(
         &home,
         &lab,
-        &[(vec![1, 2], Some(1), false), (vec![3, 4, 5, 6], Some(3), true)],
+        &[
+            (vec![1, 2], Some(1), false),
+            (vec![3, 4, 5, 6], Some(3), true),
+        ],
     );
     check_nameserver(&home, &split);
     fault_on(&home, &lab, &["heal", "--all"]);

@@ -103,13 +103,14 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let id = config.id;
-    let (mut transport, inbound) = ZmqTransport::bind(id, &config.listen_host, config.control_port)
-        .with_context(|| {
-            format!(
-                "binding node {id}'s control socket on {}",
-                config.listen_host
-            )
-        })?;
+    let (mut transport, inbound) =
+        ZmqTransport::bind(id, &config.listen_host, config.control_port, config.timing)
+            .with_context(|| {
+                format!(
+                    "binding node {id}'s control socket on {}",
+                    config.listen_host
+                )
+            })?;
     let control_address = format!("{}:{}", config.advertise_host, transport.port());
     let admin_listener = TcpListener::bind((config.listen_host.as_str(), config.admin_port))
         .await

@@ -140,6 +140,7 @@ impl ZmqTransport {
         id: NodeId,
         host: &str,
         port: u16,
+        timing: labctl_core::Timing,
     ) -> Result<(ZmqTransport, UnboundedReceiver<Inbound>), TransportError> {
         let zmq_err = |context: &str| {
             let context = context.to_string();
@@ -156,6 +157,20 @@ impl ZmqTransport {
         router
             .set_router_handover(true)
             .map_err(zmq_err("set ROUTER_HANDOVER"))?;
+        // ZMTP heartbeats: a connection whose peer vanished without a word (a network pulled
+        // from under a container leaves TCP silent) is closed within the suspicion timeout, and
+        // the connecting side dials again, so a healed link comes back by itself.
+        let ping = (2 * timing.heartbeat_ms).clamp(10, 60_000) as i32;
+        let patience = timing.suspicion_ms.clamp(20, 600_000) as i32;
+        router
+            .set_heartbeat_ivl(ping)
+            .map_err(zmq_err("set ZMQ_HEARTBEAT_IVL"))?;
+        router
+            .set_heartbeat_timeout(patience)
+            .map_err(zmq_err("set ZMQ_HEARTBEAT_TIMEOUT"))?;
+        router
+            .set_heartbeat_ttl(patience)
+            .map_err(zmq_err("set ZMQ_HEARTBEAT_TTL"))?;
         router.set_linger(0).map_err(zmq_err("set linger"))?;
         // A peer cannot make us allocate without bound; snapshots of a large chat still fit.
         router

@@ -106,7 +106,8 @@ fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
     bar.finish_and_clear();
     let record = lab.load()?;
     let mut stdout = std::io::stdout().lock();
-    let figure = |f: fn(&crate::failover::Failover) -> u64| -> Vec<u64> { runs.iter().map(f).collect() };
+    let figure =
+        |f: fn(&crate::failover::Failover) -> u64| -> Vec<u64> { runs.iter().map(f).collect() };
     let (suspected, converged, rejoined) = (
         figure(|r| r.suspected_ms),
         figure(|r| r.converged_ms),
@@ -139,7 +140,11 @@ fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
             ("converged in a new epoch", &converged),
         ] {
             let s = crate::failover::summary(figures);
-            writeln!(stdout, "  {name:<24} {:>6} ms {:>6} ms {:>6} ms", s.median, s.p90, s.worst)?;
+            writeln!(
+                stdout,
+                "  {name:<24} {:>6} ms {:>6} ms {:>6} ms",
+                s.median, s.p90, s.worst
+            )?;
         }
         let s = crate::failover::summary(&rejoined);
         writeln!(
@@ -149,7 +154,11 @@ fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
         )?;
     }
     if let Some(e) = failed {
-        writeln!(std::io::stderr(), "labctl: after {} run(s): {e}", runs.len())?;
+        writeln!(
+            std::io::stderr(),
+            "labctl: after {} run(s): {e}",
+            runs.len()
+        )?;
         return Ok(Outcome::ChecksFailed);
     }
     Ok(Outcome::Done)

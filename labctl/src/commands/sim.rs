@@ -221,7 +221,11 @@ fn with_faults(args: &SimArgs, topology: &Topology, faults_arg: &str) -> Result<
     text.push_str(&format!(
         "\nSchedule ({} steps{}):\n{}\n",
         steps.len(),
-        if heal_at_end { ", then heal everything" } else { "" },
+        if heal_at_end {
+            ", then heal everything"
+        } else {
+            ""
+        },
         steps.join("\n")
     ));
     text.push_str(&format!(
@@ -255,7 +259,10 @@ fn schedule_file(path: &std::path::Path) -> Result<(Vec<faults::Step>, bool)> {
     let heal = match table.remove("heal_at_end") {
         None => true,
         Some(toml::Value::Boolean(b)) => b,
-        Some(other) => anyhow::bail!("{}: heal_at_end must be true or false, not {other}", path.display()),
+        Some(other) => anyhow::bail!(
+            "{}: heal_at_end must be true or false, not {other}",
+            path.display()
+        ),
     };
     let steps = match table.remove("fault") {
         Some(toml::Value::Array(steps)) => steps,

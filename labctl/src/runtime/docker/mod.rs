@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HostConfig, Ipam, IpamConfig,
-    NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig,
-    PortBinding,
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointIpamConfig, EndpointSettings,
+    HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptions,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
+    KillContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use labctl_fault::NodeAction;
@@ -427,6 +427,27 @@ impl Runtime for DockerRuntime {
     ) -> Result<()> {
         let docker = self.docker().await?;
         let network = format!("{}-link-{}-{}", lab.name, a.min(b), a.max(b));
+        // Each end gets its own address back when the link heals: its neighbour's connection
+        // (and the engine's DNS) find it where they knew it.
+        let addresses_file = lab.run().join(format!("{network}.addresses.json"));
+        let mut addresses: BTreeMap<String, String> = std::fs::read_to_string(&addresses_file)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        if cut {
+            let info = docker
+                .inspect_network(&network, None::<InspectNetworkOptions>)
+                .await
+                .map_err(|e| engine::explain(e, &format!("inspecting network {network}")))?;
+            for endpoint in info.containers.unwrap_or_default().into_values() {
+                if let (Some(name), Some(ip)) = (endpoint.name, endpoint.ipv4_address) {
+                    let ip = ip.split('/').next().unwrap_or_default().to_string();
+                    addresses.insert(name, ip);
+                }
+            }
+            labctl_node::write_atomically(&addresses_file, &serde_json::to_vec(&addresses)?)
+                .with_context(|| format!("writing {}", addresses_file.display()))?;
+        }
         for id in [a, b] {
             let container = record
                 .nodes
@@ -444,12 +465,19 @@ impl Runtime for DockerRuntime {
                     )
                     .await
             } else {
+                let ipam_config = addresses.get(&container).map(|ip| EndpointIpamConfig {
+                    ipv4_address: Some(ip.clone()),
+                    ..EndpointIpamConfig::default()
+                });
                 docker
                     .connect_network(
                         &network,
                         NetworkConnectRequest {
                             container: container.clone(),
-                            endpoint_config: Some(EndpointSettings::default()),
+                            endpoint_config: Some(EndpointSettings {
+                                ipam_config,
+                                ..EndpointSettings::default()
+                            }),
                         },
                     )
                     .await
