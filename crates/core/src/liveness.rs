@@ -99,6 +99,13 @@ impl Timing {
     pub fn stall_ms(&self) -> Millis {
         self.suspicion_ms / 2
     }
+
+    /// How long an election may run here before the node gives up on it and starts a new epoch
+    /// (a safety net: every known way to lose an election is caught sooner). It doubles each time
+    /// it runs out in a row.
+    pub fn watchdog_ms(&self) -> Millis {
+        5 * self.suspicion_ms
+    }
 }
 
 /// What a heartbeat says, besides "I am alive".
@@ -329,6 +336,13 @@ impl Liveness {
             }
         }
         due
+    }
+
+    /// Whether the link to `neighbor` is held now.
+    pub fn held(&self, neighbor: NodeId) -> bool {
+        self.links
+            .get(&neighbor)
+            .is_some_and(|l| l.hold_until.is_some())
     }
 
     /// Whether some live link is held (it will want an epoch when its hold runs out).

@@ -178,6 +178,10 @@ struct Live {
     invited_at: Millis,
     /// A new epoch wanted at this time.
     wanted: Option<Millis>,
+    /// The election of this epoch is given up on here at this time, unless it ends before.
+    watchdog_at: Millis,
+    /// The watchdog's current span (it doubles while elections keep failing).
+    watchdog_ms: Millis,
 }
 
 /// One node's control-plane state. One owner (a driver task, or the simulator) calls
@@ -243,6 +247,8 @@ impl Node {
             started: false,
             invited_at: now,
             wanted: None,
+            watchdog_at: Millis::MAX,
+            watchdog_ms: config.timing.watchdog_ms(),
         });
         node
     }
@@ -414,6 +420,7 @@ impl Node {
                 live.started = true;
                 live.wanted = None;
                 live.invited_at = self.now;
+                live.watchdog_at = self.now.saturating_add(live.watchdog_ms);
                 live.highest_seen = live.highest_seen.max(epoch);
                 if epoch > live.durable {
                     // Durable before the first send in it (the outputs are carried out in order).
@@ -508,6 +515,49 @@ impl Node {
             );
         }
 
+        // A live link outside this epoch's election (left out before it was ever heard, say)
+        // gets its turn too: held like any link that misbehaved, then taken in. Otherwise a
+        // neighbour stuck waiting on it would wait forever. (An epoch already wanted will take
+        // it in anyway.)
+        let quiet = self.live.as_ref().is_some_and(|l| l.wanted.is_none());
+        if self.started() && self.election.phase() != Phase::Setup && quiet {
+            let live = self.live.as_mut().expect("live");
+            let outside: Vec<NodeId> = self
+                .neighbors
+                .iter()
+                .copied()
+                .filter(|&n| {
+                    live.detector.alive(n)
+                        && !live.detector.held(n)
+                        && !self.election.neighbors().contains(&n)
+                })
+                .collect();
+            for neighbor in outside {
+                let hold = live.detector.penalize(neighbor, now).unwrap_or(0);
+                self.events.push(Event::LinkReset {
+                    neighbor,
+                    reason: format!("node {neighbor} is alive, but outside this epoch's election"),
+                    hold_ms: hold,
+                });
+            }
+        }
+
+        // The safety net: an election that has not ended here within the watchdog is given up
+        // on, and the watchdog doubles (it is back to its first span once roles are taken).
+        let live = self.live.as_mut().expect("live");
+        if live.started && self.roles.is_empty() && now >= live.watchdog_at {
+            let span = live.watchdog_ms;
+            live.watchdog_ms = span
+                .saturating_mul(2)
+                .min(64 * live.detector.timing().suspicion_ms);
+            live.watchdog_at = now.saturating_add(live.watchdog_ms);
+            let epoch = self.epoch;
+            self.want_epoch(
+                now,
+                format!("the election of epoch {epoch} did not end here within {span} ms"),
+            );
+        }
+
         // The first epoch of this incarnation: once every neighbour has been heard from, or the
         // start-up grace is over (those never heard are suspected by now, and left out).
         let live = self.live.as_mut().expect("live");
@@ -592,6 +642,9 @@ impl Node {
         if !live.started {
             at = at.min(live.detector.grace_ends());
         }
+        if live.started && self.roles.is_empty() {
+            at = at.min(live.watchdog_at);
+        }
         at.max(self.now)
     }
 
@@ -640,6 +693,11 @@ impl Node {
                 out.push(Output::Event(Event::Roles {
                     roles: self.roles.clone(),
                 }));
+                if let Some(live) = self.live.as_mut() {
+                    // The election ended here: the watchdog is back to its first span.
+                    live.watchdog_ms = live.detector.timing().watchdog_ms();
+                    live.watchdog_at = Millis::MAX;
+                }
             }
         }
         self.counters.iterations = self.election.iterations();

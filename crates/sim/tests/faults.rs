@@ -309,12 +309,12 @@ fn check_seed(seed: u64) -> Result<faults::FaultRun, String> {
     Ok(run)
 }
 
-/// How many seeds `random_schedules_converge_and_stay_safe` runs: `LABCTL_FAULT_SEEDS`, else 1000.
-fn seeds() -> u64 {
-    std::env::var("LABCTL_FAULT_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
+/// The seeds `random_schedules_converge_and_stay_safe` runs: `LABCTL_FAULT_SEEDS` of them
+/// (else 1000), from `LABCTL_FAULT_SEED_START` (else 0).
+fn seeds() -> std::ops::Range<u64> {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let start = var("LABCTL_FAULT_SEED_START").unwrap_or(0);
+    start..start + var("LABCTL_FAULT_SEEDS").unwrap_or(1000)
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn random_schedules_converge_and_stay_safe() {
         .and_then(|v| v.parse().ok());
     let range: Vec<u64> = match only {
         Some(seed) => vec![seed],
-        None => (0..seeds()).collect(),
+        None => seeds().collect(),
     };
     let mut failures = Vec::new();
     let (mut epochs, mut faults_applied) = (0u64, 0usize);

@@ -363,8 +363,9 @@ fn a_message_on_a_link_outside_the_election_wants_another_epoch() {
     assert!(seen.iter().any(|e| matches!(e, Event::EpochWanted { .. })));
 }
 
-/// A live node whose neighbours answer every setup it sends them at once (the rest of their
-/// election never comes), stepped through time.
+/// A live node whose neighbours answer it at once while they are alive, stepped through time.
+/// The node has the smallest id: the neighbours answer its setup with theirs, its YO- value with
+/// YES and a prune, its Q with a Yes, so each of its elections ends with it as the root.
 struct Stepper {
     node: Node,
     now: Millis,
@@ -381,44 +382,76 @@ impl Stepper {
         }
     }
 
-    /// `dt` ms later, hear from `alive` (who also answer any setup they were sent).
+    /// `dt` ms later, hear from `alive` (who also answer whatever they are sent).
     fn step(&mut self, dt: Millis, alive: &[NodeId]) {
         self.now += dt;
         let mut out = hear(&mut self.node, self.now, alive);
         out.extend(feed(&mut self.node, self.now, Input::Tick));
-        for epoch in started_epochs(&out) {
-            let members = self.node.status().members;
-            self.epochs.push((self.now, epoch, members.clone()));
-            for &n in alive.iter().filter(|n| members.contains(n)) {
-                message(&mut self.node, self.now, n, epoch, Body::Setup { id: n });
-            }
+        let mut queue: VecDeque<Output> = out.into();
+        while let Some(output) = queue.pop_front() {
+            let (to, message) = match output {
+                Output::Event(Event::EpochStarted { epoch }) => {
+                    let members = self.node.status().members;
+                    self.epochs.push((self.now, epoch, members));
+                    continue;
+                }
+                Output::Send { to, message } if alive.contains(&to) => (to, message),
+                _ => continue,
+            };
+            let reply = match message.body {
+                Body::Setup { .. } => Body::Setup { id: to },
+                Body::YoDown { iteration, .. } => Body::YoUp {
+                    iteration,
+                    vote: Vote::Yes,
+                    prune: true,
+                },
+                Body::Q { .. } => Body::Yes { size: 1 },
+                _ => continue,
+            };
+            queue.extend(message_now(
+                &mut self.node,
+                self.now,
+                to,
+                message.epoch,
+                reply,
+            ));
         }
     }
 }
 
+fn message_now(
+    node: &mut Node,
+    now: Millis,
+    from: NodeId,
+    epoch: Epoch,
+    body: Body,
+) -> Vec<Output> {
+    message(node, now, from, epoch, body)
+}
+
 #[test]
 fn a_flapping_link_backs_off() {
-    // Node 2's link to 3 fails and comes back over and over; its link to 1 is steady. Each time
+    // Node 1's link to 3 fails and comes back over and over; its link to 2 is steady. Each time
     // the link comes back, the wait before the epoch that takes it in doubles.
-    let mut s = Stepper::new(live(2, &[1, 3], 3, 0));
-    s.step(0, &[1, 3]);
+    let mut s = Stepper::new(live(1, &[2, 3], 3, 0));
+    s.step(0, &[2, 3]);
     let mut waits = Vec::new();
     for _ in 0..5 {
-        // Down: only 1 heard for 1.2 s (3 is suspected, and an epoch goes on without it).
+        // Down: only 2 heard for 1.2 s (3 is suspected, and an epoch goes on without it).
         for _ in 0..12 {
-            s.step(100, &[1]);
+            s.step(100, &[2]);
         }
         let before = s.epochs.len();
         // Up again: 3 is heard every 10 ms; time the epoch that takes it in.
         let back = s.now + 10;
         for _ in 0..300 {
-            s.step(10, &[1, 3]);
+            s.step(10, &[2, 3]);
             if s.epochs.len() > before {
                 break;
             }
         }
         let (at, _, members) = s.epochs.last().unwrap().clone();
-        assert_eq!(members, vec![1, 3]);
+        assert_eq!(members, vec![2, 3], "{:?}", s.epochs);
         waits.push(at - back);
     }
     assert_eq!(waits, vec![100, 200, 400, 800, 1600]);
@@ -426,15 +459,15 @@ fn a_flapping_link_backs_off() {
 
 #[test]
 fn a_flapping_link_that_fails_again_while_held_costs_no_epoch() {
-    let mut s = Stepper::new(live(2, &[1, 3], 3, 0));
-    s.step(0, &[1, 3]);
+    let mut s = Stepper::new(live(1, &[2, 3], 3, 0));
+    s.step(0, &[2, 3]);
     // 3 answers for 50 ms at a time, then falls silent for 1.2 s, again and again.
     let flap = |s: &mut Stepper| {
         for _ in 0..12 {
-            s.step(100, &[1]);
+            s.step(100, &[2]);
         }
         for _ in 0..5 {
-            s.step(10, &[1, 3]);
+            s.step(10, &[2, 3]);
         }
     };
     // While the penalty builds up (holds of 100, 200, 400, 800 ms end before the link is
@@ -641,4 +674,46 @@ fn a_live_node_always_asks_to_be_woken() {
     let out = feed(&mut node, 50, Input::Tick);
     assert!(out.iter().all(|o| !matches!(o, Output::Heartbeat { .. })));
     assert_eq!(out.last(), Some(&Output::Wake { at: 100 }));
+}
+
+#[test]
+fn an_election_that_never_ends_is_given_up_by_the_watchdog() {
+    // 9's setup comes, then nothing: 5 waits for a YO- value that never arrives.
+    let mut node = live(5, &[2, 9], 3, 0);
+    hear(&mut node, 0, &[2, 9]);
+    message(&mut node, 1, 2, 1, Body::Setup { id: 2 });
+    message(&mut node, 1, 9, 1, Body::Setup { id: 9 });
+    let mut started = Vec::new();
+    for t in (100..=16_000).step_by(100) {
+        let out = hear(&mut node, t, &[2, 9]);
+        for epoch in started_epochs(&out) {
+            started.push((t, epoch));
+            // Both answer the new epoch's setup; again no YO- value follows.
+            message(&mut node, t, 2, epoch, Body::Setup { id: 2 });
+            message(&mut node, t, 9, epoch, Body::Setup { id: 9 });
+        }
+    }
+    // Given up after 5 s, then after 10 s more: the watchdog doubles.
+    assert_eq!(started, vec![(5000, 2), (15_000, 3)]);
+}
+
+#[test]
+fn a_live_link_outside_the_election_is_taken_in_after_its_hold() {
+    // 9 never spoke before the setup timeout (so it was left out, not held); then it does.
+    let mut node = live(5, &[2, 9], 3, 0);
+    hear(&mut node, 0, &[2]);
+    message(&mut node, 1, 2, 1, Body::Setup { id: 2 });
+    for t in (100..=900).step_by(100) {
+        hear(&mut node, t, &[2]);
+    }
+    // It joined epoch 1 with 2's setup at 1 ms: the setup timeout ends at 1001.
+    hear(&mut node, 1001, &[2]);
+    assert_eq!(node.status().members, vec![2], "9 left out");
+    let out = hear(&mut node, 1100, &[2, 9]);
+    assert!(events(&out)
+        .iter()
+        .any(|e| matches!(e, Event::LinkReset { neighbor: 9, .. })));
+    let out = feed(&mut node, 1100 + TIMING.settle_ms(), Input::Tick);
+    assert_eq!(started_epochs(&out), vec![2]);
+    assert_eq!(node.status().members, vec![2, 9]);
 }
