@@ -9,7 +9,7 @@ use labctl_core::report::Adjacency;
 use labctl_core::{Counters, Phase, Report, Role, Status};
 use labctl_fault::{InForce, LinkFilter};
 use labctl_proto::node::node_admin_client::NodeAdminClient;
-use labctl_proto::node::{LinkFilter as ProtoFilter, LinkFilters, NodeStatus, StatusRequest};
+use labctl_proto::node::{LinkFilters, NodeStatus, StatusRequest};
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
@@ -318,15 +318,7 @@ pub async fn set_filters(
             .with_context(|| format!("connecting to node {id}'s admin API at {}", process.grpc))?,
     );
     let request = LinkFilters {
-        filters: filters
-            .iter()
-            .map(|(&peer, f)| ProtoFilter {
-                peer,
-                cut: f.cut,
-                delay_ms: f.delay_ms,
-                loss_percent: f.loss_percent,
-            })
-            .collect(),
+        filters: labctl_node::admin::proto_filters(filters),
     };
     client
         .set_link_filters(request)

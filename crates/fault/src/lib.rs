@@ -528,41 +528,28 @@ impl InForce {
             }
             Fault::Delay { a, b, ms } => {
                 let (a, b) = pair(a, b)?;
-                if ms == 0 || ms > MAX_DELAY_MS {
-                    return Err(FaultError::BadValue(format!(
-                        "a delay of {ms} ms: give 1 to {MAX_DELAY_MS} ms"
-                    )));
-                }
-                self.faults.retain(|f| {
-                    !(matches!(f.fault, Fault::Delay { .. }) && link_of(&f.fault) == Some((a, b)))
-                });
-                add(
-                    self,
-                    Fault::Delay {
-                        a: Target::Id(a),
-                        b: Target::Id(b),
-                        ms,
-                    },
-                );
+                in_range("a delay", ms, MAX_DELAY_MS, "ms")?;
+                let (ta, tb) = (Target::Id(a), Target::Id(b));
+                self.shape((a, b), Fault::Delay { a: ta, b: tb, ms }, now);
                 Ok(Vec::new())
             }
             Fault::Loss { a, b, percent } => {
                 let (a, b) = pair(a, b)?;
-                if percent == 0 || percent > MAX_LOSS_PERCENT {
-                    return Err(FaultError::BadValue(format!(
-                        "a loss of {percent} %: give 1 to {MAX_LOSS_PERCENT} %"
-                    )));
-                }
-                self.faults.retain(|f| {
-                    !(matches!(f.fault, Fault::Loss { .. }) && link_of(&f.fault) == Some((a, b)))
-                });
-                add(
-                    self,
+                in_range(
+                    "a loss",
+                    u64::from(percent),
+                    u64::from(MAX_LOSS_PERCENT),
+                    "%",
+                )?;
+                let (ta, tb) = (Target::Id(a), Target::Id(b));
+                self.shape(
+                    (a, b),
                     Fault::Loss {
-                        a: Target::Id(a),
-                        b: Target::Id(b),
+                        a: ta,
+                        b: tb,
                         percent,
                     },
+                    now,
                 );
                 Ok(Vec::new())
             }
@@ -578,6 +565,18 @@ impl InForce {
                 Ok(actions)
             }
         }
+    }
+
+    /// Put a delay or a loss on `link`, replacing one of the same kind already there.
+    fn shape(&mut self, link: Link, fault: Fault, now: u64) {
+        let kind = std::mem::discriminant(&fault);
+        self.faults.retain(|f| {
+            std::mem::discriminant(&f.fault) != kind || link_of(&f.fault) != Some(link)
+        });
+        self.faults.push(Active {
+            fault,
+            since_unix_ms: now,
+        });
     }
 
     /// Whether nothing is in force.
@@ -707,6 +706,16 @@ impl InForce {
     pub fn components(&self, adjacency: &Adjacency) -> Vec<BTreeSet<NodeId>> {
         components(&self.live_adjacency(adjacency))
     }
+}
+
+/// `value` within 1 ..= `max`, else a refusal naming `what` and the range.
+fn in_range(what: &str, value: u64, max: u64, unit: &str) -> Result<(), FaultError> {
+    if value == 0 || value > max {
+        return Err(FaultError::BadValue(format!(
+            "{what} of {value} {unit}: give 1 to {max} {unit}"
+        )));
+    }
+    Ok(())
 }
 
 fn is_node_fault(fault: &Fault, n: NodeId) -> bool {

@@ -91,18 +91,24 @@ fn to_proto(base: NodeStatus, snapshot: Snapshot) -> NodeStatus {
         pending: s.pending,
         lab_size: snapshot.lab_size,
         incarnation: snapshot.incarnation,
-        filters: snapshot
-            .filters
-            .iter()
-            .map(|(&peer, f)| ProtoFilter {
-                peer,
-                cut: f.cut,
-                delay_ms: f.delay_ms,
-                loss_percent: f.loss_percent,
-            })
-            .collect(),
+        filters: proto_filters(&snapshot.filters),
         ..base
     }
+}
+
+/// A link filter as the admin API carries it (`SetLinkFilters`, `NodeStatus.filters`).
+pub fn proto_filters(
+    filters: &std::collections::BTreeMap<labctl_core::NodeId, labctl_fault::LinkFilter>,
+) -> Vec<ProtoFilter> {
+    filters
+        .iter()
+        .map(|(&peer, f)| ProtoFilter {
+            peer,
+            cut: f.cut,
+            delay_ms: f.delay_ms,
+            loss_percent: f.loss_percent,
+        })
+        .collect()
 }
 
 /// Resolves once the stop switch is on (or its sender is gone).

@@ -467,16 +467,12 @@ impl FaultSim {
         self.delivered += 1;
         match due {
             Due::Message { from, to, message } => {
-                if self.config.trace {
-                    self.trace.push(TraceLine {
-                        t: self.now,
-                        node: to,
-                        what: TraceEntry::Wire(Wire::Receive {
-                            from,
-                            message: message.clone(),
-                        }),
-                    });
-                }
+                self.record(to, || {
+                    TraceEntry::Wire(Wire::Receive {
+                        from,
+                        message: message.clone(),
+                    })
+                });
                 self.input(to, Input::Receive { from, message })
             }
             Due::Beat { from, to, beat } => self.input(to, Input::Heartbeat { from, beat }),
@@ -516,16 +512,12 @@ impl FaultSim {
         for output in out.drain(..) {
             match output {
                 Output::Send { to, message } => {
-                    if self.config.trace {
-                        self.trace.push(TraceLine {
-                            t: self.now,
-                            node: id,
-                            what: TraceEntry::Wire(Wire::Send {
-                                to,
-                                message: message.clone(),
-                            }),
-                        });
-                    }
+                    self.record(id, || {
+                        TraceEntry::Wire(Wire::Send {
+                            to,
+                            message: message.clone(),
+                        })
+                    });
                     self.send(
                         id,
                         to,
@@ -603,11 +595,16 @@ impl FaultSim {
             }
             _ => {}
         }
+        self.record(id, || TraceEntry::Node(event));
+    }
+
+    /// Add a line to the trace, when one is kept (`what` is only made then).
+    fn record(&mut self, node: NodeId, what: impl FnOnce() -> TraceEntry) {
         if self.config.trace {
             self.trace.push(TraceLine {
                 t: self.now,
-                node: id,
-                what: TraceEntry::Node(event),
+                node,
+                what: what(),
             });
         }
     }

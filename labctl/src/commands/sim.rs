@@ -50,10 +50,7 @@ pub fn run(args: &SimArgs) -> Result<Outcome> {
 
     let mut stdout = std::io::stdout().lock();
     if args.trace {
-        for line in &run.trace {
-            serde_json::to_writer(&mut stdout, line)?;
-            writeln!(stdout)?;
-        }
+        print_trace(&mut stdout, &run.trace)?;
     }
     let report = SimReport {
         report: run.report,
@@ -149,10 +146,7 @@ fn with_faults(args: &SimArgs, topology: &Topology, faults_arg: &str) -> Result<
 
     let mut stdout = std::io::stdout().lock();
     if args.trace {
-        for line in &trace {
-            serde_json::to_writer(&mut stdout, line)?;
-            writeln!(stdout)?;
-        }
+        print_trace(&mut stdout, &trace)?;
     }
     let run = match result {
         Ok(run) => run,
@@ -300,4 +294,13 @@ fn schedule_file(path: &std::path::Path) -> Result<(Vec<faults::Step>, bool)> {
     }
     out.sort_by_key(|s| s.at_ms);
     Ok((out, heal))
+}
+
+/// A trace as JSON Lines.
+fn print_trace(out: &mut impl Write, trace: &[labctl_sim::TraceLine]) -> Result<()> {
+    for line in trace {
+        serde_json::to_writer(&mut *out, line)?;
+        writeln!(out)?;
+    }
+    Ok(())
 }
