@@ -476,3 +476,23 @@ fn docker_a_partition_disconnects_the_link_networks() {
     home.labctl(&["down", &lab]).expect_success();
     assert!(live_util::labelled_in_engine_now(&lab).is_empty());
 }
+
+#[test]
+fn status_shows_a_dead_nameserver_or_bootstrap() {
+    let home = Home::new();
+    home.up(&ring6(), &[]);
+    let pids = home.recorded_pids();
+    for service in ["nameserver", "bootstrap"] {
+        let pid = pids[&format!("ring6 {service}")];
+        live_util::sigkill(pid);
+        assert!(home.wait_gone(&[pid].into()).is_empty());
+        let report = status(&home);
+        assert_eq!(report.services[service], "down", "{service}");
+        assert!(report.report.converged, "the nodes keep their tree");
+        let text = home.labctl(&["status", "ring6"]).stdout;
+        assert!(
+            text.contains(&format!("the {service} is down")),
+            "{service}: {text}"
+        );
+    }
+}
