@@ -69,13 +69,17 @@ fn settle(home: &Home, expected: &[Part]) -> LiveReport {
     settle_lab(home, "ring6", expected)
 }
 
-/// Poll `status` until the lab has converged into exactly `expected` components; panics with the
-/// last report after [`SETTLE`].
+/// Poll `status` until the lab has converged into exactly `expected` components and every input
+/// node serves the chat (its HTTP service starts a moment after it takes the role); panics with
+/// the last report after [`SETTLE`].
 fn settle_lab(home: &Home, lab: &str, expected: &[Part]) -> LiveReport {
     let deadline = Instant::now() + SETTLE;
     loop {
         let report = status_of(home, lab);
-        if report.report.converged && parts(&report) == expected {
+        let serving = inputs(&report)
+            .iter()
+            .all(|id| report.addresses[&id.to_string()].http.is_some());
+        if report.report.converged && parts(&report) == expected && serving {
             check_roles(&report);
             return report;
         }
@@ -495,4 +499,21 @@ fn status_shows_a_dead_nameserver_or_bootstrap() {
             "{service}: {text}"
         );
     }
+}
+
+#[test]
+fn down_removes_a_lab_whatever_faults_are_in_force() {
+    let home = Home::new();
+    home.up(&ring6(), &[]);
+    fault(&home, &["pause", "2"]);
+    fault(&home, &["kill", "5"]);
+    fault(&home, &["delay", "3", "4", "--ms", "500"]);
+    fault(&home, &["cut", "1", "6"]);
+    let pids: BTreeSet<u32> = home.recorded_pids().into_values().collect();
+    home.labctl(&["down", "ring6"]).expect_success();
+    assert!(
+        home.wait_gone(&pids).is_empty(),
+        "a paused daemon is stopped too"
+    );
+    assert!(!home.lab_folder("ring6").exists());
 }

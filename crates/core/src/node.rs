@@ -34,6 +34,12 @@
 //! 5. **The result.** Yo-Yo elects the minimum id of the component; SHOUT+ builds its tree, and its
 //!    convergecast tells the root how many nodes the tree spans. The root takes `writer` only if
 //!    that is a strict majority of the lab (`leader` otherwise, SPEC §3.4).
+//! 6. **Nobody waits forever.** A live link outside the current election with nothing pending for
+//!    it (left out before it was ever heard, say) is held like any link that misbehaved, then
+//!    taken into a new epoch. And as a last resort, an election that has not ended here within
+//!    five suspicion timeouts is given up for a new epoch (that span doubles while it keeps
+//!    happening). The simulator's fault mode found the case that needed the first rule; none is
+//!    known that needs the second.
 //!
 //! Epoch numbers only grow: a node starts above the newest epoch it has seen or persisted. Two
 //! components may use the same number at once; a term is named by (epoch, root).
@@ -453,8 +459,8 @@ impl Node {
         self.flush(send, out);
     }
 
-    /// The timers of a live node: suspicion, the setup timeout, holds that ran out, the wanted
-    /// epoch, the first start, heartbeats.
+    /// The timers of a live node, in order: heartbeats, suspicion, the setup timeout, holds that
+    /// ran out, live links outside the election, the watchdog, the first start, the wanted epoch.
     fn run_timers(&mut self, out: &mut Vec<Output>) {
         let now = self.now;
         let Some(live) = self.live.as_mut() else {
