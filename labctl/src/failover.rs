@@ -28,8 +28,8 @@ pub struct Failover {
     pub rejoined_ms: u64,
 }
 
-/// Wait until the lab is whole (no fault in force, every node running) and converged; returns
-/// its quorum root and epoch.
+/// Wait until the lab is whole (no fault in force, every node running) and settled; returns its
+/// quorum root and epoch.
 async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -42,7 +42,7 @@ async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
             report.report.leader,
             report.report.epoch,
         ) {
-            if report.report.components.len() == 1 {
+            if report.report.components.len() == 1 && report.report.components[0].settled {
                 return Ok((leader, epoch));
             }
         }

@@ -84,6 +84,15 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
     let actions = next
         .apply(&fault, &adjacency, now_ms())
         .map_err(|e| anyhow!(e))?;
+    // Recorded before it is carried out: if a step fails half-way, `heal --all` still knows what
+    // to undo (undoing is safe to repeat).
+    lab.save_faults(&next)?;
+    let recorded = |e: anyhow::Error| {
+        e.context(format!(
+            "{fault} is recorded but was not carried out in full; `labctl status` shows the lab, \
+             `labctl fault heal --all` undoes every fault"
+        ))
+    };
 
     // Nodes first: signals, containers.
     let settings = NodeSettings::of(&record, &topology);
@@ -91,7 +100,8 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
         runtime
             .node_fault(lab, &mut record, id, action, &settings)
             .await
-            .with_context(|| format!("carrying out {action:?} on node {id}"))?;
+            .with_context(|| format!("carrying out {action:?} on node {id}"))
+            .map_err(recorded)?;
         if action == NodeAction::Restart {
             lab.save(&record)?;
         }
@@ -103,10 +113,16 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
     let healed: Vec<(NodeId, NodeId)> = before.difference(&after).copied().collect();
     if runtime.cuts_links() {
         for &(a, b) in &cut {
-            runtime.set_link_cut(lab, &record, a, b, true).await?;
+            runtime
+                .set_link_cut(lab, &record, a, b, true)
+                .await
+                .map_err(recorded)?;
         }
         for &(a, b) in &healed {
-            runtime.set_link_cut(lab, &record, a, b, false).await?;
+            runtime
+                .set_link_cut(lab, &record, a, b, false)
+                .await
+                .map_err(recorded)?;
         }
     }
 
@@ -122,8 +138,9 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
     for &id in adjacency.keys() {
         let old = filter(&in_force, id, &adjacency, runtime.as_ref());
         let new = filter(&next, id, &adjacency, runtime.as_ref());
-        // Unchanged, unless the node is a new process (or was frozen) and has a filter to take.
-        let unchanged = old == new && (new.is_empty() || !renewed.contains(&id));
+        // A node started again, or thawed, gets its whole filter, even an empty one: a thawed
+        // node still holds the filter it had when it froze.
+        let unchanged = old == new && !renewed.contains(&id);
         if away.contains(&id) || unchanged {
             continue;
         }
@@ -131,7 +148,6 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
             failures.push(format!("node {id}: {e:#}"));
         }
     }
-    lab.save_faults(&next)?;
     if !failures.is_empty() {
         bail!(
             "{fault} is recorded, but not every node took its new link filter ({}); \

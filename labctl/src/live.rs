@@ -155,9 +155,9 @@ pub fn core_status(s: &NodeStatus) -> Option<Status> {
             out_degrees: c.out_degrees.iter().map(|&d| d as usize).collect(),
             dropped: c.dropped,
         },
-        members: Vec::new(),
-        suspected: Vec::new(),
-        pending: false,
+        members: s.members.clone(),
+        suspected: s.suspected.clone(),
+        pending: s.pending,
     })
 }
 
@@ -320,11 +320,17 @@ pub async fn set_filters(
     let request = LinkFilters {
         filters: labctl_node::admin::proto_filters(filters),
     };
-    client
-        .set_link_filters(request)
-        .await
-        .map_err(|s| anyhow::anyhow!("node {id} refused its link filter: {}", s.message()))?;
-    Ok(())
+    // A node just started again is still joining its lab for a moment: ask again until it runs.
+    let deadline = Instant::now() + crate::runtime::START_TIMEOUT;
+    loop {
+        match client.set_link_filters(request.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(POLL).await;
+            }
+            Err(s) => anyhow::bail!("node {id} refused its link filter: {}", s.message()),
+        }
+    }
 }
 
 /// Poll the nodes until the lab converges or `timeout` passes; returns the last report.

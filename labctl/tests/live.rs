@@ -437,7 +437,7 @@ fn a_lab_whose_processes_died_is_reported_stopped_and_still_removable() {
     let status: LiveReport = parse_one_line(&run);
     assert!(!status.report.converged, "a dead lab is not converged");
     for (id, address) in &status.addresses {
-        assert_eq!(address.state, "exited", "node {id}: {address:?}");
+        assert_eq!(address.state, "down", "node {id}: {address:?}");
     }
 
     // Starting it again is refused until it is removed.

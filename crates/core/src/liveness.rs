@@ -95,9 +95,10 @@ impl Timing {
     }
 
     /// A gap between two of a node's own inputs longer than this means the node itself was
-    /// frozen (see the module docs).
+    /// frozen (see the module docs): halfway between a heartbeat (a node idle but for its own
+    /// heartbeats wakes every heartbeat) and the suspicion timeout.
     pub fn stall_ms(&self) -> Millis {
-        self.suspicion_ms / 2
+        self.heartbeat_ms + self.suspicion_ms.saturating_sub(self.heartbeat_ms) / 2
     }
 
     /// How long an election may run here before the node gives up on it and starts a new epoch
@@ -602,6 +603,25 @@ mod tests {
         assert!(
             matches!(&change, Some(Change::Reset { reason, .. }) if reason.contains("restarted"))
         );
+    }
+
+    #[test]
+    fn ticks_a_heartbeat_apart_are_no_stall_whatever_the_timings() {
+        // The topology file allows suspicion down to twice the heartbeat.
+        let slow = Timing {
+            heartbeat_ms: 500,
+            suspicion_ms: 1000,
+        };
+        let mut live = Liveness::new(slow, 1, [2], 0);
+        live.heard(2, 0);
+        for t in (501..=1501).step_by(500) {
+            assert_eq!(
+                live.wake(t),
+                None,
+                "a tick 500 ms after the last is no stall"
+            );
+        }
+        assert_eq!(live.expire(1501), vec![2], "silent for 1501 ms: suspected");
     }
 
     #[test]

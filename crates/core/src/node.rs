@@ -277,8 +277,13 @@ impl Node {
     /// Handle one input at time `now` (plain nodes: any value); append what to do to `out`.
     pub fn handle(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
         self.now = self.now.max(now);
-        if let Some(ms) = self.live.as_mut().and_then(|l| l.detector.wake(self.now)) {
-            self.events.push(Event::Stalled { ms });
+        if let Some(live) = self.live.as_mut() {
+            if let Some(ms) = live.detector.wake(self.now) {
+                // Frozen: nobody had a chance to answer, so the waits start again from now.
+                live.invited_at = live.invited_at.saturating_add(ms);
+                live.watchdog_at = live.watchdog_at.saturating_add(ms);
+                self.events.push(Event::Stalled { ms });
+            }
         }
         match input {
             Input::Start { epoch } => {

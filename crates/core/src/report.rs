@@ -52,7 +52,8 @@ pub struct Check {
 pub struct Component {
     /// Its nodes.
     pub nodes: Vec<NodeId>,
-    /// Its root, once its nodes agree on one (the minimum id when converged).
+    /// Its root: the one node that won the election of its newest epoch (the minimum id when
+    /// converged).
     pub leader: Option<NodeId>,
     /// The newest epoch its nodes are in.
     pub epoch: Option<Epoch>,
@@ -61,6 +62,10 @@ pub struct Component {
     /// One tree in one epoch, with its roles.
     #[serde(default)]
     pub converged: bool,
+    /// Converged, every link of the component taken into its election at both ends, and no node
+    /// waiting to start a new epoch: nothing is left to change until the lab does.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 /// The report of a run (SPEC §7). Fields may be added, never renamed or dropped.
@@ -150,12 +155,18 @@ impl Report {
                 .map(|s| s.id)
                 .collect();
             let converged = checks.iter().all(|c| c.ok);
+            let settled = converged
+                && members.values().all(|s| !s.pending)
+                && graph
+                    .iter()
+                    .all(|(id, links)| links.iter().all(|l| members[id].members.contains(l)));
             components.push(Component {
                 nodes: part.iter().copied().collect(),
                 leader: (roots.len() == 1).then(|| roots[0]),
                 epoch,
                 quorum: 2 * part.len() as u64 > lab_size,
                 converged,
+                settled,
             });
             per_part.push((graph, members, checks));
         }

@@ -559,11 +559,14 @@ impl<T: Transport> Driver<T> {
             let missing = self.data.shipper.missing(seq);
             self.data.shipper.abandon(seq);
             self.data.held.remove(&id);
+            // The writer stored it already: the outcome is unknown, not "not done".
             self.answer(
                 id,
                 Answer::Err {
-                    error: AppError::Unavailable(format!(
-                        "persistence replica(s) {missing:?} did not confirm the write within {ACK_TIMEOUT:?}"
+                    error: AppError::OutcomeUnknown(format!(
+                        "persistence replica(s) {missing:?} did not confirm the write within \
+                         {ACK_TIMEOUT:?}; the writer holds it, so it may yet be done: check before \
+                         you retry"
                     )),
                 },
             );

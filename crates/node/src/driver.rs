@@ -103,6 +103,9 @@ pub struct Driver<T: Transport> {
     filters: BTreeMap<NodeId, LinkFilter>,
     /// Set when the node can no longer run safely (its epoch could not be made durable).
     fatal: Option<String>,
+    /// The epoch the core's events speak of, as they are carried out (the node's own state may
+    /// be ahead within one input).
+    events_epoch: labctl_core::Epoch,
     trace: broadcast::Sender<TraceLine>,
     out: Vec<Output>,
     pub(crate) data: DataState,
@@ -140,6 +143,7 @@ impl<T: Transport> Driver<T> {
             wake: started,
             filters: BTreeMap::new(),
             fatal: None,
+            events_epoch: live.persisted_epoch,
             trace,
             out: Vec::new(),
             store,
@@ -331,13 +335,19 @@ impl<T: Transport> Driver<T> {
                 }
                 Output::Event(event) => {
                     log_event(&event);
-                    let epoch_started = matches!(event, Event::EpochStarted { .. });
+                    let epoch_started = match event {
+                        Event::EpochStarted { epoch } => Some(epoch),
+                        _ => None,
+                    };
                     let roles = matches!(event, Event::Roles { .. });
                     self.record(TraceEntry::Node(event));
-                    if epoch_started {
+                    if let Some(epoch) = epoch_started {
+                        self.events_epoch = epoch;
                         self.epoch_changed();
                     }
-                    if roles {
+                    // Roles of an epoch this same input already left behind (its EpochStarted
+                    // follows) are not taken: the node's state is the newer epoch's.
+                    if roles && self.events_epoch == self.node.epoch() {
                         self.take_roles();
                     }
                 }

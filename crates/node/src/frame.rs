@@ -55,6 +55,12 @@ impl Frame {
         serde_json::to_vec(self).expect("frames always serialize")
     }
 
+    /// Whether these bytes are a control frame (the encoding starts with its tag, as
+    /// `control_frames_read_like_the_algorithm` pins).
+    pub fn is_control(bytes: &[u8]) -> bool {
+        bytes.starts_with(br#"{"frame":"control""#)
+    }
+
     /// Parse a frame from the wire.
     pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
         serde_json::from_slice(bytes).map_err(|source| FrameError::Malformed {
@@ -104,6 +110,13 @@ mod tests {
             String::from_utf8(frame.encode()).unwrap(),
             r#"{"frame":"control","message":{"epoch":1,"body":{"type":"setup","id":4}}}"#
         );
+        assert!(Frame::is_control(&frame.encode()));
+        let heartbeat = Frame::Heartbeat {
+            lab: "control".into(),
+            incarnation: 1,
+            sent: 0,
+        };
+        assert!(!Frame::is_control(&heartbeat.encode()));
     }
 
     #[test]

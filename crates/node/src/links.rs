@@ -108,9 +108,15 @@ impl Links {
         self.links.values().filter(|l| l.up).count()
     }
 
-    /// Control frames waiting for the link to `peer` (not on the wire yet).
+    /// Election (control) frames waiting for the link to `peer`, not on the wire yet: a
+    /// heartbeat counts what went before it, so these are not counted yet.
     pub fn pending_on(&self, peer: NodeId) -> u64 {
-        self.links.get(&peer).map_or(0, |l| l.pending.len() as u64)
+        self.links.get(&peer).map_or(0, |l| {
+            l.pending
+                .values()
+                .filter(|f| crate::frame::Frame::is_control(f))
+                .count() as u64
+        })
     }
 
     /// Control frames waiting, over all links.
@@ -128,7 +134,8 @@ mod tests {
         let mut links = Links::new([2, 3]);
         assert_eq!(links.route(2, b"a".to_vec()), (Route::Queued, None));
         assert_eq!(links.route(2, b"b".to_vec()), (Route::Queued, None));
-        assert_eq!((links.pending(), links.pending_on(2)), (2, 2));
+        assert_eq!(links.pending(), 2);
+        assert_eq!(links.pending_on(2), 0, "neither is an election frame");
         let flushed = links.heard(2).unwrap();
         assert_eq!(flushed, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
         assert_eq!(
@@ -136,6 +143,25 @@ mod tests {
             (Route::Send(3), Some(b"c".to_vec()))
         );
         assert!(links.heard(2).is_none(), "already up: nothing to flush");
+    }
+
+    #[test]
+    fn heartbeats_count_only_the_election_frames_still_waiting() {
+        use crate::frame::Frame;
+        use labctl_core::{Body, Message};
+        let mut links = Links::new([2]);
+        let control = Frame::Control {
+            message: Message {
+                epoch: 1,
+                body: Body::Setup { id: 1 },
+            },
+        };
+        links.route(2, control.encode());
+        links.route(2, br#"{"frame":"data","message":{}}"#.to_vec());
+        links.route(2, control.encode());
+        assert_eq!(links.pending_on(2), 2);
+        links.heard(2);
+        assert_eq!(links.pending_on(2), 0, "all gone out");
     }
 
     #[test]

@@ -368,7 +368,12 @@ impl Filter {
         self.held
             .values()
             .filter_map(|q| q.front())
-            .map(|h| h.release.saturating_duration_since(now).as_millis() as i64)
+            .map(|h| {
+                h.release
+                    .saturating_duration_since(now)
+                    .as_micros()
+                    .div_ceil(1000) as i64
+            })
             .min()
             .unwrap_or(-1)
     }

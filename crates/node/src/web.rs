@@ -127,7 +127,7 @@ pub async fn follow_role(
             registered = false;
         }
         match (wanted.serve, running.is_some()) {
-            (true, false) => match start(&settings, port, backend.clone()).await {
+            (true, false) => match start_anywhere(&settings, port, backend.clone()).await {
                 Ok(server) => {
                     port = server
                         .address
@@ -162,7 +162,10 @@ pub async fn follow_role(
         if *stop.borrow() {
             return;
         }
-        let retry = wanted.listed && running.is_some() && !registered;
+        // Try again shortly: a registration the nameserver did not take, a service that could
+        // not start.
+        let retry = (wanted.listed && running.is_some() && !registered)
+            || (wanted.serve && running.is_none());
         tokio::select! {
             changed = role.changed() => if changed.is_err() { break },
             _ = stop.changed() => {}
@@ -175,6 +178,22 @@ pub async fn follow_role(
     if let Some(server) = running.take() {
         let _ = server.shutdown.send(());
         let _ = server.task.await;
+    }
+}
+
+/// Start the service on `port` (the one it had before); if another process took that port since,
+/// on the configured one (0: any free port).
+async fn start_anywhere(
+    settings: &WebSettings,
+    port: u16,
+    backend: Arc<dyn labctl_web::Backend>,
+) -> anyhow::Result<Running> {
+    match start(settings, port, backend.clone()).await {
+        Err(e) if port != settings.port => {
+            warn!("the HTTP service could not have port {port} back ({e:#}); taking another");
+            start(settings, settings.port, backend).await
+        }
+        result => result,
     }
 }
 

@@ -792,28 +792,18 @@ impl FaultSim {
         (report, statuses)
     }
 
-    /// Settled: converged, every live link taken into the election at both ends, and no node
-    /// waiting to start an epoch: nothing is left to change.
-    fn settled(&self, report: &Report, statuses: &BTreeMap<NodeId, Status>) -> bool {
-        report.converged
-            && statuses.values().all(|s| !s.pending)
-            && self
-                .faults
-                .live_adjacency(&self.adjacency)
-                .iter()
-                .all(|(id, links)| {
-                    statuses
-                        .get(id)
-                        .is_some_and(|s| links.iter().all(|l| s.members.contains(l)))
-                })
+    /// Settled: every component converged, every live link taken into the election at both
+    /// ends, and no node waiting to start an epoch: nothing is left to change.
+    fn settled(report: &Report) -> bool {
+        report.converged && report.components.iter().all(|c| c.settled)
     }
 
     /// After the last step: settled yet? Then: still converged, with no new epoch?
     fn check_convergence(&mut self) -> bool {
-        let (report, statuses) = self.report("check");
+        let (report, _) = self.report("check");
         let deadline = self.last_step_at + self.config.converge_within_ms;
         match self.converged {
-            None if self.settled(&report, &statuses) => {
+            None if Self::settled(&report) => {
                 self.converged = Some((self.now, self.epochs_started));
             }
             None if self.now >= deadline => {

@@ -353,6 +353,10 @@ fn a_message_on_a_link_outside_the_election_wants_another_epoch() {
     let mut node = live(5, &[2, 9], 3, 0);
     hear(&mut node, 0, &[2, 9]);
     message(&mut node, 1, 2, 1, Body::Setup { id: 2 });
+    // The node ticks every heartbeat (a second without a tick would mean it was frozen).
+    for t in (100..TIMING.setup_timeout_ms()).step_by(100) {
+        feed(&mut node, t, Input::Tick);
+    }
     feed(&mut node, TIMING.setup_timeout_ms(), Input::Tick); // 9 left out
     let start = TIMING.setup_timeout_ms() + 1;
     let out = message(&mut node, start, 9, 1, Body::Setup { id: 9 });
@@ -562,7 +566,12 @@ fn the_root_of_a_majority_takes_writer() {
         // 2 starts epoch 1, 1 joins it and waits for 3's setup…
         drain(&mut nodes, first);
         assert_eq!(nodes[0].status().election, Phase::Setup);
-        // …until the setup timeout leaves 3 out.
+        // …until the setup timeout leaves 3 out (both tick every heartbeat meanwhile).
+        for t in (100..TIMING.setup_timeout_ms()).step_by(100) {
+            for node in &mut nodes {
+                feed(node, t, Input::Tick);
+            }
+        }
         let t = TIMING.setup_timeout_ms();
         let next = vec![
             (0, feed(&mut nodes[0], t, Input::Tick)),

@@ -391,11 +391,6 @@ impl Runtime for DockerRuntime {
                 .await
                 .map_err(|e| engine::explain(e, &doing("resuming"))),
             NodeAction::Restart => {
-                let states = labelled_states(docker, &lab.name).await?;
-                if states.get(&name) == Some(&ProcState::Paused) {
-                    // A frozen container cannot be killed: thaw it first.
-                    let _ = docker.unpause_container(&name).await;
-                }
                 kill(docker, &name).await?;
                 let label = ContainerRole::Node(id).label();
                 let _ = std::fs::remove_file(lab.run().join(format!("{label}.json")));
@@ -505,8 +500,19 @@ impl Runtime for DockerRuntime {
     }
 }
 
-/// SIGKILL a container and wait until it has stopped (already stopped is fine).
+/// SIGKILL a container and wait until it has stopped (already stopped is fine). A paused one is
+/// thawed first: the engine cannot kill a frozen container.
 async fn kill(docker: &Docker, name: &str) -> Result<()> {
+    let info = docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .map_err(|e| engine::explain(e, &format!("inspecting {name}")))?;
+    if info.state.and_then(|s| s.paused) == Some(true) {
+        docker
+            .unpause_container(name)
+            .await
+            .map_err(|e| engine::explain(e, &format!("thawing container {name} to kill it")))?;
+    }
     let options = KillContainerOptions {
         signal: "SIGKILL".into(),
     };
