@@ -1,0 +1,1548 @@
+//! The data plane of one node (SPEC §4, §6): requests up the tree, answers down, and a replicated
+//! log that loses no acknowledged write, as a pure state machine.
+//!
+//! The node's store (SQLite in a node daemon, a model in the simulator) keeps the log's entries and
+//! the applied state; [`DataPlane`] decides everything else and asks its driver, with
+//! [`PlaneOutput::Store`], to append, apply, read or snapshot. The driver reports back what the
+//! store did ([`PlaneInput::Stored`], [`PlaneInput::Applied`] …).
+//!
+//! # The log, step by step
+//! 1. **Propose.** The writer (the root of a tree that spans a strict majority) gives each write
+//!    the next position `(epoch, seq)` and appends it to its log. The entry carries the command
+//!    and, if the client sent one, its `Idempotency-Key`.
+//! 2. **Down the tree.** `Append{prev, entries, commit}` goes to the writer's children, and each
+//!    node forwards it to its own children: with durability `majority` the log flows down the whole
+//!    tree; with `replicas` and `writer` only to the persistence replicas.
+//! 3. **Log matching** (Raft §5.3). A node accepts entries only if its log holds `prev`, the entry
+//!    before them, with the same epoch. Otherwise it says where its log is (`Nack`), and the writer
+//!    sends what it lacks. An entry of the node's log that differs from the writer's (an old
+//!    writer's unacknowledged tail) is discarded with everything after it.
+//! 4. **Acknowledge up the tree.** Once an entry is durable, the node acknowledges the position up
+//!    to which its log equals the writer's (`Ack{from, seq}`); every node on the way relays it.
+//! 5. **Commit** (Raft §5.4). The writer commits entry N when N and an entry of its own epoch at or
+//!    after it are durable where the durability asks: on a strict majority of the lab's nodes
+//!    (`majority`), on the writer and every persistence replica (`replicas`), on the writer
+//!    (`writer`). The commit index travels down with the next `Append`.
+//! 6. **Apply.** Every node applies entries to its state only once they are committed, in order,
+//!    so no read ever sees an entry that may still be discarded. The writer answers a write with
+//!    the result of applying it, and its position, which becomes the client's read position.
+//!
+//! # The view change (Viewstamped Replication, Liskov & Cowling 2012, §4.2)
+//! A new writer does not know which of its component's logs is the most advanced, so SHOUT+'s
+//! convergecast carries each member's last position up the tree ([`Tree::best`]). If a member's
+//! log is ahead of its own, the writer fetches that log's tail (`FetchLog`, `Tail`) and adopts it,
+//! dropping any tail of its own that differs. Then it appends an entry of its own epoch (the
+//! epoch-start entry) and answers nothing, writes or reads, until that entry commits: committing it
+//! commits everything before it. With `majority`, any two majorities share a node, so every
+//! acknowledged write is in the most advanced log of any majority component: none is lost.
+//!
+//! # Requests
+//! A request from the node's own HTTP layer waits here for its answer. When the node's epoch
+//! changes, it is answered at once: "not done" (503) if it never left the node, "outcome unknown"
+//! (504) if it went up the tree. A minority's root refuses writes (503, with the counts).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::{Need as LegacyNeed, RequestId, Share};
+use crate::liveness::Millis;
+use crate::log::{Pos, Shape, WireEntry};
+use crate::roles::Role;
+use crate::{Epoch, NodeId};
+
+/// How many entries one `Append` or `Tail` carries at most.
+pub const BATCH: usize = 512;
+/// How long an input node waits for an answer before it gives up (504 if it had forwarded it).
+pub const REQUEST_TIMEOUT_MS: Millis = 5_000;
+/// How often the writer repeats its last position and commit to its tree, while it has
+/// uncommitted entries (and now and then anyway): lost messages are found out this way.
+pub const BEAT_MS: Millis = 200;
+/// How long a repair or a fetch waits before it is sent again.
+pub const RETRY_MS: Millis = 1_000;
+/// The most requests a node keeps waiting (early ones, or at a writer not ready yet).
+pub const MAX_WAITING: usize = 10_000;
+
+/// When a write counts as done (SPEC §4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Durable on a strict majority of the lab's nodes: the log flows down the whole tree.
+    #[default]
+    Majority,
+    /// Durable at the writer and at every current persistence replica (the original's design).
+    Replicas,
+    /// Durable at the writer.
+    Writer,
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Majority => "majority",
+            Durability::Replicas => "replicas",
+            Durability::Writer => "writer",
+        })
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "majority" => Ok(Durability::Majority),
+            "replicas" => Ok(Durability::Replicas),
+            "writer" => Ok(Durability::Writer),
+            other => Err(format!(
+                "durability {other:?}: give majority, replicas or writer"
+            )),
+        }
+    }
+}
+
+/// What a request needs from the node that serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Need {
+    /// A read, from a copy whose applied log holds `min` (the reader's last write).
+    Read {
+        /// The reader's read position.
+        min: Pos,
+    },
+    /// A write: only the writer.
+    Write,
+}
+
+impl From<LegacyNeed> for Need {
+    fn from(need: LegacyNeed) -> Need {
+        match need {
+            LegacyNeed::Write => Need::Write,
+            LegacyNeed::Read { min_seq } => Need::Read {
+                min: Pos::new(0, min_seq),
+            },
+        }
+    }
+}
+
+/// The answer to a request, as it travels down the tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Answer {
+    /// What the store answered (success or refusal, opaque here), and the log position it
+    /// reflects: a write's own, a read's applied position.
+    Served {
+        /// The store's answer (JSON).
+        body: String,
+        /// The position.
+        pos: Pos,
+    },
+    /// Not done, and it will not be (503).
+    NotDone {
+        /// Why.
+        reason: String,
+    },
+    /// The outcome is unknown: it went toward the writer, and no answer came (504).
+    Unknown {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A data-plane message between neighbours of one epoch's tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "data", rename_all = "snake_case")]
+pub enum PlaneMessage {
+    /// Up: "node `node` hangs below me" (every node announces itself, so messages addressed to a
+    /// node find their way down).
+    Announce {
+        /// The epoch of the tree.
+        epoch: Epoch,
+        /// The node.
+        node: NodeId,
+    },
+    /// Up: a client's request.
+    Request {
+        /// The epoch.
+        epoch: Epoch,
+        /// Its identity.
+        id: RequestId,
+        /// What serving it takes.
+        need: Need,
+        /// Its idempotency key, scoped to its user.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// The operation (JSON, opaque here).
+        body: String,
+    },
+    /// Down: the answer to request `id`.
+    Response {
+        /// The epoch.
+        epoch: Epoch,
+        /// The request answered.
+        id: RequestId,
+        /// The answer.
+        answer: Answer,
+    },
+    /// Down: entries of the writer's log after `prev`, and its commit index. `to`: addressed to
+    /// one node (a repair), else for every node below.
+    Append {
+        /// The epoch.
+        epoch: Epoch,
+        /// The one node it is for, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<NodeId>,
+        /// The entry before the first one (log matching).
+        prev: Pos,
+        /// The entries (none: a beat with the writer's last position and commit).
+        entries: Vec<WireEntry>,
+        /// The writer's commit index.
+        commit: u64,
+    },
+    /// Up: node `from` holds the writer's log durably up to `seq`.
+    Ack {
+        /// The epoch.
+        epoch: Epoch,
+        /// The node acknowledging.
+        from: NodeId,
+        /// Its match index.
+        seq: u64,
+    },
+    /// Up: node `from` could not take an `Append` (log matching failed): where its log is.
+    Nack {
+        /// The epoch.
+        epoch: Epoch,
+        /// The node.
+        from: NodeId,
+        /// Its last entry.
+        last: Pos,
+        /// Its applied (committed) prefix.
+        applied: u64,
+    },
+    /// Down, to `to`: the writer's applied state as of `base`, for a node too far behind.
+    Snapshot {
+        /// The epoch.
+        epoch: Epoch,
+        /// The node it is for.
+        to: NodeId,
+        /// The last entry the snapshot contains.
+        base: Pos,
+        /// The snapshot (opaque).
+        body: String,
+    },
+    /// Down, to `to`: the new writer asks the most advanced member for its log after `after`.
+    FetchLog {
+        /// The epoch.
+        epoch: Epoch,
+        /// The member.
+        to: NodeId,
+        /// The writer's applied prefix (shared by every log).
+        after: u64,
+    },
+    /// Up, to the root: the most advanced member's applied state, when its log no longer goes
+    /// back to where the new writer's applied prefix ends.
+    TailSnapshot {
+        /// The epoch.
+        epoch: Epoch,
+        /// The snapshot's last entry.
+        base: Pos,
+        /// The snapshot.
+        body: String,
+    },
+    /// Up, to the root: a batch of the most advanced member's log, after `prev`.
+    Tail {
+        /// The epoch.
+        epoch: Epoch,
+        /// The entry before the first one.
+        prev: Pos,
+        /// The entries.
+        entries: Vec<WireEntry>,
+        /// More follow.
+        more: bool,
+    },
+}
+
+impl PlaneMessage {
+    /// The epoch the message belongs to.
+    pub fn epoch(&self) -> Epoch {
+        match self {
+            PlaneMessage::Announce { epoch, .. }
+            | PlaneMessage::Request { epoch, .. }
+            | PlaneMessage::Response { epoch, .. }
+            | PlaneMessage::Append { epoch, .. }
+            | PlaneMessage::Ack { epoch, .. }
+            | PlaneMessage::Nack { epoch, .. }
+            | PlaneMessage::Snapshot { epoch, .. }
+            | PlaneMessage::FetchLog { epoch, .. }
+            | PlaneMessage::TailSnapshot { epoch, .. }
+            | PlaneMessage::Tail { epoch, .. } => *epoch,
+        }
+    }
+}
+
+/// The most advanced log position in a subtree, and a node that holds it (SHOUT+'s convergecast
+/// carries it to the root).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Best {
+    /// The position.
+    pub pos: Pos,
+    /// A node whose log ends there.
+    pub node: NodeId,
+}
+
+/// A node's place in one epoch's tree, as the data plane needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tree {
+    /// The epoch.
+    pub epoch: Epoch,
+    /// The parent (None at the root).
+    pub parent: Option<NodeId>,
+    /// Each child and the size of its subtree.
+    pub children: BTreeMap<NodeId, u64>,
+    /// The node's roles.
+    pub roles: Vec<Role>,
+    /// At the root: how much of the lab the tree holds.
+    pub share: Share,
+    /// At the root: the most advanced log of the tree.
+    pub best: Option<Best>,
+}
+
+/// Why the driver reads entries from its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// To repair node `to`'s log (the writer).
+    Repair {
+        /// The node.
+        to: NodeId,
+    },
+    /// To send the new writer the tail of this node's log (the view change).
+    Tail,
+}
+
+/// What the store must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreJob {
+    /// Drop every entry after `after`, then append `entries` (which follow it), durably. Report
+    /// [`PlaneInput::Stored`].
+    Append {
+        /// Keep the log up to here.
+        after: u64,
+        /// The entries.
+        entries: Vec<WireEntry>,
+    },
+    /// Apply every entry up to `up_to` not applied yet, in order. Report [`PlaneInput::Applied`].
+    Apply {
+        /// The last entry to apply.
+        up_to: u64,
+    },
+    /// Answer a read from the applied state. Report [`PlaneInput::Queried`].
+    Query {
+        /// The request.
+        id: RequestId,
+        /// The read (JSON).
+        body: String,
+    },
+    /// Read up to `limit` entries after `after`. Report [`PlaneInput::EntriesRead`].
+    ReadEntries {
+        /// After this entry.
+        after: u64,
+        /// At most this many.
+        limit: usize,
+        /// What for.
+        purpose: Purpose,
+    },
+    /// Snapshot the applied state. Report [`PlaneInput::Snapshotted`].
+    Snapshot {
+        /// What for: a node to repair, or the new writer's view change.
+        purpose: Purpose,
+    },
+    /// Replace the state and the log by a snapshot ending at `base`. Report
+    /// [`PlaneInput::Restored`].
+    Restore {
+        /// The snapshot's last entry.
+        base: Pos,
+        /// The snapshot.
+        body: String,
+    },
+}
+
+/// Something that happens to the data plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlaneInput {
+    /// The node began a new epoch: the old tree is gone.
+    EpochStarted {
+        /// The epoch.
+        epoch: Epoch,
+    },
+    /// The node's place in its epoch's tree is known (its subtree is complete).
+    Tree(Tree),
+    /// A message from neighbour `from`.
+    Message {
+        /// The neighbour.
+        from: NodeId,
+        /// The message.
+        message: PlaneMessage,
+    },
+    /// A request from this node's HTTP layer, with an id from [`DataPlane::next_request`].
+    Request {
+        /// Its id.
+        id: RequestId,
+        /// What it needs.
+        need: Need,
+        /// Its idempotency key, scoped to its user.
+        key: Option<String>,
+        /// The operation (JSON).
+        body: String,
+    },
+    /// The store made the log durable up to `seq` (the last [`StoreJob::Append`] is done).
+    Stored {
+        /// The last durable entry.
+        seq: u64,
+    },
+    /// The store applied entries; each with its answer (JSON), in order.
+    Applied {
+        /// `(seq, answer)`.
+        results: Vec<(u64, String)>,
+    },
+    /// The store answered a read.
+    Queried {
+        /// The request.
+        id: RequestId,
+        /// Its answer (JSON).
+        body: String,
+    },
+    /// The store read entries after `after`.
+    EntriesRead {
+        /// What for.
+        purpose: Purpose,
+        /// The entry before the first (its position).
+        prev: Pos,
+        /// The entries.
+        entries: Vec<WireEntry>,
+    },
+    /// The store made a snapshot.
+    Snapshotted {
+        /// What for.
+        purpose: Purpose,
+        /// The snapshot's last entry.
+        base: Pos,
+        /// The snapshot.
+        body: String,
+    },
+    /// The store restored a snapshot ending at `base`.
+    Restored {
+        /// Its last entry.
+        base: Pos,
+    },
+    /// Time passed: timeouts, beats, retries.
+    Tick,
+}
+
+/// Something the data plane asks its driver to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlaneOutput {
+    /// Send `message` to neighbour `to`.
+    Send {
+        /// The neighbour.
+        to: NodeId,
+        /// The message.
+        message: PlaneMessage,
+    },
+    /// Have the store do `job`.
+    Store(StoreJob),
+    /// Answer this node's HTTP layer.
+    Answer {
+        /// The request.
+        id: RequestId,
+        /// The answer.
+        answer: Answer,
+    },
+    /// Something worth a line in the log.
+    Note(String),
+}
+
+/// The data plane's settings.
+#[derive(Clone, Debug)]
+pub struct PlaneConfig {
+    /// This node.
+    pub id: NodeId,
+    /// How many nodes the lab has.
+    pub lab_size: u64,
+    /// When a write counts as done.
+    pub durability: Durability,
+    /// Request numbers start above this (a restarted node must not reuse an earlier run's).
+    pub first_request: u64,
+    /// The store's log when the node started.
+    pub shape: Shape,
+    /// The store's applied prefix when the node started (also the commit index it knows).
+    pub applied: u64,
+}
+
+/// A request of this node's HTTP layer, waiting for its answer.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    deadline: Millis,
+    /// It left the node (up the tree, or into the writer's log): its outcome is unknown until
+    /// answered.
+    forwarded: bool,
+}
+
+/// A request waiting at a writer that is not ready yet.
+#[derive(Clone, Debug)]
+struct Waiting {
+    id: RequestId,
+    need: Need,
+    key: Option<String>,
+    body: String,
+}
+
+/// The writer's side of the log for one epoch.
+#[derive(Clone, Debug, Default)]
+struct Writer {
+    /// The epoch-start entry's seq, once appended (None while fetching the most advanced log).
+    start: Option<u64>,
+    /// The member whose log is being fetched, and when it was last asked.
+    fetching: Option<(NodeId, Millis)>,
+    /// Each node's acknowledged match index in this epoch.
+    matches: BTreeMap<NodeId, u64>,
+    /// Writes in the log awaiting their application, by seq.
+    proposals: BTreeMap<u64, RequestId>,
+    /// When each node was last repaired (one repair a node per [`RETRY_MS`]).
+    repairs: BTreeMap<NodeId, Millis>,
+    /// When the last beat went out, and the commit index it carried.
+    beat: (Millis, u64),
+    /// Requests waiting for the epoch-start entry to commit.
+    waiting: VecDeque<Waiting>,
+}
+
+/// One node's data plane. One owner (the node's driver, or the simulator) calls
+/// [`DataPlane::handle`] for each input, in order.
+#[derive(Clone, Debug)]
+pub struct DataPlane {
+    config: PlaneConfig,
+    now: Millis,
+    epoch: Epoch,
+    tree: Option<Tree>,
+    /// Descendant → the child that leads to it.
+    routes: BTreeMap<NodeId, NodeId>,
+    shape: Shape,
+    /// The log is durable up to here.
+    durable: u64,
+    /// Applied up to here (the store's state).
+    applied: u64,
+    /// An apply job was asked up to here.
+    applying: u64,
+    /// The commit index known here.
+    commit: u64,
+    /// This node's log equals the writer's up to here, in this epoch.
+    matched: u64,
+    writer: Option<Writer>,
+    pending: BTreeMap<RequestId, Pending>,
+    next_request: u64,
+    /// Messages of a tree this node has not taken its place in yet.
+    early: Vec<(NodeId, PlaneMessage)>,
+}
+
+impl DataPlane {
+    /// A node's data plane, its store as `config` describes it, no tree yet.
+    pub fn new(config: PlaneConfig) -> Self {
+        let shape = config.shape.clone();
+        DataPlane {
+            durable: shape.last_seq(),
+            applied: config.applied,
+            applying: config.applied,
+            commit: config.applied,
+            matched: config.applied,
+            next_request: config.first_request,
+            shape,
+            config,
+            now: 0,
+            epoch: 0,
+            tree: None,
+            routes: BTreeMap::new(),
+            writer: None,
+            pending: BTreeMap::new(),
+            early: Vec::new(),
+        }
+    }
+
+    /// A new id for a request of this node's HTTP layer.
+    pub fn next_request(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId {
+            origin: self.config.id,
+            n: self.next_request,
+        }
+    }
+
+    /// The last entry of this node's log (what SHOUT+'s convergecast reports).
+    pub fn last(&self) -> Pos {
+        self.shape.last()
+    }
+
+    /// The applied prefix.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The commit index known here.
+    pub fn commit(&self) -> u64 {
+        self.commit
+    }
+
+    /// Whether this node is the writer of its epoch, ready to answer (its epoch-start entry
+    /// applied).
+    pub fn ready_writer(&self) -> bool {
+        self.writer
+            .as_ref()
+            .and_then(|w| w.start)
+            .is_some_and(|start| self.applied >= start)
+    }
+
+    /// The log's shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// Handle one input at `now`; append what to do to `out`.
+    pub fn handle(&mut self, now: Millis, input: PlaneInput, out: &mut Vec<PlaneOutput>) {
+        self.now = self.now.max(now);
+        match input {
+            PlaneInput::EpochStarted { epoch } => self.epoch_started(epoch, out),
+            PlaneInput::Tree(tree) => self.take_tree(tree, out),
+            PlaneInput::Message { from, message } => self.receive(from, message, out),
+            PlaneInput::Request {
+                id,
+                need,
+                key,
+                body,
+            } => {
+                self.pending.insert(
+                    id,
+                    Pending {
+                        deadline: self.now + REQUEST_TIMEOUT_MS,
+                        forwarded: false,
+                    },
+                );
+                self.route(id, need, key, body, out);
+            }
+            PlaneInput::Stored { seq } => self.stored(seq, out),
+            PlaneInput::Applied { results } => self.applied_entries(results, out),
+            PlaneInput::Queried { id, body } => {
+                let pos = Pos::new(self.shape.epoch_at(self.applied).unwrap_or(0), self.applied);
+                self.answer(id, Answer::Served { body, pos }, out);
+            }
+            PlaneInput::EntriesRead {
+                purpose,
+                prev,
+                entries,
+            } => self.entries_read(purpose, prev, entries, out),
+            PlaneInput::Snapshotted {
+                purpose,
+                base,
+                body,
+            } => {
+                let epoch = self.epoch;
+                match purpose {
+                    Purpose::Repair { to } => self.send_toward(
+                        to,
+                        PlaneMessage::Snapshot {
+                            epoch,
+                            to,
+                            base,
+                            body,
+                        },
+                        out,
+                    ),
+                    Purpose::Tail => self.up(PlaneMessage::TailSnapshot { epoch, base, body }, out),
+                }
+            }
+            PlaneInput::Restored { base } => {
+                // The snapshot holds committed state up to its base: the log starts there.
+                self.shape.reset(base);
+                self.durable = base.seq;
+                self.applied = base.seq;
+                self.applying = base.seq;
+                self.commit = self.commit.max(base.seq);
+                self.matched = base.seq;
+                match self.writer.as_ref().and_then(|w| w.fetching) {
+                    // The new writer took the most advanced member's snapshot: now its tail.
+                    Some((from, _)) => self.fetch(from, out),
+                    None => self.ack(out),
+                }
+            }
+            PlaneInput::Tick => self.tick(out),
+        }
+    }
+
+    // ------------------------------------------------------------------------------- epochs
+
+    /// A new epoch: every request this node holds is answered now (SPEC §6), and the old tree's
+    /// routes and writer are gone. Only the committed prefix is sure to be in the next writer's
+    /// log.
+    fn epoch_started(&mut self, epoch: Epoch, out: &mut Vec<PlaneOutput>) {
+        self.epoch = epoch;
+        self.tree = None;
+        self.routes.clear();
+        self.writer = None;
+        self.matched = self.applied;
+        self.early.retain(|(_, m)| m.epoch() >= epoch);
+        let why = format!("the lab began electing a new leader (epoch {epoch})");
+        for (id, pending) in std::mem::take(&mut self.pending) {
+            out.push(PlaneOutput::Answer {
+                id,
+                answer: give_up(pending, &why),
+            });
+        }
+    }
+
+    /// This node's place in its epoch's tree: announce ourselves up; a writer begins the view
+    /// change; messages that came early are handled now.
+    fn take_tree(&mut self, tree: Tree, out: &mut Vec<PlaneOutput>) {
+        if tree.epoch != self.epoch {
+            return; // a tree of an epoch already left
+        }
+        if let Some(parent) = tree.parent {
+            let node = self.config.id;
+            out.push(PlaneOutput::Send {
+                to: parent,
+                message: PlaneMessage::Announce {
+                    epoch: self.epoch,
+                    node,
+                },
+            });
+        }
+        let writes = tree.roles.contains(&Role::Writer);
+        let best = tree.best;
+        self.tree = Some(tree);
+        if writes {
+            self.writer = Some(Writer::default());
+            match best {
+                // Another member's log is ahead of ours: take its tail first.
+                Some(best) if best.pos > self.shape.last() && best.node != self.config.id => {
+                    out.push(PlaneOutput::Note(format!(
+                        "view change: node {} holds the most advanced log {}, ahead of ours {}; \
+                         fetching its tail",
+                        best.node,
+                        best.pos,
+                        self.shape.last()
+                    )));
+                    self.fetch(best.node, out);
+                }
+                _ => self.start_epoch(out),
+            }
+        }
+        for (from, message) in std::mem::take(&mut self.early) {
+            self.receive(from, message, out);
+        }
+    }
+
+    /// The writer appends its epoch-start entry: committing it commits every entry before it.
+    fn start_epoch(&mut self, out: &mut Vec<PlaneOutput>) {
+        let seq = self.append_entry(None, String::new(), out);
+        if let Some(w) = self.writer.as_mut() {
+            w.start = Some(seq);
+            w.fetching = None;
+        }
+        out.push(PlaneOutput::Note(format!(
+            "writer of epoch {}: epoch-start entry at {seq}; answering once it commits",
+            self.epoch
+        )));
+    }
+
+    fn fetch(&mut self, from: NodeId, out: &mut Vec<PlaneOutput>) {
+        let epoch = self.epoch;
+        let after = self.applied;
+        if let Some(w) = self.writer.as_mut() {
+            w.fetching = Some((from, self.now));
+        }
+        self.send_toward(
+            from,
+            PlaneMessage::FetchLog {
+                epoch,
+                to: from,
+                after,
+            },
+            out,
+        );
+    }
+
+    // ------------------------------------------------------------------------------- requests
+
+    /// Serve a request here, pass it up, hold it, or refuse it.
+    fn route(
+        &mut self,
+        id: RequestId,
+        need: Need,
+        key: Option<String>,
+        body: String,
+        out: &mut Vec<PlaneOutput>,
+    ) {
+        let Some(tree) = &self.tree else {
+            let reason = format!(
+                "the lab is electing a leader (epoch {}); try again in a moment",
+                self.epoch
+            );
+            return self.answer(id, Answer::NotDone { reason }, out);
+        };
+        let is_writer = tree.roles.contains(&Role::Writer);
+        let is_leader = tree.roles.contains(&Role::Leader);
+        let parent = tree.parent;
+        let share = tree.share;
+        if is_writer && !self.ready_writer() {
+            // The view change is not done: nothing is answered yet (SPEC §6).
+            if self.writer.as_ref().expect("a writer").waiting.len() >= MAX_WAITING {
+                let reason = "the new writer is busy taking over; try again".to_string();
+                return self.answer(id, Answer::NotDone { reason }, out);
+            }
+            self.forwarded(id);
+            let w = self.writer.as_mut().expect("a writer");
+            w.waiting.push_back(Waiting {
+                id,
+                need,
+                key,
+                body,
+            });
+            return;
+        }
+        match need {
+            Need::Write if is_writer => {
+                self.forwarded(id);
+                let seq = self.append_entry(key, body, out);
+                self.writer
+                    .as_mut()
+                    .expect("a writer")
+                    .proposals
+                    .insert(seq, id);
+            }
+            Need::Write if is_leader => {
+                // The quorum rule (SPEC §6): a minority never writes.
+                let reason = format!(
+                    "this part of the lab holds {} of {} nodes; writes need {}, so nothing was \
+                     stored (reads still work)",
+                    share.nodes,
+                    share.lab,
+                    share.lab / 2 + 1
+                );
+                self.answer(id, Answer::NotDone { reason }, out);
+            }
+            Need::Read { min } if self.can_read(min) => {
+                self.forwarded(id);
+                out.push(PlaneOutput::Store(StoreJob::Query { id, body }));
+            }
+            _ => match parent {
+                Some(parent) => {
+                    self.forwarded(id);
+                    let epoch = self.epoch;
+                    out.push(PlaneOutput::Send {
+                        to: parent,
+                        message: PlaneMessage::Request {
+                            epoch,
+                            id,
+                            need,
+                            key,
+                            body,
+                        },
+                    });
+                }
+                None => {
+                    let min = match need {
+                        Need::Read { min } => min,
+                        Need::Write => Pos::START,
+                    };
+                    let reason = if is_writer || is_leader {
+                        format!(
+                            "the {} (node {}) does not hold your last write {min}: its applied \
+                             log ends at {}",
+                            if is_writer { "writer" } else { "leader" },
+                            self.config.id,
+                            self.applied
+                        )
+                    } else {
+                        format!(
+                            "node {} is the root but not the writer: no writer is reachable",
+                            self.config.id
+                        )
+                    };
+                    self.answer(id, Answer::NotDone { reason }, out);
+                }
+            },
+        }
+    }
+
+    /// Whether this node may serve a read whose reader last wrote `min`: a persistence replica or
+    /// a root, whose applied (committed) log holds that very entry.
+    fn can_read(&self, min: Pos) -> bool {
+        let Some(tree) = &self.tree else {
+            return false;
+        };
+        let serves = tree
+            .roles
+            .iter()
+            .any(|r| matches!(r, Role::Writer | Role::Leader | Role::Persistence));
+        serves
+            && self.applied >= min.seq
+            && (min.seq == 0 || min.epoch == 0 || self.shape.holds(min))
+    }
+
+    fn forwarded(&mut self, id: RequestId) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.forwarded = true;
+        }
+    }
+
+    /// Answer request `id`: this node's own HTTP layer, or down the tree toward its input node.
+    fn answer(&mut self, id: RequestId, answer: Answer, out: &mut Vec<PlaneOutput>) {
+        if id.origin == self.config.id {
+            if self.pending.remove(&id).is_some() {
+                out.push(PlaneOutput::Answer { id, answer });
+            }
+            return;
+        }
+        let epoch = self.epoch;
+        self.send_toward(id.origin, PlaneMessage::Response { epoch, id, answer }, out);
+    }
+
+    /// Send a message addressed to `node` down the tree (dropped if no route is known: the
+    /// tree changed, and whoever waits for it gives up on its own).
+    fn send_toward(&mut self, node: NodeId, message: PlaneMessage, out: &mut Vec<PlaneOutput>) {
+        match self.routes.get(&node) {
+            Some(&child) => out.push(PlaneOutput::Send { to: child, message }),
+            None => out.push(PlaneOutput::Note(format!(
+                "no route to node {node} for a {}: dropped",
+                kind(&message)
+            ))),
+        }
+    }
+
+    // ------------------------------------------------------------------------------- messages
+
+    fn receive(&mut self, from: NodeId, message: PlaneMessage, out: &mut Vec<PlaneOutput>) {
+        let epoch = message.epoch();
+        if epoch < self.epoch {
+            return; // an older tree's: its requests were answered at the epoch change
+        }
+        if epoch > self.epoch || self.tree.is_none() {
+            // Our own place in this tree is not known yet: keep it for then (within reason).
+            if self.early.len() < MAX_WAITING {
+                self.early.push((from, message));
+            }
+            return;
+        }
+        let parent = self.tree.as_ref().and_then(|t| t.parent);
+        match message {
+            PlaneMessage::Announce { node, .. } => {
+                self.routes.insert(node, from);
+                if let Some(parent) = parent {
+                    out.push(PlaneOutput::Send {
+                        to: parent,
+                        message: PlaneMessage::Announce { epoch, node },
+                    });
+                }
+                // A fetch that waited for its route can go now.
+                if let Some((fetching, _)) = self.writer.as_ref().and_then(|w| w.fetching) {
+                    if fetching == node {
+                        self.fetch(node, out);
+                    }
+                }
+            }
+            PlaneMessage::Request {
+                id,
+                need,
+                key,
+                body,
+                ..
+            } => self.route(id, need, key, body, out),
+            PlaneMessage::Response { id, answer, .. } => self.answer(id, answer, out),
+            PlaneMessage::Append {
+                to,
+                prev,
+                entries,
+                commit,
+                ..
+            } => {
+                if let Some(to) = to.filter(|&to| to != self.config.id) {
+                    let message = PlaneMessage::Append {
+                        epoch,
+                        to: Some(to),
+                        prev,
+                        entries,
+                        commit,
+                    };
+                    return self.send_toward(to, message, out);
+                }
+                if Some(from) != parent {
+                    return; // only the writer's log, from up the tree
+                }
+                if to.is_none() {
+                    // Down the whole tree: every node holds the log (majority).
+                    for child in self.log_children() {
+                        out.push(PlaneOutput::Send {
+                            to: child,
+                            message: PlaneMessage::Append {
+                                epoch,
+                                to: None,
+                                prev,
+                                entries: entries.clone(),
+                                commit,
+                            },
+                        });
+                    }
+                }
+                self.follow(prev, entries, commit, out);
+            }
+            PlaneMessage::Ack {
+                from: node, seq, ..
+            } => match self.writer {
+                Some(_) => self.acked(node, seq, out),
+                None => self.up(
+                    PlaneMessage::Ack {
+                        epoch,
+                        from: node,
+                        seq,
+                    },
+                    out,
+                ),
+            },
+            PlaneMessage::Nack {
+                from: node,
+                last,
+                applied,
+                ..
+            } => match self.writer {
+                Some(_) => self.repair(node, last, applied, out),
+                None => self.up(
+                    PlaneMessage::Nack {
+                        epoch,
+                        from: node,
+                        last,
+                        applied,
+                    },
+                    out,
+                ),
+            },
+            PlaneMessage::Snapshot { to, base, body, .. } => {
+                if to == self.config.id {
+                    out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
+                } else {
+                    self.send_toward(
+                        to,
+                        PlaneMessage::Snapshot {
+                            epoch,
+                            to,
+                            base,
+                            body,
+                        },
+                        out,
+                    );
+                }
+            }
+            PlaneMessage::FetchLog { to, after, .. } => {
+                if to == self.config.id {
+                    self.send_tail(after, out);
+                } else {
+                    self.send_toward(to, PlaneMessage::FetchLog { epoch, to, after }, out);
+                }
+            }
+            PlaneMessage::TailSnapshot { base, body, .. } => match self.writer {
+                Some(_) if base.seq > self.applied => {
+                    out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
+                }
+                Some(_) => {}
+                None => self.up(PlaneMessage::TailSnapshot { epoch, base, body }, out),
+            },
+            PlaneMessage::Tail {
+                prev,
+                entries,
+                more,
+                ..
+            } => match self.writer {
+                Some(_) => self.adopt_tail(prev, entries, more, out),
+                None => self.up(
+                    PlaneMessage::Tail {
+                        epoch,
+                        prev,
+                        entries,
+                        more,
+                    },
+                    out,
+                ),
+            },
+        }
+    }
+
+    /// Pass a message to the parent.
+    fn up(&mut self, message: PlaneMessage, out: &mut Vec<PlaneOutput>) {
+        if let Some(parent) = self.tree.as_ref().and_then(|t| t.parent) {
+            out.push(PlaneOutput::Send {
+                to: parent,
+                message,
+            });
+        }
+    }
+
+    /// The children the log flows to: all of them with `majority`; with `replicas` and `writer`,
+    /// the writer's persistence replicas only (its children with children), and nobody below.
+    fn log_children(&self) -> Vec<NodeId> {
+        let Some(tree) = &self.tree else {
+            return Vec::new();
+        };
+        match self.config.durability {
+            Durability::Majority => tree.children.keys().copied().collect(),
+            Durability::Replicas | Durability::Writer if tree.parent.is_none() => tree
+                .children
+                .iter()
+                .filter(|(_, &size)| size > 1)
+                .map(|(&c, _)| c)
+                .collect(),
+            Durability::Replicas | Durability::Writer => Vec::new(),
+        }
+    }
+
+    // ------------------------------------------------------------------------------- the log
+
+    /// The writer appends an entry of its epoch and ships it. Returns its seq.
+    fn append_entry(
+        &mut self,
+        key: Option<String>,
+        body: String,
+        out: &mut Vec<PlaneOutput>,
+    ) -> u64 {
+        let prev = self.shape.last();
+        let seq = prev.seq + 1;
+        let entry = WireEntry {
+            epoch: self.epoch,
+            seq,
+            key,
+            body,
+        };
+        self.shape.push(self.epoch, seq);
+        self.matched = seq;
+        out.push(PlaneOutput::Store(StoreJob::Append {
+            after: prev.seq,
+            entries: vec![entry.clone()],
+        }));
+        let epoch = self.epoch;
+        let commit = self.commit;
+        for child in self.log_children() {
+            out.push(PlaneOutput::Send {
+                to: child,
+                message: PlaneMessage::Append {
+                    epoch,
+                    to: None,
+                    prev,
+                    entries: vec![entry.clone()],
+                    commit,
+                },
+            });
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.beat = (self.now, commit);
+        }
+        seq
+    }
+
+    /// Take the writer's entries after `prev` (log matching), and its commit index.
+    fn follow(
+        &mut self,
+        prev: Pos,
+        entries: Vec<WireEntry>,
+        commit: u64,
+        out: &mut Vec<PlaneOutput>,
+    ) {
+        // Entries up to our base were replaced by a snapshot of committed state: they match.
+        let base = self.shape.base();
+        let (prev, entries) = if prev.seq < base.seq {
+            let rest: Vec<WireEntry> = entries.into_iter().filter(|e| e.seq > base.seq).collect();
+            (base, rest)
+        } else {
+            (prev, entries)
+        };
+        if !self.shape.holds(prev) {
+            // Log matching fails: say where our log is; the writer sends what we lack.
+            let message = PlaneMessage::Nack {
+                epoch: self.epoch,
+                from: self.config.id,
+                last: self.shape.last(),
+                applied: self.applied,
+            };
+            return self.up(message, out);
+        }
+        let reach = entries.last().map_or(prev.seq, |e| e.seq);
+        // Skip what we hold already; at the first entry that differs, our tail is an old
+        // writer's: discard it and take the writer's.
+        let first_new = entries
+            .iter()
+            .position(|e| self.shape.epoch_at(e.seq) != Some(e.epoch));
+        if let Some(i) = first_new {
+            let after = entries[i].seq - 1;
+            if after < self.applied {
+                // A committed entry differs from the writer's: never happens if the protocol
+                // holds. Refuse rather than lose committed data.
+                out.push(PlaneOutput::Note(format!(
+                    "refused entries from {}: they differ from committed entry {}",
+                    entries[i].seq, self.applied
+                )));
+                return;
+            }
+            if after < self.shape.last_seq() {
+                out.push(PlaneOutput::Note(format!(
+                    "discarding entries {}..={} of an old writer's tail",
+                    after + 1,
+                    self.shape.last_seq()
+                )));
+            }
+            self.shape.truncate(after);
+            self.durable = self.durable.min(after);
+            let new: Vec<WireEntry> = entries[i..].to_vec();
+            for e in &new {
+                self.shape.push(e.epoch, e.seq);
+            }
+            out.push(PlaneOutput::Store(StoreJob::Append {
+                after,
+                entries: new,
+            }));
+        }
+        self.matched = self.matched.max(reach);
+        self.commit = self.commit.max(commit);
+        self.apply(out);
+        // Acknowledge now if nothing new needs storing; else once stored.
+        if first_new.is_none() {
+            self.ack(out);
+        }
+    }
+
+    /// Tell the writer (up the tree) how far our log equals its own, durably.
+    fn ack(&mut self, out: &mut Vec<PlaneOutput>) {
+        if self.writer.is_some() {
+            return self.recompute_commit(out);
+        }
+        let seq = self.durable.min(self.matched);
+        let message = PlaneMessage::Ack {
+            epoch: self.epoch,
+            from: self.config.id,
+            seq,
+        };
+        self.up(message, out);
+    }
+
+    fn stored(&mut self, seq: u64, out: &mut Vec<PlaneOutput>) {
+        self.durable = seq.min(self.shape.last_seq());
+        if self.tree.is_some() {
+            self.ack(out);
+        }
+    }
+
+    /// Apply what is committed and known to match the writer's log.
+    fn apply(&mut self, out: &mut Vec<PlaneOutput>) {
+        let limit = self.commit.min(self.matched).min(self.shape.last_seq());
+        if limit > self.applying {
+            self.applying = limit;
+            out.push(PlaneOutput::Store(StoreJob::Apply { up_to: limit }));
+        }
+    }
+
+    fn applied_entries(&mut self, results: Vec<(u64, String)>, out: &mut Vec<PlaneOutput>) {
+        for (seq, body) in results {
+            self.applied = self.applied.max(seq);
+            let proposal = self.writer.as_mut().and_then(|w| w.proposals.remove(&seq));
+            if let Some(id) = proposal {
+                let pos = Pos::new(self.shape.epoch_at(seq).unwrap_or(self.epoch), seq);
+                self.answer(id, Answer::Served { body, pos }, out);
+            }
+        }
+        // The writer is ready once its epoch-start entry is applied: what waited goes now.
+        if self.ready_writer() {
+            let waiting = std::mem::take(&mut self.writer.as_mut().expect("a writer").waiting);
+            for w in waiting {
+                self.route(w.id, w.need, w.key, w.body, out);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------- the writer
+
+    fn acked(&mut self, node: NodeId, seq: u64, out: &mut Vec<PlaneOutput>) {
+        let seq = seq.min(self.shape.last_seq());
+        let w = self.writer.as_mut().expect("a writer");
+        let known = w.matches.entry(node).or_insert(0);
+        *known = (*known).max(seq);
+        self.recompute_commit(out);
+    }
+
+    /// Commit (Raft §5.4): the newest entry of this epoch durable where the durability asks.
+    fn recompute_commit(&mut self, out: &mut Vec<PlaneOutput>) {
+        let Some(w) = &self.writer else {
+            return;
+        };
+        let Some(start) = w.start else {
+            return; // still adopting the most advanced log
+        };
+        let own = self.durable.min(self.shape.last_seq());
+        let candidate = match self.config.durability {
+            Durability::Majority => {
+                // The largest N held by a strict majority (the writer counting itself).
+                let mut held: Vec<u64> = w.matches.values().copied().collect();
+                held.push(own);
+                held.sort_unstable_by(|a, b| b.cmp(a));
+                let need = (self.config.lab_size / 2 + 1) as usize;
+                held.get(need - 1).copied().unwrap_or(0)
+            }
+            Durability::Replicas => self
+                .log_children()
+                .iter()
+                .map(|c| w.matches.get(c).copied().unwrap_or(0))
+                .fold(own, u64::min),
+            Durability::Writer => own,
+        };
+        // Only an entry of the writer's own epoch commits by counting (Raft §5.4.2).
+        if candidate >= start && candidate > self.commit {
+            self.commit = candidate;
+            self.apply(out);
+        }
+    }
+
+    /// A node's log did not match: send it what it lacks, from where our logs agree (or its
+    /// committed prefix), or a snapshot if our log no longer goes back that far.
+    fn repair(&mut self, node: NodeId, last: Pos, applied: u64, out: &mut Vec<PlaneOutput>) {
+        let w = self.writer.as_mut().expect("a writer");
+        if w.repairs
+            .get(&node)
+            .is_some_and(|&at| self.now < at + RETRY_MS)
+        {
+            return; // one repair at a time
+        }
+        w.repairs.insert(node, self.now);
+        let after = if self.shape.holds(last) {
+            last.seq
+        } else {
+            applied.min(self.shape.last_seq())
+        };
+        if after < self.shape.base().seq {
+            out.push(PlaneOutput::Store(StoreJob::Snapshot {
+                purpose: Purpose::Repair { to: node },
+            }));
+        } else {
+            out.push(PlaneOutput::Store(StoreJob::ReadEntries {
+                after,
+                limit: BATCH,
+                purpose: Purpose::Repair { to: node },
+            }));
+        }
+    }
+
+    fn entries_read(
+        &mut self,
+        purpose: Purpose,
+        prev: Pos,
+        entries: Vec<WireEntry>,
+        out: &mut Vec<PlaneOutput>,
+    ) {
+        let epoch = self.epoch;
+        match purpose {
+            Purpose::Repair { to } => {
+                if self.writer.is_none() {
+                    return;
+                }
+                let more = entries.len() == BATCH;
+                let commit = self.commit;
+                self.send_toward(
+                    to,
+                    PlaneMessage::Append {
+                        epoch,
+                        to: Some(to),
+                        prev,
+                        entries,
+                        commit,
+                    },
+                    out,
+                );
+                if more {
+                    // The next batch after this one: its ack or nack asks for more.
+                    if let Some(w) = self.writer.as_mut() {
+                        w.repairs.remove(&to);
+                    }
+                }
+            }
+            Purpose::Tail => {
+                let more = entries.len() == BATCH;
+                self.up(
+                    PlaneMessage::Tail {
+                        epoch,
+                        prev,
+                        entries,
+                        more,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    /// The most advanced member sends its log after `after` up to the new writer (its applied
+    /// state first, if its log no longer goes back that far).
+    fn send_tail(&mut self, after: u64, out: &mut Vec<PlaneOutput>) {
+        if after < self.shape.base().seq {
+            out.push(PlaneOutput::Store(StoreJob::Snapshot {
+                purpose: Purpose::Tail,
+            }));
+        } else {
+            out.push(PlaneOutput::Store(StoreJob::ReadEntries {
+                after,
+                limit: BATCH,
+                purpose: Purpose::Tail,
+            }));
+        }
+    }
+
+    /// The new writer adopts the most advanced member's log: its own tail after `prev` goes.
+    fn adopt_tail(
+        &mut self,
+        prev: Pos,
+        entries: Vec<WireEntry>,
+        more: bool,
+        out: &mut Vec<PlaneOutput>,
+    ) {
+        let Some((from, _)) = self.writer.as_ref().and_then(|w| w.fetching) else {
+            return; // not fetching (a late batch)
+        };
+        if !self.shape.holds(prev) || prev.seq < self.applied {
+            out.push(PlaneOutput::Note(format!(
+                "the tail from node {from} starts at {prev}, which our log does not hold; \
+                 asking again from our applied prefix"
+            )));
+            return self.fetch(from, out);
+        }
+        if prev.seq < self.shape.last_seq() {
+            out.push(PlaneOutput::Note(format!(
+                "view change: our entries {}..={} are an old writer's tail; taking node {from}'s",
+                prev.seq + 1,
+                self.shape.last_seq()
+            )));
+        }
+        self.shape.truncate(prev.seq);
+        self.durable = self.durable.min(prev.seq);
+        for e in &entries {
+            self.shape.push(e.epoch, e.seq);
+        }
+        let last = self.shape.last_seq();
+        if !entries.is_empty() {
+            out.push(PlaneOutput::Store(StoreJob::Append {
+                after: prev.seq,
+                entries,
+            }));
+        }
+        if more {
+            let epoch = self.epoch;
+            if let Some(w) = self.writer.as_mut() {
+                w.fetching = Some((from, self.now));
+            }
+            self.send_toward(
+                from,
+                PlaneMessage::FetchLog {
+                    epoch,
+                    to: from,
+                    after: last,
+                },
+                out,
+            );
+        } else {
+            self.start_epoch(out);
+        }
+    }
+
+    // ------------------------------------------------------------------------------- time
+
+    fn tick(&mut self, out: &mut Vec<PlaneOutput>) {
+        // Requests that waited too long at this input node.
+        let now = self.now;
+        let late: Vec<RequestId> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(pending) = self.pending.remove(&id) {
+                let why = format!(
+                    "no answer from the cluster within {} s: the writer may be unreachable",
+                    REQUEST_TIMEOUT_MS / 1000
+                );
+                out.push(PlaneOutput::Answer {
+                    id,
+                    answer: give_up(pending, &why),
+                });
+            }
+        }
+        let Some(w) = &self.writer else {
+            return;
+        };
+        // A fetch that got no answer: ask again.
+        if let Some((from, at)) = w.fetching {
+            if now >= at + RETRY_MS {
+                self.fetch(from, out);
+            }
+            return;
+        }
+        // The beat: our last position and commit, so that a node that missed an Append asks for
+        // it and one that missed the commit learns it.
+        let (at, commit) = w.beat;
+        let behind = self.commit < self.shape.last_seq() || commit < self.commit;
+        if (behind && now >= at + BEAT_MS) || now >= at + 5 * BEAT_MS {
+            let epoch = self.epoch;
+            let prev = self.shape.last();
+            let commit = self.commit;
+            for child in self.log_children() {
+                out.push(PlaneOutput::Send {
+                    to: child,
+                    message: PlaneMessage::Append {
+                        epoch,
+                        to: None,
+                        prev,
+                        entries: Vec::new(),
+                        commit,
+                    },
+                });
+            }
+            if let Some(w) = self.writer.as_mut() {
+                w.beat = (now, commit);
+            }
+        }
+    }
+}
+
+/// A pending request given up on: 504 if it had left the node, 503 if not.
+fn give_up(pending: Pending, why: &str) -> Answer {
+    if pending.forwarded {
+        Answer::Unknown {
+            reason: format!(
+                "{why}; the request had gone to the cluster, so it may yet be done: check before \
+                 you retry, or retry with the same Idempotency-Key"
+            ),
+        }
+    } else {
+        Answer::NotDone {
+            reason: format!("{why}; nothing was done"),
+        }
+    }
+}
+
+fn kind(message: &PlaneMessage) -> &'static str {
+    match message {
+        PlaneMessage::Announce { .. } => "announce",
+        PlaneMessage::Request { .. } => "request",
+        PlaneMessage::Response { .. } => "response",
+        PlaneMessage::Append { .. } => "append",
+        PlaneMessage::Ack { .. } => "ack",
+        PlaneMessage::Nack { .. } => "nack",
+        PlaneMessage::Snapshot { .. } => "snapshot",
+        PlaneMessage::FetchLog { .. } => "fetch",
+        PlaneMessage::TailSnapshot { .. } => "tail snapshot",
+        PlaneMessage::Tail { .. } => "tail",
+    }
+}
+
+pub mod model;
+
+#[cfg(test)]
+mod tests;

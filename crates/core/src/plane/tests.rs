@@ -1,0 +1,570 @@
+//! One test per rule of the data plane, over a few data planes with model stores, their trees set
+//! by hand, messages carried one at a time (FIFO per link), store jobs done at once.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::model::{self, ModelStore};
+use super::*;
+
+/// Nodes of one lab, wired by hand.
+struct Net {
+    nodes: BTreeMap<NodeId, (DataPlane, ModelStore)>,
+    queue: VecDeque<(NodeId, NodeId, PlaneMessage)>,
+    /// Links that lose whatever is sent on them.
+    cut: BTreeSet<(NodeId, NodeId)>,
+    answers: Vec<(RequestId, Answer)>,
+    notes: Vec<String>,
+    now: Millis,
+}
+
+impl Net {
+    /// `ids` with empty stores (or the given ones), `durability`, a lab of `ids.len()`.
+    fn new(ids: &[NodeId], durability: Durability, stores: Vec<(NodeId, ModelStore)>) -> Net {
+        let mut given: BTreeMap<NodeId, ModelStore> = stores.into_iter().collect();
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                let store = given.remove(&id).unwrap_or_default();
+                let config = PlaneConfig {
+                    id,
+                    lab_size: ids.len() as u64,
+                    durability,
+                    first_request: 0,
+                    shape: store.shape(),
+                    applied: store.applied(),
+                };
+                (id, (DataPlane::new(config), store))
+            })
+            .collect();
+        Net {
+            nodes,
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            answers: Vec::new(),
+            notes: Vec::new(),
+            now: 0,
+        }
+    }
+
+    fn input(&mut self, id: NodeId, input: PlaneInput) {
+        let mut work = VecDeque::from([input]);
+        while let Some(input) = work.pop_front() {
+            let (plane, store) = self.nodes.get_mut(&id).unwrap();
+            let mut out = Vec::new();
+            plane.handle(self.now, input, &mut out);
+            for output in out {
+                match output {
+                    PlaneOutput::Send { to, message } => {
+                        if !self.cut.contains(&(id, to)) {
+                            self.queue.push_back((id, to, message));
+                        }
+                    }
+                    PlaneOutput::Store(job) => work.push_back(store.run(job)),
+                    PlaneOutput::Answer { id: rid, answer } => self.answers.push((rid, answer)),
+                    PlaneOutput::Note(note) => self.notes.push(format!("{id}: {note}")),
+                }
+            }
+        }
+    }
+
+    /// Deliver messages until none is left.
+    fn run(&mut self) {
+        let mut budget = 100_000;
+        while let Some((from, to, message)) = self.queue.pop_front() {
+            budget -= 1;
+            assert!(budget > 0, "the data plane does not go quiet");
+            self.input(to, PlaneInput::Message { from, message });
+        }
+    }
+
+    /// `ticks` heartbeat periods pass.
+    fn tick(&mut self, ticks: u32) {
+        for _ in 0..ticks {
+            self.now += 100;
+            let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+            for id in ids {
+                self.input(id, PlaneInput::Tick);
+            }
+            self.run();
+        }
+    }
+
+    /// Every node enters `epoch` on the tree given as (node, parent), the root's roles by the
+    /// quorum rule.
+    fn tree(&mut self, epoch: Epoch, parents: &[(NodeId, Option<NodeId>)]) {
+        let lab = self.nodes.len() as u64;
+        let parent_of: BTreeMap<NodeId, Option<NodeId>> = parents.iter().copied().collect();
+        let size = |id: NodeId| -> u64 {
+            // Nodes whose chain of parents reaches `id`.
+            parent_of
+                .keys()
+                .filter(|&&n| {
+                    let mut at = Some(n);
+                    while let Some(x) = at {
+                        if x == id {
+                            return true;
+                        }
+                        at = parent_of[&x];
+                    }
+                    false
+                })
+                .count() as u64
+        };
+        let root = parents.iter().find(|(_, p)| p.is_none()).unwrap().0;
+        let best = parent_of
+            .keys()
+            .map(|&n| Best {
+                pos: self.nodes[&n].0.last(),
+                node: n,
+            })
+            .max_by_key(|b| (b.pos, std::cmp::Reverse(b.node)));
+        for &id in parent_of.keys() {
+            self.input(id, PlaneInput::EpochStarted { epoch });
+        }
+        // Leaves first, as SHOUT+'s convergecast completes them.
+        let mut order: Vec<NodeId> = parent_of.keys().copied().collect();
+        order.sort_by_key(|&n| std::cmp::Reverse(depth(&parent_of, n)));
+        for id in order {
+            let children: BTreeMap<NodeId, u64> = parent_of
+                .iter()
+                .filter(|(_, p)| **p == Some(id))
+                .map(|(&c, _)| (c, size(c)))
+                .collect();
+            let parent = parent_of[&id];
+            let roles = crate::roles::roles(crate::roles::Place {
+                is_root: parent.is_none(),
+                parent_is_root: parent == Some(root),
+                has_children: !children.is_empty(),
+                quorum: 2 * size(root) > lab,
+            });
+            let tree = Tree {
+                epoch,
+                parent,
+                children,
+                roles,
+                share: Share {
+                    nodes: size(root),
+                    lab,
+                },
+                best: if parent.is_none() { best } else { None },
+            };
+            self.input(id, PlaneInput::Tree(tree));
+        }
+        self.run();
+    }
+
+    /// A request at input node `at`; returns its id.
+    fn request(&mut self, at: NodeId, need: Need, key: Option<&str>, body: &str) -> RequestId {
+        let id = self.nodes.get_mut(&at).unwrap().0.next_request();
+        self.input(
+            at,
+            PlaneInput::Request {
+                id,
+                need,
+                key: key.map(str::to_string),
+                body: body.to_string(),
+            },
+        );
+        id
+    }
+
+    fn write(&mut self, at: NodeId, text: &str) -> RequestId {
+        self.request(at, Need::Write, None, &model::write(text))
+    }
+
+    fn answer(&self, id: RequestId) -> Option<&Answer> {
+        self.answers.iter().find(|(r, _)| *r == id).map(|(_, a)| a)
+    }
+
+    fn texts(&self, id: NodeId) -> Vec<String> {
+        self.nodes[&id].1.texts().to_vec()
+    }
+
+    fn last(&self, id: NodeId) -> Pos {
+        self.nodes[&id].0.last()
+    }
+}
+
+fn depth(parents: &BTreeMap<NodeId, Option<NodeId>>, mut n: NodeId) -> usize {
+    let mut d = 0;
+    while let Some(p) = parents[&n] {
+        n = p;
+        d += 1;
+    }
+    d
+}
+
+/// A line 1 — 2 — 3 rooted at 1.
+const LINE3: [(NodeId, Option<NodeId>); 3] = [(1, None), (2, Some(1)), (3, Some(2))];
+
+fn served(answer: Option<&Answer>) -> Pos {
+    match answer {
+        Some(Answer::Served { pos, .. }) => *pos,
+        other => panic!("not served: {other:?}"),
+    }
+}
+
+#[test]
+fn a_write_is_answered_once_a_majority_holds_it() {
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.tree(1, &LINE3);
+    // Node 3 hears nothing from 2: 1 and 2 are a majority of 3.
+    net.cut.insert((2, 3));
+    let id = net.write(2, "hello");
+    net.run();
+    assert_eq!(
+        served(net.answer(id)),
+        Pos::new(1, 2),
+        "after the epoch-start entry"
+    );
+    assert_eq!(net.texts(1), vec!["hello"]);
+    assert!(
+        net.texts(2).is_empty(),
+        "2 learns the commit with the writer's next message"
+    );
+    net.tick(3);
+    assert_eq!(net.texts(2), vec!["hello"]);
+    assert!(net.texts(3).is_empty(), "3 never got the entry");
+}
+
+#[test]
+fn a_write_held_by_a_minority_is_not_answered() {
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.tree(1, &LINE3);
+    net.cut.insert((1, 2)); // the writer alone holds it
+    let id = net.request(1, Need::Write, None, &model::write("alone"));
+    net.tick(3);
+    assert_eq!(net.answer(id), None, "1 of 3 is no majority");
+    assert!(
+        net.texts(1).is_empty(),
+        "nothing is applied before it commits"
+    );
+}
+
+#[test]
+fn commit_needs_an_entry_of_the_current_epoch() {
+    // Epoch 1's writer 1 got "old" to node 2 only, then lost its role. In epoch 2 it is writer
+    // again: "old" is on a majority (1 and 2) yet commits only once epoch 2's start entry does.
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.tree(1, &LINE3);
+    net.cut.insert((2, 1)); // no ack comes back
+    net.write(1, "old");
+    net.run();
+    assert!(net.texts(1).is_empty());
+    net.cut.clear();
+    net.cut.insert((1, 2)); // the next epoch's start entry does not get through at first
+    net.tree(2, &LINE3);
+    assert_eq!(
+        net.last(1),
+        Pos::new(2, 3),
+        "epoch 2 started with its own entry"
+    );
+    assert!(
+        net.texts(1).is_empty(),
+        "\"old\" is held by 1 and 2, a majority, but is epoch 1's: not committed by counting"
+    );
+    net.cut.clear();
+    net.tick(3);
+    assert_eq!(
+        net.texts(1),
+        vec!["old"],
+        "committed with epoch 2's start entry"
+    );
+}
+
+#[test]
+fn a_new_writer_adopts_the_most_advanced_log() {
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.tree(1, &LINE3);
+    let first = net.write(3, "first");
+    net.run();
+    served(net.answer(first));
+    // "second" reaches 2 and 3 but the writer loses the acks: written, not answered.
+    net.cut.insert((2, 1));
+    net.write(1, "second");
+    net.run();
+    assert_eq!(net.last(3), net.last(1));
+    // Epoch 2: node 1 is gone; 2 roots {2, 3} of a lab of 3 and must find "second" in 3's log.
+    net.cut.clear();
+    let mut two = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    for id in [2, 3] {
+        two.nodes.insert(id, net.nodes.remove(&id).unwrap());
+    }
+    two.nodes.remove(&1);
+    // 2 lost its tail (say, it restarted from an older copy): 3 holds the most advanced log.
+    two.nodes.get_mut(&2).unwrap().1 = net_store_prefix(&two.nodes[&2].1, 2);
+    let config = PlaneConfig {
+        id: 2,
+        lab_size: 3,
+        durability: Durability::Majority,
+        first_request: 100,
+        shape: two.nodes[&2].1.shape(),
+        applied: two.nodes[&2].1.applied(),
+    };
+    two.nodes.get_mut(&2).unwrap().0 = DataPlane::new(config);
+    two.tree(2, &[(2, None), (3, Some(2))]);
+    assert!(
+        two.notes.iter().any(|n| n.contains("most advanced log")),
+        "{:?}",
+        two.notes
+    );
+    assert_eq!(
+        two.texts(2),
+        vec!["first", "second"],
+        "nothing written was lost"
+    );
+    assert_eq!(two.last(2), Pos::new(2, 4), "then epoch 2's start entry");
+}
+
+/// A copy of `store` holding its log only up to `seq` (what a node that lost its tail has).
+fn net_store_prefix(store: &ModelStore, seq: u64) -> ModelStore {
+    let mut copy = ModelStore::new();
+    let entries: Vec<WireEntry> = store
+        .entries()
+        .iter()
+        .filter(|e| e.seq <= seq)
+        .cloned()
+        .collect();
+    copy.run(StoreJob::Append { after: 0, entries });
+    copy.run(StoreJob::Apply {
+        up_to: store.applied().min(seq),
+    });
+    copy
+}
+
+#[test]
+fn an_old_tail_is_discarded() {
+    // Node 3 holds an entry of epoch 1 that no majority had: the writer of epoch 2 (node 1,
+    // which never had it) replaces it.
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.tree(1, &LINE3);
+    let id = net.write(1, "kept");
+    net.run();
+    served(net.answer(id));
+    // Epoch 2 under writer 3 (a different tree): it appends "lost", which reaches nobody.
+    net.cut.insert((3, 2));
+    net.tree(2, &[(3, None), (2, Some(3)), (1, Some(2))]);
+    net.write(3, "lost");
+    net.run();
+    let tail = net.last(3);
+    assert_eq!(tail.epoch, 2);
+    // Epoch 3 under writer 1, whose log is as advanced as 3's? No: 3's has epoch 2 entries. Node
+    // 3 is cut off from the best-log report here: 1 and 2 elect without it.
+    net.cut.clear();
+    net.cut.insert((3, 2));
+    net.cut.insert((2, 3));
+    let mut three = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    three.nodes = std::mem::take(&mut net.nodes);
+    three.tree(3, &[(1, None), (2, Some(1))]);
+    let kept = three.write(2, "after");
+    three.run();
+    served(three.answer(kept));
+    // Now 3 joins epoch 4's tree and gets the writer's log: its epoch-2 tail goes.
+    three.tree(4, &LINE3);
+    three.tick(20);
+    assert!(
+        three
+            .notes
+            .iter()
+            .any(|n| n.starts_with("3: discarding entries")),
+        "{:?}",
+        three.notes
+    );
+    assert_eq!(
+        three.texts(3),
+        vec!["kept", "after"],
+        "\"lost\" was never applied"
+    );
+    assert_eq!(three.last(3), three.last(1));
+}
+
+#[test]
+fn an_entry_failing_log_matching_is_refused() {
+    let mut net = Net::new(&[1, 2], Durability::Majority, vec![]);
+    net.tree(1, &[(1, None), (2, Some(1))]);
+    let before = net.last(2);
+    let (plane, store) = net.nodes.get_mut(&2).unwrap();
+    let mut out = Vec::new();
+    let message = PlaneMessage::Append {
+        epoch: 1,
+        to: None,
+        prev: Pos::new(1, 7), // 2 has nothing at 7
+        entries: vec![WireEntry {
+            epoch: 1,
+            seq: 8,
+            key: None,
+            body: model::write("x"),
+        }],
+        commit: 8,
+    };
+    plane.handle(0, PlaneInput::Message { from: 1, message }, &mut out);
+    assert!(
+        matches!(
+            &out[..],
+            [PlaneOutput::Send {
+                to: 1,
+                message: PlaneMessage::Nack { from: 2, .. }
+            }]
+        ),
+        "{out:?}"
+    );
+    assert_eq!(plane.last(), before, "nothing appended");
+    assert!(store.texts().is_empty());
+}
+
+#[test]
+fn a_retry_with_the_same_key_gets_the_first_answer() {
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.tree(1, &LINE3);
+    let first = net.request(3, Need::Write, Some("alice/k1"), &model::write("hi"));
+    let retry = net.request(3, Need::Write, Some("alice/k1"), &model::write("hi"));
+    let other = net.request(3, Need::Write, Some("alice/k2"), &model::write("hi"));
+    net.run();
+    let body = |id| match net.answer(id) {
+        Some(Answer::Served { body, .. }) => body.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(body(first), body(retry));
+    served(net.answer(other));
+    assert_eq!(
+        net.texts(1),
+        vec!["hi", "hi"],
+        "the retry stored nothing; another key did"
+    );
+}
+
+#[test]
+fn a_503_is_never_followed_by_the_write() {
+    // A minority's root refuses writes: nothing enters any log.
+    let mut net = Net::new(&[1, 2, 3, 4, 5], Durability::Majority, vec![]);
+    net.tree(
+        1,
+        &[
+            (1, None),
+            (2, Some(1)),
+            (3, None),
+            (4, Some(3)),
+            (5, Some(4)),
+        ],
+    );
+    let id = net.write(2, "refused");
+    net.run();
+    match net.answer(id) {
+        Some(Answer::NotDone { reason }) => {
+            assert!(
+                reason.contains("holds 2 of 5 nodes; writes need 3"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    net.tick(30);
+    for id in 1..=5 {
+        assert!(
+            net.nodes[&id]
+                .1
+                .entries()
+                .iter()
+                .all(|e| !e.body.contains("refused")),
+            "node {id}"
+        );
+    }
+    // A request at a node with no tree yet is not done either.
+    let mut lone = Net::new(&[1], Durability::Majority, vec![]);
+    let early = lone.write(1, "early");
+    assert!(matches!(lone.answer(early), Some(Answer::NotDone { .. })));
+    lone.tree(1, &[(1, None)]);
+    assert!(lone.texts(1).is_empty());
+}
+
+#[test]
+fn requests_held_at_an_epoch_change_are_answered_at_once() {
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.tree(1, &LINE3);
+    net.cut.insert((3, 2)); // 3's request never gets anywhere, but it left 3
+    let forwarded = net.write(3, "lost in transit");
+    net.run();
+    assert_eq!(net.answer(forwarded), None);
+    net.input(3, PlaneInput::EpochStarted { epoch: 2 });
+    assert!(
+        matches!(net.answer(forwarded), Some(Answer::Unknown { reason }) if reason.contains("may yet be done"))
+    );
+    // During the election, a new request is not done and says why.
+    let electing = net.write(3, "during the election");
+    assert!(
+        matches!(net.answer(electing), Some(Answer::NotDone { reason }) if reason.contains("electing"))
+    );
+}
+
+#[test]
+fn the_new_writer_answers_nothing_until_its_epoch_start_entry_commits() {
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.cut.insert((1, 2)); // the start entry cannot reach a majority
+    net.tree(1, &LINE3);
+    let read = net.request(1, Need::Read { min: Pos::START }, None, model::READ);
+    let write = net.write(1, "waits");
+    net.tick(2);
+    assert_eq!(net.answer(read), None, "not even a read");
+    assert_eq!(net.answer(write), None);
+    net.cut.clear();
+    net.tick(10);
+    assert!(matches!(net.answer(read), Some(Answer::Served { .. })));
+    assert_eq!(served(net.answer(write)).seq, 2);
+}
+
+#[test]
+fn a_read_is_served_only_where_the_readers_last_write_is_applied() {
+    let mut net = Net::new(&[1, 2, 3, 4], Durability::Majority, vec![]);
+    // 1 writes; 2 is a persistence replica (child of the root with a child); 3 an input below it.
+    net.tree(1, &[(1, None), (2, Some(1)), (3, Some(2)), (4, Some(1))]);
+    let w = net.write(3, "mine");
+    net.run();
+    let pos = served(net.answer(w));
+    // 2 applies once it learns the commit (the next beat); until then a read of `pos` goes up.
+    let read = net.request(3, Need::Read { min: pos }, None, model::READ);
+    net.run();
+    match net.answer(read) {
+        Some(Answer::Served { body, pos: at }) => {
+            assert!(body.contains("mine"), "{body}");
+            assert!(at.seq >= pos.seq);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A position from another history (an epoch this log never had at that seq) is not served:
+    // the root answers it cannot.
+    let stranger = net.request(
+        3,
+        Need::Read {
+            min: Pos::new(9, pos.seq),
+        },
+        None,
+        model::READ,
+    );
+    net.run();
+    assert!(
+        matches!(net.answer(stranger), Some(Answer::NotDone { reason }) if reason.contains("does not hold your last write")),
+        "{:?}",
+        net.answer(stranger)
+    );
+}
+
+#[test]
+fn with_replicas_durability_only_the_persistence_replicas_hold_the_log() {
+    let mut net = Net::new(&[1, 2, 3, 4], Durability::Replicas, vec![]);
+    net.tree(1, &[(1, None), (2, Some(1)), (3, Some(2)), (4, Some(1))]);
+    let id = net.write(4, "x");
+    net.run();
+    served(net.answer(id));
+    assert_eq!(
+        net.texts(2),
+        Vec::<String>::new(),
+        "committed, not yet known at 2"
+    );
+    net.tick(3);
+    assert_eq!(net.texts(2), vec!["x"]);
+    assert!(net.nodes[&3].1.entries().is_empty(), "3 is no replica");
+    assert!(
+        net.nodes[&4].1.entries().is_empty(),
+        "4 is a leaf child: input only"
+    );
+}
