@@ -57,6 +57,10 @@ pub enum Body {
     Yes {
         /// How many nodes the sender's subtree spans, the sender included.
         size: u64,
+        /// The most advanced replication log in the sender's subtree, and a node that holds it:
+        /// the root learns its component's, for the view change (SPEC §6).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        best: Option<crate::plane::Best>,
     },
 }
 

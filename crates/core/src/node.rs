@@ -51,7 +51,9 @@ use serde::{Deserialize, Serialize};
 use crate::counters::Counters;
 use crate::event::Event;
 use crate::liveness::{Beat, Change, Liveness, Millis, Timing};
+use crate::log::Pos;
 use crate::message::{Body, Message};
+use crate::plane::Best;
 use crate::roles::{roles, Place, Role};
 use crate::shout::Shout;
 use crate::yoyo::{Phase, YoYo};
@@ -206,6 +208,9 @@ pub struct Node {
     /// Reused buffer for the algorithms' sends, to keep allocation off the hot path.
     scratch: Vec<(NodeId, Body)>,
     events: Vec<Event>,
+    /// The last position of this node's replication log, when it keeps one: SHOUT+'s convergecast
+    /// carries the most advanced to the root (the view change, SPEC §6).
+    log: Option<Pos>,
 }
 
 impl Node {
@@ -225,6 +230,7 @@ impl Node {
             now: 0,
             scratch: Vec::new(),
             events: Vec::new(),
+            log: None,
         }
     }
 
@@ -454,6 +460,9 @@ impl Node {
         };
         self.election = YoYo::new(self.id, invited.clone());
         self.tree = Shout::new(invited);
+        if let Some(pos) = self.log {
+            self.tree.set_own_log(Best { pos, node: self.id });
+        }
         self.counters = Counters::default();
         self.roles.clear();
         self.events.push(Event::EpochStarted { epoch });
@@ -712,6 +721,19 @@ impl Node {
             }
         }
         self.counters.iterations = self.election.iterations();
+    }
+
+    /// Tell the node where its replication log ends (call it whenever that changes): the
+    /// convergecast of its next tree reports it.
+    pub fn set_log_position(&mut self, pos: Pos) {
+        self.log = Some(pos);
+        self.tree.set_own_log(Best { pos, node: self.id });
+    }
+
+    /// The most advanced log in this node's subtree, and a node holding it (at the root, once
+    /// the tree is complete: the component's).
+    pub fn best_log(&self) -> Option<Best> {
+        self.tree.best()
     }
 
     /// The node's current view.

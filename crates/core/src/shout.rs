@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::Event;
 use crate::message::Body;
+use crate::plane::Best;
 use crate::NodeId;
 
 /// Why a SHOUT+ message was refused. The message is dropped; the node carries on.
@@ -69,6 +70,8 @@ pub struct Shout {
     children: BTreeMap<NodeId, u64>,
     /// The size of our subtree once complete.
     complete: Option<u64>,
+    /// The most advanced log known in our subtree: our own, then each child's report.
+    best: Option<Best>,
 }
 
 impl Shout {
@@ -83,6 +86,14 @@ impl Shout {
             asked_by: BTreeSet::new(),
             children: BTreeMap::new(),
             complete: None,
+            best: None,
+        }
+    }
+
+    /// This node's own log position, for the convergecast (set before the subtree completes).
+    pub fn set_own_log(&mut self, best: Best) {
+        if self.complete.is_none() {
+            self.best = better(self.best, Some(best));
         }
     }
 
@@ -148,13 +159,14 @@ impl Shout {
                     changes.push(Event::Crossed { neighbor: from });
                 }
             }
-            Body::Yes { size } => {
+            Body::Yes { size, best } => {
                 // Only a neighbour we asked, that did not ask us, can answer Yes.
                 if !self.waiting.contains(&from) || self.asked_by.contains(&from) {
                     return Err(Refusal::UnexpectedYes { from });
                 }
                 self.waiting.remove(&from);
                 self.children.insert(from, size);
+                self.best = better(self.best, best);
                 changes.push(Event::Adopted { child: from, size });
             }
             _ => unreachable!("only SHOUT+ messages are routed to Shout::receive"),
@@ -186,7 +198,13 @@ impl Shout {
         self.complete = Some(size);
         changes.push(Event::Complete { size });
         if let Some(parent) = self.parent {
-            send.push((parent, Body::Yes { size }));
+            send.push((
+                parent,
+                Body::Yes {
+                    size,
+                    best: self.best,
+                },
+            ));
         }
     }
 
@@ -213,6 +231,21 @@ impl Shout {
     /// The subtree's size, once complete.
     pub fn complete(&self) -> Option<u64> {
         self.complete
+    }
+
+    /// The most advanced log known in the subtree (all of it once complete).
+    pub fn best(&self) -> Option<Best> {
+        self.best
+    }
+}
+
+/// The more advanced of two logs (of equal ones, the smaller node id's).
+fn better(a: Option<Best>, b: Option<Best>) -> Option<Best> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(std::cmp::max_by_key(b, a, |x| {
+            (x.pos, std::cmp::Reverse(x.node))
+        })),
+        (a, b) => a.or(b),
     }
 }
 
@@ -270,7 +303,16 @@ mod tests {
         let (sent, events) = feed(&mut node, 4, q(1, 1));
         // No message goes to 4, and 4 is not a child. With no one left to wait for, the subtree
         // (just this node) is complete and the Yes goes up.
-        assert_eq!(sent, vec![(1, Body::Yes { size: 1 })]);
+        assert_eq!(
+            sent,
+            vec![(
+                1,
+                Body::Yes {
+                    size: 1,
+                    best: None
+                }
+            )]
+        );
         assert!(events.contains(&Event::Crossed { neighbor: 4 }));
         assert_eq!(node.children().count(), 0);
     }
@@ -279,10 +321,33 @@ mod tests {
     fn convergecast_yes_waits_for_the_whole_subtree_and_carries_its_size() {
         let mut node = Shout::new([1, 4, 5].into());
         feed(&mut node, 1, q(1, 0));
-        let (sent, _) = feed(&mut node, 4, Body::Yes { size: 3 });
+        let (sent, _) = feed(
+            &mut node,
+            4,
+            Body::Yes {
+                size: 3,
+                best: None,
+            },
+        );
         assert!(sent.is_empty(), "5 has not answered yet");
-        let (sent, _) = feed(&mut node, 5, Body::Yes { size: 2 });
-        assert_eq!(sent, vec![(1, Body::Yes { size: 6 })]);
+        let (sent, _) = feed(
+            &mut node,
+            5,
+            Body::Yes {
+                size: 2,
+                best: None,
+            },
+        );
+        assert_eq!(
+            sent,
+            vec![(
+                1,
+                Body::Yes {
+                    size: 6,
+                    best: None
+                }
+            )]
+        );
         assert_eq!(node.complete(), Some(6));
         assert_eq!(node.children().collect::<Vec<_>>(), vec![4, 5]);
     }
@@ -292,8 +357,22 @@ mod tests {
         let mut root = Shout::new([2, 3].into());
         let (mut sent, mut events) = (Vec::new(), Vec::new());
         root.initiate(1, &mut sent, &mut events);
-        feed(&mut root, 2, Body::Yes { size: 4 });
-        let (sent, events) = feed(&mut root, 3, Body::Yes { size: 1 });
+        feed(
+            &mut root,
+            2,
+            Body::Yes {
+                size: 4,
+                best: None,
+            },
+        );
+        let (sent, events) = feed(
+            &mut root,
+            3,
+            Body::Yes {
+                size: 1,
+                best: None,
+            },
+        );
         assert!(sent.is_empty(), "the root has no parent to tell");
         assert_eq!(events.last(), Some(&Event::Complete { size: 6 }));
     }
@@ -322,10 +401,82 @@ mod tests {
             Err(Refusal::DuplicateQ { .. })
         ));
         assert!(matches!(
-            node.receive(1, &Body::Yes { size: 1 }, &mut sent, &mut events),
+            node.receive(
+                1,
+                &Body::Yes {
+                    size: 1,
+                    best: None
+                },
+                &mut sent,
+                &mut events
+            ),
             Err(Refusal::UnexpectedYes { .. })
         ));
         assert_eq!(format!("{node:?}"), before);
         assert!(sent.is_empty() && events.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod best_tests {
+    use super::*;
+    use crate::log::Pos;
+
+    #[test]
+    fn the_convergecast_carries_the_most_advanced_log_to_the_root() {
+        let at = |node, epoch, seq| Best {
+            pos: Pos::new(epoch, seq),
+            node,
+        };
+        let mut mid = Shout::new([1, 4, 5].into());
+        mid.set_own_log(at(2, 1, 9));
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        mid.receive(
+            1,
+            &Body::Q {
+                leader: 1,
+                depth: 0,
+            },
+            &mut sent,
+            &mut events,
+        )
+        .unwrap();
+        // 4's subtree has a log of a newer epoch, shorter: newer epoch wins.
+        mid.receive(
+            4,
+            &Body::Yes {
+                size: 1,
+                best: Some(at(4, 2, 3)),
+            },
+            &mut sent,
+            &mut events,
+        )
+        .unwrap();
+        sent.clear();
+        mid.receive(
+            5,
+            &Body::Yes {
+                size: 1,
+                best: Some(at(5, 1, 12)),
+            },
+            &mut sent,
+            &mut events,
+        )
+        .unwrap();
+        assert_eq!(
+            sent,
+            vec![(
+                1,
+                Body::Yes {
+                    size: 3,
+                    best: Some(at(4, 2, 3))
+                }
+            )]
+        );
+        assert_eq!(
+            better(Some(at(7, 2, 3)), Some(at(4, 2, 3))),
+            Some(at(4, 2, 3)),
+            "a tie: the smaller id"
+        );
     }
 }

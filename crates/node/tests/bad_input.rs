@@ -246,7 +246,10 @@ async fn scenario(log: Captured) {
         lab.next_control(),
         Message {
             epoch: 2,
-            body: Body::Yes { size: 1 }
+            body: Body::Yes {
+                size: 1,
+                best: None
+            }
         }
     );
 

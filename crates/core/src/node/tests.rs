@@ -193,6 +193,35 @@ fn two_nodes_elect_the_smaller_and_build_the_tree() {
     assert_eq!(one.counters.tree() + two.counters.tree(), 2);
 }
 
+#[test]
+fn the_root_learns_the_most_advanced_log_of_its_tree() {
+    // A line 1 - 2 - 3: node 3, farthest from the root, holds the most advanced log.
+    let mut nodes = [Node::new(1, [2]), Node::new(2, [1, 3]), Node::new(3, [2])];
+    for (node, pos) in nodes
+        .iter_mut()
+        .zip([Pos::new(2, 7), Pos::new(2, 9), Pos::new(3, 4)])
+    {
+        node.set_log_position(pos);
+    }
+    let first = (0..3)
+        .map(|i| (i, feed(&mut nodes[i], 0, Input::Start { epoch: 4 })))
+        .collect();
+    drain(&mut nodes, first);
+    let best = nodes[0].best_log().expect("the root's tree is complete");
+    assert_eq!(
+        (best.node, best.pos),
+        (3, Pos::new(3, 4)),
+        "a newer epoch beats a longer log"
+    );
+    // A node with no log reports none: the convergecast is unchanged for a bare election.
+    let mut bare = [Node::new(1, [2]), Node::new(2, [1])];
+    let first = (0..2)
+        .map(|i| (i, feed(&mut bare[i], 0, Input::Start { epoch: 1 })))
+        .collect();
+    drain(&mut bare, first);
+    assert_eq!(bare[0].best_log(), None);
+}
+
 // ---------------------------------------------------------------- live nodes: re-election
 
 #[test]
@@ -409,7 +438,10 @@ impl Stepper {
                     vote: Vote::Yes,
                     prune: true,
                 },
-                Body::Q { .. } => Body::Yes { size: 1 },
+                Body::Q { .. } => Body::Yes {
+                    size: 1,
+                    best: None,
+                },
                 _ => continue,
             };
             queue.extend(message_now(
