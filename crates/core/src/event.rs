@@ -134,6 +134,11 @@ pub enum Event {
         /// Why it was refused.
         reason: String,
     },
+    /// The data plane did something worth telling (a view change, a discarded tail, a repair).
+    Replication {
+        /// What.
+        note: String,
+    },
 }
 
 /// One line of a trace, as `labctl sim --trace` and a live node's trace stream print it.

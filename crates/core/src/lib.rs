@@ -40,7 +40,9 @@
 //! - [`roles`]: writer, persistence, input, forwarder from a node's place in the tree.
 //! - [`node`]: epochs around the two algorithms, re-election, the [`Input`]/[`Output`] interface.
 //! - [`liveness`]: the failure detector: heartbeats, suspicion, lost frames, damping flapping links.
-//! - [`dataplane`]: requests up the tree, answers down, and the replication bookkeeping.
+//! - [`log`], [`plane`]: the replicated log (positions, log matching, commit, the view change)
+//!   and requests up the tree, answers down.
+//! - [`replica`]: a node and its data plane joined, as the daemon and the simulator drive them.
 //! - [`bounds`]: the algorithms' message costs.
 //! - [`report`]: the lab report of SPEC §7 and the named invariants every run is checked against.
 
@@ -53,6 +55,7 @@ pub mod log;
 pub mod message;
 pub mod node;
 pub mod plane;
+pub mod replica;
 pub mod report;
 pub mod roles;
 pub mod shout;
@@ -69,6 +72,7 @@ pub use event::Event;
 pub use liveness::{Beat, Millis, Timing};
 pub use message::{Body, Message, Vote};
 pub use node::{Input, LiveConfig, Node, Output, Status};
+pub use replica::Replica;
 pub use report::{Check, Report};
 pub use roles::Role;
 pub use yoyo::{Phase, Standing};

@@ -30,14 +30,20 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use labctl_core::event::{TraceEntry, TraceLine, Wire};
+use labctl_core::plane::model::ModelStore;
+use labctl_core::plane::{
+    DataPlane, Durability, PlaneConfig, PlaneInput, PlaneMessage, PlaneOutput,
+};
 use labctl_core::report::Adjacency;
 use labctl_core::{
-    Beat, Epoch, Event, Input, LiveConfig, Message, Millis, Node, NodeId, Output, Report, Role,
-    Status, Timing,
+    Beat, Epoch, Event, Input, LiveConfig, Message, Millis, Node, NodeId, Output, Replica, Report,
+    Role, Status, Timing,
 };
 use labctl_fault::{Fault, InForce, LinkFilter, NodeAction, Target};
 use labctl_topology::rng::SplitMix64;
 use serde::{Deserialize, Serialize};
+
+use crate::workload::{DataConfig, DataStats, Next, Workload};
 
 /// The longest base delay of a message, in ms (each takes 1..=this, FIFO per link).
 pub const MAX_DELAY_MS: Millis = 16;
@@ -49,6 +55,10 @@ const CHECK_EVERY_MS: Millis = 50;
 pub const RTO_MS: Millis = 200;
 /// The most times one frame is lost in a row (then it goes through: 12.6 s of waiting at most).
 pub const MAX_RETRANSMISSIONS: u32 = 6;
+/// How often each node's data plane is ticked (its beats, retries and request timeouts), in ms.
+pub const PLANE_TICK_MS: Millis = 50;
+/// The longest a store takes to report a job done, in ms (reports keep their order).
+pub const MAX_STORE_MS: Millis = 3;
 
 /// One fault at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +87,8 @@ pub struct FaultConfig {
     pub stable_ms: Millis,
     /// Record a trace of every send, receive and state change.
     pub trace: bool,
+    /// Run the data plane too, with this workload (None: the control plane alone).
+    pub data: Option<DataConfig>,
 }
 
 impl FaultConfig {
@@ -92,6 +104,7 @@ impl FaultConfig {
             converge_within_ms: 60_000,
             stable_ms: 3 * timing.suspicion_ms,
             trace: false,
+            data: None,
         }
     }
 }
@@ -130,6 +143,8 @@ pub struct FaultRun {
     pub time: Millis,
     /// The trace, when asked for.
     pub trace: Vec<TraceLine>,
+    /// What the workload saw, with the data plane.
+    pub data: Option<DataStats>,
 }
 
 /// Why a run with faults failed.
@@ -193,6 +208,23 @@ enum Due {
         to: NodeId,
         beat: Beat,
     },
+    Data {
+        from: NodeId,
+        to: NodeId,
+        message: PlaneMessage,
+    },
+    /// A store's report on a job, for the incarnation that asked.
+    Stored {
+        node: NodeId,
+        incarnation: u64,
+        input: PlaneInput,
+    },
+    PlaneTick,
+    Client(usize),
+    ClientTimeout {
+        client: usize,
+        serial: u64,
+    },
     Wake {
         node: NodeId,
     },
@@ -236,7 +268,11 @@ enum Life {
 }
 
 struct SimNode {
-    node: Option<Node>,
+    node: Option<Replica>,
+    /// The node's store: it survives kills (its log and state are durable once stored).
+    store: ModelStore,
+    /// The latest time a store report is due (reports keep their order).
+    store_clock: Millis,
     life: Life,
     /// The epoch it made durable: what survives a kill.
     persisted: Epoch,
@@ -285,6 +321,10 @@ struct FaultSim {
     failure: Option<FaultError>,
     trace: Vec<TraceLine>,
     out: Vec<Output>,
+    workload: Option<Workload>,
+    /// Every position some node applied, and what it applied there.
+    committed: BTreeMap<u64, (Epoch, String)>,
+    data_out: Vec<PlaneOutput>,
 }
 
 /// Run `adjacency` (a connected graph) as lab `lab` under `config`'s faults.
@@ -345,6 +385,8 @@ impl FaultSim {
             .map(|&id| {
                 let sim_node = SimNode {
                     node: None,
+                    store: ModelStore::new(),
+                    store_clock: 0,
                     life: Life::Unborn,
                     persisted: 0,
                     incarnation: 0,
@@ -361,6 +403,9 @@ impl FaultSim {
         FaultSim {
             adjacency: adjacency.clone(),
             rng: SplitMix64::new(config.seed),
+            workload: config.data.clone().map(Workload::new),
+            committed: BTreeMap::new(),
+            data_out: Vec::new(),
             config,
             nodes,
             faults: InForce::default(),
@@ -410,12 +455,27 @@ impl FaultSim {
             self.last_step_at = START_JITTER_MS + 1;
             self.schedule(self.last_step_at, Due::Check);
         }
+        if let Some(workload) = &self.workload {
+            let clients = workload.clients();
+            let duration = workload.config().duration_ms;
+            let begin = workload.config().start_ms;
+            for c in 0..clients {
+                let at = begin + self.rng.below(500);
+                self.schedule(at, Due::Client(c));
+            }
+            self.schedule(START_JITTER_MS + 1, Due::PlaneTick);
+            if self.config.schedule.is_empty() {
+                self.workload.as_mut().expect("a workload").stop(duration);
+            }
+        }
     }
 
     /// Carry out one calendar entry. Returns true when the run is over.
     fn dispatch(&mut self, due: Due) -> bool {
         match due {
-            Due::Message { from, to, .. } | Due::Beat { from, to, .. } => {
+            Due::Message { from, to, .. }
+            | Due::Beat { from, to, .. }
+            | Due::Data { from, to, .. } => {
                 if self.cut.contains(&link(from, to)) {
                     return false; // lost on a cut link
                 }
@@ -448,6 +508,10 @@ impl FaultSim {
                     if self.config.heal_at_end {
                         self.apply(Fault::HealAll);
                     }
+                    let now = self.now;
+                    if let Some(workload) = self.workload.as_mut() {
+                        workload.stop(now);
+                    }
                     // The faults' aftermath lasts until every frame they held back has landed,
                     // and one detection period more: a silence a fault began is judged up to a
                     // suspicion timeout (and a heartbeat) after it began.
@@ -460,6 +524,182 @@ impl FaultSim {
                 false
             }
             Due::Check => self.check_convergence(),
+            Due::Stored {
+                node, incarnation, ..
+            } => {
+                let n = &mut self.nodes.get_mut(&node).expect("node");
+                if n.incarnation == incarnation {
+                    match n.life {
+                        Life::Up => self.deliver(due),
+                        Life::Paused => n.held.push_back(due),
+                        Life::Down | Life::Unborn => {}
+                    }
+                }
+                false
+            }
+            Due::PlaneTick => {
+                let up: Vec<NodeId> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.life == Life::Up)
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in up {
+                    self.data_input(id, PlaneInput::Tick);
+                }
+                self.schedule(self.now + PLANE_TICK_MS, Due::PlaneTick);
+                false
+            }
+            Due::Client(c) => {
+                self.client(c);
+                false
+            }
+            Due::ClientTimeout { client, serial } => {
+                let now = self.now;
+                let workload = self.workload.as_mut().expect("a workload");
+                if let Some(next) = workload.timed_out(client, serial, now, &mut self.rng) {
+                    self.client_next(client, next);
+                }
+                false
+            }
+        }
+    }
+
+    /// Client `c` tries its next operation through a random running node.
+    fn client(&mut self, c: usize) {
+        let now = self.now;
+        let up: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.life == Life::Up && n.node.is_some())
+            .map(|(&id, _)| id)
+            .collect();
+        let workload = self.workload.as_mut().expect("a workload");
+        let Some(attempt) = workload.attempt(c, now, &mut self.rng) else {
+            return;
+        };
+        if up.is_empty() {
+            let next = workload.no_node(c, now, &mut self.rng);
+            return self.client_next(c, next);
+        }
+        let node = up[self.rng.below(up.len() as u64) as usize];
+        let replica = self.nodes.get_mut(&node).expect("node");
+        let plane = replica
+            .node
+            .as_mut()
+            .and_then(Replica::plane_mut)
+            .expect("a data plane");
+        let id = plane.next_request();
+        workload.sent(c, node, id);
+        let timeout = workload.config().timeout_ms;
+        self.schedule(
+            now + timeout,
+            Due::ClientTimeout {
+                client: c,
+                serial: attempt.serial,
+            },
+        );
+        self.record(node, || {
+            let note = format!(
+                "client {c} asks {:?} {} (request {})",
+                attempt.need, attempt.body, id.n
+            );
+            TraceEntry::Node(Event::Replication { note })
+        });
+        self.data_input(
+            node,
+            PlaneInput::Request {
+                id,
+                need: attempt.need,
+                key: attempt.key,
+                body: attempt.body,
+            },
+        );
+    }
+
+    fn client_next(&mut self, c: usize, next: Next) {
+        if let Next::At(at) = next {
+            self.schedule(at, Due::Client(c));
+        }
+    }
+
+    /// Feed one input to a node's data plane and carry out what it asks.
+    fn data_input(&mut self, id: NodeId, input: PlaneInput) {
+        let mut out = std::mem::take(&mut self.data_out);
+        let n = self.nodes.get_mut(&id).expect("node");
+        let Some(replica) = n.node.as_mut() else {
+            return;
+        };
+        replica.data(self.now, input, &mut out);
+        self.carry_out_data(id, &mut out);
+        self.data_out = out;
+    }
+
+    /// Carry out what a node's data plane asked.
+    fn carry_out_data(&mut self, id: NodeId, out: &mut Vec<PlaneOutput>) {
+        for output in out.drain(..) {
+            match output {
+                PlaneOutput::Send { to, message } => {
+                    self.send(
+                        id,
+                        to,
+                        Due::Data {
+                            from: id,
+                            to,
+                            message,
+                        },
+                    );
+                }
+                PlaneOutput::Store(job) => {
+                    let delay = self.rng.below(MAX_STORE_MS + 1);
+                    let n = self.nodes.get_mut(&id).expect("node");
+                    let input = n.store.run(job);
+                    if let PlaneInput::Applied { results } = &input {
+                        let applied: Vec<(u64, Epoch, String)> = results
+                            .iter()
+                            .filter_map(|(seq, _)| n.store.entry(*seq))
+                            .map(|e| (e.seq, e.epoch, e.body.clone()))
+                            .collect();
+                        self.check_applied(id, applied);
+                    }
+                    let n = self.nodes.get_mut(&id).expect("node");
+                    let at = (self.now + delay).max(n.store_clock);
+                    n.store_clock = at;
+                    let incarnation = n.incarnation;
+                    self.schedule(
+                        at,
+                        Due::Stored {
+                            node: id,
+                            incarnation,
+                            input,
+                        },
+                    );
+                }
+                PlaneOutput::Answer {
+                    id: request,
+                    answer,
+                } => {
+                    self.record(id, || {
+                        let note = format!("answers request {}: {answer:?}", request.n);
+                        TraceEntry::Node(Event::Replication { note })
+                    });
+                    let now = self.now;
+                    let Some(workload) = self.workload.as_mut() else {
+                        continue;
+                    };
+                    let next = workload.answered(id, request, &answer, now, &mut self.rng);
+                    let violation = workload.violation().map(|v| (v.rule, v.detail.clone()));
+                    if let Some((c, next)) = next {
+                        self.client_next(c, next);
+                    }
+                    if let Some((rule, detail)) = violation {
+                        self.unsafe_rule(rule, detail);
+                    }
+                }
+                PlaneOutput::Note(note) => {
+                    self.record(id, || TraceEntry::Node(Event::Replication { note }));
+                }
+            }
         }
     }
 
@@ -476,6 +716,10 @@ impl FaultSim {
                 self.input(to, Input::Receive { from, message })
             }
             Due::Beat { from, to, beat } => self.input(to, Input::Heartbeat { from, beat }),
+            Due::Data { from, to, message } => {
+                self.data_input(to, PlaneInput::Message { from, message })
+            }
+            Due::Stored { node, input, .. } => self.data_input(node, input),
             _ => unreachable!("only deliveries are delivered"),
         }
     }
@@ -491,7 +735,20 @@ impl FaultSim {
             incarnation: n.incarnation,
             persisted_epoch: n.persisted,
         };
-        n.node = Some(Node::live(id, neighbors, config, self.now));
+        let lab_size = config.lab_size;
+        let node = Node::live(id, neighbors, config, self.now);
+        let plane = self.config.data.as_ref().map(|data| {
+            DataPlane::new(PlaneConfig {
+                id,
+                lab_size,
+                durability: data.durability,
+                first_request: n.incarnation << 32,
+                shape: n.store.shape(),
+                applied: n.store.applied(),
+            })
+        });
+        n.node = Some(Replica::new(node, plane, lab_size));
+        n.store_clock = self.now;
         n.life = Life::Up;
         n.roles.clear();
         let held = std::mem::take(&mut n.held);
@@ -504,11 +761,12 @@ impl FaultSim {
     /// Feed one input to a node and carry out what it asks.
     fn input(&mut self, id: NodeId, input: Input) {
         let mut out = std::mem::take(&mut self.out);
+        let mut data = std::mem::take(&mut self.data_out);
         let n = self.nodes.get_mut(&id).expect("node");
-        let Some(node) = n.node.as_mut() else {
+        let Some(replica) = n.node.as_mut() else {
             return;
         };
-        node.handle(self.now, input, &mut out);
+        replica.control(self.now, input, &mut out, &mut data);
         for output in out.drain(..) {
             match output {
                 Output::Send { to, message } => {
@@ -545,6 +803,8 @@ impl FaultSim {
             }
         }
         self.out = out;
+        self.carry_out_data(id, &mut data);
+        self.data_out = data;
     }
 
     /// Put a frame on the wire: its base delay, the link's faults, FIFO.
@@ -613,7 +873,7 @@ impl FaultSim {
         let n = &self.nodes[&id];
         match n.life {
             Life::Down | Life::Unborn => None,
-            _ => n.node.as_ref().map(Node::status),
+            _ => n.node.as_ref().map(|r| r.node().status()),
         }
     }
 
@@ -700,7 +960,7 @@ impl FaultSim {
         self.nodes
             .iter()
             .filter(|(_, n)| n.life == Life::Up && n.roles.contains(&Role::Writer))
-            .filter_map(|(&id, n)| n.node.as_ref().map(|node| (node.epoch(), id)))
+            .filter_map(|(&id, n)| n.node.as_ref().map(|r| (r.node().epoch(), id)))
             .max()
             .map(|(_, id)| id)
     }
@@ -767,6 +1027,13 @@ impl FaultSim {
         n.wake_at = None;
         n.held.clear();
         n.roles.clear();
+        // The clients whose requests it held lose their connections: outcome unknown.
+        let now = self.now;
+        if let Some(workload) = self.workload.as_mut() {
+            for (c, next) in workload.node_lost(id, now, &mut self.rng) {
+                self.client_next(c, next);
+            }
+        }
     }
 
     /// Thaw a node: it handles what waited for it, in order, then its timers.
@@ -803,17 +1070,23 @@ impl FaultSim {
         let (report, _) = self.report("check");
         let deadline = self.last_step_at + self.config.converge_within_ms;
         match self.converged {
-            None if Self::settled(&report) => {
+            None if Self::settled(&report) && self.data_settled() => {
                 self.converged = Some((self.now, self.epochs_started));
             }
             None if self.now >= deadline => {
-                self.no_convergence(
+                let what = if Self::settled(&report) {
+                    format!(
+                        "the data plane did not settle {} ms after the last fault: {}",
+                        self.config.converge_within_ms,
+                        self.data_lag()
+                    )
+                } else {
                     format!(
                         "not settled {} ms after the last fault",
                         self.config.converge_within_ms
-                    ),
-                    &report,
-                );
+                    )
+                };
+                self.no_convergence(what, &report);
                 return true;
             }
             None => {}
@@ -828,12 +1101,137 @@ impl FaultSim {
                     return true;
                 }
                 if self.now >= since + self.config.stable_ms {
+                    self.check_data();
                     return true;
                 }
             }
         }
         self.schedule(self.now + CHECK_EVERY_MS, Due::Check);
         false
+    }
+
+    /// State machine safety (Raft §5.4.3): every node applies the same entry at each position.
+    /// With `replicas` and `writer` this may break (SPEC §4), so it is checked with `majority`.
+    fn check_applied(&mut self, id: NodeId, applied: Vec<(u64, Epoch, String)>) {
+        let majority = self
+            .config
+            .data
+            .as_ref()
+            .is_some_and(|d| d.durability == Durability::Majority);
+        if !majority {
+            return;
+        }
+        for (seq, epoch, body) in applied {
+            match self.committed.get(&seq) {
+                Some((e, b)) if (*e, b) != (epoch, &body) => {
+                    let detail = format!(
+                        "node {id} applied entry {seq} of epoch {epoch} ({body:?}); another node \
+                         applied that of epoch {e} ({b:?})"
+                    );
+                    return self.unsafe_rule("applied_logs_diverge", detail);
+                }
+                Some(_) => {}
+                None => {
+                    self.committed.insert(seq, (epoch, body));
+                }
+            }
+        }
+    }
+
+    /// With the data plane: the workload is over and, once healed, the writer is ready and every
+    /// node applied its whole log (with `majority`; with the other modes, the writer alone).
+    fn data_settled(&self) -> bool {
+        let Some(workload) = &self.workload else {
+            return true;
+        };
+        if !workload.over(self.now) || !self.config.heal_at_end {
+            return workload.over(self.now);
+        }
+        let planes: Vec<&DataPlane> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.node.as_ref().and_then(Replica::plane))
+            .collect();
+        let Some(writer) = planes.iter().find(|p| p.ready_writer()) else {
+            return false;
+        };
+        let last = writer.shape().last();
+        let done = |p: &&DataPlane| p.applied() == last.seq && p.shape().last() == last;
+        match workload.config().durability {
+            Durability::Majority => planes.len() == self.nodes.len() && planes.iter().all(done),
+            Durability::Replicas | Durability::Writer => done(writer),
+        }
+    }
+
+    /// Why the data plane has not settled, for the error.
+    fn data_lag(&self) -> String {
+        if let Some(w) = &self.workload {
+            if !w.over(self.now) {
+                return "the workload is still under way".into();
+            }
+        }
+        let planes: Vec<(NodeId, &DataPlane)> = self
+            .nodes
+            .iter()
+            .filter_map(|(&id, n)| n.node.as_ref().and_then(Replica::plane).map(|p| (id, p)))
+            .collect();
+        let Some((writer, w)) = planes.iter().find(|(_, p)| p.ready_writer()) else {
+            return "no writer is ready".into();
+        };
+        let behind: Vec<String> = planes
+            .iter()
+            .filter(|(_, p)| {
+                p.applied() != w.shape().last().seq || p.shape().last() != w.shape().last()
+            })
+            .map(|(id, p)| {
+                format!(
+                    "node {id} log to {}, applied {}",
+                    p.shape().last(),
+                    p.applied()
+                )
+            })
+            .collect();
+        format!(
+            "writer {writer}'s log ends at {}, commit {}; behind: {}",
+            w.shape().last(),
+            w.commit(),
+            behind.join(", ")
+        )
+    }
+
+    /// The workload's checks on every node's final state.
+    fn check_data(&mut self) {
+        let Some(workload) = self.workload.as_mut() else {
+            return;
+        };
+        let states: BTreeMap<NodeId, Vec<String>> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.node.is_some())
+            .map(|(&id, n)| (id, n.store.texts().to_vec()))
+            .collect();
+        let writer = self
+            .nodes
+            .iter()
+            .find(|(_, n)| {
+                n.node
+                    .as_ref()
+                    .and_then(Replica::plane)
+                    .is_some_and(DataPlane::ready_writer)
+            })
+            .map(|(_, n)| n.store.texts().to_vec());
+        match writer {
+            Some(writer) if self.config.heal_at_end => workload.check_final(&writer, &states),
+            _ => {
+                for (id, texts) in &states {
+                    workload.check_state(&format!("node {id}'s final state"), texts);
+                }
+            }
+        }
+        if let Some(v) = workload.violation() {
+            let (rule, detail) = (v.rule, v.detail.clone());
+            self.unsafe_rule(rule, detail);
+        }
     }
 
     fn no_convergence(&mut self, what: String, report: &Report) {
@@ -873,6 +1271,7 @@ impl FaultSim {
             delivered: self.delivered,
             time: self.now,
             trace: self.trace,
+            data: self.workload.map(|w| w.stats().clone()),
         }
     }
 }

@@ -6,8 +6,7 @@ mod common;
 
 use labctl_core::Role;
 use labctl_fault::{Fault, Target};
-use labctl_sim::faults::{self, Action, FaultConfig, RandomSpec, Step};
-use labctl_topology::rng::SplitMix64;
+use labctl_sim::faults::{self, FaultConfig, Step};
 
 use common::graph;
 
@@ -203,7 +202,7 @@ fn a_flapping_link_costs_few_epochs() {
 
 #[test]
 fn the_same_seed_replays_the_same_run() {
-    let (adjacency, config) = random_case(42);
+    let (adjacency, config) = common::random_fault_case(42);
     let a = faults::run("r", &adjacency, &config).unwrap();
     let b = faults::run("r", &adjacency, &config).unwrap();
     assert_eq!(
@@ -238,34 +237,10 @@ fn a_fault_that_does_not_fit_is_refused_and_the_run_goes_on() {
     assert_eq!(run.max_epoch, 1);
 }
 
-/// One seed: a random connected graph (1 to 12 nodes), a random schedule of every kind of fault
-/// over 6 to 20 s, healed at the end or left in force.
-fn random_case(seed: u64) -> (labctl_core::report::Adjacency, FaultConfig) {
-    let mut rng = SplitMix64::new(seed);
-    let n = 1 + rng.below(12) as usize;
-    let extra = match rng.below(4) {
-        0 => 0,
-        1 => n / 4,
-        2 => n,
-        _ => 3 * n,
-    };
-    let adjacency = common::random_graph(n, extra, rng.below(4) == 0, rng.next_u64());
-    let spec = RandomSpec {
-        duration_ms: 6_000 + rng.below(14_000),
-        every_ms: 500 + rng.below(2_500),
-        hold_ms: 200 + rng.below(4_000),
-        actions: Action::ALL.to_vec(),
-    };
-    let schedule = faults::random_schedule(&adjacency, rng.next_u64(), &spec);
-    let mut config = FaultConfig::new(seed, schedule);
-    config.heal_at_end = rng.below(3) != 0;
-    (adjacency, config)
-}
-
 /// Run one seed and check everything: the simulator's own safety and convergence checks, and,
 /// independently, the components and roles once the faults stop.
 fn check_seed(seed: u64) -> Result<faults::FaultRun, String> {
-    let (adjacency, config) = random_case(seed);
+    let (adjacency, config) = common::random_fault_case(seed);
     let run = faults::run("random", &adjacency, &config).map_err(|e| e.to_string())?;
     let report = &run.report;
     if !report.converged {

@@ -216,8 +216,13 @@ pub enum PlaneMessage {
         from: NodeId,
         /// Its last entry.
         last: Pos,
-        /// Its applied (committed) prefix.
-        applied: u64,
+        /// Where its applied (committed) prefix ends.
+        applied: Pos,
+        /// Its applied prefix differs from the writer's log: only a snapshot mends it. This
+        /// happens only with `replicas` or `writer` durability, when a new writer lacks writes
+        /// an old one committed (SPEC §4: what those modes may lose).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        diverged: bool,
     },
     /// Down, to `to`: the writer's applied state as of `base`, for a node too far behind.
     Snapshot {
@@ -236,8 +241,8 @@ pub enum PlaneMessage {
         epoch: Epoch,
         /// The member.
         to: NodeId,
-        /// The writer's applied prefix (shared by every log).
-        after: u64,
+        /// Where the writer's applied prefix ends (with `majority`, every log holds it).
+        after: Pos,
     },
     /// Up, to the root: the most advanced member's applied state, when its log no longer goes
     /// back to where the new writer's applied prefix ends.
@@ -599,6 +604,11 @@ impl DataPlane {
             .is_some_and(|start| self.applied >= start)
     }
 
+    /// Where the applied prefix ends.
+    pub fn applied_pos(&self) -> Pos {
+        Pos::new(self.shape.epoch_at(self.applied).unwrap_or(0), self.applied)
+    }
+
     /// The log's shape.
     pub fn shape(&self) -> &Shape {
         &self.shape
@@ -663,7 +673,9 @@ impl DataPlane {
                 self.durable = base.seq;
                 self.applied = base.seq;
                 self.applying = base.seq;
-                self.commit = self.commit.max(base.seq);
+                // What the snapshot holds is committed; anything more is learned from the
+                // writer's next append (a commit index known before may be an old writer's).
+                self.commit = base.seq;
                 self.matched = base.seq;
                 match self.writer.as_ref().and_then(|w| w.fetching) {
                     // The new writer took the most advanced member's snapshot: now its tail.
@@ -686,6 +698,9 @@ impl DataPlane {
         self.routes.clear();
         self.writer = None;
         self.matched = self.applied;
+        // Only what this node applied (or is applying) is sure to be committed in every mode:
+        // the rest of the commit index is learned again from the new writer.
+        self.commit = self.applying;
         self.early.retain(|(_, m)| m.epoch() >= epoch);
         let why = format!("the lab began electing a new leader (epoch {epoch})");
         for (id, pending) in std::mem::take(&mut self.pending) {
@@ -752,7 +767,7 @@ impl DataPlane {
 
     fn fetch(&mut self, from: NodeId, out: &mut Vec<PlaneOutput>) {
         let epoch = self.epoch;
-        let after = self.applied;
+        let after = Pos::new(self.shape.epoch_at(self.applied).unwrap_or(0), self.applied);
         if let Some(w) = self.writer.as_mut() {
             w.fetching = Some((from, self.now));
         }
@@ -1008,15 +1023,17 @@ impl DataPlane {
                 from: node,
                 last,
                 applied,
+                diverged,
                 ..
             } => match self.writer {
-                Some(_) => self.repair(node, last, applied, out),
+                Some(_) => self.repair(node, last, applied, diverged, out),
                 None => self.up(
                     PlaneMessage::Nack {
                         epoch,
                         from: node,
                         last,
                         applied,
+                        diverged,
                     },
                     out,
                 ),
@@ -1044,8 +1061,20 @@ impl DataPlane {
                     self.send_toward(to, PlaneMessage::FetchLog { epoch, to, after }, out);
                 }
             }
-            PlaneMessage::TailSnapshot { base, body, .. } => match self.writer {
-                Some(_) if base.seq > self.applied => {
+            PlaneMessage::TailSnapshot { base, body, .. } => match &self.writer {
+                Some(w) if w.fetching.is_some() && base.seq > self.applied => {
+                    out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
+                }
+                Some(w)
+                    if w.fetching.is_some() && self.config.durability != Durability::Majority =>
+                {
+                    // The most advanced log does not extend our applied state: an old writer's
+                    // writes were lost (what `replicas` and `writer` may do, SPEC §4).
+                    out.push(PlaneOutput::Note(format!(
+                        "view change: the most advanced log does not hold our applied entry {}; \
+                         taking its state whole (durability {} may lose writes)",
+                        self.applied, self.config.durability
+                    )));
                     out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
                 }
                 Some(_) => {}
@@ -1164,7 +1193,8 @@ impl DataPlane {
                 epoch: self.epoch,
                 from: self.config.id,
                 last: self.shape.last(),
-                applied: self.applied,
+                applied: self.applied_pos(),
+                diverged: false,
             };
             return self.up(message, out);
         }
@@ -1177,13 +1207,32 @@ impl DataPlane {
         if let Some(i) = first_new {
             let after = entries[i].seq - 1;
             if after < self.applied {
-                // A committed entry differs from the writer's: never happens if the protocol
-                // holds. Refuse rather than lose committed data.
+                if self.config.durability == Durability::Majority {
+                    // A committed entry differs from the writer's: with `majority` this never
+                    // happens (every writer holds every committed entry). Refuse rather than
+                    // lose committed data.
+                    out.push(PlaneOutput::Note(format!(
+                        "refused entries from {}: they differ from committed entry {}",
+                        entries[i].seq, self.applied
+                    )));
+                    return;
+                }
+                // With `replicas` or `writer`, a new writer may lack what an old one committed
+                // (the price of those modes, SPEC §4): this node takes the writer's state whole.
                 out.push(PlaneOutput::Note(format!(
-                    "refused entries from {}: they differ from committed entry {}",
-                    entries[i].seq, self.applied
+                    "the writer's log differs from our committed entry {}: an old writer's \
+                     writes were lost with it (durability {}); asking for the writer's state",
+                    after + 1,
+                    self.config.durability
                 )));
-                return;
+                let message = PlaneMessage::Nack {
+                    epoch: self.epoch,
+                    from: self.config.id,
+                    last: self.shape.last(),
+                    applied: self.applied_pos(),
+                    diverged: true,
+                };
+                return self.up(message, out);
             }
             if after < self.shape.last_seq() {
                 out.push(PlaneOutput::Note(format!(
@@ -1304,7 +1353,14 @@ impl DataPlane {
 
     /// A node's log did not match: send it what it lacks, from where our logs agree (or its
     /// committed prefix), or a snapshot if our log no longer goes back that far.
-    fn repair(&mut self, node: NodeId, last: Pos, applied: u64, out: &mut Vec<PlaneOutput>) {
+    fn repair(
+        &mut self,
+        node: NodeId,
+        last: Pos,
+        applied: Pos,
+        diverged: bool,
+        out: &mut Vec<PlaneOutput>,
+    ) {
         let w = self.writer.as_mut().expect("a writer");
         if w.repairs
             .get(&node)
@@ -1313,12 +1369,18 @@ impl DataPlane {
             return; // one repair at a time
         }
         w.repairs.insert(node, self.now);
+        // Its applied state is not a prefix of our log: an old writer's writes that we lack
+        // (only with `replicas` or `writer`, SPEC §4). Only our whole state mends that.
+        let base = self.shape.base();
+        let diverged = diverged
+            || applied.seq > self.shape.last_seq()
+            || (applied.seq >= base.seq && !self.shape.holds(applied));
         let after = if self.shape.holds(last) {
             last.seq
         } else {
-            applied.min(self.shape.last_seq())
+            applied.seq
         };
-        if after < self.shape.base().seq {
+        if diverged || after < base.seq {
             out.push(PlaneOutput::Store(StoreJob::Snapshot {
                 purpose: Purpose::Repair { to: node },
             }));
@@ -1381,14 +1443,17 @@ impl DataPlane {
 
     /// The most advanced member sends its log after `after` up to the new writer (its applied
     /// state first, if its log no longer goes back that far).
-    fn send_tail(&mut self, after: u64, out: &mut Vec<PlaneOutput>) {
-        if after < self.shape.base().seq {
+    fn send_tail(&mut self, after: Pos, out: &mut Vec<PlaneOutput>) {
+        // With `majority` our log always holds the writer's applied prefix (committed entries
+        // are in every most advanced log); with the other modes it may not: then our state goes
+        // whole.
+        if after.seq < self.shape.base().seq || !self.shape.holds(after) {
             out.push(PlaneOutput::Store(StoreJob::Snapshot {
                 purpose: Purpose::Tail,
             }));
         } else {
             out.push(PlaneOutput::Store(StoreJob::ReadEntries {
-                after,
+                after: after.seq,
                 limit: BATCH,
                 purpose: Purpose::Tail,
             }));
@@ -1425,7 +1490,6 @@ impl DataPlane {
         for e in &entries {
             self.shape.push(e.epoch, e.seq);
         }
-        let last = self.shape.last_seq();
         if !entries.is_empty() {
             out.push(PlaneOutput::Store(StoreJob::Append {
                 after: prev.seq,
@@ -1442,7 +1506,7 @@ impl DataPlane {
                 PlaneMessage::FetchLog {
                     epoch,
                     to: from,
-                    after: last,
+                    after: self.shape.last(),
                 },
                 out,
             );

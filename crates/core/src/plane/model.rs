@@ -78,6 +78,12 @@ impl ModelStore {
         &self.log
     }
 
+    /// The entry at `seq`, if the log still holds it.
+    pub fn entry(&self, seq: u64) -> Option<&WireEntry> {
+        let i = seq.checked_sub(self.base.seq + 1)?;
+        self.log.get(i as usize)
+    }
+
     fn last_seq(&self) -> u64 {
         self.base.seq + self.log.len() as u64
     }

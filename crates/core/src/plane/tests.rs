@@ -568,3 +568,44 @@ fn with_replicas_durability_only_the_persistence_replicas_hold_the_log() {
         "4 is a leaf child: input only"
     );
 }
+
+#[test]
+fn with_replicas_a_writer_and_its_replica_lost_take_their_writes_with_them() {
+    // SPEC §4: `replicas` may lose acknowledged writes. Line 1 — 2 — 3 — 4 — 5: "x" is
+    // acknowledged once 1 and its replica 2 hold it.
+    let line5 = [
+        (1, None),
+        (2, Some(1)),
+        (3, Some(2)),
+        (4, Some(3)),
+        (5, Some(4)),
+    ];
+    let mut net = Net::new(&[1, 2, 3, 4, 5], Durability::Replicas, vec![]);
+    net.tree(1, &line5);
+    let x = net.write(5, "x");
+    net.run();
+    served(net.answer(x));
+    net.tick(3);
+    assert_eq!(net.texts(2), vec!["x"]);
+    // 1 and 2 are cut off; 3, 4, 5 are a majority, and none of them holds "x".
+    net.tree(2, &[(3, None), (4, Some(3)), (5, Some(4))]);
+    let y = net.write(5, "y");
+    net.run();
+    served(net.answer(y));
+    net.tick(3);
+    // 1 and 2 come back. The most advanced log is the newer epoch's: 1, the writer again,
+    // takes it whole, and 2 takes 1's state, since "x" is in no log of the majority.
+    net.tree(3, &line5);
+    net.tick(20);
+    for id in [1, 2, 4] {
+        assert_eq!(net.texts(id), vec!["y"], "node {id}: {:#?}", net.notes);
+    }
+    assert!(net.nodes[&1].0.ready_writer());
+    assert!(
+        net.notes
+            .iter()
+            .any(|n| n.starts_with("1: view change") && n.contains("may lose writes")),
+        "{:#?}",
+        net.notes
+    );
+}

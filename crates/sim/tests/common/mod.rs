@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use labctl_core::report::Adjacency;
 use labctl_core::{Bounds, NodeId, Role};
+use labctl_sim::faults::{self, Action, FaultConfig, RandomSpec};
 use labctl_sim::{Config, Delivery, Run, Simulation};
 use labctl_topology::rng::SplitMix64;
 
@@ -216,4 +217,28 @@ pub fn random_graph(n: usize, extra: usize, wide_ids: bool, seed: u64) -> Adjace
         }
     }
     graph(&ids, &links)
+}
+
+/// One seed: a random connected graph (1 to 12 nodes), a random schedule of every kind of fault
+/// over 6 to 20 s, healed at the end or left in force.
+pub fn random_fault_case(seed: u64) -> (Adjacency, FaultConfig) {
+    let mut rng = SplitMix64::new(seed);
+    let n = 1 + rng.below(12) as usize;
+    let extra = match rng.below(4) {
+        0 => 0,
+        1 => n / 4,
+        2 => n,
+        _ => 3 * n,
+    };
+    let adjacency = random_graph(n, extra, rng.below(4) == 0, rng.next_u64());
+    let spec = RandomSpec {
+        duration_ms: 6_000 + rng.below(14_000),
+        every_ms: 500 + rng.below(2_500),
+        hold_ms: 200 + rng.below(4_000),
+        actions: Action::ALL.to_vec(),
+    };
+    let schedule = faults::random_schedule(&adjacency, rng.next_u64(), &spec);
+    let mut config = FaultConfig::new(seed, schedule);
+    config.heal_at_end = rng.below(3) != 0;
+    (adjacency, config)
 }
