@@ -252,18 +252,34 @@ pub struct UpArgs {
     /// Seconds to wait for the lab to converge.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub timeout: u64,
-    /// When a chat write is acknowledged: `replicas` once it is durable at the writer and at every
-    /// persistence replica; `writer` once it is durable at the writer.
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Replicas)]
-    pub durability: DurabilityArg,
+    /// When a chat write is acknowledged (SPEC §4): `majority` once a strict majority of the
+    /// lab's nodes hold it (no acknowledged write is lost while a majority survives); `replicas`
+    /// once the writer and every persistence replica hold it (faster, and it can lose
+    /// acknowledged writes); `writer` once the writer holds it. Default: the topology file's
+    /// `[lab] durability`, else `majority`.
+    #[arg(long, value_enum)]
+    pub durability: Option<DurabilityArg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DurabilityArg {
+    /// Durable at a strict majority of the lab's nodes.
+    Majority,
     /// Durable at the writer and every persistence replica.
     Replicas,
     /// Durable at the writer only.
     Writer,
+}
+
+impl DurabilityArg {
+    /// The core's value.
+    pub fn durability(self) -> labctl_core::plane::Durability {
+        match self {
+            DurabilityArg::Majority => labctl_core::plane::Durability::Majority,
+            DurabilityArg::Replicas => labctl_core::plane::Durability::Replicas,
+            DurabilityArg::Writer => labctl_core::plane::Durability::Writer,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -504,8 +520,8 @@ pub struct NodeDaemonArgs {
     /// Load page templates from this folder instead of the built-in ones.
     #[arg(long)]
     pub templates: Option<PathBuf>,
-    /// `replicas` or `writer`.
-    #[arg(long, default_value = "replicas")]
+    /// `majority`, `replicas` or `writer`.
+    #[arg(long, default_value = "majority")]
     pub durability: String,
     /// Write {id, pid, control, admin} here once listening.
     #[arg(long)]

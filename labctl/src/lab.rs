@@ -69,12 +69,13 @@ pub struct Record {
     /// The address block of the lab's networks (Docker runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_block: Option<String>,
-    /// When a write counts as done (`replicas` or `writer`), as `up` started the nodes: a
+    /// When a write counts as done (`majority`, `replicas` or `writer`), as `up` started the nodes: a
     /// restarted node gets the same.
     #[serde(default = "default_durability")]
     pub durability: String,
 }
 
+/// A record written before durability `majority` existed: its nodes ran `replicas`.
 fn default_durability() -> String {
     "replicas".into()
 }

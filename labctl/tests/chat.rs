@@ -365,23 +365,34 @@ impl Lab {
         )
     }
 
-    /// What a refused request must leave as it was: the writer's rows and every node's
-    /// `applied`.
+    /// What a refused request must leave as it was: the rows of the writer's database. (A
+    /// refused write that reached the writer does take a log position, SPEC §4: it is a command
+    /// whose answer is its refusal, and it changes no row.)
     fn state(&self) -> State {
         State {
-            writer: self.dump(self.writer),
-            applied: self.applied(),
+            writer: chat_rows(&self.dump(self.writer)),
         }
     }
 
-    /// Insists that the lab's state is still `before`, after `what`.
+    /// Insists that the lab's rows are still `before`, after `what`: at the writer, and at every
+    /// persistence replica once it has applied what the writer has.
     fn assert_unchanged(&self, before: &State, what: &str) {
-        let after = self.state();
-        assert_same_dump(&before.writer, &after.writer, &format!("after {what}"));
-        assert_eq!(
-            before.applied, after.applied,
-            "after {what}: `applied` moved"
-        );
+        self.wait_replicated();
+        for id in std::iter::once(self.writer).chain(self.persistence.iter().copied()) {
+            let after = chat_rows(&self.dump(id));
+            assert_same_dump(&before.writer, &after, &format!("node {id} after {what}"));
+        }
+    }
+
+    /// How many entries node `id`'s log holds, and how many of them are epoch-start entries
+    /// (one per writer epoch, SPEC §4: a new writer's first entry, no write).
+    fn log_entries(&self, id: u64) -> (u64, u64) {
+        let path = self.database(id);
+        let entries = Store::open(&path)
+            .and_then(|store| store.entries_since(0, usize::MAX))
+            .unwrap_or_else(|e| panic!("reading node {id}'s log {path:?}: {e}"));
+        let starts = entries.iter().filter(|e| e.body.is_empty()).count();
+        (entries.len() as u64, starts as u64)
     }
 
     /// Sends `method path` through the nameserver: insists on a 307 to a live input node with
@@ -454,7 +465,6 @@ fn poll<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Result<T, 
 /// The part of a lab a refused request must leave unchanged.
 struct State {
     writer: String,
-    applied: BTreeMap<u64, u64>,
 }
 
 /// Insists that two dumps are equal, showing the first line that differs.
@@ -488,12 +498,12 @@ fn user_rows(dump: &str) -> Vec<&str> {
         .collect()
 }
 
-/// How many replication-log rows a dump holds.
-fn log_entries(dump: &str) -> u64 {
-    rows(dump)
-        .iter()
-        .filter(|row| row.starts_with("log "))
-        .count() as u64
+/// A dump without its `meta` rows (the applied position): the chat's rows and stored answers.
+fn chat_rows(dump: &str) -> String {
+    dump.lines()
+        .filter(|line| !line.starts_with("meta "))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 // --- HTTP clients ------------------------------------------------------------------------------
@@ -1107,7 +1117,9 @@ async fn private_messages_read_your_writes(lab: &Lab) {
 
     let first = alice.send(&a, &bob.chat(), "hello bob").await;
     let mut sent = vec![first];
-    // Bob, logged in at B, reads what alice wrote at A.
+    // Bob, logged in at B, reads what alice wrote at A (once the replicas have applied it: his
+    // session holds no position of hers; only one's own writes are read-your-writes, SPEC §4).
+    lab.wait_replicated();
     check_conversation(&bob.get(&b, &alice.chat()).await, &sent);
 
     // Read-your-writes: each read at the other input node right after the write.
@@ -1134,6 +1146,7 @@ async fn private_messages_read_your_writes(lab: &Lab) {
     }
 
     // The whole conversation, the same from both sides at both input nodes, oldest first.
+    lab.wait_replicated();
     for input in [&a, &b] {
         check_conversation(&alice.get(input, &bob.chat()).await, &sent);
         check_conversation(&bob.get(input, &alice.chat()).await, &sent);
@@ -1178,11 +1191,14 @@ async fn group_chat_permissions(lab: &Lab) {
         format!("/groups/{group}/members"),
         format!("/groups/{group}/chat"),
     );
+    // Reads of another user's writes: once the replicas have applied them (SPEC §4).
+    lab.wait_replicated();
     assert_eq!(bob.get(&b, &page).await.expect(200), created);
     let answer = alice
         .post(&a, &members, json!({"username": "bob", "tag": "222"}))
         .await;
     assert_eq!(answer.expect(201), bob.user(), "{answer}");
+    lab.wait_replicated();
     for (who, input) in [(&alice, &b), (&bob, &a)] {
         assert_eq!(
             who.get(input, &members).await.expect(200),
@@ -1199,6 +1215,7 @@ async fn group_chat_permissions(lab: &Lab) {
     let mut sent = vec![bob.send(&b, &chat, "hi from bob at B").await];
     sent.push(alice.send(&a, &chat, "hi from alice at A").await);
     sent.push(bob.send(&a, &chat, "bob again, at A").await);
+    lab.wait_replicated();
     for (who, input) in [(&alice, &b), (&bob, &b), (&alice, &a), (&bob, &a)] {
         check_conversation(&who.get(input, &chat).await, &sent);
     }
@@ -1247,11 +1264,13 @@ async fn group_chat_permissions(lab: &Lab) {
         .post(&b, &members, json!({"username": "carol", "tag": "333"}))
         .await;
     assert_eq!(answer.expect(201), carol.user(), "{answer}");
+    lab.wait_replicated();
     check_conversation(&carol.get(&b, &chat).await, &sent);
     alice
         .delete(&a, &format!("{members}/{}", carol.uuid))
         .await
         .expect(204);
+    lab.wait_replicated();
     carol.get(&b, &chat).await.refused(403);
     assert_eq!(
         alice.get(&b, &members).await.expect(200),
@@ -1275,6 +1294,7 @@ async fn group_chat_permissions(lab: &Lab) {
     bob.delete(&a, &format!("/users/{}", bob.uuid))
         .await
         .expect(204);
+    lab.wait_replicated();
     // Its session ends: the cookie is cleared, so pages that need a login answer 401; the old
     // token, replayed, cannot write (every route: the test after this one); logging in is over.
     for input in [&a, &b] {
@@ -1545,7 +1565,7 @@ async fn writes_replicate_to_identical_databases(lab: &Lab) {
     let at = |i: usize| &inputs[i % 2];
     let mut writes = 0u64;
     let applied_before = lab.wait_replicated();
-    let logged_before = log_entries(&lab.dump(lab.writer));
+    let (logged_before, _) = lab.log_entries(lab.writer);
 
     let mut people = Vec::new();
     for i in 0..4 {
@@ -1634,6 +1654,7 @@ async fn writes_replicate_to_identical_databases(lab: &Lab) {
         .delete(at(1), &format!("/users/{}", leaver.uuid))
         .await
         .expect(204);
+    lab.wait_replicated();
     people[0]
         .get(at(0), &format!("/groups/{short_lived}"))
         .await
@@ -1665,32 +1686,32 @@ async fn writes_replicate_to_identical_databases(lab: &Lab) {
         "the writer still holds the deleted user: {writer}"
     );
     assert!(
-        !rows(&writer)
-            .iter()
-            .any(|row| !row.starts_with("log ") && row.contains(&short_lived)),
+        !rows(&writer).iter().any(|row| row.contains(&short_lived)),
         "its group, members and messages are gone: {writer}"
     );
-    assert_eq!(log_entries(&writer) - logged_before, writes, "{writer}");
-    for &replica in &lab.persistence {
+    assert_eq!(
+        lab.log_entries(lab.writer).0 - logged_before,
+        writes,
+        "{writer}"
+    );
+    // With `majority` (the default) the log flows down the whole tree (SPEC §4): every node,
+    // replica, input node or forwarder, stores and applies it, so any majority holds every
+    // acknowledged write. Every database is the writer's, row for row.
+    for node in lab.persistence.iter().chain(&lab.stateless).copied() {
+        poll(
+            REPLICATION_DEADLINE,
+            &format!("node {node} applies what the writer has"),
+            || {
+                let applied = lab.applied();
+                (applied[&node] == applied[&lab.writer])
+                    .then_some(())
+                    .ok_or(format!("{applied:?}"))
+            },
+        );
         assert_same_dump(
             &writer,
-            &lab.dump(replica),
-            &format!("persistence node {replica} against writer {}", lab.writer),
-        );
-    }
-    for &node in &lab.stateless {
-        let dump = lab.dump(node);
-        assert_eq!(
-            rows(&dump),
-            Vec::<&str>::new(),
-            "node {node} (input or forwarder) holds no data"
-        );
-    }
-    let applied = lab.applied();
-    for &node in &lab.stateless {
-        assert_eq!(
-            applied[&node], 0,
-            "node {node} applies nothing: {applied:?}"
+            &lab.dump(node),
+            &format!("node {node} against writer {}", lab.writer),
         );
     }
 }
@@ -1751,10 +1772,11 @@ async fn durability_writer_acknowledges_and_serves_reads() {
 
     // Everything acknowledged reaches the replicas, identically.
     let applied = lab.wait_replicated();
+    let (_, starts) = lab.log_entries(lab.writer);
     assert_eq!(
         applied,
-        4 + 20 + background,
-        "4 registrations, 20 messages and {background} of load"
+        4 + 20 + background + starts,
+        "4 registrations, 20 messages, {background} of load and {starts} epoch-start entries"
     );
     for input in [&a, &b] {
         check_conversation(&bob.get(input, &alice.chat()).await, &sent);
@@ -1839,10 +1861,16 @@ async fn a_one_node_lab_serves_everything_itself() {
     );
 
     let applied = lab.applied();
+    let (_, starts) = lab.log_entries(1);
+    assert!(
+        starts >= 1,
+        "the writer starts its epoch's log with an epoch-start entry"
+    );
     assert_eq!(
         applied,
-        BTreeMap::from([(1, 7)]),
-        "2 registrations, 2 messages, a group, a member, a group message"
+        BTreeMap::from([(1, 7 + starts)]),
+        "2 registrations, 2 messages, a group, a member, a group message, and {starts} \
+         epoch-start entries"
     );
     let dump = lab.dump(1);
     for person in [&alice, &bob] {

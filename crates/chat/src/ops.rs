@@ -224,14 +224,17 @@ pub enum Change {
     },
 }
 
-/// One entry of the replication log: the `seq`-th change, made in election epoch `epoch`.
-/// Sequence numbers start at 1 and have no gaps.
+/// What a log entry carries (SPEC §4): a write, and what its input node fixed when it took it.
+/// Every node applies it the same way once it commits; the ids it creates follow from the
+/// entry's position.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The epoch of the writer that made the change.
-    pub epoch: u64,
-    /// The change's position in the log, from 1.
-    pub seq: u64,
-    /// The change.
-    pub change: Change,
+pub struct Command {
+    /// The write.
+    pub write: Write,
+    /// When it was taken (RFC 3339, UTC, milliseconds): a message's `sent_at`.
+    pub sent_at: String,
 }
+
+/// What applying an entry, or serving a read, answers: the reply, or why not. It travels down
+/// the tree to the input node as JSON.
+pub type Outcome = Result<Reply, AppError>;

@@ -64,7 +64,9 @@ fn a_newer_schema_is_refused_and_left_alone() {
     }
     let message = error.to_string();
     assert!(
-        message.contains("future.sqlite") && message.contains("99") && message.contains('1'),
+        message.contains("future.sqlite")
+            && message.contains("99")
+            && message.contains(&SCHEMA_VERSION.to_string()),
         "{message}"
     );
     // Untouched: same version, no tables, still in its original journal mode.
@@ -98,26 +100,51 @@ fn a_file_that_is_not_a_database_names_itself() {
 }
 
 #[test]
-fn an_unreadable_change_is_corrupt() {
-    let mut chat = Chat::new();
-    chat.register("alice", "1234");
-    chat.register("bob", "5678");
+fn a_version_1_file_keeps_its_data_and_its_log_becomes_the_base() {
+    // A file as the previous version wrote it: a log of changes, all applied.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.sqlite");
     {
-        let conn = Connection::open(chat.store.path()).unwrap();
-        conn.execute(
-            "UPDATE log SET change = '{\"change\":\"nonsense\"}' WHERE seq = 2",
-            [],
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(V1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users VALUES ('67e55044-10b1-426f-9247-bb680e5fe0c8', 'alice', '1234', 'x');
+             INSERT INTO log VALUES (1, 3, '{\"change\":\"user_added\"}');
+             INSERT INTO log VALUES (2, 4, '{\"change\":\"user_added\"}');
+             PRAGMA user_version = 1;",
         )
         .unwrap();
     }
-    assert!(matches!(
-        chat.store.entries_since(0, 10),
-        Err(StoreError::Corrupt(message)) if message.contains("log entry 2")
-    ));
-    assert!(matches!(chat.store.snapshot(), Err(StoreError::Corrupt(_))));
-    // Entry 1 is still readable.
-    assert_eq!(chat.store.entries_since(0, 1).unwrap().len(), 1);
+    let store = Store::open(&path).unwrap();
+    assert_eq!((store.last_seq(), store.applied()), (2, 2));
+    assert_eq!(
+        store.applied_pos().unwrap(),
+        labctl_core::log::Pos::new(4, 2)
+    );
+    assert!(store.dump().unwrap().contains("alice"));
+    assert_eq!(store.entries_since(0, 10).unwrap(), vec![]);
+    let version: u32 = Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
 }
+
+/// The first schema, as released.
+const V1: &str = "
+CREATE TABLE users (uuid TEXT PRIMARY KEY NOT NULL, username TEXT NOT NULL, tag TEXT NOT NULL,
+    password_hash TEXT NOT NULL, UNIQUE (username, tag));
+CREATE TABLE groups (uuid TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL, creator TEXT NOT NULL);
+CREATE TABLE members (group_uuid TEXT NOT NULL REFERENCES groups (uuid),
+    user_uuid TEXT NOT NULL REFERENCES users (uuid), PRIMARY KEY (group_uuid, user_uuid)) WITHOUT ROWID;
+CREATE TABLE private_messages (seq INTEGER PRIMARY KEY, uuid TEXT NOT NULL UNIQUE,
+    author TEXT NOT NULL, recipient TEXT NOT NULL, content TEXT NOT NULL, sent_at TEXT NOT NULL);
+CREATE TABLE group_messages (seq INTEGER PRIMARY KEY, uuid TEXT NOT NULL UNIQUE,
+    group_uuid TEXT NOT NULL REFERENCES groups (uuid), author TEXT NOT NULL,
+    content TEXT NOT NULL, sent_at TEXT NOT NULL);
+CREATE TABLE log (seq INTEGER PRIMARY KEY, epoch INTEGER NOT NULL, change TEXT NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+";
 
 #[test]
 fn a_log_with_a_hole_is_corrupt() {

@@ -48,7 +48,6 @@
 
 pub mod bounds;
 pub mod counters;
-pub mod dataplane;
 pub mod event;
 pub mod liveness;
 pub mod log;

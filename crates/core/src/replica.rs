@@ -10,10 +10,10 @@
 //! - whenever the data plane's log changes, the node learns its last position, which its next
 //!   convergecast reports up.
 
-use crate::dataplane::Share;
 use crate::event::Event;
 use crate::liveness::Millis;
 use crate::node::{Input, Node, Output};
+use crate::plane::Share;
 use crate::plane::{DataPlane, PlaneInput, PlaneOutput, Tree};
 
 /// A node and, when it serves data, its data plane.

@@ -1,12 +1,14 @@
 //! The driver: the one task that owns a node's state.
 //!
-//! It waits on five things at once: frames from the transport, the protocol core's next wake-up,
-//! the data plane's tick, commands from the admin API and the HTTP layer, and shutdown. Each
-//! event goes to the protocol core ([`labctl_core::Node`], a live node: it keeps the failure
-//! detector and re-elects) or to the data plane; the core's outputs are carried out here, in
-//! order: frames and heartbeats to send, an epoch to make durable before anything is sent in it,
-//! the next wake-up, events to log and stream. No other task touches the state: the admin API asks
-//! by command and awaits a reply.
+//! It waits on six things at once: frames from the transport, the protocol core's next wake-up,
+//! the data plane's tick, the store's reports, commands from the admin API and the HTTP layer, and
+//! shutdown. Each event goes to the node's [`Replica`]: its control plane (a live
+//! [`labctl_core::Node`]: it keeps the failure detector and re-elects) or its data plane
+//! ([`labctl_core::plane::DataPlane`]: requests and the replicated log). What they ask is carried
+//! out here, in order: frames and heartbeats to send, an epoch to make durable before anything is
+//! sent in it, the next wake-up, store jobs, answers to the HTTP layer, events to log and stream.
+//! Nothing is decided here. No other task touches the state: the admin API asks by command and
+//! awaits a reply.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -14,18 +16,26 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use labctl_core::event::{TraceEntry, TraceLine, Wire};
-use labctl_core::{Epoch, Event, Input, LiveConfig, Millis, Node, NodeId, Output, Status, Timing};
+use labctl_core::log::{Pos, Shape};
+use labctl_core::plane::RequestId;
+use labctl_core::plane::{
+    Answer, DataPlane, Durability, Need, PlaneConfig, PlaneInput, PlaneOutput,
+};
+use labctl_core::{
+    Epoch, Event, Input, LiveConfig, Millis, Node, NodeId, Output, Replica, Role, Status, Timing,
+};
 use labctl_fault::LinkFilter;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::data::{Answer, DataState, Durability};
 use crate::frame::Frame;
 use crate::links::{Links, Route};
-use crate::store::{Done, StoreThread};
+use crate::store::StoreThread;
 use crate::transport::{Inbound, Transport};
 use crate::web::WebRole;
-use labctl_core::dataplane::Need;
+
+/// How often the data plane's clock ticks (its beats, retries and request timeouts).
+pub const PLANE_TICK: Duration = Duration::from_millis(50);
 
 /// What the admin API and the HTTP layer can ask the driver.
 #[derive(Debug)]
@@ -34,8 +44,10 @@ pub enum Command {
     Status(oneshot::Sender<Snapshot>),
     /// A client's request from this node's HTTP layer: route it and answer on `reply`.
     Request {
-        /// Read or write.
+        /// Read (with the client's read position) or write.
         need: Need,
+        /// The write's `Idempotency-Key`, scoped to its user.
+        key: Option<String>,
         /// The operation (JSON).
         body: String,
         /// Where the answer goes.
@@ -59,8 +71,12 @@ pub struct Snapshot {
     pub alive: BTreeSet<NodeId>,
     /// Time since the node started.
     pub uptime: Duration,
-    /// The last log entry the node's database holds.
+    /// The node's database is applied up to here (committed entries).
     pub applied: u64,
+    /// The last entry of the node's log.
+    pub log: Pos,
+    /// The commit index the node knows.
+    pub commit: u64,
     /// The lab's size, as the bootstrap said.
     pub lab_size: u64,
     /// This run of the node.
@@ -78,7 +94,7 @@ pub struct DriverConfig {
     pub lab: String,
     /// Heartbeats and suspicion.
     pub timing: Timing,
-    /// How many nodes the lab has (the quorum is a strict majority).
+    /// How many nodes the lab has (the quorum, and `majority` durability, count against it).
     pub lab_size: u64,
     /// This run of the node (a new value at every start).
     pub incarnation: u64,
@@ -93,7 +109,7 @@ pub struct DriverConfig {
 /// The driver task's state.
 pub struct Driver<T: Transport> {
     pub(crate) config: DriverConfig,
-    pub(crate) node: Node,
+    replica: Replica,
     links: Links,
     transport: T,
     started: Instant,
@@ -108,8 +124,10 @@ pub struct Driver<T: Transport> {
     events_epoch: labctl_core::Epoch,
     trace: broadcast::Sender<TraceLine>,
     out: Vec<Output>,
-    pub(crate) data: DataState,
-    pub(crate) store: StoreThread,
+    data_out: Vec<PlaneOutput>,
+    /// Requests of this node's HTTP layer, waiting for the data plane's answer.
+    http: BTreeMap<RequestId, oneshot::Sender<Answer>>,
+    store: StoreThread,
     /// Whether this node serves HTTP and is listed at the nameserver: the web task follows it.
     pub(crate) web_role: watch::Sender<WebRole>,
 }
@@ -123,7 +141,7 @@ impl<T: Transport> Driver<T> {
         transport: T,
         trace: broadcast::Sender<TraceLine>,
         store: StoreThread,
-        applied: u64,
+        (shape, applied): (Shape, u64),
         web_role: watch::Sender<WebRole>,
     ) -> Self {
         let live = LiveConfig {
@@ -133,10 +151,21 @@ impl<T: Transport> Driver<T> {
             persisted_epoch: config.persisted_epoch,
         };
         let started = Instant::now();
+        let plane = DataPlane::new(PlaneConfig {
+            id: config.id,
+            lab_size: config.lab_size,
+            durability: config.durability,
+            // Request ids start from the clock (µs): a restarted node never reuses a run's.
+            first_request: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            shape,
+            applied,
+        });
+        let node = Node::live(config.id, neighbors.iter().copied(), live, 0);
         Driver {
-            node: Node::live(config.id, neighbors.iter().copied(), live, 0),
+            replica: Replica::new(node, Some(plane), config.lab_size),
             links: Links::new(neighbors),
-            data: DataState::new(config.id, applied, config.durability),
             config,
             transport,
             started,
@@ -146,6 +175,8 @@ impl<T: Transport> Driver<T> {
             events_epoch: live.persisted_epoch,
             trace,
             out: Vec::new(),
+            data_out: Vec::new(),
+            http: BTreeMap::new(),
             store,
             web_role,
         }
@@ -157,13 +188,11 @@ impl<T: Transport> Driver<T> {
         mut self,
         mut inbound: mpsc::UnboundedReceiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
-        mut store_done: mpsc::UnboundedReceiver<Done>,
+        mut store_done: mpsc::UnboundedReceiver<PlaneInput>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), String> {
-        // The data plane's timeouts, checked every heartbeat.
-        let mut data_tick = tokio::time::interval(Duration::from_millis(
-            self.config.timing.heartbeat_ms.max(1),
-        ));
+        // The data plane's clock.
+        let mut data_tick = tokio::time::interval(PLANE_TICK);
         data_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         // The first tick: heartbeats go out, and a lone node elects itself at once.
@@ -180,9 +209,9 @@ impl<T: Transport> Driver<T> {
                     None => return Err("the transport stopped".into()),
                 },
                 () = tokio::time::sleep_until(wake) => self.feed(Input::Tick),
-                _ = data_tick.tick() => self.expire(Instant::now()),
+                _ = data_tick.tick() => self.data(PlaneInput::Tick),
                 Some(command) = commands.recv() => self.on_command(command),
-                Some(done) = store_done.recv() => self.on_store(done),
+                Some(done) = store_done.recv() => self.data(done),
                 () = &mut shutdown => return Ok(()),
             }
         }
@@ -252,7 +281,7 @@ impl<T: Transport> Driver<T> {
             }
             Frame::Data { message } => {
                 self.feed(Input::Heard { from });
-                self.on_data(from, message);
+                self.data(PlaneInput::Message { from, message });
             }
             Frame::Heartbeat {
                 incarnation, sent, ..
@@ -266,18 +295,39 @@ impl<T: Transport> Driver<T> {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Status(reply) => {
+                let node = self.replica.node();
+                let plane = self.replica.plane().expect("a node serves data");
                 let _ = reply.send(Snapshot {
-                    status: self.node.status(),
+                    status: node.status(),
                     neighbors: self.links.neighbors().collect(),
-                    alive: self.node.alive(),
+                    alive: node.alive(),
                     uptime: self.started.elapsed(),
-                    applied: self.data.applied,
+                    applied: plane.applied(),
+                    log: plane.last(),
+                    commit: plane.commit(),
                     lab_size: self.config.lab_size,
                     incarnation: self.config.incarnation,
                     filters: self.filters.clone(),
                 });
             }
-            Command::Request { need, body, reply } => self.originate(need, body, reply),
+            Command::Request {
+                need,
+                key,
+                body,
+                reply,
+            } => {
+                let Some(plane) = self.replica.plane_mut() else {
+                    return;
+                };
+                let id = plane.next_request();
+                self.http.insert(id, reply);
+                self.data(PlaneInput::Request {
+                    id,
+                    need,
+                    key,
+                    body,
+                });
+            }
             Command::SetFilters(filters, reply) => {
                 info!(?filters, "fault filter set");
                 let result = self
@@ -292,11 +342,13 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Hand one input to the protocol core and carry out what it asks, in order.
+    /// Hand one input to the control plane and carry out what it asks (and what its data plane
+    /// asks in turn), in order.
     fn feed(&mut self, input: Input) {
         let mut out = std::mem::take(&mut self.out);
+        let mut data = std::mem::take(&mut self.data_out);
         let now = self.now();
-        self.node.handle(now, input, &mut out);
+        self.replica.control(now, input, &mut out, &mut data);
         for output in out.drain(..) {
             if self.fatal.is_some() {
                 // An epoch that is not durable must not be sent in: stop here.
@@ -342,26 +394,63 @@ impl<T: Transport> Driver<T> {
                     let roles = matches!(event, Event::Roles { .. });
                     self.record(TraceEntry::Node(event));
                     if let Some(epoch) = epoch_started {
+                        // The old tree is gone: the node leaves the nameserver until it has a
+                        // route again (its HTTP service keeps answering, 503 while the election
+                        // runs).
                         self.events_epoch = epoch;
-                        self.epoch_changed();
+                        self.web_role.send_modify(|role| role.listed = false);
                     }
                     // Roles of an epoch this same input already left behind (its EpochStarted
                     // follows) are not taken: the node's state is the newer epoch's.
-                    if roles && self.events_epoch == self.node.epoch() {
-                        self.take_roles();
+                    if roles && self.events_epoch == self.replica.node().epoch() {
+                        self.follow_roles();
                     }
                 }
             }
         }
         self.out = out;
+        if self.fatal.is_none() {
+            self.carry_out(&mut data);
+        }
+        self.data_out = data;
     }
 
-    /// A new epoch began here: the old tree is gone. The node leaves the nameserver until it has
-    /// a route again (its HTTP service keeps answering, 503 while the election runs).
-    fn epoch_changed(&mut self) {
-        let epoch = self.node.epoch();
-        self.web_role.send_modify(|role| role.listed = false);
-        self.data_epoch_changed(epoch);
+    /// The HTTP service and the nameserver listing follow the input role.
+    fn follow_roles(&mut self) {
+        let roles = self.replica.node().status().roles;
+        let input = roles.contains(&Role::Input);
+        self.web_role.send_modify(|role| {
+            role.serve = input;
+            role.listed = input;
+        });
+    }
+
+    /// Hand one input to the data plane and carry out what it asks.
+    fn data(&mut self, input: PlaneInput) {
+        let mut data = std::mem::take(&mut self.data_out);
+        let now = self.now();
+        self.replica.data(now, input, &mut data);
+        self.carry_out(&mut data);
+        self.data_out = data;
+    }
+
+    /// Carry out what the data plane asked, in order.
+    fn carry_out(&mut self, data: &mut Vec<PlaneOutput>) {
+        for output in data.drain(..) {
+            match output {
+                PlaneOutput::Send { to, message } => self.send_frame(to, Frame::Data { message }),
+                PlaneOutput::Store(job) => self.store.submit(job),
+                PlaneOutput::Answer { id, answer } => {
+                    if let Some(reply) = self.http.remove(&id) {
+                        let _ = reply.send(answer);
+                    }
+                }
+                PlaneOutput::Note(note) => {
+                    info!("{note}");
+                    self.record(TraceEntry::Node(Event::Replication { note }));
+                }
+            }
+        }
     }
 
     /// Send a frame that must not be lost: numbered on its link, queued while the link is down.

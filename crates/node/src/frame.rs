@@ -3,7 +3,7 @@
 //! JSON, so a student with `tshark` can read the election go by. A frame that does not parse is
 //! logged and dropped: peer input never panics a node.
 
-use labctl_core::dataplane::DataMessage;
+use labctl_core::plane::PlaneMessage;
 use labctl_core::Message;
 use serde::{Deserialize, Serialize};
 
@@ -29,10 +29,10 @@ pub enum Frame {
         /// The message.
         message: Message,
     },
-    /// A data-plane message: requests, answers, replication.
+    /// A data-plane message: requests, answers, the replicated log.
     Data {
         /// The message.
-        message: DataMessage,
+        message: PlaneMessage,
     },
 }
 

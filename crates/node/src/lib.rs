@@ -15,7 +15,6 @@
 //! [`run`] is the whole daemon; `labctl daemon node` is a few lines around it.
 
 pub mod admin;
-pub mod data;
 pub mod driver;
 pub mod frame;
 pub mod links;
@@ -81,7 +80,7 @@ pub struct Config {
     /// Page templates to load instead of the built-in ones.
     pub templates: Option<PathBuf>,
     /// When a write counts as done.
-    pub durability: data::Durability,
+    pub durability: labctl_core::plane::Durability,
 }
 
 /// What a node writes to its ready file once it listens: how labctl finds it.
@@ -188,11 +187,12 @@ pub async fn run(
         let db = db.clone();
         tokio::task::spawn_blocking(move || store::StoreThread::open(&db, store_done_tx))
     };
-    let (store, applied) = opening
+    let opened = opening
         .await
         .context("the database opening task failed")?
         .with_context(|| format!("opening the database {}", db.display()))?;
-    info!(db = %db.display(), applied, "database open");
+    let (store, shape, applied) = (opened.thread, opened.shape, opened.applied);
+    info!(db = %db.display(), applied, log = %shape.last(), "database open");
 
     // The newest epoch this node made durable before (a restart starts above it), and a new
     // incarnation: its neighbours will see it restarted.
@@ -257,7 +257,7 @@ pub async fn run(
         transport,
         trace_tx,
         store,
-        applied,
+        (shape, applied),
         web_role_tx,
     );
     let result = driver

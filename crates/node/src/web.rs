@@ -9,8 +9,9 @@
 
 use std::sync::Arc;
 
-use labctl_chat::ops::{AppError, Read, Reply, Write};
-use labctl_core::dataplane::Need;
+use labctl_chat::ops::{AppError, Command as ChatCommand, Outcome, Read, Reply, Write};
+use labctl_core::log::Pos;
+use labctl_core::plane::{Answer, Need};
 use labctl_core::NodeId;
 use labctl_proto::nameserver::nameserver_client::NameserverClient;
 use labctl_proto::nameserver::{DeregisterRequest, InputNode};
@@ -18,7 +19,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::data::Answer;
 use crate::driver::Command;
 
 /// The HTTP layer's way into the cluster: every operation becomes a request routed by the driver.
@@ -27,32 +27,56 @@ pub struct NodeBackend {
 }
 
 impl NodeBackend {
-    async fn ask(&self, need: Need, body: String) -> Result<(Reply, u64), AppError> {
+    /// Route a request through the driver's data plane and wait for its answer: served (the
+    /// store's outcome, and its log position), not done (503), or outcome unknown (504).
+    async fn ask(
+        &self,
+        need: Need,
+        key: Option<String>,
+        body: String,
+    ) -> Result<(Reply, Pos), AppError> {
         let (reply, answer) = oneshot::channel();
         let gone = || AppError::Unavailable("this node is shutting down".into());
         self.commands
-            .send(Command::Request { need, body, reply })
+            .send(Command::Request {
+                need,
+                key,
+                body,
+                reply,
+            })
             .await
             .map_err(|_| gone())?;
         match answer.await.map_err(|_| gone())? {
-            Answer::Ok { reply, seq } => Ok((reply, seq)),
-            Answer::Err { error } => Err(error),
+            Answer::Served { body, pos } => {
+                let outcome: Outcome = serde_json::from_str(&body).map_err(|e| {
+                    AppError::OutcomeUnknown(format!("an unreadable answer came back: {e}"))
+                })?;
+                outcome.map(|reply| (reply, pos))
+            }
+            Answer::NotDone { reason } => Err(AppError::Unavailable(reason)),
+            Answer::Unknown { reason } => Err(AppError::OutcomeUnknown(reason)),
         }
     }
 }
 
 #[async_trait::async_trait]
 impl labctl_web::Backend for NodeBackend {
-    async fn read(&self, read: Read, min_seq: u64) -> Result<Reply, AppError> {
+    async fn read(&self, read: Read, min: Pos) -> Result<Reply, AppError> {
         let body = serde_json::to_string(&read).expect("reads serialize");
-        self.ask(Need::Read { min_seq }, body)
+        self.ask(Need::Read { min }, None, body)
             .await
             .map(|(reply, _)| reply)
     }
 
-    async fn write(&self, write: Write) -> Result<(Reply, u64), AppError> {
-        let body = serde_json::to_string(&write).expect("writes serialize");
-        self.ask(Need::Write, body).await
+    async fn write(&self, write: Write, key: Option<String>) -> Result<(Reply, Pos), AppError> {
+        // The time this input node took the write travels in the log entry: every node applies
+        // the same message (SPEC §4).
+        let command = ChatCommand {
+            write,
+            sent_at: labctl_chat::store::timestamp(time::OffsetDateTime::now_utc())?,
+        };
+        let body = serde_json::to_string(&command).expect("commands serialize");
+        self.ask(Need::Write, key, body).await
     }
 }
 

@@ -246,9 +246,13 @@ async fn scenario(log: Captured) {
         lab.next_control(),
         Message {
             epoch: 2,
+            // The convergecast carries node 2's log position (empty) for the view change.
             body: Body::Yes {
                 size: 1,
-                best: None
+                best: Some(labctl_core::plane::Best {
+                    pos: labctl_core::log::Pos::START,
+                    node: 2
+                })
             }
         }
     );

@@ -21,8 +21,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use labctl_core::dataplane::RequestId;
 use labctl_core::log::Pos;
+use labctl_core::plane::RequestId;
 use labctl_core::plane::{model, Answer, Durability, Need};
 use labctl_core::{Millis, NodeId};
 use labctl_topology::rng::SplitMix64;

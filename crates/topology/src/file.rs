@@ -18,13 +18,17 @@ use crate::generate::{self, Generate, IdOrder, Shape, SHAPES, SIZE_KEYS};
 use crate::{components, valid_name, NodeId, Timing, Topology, MAX_LINKS, MAX_NODES};
 
 /// The top-level keys; keep in step with [`Document`].
-const TOP_KEYS: &[&str] = &["name", "nodes", "links", "generate", "timing"];
+const TOP_KEYS: &[&str] = &["name", "nodes", "links", "generate", "timing", "lab"];
 /// [`TOP_KEYS`] for messages.
-const TOP_KEYS_TEXT: &str = "name, nodes, links, generate, timing";
+const TOP_KEYS_TEXT: &str = "name, nodes, links, generate, timing, lab";
 /// The `[timing]` keys; keep in step with [`TimingTable`].
 const TIMING_KEYS: &[&str] = &["heartbeat_ms", "suspicion_ms"];
 /// [`TIMING_KEYS`] for messages.
 const TIMING_KEYS_TEXT: &str = "heartbeat_ms, suspicion_ms";
+/// The `[lab]` keys; keep in step with [`LabTable`].
+const LAB_KEYS: &[&str] = &["durability"];
+/// [`LAB_KEYS`] for messages.
+const LAB_KEYS_TEXT: &str = "durability";
 /// The `[generate]` keys; keep in step with [`GenerateTable`].
 const GENERATE_KEYS: &[&str] = &[
     "shape", "n", "rows", "cols", "depth", "fanout", "dim", "degree", "ids", "seed",
@@ -46,6 +50,14 @@ struct Document {
     links: Option<Links>,
     generate: Option<Spanned<GenerateTable>>,
     timing: Option<Spanned<TimingTable>>,
+    lab: Option<Spanned<LabTable>>,
+}
+
+/// The optional `[lab]` table: how the live lab runs.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [lab] table")]
+struct LabTable {
+    durability: Option<Spanned<String>>,
 }
 
 /// The optional `[timing]` table: the live lab's failure-detector timings.
@@ -117,6 +129,8 @@ fn expected(key: &str) -> &'static str {
         "generate.seed" => "an integer 0..=9223372036854775807",
         "timing" => "a table: [timing] with heartbeat_ms and suspicion_ms",
         "timing.heartbeat_ms" | "timing.suspicion_ms" => "a whole number of milliseconds",
+        "lab" => "a table: [lab] with durability = \"majority\"",
+        "lab.durability" => "a string: majority, replicas or writer",
         _ => "a non-negative integer",
     }
 }
@@ -211,7 +225,26 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
             generated(&src, name, generate.get_ref(), at)
         }
     }?;
-    Ok(Topology { timing, ..topology })
+    let durability = match doc
+        .lab
+        .as_ref()
+        .and_then(|l| l.get_ref().durability.as_ref())
+    {
+        None => None,
+        Some(value) => Some(value.get_ref().parse().map_err(|_| {
+            let kind = ErrorKind::OutOfRange {
+                key: "durability",
+                value: format!("{:?}", value.get_ref()),
+                valid: "durability takes majority (the default), replicas or writer",
+            };
+            src.error(kind, Some(value.span()))
+        })?),
+    };
+    Ok(Topology {
+        timing,
+        durability,
+        ..topology
+    })
 }
 
 /// Reads `[timing]`, with the defaults for what it leaves out, and checks the values make sense:
@@ -274,6 +307,15 @@ fn check_keys(src: &Source<'_>, table: &DeTable<'_>) -> Result<KeySpans, Topolog
                     ));
                 }
                 found.push((format!("generate.{inner_name}"), key.span(), value.span()));
+            }
+        }
+        if let (true, DeValue::Table(inner)) = (name == "lab", value.get_ref()) {
+            for (key, value) in inner.iter() {
+                let inner_name = key.get_ref().to_string();
+                if !LAB_KEYS.contains(&inner_name.as_str()) {
+                    unknown.push((key.span(), inner_name.clone(), "in [lab]", LAB_KEYS_TEXT));
+                }
+                found.push((format!("lab.{inner_name}"), key.span(), value.span()));
             }
         }
         if let (true, DeValue::Table(inner)) = (name == "timing", value.get_ref()) {
@@ -404,6 +446,7 @@ fn explicit(
         name,
         graph,
         timing: Timing::default(),
+        durability: None,
     };
     if let Some((from, unreachable, components)) = components::disconnected(&topology) {
         let span = list

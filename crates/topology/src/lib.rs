@@ -77,7 +77,13 @@ pub struct Topology {
     pub graph: UnGraph<NodeId, ()>,
     /// The live lab's failure-detector timings (`[timing]`, optional).
     pub timing: Timing,
+    /// When a write counts as done (`[lab] durability`, optional: `labctl up` then takes its
+    /// `--durability`, by default `majority`).
+    pub durability: Option<Durability>,
 }
+
+/// `[lab] durability`: when a write counts as done (SPEC §4).
+pub use labctl_core::plane::Durability;
 
 /// The `[timing]` table: how often nodes send heartbeats and when a silent neighbour is suspected
 /// (the protocol core's own settings, so one type carries them from the file to the nodes).
@@ -132,6 +138,7 @@ impl Topology {
             name,
             graph,
             timing: Timing::default(),
+            durability: None,
         })
     }
 

@@ -439,7 +439,7 @@ fn every_error_kind_with_positions() {
         (
             "name = \"r\"\nnodes = [1]\n[lab]\nstep = 1\n".into(),
             "UnknownKey",
-            Some((3, 2)),
+            Some((4, 1)),
         ),
         (
             "name = \"r\"\nnode = [1]\n".into(),
@@ -711,8 +711,8 @@ fn messages_name_the_value_and_what_is_valid() {
         "m.toml:2:13: invalid node id 0: ids are positive integers 1..=9223372036854775807"
     );
     assert_eq!(
-        err("name = \"r\"\nnodes = [1]\n[lab]\n"),
-        "m.toml:3:2: unknown key `lab` at the top level: valid keys are name, nodes, links, generate, timing"
+        err("name = \"r\"\nnodes = [1]\n[lab]\nstep = 1\n"),
+        "m.toml:4:1: unknown key `step` in [lab]: valid keys are durability"
     );
     assert_eq!(
         err("name = \"r\"\n[generate]\nshape = \"ring\"\nrows = 3\n"),
@@ -856,4 +856,28 @@ fn timing_errors_name_the_key_and_the_valid_range() {
             "{shown}"
         );
     }
+}
+
+#[test]
+fn the_lab_table_sets_the_durability() {
+    let t = Topology::from_toml("name = \"a\"\nnodes = [1]\n", "a.toml").unwrap();
+    assert_eq!(t.durability, None, "absent: labctl up decides");
+    for (word, durability) in [
+        ("majority", crate::Durability::Majority),
+        ("replicas", crate::Durability::Replicas),
+        ("writer", crate::Durability::Writer),
+    ] {
+        let text = format!("name = \"a\"\nnodes = [1]\n[lab]\ndurability = \"{word}\"\n");
+        let t = Topology::from_toml(&text, "a.toml").unwrap();
+        assert_eq!(t.durability, Some(durability));
+    }
+    let err = Topology::from_toml(
+        "name = \"a\"\nnodes = [1]\n[lab]\ndurability = \"quorum\"\n",
+        "a.toml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a.toml:4:14: `durability` = \"quorum\" is out of range: durability takes majority (the default), replicas or writer"
+    );
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use labctl_chat::ops::{AppError, Read, Reply, Write};
 use labctl_chat::Store;
+use labctl_core::log::Pos;
 use labctl_web::{router, serve, Backend, WebConfig};
 use tokio::sync::Mutex;
 
@@ -20,17 +21,18 @@ struct OneNode(Mutex<Store>);
 
 #[async_trait::async_trait]
 impl Backend for OneNode {
-    async fn read(&self, read: Read, _min_seq: u64) -> Result<Reply, AppError> {
+    async fn read(&self, read: Read, _min: Pos) -> Result<Reply, AppError> {
         self.0.lock().await.query(&read)
     }
 
-    async fn write(&self, write: Write) -> Result<(Reply, u64), AppError> {
-        let (reply, entry) =
-            self.0
-                .lock()
-                .await
-                .execute(&write, 1, time::OffsetDateTime::now_utc())?;
-        Ok((reply, entry.seq))
+    async fn write(&self, write: Write, key: Option<String>) -> Result<(Reply, Pos), AppError> {
+        let (reply, entry) = self.0.lock().await.execute_with_key(
+            &write,
+            key.as_deref(),
+            1,
+            time::OffsetDateTime::now_utc(),
+        )?;
+        Ok((reply, entry.pos()))
     }
 }
 

@@ -7,6 +7,7 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use labctl_chat::ops::{Read, Reply, User, Write};
+use labctl_core::log::Pos;
 use serde::Serialize;
 
 use crate::backend::Backend;
@@ -32,40 +33,49 @@ pub(crate) struct App {
 impl App {
     /// A read, at least as new as this client's last write.
     pub async fn read(&self, ctx: &Ctx, read: Read) -> Result<Reply, Failure> {
-        Ok(self.backend.read(read, ctx.min_seq()).await?)
+        Ok(self.backend.read(read, ctx.min_pos()).await?)
     }
 
-    /// A write; returns the reply and the newest log position this client has written (the
-    /// write's sequence number), for [`App::after_write`].
-    pub async fn write(&self, ctx: &Ctx, write: Write) -> Result<(Reply, u64), Failure> {
-        let (reply, seq) = self.backend.write(write).await?;
-        Ok((reply, seq.max(ctx.min_seq())))
+    /// A write, with the request's `Idempotency-Key` scoped to the user acting; returns the reply
+    /// and the newest log position this client has written, for [`App::after_write`].
+    pub async fn write(&self, ctx: &Ctx, write: Write) -> Result<(Reply, Pos), Failure> {
+        let key = match &ctx.idempotency_key {
+            Ok(key) => key.as_ref().map(|key| format!("{}/{key}", actor(&write))),
+            Err(why) => return Err(Failure::new(StatusCode::BAD_REQUEST, why.clone())),
+        };
+        let (reply, pos) = self.backend.write(write, key).await?;
+        Ok((reply, pos.max(ctx.min_pos())))
     }
 
-    /// The cookie that records a write at `seq`, for the next reads to pass on: the session
-    /// re-issued with the new `seq`, or `labctl_seq` without a session.
-    pub fn after_write(&self, ctx: &Ctx, seq: u64) -> HeaderValue {
+    /// The cookie that records a write at `pos`, for the next reads to pass on: the session
+    /// re-issued with the new position, or the signed `labctl_pos` without a session.
+    pub fn after_write(&self, ctx: &Ctx, pos: Pos) -> HeaderValue {
         match &ctx.session {
             Some(session) => self.session_cookie(&Session {
-                seq,
+                pos,
                 ..session.clone()
             }),
-            None => cookies::set(cookies::SEEN, &seq.to_string(), None),
+            None => self.seen_cookie(pos),
         }
     }
 
-    /// The answer to a write at `seq` (see [`json_or_see_other`]), with the cookie that records
+    /// The signed `labctl_pos` cookie for a browser without a session.
+    pub fn seen_cookie(&self, pos: Pos) -> HeaderValue {
+        cookies::set(cookies::SEEN, &self.keys.sign_pos(pos), None)
+    }
+
+    /// The answer to a write at `pos` (see [`json_or_see_other`]), with the cookie that records
     /// it ([`App::after_write`]).
     pub fn written(
         &self,
         ctx: &Ctx,
-        seq: u64,
+        pos: Pos,
         for_program: impl FnOnce() -> Response,
         location: &str,
     ) -> Response {
         with_cookie(
             json_or_see_other(ctx, for_program, location),
-            self.after_write(ctx, seq),
+            self.after_write(ctx, pos),
         )
     }
 
@@ -173,6 +183,20 @@ impl App {
             }
         }
         Response::from_parts(parts, page_body)
+    }
+}
+
+/// Who an idempotency key belongs to: the user acting (a registration: the name it claims), so
+/// one user's key never answers another's request.
+fn actor(write: &Write) -> String {
+    match write {
+        Write::Register { username, tag, .. } => format!("register:{username}#{tag}"),
+        Write::DeleteUser { requester, .. }
+        | Write::DeleteGroup { requester, .. }
+        | Write::AddMember { requester, .. }
+        | Write::RemoveMember { requester, .. } => requester.clone(),
+        Write::SendPrivate { from, .. } | Write::SendGroup { from, .. } => from.clone(),
+        Write::CreateGroup { creator, .. } => creator.clone(),
     }
 }
 

@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, HeaderValue};
 pub(crate) const SESSION: &str = "labctl_session";
 /// The random value that CSRF tokens of pages without a session are bound to.
 pub(crate) const CSRF: &str = "labctl_csrf";
-/// The last log sequence number this browser wrote, kept without a session (after registering,
-/// after logging out) so the next login reads at least that state.
-pub(crate) const SEEN: &str = "labctl_seq";
+/// The log position of this browser's last write, kept without a session (after registering,
+/// after logging out) so the next login reads at least that state; signed, like the session.
+pub(crate) const SEEN: &str = "labctl_pos";
 
 /// The value of cookie `name`, if the request carries it.
 pub(crate) fn get(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -52,7 +52,7 @@ mod tests {
         assert_eq!(get(&headers, SEEN), None);
         assert_eq!(
             set(SEEN, "7", Some(60)),
-            "labctl_seq=7; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+            "labctl_pos=7; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
         );
     }
 }

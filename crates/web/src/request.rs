@@ -10,6 +10,7 @@ use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use labctl_core::log::Pos;
 use serde::de::DeserializeOwned;
 
 use crate::app::App;
@@ -22,6 +23,12 @@ pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// The header a script may carry a CSRF token in (forms use the field `csrf`).
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The header that makes a write safe to retry (SPEC §5).
+pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// The longest `Idempotency-Key` accepted.
+pub(crate) const MAX_KEY_LEN: usize = 128;
 
 /// How a request body is encoded, from its `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +48,10 @@ pub(crate) struct Ctx {
     pub json: bool,
     /// The session, if the request carries a valid one.
     pub session: Option<Session>,
-    /// The `labctl_seq` cookie: the last write of this browser without a session.
-    pub seen: u64,
+    /// The signed `labctl_pos` cookie: the last write of this browser without a session.
+    pub seen: Pos,
+    /// The `Idempotency-Key` header, if any (or why it is not acceptable).
+    pub idempotency_key: Result<Option<String>, String>,
     /// The CSRF cookie's random value, if the browser has one.
     pub nonce: Option<String>,
     /// How the body is encoded.
@@ -54,9 +63,10 @@ impl Ctx {
     fn new(app: &App, headers: &HeaderMap) -> Self {
         let session =
             cookies::get(headers, cookies::SESSION).and_then(|t| app.keys.verify(&t, now_ms()));
+        // An unsigned or forged position is ignored (SPEC §4).
         let seen = cookies::get(headers, cookies::SEEN)
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0);
+            .and_then(|value| app.keys.verify_pos(&value))
+            .unwrap_or(Pos::START);
         let nonce = cookies::get(headers, cookies::CSRF).filter(|value| {
             !value.is_empty()
                 && value.len() <= 64
@@ -68,6 +78,7 @@ impl Ctx {
             json: wants_json(headers),
             session,
             seen,
+            idempotency_key: idempotency_key(headers),
             nonce,
             body: body_kind(headers),
         }
@@ -79,12 +90,30 @@ impl Ctx {
     }
 
     /// The oldest state this client may be shown: its last write.
-    pub fn min_seq(&self) -> u64 {
+    pub fn min_pos(&self) -> Pos {
         self.session
             .as_ref()
-            .map_or(0, |session| session.seq)
+            .map_or(Pos::START, |session| session.pos)
             .max(self.seen)
     }
+}
+
+/// The `Idempotency-Key` header: 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let mut values = headers.get_all(IDEMPOTENCY_HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err("send one Idempotency-Key header, not several".into());
+    }
+    let key = value.to_str().unwrap_or("");
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters (a UUID does)"
+        ));
+    }
+    Ok(Some(key.to_string()))
 }
 
 /// Whether the client asked for JSON: `application/json` anywhere in `Accept` wins.

@@ -15,6 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
 use labctl_chat::ops::User;
+use labctl_core::log::Pos;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -31,20 +32,20 @@ pub(crate) struct Session {
     pub tag: String,
     /// When the session ends, in milliseconds since the Unix epoch.
     pub exp: u64,
-    /// The log sequence number of the user's last write: reads must see at least this.
-    pub seq: u64,
+    /// The log position of the user's last write: reads are served only where it is committed.
+    pub pos: Pos,
 }
 
 impl Session {
     /// A session for `user` that ends `ttl` after `now`.
-    pub fn new(user: User, now: u64, ttl: Duration, seq: u64) -> Self {
+    pub fn new(user: User, now: u64, ttl: Duration, pos: Pos) -> Self {
         let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         Session {
             uuid: user.uuid,
             username: user.username,
             tag: user.tag,
             exp: now.saturating_add(ttl),
-            seq,
+            pos,
         }
     }
 
@@ -111,8 +112,27 @@ impl Keys {
         (session.exp > now).then_some(session)
     }
 
+    /// A read position as a cookie-safe token, for a browser without a session (SPEC §4: an
+    /// unsigned or forged position is ignored).
+    pub fn sign_pos(&self, pos: Pos) -> String {
+        let payload = format!("{}.{}", pos.epoch, pos.seq);
+        let tag = self.mac("position", payload.as_bytes()).finalize();
+        format!("{payload}.{}", URL_SAFE_NO_PAD.encode(tag.into_bytes()))
+    }
+
+    /// The read position in `token`, if this lab signed it.
+    pub fn verify_pos(&self, token: &str) -> Option<Pos> {
+        let (payload, tag) = token.rsplit_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac("position", payload.as_bytes())
+            .verify_slice(&tag)
+            .ok()?;
+        let (epoch, seq) = payload.split_once('.')?;
+        Some(Pos::new(epoch.parse().ok()?, seq.parse().ok()?))
+    }
+
     /// The CSRF token of a session: stable while the session lasts (a re-issued cookie with a new
-    /// `seq` keeps it), different for every user and every login.
+    /// position keeps it), different for every user and every login.
     pub fn csrf_for_session(&self, session: &Session) -> String {
         let bound = format!("{}|{}", session.uuid, session.exp);
         let tag = self.mac("csrf-session", bound.as_bytes()).finalize();
@@ -165,8 +185,25 @@ mod tests {
             username: "alice".into(),
             tag: "123".into(),
             exp,
-            seq,
+            pos: Pos::new(1, seq),
         }
+    }
+
+    #[test]
+    fn read_positions_are_signed() {
+        let keys = Keys::new(b"secret".to_vec());
+        let token = keys.sign_pos(Pos::new(3, 41));
+        assert_eq!(keys.verify_pos(&token), Some(Pos::new(3, 41)));
+        assert_eq!(Keys::new(b"other".to_vec()).verify_pos(&token), None);
+        let (_, tag) = token.rsplit_once('.').unwrap();
+        assert_eq!(keys.verify_pos(&format!("3.999999.{tag}")), None, "forged");
+        for garbage in ["", "7", "999999", "1.2", "a.b.c", "..."] {
+            assert_eq!(keys.verify_pos(garbage), None, "{garbage:?}");
+        }
+        // A session token is no position, and a position no session.
+        let session = keys.sign(&alice(1_000, 7));
+        assert_eq!(keys.verify_pos(&session), None);
+        assert_eq!(keys.verify(&token, 0), None);
     }
 
     #[test]

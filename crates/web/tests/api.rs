@@ -752,3 +752,82 @@ async fn no_writer_is_503_with_the_backends_reason() {
     assert_eq!(home.status(), StatusCode::OK);
     assert_eq!(data.dump().await, before, "nothing stored");
 }
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_is_stored_once_and_answered_the_same() {
+    let data = Data::new();
+    let bob = data.user("bob", "456").await;
+    let alice = data.user("alice", "123").await;
+    let recording = Arc::new(Recording::new(Arc::new(data.backend())));
+    let server = start(config(), recording.clone()).await;
+    let url = &server.url;
+    let client = client(true);
+    login(&client, url, "alice", "123").await;
+    let send = |key: &'static str| {
+        client
+            .post(format!("{url}/users/bob/456/chat"))
+            .header("Idempotency-Key", key)
+            .json(&json!({"content": "exactly once"}))
+            .send()
+    };
+    let first: ChatMessage = send("7d3c4e1a").await.unwrap().json().await.unwrap();
+    let before = data.dump().await;
+    let retry = send("7d3c4e1a").await.unwrap();
+    assert_eq!(retry.status(), StatusCode::CREATED);
+    let again: ChatMessage = retry.json().await.unwrap();
+    assert_eq!(again, first, "the first attempt's answer");
+    assert_eq!(data.dump().await, before, "stored once");
+    // The key reaches the cluster scoped to the user acting: another user's key never collides.
+    let keys = recording.keys.lock().unwrap().clone();
+    assert_eq!(keys[0], Some(format!("{}/7d3c4e1a", alice.uuid)));
+    // Another key is another write.
+    let other: ChatMessage = send("9f00").await.unwrap().json().await.unwrap();
+    assert_ne!(other.uuid, first.uuid);
+    assert_ne!(bob.uuid, alice.uuid);
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_refused_and_nothing_is_stored() {
+    let (data, server, clients) = lab(&[("alice", "123"), ("bob", "456")]).await;
+    let (alice, _) = &clients[0];
+    let before = data.dump().await;
+    let long = "k".repeat(129);
+    for key in [long.as_str(), "two words", ""] {
+        let response = alice
+            .post(format!("{}/users/bob/456/chat", server.url))
+            .header("Idempotency-Key", key)
+            .json(&json!({"content": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, message) = error(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}");
+        assert!(message.contains("Idempotency-Key"), "{message}");
+    }
+    assert_eq!(data.dump().await, before);
+}
+
+#[tokio::test]
+async fn an_unsigned_read_position_is_ignored() {
+    let data = Data::new();
+    data.user("alice", "123").await;
+    let recording = Arc::new(Recording::new(Arc::new(data.backend())));
+    let server = start(config(), recording.clone()).await;
+    // A position left by hand (or by an earlier lab on 127.0.0.1) is no reason to refuse reads.
+    for cookie in [
+        "labctl_pos=1.999999",
+        "labctl_pos=1.999999.AAAA",
+        "labctl_seq=999999",
+    ] {
+        let response = bare_client()
+            .get(format!("{}/users/alice", server.url))
+            .header("Accept", "application/json")
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{cookie}");
+        let (_, min) = recording.reads.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(min, labctl_core::log::Pos::START, "{cookie}");
+    }
+}

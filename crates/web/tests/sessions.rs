@@ -4,13 +4,14 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
 use labctl_chat::ops::{Group, Read, User, Write};
+use labctl_core::log::Pos;
 use labctl_web::WebConfig;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -192,22 +193,18 @@ fn payload_value(token: &str) -> Value {
 }
 
 #[tokio::test]
-async fn reads_pass_the_seq_of_the_users_last_write() {
+async fn reads_pass_the_position_of_the_users_last_write() {
     let data = Data::new();
     data.user("alice", "123").await;
     data.user("bob", "456").await;
-    let recording = Arc::new(Recording {
-        inner: Arc::new(data.backend()),
-        reads: StdMutex::new(Vec::new()),
-        writes: StdMutex::new(Vec::new()),
-    });
+    let recording = Arc::new(Recording::new(Arc::new(data.backend())));
     let server = start(config(), recording.clone()).await;
     let url = &server.url;
     let carol = client(true);
     let last_read = || recording.reads.lock().unwrap().last().cloned().unwrap();
 
-    // Registering (no session yet) leaves the write's seq in a cookie; logging in reads at
-    // least that state, and the session starts from it.
+    // Registering (no session yet) leaves the write's position in a signed cookie; logging in
+    // reads at least that state, and the session starts from it.
     let response = carol
         .post(format!("{url}/register"))
         .json(&json!({"username": "carol", "tag": "789", "password": PASSWORD}))
@@ -215,12 +212,15 @@ async fn reads_pass_the_seq_of_the_users_last_write() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(set_cookie(&response, "labctl_seq").as_deref(), Some("3"));
+    let seen = set_cookie(&response, "labctl_pos").unwrap();
+    assert!(
+        seen.starts_with("1.3."),
+        "epoch 1, entry 3, then the MAC: {seen}"
+    );
     let response = login(&carol, url, "carol", "789").await;
-    assert!(matches!(last_read(), (Read::Credentials { .. }, 3)));
-    let mut seq = payload(&set_cookie(&response, "labctl_session").unwrap())["seq"]
-        .as_u64()
-        .unwrap();
+    assert!(matches!(last_read(), (Read::Credentials { .. }, p) if p == Pos::new(1, 3)));
+    let position = |token: &str| payload(token)["pos"]["seq"].as_u64().unwrap();
+    let mut seq = position(&set_cookie(&response, "labctl_session").unwrap());
     assert_eq!(seq, 3);
 
     // Each write re-issues the cookie with its seq; each read passes it on.
@@ -238,14 +238,18 @@ async fn reads_pass_the_seq_of_the_users_last_write() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         let token = set_cookie(&response, "labctl_session").expect("the cookie is re-issued");
-        let new = payload(&token)["seq"].as_u64().unwrap();
-        assert!(new > seq, "seq grows: {seq} then {new}");
-        assert_eq!(new, *recording.writes.lock().unwrap().last().unwrap());
+        let new = position(&token);
+        assert!(new > seq, "the position grows: {seq} then {new}");
+        assert_eq!(new, recording.writes.lock().unwrap().last().unwrap().seq);
         seq = new;
         for path in ["/", "/groups", "/users/bob/456/chat"] {
             let response = carol.get(format!("{url}{path}")).send().await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
-            assert_eq!(last_read().1, seq, "GET {path} passes the last write's seq");
+            assert_eq!(
+                last_read().1,
+                Pos::new(1, seq),
+                "GET {path} passes the last write's"
+            );
         }
     }
     assert_eq!(seq, 6);
@@ -267,13 +271,15 @@ async fn reads_pass_the_seq_of_the_users_last_write() {
         )
         .unwrap();
     carol.get(format!("{url}/groups")).send().await.unwrap();
-    assert_eq!(last_read().1, 6);
+    assert_eq!(last_read().1, Pos::new(1, 6));
 
-    // Logging out keeps the seq for the next login.
+    // Logging out keeps the position for the next login.
     let response = carol.get(format!("{url}/logout")).send().await.unwrap();
-    assert_eq!(set_cookie(&response, "labctl_seq").as_deref(), Some("6"));
+    assert!(set_cookie(&response, "labctl_pos")
+        .unwrap()
+        .starts_with("1.6."));
     login(&carol, url, "carol", "789").await;
-    assert!(matches!(last_read(), (Read::Credentials { .. }, 6)));
+    assert!(matches!(last_read(), (Read::Credentials { .. }, p) if p == Pos::new(1, 6)));
 }
 
 /// A user of the store, by name and tag.

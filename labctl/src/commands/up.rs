@@ -47,10 +47,13 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
         lab.create()?;
         let settings = runtime::NodeSettings {
             timing: topology.timing,
-            durability: match args.durability {
-                crate::cli::DurabilityArg::Replicas => "replicas".into(),
-                crate::cli::DurabilityArg::Writer => "writer".into(),
-            },
+            // The flag, else the topology file's `[lab] durability`, else majority.
+            durability: args
+                .durability
+                .map(crate::cli::DurabilityArg::durability)
+                .or(topology.durability)
+                .unwrap_or_default()
+                .to_string(),
         };
         let mut record = Record {
             name: name.clone(),

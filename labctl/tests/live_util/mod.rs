@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use labctl_core::Report;
+use labctl_core::{Report, Role};
 use labctl_topology::NodeId;
 use serde::Deserialize;
 use tempfile::TempDir;
@@ -374,4 +374,109 @@ pub fn labelled_in_engine_now(lab: &str) -> Labelled {
         .build()
         .expect("a tokio runtime")
         .block_on(labelled_in_engine(lab))
+}
+
+// --- faults: settling into the expected components ----------------------------------------------
+
+/// How long a lab may take to settle after a fault: detection (1 s), a hold, the election.
+pub const SETTLE: Duration = Duration::from_secs(20);
+
+/// `labctl fault ARGS --lab LAB`: exit 0; its output.
+pub fn fault_on(home: &Home, lab: &str, args: &[&str]) -> String {
+    let mut all = vec!["fault"];
+    all.extend(args);
+    all.extend(["--lab", lab]);
+    home.labctl(&all).expect_success().stdout
+}
+
+/// `labctl status LAB --json` (exit 0 when converged, 1 while not), read back.
+pub fn status_of(home: &Home, lab: &str) -> LiveReport {
+    let run = home.labctl(&["status", lab, "--json"]);
+    assert!(
+        matches!(run.code, Some(0) | Some(1)),
+        "{}: {:?} {}",
+        run.command,
+        run.code,
+        run.stderr
+    );
+    parse_one_line(&run)
+}
+
+/// A component as (nodes, root, quorum).
+pub type Part = (Vec<NodeId>, Option<NodeId>, bool);
+
+pub fn parts(report: &LiveReport) -> Vec<Part> {
+    report
+        .report
+        .components
+        .iter()
+        .map(|c| (c.nodes.clone(), c.leader, c.quorum))
+        .collect()
+}
+
+/// Poll `status` until the lab has settled into exactly `expected` components (converged, every
+/// live link in the election, no retry pending) and every input node serves the chat (its HTTP
+/// service starts a moment after it takes the role); panics with the last report after
+/// [`SETTLE`].
+pub fn settle_lab(home: &Home, lab: &str, expected: &[Part]) -> LiveReport {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let report = status_of(home, lab);
+        let serving = inputs(&report)
+            .iter()
+            .all(|id| report.addresses[&id.to_string()].http.is_some());
+        let settled = report.report.components.iter().all(|c| c.settled);
+        if report.report.converged && settled && parts(&report) == expected && serving {
+            check_roles(&report);
+            return report;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "not settled into {expected:?} within {SETTLE:?}: components {:?}, checks {:?}",
+                parts(&report),
+                report.report.failed_checks().collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every live node holds the roles SPEC §3.4 gives its place in its component's tree: the root
+/// `writer` only with a quorum, `leader` otherwise.
+pub fn check_roles(report: &LiveReport) {
+    let tree: BTreeMap<NodeId, Option<NodeId>> = common::parents(&report.report);
+    let quorum: BTreeMap<NodeId, bool> = report
+        .report
+        .components
+        .iter()
+        .flat_map(|c| c.nodes.iter().map(move |&n| (n, c.quorum)))
+        .collect();
+    for (&id, &parent) in &tree {
+        let children = tree.values().filter(|p| **p == Some(id)).count();
+        let expected = match (parent, children) {
+            (None, 0) if quorum[&id] => vec![Role::Writer, Role::Input],
+            (None, 0) => vec![Role::Leader, Role::Input],
+            (None, _) if quorum[&id] => vec![Role::Writer],
+            (None, _) => vec![Role::Leader],
+            (Some(_), 0) => vec![Role::Input],
+            (Some(p), _) if tree[&p].is_none() => vec![Role::Persistence],
+            _ => vec![Role::Forwarder],
+        };
+        assert_eq!(
+            report.report.roles[&id.to_string()],
+            expected,
+            "roles of {id}"
+        );
+    }
+}
+
+/// The input nodes of a converged report: each can reach its component's root.
+pub fn inputs(report: &LiveReport) -> BTreeSet<NodeId> {
+    report
+        .report
+        .roles
+        .iter()
+        .filter(|(_, roles)| roles.contains(&Role::Input))
+        .map(|(id, _)| id.parse().unwrap())
+        .collect()
 }

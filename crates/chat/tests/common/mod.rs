@@ -5,7 +5,8 @@
 
 use std::sync::OnceLock;
 
-use labctl_chat::{password, AppError, ChatMessage, Entry, Group, Read, Reply, Store, User, Write};
+use labctl_chat::{password, AppError, ChatMessage, Group, Read, Reply, Store, User, Write};
+use labctl_core::log::WireEntry;
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
@@ -55,7 +56,7 @@ impl Chat {
     }
 
     /// Executes `write` at the next tick.
-    pub fn run(&mut self, write: Write) -> Result<(Reply, Entry), AppError> {
+    pub fn run(&mut self, write: Write) -> Result<(Reply, WireEntry), AppError> {
         self.clock += 1;
         self.store.execute(&write, EPOCH, at(self.clock))
     }
@@ -193,4 +194,9 @@ pub fn status(reply: Result<Reply, AppError>) -> u16 {
         Err(error) => error.status(),
         Ok(reply) => panic!("expected an error, got {reply:?}"),
     }
+}
+
+/// The command a log entry carries.
+pub fn logged(entry: &WireEntry) -> labctl_chat::Command {
+    serde_json::from_str(&entry.body).expect("a chat command")
 }

@@ -45,7 +45,6 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataplane::{Need as LegacyNeed, RequestId, Share};
 use crate::liveness::Millis;
 use crate::log::{Pos, Shape, WireEntry};
 use crate::roles::Role;
@@ -101,6 +100,24 @@ impl std::str::FromStr for Durability {
     }
 }
 
+/// A request's identity: the input node it came in at, and that node's counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RequestId {
+    /// The input node that will answer the client.
+    pub origin: NodeId,
+    /// Unique per origin.
+    pub n: u64,
+}
+
+/// How much of the lab a root's tree holds: what a minority's root says when it refuses a write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Share {
+    /// Nodes in the tree.
+    pub nodes: u64,
+    /// Nodes in the lab.
+    pub lab: u64,
+}
+
 /// What a request needs from the node that serves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -112,17 +129,6 @@ pub enum Need {
     },
     /// A write: only the writer.
     Write,
-}
-
-impl From<LegacyNeed> for Need {
-    fn from(need: LegacyNeed) -> Need {
-        match need {
-            LegacyNeed::Write => Need::Write,
-            LegacyNeed::Read { min_seq } => Need::Read {
-                min: Pos::new(0, min_seq),
-            },
-        }
-    }
 }
 
 /// The answer to a request, as it travels down the tree.
@@ -439,6 +445,13 @@ pub enum PlaneInput {
         /// Its last entry.
         base: Pos,
     },
+    /// The store failed a job (the disk, most likely): what it was to do did not happen.
+    StoreFailed {
+        /// The job was an append (the entries are not in the log).
+        append: bool,
+        /// Why.
+        reason: String,
+    },
     /// Time passed: timeouts, beats, retries.
     Tick,
 }
@@ -681,6 +694,17 @@ impl DataPlane {
                     // The new writer took the most advanced member's snapshot: now its tail.
                     Some((from, _)) => self.fetch(from, out),
                     None => self.ack(out),
+                }
+            }
+            PlaneInput::StoreFailed { append, reason } => {
+                // Forget what the store did not do: an apply is asked again at the next commit
+                // or beat, entries not appended are fetched again (log matching finds them).
+                out.push(PlaneOutput::Note(format!("the store failed: {reason}")));
+                self.applying = self.applied;
+                if append {
+                    let keep = self.durable.max(self.applied);
+                    self.shape.truncate(keep);
+                    self.matched = self.matched.min(keep);
                 }
             }
             PlaneInput::Tick => self.tick(out),

@@ -115,7 +115,7 @@ pub fn config(id: u64, lab: &str, bootstrap: &str, dir: &Path) -> labctl_node::C
         http_port: 0,
         session_secret: b"test secret".to_vec(),
         templates: None,
-        durability: labctl_node::data::Durability::Replicas,
+        durability: labctl_core::plane::Durability::Majority,
     }
 }
 

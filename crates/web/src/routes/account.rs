@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use labctl_chat::ops::{Read, Reply, User, Write};
 use labctl_chat::{password, validate};
+use labctl_core::log::Pos;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -112,10 +113,10 @@ async fn create_user(
         tag: credentials.tag.clone(),
         password_hash,
     };
-    let (reply, seq) = app.write(ctx, write).await?;
+    let (reply, pos) = app.write(ctx, write).await?;
     Ok((
         expect_reply!(reply, User { user })?,
-        app.after_write(ctx, seq),
+        app.after_write(ctx, pos),
     ))
 }
 
@@ -162,7 +163,7 @@ pub(super) async fn login(
         Ok(user) => user,
         Err(failure) => return again(&app, &ctx, "login.html", failure, Some(&credentials)),
     };
-    let session = Session::new(user, now_ms(), app.config.session_ttl, ctx.min_seq());
+    let session = Session::new(user, now_ms(), app.config.session_ttl, ctx.min_pos());
     let cookie = app.session_cookie(&session);
     let for_program = || {
         let mut response = json(StatusCode::OK, &session.user());
@@ -202,18 +203,18 @@ async fn check_password(app: &App, ctx: &Ctx, credentials: &Credentials) -> Resu
     }
 }
 
-/// `GET /logout`: clears the session (204 JSON, 303 to `/` HTML). The browser keeps the
-/// sequence number of its last write, so logging in again still reads at least that.
-pub(super) async fn logout(Extension(ctx): Extension<Ctx>) -> Response {
+/// `GET /logout`: clears the session (204 JSON, 303 to `/` HTML). The browser keeps the log
+/// position of its last write (signed), so logging in again still reads at least that.
+pub(super) async fn logout(
+    State(app): State<Arc<App>>,
+    Extension(ctx): Extension<Ctx>,
+) -> Response {
     let mut response = with_cookie(
         json_or_see_other(&ctx, no_content, "/"),
         cookies::clear(cookies::SESSION),
     );
-    if ctx.min_seq() > 0 {
-        response = with_cookie(
-            response,
-            cookies::set(cookies::SEEN, &ctx.min_seq().to_string(), None),
-        );
+    if ctx.min_pos() > Pos::START {
+        response = with_cookie(response, app.seen_cookie(ctx.min_pos()));
     }
     response
 }

@@ -187,7 +187,7 @@ pub(super) async fn send_group(
 
 /// Sends a message: 201 and the message (JSON), or 303 back to the conversation (HTML).
 async fn sent(app: &App, ctx: &Ctx, uri: &Uri, write: Write) -> Result<Response, Failure> {
-    let (reply, seq) = app.write(ctx, write).await?;
+    let (reply, pos) = app.write(ctx, write).await?;
     let message = expect_reply!(reply, Message { message })?;
-    Ok(app.written(ctx, seq, || json(StatusCode::CREATED, &message), uri.path()))
+    Ok(app.written(ctx, pos, || json(StatusCode::CREATED, &message), uri.path()))
 }

@@ -67,11 +67,11 @@ pub(super) async fn create(
         name: new.name,
         creator: session.uuid.clone(),
     };
-    let (reply, seq) = app.write(&ctx, write).await?;
+    let (reply, pos) = app.write(&ctx, write).await?;
     let group = expect_reply!(reply, Group { group })?;
     Ok(app.written(
         &ctx,
-        seq,
+        pos,
         || json(StatusCode::CREATED, &group),
         &format!("/groups/{}", group.uuid),
     ))
@@ -159,9 +159,9 @@ async fn delete_group(app: &App, ctx: &Ctx, group: String) -> Result<Response, F
         group,
         requester: session.uuid.clone(),
     };
-    let (reply, seq) = app.write(ctx, write).await?;
+    let (reply, pos) = app.write(ctx, write).await?;
     expect_reply!(reply, Deleted)?;
-    Ok(app.written(ctx, seq, no_content, "/"))
+    Ok(app.written(ctx, pos, no_content, "/"))
 }
 
 /// `GET /groups/{group}/members`: the members (members only; JSON: a list).
@@ -205,11 +205,11 @@ pub(super) async fn add_member(
         tag: new.tag,
         requester: session.uuid.clone(),
     };
-    let (reply, seq) = app.write(&ctx, write).await?;
+    let (reply, pos) = app.write(&ctx, write).await?;
     let user = expect_reply!(reply, User { user })?;
     Ok(app.written(
         &ctx,
-        seq,
+        pos,
         || json(StatusCode::CREATED, &user),
         &format!("/groups/{group}"),
     ))
@@ -249,12 +249,12 @@ async fn remove(app: &App, ctx: &Ctx, group: String, user: String) -> Result<Res
         user,
         requester: session.uuid.clone(),
     };
-    let (reply, seq) = app.write(ctx, write).await?;
+    let (reply, pos) = app.write(ctx, write).await?;
     expect_reply!(reply, Deleted)?;
     let location = if leaving {
         "/".to_string()
     } else {
         format!("/groups/{group}")
     };
-    Ok(app.written(ctx, seq, no_content, &location))
+    Ok(app.written(ctx, pos, no_content, &location))
 }

@@ -154,14 +154,11 @@ async fn delete_account(app: &App, ctx: &Ctx, uuid: String) -> Result<Response, 
         uuid,
         requester: session.uuid.clone(),
     };
-    let (reply, seq) = app.write(ctx, write).await?;
+    let (reply, pos) = app.write(ctx, write).await?;
     expect_reply!(reply, Deleted)?;
     let response = with_cookie(
         json_or_see_other(ctx, no_content, "/"),
         cookies::clear(cookies::SESSION),
     );
-    Ok(with_cookie(
-        response,
-        cookies::set(cookies::SEEN, &seq.to_string(), None),
-    ))
+    Ok(with_cookie(response, app.seen_cookie(pos)))
 }

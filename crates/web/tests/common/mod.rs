@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use labctl_chat::ops::{AppError, Read, Reply, User, Write};
 use labctl_chat::{password, Store};
+use labctl_core::log::Pos;
 use labctl_web::{router, serve, Backend, WebConfig};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, SET_COOKIE};
 use reqwest::{Client, Response, StatusCode};
@@ -30,39 +31,55 @@ pub struct StoreBackend {
 
 #[async_trait::async_trait]
 impl Backend for StoreBackend {
-    async fn read(&self, read: Read, _min_seq: u64) -> Result<Reply, AppError> {
-        // One node: the store holds every write, so any `min_seq` is satisfied.
+    async fn read(&self, read: Read, _min: Pos) -> Result<Reply, AppError> {
+        // One node: the store holds every write, so any position is satisfied.
         self.store.lock().await.query(&read)
     }
 
-    async fn write(&self, write: Write) -> Result<(Reply, u64), AppError> {
-        let (reply, entry) =
-            self.store
-                .lock()
-                .await
-                .execute(&write, 1, OffsetDateTime::now_utc())?;
-        Ok((reply, entry.seq))
+    async fn write(&self, write: Write, key: Option<String>) -> Result<(Reply, Pos), AppError> {
+        let (reply, entry) = self.store.lock().await.execute_with_key(
+            &write,
+            key.as_deref(),
+            1,
+            OffsetDateTime::now_utc(),
+        )?;
+        Ok((reply, entry.pos()))
     }
 }
 
-/// Records the `min_seq` of every read and the seq of every write, then delegates.
+/// Records the read position of every read, and the key and position of every write, then
+/// delegates.
 pub struct Recording {
     pub inner: Arc<dyn Backend>,
-    /// `(operation, min_seq)` of each read, in order.
-    pub reads: StdMutex<Vec<(Read, u64)>>,
-    /// The seq of each successful write, in order.
-    pub writes: StdMutex<Vec<u64>>,
+    /// `(operation, min)` of each read, in order.
+    pub reads: StdMutex<Vec<(Read, Pos)>>,
+    /// The position of each successful write, in order.
+    pub writes: StdMutex<Vec<Pos>>,
+    /// The idempotency key of each write, in order.
+    pub keys: StdMutex<Vec<Option<String>>>,
+}
+
+impl Recording {
+    pub fn new(inner: Arc<dyn Backend>) -> Self {
+        Recording {
+            inner,
+            reads: StdMutex::new(Vec::new()),
+            writes: StdMutex::new(Vec::new()),
+            keys: StdMutex::new(Vec::new()),
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Backend for Recording {
-    async fn read(&self, read: Read, min_seq: u64) -> Result<Reply, AppError> {
-        self.reads.lock().unwrap().push((read.clone(), min_seq));
-        self.inner.read(read, min_seq).await
+    async fn read(&self, read: Read, min: Pos) -> Result<Reply, AppError> {
+        self.reads.lock().unwrap().push((read.clone(), min));
+        self.inner.read(read, min).await
     }
 
-    async fn write(&self, write: Write) -> Result<(Reply, u64), AppError> {
-        let written = self.inner.write(write).await?;
+    async fn write(&self, write: Write, key: Option<String>) -> Result<(Reply, Pos), AppError> {
+        self.keys.lock().unwrap().push(key.clone());
+        let written = self.inner.write(write, key).await?;
         self.writes.lock().unwrap().push(written.1);
         Ok(written)
     }
@@ -78,11 +95,11 @@ pub const NO_WRITER: &str = "no writer reachable: the spanning tree is being reb
 
 #[async_trait::async_trait]
 impl Backend for NoWriter {
-    async fn read(&self, read: Read, min_seq: u64) -> Result<Reply, AppError> {
-        self.inner.read(read, min_seq).await
+    async fn read(&self, read: Read, min: Pos) -> Result<Reply, AppError> {
+        self.inner.read(read, min).await
     }
 
-    async fn write(&self, _write: Write) -> Result<(Reply, u64), AppError> {
+    async fn write(&self, _write: Write, _key: Option<String>) -> Result<(Reply, Pos), AppError> {
         Err(AppError::Unavailable(NO_WRITER.to_string()))
     }
 }

@@ -586,7 +586,7 @@ mod tests {
     fn settings() -> NodeSettings {
         NodeSettings {
             timing: labctl_topology::Timing::default(),
-            durability: "replicas".into(),
+            durability: "majority".into(),
         }
     }
 

@@ -1,0 +1,405 @@
+//! The writer's decisions and their effect: a [`Write`] checked against the database becomes a
+//! [`Change`], and the change is applied to the tables. Every node runs both, for every committed
+//! entry, in log order: same entries, same database.
+
+use rusqlite::{params, Connection};
+use time::{OffsetDateTime, UtcOffset};
+
+use super::rows::{
+    acting_user, existing_group, is_member, member_only, named_user, no_user_id, user_by_id,
+    user_by_name,
+};
+use crate::ops::{AppError, Change, ChatMessage, Group, Reply, User, Write};
+use crate::{password, validate};
+
+// ----------------------------------------------------------------------------------------------
+// The writer's decisions: a `Write` checked against the database becomes a `Change`.
+// ----------------------------------------------------------------------------------------------
+
+/// Checks `write` against the database and decides its reply and its change, without changing
+/// anything.
+pub(super) fn decide(
+    conn: &Connection,
+    write: &Write,
+    sent_at: &str,
+    ids: &Ids,
+) -> Result<(Reply, Change), AppError> {
+    match write {
+        Write::Register {
+            username,
+            tag,
+            password_hash,
+        } => {
+            validate::username(username)?;
+            validate::tag(tag)?;
+            // The input node hashes; a plain password must never be stored by mistake.
+            if !password::is_phc(password_hash) {
+                return Err(AppError::Malformed(
+                    "password_hash must be a PHC string (see labctl_chat::password::hash)"
+                        .to_string(),
+                ));
+            }
+            if user_by_name(conn, username, tag)?.is_some() {
+                return Err(AppError::Conflict(format!(
+                    "user {username}#{tag} already exists"
+                )));
+            }
+            let user = User {
+                uuid: ids.next(),
+                username: username.clone(),
+                tag: tag.clone(),
+            };
+            Ok((
+                Reply::User { user: user.clone() },
+                Change::UserAdded {
+                    user,
+                    password_hash: password_hash.clone(),
+                },
+            ))
+        }
+        Write::DeleteUser { uuid, requester } => {
+            let requester = acting_user(conn, requester)?;
+            validate::uuid(uuid)?;
+            let user = user_by_id(conn, uuid)?.ok_or_else(|| no_user_id(uuid))?;
+            if user.uuid != requester.uuid {
+                return Err(AppError::Forbidden(format!(
+                    "only {}#{} may delete their user",
+                    user.username, user.tag
+                )));
+            }
+            Ok((Reply::Deleted, Change::UserDeleted { uuid: user.uuid }))
+        }
+        Write::SendPrivate {
+            from,
+            username,
+            tag,
+            content,
+        } => {
+            let author = acting_user(conn, from)?;
+            validate::content(content)?;
+            // Sending to oneself is allowed (notes to self).
+            let (recipient, _) = named_user(conn, username, tag)?;
+            let message = new_message(&author, content, sent_at, ids);
+            Ok((
+                Reply::Message {
+                    message: message.clone(),
+                },
+                Change::PrivateMessageAdded {
+                    to: recipient.uuid,
+                    message,
+                },
+            ))
+        }
+        Write::CreateGroup { name, creator } => {
+            let creator = acting_user(conn, creator)?;
+            validate::group_name(name)?;
+            let group = Group {
+                uuid: ids.next(),
+                name: name.trim().to_string(),
+                creator: creator.uuid,
+            };
+            Ok((
+                Reply::Group {
+                    group: group.clone(),
+                },
+                Change::GroupAdded { group },
+            ))
+        }
+        Write::DeleteGroup { group, requester } => {
+            let requester = acting_user(conn, requester)?;
+            let group = existing_group(conn, group)?;
+            if group.creator != requester.uuid {
+                return Err(AppError::Forbidden(format!(
+                    "only the creator of group {:?} may delete it",
+                    group.name
+                )));
+            }
+            Ok((Reply::Deleted, Change::GroupDeleted { uuid: group.uuid }))
+        }
+        Write::AddMember {
+            group,
+            username,
+            tag,
+            requester,
+        } => {
+            let requester = acting_user(conn, requester)?;
+            validate::uuid(group)?;
+            validate::username(username)?;
+            validate::tag(tag)?;
+            let group = existing_group(conn, group)?;
+            if group.creator != requester.uuid {
+                return Err(AppError::Forbidden(format!(
+                    "only the creator of group {:?} may add members",
+                    group.name
+                )));
+            }
+            let (user, _) = named_user(conn, username, tag)?;
+            if is_member(conn, &group.uuid, &user.uuid)? {
+                return Err(AppError::Conflict(format!(
+                    "{username}#{tag} is already a member of group {:?}",
+                    group.name
+                )));
+            }
+            Ok((
+                Reply::User { user: user.clone() },
+                Change::MemberAdded {
+                    group: group.uuid,
+                    user: user.uuid,
+                },
+            ))
+        }
+        Write::RemoveMember {
+            group,
+            user,
+            requester,
+        } => {
+            let requester = acting_user(conn, requester)?;
+            validate::uuid(group)?;
+            validate::uuid(user)?;
+            let group = existing_group(conn, group)?;
+            if requester.uuid != group.creator && requester.uuid != *user {
+                return Err(AppError::Forbidden(format!(
+                    "only the creator of group {:?} or the member itself may remove a member",
+                    group.name
+                )));
+            }
+            if !is_member(conn, &group.uuid, user)? {
+                return Err(AppError::NotFound(format!(
+                    "user {user} is not a member of group {:?}",
+                    group.name
+                )));
+            }
+            Ok((
+                Reply::Deleted,
+                Change::MemberRemoved {
+                    group: group.uuid,
+                    user: user.clone(),
+                },
+            ))
+        }
+        Write::SendGroup {
+            group,
+            from,
+            content,
+        } => {
+            let author = acting_user(conn, from)?;
+            validate::uuid(group)?;
+            validate::content(content)?;
+            let group = existing_group(conn, group)?;
+            member_only(conn, &group, &author, "send to it")?;
+            let message = new_message(&author, content, sent_at, ids);
+            Ok((
+                Reply::Message {
+                    message: message.clone(),
+                },
+                Change::GroupMessageAdded {
+                    group: group.uuid,
+                    message,
+                },
+            ))
+        }
+    }
+}
+
+/// The ids a log entry hands out, derived from its position: every node that applies entry
+/// `(epoch, seq)` gives its new rows the same ids, so the copies agree row for row.
+///
+/// A version 8 UUID (RFC 9562's "custom" layout): 48 bits of epoch, 12 bits numbering the ids of
+/// one entry, 62 bits of seq. Positions never repeat, so neither do ids.
+pub(super) struct Ids {
+    epoch: u64,
+    seq: u64,
+    next: std::cell::Cell<u16>,
+}
+
+impl Ids {
+    /// The ids of entry `(epoch, seq)`.
+    pub(super) fn new(epoch: u64, seq: u64) -> Ids {
+        Ids {
+            epoch,
+            seq,
+            next: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The next id, hyphenated, lowercase.
+    pub(super) fn next(&self) -> String {
+        let k = self.next.get();
+        self.next.set(k.wrapping_add(1));
+        let mut bytes = [0u8; 16];
+        bytes[..6].copy_from_slice(&self.epoch.to_be_bytes()[2..]);
+        bytes[6..8].copy_from_slice(&(k & 0x0fff).to_be_bytes());
+        bytes[8..].copy_from_slice(&(self.seq & 0x3fff_ffff_ffff_ffff).to_be_bytes());
+        // `new_v8` sets the version nibble (byte 6) and the variant bits (byte 8).
+        uuid::Uuid::new_v8(bytes).to_string()
+    }
+}
+
+/// A new message by `author`.
+fn new_message(author: &User, content: &str, sent_at: &str, ids: &Ids) -> ChatMessage {
+    ChatMessage {
+        uuid: ids.next(),
+        author: author.uuid.clone(),
+        content: content.to_string(),
+        sent_at: sent_at.to_string(),
+    }
+}
+
+/// `now` as RFC 3339 in UTC with milliseconds, fixed width (`2024-05-01T12:00:00.000Z`).
+pub fn timestamp(now: OffsetDateTime) -> Result<String, AppError> {
+    let utc = now
+        .checked_to_offset(UtcOffset::UTC)
+        .filter(|utc| (0..=9999).contains(&utc.year()))
+        .ok_or_else(|| AppError::Unavailable(format!("the clock is out of range: {now}")))?;
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.millisecond()
+    ))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Applying changes: the one code path shared by the writer and the replicas.
+// ----------------------------------------------------------------------------------------------
+
+/// Applies `change`, made by log entry `seq`, to the tables (not the log). Deletions cascade by
+/// hand, children first, as `Change`'s documentation says.
+pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusqlite::Result<()> {
+    let seq = i64::try_from(seq).map_err(|_| out_of_range(seq))?;
+    match change {
+        Change::UserAdded {
+            user,
+            password_hash,
+        } => {
+            insert_user(conn, user, password_hash)?;
+        }
+        Change::UserDeleted { uuid } => {
+            // The groups it created go, with their members and messages; its memberships
+            // elsewhere go; its messages elsewhere stay.
+            conn.execute(
+                "DELETE FROM group_messages
+                 WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)",
+                [uuid],
+            )?;
+            conn.execute(
+                "DELETE FROM members
+                 WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)
+                    OR user_uuid = ?1",
+                [uuid],
+            )?;
+            conn.execute("DELETE FROM groups WHERE creator = ?1", [uuid])?;
+            conn.execute("DELETE FROM users WHERE uuid = ?1", [uuid])?;
+        }
+        Change::PrivateMessageAdded { to, message } => {
+            insert_private_message(conn, seq, to, message)?;
+        }
+        Change::GroupAdded { group } => {
+            insert_group(conn, group)?;
+            // The creator is the first member.
+            insert_member(conn, &group.uuid, &group.creator)?;
+        }
+        Change::GroupDeleted { uuid } => {
+            conn.execute("DELETE FROM group_messages WHERE group_uuid = ?1", [uuid])?;
+            conn.execute("DELETE FROM members WHERE group_uuid = ?1", [uuid])?;
+            conn.execute("DELETE FROM groups WHERE uuid = ?1", [uuid])?;
+        }
+        Change::MemberAdded { group, user } => {
+            insert_member(conn, group, user)?;
+        }
+        Change::MemberRemoved { group, user } => {
+            conn.execute(
+                "DELETE FROM members WHERE group_uuid = ?1 AND user_uuid = ?2",
+                params![group, user],
+            )?;
+        }
+        Change::GroupMessageAdded { group, message } => {
+            insert_group_message(conn, seq, group, message)?;
+        }
+    }
+    Ok(())
+}
+
+/// The error for a `u64` that SQLite's signed integers cannot hold.
+pub(super) fn out_of_range(value: u64) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(format!("{value} does not fit in an i64").into())
+}
+
+/// Inserts a row of `users`.
+pub(super) fn insert_user(
+    conn: &Connection,
+    user: &User,
+    password_hash: &str,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO users (uuid, username, tag, password_hash) VALUES (?1, ?2, ?3, ?4)",
+        params![user.uuid, user.username, user.tag, password_hash],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `groups` (not its creator's membership).
+pub(super) fn insert_group(conn: &Connection, group: &Group) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO groups (uuid, name, creator) VALUES (?1, ?2, ?3)",
+        params![group.uuid, group.name, group.creator],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `members`.
+pub(super) fn insert_member(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
+        params![group, user],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `private_messages`.
+pub(super) fn insert_private_message(
+    conn: &Connection,
+    seq: i64,
+    to: &str,
+    message: &ChatMessage,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO private_messages (seq, uuid, author, recipient, content, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            seq,
+            message.uuid,
+            message.author,
+            to,
+            message.content,
+            message.sent_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `group_messages`.
+pub(super) fn insert_group_message(
+    conn: &Connection,
+    seq: i64,
+    group: &str,
+    message: &ChatMessage,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO group_messages (seq, uuid, group_uuid, author, content, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            seq,
+            message.uuid,
+            group,
+            message.author,
+            message.content,
+            message.sent_at
+        ],
+    )?;
+    Ok(())
+}
