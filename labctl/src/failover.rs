@@ -1,12 +1,15 @@
 //! Timing failovers on a running lab (`labctl bench failover`): kill the writer, watch every
 //! node's admin API until a neighbour suspects it and until the survivors have converged in a new
-//! epoch, then restart it and wait for the lab to be whole again.
+//! epoch, while a chat user writes through the nameserver until a write is acknowledged again
+//! (by the new writer, once its view change is done: SPEC §6's timing); then restart the old
+//! writer and wait for the lab to be whole again.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use labctl_core::NodeId;
 use labctl_fault::{Fault, Target};
+use reqwest::{StatusCode, Url};
 use serde::Serialize;
 
 use crate::lab::LabDir;
@@ -24,6 +27,8 @@ pub struct Failover {
     pub suspected_ms: u64,
     /// Until the survivors had converged in a new epoch under a new writer.
     pub converged_ms: u64,
+    /// Until a write sent after the kill was acknowledged (201): the new writer has taken over.
+    pub written_ms: u64,
     /// From the restart until the whole lab had converged again.
     pub rejoined_ms: u64,
 }
@@ -58,8 +63,73 @@ async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
     }
 }
 
-/// Time one failover of the lab's writer.
-pub async fn once(lab: &LabDir, timeout: Duration) -> Result<Failover> {
+/// A logged-in chat user whose messages to itself, sent through the nameserver, find out when
+/// writes are acknowledged again.
+pub struct Prober {
+    http: reqwest::Client,
+    /// `http://NAMESERVER/users/NAME/TAG/chat`.
+    chat: Url,
+}
+
+/// How often the prober writes again after a write that was not acknowledged.
+const PROBE_GAP: Duration = Duration::from_millis(20);
+/// How long one probing write may take (a write held across the epoch change is answered 503 or
+/// 504 when the input node's epoch changes).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+impl Prober {
+    /// Registers and logs in user `failover` (a free tag) through the lab's nameserver.
+    pub async fn new(lab: &LabDir) -> Result<Prober> {
+        let record = lab.load()?;
+        let Some(nameserver) = record.nameserver.as_ref().and_then(|p| p.http.clone()) else {
+            bail!(
+                "lab {} has no nameserver (its `labctl up` did not get that far); `labctl down \
+                 {}` and start it again",
+                lab.name,
+                lab.name
+            );
+        };
+        let base = Url::parse(&format!("http://{nameserver}/"))
+            .with_context(|| format!("the nameserver's address {nameserver:?} is not host:port"))?;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let (http, tag) = crate::commands::bench::user("failover", &base, seed)
+            .await
+            .context("setting up the user whose writes time the failover")?;
+        let chat = base
+            .join(&format!("users/failover/{tag}/chat"))
+            .expect("a valid path");
+        Ok(Prober { http, chat })
+    }
+
+    /// Writes until a write is acknowledged (201); the milliseconds from `since`. Each attempt
+    /// is a new message with its own `Idempotency-Key`.
+    async fn first_write(&self, since: Instant, timeout: Duration) -> Result<u64> {
+        for n in 0u64.. {
+            let key = format!("failover-{}-{n}", since.elapsed().as_nanos());
+            let answer = self
+                .http
+                .post(self.chat.clone())
+                .timeout(PROBE_TIMEOUT)
+                .header("Idempotency-Key", &key)
+                .json(&serde_json::json!({ "content": format!("probe {n}") }))
+                .send()
+                .await;
+            if answer.is_ok_and(|a| a.status() == StatusCode::CREATED) {
+                return Ok(since.elapsed().as_millis() as u64);
+            }
+            if since.elapsed() > timeout {
+                break;
+            }
+            tokio::time::sleep(PROBE_GAP).await;
+        }
+        bail!("no write was acknowledged within {timeout:?} of the kill")
+    }
+}
+
+/// Time one failover of the lab's writer, `prober` writing through it.
+pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Failover> {
     let (writer, epoch) = whole(lab, timeout).await?;
     let record = lab.load()?;
     // The survivors only: the dead writer would cost every poll a connect timeout in Docker.
@@ -72,6 +142,9 @@ pub async fn once(lab: &LabDir, timeout: Duration) -> Result<Failover> {
         },
     )
     .await?;
+    let written = prober.first_write(killed, timeout);
+    tokio::pin!(written);
+    let mut written_ms = None;
     let mut suspected = None;
     let converged = loop {
         let answers = nodes.statuses().await;
@@ -102,7 +175,18 @@ pub async fn once(lab: &LabDir, timeout: Duration) -> Result<Failover> {
         if killed.elapsed() > timeout {
             bail!("the survivors of node {writer}'s failure did not converge within {timeout:?}");
         }
-        tokio::time::sleep(POLL).await;
+        if written_ms.is_none() {
+            tokio::select! {
+                ms = &mut written => written_ms = Some(ms?),
+                () = tokio::time::sleep(POLL) => {}
+            }
+        } else {
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    let written_ms = match written_ms {
+        Some(ms) => ms,
+        None => written.await?,
     };
     let restarted = Instant::now();
     crate::fault::apply(
@@ -117,6 +201,7 @@ pub async fn once(lab: &LabDir, timeout: Duration) -> Result<Failover> {
         writer,
         suspected_ms: suspected.unwrap_or(converged),
         converged_ms: converged,
+        written_ms,
         rejoined_ms: restarted.elapsed().as_millis() as u64,
     })
 }

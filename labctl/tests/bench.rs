@@ -1,6 +1,6 @@
 //! End-to-end tests of `labctl bench http`: the real binary loading a real one-node lab, and its
 //! errors (no lab, no nameserver, no live input node, a failing registration) against records
-//! and a stand-in nameserver made here.
+//! and a stand-in nameserver made here; and of `labctl bench failover` on a real ring6.
 //!
 //! Every command runs with `LABCTL_HOME` set to the test's own temporary folder, whose guard
 //! runs `labctl down --all` (and SIGKILLs any daemon left) when the test ends, pass or fail.
@@ -272,4 +272,48 @@ fn bench_http_shows_a_failing_registration() {
             "/register answered 503 Service Unavailable: no writer reachable: the tree is being \
              rebuilt",
         ]);
+}
+
+/// `labctl bench failover --runs 2`: each run kills the writer, times a neighbour's suspicion,
+/// the survivors' convergence and the first write acknowledged after the kill (by the new
+/// writer: the old one is dead), restarts it, and leaves the lab whole.
+#[test]
+fn bench_failover_times_the_first_write_acknowledged_by_the_new_writer() {
+    let home = Home::new();
+    home.up(&topology_file("ring6.toml"), &[]);
+    let run = home
+        .labctl(&["bench", "failover", "--runs", "2", "--rest", "1", "--json"])
+        .expect_success();
+    let report: serde_json::Value = parse_one_line(&run);
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{report}");
+    for run in runs {
+        let ms = |name: &str| {
+            run[name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{name}: {run}"))
+        };
+        assert_eq!(run["writer"], 1, "ring6's writer is node 1: {run}");
+        assert!(ms("suspected_ms") > 0, "{run}");
+        // No new writer before anyone suspected the old one; the lab converges, and writes,
+        // within the run's timeout.
+        assert!(ms("written_ms") >= ms("suspected_ms"), "{run}");
+        assert!(
+            ms("written_ms") < 15_000 && ms("converged_ms") < 15_000,
+            "{run}"
+        );
+    }
+    for figure in ["suspected_ms", "converged_ms", "written_ms", "rejoined_ms"] {
+        let summary = &report[figure];
+        let (median, worst) = (summary["median"].as_u64(), summary["worst"].as_u64());
+        assert!(median.is_some() && median <= worst, "{figure}: {summary}");
+    }
+    let status = home.status("ring6");
+    assert_eq!(
+        status.report.leader,
+        Some(1),
+        "node 1 is back, and the writer"
+    );
+    assert!(status.report.converged);
 }

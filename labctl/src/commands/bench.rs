@@ -85,15 +85,20 @@ fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    bar.set_message("registering the user whose writes time the failover");
+    let prober = tokio.block_on(crate::failover::Prober::new(&lab))?;
     let mut runs = Vec::new();
     let mut failed = None;
     for run in 0..args.runs {
         if run > 0 {
             std::thread::sleep(Duration::from_secs(args.rest));
         }
-        match tokio.block_on(crate::failover::once(&lab, timeout)) {
+        match tokio.block_on(crate::failover::once(&lab, &prober, timeout)) {
             Ok(run) => {
-                bar.set_message(format!("last: converged in {} ms", run.converged_ms));
+                bar.set_message(format!(
+                    "last: converged in {} ms, a write acknowledged in {} ms",
+                    run.converged_ms, run.written_ms
+                ));
                 runs.push(run);
                 bar.inc(1);
             }
@@ -108,9 +113,10 @@ fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
     let mut stdout = std::io::stdout().lock();
     let figure =
         |f: fn(&crate::failover::Failover) -> u64| -> Vec<u64> { runs.iter().map(f).collect() };
-    let (suspected, converged, rejoined) = (
+    let (suspected, converged, written, rejoined) = (
         figure(|r| r.suspected_ms),
         figure(|r| r.converged_ms),
+        figure(|r| r.written_ms),
         figure(|r| r.rejoined_ms),
     );
     if args.json {
@@ -121,6 +127,7 @@ fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
             "runs": runs,
             "suspected_ms": summary(&suspected),
             "converged_ms": summary(&converged),
+            "written_ms": summary(&written),
             "rejoined_ms": summary(&rejoined),
             "error": failed,
         });
@@ -138,6 +145,7 @@ fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
         for (name, figures) in [
             ("a neighbour suspects it", &suspected),
             ("converged in a new epoch", &converged),
+            ("a write acknowledged", &written),
         ] {
             let s = crate::failover::summary(figures);
             writeln!(
@@ -570,6 +578,27 @@ async fn live_inputs(lab: &str, nameserver: &Url, wait: Duration) -> Result<Vec<
 
 /// Registers and logs in client `k`'s user at `base`.
 async fn setup(k: u32, base: Url, tag_seed: u64, seed: u64) -> Result<(u32, Client)> {
+    let username = format!("bench{k}");
+    let (http, tag) = user(&username, &base, tag_seed).await?;
+    Ok((
+        k,
+        Client {
+            username,
+            tag,
+            base,
+            http,
+            seed,
+        },
+    ))
+}
+
+/// Registers `username` at `base` (with a tag drawn from `tag_seed`, another while one is
+/// taken) and logs it in: an HTTP client whose cookie jar holds the session, and the tag.
+pub(crate) async fn user(
+    username: &str,
+    base: &Url,
+    tag_seed: u64,
+) -> Result<(reqwest::Client, String)> {
     let jar = Arc::new(Jar::default());
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -579,8 +608,7 @@ async fn setup(k: u32, base: Url, tag_seed: u64, seed: u64) -> Result<(u32, Clie
         .default_headers(json_headers())
         .build()
         .context("building the HTTP client")?;
-    let username = format!("bench{k}");
-    let password = format!("bench-password-{k}");
+    let password = format!("{username}-password");
     let mut tags = SplitMix64::new(tag_seed);
 
     // Register, drawing another tag while this one is taken (say, by an earlier run).
@@ -620,19 +648,10 @@ async fn setup(k: u32, base: Url, tag_seed: u64, seed: u64) -> Result<(u32, Clie
             shorten(&error_text(&text))
         );
     }
-    if jar.cookies(&base).is_none() {
+    if jar.cookies(base).is_none() {
         bail!("logging in as {username}#{tag}: POST {login} answered {status} but set no cookie");
     }
-    Ok((
-        k,
-        Client {
-            username,
-            tag,
-            base,
-            http,
-            seed,
-        },
-    ))
+    Ok((http, tag))
 }
 
 /// One setup POST with a JSON body: its status and body text.
