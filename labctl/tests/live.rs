@@ -555,3 +555,76 @@ fn graph_of_a_running_lab_draws_its_live_tree_and_roles() {
         "one writer"
     );
 }
+
+// --- durability: the flag, then the topology file's `[lab] durability`, then majority ----------
+
+/// The `--durability` the daemon of node `id` runs with, from its command line.
+fn node_durability(live: &LiveReport, id: &str) -> String {
+    let pid = live.addresses[id].pid;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the node's command line");
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let at = args
+        .iter()
+        .position(|a| a == "--durability")
+        .unwrap_or_else(|| panic!("node {id} runs without --durability: {args:?}"));
+    args[at + 1].clone()
+}
+
+/// What `up` recorded for restarts (`lab.json`'s `durability`).
+fn recorded_durability(home: &Home, name: &str) -> String {
+    let record = std::fs::read_to_string(home.lab_folder(name).join("lab.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    record["durability"]
+        .as_str()
+        .expect("a durability")
+        .to_string()
+}
+
+#[test]
+fn durability_comes_from_the_flag_then_the_lab_table_then_defaults_to_majority() {
+    let home = Home::new();
+    let folder = tempfile::tempdir().unwrap();
+    let with_table = folder.path().join("pair.toml");
+    std::fs::write(
+        &with_table,
+        "name = \"pair\"\nnodes = [1, 2]\nlinks = [[1, 2]]\n[lab]\ndurability = \"replicas\"\n",
+    )
+    .unwrap();
+    let cases: [(&Path, &[&str], &str, &str); 3] = [
+        (&topology_file("single.toml"), &[], "single", "majority"),
+        (&with_table, &["--name", "table"], "table", "replicas"),
+        (
+            &with_table,
+            &["--name", "flag", "--durability", "writer"],
+            "flag",
+            "writer",
+        ),
+    ];
+    for (file, args, name, want) in cases {
+        let up = home.up(file, args);
+        assert_eq!(recorded_durability(&home, name), want, "{name}");
+        for id in up.addresses.keys() {
+            assert_eq!(node_durability(&up, id), want, "{name}: node {id}");
+        }
+    }
+    // A value the file may not hold is refused with its place, and nothing starts.
+    std::fs::write(
+        &with_table,
+        "name = \"pair\"\nnodes = [1, 2]\nlinks = [[1, 2]]\n[lab]\ndurability = \"quorum\"\n",
+    )
+    .unwrap();
+    let before = home.daemons();
+    let error = home
+        .labctl(&[
+            OsStr::new("up"),
+            with_table.as_os_str(),
+            OsStr::new("--name"),
+            OsStr::new("bad"),
+        ])
+        .expect_error(&["durability"]);
+    assert!(error.contains("majority"), "{error}");
+    assert_eq!(home.daemons(), before, "nothing started");
+}
