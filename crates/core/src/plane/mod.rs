@@ -942,15 +942,29 @@ impl DataPlane {
         self.send_toward(id.origin, PlaneMessage::Response { epoch, id, answer }, out);
     }
 
-    /// Send a message addressed to `node` down the tree (dropped if no route is known: the
-    /// tree changed, and whoever waits for it gives up on its own).
+    /// Send a message addressed to `node` down the tree: toward the child it hangs below. With no
+    /// route known (its `Announce` was lost on a link cut for a moment, and is not repeated), to
+    /// every child: the one on the way passes it on, the others drop it. Dropped at a leaf.
     fn send_toward(&mut self, node: NodeId, message: PlaneMessage, out: &mut Vec<PlaneOutput>) {
-        match self.routes.get(&node) {
-            Some(&child) => out.push(PlaneOutput::Send { to: child, message }),
-            None => out.push(PlaneOutput::Note(format!(
+        if let Some(&child) = self.routes.get(&node) {
+            return out.push(PlaneOutput::Send { to: child, message });
+        }
+        let children: Vec<NodeId> = self
+            .tree
+            .as_ref()
+            .map(|t| t.children.keys().copied().collect())
+            .unwrap_or_default();
+        if children.is_empty() {
+            return out.push(PlaneOutput::Note(format!(
                 "no route to node {node} for a {}: dropped",
                 kind(&message)
-            ))),
+            )));
+        }
+        for child in children {
+            out.push(PlaneOutput::Send {
+                to: child,
+                message: message.clone(),
+            });
         }
     }
 
@@ -969,6 +983,19 @@ impl DataPlane {
             return;
         }
         let parent = self.tree.as_ref().and_then(|t| t.parent);
+        if Some(from) != parent {
+            // Traffic up the tree teaches the way down to where it came from.
+            let origin = match &message {
+                PlaneMessage::Ack { from: node, .. } | PlaneMessage::Nack { from: node, .. } => {
+                    Some(*node)
+                }
+                PlaneMessage::Request { id, .. } => Some(id.origin),
+                _ => None,
+            };
+            if let Some(node) = origin {
+                self.routes.insert(node, from);
+            }
+        }
         match message {
             PlaneMessage::Announce { node, .. } => {
                 self.routes.insert(node, from);

@@ -609,3 +609,26 @@ fn with_replicas_a_writer_and_its_replica_lost_take_their_writes_with_them() {
         net.notes
     );
 }
+
+#[test]
+fn a_lost_announce_strands_no_node() {
+    // Node 3's `Announce` is lost on a link cut for a moment (it is sent once per tree): the
+    // writer knows no route to it. Its request still gets its answer (traffic up the tree
+    // teaches the way back down), and so does its repair.
+    let mut net = Net::new(&[1, 2, 3], Durability::Majority, vec![]);
+    net.cut.insert((3, 2));
+    net.tree(1, &LINE3);
+    net.run();
+    net.cut.clear();
+    let id = net.write(3, "from 3");
+    net.run();
+    assert!(served(net.answer(id)).seq >= 2, "{:?}", net.notes);
+    net.tick(20);
+    assert_eq!(net.texts(3), vec!["from 3"]);
+    assert_eq!(net.last(3), net.last(1));
+    assert!(
+        !net.notes.iter().any(|n| n.contains("no route")),
+        "{:?}",
+        net.notes
+    );
+}
