@@ -43,8 +43,9 @@ use self::decide::{
     insert_private_message, insert_user, Ids,
 };
 use self::rows::{
-    acting_user, collect, existing_group, group_from_row, json_value, member_only, message_rows,
-    messages, named_user, no_user_id, sqlite_error, unavailable, user_by_id, user_from_row, users,
+    acting_user, collect, column_u64, existing_group, group_from_row, json_value, member_only,
+    message_rows, messages, named_user, no_user_id, sqlite_error, unavailable, user_by_id,
+    user_from_row, users,
 };
 use crate::ops::{
     AppError, ChatMessage, Command, Group, GroupId, Outcome, Read, Reply, UserId, Write,
@@ -413,9 +414,9 @@ impl Store {
             .map_err(sqlite)?;
         let mut rows = statement.query([]).map_err(sqlite)?;
         while let Some(row) = rows.next().map_err(sqlite)? {
-            let (seq, epoch): (i64, i64) =
-                (row.get(0).map_err(sqlite)?, row.get(1).map_err(sqlite)?);
-            shape.push(epoch as u64, seq as u64);
+            let seq = column_u64(row, 0).map_err(sqlite)?;
+            let epoch = column_u64(row, 1).map_err(sqlite)?;
+            shape.push(epoch, seq);
         }
         Ok(shape)
     }
@@ -496,7 +497,7 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
         let entries =
-            read_entries(&tx, self.applied, (up_to - self.applied) as usize).map_err(sqlite)??;
+            read_entries(&tx, self.applied, (up_to - self.applied) as usize).map_err(sqlite)?;
         let mut results = Vec::with_capacity(entries.len());
         for entry in &entries {
             let answer = apply_entry(&mut tx, entry, &self.path)?;
@@ -623,7 +624,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`].
     pub fn entries_since(&self, after: u64, limit: usize) -> Result<Vec<WireEntry>, StoreError> {
-        read_entries(&self.conn, after, limit).map_err(sqlite_error(&self.path))?
+        read_entries(&self.conn, after, limit).map_err(sqlite_error(&self.path))
     }
 
     /// [`Store::entries_since`], with the position of entry `after` (the log-matching check's
@@ -682,7 +683,7 @@ impl Store {
             "SELECT seq, recipient, uuid, author, content, sent_at
              FROM private_messages ORDER BY seq",
         )
-        .map_err(sqlite)??
+        .map_err(sqlite)?
         .into_iter()
         .map(|(seq, to, message)| PrivateMessageRow { seq, to, message })
         .collect();
@@ -691,7 +692,7 @@ impl Store {
             "SELECT seq, group_uuid, uuid, author, content, sent_at
              FROM group_messages ORDER BY seq",
         )
-        .map_err(sqlite)??
+        .map_err(sqlite)?
         .into_iter()
         .map(|(seq, group, message)| GroupMessageRow {
             seq,
@@ -705,7 +706,7 @@ impl Store {
             |row| {
                 Ok(ReplyRow {
                     key: row.get(0)?,
-                    seq: row.get::<_, i64>(1)? as u64,
+                    seq: column_u64(row, 1)?,
                     answer: row.get(2)?,
                 })
             },
@@ -1032,11 +1033,7 @@ fn apply_entry(
 }
 
 /// Up to `limit` entries after `after`, in order.
-fn read_entries(
-    conn: &Connection,
-    after: u64,
-    limit: usize,
-) -> rusqlite::Result<Result<Vec<WireEntry>, StoreError>> {
+fn read_entries(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<WireEntry>> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut statement = conn.prepare_cached(
@@ -1045,14 +1042,14 @@ fn read_entries(
     let rows = statement
         .query_map(params![after, limit], |row| {
             Ok(WireEntry {
-                seq: row.get::<_, i64>(0)? as u64,
-                epoch: row.get::<_, i64>(1)? as u64,
+                seq: column_u64(row, 0)?,
+                epoch: column_u64(row, 1)?,
                 key: row.get(2)?,
                 body: row.get(3)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Ok(rows))
+    Ok(rows)
 }
 
 /// A number kept in `meta` (0 when absent).

@@ -36,25 +36,16 @@ pub(super) type MessageRow = (u64, String, ChatMessage);
 
 /// Every row of a message table, for [`Store::snapshot`]: `sql` selects the row's `seq`, the
 /// conversation, then the message's four columns.
-pub(super) fn message_rows(
-    conn: &Connection,
-    sql: &str,
-) -> rusqlite::Result<Result<Vec<MessageRow>, StoreError>> {
-    let rows = collect(conn, sql, |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get(1)?,
-            message_from_row(row, 2)?,
-        ))
-    })?;
-    Ok(rows
-        .into_iter()
-        .map(|(seq, conversation, message)| {
-            let seq = u64::try_from(seq)
-                .map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?;
-            Ok((seq, conversation, message))
-        })
-        .collect())
+pub(super) fn message_rows(conn: &Connection, sql: &str) -> rusqlite::Result<Vec<MessageRow>> {
+    collect(conn, sql, |row| {
+        Ok((column_u64(row, 0)?, row.get(1)?, message_from_row(row, 2)?))
+    })
+}
+
+/// Column `i` as a count or position: a negative value (a corrupt row) is an error, not a wrap.
+pub(super) fn column_u64(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(i)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(i, value))
 }
 
 /// A column value as JSON, for [`Store::dump`].
