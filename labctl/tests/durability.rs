@@ -135,38 +135,26 @@ impl Chat {
             tokio: tokio::runtime::Runtime::new().expect("a tokio runtime"),
         };
         let client = chat.browser.client();
-        chat.tokio.block_on(async {
-            for (name, tag) in [("alice", "1111"), ("bob", "2222")] {
-                let body = json!({"username": name, "tag": tag, "password": PASSWORD});
-                let answer = send(
-                    &client,
-                    &chat.nameserver,
-                    reqwest::Method::POST,
-                    "/register",
-                    Some(&body),
-                    None,
-                )
-                .await;
-                assert!(
-                    matches!(answer, Ok((StatusCode::CREATED, _))),
-                    "register {name}: {answer:?}"
-                );
-            }
-            let body = json!({"username": "alice", "tag": "1111", "password": PASSWORD});
-            let answer = send(
+        let steps = [
+            ("/register", "alice", "1111", StatusCode::CREATED),
+            ("/register", "bob", "2222", StatusCode::CREATED),
+            ("/login", "alice", "1111", StatusCode::OK),
+        ];
+        for (path, name, tag, want) in steps {
+            let body = json!({"username": name, "tag": tag, "password": PASSWORD});
+            let answer = chat.tokio.block_on(send(
                 &client,
                 &chat.nameserver,
                 reqwest::Method::POST,
-                "/login",
+                path,
                 Some(&body),
                 None,
-            )
-            .await;
+            ));
             assert!(
-                matches!(answer, Ok((StatusCode::OK, _))),
-                "login: {answer:?}"
+                matches!(&answer, Ok((status, _)) if *status == want),
+                "{path} as {name}: {answer:?}"
             );
-        });
+        }
         chat
     }
 
