@@ -756,7 +756,7 @@ async fn no_writer_is_503_with_the_backends_reason() {
 #[tokio::test]
 async fn a_retry_with_the_same_idempotency_key_is_stored_once_and_answered_the_same() {
     let data = Data::new();
-    let bob = data.user("bob", "456").await;
+    data.user("bob", "456").await; // the recipient
     let alice = data.user("alice", "123").await;
     let recording = Arc::new(Recording::new(Arc::new(data.backend())));
     let server = start(config(), recording.clone()).await;
@@ -783,7 +783,6 @@ async fn a_retry_with_the_same_idempotency_key_is_stored_once_and_answered_the_s
     // Another key is another write.
     let other: ChatMessage = send("9f00").await.unwrap().json().await.unwrap();
     assert_ne!(other.uuid, first.uuid);
-    assert_ne!(bob.uuid, alice.uuid);
 }
 
 #[tokio::test]

@@ -811,22 +811,24 @@ impl Store {
                 .query_row(
                     "SELECT answer, seq FROM replies WHERE key = ?1",
                     [key],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
                 )
                 .optional()
                 .map_err(unavailable)?;
             if let Some((answer, seq)) = first {
                 let outcome: Outcome = serde_json::from_str(&answer).map_err(unavailable)?;
-                let entry = self
-                    .entries_since(seq as u64 - 1, 1)
-                    .map_err(unavailable)?
-                    .pop()
-                    .unwrap_or(WireEntry {
-                        epoch,
-                        seq: seq as u64,
+                let seq = u64::try_from(seq).map_err(unavailable)?;
+                let entry = match self.entries_since(seq - 1, 1).map_err(unavailable)?.pop() {
+                    Some(entry) if entry.seq == seq => entry,
+                    // Below the base (a snapshot replaced that part of the log): the base holds
+                    // the write, and is a later position.
+                    _ => WireEntry {
+                        epoch: self.base.epoch,
+                        seq: self.base.seq,
                         key: Some(key.to_string()),
                         body: String::new(),
-                    });
+                    },
+                };
                 return outcome.map(|reply| (reply, entry));
             }
         }
