@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use labctl_core::event::{TraceEntry, TraceLine, Wire};
-use labctl_core::log::{Pos, Shape};
+use labctl_core::log::Shape;
 use labctl_core::plane::RequestId;
 use labctl_core::plane::{
     Answer, DataPlane, Durability, Need, PlaneConfig, PlaneInput, PlaneOutput,
@@ -33,9 +33,6 @@ use crate::links::{Links, Route};
 use crate::store::StoreThread;
 use crate::transport::{Inbound, Transport};
 use crate::web::WebRole;
-
-/// How often the data plane's clock ticks (its beats, retries and request timeouts).
-pub const PLANE_TICK: Duration = Duration::from_millis(50);
 
 /// What the admin API and the HTTP layer can ask the driver.
 #[derive(Debug)]
@@ -73,10 +70,6 @@ pub struct Snapshot {
     pub uptime: Duration,
     /// The node's database is applied up to here (committed entries).
     pub applied: u64,
-    /// The last entry of the node's log.
-    pub log: Pos,
-    /// The commit index the node knows.
-    pub commit: u64,
     /// The lab's size, as the bootstrap said.
     pub lab_size: u64,
     /// This run of the node.
@@ -155,10 +148,9 @@ impl<T: Transport> Driver<T> {
             id: config.id,
             lab_size: config.lab_size,
             durability: config.durability,
-            // Request ids start from the clock (µs): a restarted node never reuses a run's.
-            first_request: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64),
+            // Request ids start from this run's incarnation (the clock in µs, mixed with the
+            // pid): a restarted node never reuses a run's.
+            first_request: config.incarnation,
             shape,
             applied,
         });
@@ -192,7 +184,8 @@ impl<T: Transport> Driver<T> {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), String> {
         // The data plane's clock.
-        let mut data_tick = tokio::time::interval(PLANE_TICK);
+        let mut data_tick =
+            tokio::time::interval(Duration::from_millis(labctl_core::plane::TICK_MS));
         data_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         // The first tick: heartbeats go out, and a lone node elects itself at once.
@@ -303,8 +296,6 @@ impl<T: Transport> Driver<T> {
                     alive: node.alive(),
                     uptime: self.started.elapsed(),
                     applied: plane.applied(),
-                    log: plane.last(),
-                    commit: plane.commit(),
                     lab_size: self.config.lab_size,
                     incarnation: self.config.incarnation,
                     filters: self.filters.clone(),
@@ -316,10 +307,11 @@ impl<T: Transport> Driver<T> {
                 body,
                 reply,
             } => {
-                let Some(plane) = self.replica.plane_mut() else {
-                    return;
-                };
-                let id = plane.next_request();
+                let id = self
+                    .replica
+                    .plane_mut()
+                    .expect("a node serves data")
+                    .next_request();
                 self.http.insert(id, reply);
                 self.data(PlaneInput::Request {
                     id,

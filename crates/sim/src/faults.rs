@@ -55,8 +55,6 @@ const CHECK_EVERY_MS: Millis = 50;
 pub const RTO_MS: Millis = 200;
 /// The most times one frame is lost in a row (then it goes through: 12.6 s of waiting at most).
 pub const MAX_RETRANSMISSIONS: u32 = 6;
-/// How often each node's data plane is ticked (its beats, retries and request timeouts), in ms.
-pub const PLANE_TICK_MS: Millis = 50;
 /// The longest a store takes to report a job done, in ms (reports keep their order).
 pub const MAX_STORE_MS: Millis = 3;
 
@@ -547,7 +545,7 @@ impl FaultSim {
                 for id in up {
                     self.data_input(id, PlaneInput::Tick);
                 }
-                self.schedule(self.now + PLANE_TICK_MS, Due::PlaneTick);
+                self.schedule(self.now + labctl_core::plane::TICK_MS, Due::PlaneTick);
                 false
             }
             Due::Client(c) => {

@@ -57,6 +57,8 @@ pub const REQUEST_TIMEOUT_MS: Millis = 5_000;
 /// How often the writer repeats its last position and commit to its tree, while it has
 /// uncommitted entries (and now and then anyway): lost messages are found out this way.
 pub const BEAT_MS: Millis = 200;
+/// How often a driver gives its data plane a `Tick` (the node daemon and the simulator alike).
+pub const TICK_MS: Millis = 50;
 /// How long a repair or a fetch waits before it is sent again.
 pub const RETRY_MS: Millis = 1_000;
 /// The most requests a node keeps waiting (early ones, or at a writer not ready yet).
@@ -944,7 +946,9 @@ impl DataPlane {
 
     /// Send a message addressed to `node` down the tree: toward the child it hangs below. With no
     /// route known (its `Announce` was lost on a link cut for a moment, and is not repeated), to
-    /// every child: the one on the way passes it on, the others drop it. Dropped at a leaf.
+    /// every child, and each child below does the same: the message floods the subtree, and a
+    /// leaf it is not for drops it. Only the rare node that lost its `Announce`, and sent nothing
+    /// up since (traffic up the tree teaches routes too), costs a flood.
     fn send_toward(&mut self, node: NodeId, message: PlaneMessage, out: &mut Vec<PlaneOutput>) {
         if let Some(&child) = self.routes.get(&node) {
             return out.push(PlaneOutput::Send { to: child, message });
