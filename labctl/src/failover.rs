@@ -65,6 +65,7 @@ async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
 
 /// A logged-in chat user whose messages to itself, sent through the nameserver, find out when
 /// writes are acknowledged again.
+#[derive(Clone)]
 pub struct Prober {
     http: reqwest::Client,
     /// `http://NAMESERVER/users/NAME/TAG/chat`.
@@ -116,8 +117,19 @@ impl Prober {
                 .json(&serde_json::json!({ "content": format!("probe {n}") }))
                 .send()
                 .await;
-            if answer.is_ok_and(|a| a.status() == StatusCode::CREATED) {
-                return Ok(since.elapsed().as_millis() as u64);
+            match answer.map(|a| a.status()) {
+                Ok(StatusCode::CREATED) => return Ok(since.elapsed().as_millis() as u64),
+                // Refused for good (a lost session, a write the chat does not take): waiting
+                // longer would only hide it.
+                Ok(status)
+                    if status.is_client_error()
+                        && status != StatusCode::REQUEST_TIMEOUT
+                        && status != StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    bail!("the probing write was refused: {status}")
+                }
+                // 503, 504, a broken connection: the failover is under way.
+                _ => {}
             }
             if since.elapsed() > timeout {
                 break;
@@ -142,9 +154,11 @@ pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Fa
         },
     )
     .await?;
-    let written = prober.first_write(killed, timeout);
-    tokio::pin!(written);
-    let mut written_ms = None;
+    // Its own task, so that its 201 is timed when it comes, not when the polling below yields.
+    let written = tokio::spawn({
+        let prober = prober.clone();
+        async move { prober.first_write(killed, timeout).await }
+    });
     let mut suspected = None;
     let converged = loop {
         let answers = nodes.statuses().await;
@@ -175,19 +189,9 @@ pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Fa
         if killed.elapsed() > timeout {
             bail!("the survivors of node {writer}'s failure did not converge within {timeout:?}");
         }
-        if written_ms.is_none() {
-            tokio::select! {
-                ms = &mut written => written_ms = Some(ms?),
-                () = tokio::time::sleep(POLL) => {}
-            }
-        } else {
-            tokio::time::sleep(POLL).await;
-        }
+        tokio::time::sleep(POLL).await;
     };
-    let written_ms = match written_ms {
-        Some(ms) => ms,
-        None => written.await?,
-    };
+    let written_ms = written.await.context("the probing writes' task")??;
     let restarted = Instant::now();
     crate::fault::apply(
         lab,
