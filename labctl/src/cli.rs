@@ -63,6 +63,16 @@ pub enum Command {
     /// two nodes that share no link, or a node in the wrong state is refused and changes nothing
     /// (exit code 2).
     Fault(FaultArgs),
+    /// Run a chaos scenario and judge it: valid, invalid or unknown (exit code 0, 1 or 2).
+    ///
+    /// Starts the scenario's lab (or uses the running lab it names), runs its chat clients
+    /// through the nameserver while applying its faults at their times (and random ones from its
+    /// seed), heals everything, waits for convergence, reads the clients' group at every input
+    /// node and checks the recorded history for lost writes, phantom writes, stale reads, split
+    /// brain, diverging nodes and a lab that did not converge. The run's folder keeps
+    /// `scenario.toml`, `history.jsonl`, `report.json` and `timeline.svg`. The lab is removed at
+    /// the end unless --keep. Shipped scenarios are in `scenarios/`.
+    Chaos(ChaosArgs),
     /// Load a running lab and report throughput, latency and errors.
     Bench(BenchArgs),
     /// Print a lab's daemon logs: one daemon's, or every daemon's merged in time order.
@@ -259,6 +269,26 @@ pub struct UpArgs {
     /// `[lab] durability`, else `majority`.
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityArg>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ChaosArgs {
+    /// The scenario file (TOML; see `scenarios/` and SPEC §8).
+    #[arg(value_name = "SCENARIO.toml", required_unless_present = "check")]
+    pub scenario: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Where the lab runs (over the scenario's `runtime`; default auto).
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeArg>,
+    /// Leave the lab running after the run (its folder then keeps the run's).
+    #[arg(long)]
+    pub keep: bool,
+    /// Check a recorded `history.jsonl` again, alone, starting nothing (the `scenario.toml`
+    /// beside it, if any, gives its `[check]` settings).
+    #[arg(long, value_name = "HISTORY", conflicts_with_all = ["scenario", "runtime", "keep"])]
+    pub check: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod chaos;
 mod cli;
 mod commands;
 mod failover;
@@ -25,6 +26,8 @@ pub enum Outcome {
     Done,
     /// The command ran, but a check failed (exit code 1).
     ChecksFailed,
+    /// The command ran but could not reach a judgement (exit code 2; it said why).
+    Unknown,
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::ChecksFailed) => ExitCode::from(1),
+        Ok(Outcome::Unknown) => ExitCode::from(2),
         Err(err) => {
             // A closed pipe (`labctl sim … | head`) is not an error worth a word.
             if err

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod chaos;
 pub mod daemon;
 pub mod down;
 pub mod export;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Ls(args) => ls::run(&args),
         Command::Fault(args) => fault::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Chaos(args) => chaos::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Image(args) => image::run(&args),
         Command::Export(args) => export::run(&args),

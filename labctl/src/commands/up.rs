@@ -42,61 +42,28 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
     let terminal = std::io::stdout().is_terminal();
     // The image (Docker) is made before the clock starts: it is not part of starting a lab.
     tokio.block_on(runtime.build(terminal))?;
-    let report = tokio.block_on(async {
-        let started = Instant::now();
-        lab.create()?;
-        let settings = runtime::NodeSettings {
-            timing: topology.timing,
-            // The flag, else the topology file's `[lab] durability`, else majority.
-            durability: args
-                .durability
-                .map(crate::cli::DurabilityArg::durability)
-                .or(topology.durability)
-                .unwrap_or_default()
-                .to_string(),
-        };
-        let mut record = Record {
-            name: name.clone(),
-            runtime: runtime.kind().to_string(),
-            topology_file: args.file.clone(),
-            topology: std::fs::read_to_string(&args.file)?,
-            created_unix: now_unix(),
-            durability: settings.durability.clone(),
-            ..Record::default()
-        };
-        lab.save(&record)?;
-        lab.write_secret()?;
-        let prepared = runtime
-            .prepare(&lab, &mut record, &topology, &settings, terminal)
-            .await;
-        // Bars on a terminal only (drawn on stderr, so stdout stays the report).
-        let progress = Progress::new(topology.node_count() as u64, terminal);
-        let result = match prepared {
-            Ok(()) => deploy(&lab, &mut record, runtime.as_ref(), &topology, &settings, &progress).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            progress.finish();
-            // Stop what started; keep the folder (its logs say what went wrong).
-            let _ = runtime.stop(&lab, &record).await;
-            return Err(e.context(format!(
-                "starting lab {name} failed; its logs are in {} (`labctl down {name}` removes them)",
-                lab.logs().display()
-            )));
-        }
-        let report = live::wait_converged(
-            &lab,
-            &record,
-            runtime.as_ref(),
-            &topology.adjacency(),
-            started,
-            Duration::from_secs(args.timeout),
-            &progress,
-        )
-        .await;
-        progress.finish();
-        report
-    })?;
+    let settings = runtime::NodeSettings {
+        timing: topology.timing,
+        // The flag, else the topology file's `[lab] durability`, else majority.
+        durability: args
+            .durability
+            .map(crate::cli::DurabilityArg::durability)
+            .or(topology.durability)
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let progress = Progress::new(topology.node_count() as u64, terminal);
+    let report = tokio.block_on(start(
+        &lab,
+        &topology,
+        &args.file,
+        runtime.as_ref(),
+        &settings,
+        Duration::from_secs(args.timeout),
+        &progress,
+    ));
+    progress.finish();
+    let report = report?;
 
     let mut stdout = std::io::stdout().lock();
     if args.json {
@@ -123,6 +90,61 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
     } else {
         Outcome::Done
     })
+}
+
+/// Start lab `lab` (its folder must not exist) from `topology`, read from `file`, and wait up to
+/// `timeout` for it to converge; returns the last report (converged or not). A failure to start
+/// stops what started and keeps the folder, whose logs say what went wrong.
+pub async fn start(
+    lab: &LabDir,
+    topology: &Topology,
+    file: &std::path::Path,
+    runtime: &dyn runtime::Runtime,
+    settings: &runtime::NodeSettings,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<live::LiveReport> {
+    let terminal = std::io::stdout().is_terminal();
+    let started = Instant::now();
+    let name = &lab.name;
+    lab.create()?;
+    let mut record = Record {
+        name: name.clone(),
+        runtime: runtime.kind().to_string(),
+        topology_file: file.to_path_buf(),
+        topology: std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?,
+        created_unix: now_unix(),
+        durability: settings.durability.clone(),
+        ..Record::default()
+    };
+    lab.save(&record)?;
+    lab.write_secret()?;
+    let prepared = runtime
+        .prepare(lab, &mut record, topology, settings, terminal)
+        .await;
+    let result = match prepared {
+        Ok(()) => deploy(lab, &mut record, runtime, topology, settings, progress).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        // Stop what started; keep the folder (its logs say what went wrong).
+        let _ = runtime.stop(lab, &record).await;
+        return Err(e.context(format!(
+            "starting lab {name} failed; its logs are in {} (`labctl down {name}` removes them)",
+            lab.logs().display()
+        )));
+    }
+    live::wait_converged(
+        lab,
+        &record,
+        runtime,
+        &topology.adjacency(),
+        started,
+        timeout,
+        progress,
+    )
+    .await
 }
 
 /// Start the bootstrap, give it the topology, start the nameserver and the nodes.

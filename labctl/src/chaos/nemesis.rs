@@ -1,0 +1,168 @@
+//! The nemesis: the scenario's faults, applied for real at their times through `labctl fault`'s
+//! own code, each recorded as a `fault` operation (its `invoke`, then `ok` with the fault as
+//! applied, `leader` and `last` resolved, or `fail` with why).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use labctl_chaos::history::{Process, Type, Value, F};
+use labctl_chaos::scenario::{Action, Scenario, Step, StepTarget};
+use labctl_chaos::schedule::{Event, RandomFaults, Schedule};
+use labctl_core::NodeId;
+use labctl_fault::Fault;
+use labctl_topology::Topology;
+
+use super::recorder::Recorder;
+use crate::lab::LabDir;
+
+/// Apply the scenario's schedule; an error (a fixed step that could not be applied, no leader
+/// to name in time) ends the faults and makes the run unknown.
+pub async fn run(
+    lab: &LabDir,
+    scenario: &Scenario,
+    nodes: &[NodeId],
+    recorder: &Recorder,
+) -> Result<(), String> {
+    let record = lab.load().map_err(|e| format!("{e:#}"))?;
+    let topology = Topology::from_toml(
+        &record.topology,
+        &record.topology_file.display().to_string(),
+    )
+    .map_err(|e| e.to_string())?;
+    let adjacency = topology.adjacency();
+    let mut random = scenario.random.as_ref().map(RandomFaults::new);
+    let mut undo: BTreeMap<usize, Fault> = BTreeMap::new();
+    let mut last: Option<NodeId> = None;
+    let converge = Duration::from_millis(scenario.check.converge_within_ms);
+    for (at, event) in Schedule::of(scenario).events {
+        tokio::time::sleep_until((recorder.start() + Duration::from_millis(at)).into()).await;
+        match event {
+            Event::Step(step) => {
+                let leader = if names_leader(&step) {
+                    Some(wait_leader(lab, converge).await.map_err(|why| {
+                        let message =
+                            format!("the step at line {} names the leader: {why}", step.line);
+                        recorder.record(
+                            Process::Nemesis,
+                            Type::Fail,
+                            F::Fault,
+                            Value::Text(message.clone()),
+                            None,
+                        );
+                        message
+                    })?)
+                } else {
+                    None
+                };
+                let (fault, named) = step.resolve(leader, last, nodes).map_err(|why| {
+                    let message = format!("the step at line {}: {why}", step.line);
+                    recorder.record(
+                        Process::Nemesis,
+                        Type::Fail,
+                        F::Fault,
+                        Value::Text(message.clone()),
+                        None,
+                    );
+                    message
+                })?;
+                last = named;
+                apply(lab, fault, recorder).await.map_err(|why| {
+                    format!("the step at line {} could not be applied: {why}", step.line)
+                })?;
+            }
+            Event::Random(n) => {
+                let Some(random) = random.as_mut() else {
+                    continue;
+                };
+                let in_force = lab.load_faults().map_err(|e| format!("{e:#}"))?;
+                if let Some((fault, undoing)) = random.draw(&in_force, &adjacency) {
+                    // A random fault refused (a node in the wrong state after a fixed step) is
+                    // recorded and skipped: the seed drew it, the lab could not take it.
+                    if apply(lab, fault, recorder).await.is_ok() {
+                        undo.insert(n, undoing);
+                    }
+                }
+            }
+            Event::Undo(n) => {
+                if let Some(fault) = undo.remove(&n) {
+                    // Already undone by a later step (a heal-all): recorded as failed, harmless.
+                    let _ = apply(lab, fault, recorder).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Undo every fault in force (the end of the workload).
+pub async fn heal_all(lab: &LabDir, recorder: &Recorder) -> Result<(), String> {
+    apply(lab, Fault::HealAll, recorder)
+        .await
+        .map_err(|why| format!("the final heal failed: {why}"))
+}
+
+fn names_leader(step: &Step) -> bool {
+    match &step.action {
+        Action::Node { node, .. } | Action::Isolate { node } => *node == StepTarget::Leader,
+        Action::Link { a, b, .. } => *a == StepTarget::Leader || *b == StepTarget::Leader,
+        Action::Partition { .. } | Action::HealAll => false,
+    }
+}
+
+/// Apply one fault, recorded.
+async fn apply(lab: &LabDir, fault: Fault, recorder: &Recorder) -> Result<(), String> {
+    recorder.record(
+        Process::Nemesis,
+        Type::Invoke,
+        F::Fault,
+        Value::Fault(fault.clone()),
+        None,
+    );
+    match crate::fault::apply(lab, fault).await {
+        Ok(applied) => {
+            recorder.record(
+                Process::Nemesis,
+                Type::Ok,
+                F::Fault,
+                Value::Fault(applied.fault),
+                None,
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let why = format!("{e:#}");
+            recorder.record(
+                Process::Nemesis,
+                Type::Fail,
+                F::Fault,
+                Value::Text(why.clone()),
+                None,
+            );
+            Err(why)
+        }
+    }
+}
+
+/// The quorum component's root, once the lab reports one (waiting up to `within`).
+async fn wait_leader(lab: &LabDir, within: Duration) -> Result<NodeId, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(report) = crate::commands::status::once(lab).await {
+            let quorum_converged = report
+                .report
+                .components
+                .iter()
+                .any(|c| c.quorum && c.converged);
+            if let (Some(leader), true) = (report.report.leader, quorum_converged) {
+                return Ok(leader);
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "no component held a quorum with a converged tree within {} s",
+                within.as_secs_f64()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
