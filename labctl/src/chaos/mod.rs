@@ -319,9 +319,9 @@ async fn caught_up(lab: &LabDir, within: Duration) {
     }
 }
 
-/// Read the group at every input node, as client 0 (a member).
+/// Read the group at every input node, as the reader (a member that never wrote).
 async fn final_reads(report: &LiveReport, clients: &workload::Clients, recorder: &Recorder) {
-    let http = &clients.sessions[0].http;
+    let http = &clients.reader;
     for (id, address) in &report.addresses {
         let (Ok(id), Some(input)) = (id.parse::<NodeId>(), address.http.as_ref()) else {
             continue;

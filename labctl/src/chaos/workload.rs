@@ -35,14 +35,18 @@ pub struct Session {
 pub struct Clients {
     /// The sessions, client 0 the group's creator.
     pub sessions: Vec<Session>,
+    /// A member that never writes, for the final reads: a client's session carries the log
+    /// position of its last acknowledged write, and a node asked to read below a position it
+    /// does not hold (a write that was lost) refuses to, which would hide what it does hold.
+    pub reader: reqwest::Client,
     /// The group's uuid.
     pub group: String,
     /// The nameserver's base URL.
     pub base: Url,
 }
 
-/// Register and log in `count` users through the nameserver at `base`, client 0 creating the
-/// group `chaos-<run>` and adding the others.
+/// Register and log in `count` users through the nameserver at `base`, and a reader, client 0
+/// creating the group `chaos-<run>` and adding the others.
 pub async fn setup(base: &Url, count: u32, run: &str, seed: u64) -> Result<Clients> {
     let mut sessions = Vec::new();
     let mut tags = Vec::new();
@@ -55,6 +59,10 @@ pub async fn setup(base: &Url, count: u32, run: &str, seed: u64) -> Result<Clien
         sessions.push(Session { n, http });
         tags.push((name, tag));
     }
+    let (reader, reader_tag) = crate::commands::bench::user("chaosreader", base, seed ^ 0x5eed)
+        .await
+        .context("setting up the final reads' user")?;
+    tags.push(("chaosreader".to_string(), reader_tag));
     let creator = &sessions[0].http;
     let group = setup_post(
         creator,
@@ -82,6 +90,7 @@ pub async fn setup(base: &Url, count: u32, run: &str, seed: u64) -> Result<Clien
     }
     Ok(Clients {
         sessions,
+        reader,
         group,
         base: base.clone(),
     })

@@ -52,7 +52,14 @@ pub fn run(args: &ChaosArgs) -> Result<Outcome> {
 fn recheck(path: &Path) -> Result<Report> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let ops = history::parse(&text).map_err(|e| anyhow!("{}:{e}", path.display()))?;
+    let ops = history::parse(&text).map_err(|e| {
+        anyhow!(
+            "{}:{}: not a line of a chaos history: {}",
+            path.display(),
+            e.line,
+            e.source
+        )
+    })?;
     let folder = path.parent().unwrap_or(Path::new("."));
     let beside = folder.join("scenario.toml");
     let scenario = match std::fs::read_to_string(&beside) {
