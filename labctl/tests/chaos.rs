@@ -331,3 +331,67 @@ fn a_history_that_loses_a_write_is_judged_invalid_alone() {
         run.stderr
     );
 }
+
+/// In the Docker runtime: the writer killed (the container), and a partition that disconnects
+/// the links' networks for real. Lab names carry the test's pid (container names are global).
+#[test]
+fn docker_writer_kill_is_valid() {
+    common::lab_image();
+    let report = run_shipped(
+        "writer-kill",
+        "docker",
+        &format!("t{}-", std::process::id()),
+    );
+    assert_eq!(report.failovers_ms.len(), 1, "{report:?}");
+    assert!(live_util::labelled_in_engine_now(&report.lab).is_empty());
+}
+
+#[test]
+fn docker_ring6_partition_is_valid() {
+    common::lab_image();
+    let report = run_shipped(
+        "ring6-partition",
+        "docker",
+        &format!("t{}-", std::process::id()),
+    );
+    assert!(live_util::labelled_in_engine_now(&report.lab).is_empty());
+}
+
+#[test]
+fn a_scenario_on_a_running_lab_leaves_it_running() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let home = Home::new();
+    home.up(&common::topology_file("ring6.toml"), &[]);
+    let file = home.path().join("on-ring6.toml");
+    std::fs::write(
+        &file,
+        "name = \"on-ring6\"\nlab = \"ring6\"\nduration_s = 8\n[[fault]]\nat_s = 2\n\
+         action = \"kill\"\nnode = 3\n[[fault]]\nat_s = 5\naction = \"restart\"\nnode = \"last\"\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let run = home.labctl(&["chaos", file.to_str().unwrap(), "--json"]);
+        let report: Report = serde_json::from_str(run.stdout.trim())
+            .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+        assert_eq!(report.verdict, Verdict::Valid, "{report:?}");
+        assert_eq!(report.lab, "ring6");
+        assert!(
+            Path::new(&report.run).starts_with(home.lab_folder("ring6").join("runs")),
+            "{}",
+            report.run
+        );
+        // Still running, whole again.
+        let status = home.status("ring6");
+        assert!(status.report.converged, "{status:?}");
+    }
+    // A scenario naming a node the running lab lacks is refused before anything happens.
+    std::fs::write(
+        &file,
+        "name = \"on-ring6\"\nlab = \"ring6\"\nduration_s = 8\n[[fault]]\nat_s = 2\n\
+         action = \"kill\"\nnode = 9\n",
+    )
+    .unwrap();
+    let run = home.labctl(&["chaos", file.to_str().unwrap()]);
+    assert_eq!(run.code, Some(2), "{}", run.stdout);
+    assert!(run.stderr.contains("node 9 is not in lab ring6"), "{}", run.stderr);
+}

@@ -64,6 +64,8 @@ pub struct Scenario {
     pub check: Check,
     /// The file's text, kept for the run folder.
     pub text: String,
+    /// Where it came from (its path), for errors.
+    pub origin: String,
 }
 
 /// Where a scenario's lab comes from.
@@ -587,6 +589,7 @@ impl Scenario {
             random,
             check,
             text: text.to_string(),
+            origin: origin.to_string(),
         })
     }
 

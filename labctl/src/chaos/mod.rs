@@ -64,7 +64,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
                 &record.topology_file.display().to_string(),
             )?;
             scenario
-                .check_against(&topology, "the scenario")
+                .check_against(&topology, &scenario.origin)
                 .map_err(|e| anyhow!(e))?;
             (lab, false)
         }

@@ -5,13 +5,14 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use labctl_chaos::history;
 use labctl_chaos::report::{Report, Verdict};
-use labctl_chaos::scenario::Scenario;
+use labctl_chaos::scenario::{LabSource, Scenario};
 
 use crate::chaos::RunOptions;
 use crate::cli::ChaosArgs;
+use crate::lab::LabDir;
 use crate::Outcome;
 
 pub fn run(args: &ChaosArgs) -> Result<Outcome> {
@@ -26,7 +27,7 @@ pub fn run(args: &ChaosArgs) -> Result<Outcome> {
                 progress: std::io::stdout().is_terminal(),
             };
             let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            tokio.block_on(crate::chaos::run(&scenario, &options))?
+            tokio.block_on(run_or_interrupt(&scenario, &options))?
         }
         (None, None) => unreachable!("clap requires a scenario or --check"),
     };
@@ -46,6 +47,28 @@ pub fn run(args: &ChaosArgs) -> Result<Outcome> {
             Outcome::Unknown
         }
     })
+}
+
+/// The run, unless Ctrl-C comes first: then the lab the run started is removed (a running lab it
+/// was given is left alone) and the history so far stays in the run folder.
+async fn run_or_interrupt(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
+    let ours = match &scenario.lab {
+        LabSource::Topology(_) if !options.keep => {
+            let lab = LabDir::new(&scenario.name)?;
+            (!lab.exists()).then_some(lab)
+        }
+        _ => None,
+    };
+    tokio::select! {
+        report = crate::chaos::run(scenario, options) => report,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(lab) = ours.filter(LabDir::exists) {
+                eprintln!("labctl: interrupted; removing lab {}", lab.name);
+                crate::commands::down::remove(&lab).await?;
+            }
+            bail!("interrupted: the run was not judged (its history so far is in its run folder)")
+        }
+    }
 }
 
 /// Judge a recorded history again; the `scenario.toml` beside it gives the checks' settings.
