@@ -393,5 +393,9 @@ fn a_scenario_on_a_running_lab_leaves_it_running() {
     .unwrap();
     let run = home.labctl(&["chaos", file.to_str().unwrap()]);
     assert_eq!(run.code, Some(2), "{}", run.stdout);
-    assert!(run.stderr.contains("node 9 is not in lab ring6"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("node 9 is not in lab ring6"),
+        "{}",
+        run.stderr
+    );
 }

@@ -31,7 +31,8 @@ pub struct Failover {
     pub at_ms: u64,
     /// The writer it took away.
     pub writer: NodeId,
-    /// The first write invoked after the fault to be acknowledged (`None`: none was).
+    /// The first write invoked after the fault to be acknowledged once a writer of a newer epoch
+    /// was seen (`None`: none was).
     pub write: Option<Ack>,
     /// From the fault to that acknowledgement, in milliseconds.
     pub ms: Option<u64>,
@@ -130,7 +131,25 @@ pub fn failovers(history: &[Op]) -> Vec<Failover> {
             .max_by_key(|&(_, &(epoch, _, line))| (epoch, line))
             .map(|(&node, _)| node);
         if let Some(writer) = writer.filter(|&writer| loses(fault, writer)) {
-            let write = first_ack_after(&acks, index);
+            // The failover is over when a new writer acknowledges: an acknowledgement that
+            // completes once a writer of a newer epoch is seen (before that, an old writer cut
+            // off in a minority may still acknowledge, until it notices; those writes are the
+            // ones `replicas` can lose, not a failover).
+            let newest = views
+                .values()
+                .map(|&(epoch, _, _)| epoch)
+                .max()
+                .unwrap_or(0);
+            let new_writer = history[index..]
+                .iter()
+                .position(|o| {
+                    o.f == F::Epoch && o.epoch().is_some_and(|v| v.is_writer() && v.epoch > newest)
+                })
+                .map(|offset| index + offset);
+            let write = new_writer.and_then(|line| {
+                let start = acks.partition_point(|ack| ack.ok <= line);
+                acks[start..].iter().find(|ack| ack.invoke > index).copied()
+            });
             found.push(Failover {
                 fault: index,
                 at_ms: op.time_ms,
@@ -306,6 +325,28 @@ mod tests {
             }]
         );
         assert_eq!(failovers_ms(&h.ops()), [1_200]);
+    }
+
+    #[test]
+    fn a_cut_off_writer_acknowledging_until_it_notices_is_not_the_failover() {
+        // Writer 1 partitioned into the minority at 5000 ms; it acknowledges a write invoked
+        // after the partition (at 5050, before it notices); node 3 becomes writer of epoch 2 at
+        // 6100 and acknowledges at 6300: the failover took 1300 ms, not 50.
+        let mut h = History::new();
+        h.epoch(1, 1, 1, &["writer"]);
+        h.at(5_000).fault(Fault::Partition {
+            groups: vec![vec![1, 2], vec![3, 4, 5, 6]],
+        });
+        h.at(5_010)
+            .invoke_write(0, "c0-1")
+            .at(5_050)
+            .ok_write(0, "c0-1", 2);
+        h.at(5_200).invoke_write(1, "c1-1");
+        h.at(6_100).epoch(3, 2, 3, &["writer"]);
+        h.at(6_300).ok_write(1, "c1-1", 4);
+        assert_eq!(failovers_ms(&h.ops()), [1_300]);
+        // The clients' view is kept too: the next acknowledged write came 50 ms after it.
+        assert_eq!(fault_timings(&h.ops())[0].next_write_ms, Some(50));
     }
 
     #[test]

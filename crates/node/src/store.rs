@@ -43,10 +43,12 @@ impl StoreThread {
             .spawn(move || {
                 while let Ok(job) = inbox.recv() {
                     let append = matches!(job, StoreJob::Append { .. });
+                    let restore = matches!(job, StoreJob::Restore { .. });
                     let report = store.run(job).unwrap_or_else(|e| {
                         error!("store: {e}");
                         PlaneInput::StoreFailed {
                             append,
+                            restore,
                             reason: e.to_string(),
                         }
                     });

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::workload::{DataConfig, DataStats, Next, Workload};
 
-/// The longest base delay of a message, in ms (each takes 1..=this, FIFO per link).
+/// The longest base delay of a message by default, in ms (each takes 1..=this, FIFO per link).
 pub const MAX_DELAY_MS: Millis = 16;
 /// The longest a node starts after the simulation does, in ms.
 pub const START_JITTER_MS: Millis = 100;
@@ -55,7 +55,7 @@ const CHECK_EVERY_MS: Millis = 50;
 pub const RTO_MS: Millis = 200;
 /// The most times one frame is lost in a row (then it goes through: 12.6 s of waiting at most).
 pub const MAX_RETRANSMISSIONS: u32 = 6;
-/// The longest a store takes to report a job done, in ms (reports keep their order).
+/// The longest a store takes to report a job done by default, in ms (reports keep their order).
 pub const MAX_STORE_MS: Millis = 3;
 
 /// One fault at a time.
@@ -83,8 +83,13 @@ pub struct FaultConfig {
     pub converge_within_ms: Millis,
     /// How long convergence must then hold with no new epoch, in ms.
     pub stable_ms: Millis,
-    /// Record a trace of every send, receive and state change.
+    /// Record a trace of every send, receive and state change (with the data plane: its
+    /// messages, notes and store reports too).
     pub trace: bool,
+    /// The longest base delay of a message, in ms (each takes 1..=this).
+    pub max_delay_ms: Millis,
+    /// The longest a store takes to report a job done, in ms (0..=this).
+    pub max_store_ms: Millis,
     /// Run the data plane too, with this workload (None: the control plane alone).
     pub data: Option<DataConfig>,
 }
@@ -102,8 +107,20 @@ impl FaultConfig {
             converge_within_ms: 60_000,
             stable_ms: 3 * timing.suspicion_ms,
             trace: false,
+            max_delay_ms: MAX_DELAY_MS,
+            max_store_ms: MAX_STORE_MS,
             data: None,
         }
+    }
+
+    /// Timings like a live lab on one machine's loopback: a message takes about a millisecond,
+    /// a store job up to `max_store_ms` (SQLite with fsync; a restore more). Each store job
+    /// then outlasts a message, where the default timings (a message up to
+    /// [`MAX_DELAY_MS`], a job up to [`MAX_STORE_MS`]) have it the other way round.
+    pub fn live_like(mut self, max_store_ms: Millis) -> Self {
+        self.max_delay_ms = 1;
+        self.max_store_ms = max_store_ms;
+        self
     }
 }
 
@@ -638,6 +655,10 @@ impl FaultSim {
         for output in out.drain(..) {
             match output {
                 PlaneOutput::Send { to, message } => {
+                    self.record(id, || {
+                        let note = format!("sends {} to {to}", data_summary(&message));
+                        TraceEntry::Node(Event::Replication { note })
+                    });
                     self.send(
                         id,
                         to,
@@ -649,7 +670,7 @@ impl FaultSim {
                     );
                 }
                 PlaneOutput::Store(job) => {
-                    let delay = self.rng.below(MAX_STORE_MS + 1);
+                    let delay = self.rng.below(self.config.max_store_ms + 1);
                     let n = self.nodes.get_mut(&id).expect("node");
                     let input = n.store.run(job);
                     if let PlaneInput::Applied { results } = &input {
@@ -715,9 +736,19 @@ impl FaultSim {
             }
             Due::Beat { from, to, beat } => self.input(to, Input::Heartbeat { from, beat }),
             Due::Data { from, to, message } => {
+                self.record(to, || {
+                    let note = format!("receives {} from {from}", data_summary(&message));
+                    TraceEntry::Node(Event::Replication { note })
+                });
                 self.data_input(to, PlaneInput::Message { from, message })
             }
-            Due::Stored { node, input, .. } => self.data_input(node, input),
+            Due::Stored { node, input, .. } => {
+                self.record(node, || {
+                    let note = format!("store reports {}", stored_summary(&input));
+                    TraceEntry::Node(Event::Replication { note })
+                });
+                self.data_input(node, input)
+            }
             _ => unreachable!("only deliveries are delivered"),
         }
     }
@@ -811,7 +842,7 @@ impl FaultSim {
         if self.cut.contains(&l) {
             return;
         }
-        let mut delay = 1 + self.rng.below(MAX_DELAY_MS);
+        let mut delay = 1 + self.rng.below(self.config.max_delay_ms.max(1));
         if let Some(filter) = self.filters.get(&l) {
             delay += filter.delay_ms;
             // Loss as TCP: each loss costs a retransmission timeout, doubling; nothing is lost.
@@ -1412,4 +1443,66 @@ pub fn random_schedule(adjacency: &Adjacency, seed: u64, spec: &RandomSpec) -> V
         push(&mut steps, &mut scratch, at, fault);
     }
     steps
+}
+
+/// A data-plane message for a trace line: its fields, with the entries as positions only.
+fn data_summary(message: &PlaneMessage) -> String {
+    let positions =
+        |entries: &[labctl_core::log::WireEntry]| match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) => format!("[{}..={}]", first.pos(), last.pos()),
+            _ => "[]".to_string(),
+        };
+    match message {
+        PlaneMessage::Append {
+            epoch,
+            to,
+            prev,
+            entries,
+            commit,
+        } => format!(
+            "append (epoch {epoch}, to {to:?}, prev {prev}, entries {}, commit {commit})",
+            positions(entries)
+        ),
+        PlaneMessage::Tail {
+            epoch,
+            prev,
+            entries,
+            more,
+        } => format!(
+            "tail (epoch {epoch}, prev {prev}, entries {}, more {more})",
+            positions(entries)
+        ),
+        PlaneMessage::Snapshot {
+            epoch, to, base, ..
+        } => {
+            format!("snapshot (epoch {epoch}, to {to}, base {base})")
+        }
+        PlaneMessage::TailSnapshot { epoch, base, .. } => {
+            format!("tail snapshot (epoch {epoch}, base {base})")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+/// A store's report for a trace line (entries and snapshots as positions only).
+fn stored_summary(input: &PlaneInput) -> String {
+    match input {
+        PlaneInput::Applied { results } => format!(
+            "applied {:?}..={:?}",
+            results.first().map(|r| r.0),
+            results.last().map(|r| r.0)
+        ),
+        PlaneInput::EntriesRead {
+            purpose,
+            prev,
+            entries,
+        } => format!(
+            "entries read for {purpose:?}: prev {prev}, {} entries",
+            entries.len()
+        ),
+        PlaneInput::Snapshotted { purpose, base, .. } => {
+            format!("snapshotted for {purpose:?} at {base}")
+        }
+        other => format!("{other:?}"),
+    }
 }

@@ -84,6 +84,8 @@ pub struct DataStats {
     pub lost: Vec<String>,
     /// Entries the writer applied by the end (texts).
     pub texts: u64,
+    /// When the last write was acknowledged, in ms (0: none was).
+    pub last_acked_ms: Millis,
 }
 
 /// A rule the checker found broken.
@@ -286,6 +288,7 @@ impl Workload {
         let next = match (op.write.clone(), answer) {
             (Some(text), Answer::Served { body, pos }) => {
                 self.write_acked(c, text, body, *pos);
+                self.stats.last_acked_ms = now;
                 self.finish(c, now, rng)
             }
             (Some(text), Answer::NotDone { .. }) if !op.maybe_done => {

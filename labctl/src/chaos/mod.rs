@@ -21,7 +21,7 @@ use labctl_chaos::history::{Op, Process, Type, Value, F};
 use labctl_chaos::measure;
 use labctl_chaos::report::{Report, Verdict};
 use labctl_chaos::scenario::{LabSource, Scenario};
-use labctl_core::NodeId;
+use labctl_core::{NodeId, Role};
 use labctl_topology::Topology;
 use reqwest::{StatusCode, Url};
 use tokio::sync::watch;
@@ -297,14 +297,30 @@ async fn converge(lab: &LabDir, within: Duration) -> std::result::Result<LiveRep
     }
 }
 
-/// Wait (at most `within`) until every node has applied the same log position, twice in a row.
+/// Wait (at most `within`) until every node that holds the log has applied the same position,
+/// twice in a row: every node with `majority`; the writer and its persistence replicas with
+/// `replicas` and `writer`, where the log flows to them only.
 async fn caught_up(lab: &LabDir, within: Duration) {
     let deadline = Instant::now() + within;
+    let everyone = lab
+        .load()
+        .map(|r| r.durability == "majority")
+        .unwrap_or(true);
     let mut previous = None;
     while Instant::now() < deadline {
         if let Ok(report) = crate::commands::status::once(lab).await {
-            let applied: std::collections::BTreeSet<u64> =
-                report.addresses.values().map(|a| a.applied).collect();
+            let holds_log = |id: &String| {
+                everyone
+                    || report.report.roles.get(id).is_some_and(|roles| {
+                        roles.contains(&Role::Writer) || roles.contains(&Role::Persistence)
+                    })
+            };
+            let applied: std::collections::BTreeSet<u64> = report
+                .addresses
+                .iter()
+                .filter(|(id, _)| holds_log(id))
+                .map(|(_, a)| a.applied)
+                .collect();
             if applied.len() == 1 {
                 let now = applied.into_iter().next();
                 if previous == now {
@@ -319,9 +335,11 @@ async fn caught_up(lab: &LabDir, within: Duration) {
     }
 }
 
-/// Read the group at every input node, as the reader (a member that never wrote).
+/// Read the group at every input node, as the reader (a member that never wrote). When its
+/// session cannot read there (a lab that lost the data its session saw answers 503; one that
+/// lost the reader, 401), the read is tried again in a fresh session; a group the node no longer
+/// has (404) holds no message there: an empty final read.
 async fn final_reads(report: &LiveReport, clients: &workload::Clients, recorder: &Recorder) {
-    let http = &clients.reader;
     for (id, address) in &report.addresses {
         let (Ok(id), Some(input)) = (id.parse::<NodeId>(), address.http.as_ref()) else {
             continue;
@@ -333,26 +351,70 @@ async fn final_reads(report: &LiveReport, clients: &workload::Clients, recorder:
             Value::None,
             Some(id),
         );
-        let url = format!("http://{input}/groups/{}/chat", clients.group);
-        let answer = http.get(&url).timeout(Duration::from_secs(10)).send().await;
-        let (kind, value) = match answer {
-            Ok(a) if a.status() == StatusCode::OK => match a
-                .json::<serde_json::Value>()
-                .await
-                .ok()
-                .as_ref()
-                .and_then(workload::texts)
-            {
-                Some(texts) => (Type::Ok, Value::Texts(texts)),
-                None => (Type::Fail, Value::Text("an unreadable answer".into())),
-            },
-            Ok(a) => (
-                Type::Fail,
-                Value::Text(format!("GET {url} answered {}", a.status())),
-            ),
-            Err(e) => (Type::Fail, Value::Text(format!("GET {url}: {e}"))),
-        };
+        let (kind, value) = final_read(input, clients).await;
         recorder.record(Process::Lab, kind, F::FinalRead, value, Some(id));
+    }
+}
+
+/// One input node's final read.
+async fn final_read(input: &str, clients: &workload::Clients) -> (Type, Value) {
+    let Ok(base) = Url::parse(&format!("http://{input}/")) else {
+        return (
+            Type::Fail,
+            Value::Text(format!("{input:?} is not host:port")),
+        );
+    };
+    let url = base
+        .join(&format!("groups/{}/chat", clients.group))
+        .expect("a valid path");
+    let read = |http: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            match http
+                .get(url.clone())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+            {
+                Ok(a) if a.status() == StatusCode::OK => {
+                    match a
+                        .json::<serde_json::Value>()
+                        .await
+                        .ok()
+                        .as_ref()
+                        .and_then(workload::texts)
+                    {
+                        Some(texts) => Ok(texts),
+                        None => Err((StatusCode::OK, "an unreadable answer".to_string())),
+                    }
+                }
+                // The group is gone from this node: none of its messages are here.
+                Ok(a) if a.status() == StatusCode::NOT_FOUND => Ok(Vec::new()),
+                Ok(a) => Err((a.status(), format!("GET {url} answered {}", a.status()))),
+                Err(e) => Err((StatusCode::BAD_GATEWAY, format!("GET {url}: {e}"))),
+            }
+        }
+    };
+    let first = match read(clients.reader.clone()).await {
+        Ok(texts) => return (Type::Ok, Value::Texts(texts)),
+        Err((status, why)) => (status, why),
+    };
+    if !matches!(
+        first.0,
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::UNAUTHORIZED
+    ) {
+        return (Type::Fail, Value::Text(first.1));
+    }
+    let seed = crate::lab::now_unix();
+    match workload::fresh_reader(&base, &clients.reader_tag, seed).await {
+        Ok(http) => match read(http).await {
+            Ok(texts) => (Type::Ok, Value::Texts(texts)),
+            Err((_, why)) => (
+                Type::Fail,
+                Value::Text(format!("{}; then, in a fresh session: {why}", first.1)),
+            ),
+        },
+        Err(e) => (Type::Fail, Value::Text(format!("{}; then: {e:#}", first.1))),
     }
 }
 

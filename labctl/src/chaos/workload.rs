@@ -39,6 +39,8 @@ pub struct Clients {
     /// position of its last acknowledged write, and a node asked to read below a position it
     /// does not hold (a write that was lost) refuses to, which would hide what it does hold.
     pub reader: reqwest::Client,
+    /// The reader's tag (its name is `chaosreader`, its password `chaosreader-password`).
+    pub reader_tag: String,
     /// The group's uuid.
     pub group: String,
     /// The nameserver's base URL.
@@ -62,7 +64,7 @@ pub async fn setup(base: &Url, count: u32, run: &str, seed: u64) -> Result<Clien
     let (reader, reader_tag) = crate::commands::bench::user("chaosreader", base, seed ^ 0x5eed)
         .await
         .context("setting up the final reads' user")?;
-    tags.push(("chaosreader".to_string(), reader_tag));
+    tags.push(("chaosreader".to_string(), reader_tag.clone()));
     let creator = &sessions[0].http;
     let group = setup_post(
         creator,
@@ -91,6 +93,7 @@ pub async fn setup(base: &Url, count: u32, run: &str, seed: u64) -> Result<Clien
     Ok(Clients {
         sessions,
         reader,
+        reader_tag,
         group,
         base: base.clone(),
     })
@@ -258,4 +261,34 @@ pub async fn run(
             recorder.record(process, kind, F::Read, value, node);
         }
     }
+}
+
+/// A new session at `input` for the final read when the reader's own cannot read any more: the
+/// reader logged in again (a session without the log position of its registration, which a
+/// lab that lost its data cannot serve reads above), else, when the lab lost the reader itself,
+/// a new user: it can tell whether the group still exists (403: it does, 404: it is gone).
+pub async fn fresh_reader(input: &Url, reader_tag: &str, seed: u64) -> Result<reqwest::Client> {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .cookie_provider(Arc::clone(&jar))
+        .timeout(OP_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let login = input.join("login").expect("a valid path");
+    let body =
+        json!({"username": "chaosreader", "tag": reader_tag, "password": "chaosreader-password"});
+    let answer = http
+        .post(login)
+        .header("Accept", "application/json")
+        .json(&body)
+        .send()
+        .await?;
+    if answer.status() == StatusCode::OK {
+        return Ok(http);
+    }
+    let (http, _) = crate::commands::bench::user("chaosprobe", input, seed)
+        .await
+        .context("the reader is gone from the lab, and a new user could not register")?;
+    Ok(http)
 }

@@ -31,9 +31,11 @@
 //! A new writer does not know which of its component's logs is the most advanced, so SHOUT+'s
 //! convergecast carries each member's last position up the tree ([`Tree::best`]). If a member's
 //! log is ahead of its own, the writer fetches that log's tail (`FetchLog`, `Tail`) and adopts it,
-//! dropping any tail of its own that differs. Then it appends an entry of its own epoch (the
-//! epoch-start entry) and answers nothing, writes or reads, until that entry commits: committing it
-//! commits everything before it. With `majority`, any two majorities share a node, so every
+//! dropping any tail of its own that differs; a member whose log no longer reaches back to the
+//! writer's applied prefix sends its state whole first (`TailSnapshot`), which the writer
+//! restores (one restore at a time: [`DataPlane`]'s `restore`) before it asks for the rest. Then
+//! it appends an entry of its own epoch (the epoch-start entry) and answers nothing, writes or
+//! reads, until that entry commits: committing it commits everything before it. With `majority`, any two majorities share a node, so every
 //! acknowledged write is in the most advanced log of any majority component: none is lost.
 //!
 //! # Requests
@@ -451,6 +453,8 @@ pub enum PlaneInput {
     StoreFailed {
         /// The job was an append (the entries are not in the log).
         append: bool,
+        /// The job was a restore (the state and the log are as they were).
+        restore: bool,
         /// Why.
         reason: String,
     },
@@ -556,6 +560,9 @@ pub struct DataPlane {
     commit: u64,
     /// This node's log equals the writer's up to here, in this epoch.
     matched: u64,
+    /// A [`StoreJob::Restore`] the store has not reported yet: the base of its snapshot. While
+    /// it is set the log is the store's alone (see [`DataPlane::restore`]).
+    restoring: Option<Pos>,
     writer: Option<Writer>,
     pending: BTreeMap<RequestId, Pending>,
     next_request: u64,
@@ -573,6 +580,7 @@ impl DataPlane {
             applying: config.applied,
             commit: config.applied,
             matched: config.applied,
+            restoring: None,
             next_request: config.first_request,
             shape,
             config,
@@ -682,26 +690,20 @@ impl DataPlane {
                     Purpose::Tail => self.up(PlaneMessage::TailSnapshot { epoch, base, body }, out),
                 }
             }
-            PlaneInput::Restored { base } => {
-                // The snapshot holds committed state up to its base: the log starts there.
-                self.shape.reset(base);
-                self.durable = base.seq;
-                self.applied = base.seq;
-                self.applying = base.seq;
-                // What the snapshot holds is committed; anything more is learned from the
-                // writer's next append (a commit index known before may be an old writer's).
-                self.commit = base.seq;
-                self.matched = base.seq;
-                match self.writer.as_ref().and_then(|w| w.fetching) {
-                    // The new writer took the most advanced member's snapshot: now its tail.
-                    Some((from, _)) => self.fetch(from, out),
-                    None => self.ack(out),
-                }
-            }
-            PlaneInput::StoreFailed { append, reason } => {
+            PlaneInput::Restored { base } => self.restored(base, out),
+            PlaneInput::StoreFailed {
+                append,
+                restore,
+                reason,
+            } => {
                 // Forget what the store did not do: an apply is asked again at the next commit
-                // or beat, entries not appended are fetched again (log matching finds them).
+                // or beat, entries not appended are fetched again (log matching finds them), a
+                // snapshot not restored is asked for again (the writer's next repair, or the
+                // new writer's next fetch).
                 out.push(PlaneOutput::Note(format!("the store failed: {reason}")));
+                if restore {
+                    self.restoring = None;
+                }
                 self.applying = self.applied;
                 if append {
                     let keep = self.durable.max(self.applied);
@@ -758,23 +760,38 @@ impl DataPlane {
         self.tree = Some(tree);
         if writes {
             self.writer = Some(Writer::default());
-            match best {
-                // Another member's log is ahead of ours: take its tail first.
-                Some(best) if best.pos > self.shape.last() && best.node != self.config.id => {
-                    out.push(PlaneOutput::Note(format!(
-                        "view change: node {} holds the most advanced log {}, ahead of ours {}; \
-                         fetching its tail",
-                        best.node,
-                        best.pos,
-                        self.shape.last()
-                    )));
-                    self.fetch(best.node, out);
-                }
-                _ => self.start_epoch(out),
+            if let Some(base) = self.restoring {
+                // A snapshot of an earlier tree is being restored: the log we would compare
+                // with the best one, and append our epoch-start entry to, is about to be
+                // replaced. The view change begins once the store reports it
+                // ([`DataPlane::restored`]).
+                out.push(PlaneOutput::Note(format!(
+                    "view change: waiting for the store to restore the snapshot at {base} first"
+                )));
+            } else {
+                self.begin_view_change(best, out);
             }
         }
         for (from, message) in std::mem::take(&mut self.early) {
             self.receive(from, message, out);
+        }
+    }
+
+    /// The view change, step 1: if another member's log is ahead of ours, take its tail first;
+    /// else our log is the most advanced, and our epoch starts right after it.
+    fn begin_view_change(&mut self, best: Option<Best>, out: &mut Vec<PlaneOutput>) {
+        match best {
+            Some(best) if best.pos > self.shape.last() && best.node != self.config.id => {
+                out.push(PlaneOutput::Note(format!(
+                    "view change: node {} holds the most advanced log {}, ahead of ours {}; \
+                     fetching its tail",
+                    best.node,
+                    best.pos,
+                    self.shape.last()
+                )));
+                self.fetch(best.node, out);
+            }
+            _ => self.start_epoch(out),
         }
     }
 
@@ -791,6 +808,13 @@ impl DataPlane {
         )));
     }
 
+    /// Ask member `from` for its log after our applied prefix (the view change, step 2).
+    ///
+    /// Asked once, and again only after [`RETRY_MS`] without an answer: each ask may bring a
+    /// whole snapshot back. It need not wait for `from`'s `Announce` either: with no route known
+    /// yet, `send_toward` floods the tree, and every node of it has its place already (the root
+    /// learns its tree last). Copies still happen (a slow answer crosses a retry), and every
+    /// step that takes an answer drops those it no longer needs.
     fn fetch(&mut self, from: NodeId, out: &mut Vec<PlaneOutput>) {
         let epoch = self.epoch;
         let after = Pos::new(self.shape.epoch_at(self.applied).unwrap_or(0), self.applied);
@@ -921,7 +945,10 @@ impl DataPlane {
             .roles
             .iter()
             .any(|r| matches!(r, Role::Writer | Role::Leader | Role::Persistence));
+        // While a snapshot is being restored, the state a query would read is not the one
+        // `applied` describes: pass the read up.
         serves
+            && self.restoring.is_none()
             && self.applied >= min.seq
             && (min.seq == 0 || min.epoch == 0 || self.shape.holds(min))
     }
@@ -1009,12 +1036,6 @@ impl DataPlane {
                         message: PlaneMessage::Announce { epoch, node },
                     });
                 }
-                // A fetch that waited for its route can go now.
-                if let Some((fetching, _)) = self.writer.as_ref().and_then(|w| w.fetching) {
-                    if fetching == node {
-                        self.fetch(node, out);
-                    }
-                }
             }
             PlaneMessage::Request {
                 id,
@@ -1095,7 +1116,12 @@ impl DataPlane {
             },
             PlaneMessage::Snapshot { to, base, body, .. } => {
                 if to == self.config.id {
-                    out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
+                    if self.restoring.is_some() {
+                        // One restore at a time (see `restore`): this is a second copy of a
+                        // repair; once the first is restored we tell the writer where we are.
+                        return;
+                    }
+                    self.restore(base, body, out);
                 } else {
                     self.send_toward(
                         to,
@@ -1117,12 +1143,18 @@ impl DataPlane {
                 }
             }
             PlaneMessage::TailSnapshot { base, body, .. } => match &self.writer {
-                Some(w) if w.fetching.is_some() && base.seq > self.applied => {
-                    out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
-                }
-                Some(w)
-                    if w.fetching.is_some() && self.config.durability != Durability::Majority =>
-                {
+                // Not fetching: the view change is over, and this is a late copy.
+                Some(w) if w.fetching.is_none() => {}
+                // A copy of the snapshot being restored (the member answered a fetch twice):
+                // one restore at a time, see `restore`. Its report fetches what follows.
+                Some(_) if self.restoring.is_some() => {}
+                // A copy of the snapshot we restored already. It is never the answer to our
+                // current fetch: a member that holds our applied entry sends the entries after
+                // it, not its state. Restoring it again would only throw away what we have
+                // taken since.
+                Some(_) if base == self.applied_pos() => {}
+                Some(_) if base.seq > self.applied => self.restore(base, body, out),
+                Some(_) if self.config.durability != Durability::Majority => {
                     // The most advanced log does not extend our applied state: an old writer's
                     // writes were lost (what `replicas` and `writer` may do, SPEC §4).
                     out.push(PlaneOutput::Note(format!(
@@ -1130,7 +1162,7 @@ impl DataPlane {
                          taking its state whole (durability {} may lose writes)",
                         self.applied, self.config.durability
                     )));
-                    out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
+                    self.restore(base, body, out);
                 }
                 Some(_) => {}
                 None => self.up(PlaneMessage::TailSnapshot { epoch, base, body }, out),
@@ -1234,6 +1266,11 @@ impl DataPlane {
         commit: u64,
         out: &mut Vec<PlaneOutput>,
     ) {
+        if self.restoring.is_some() {
+            // The log is about to be replaced whole (see `restore`): the writer's next beat
+            // finds where it then ends.
+            return;
+        }
         // Entries up to our base were replaced by a snapshot of committed state: they match.
         let base = self.shape.base();
         let (prev, entries) = if prev.seq < base.seq {
@@ -1334,6 +1371,50 @@ impl DataPlane {
         self.durable = seq.min(self.shape.last_seq());
         if self.tree.is_some() {
             self.ack(out);
+        }
+    }
+
+    /// Have the store replace our state and log by a snapshot ending at `base`.
+    ///
+    /// **One restore at a time, and nothing else touches the log until it is reported.** Every
+    /// other change to the log is recorded in [`Shape`] when its job is *asked* (an append
+    /// pushes its entries at once), because the store runs jobs in the order asked. A restore
+    /// cannot work that way: what it leaves (the applied state, the base) is only known for sure
+    /// once it ran, so the shape is reset when [`PlaneInput::Restored`] comes in. Anything the
+    /// plane appended in between would then be wiped from the shape while the store, which ran
+    /// the append after the restore, still holds it: the plane and its store would disagree on
+    /// the log, and a new writer whose epoch-start entry vanished that way waits for it to
+    /// commit forever. So while a restore runs, appends from the writer wait (its next beat or
+    /// repair brings them again), a new writer's view change waits, and a second snapshot (a
+    /// duplicate sent in answer to a repeated request) is dropped: the first one's report asks
+    /// for whatever is still missing.
+    fn restore(&mut self, base: Pos, body: String, out: &mut Vec<PlaneOutput>) {
+        self.restoring = Some(base);
+        out.push(PlaneOutput::Store(StoreJob::Restore { base, body }));
+    }
+
+    /// The store restored a snapshot ending at `base`: the log starts there.
+    fn restored(&mut self, base: Pos, out: &mut Vec<PlaneOutput>) {
+        self.restoring = None;
+        // The snapshot holds committed state up to its base: the log starts there.
+        self.shape.reset(base);
+        self.durable = base.seq;
+        self.applied = base.seq;
+        self.applying = base.seq;
+        // What the snapshot holds is committed; anything more is learned from the writer's next
+        // append (a commit index known before may be an old writer's).
+        self.commit = base.seq;
+        self.matched = base.seq;
+        match self.writer.as_ref().map(|w| (w.start, w.fetching)) {
+            // The new writer took the most advanced member's snapshot: now its tail.
+            Some((None, Some((from, _)))) => self.fetch(from, out),
+            // We became writer while the restore ran: our view change begins now, from the
+            // restored log.
+            Some((None, None)) => {
+                let best = self.tree.as_ref().and_then(|t| t.best);
+                self.begin_view_change(best, out);
+            }
+            _ => self.ack(out),
         }
     }
 
@@ -1526,6 +1607,11 @@ impl DataPlane {
         let Some((from, _)) = self.writer.as_ref().and_then(|w| w.fetching) else {
             return; // not fetching (a late batch)
         };
+        if self.restoring.is_some() {
+            // An answer to a fetch made before the snapshot being restored: it follows a log
+            // about to be replaced. The restore's report fetches again, from its base.
+            return;
+        }
         if !self.shape.holds(prev) || prev.seq < self.applied {
             out.push(PlaneOutput::Note(format!(
                 "the tail from node {from} starts at {prev}, which our log does not hold; \
@@ -1596,10 +1682,14 @@ impl DataPlane {
         let Some(w) = &self.writer else {
             return;
         };
-        // A fetch that got no answer: ask again.
-        if let Some((from, at)) = w.fetching {
-            if now >= at + RETRY_MS {
-                self.fetch(from, out);
+        if w.start.is_none() {
+            // The view change is not done: a fetch that got no answer is asked again (not while
+            // a snapshot is restored: its report asks), and no beat goes out (our log may yet
+            // change).
+            if let Some((from, at)) = w.fetching {
+                if self.restoring.is_none() && now >= at + RETRY_MS {
+                    self.fetch(from, out);
+                }
             }
             return;
         }

@@ -632,3 +632,237 @@ fn a_lost_announce_strands_no_node() {
         net.notes
     );
 }
+
+/// One node driven by hand: its store runs each job when asked, as the simulator's does, and
+/// holds the report until [`Hand::report`] delivers it, so a test chooses how the store's
+/// reports and the messages interleave.
+struct Hand {
+    plane: DataPlane,
+    store: ModelStore,
+    reports: VecDeque<PlaneInput>,
+    sent: Vec<(NodeId, PlaneMessage)>,
+    notes: Vec<String>,
+}
+
+impl Hand {
+    fn new(id: NodeId, lab_size: u64, durability: Durability, store: ModelStore) -> Hand {
+        let config = PlaneConfig {
+            id,
+            lab_size,
+            durability,
+            first_request: 0,
+            shape: store.shape(),
+            applied: store.applied(),
+        };
+        Hand {
+            plane: DataPlane::new(config),
+            store,
+            reports: VecDeque::new(),
+            sent: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn input(&mut self, input: PlaneInput) {
+        let mut out = Vec::new();
+        self.plane.handle(0, input, &mut out);
+        for output in out {
+            match output {
+                PlaneOutput::Send { to, message } => self.sent.push((to, message)),
+                PlaneOutput::Store(job) => self.reports.push_back(self.store.run(job)),
+                PlaneOutput::Answer { .. } => {}
+                PlaneOutput::Note(note) => self.notes.push(note),
+            }
+        }
+    }
+
+    fn receive(&mut self, from: NodeId, message: PlaneMessage) {
+        self.input(PlaneInput::Message { from, message });
+    }
+
+    /// Deliver the store's oldest report.
+    fn report(&mut self) {
+        let report = self.reports.pop_front().expect("a report to deliver");
+        self.input(report);
+    }
+
+    /// Deliver every report, and those they lead to.
+    fn drain(&mut self) {
+        while !self.reports.is_empty() {
+            self.report();
+        }
+    }
+
+    /// The plane and its store agree on the log.
+    fn assert_in_step(&self) {
+        assert_eq!(self.plane.shape(), &self.store.shape(), "{:#?}", self.notes);
+    }
+}
+
+/// A store holding `texts` written in `epoch` after its epoch-start entry, all applied.
+fn applied_store(epoch: Epoch, texts: &[&str]) -> ModelStore {
+    let mut store = ModelStore::new();
+    let bodies = std::iter::once(String::new()).chain(texts.iter().map(|t| model::write(t)));
+    let entries: Vec<WireEntry> = bodies
+        .enumerate()
+        .map(|(i, body)| WireEntry {
+            epoch,
+            seq: i as u64 + 1,
+            key: None,
+            body,
+        })
+        .collect();
+    let last = entries.len() as u64;
+    store.run(StoreJob::Append { after: 0, entries });
+    store.run(StoreJob::Apply { up_to: last });
+    store
+}
+
+/// `store`'s applied state as a snapshot: its base and body.
+fn snapshot_of(store: &mut ModelStore) -> (Pos, String) {
+    match store.run(StoreJob::Snapshot {
+        purpose: Purpose::Tail,
+    }) {
+        PlaneInput::Snapshotted { base, body, .. } => (base, body),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_second_copy_of_the_tail_snapshot_does_not_undo_the_view_change() {
+    // kite8 after its partition heals, with `replicas` (SPEC §4): node 1, writer again in epoch
+    // 3, holds epoch 1's log; node 4, writer of epoch 2 on the other side, holds the most
+    // advanced one, which does not hold 1's applied entry: 1 takes 4's state whole, then its
+    // tail, then appends its epoch-start entry. Node 4 answered the fetch twice (the fetch went
+    // out twice), so a second copy of its snapshot comes in: before the first restore is
+    // reported (order "live": the store slower than the network), or after it (order
+    // "simulator"). Either way, the copy must not be restored over the epoch-start entry: the
+    // plane would forget that entry while its store kept it, and wait forever for it to commit.
+    let mut four = applied_store(2, &["y1", "y2", "y3", "y4"]);
+    let (base, body) = snapshot_of(&mut four);
+    assert_eq!(base, Pos::new(2, 5));
+    let tail_snapshot = || PlaneMessage::TailSnapshot {
+        epoch: 3,
+        base,
+        body: body.clone(),
+    };
+    let tail = PlaneMessage::Tail {
+        epoch: 3,
+        prev: base,
+        entries: Vec::new(),
+        more: false,
+    };
+    for live_order in [true, false] {
+        let mut one = Hand::new(1, 8, Durability::Replicas, applied_store(1, &["x1", "x2"]));
+        one.input(PlaneInput::EpochStarted { epoch: 3 });
+        one.input(PlaneInput::Tree(Tree {
+            epoch: 3,
+            parent: None,
+            // 2 a leaf (input), 3 the persistence replica with 4..8 below it.
+            children: BTreeMap::from([(2, 1), (3, 6)]),
+            roles: vec![Role::Writer],
+            share: Share { nodes: 8, lab: 8 },
+            best: Some(Best { pos: base, node: 4 }),
+        }));
+        assert!(
+            one.sent
+                .iter()
+                .any(|(to, m)| *to == 3 && matches!(m, PlaneMessage::FetchLog { to: 4, .. })),
+            "{:?}",
+            one.sent
+        );
+        one.receive(3, tail_snapshot());
+        if live_order {
+            one.receive(3, tail_snapshot()); // the copy, while the first is restored
+            one.report(); // restored: fetch the tail after the snapshot's base
+        } else {
+            one.report();
+            one.receive(3, tail_snapshot()); // the copy, once the first is restored
+        }
+        one.receive(3, tail.clone());
+        one.drain();
+        let order = if live_order { "live" } else { "simulator" };
+        assert_eq!(
+            one.plane.last(),
+            Pos::new(3, 6),
+            "order {order}: the epoch-start entry follows 4's log: {:#?}",
+            one.notes
+        );
+        one.assert_in_step();
+        assert_eq!(
+            one.notes
+                .iter()
+                .filter(|n| n.contains("epoch-start entry at 6"))
+                .count(),
+            1,
+            "order {order}: {:#?}",
+            one.notes
+        );
+        // The replica holds it: the epoch-start entry commits, and the writer is ready.
+        one.receive(
+            3,
+            PlaneMessage::Ack {
+                epoch: 3,
+                from: 3,
+                seq: 6,
+            },
+        );
+        one.drain();
+        assert!(one.plane.ready_writer(), "order {order}: {:#?}", one.notes);
+        assert_eq!(one.store.texts(), four.texts(), "order {order}");
+    }
+}
+
+#[test]
+fn a_node_made_writer_while_it_restores_a_snapshot_starts_its_epoch_after_it() {
+    // Node 2, a replica of epoch 1, was sent the writer's state (a repair) and its store is
+    // restoring it when epoch 2 makes node 2 the writer. Its view change must wait for the
+    // restore: the epoch-start entry goes after the restored log, not after the one the store
+    // is replacing (the store would refuse to discard the applied entries, or the plane would
+    // forget the entry when the restore is reported).
+    let mut one = applied_store(1, &["a", "b"]);
+    let (base, body) = snapshot_of(&mut one);
+    let mut two = Hand::new(2, 3, Durability::Writer, ModelStore::new());
+    two.input(PlaneInput::EpochStarted { epoch: 1 });
+    two.input(PlaneInput::Tree(Tree {
+        epoch: 1,
+        parent: Some(1),
+        children: BTreeMap::new(),
+        roles: vec![Role::Persistence],
+        share: Share::default(),
+        best: None,
+    }));
+    let snapshot = PlaneMessage::Snapshot {
+        epoch: 1,
+        to: 2,
+        base,
+        body,
+    };
+    two.receive(1, snapshot.clone());
+    two.receive(1, snapshot); // a repair sent again: one restore at a time
+    assert_eq!(two.reports.len(), 1, "one restore: {:#?}", two.notes);
+    two.input(PlaneInput::EpochStarted { epoch: 2 });
+    two.input(PlaneInput::Tree(Tree {
+        epoch: 2,
+        parent: None,
+        children: BTreeMap::from([(3, 1)]),
+        roles: vec![Role::Writer],
+        share: Share { nodes: 2, lab: 3 },
+        best: Some(Best {
+            pos: Pos::START,
+            node: 2,
+        }),
+    }));
+    assert!(
+        two.notes
+            .iter()
+            .any(|n| n.contains("waiting for the store")),
+        "{:#?}",
+        two.notes
+    );
+    two.drain();
+    assert_eq!(two.plane.last(), Pos::new(2, 4), "{:#?}", two.notes);
+    two.assert_in_step();
+    assert!(two.plane.ready_writer(), "{:#?}", two.notes);
+    assert_eq!(two.store.texts(), ["a", "b"]);
+}
