@@ -384,6 +384,30 @@ fn a_scenario_on_a_running_lab_leaves_it_running() {
         let status = home.status("ring6");
         assert!(status.report.converged, "{status:?}");
     }
+    // A scenario that would start a lab under the running one's name is not run (unknown,
+    // exit 2, the reason in the report) and leaves that lab alone.
+    let clash = home.path().join("clash.toml");
+    std::fs::write(
+        &clash,
+        format!(
+            "name = \"ring6\"\ntopology = \"{}\"\nduration_s = 5\n",
+            common::topology_file("ring6.toml").display()
+        ),
+    )
+    .unwrap();
+    let run = home.labctl(&["chaos", clash.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let report: Report = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(report.verdict, Verdict::Unknown);
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("exists already"),
+        "{report:?}"
+    );
+    assert!(home.status("ring6").report.converged);
     // A scenario naming a node the running lab lacks is refused before anything happens.
     std::fs::write(
         &file,

@@ -27,7 +27,12 @@ pub fn run(args: &ChaosArgs) -> Result<Outcome> {
                 progress: std::io::stdout().is_terminal(),
             };
             let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            tokio.block_on(run_or_interrupt(&scenario, &options))?
+            match tokio.block_on(run_or_interrupt(&scenario, &options)) {
+                Ok(report) => report,
+                // The run could not be carried out (the lab never came up, the engine failed):
+                // a verdict of its own, reported like any other.
+                Err(e) => unjudged(&scenario, format!("{e:#}")),
+            }
         }
         (None, None) => unreachable!("clap requires a scenario or --check"),
     };
@@ -68,6 +73,25 @@ async fn run_or_interrupt(scenario: &Scenario, options: &RunOptions) -> Result<R
             }
             bail!("interrupted: the run was not judged (its history so far is in its run folder)")
         }
+    }
+}
+
+/// The report of a run that could not be carried out.
+fn unjudged(scenario: &Scenario, reason: String) -> Report {
+    Report {
+        scenario: scenario.name.clone(),
+        lab: match &scenario.lab {
+            LabSource::Running(name) => name.clone(),
+            LabSource::Topology(_) => scenario.name.clone(),
+        },
+        verdict: Verdict::Unknown,
+        reason: Some(reason),
+        anomalies: Default::default(),
+        ops: Default::default(),
+        faults: Vec::new(),
+        failovers_ms: Vec::new(),
+        run: String::new(),
+        elapsed_ms: 0,
     }
 }
 
@@ -191,11 +215,13 @@ fn render(report: &Report) -> String {
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "  run folder: {} ({})",
-        report.run,
-        seconds(report.elapsed_ms)
-    );
+    if !report.run.is_empty() {
+        let _ = writeln!(
+            out,
+            "  run folder: {} ({})",
+            report.run,
+            seconds(report.elapsed_ms)
+        );
+    }
     out
 }
