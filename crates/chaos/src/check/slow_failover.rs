@@ -81,6 +81,7 @@ mod tests {
         h.epoch(1, 1, 1, &["writer"]);
         h.at(5_000).fault(kill(1));
         h.at(5_100).write_fail(0, "c0-1");
+        h.at(7_400).epoch(2, 2, 2, &["writer"]);
         h.at(7_490)
             .invoke_write(0, "c0-2")
             .at(7_600)
@@ -94,7 +95,7 @@ mod tests {
         );
         assert_eq!(
             found[0].ops.iter().map(|o| o.index).collect::<Vec<_>>(),
-            [1, 4, 5]
+            [1, 5, 6]
         );
         assert!(find(&h.ops(), 3_000).is_empty());
     }
@@ -130,6 +131,7 @@ mod tests {
         h.epoch(1, 1, 1, &["writer"]);
         h.at(1_000).fault(kill(3));
         h.at(5_000).fault(kill(1));
+        h.at(5_050).epoch(2, 2, 2, &["writer"]);
         h.at(5_100).write_ok(0, "c0-1", 4);
         assert!(find(&h.ops(), 2_000).is_empty());
     }
