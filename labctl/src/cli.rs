@@ -73,6 +73,15 @@ pub enum Command {
     /// `scenario.toml`, `history.jsonl`, `report.json` and `timeline.svg`. The lab is removed at
     /// the end unless --keep. Shipped scenarios are in `scenarios/`.
     Chaos(ChaosArgs),
+    /// An election told step by step: every node's part in each Yo-Yo iteration, the edges'
+    /// directions, the values going down and the answers coming up, then the SHOUT+ wave and the
+    /// roles, with the messages of each step beside the bounds.
+    ///
+    /// From the simulator (a topology file, with --seed and --delivery as `sim` takes them).
+    /// `--step` waits for Enter between steps on a terminal; `--html OUT.html` writes one
+    /// self-contained page instead (no network needed): previous/next buttons and arrow keys, a
+    /// picture per step and a space-time diagram of the messages.
+    Trace(TraceArgs),
     /// Load a running lab and report throughput, latency and errors.
     Bench(BenchArgs),
     /// Print a lab's daemon logs: one daemon's, or every daemon's merged in time order.
@@ -269,6 +278,25 @@ pub struct UpArgs {
     /// `[lab] durability`, else `majority`.
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityArg>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    /// The topology file (TOML).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Seed for the random message delays of `--delivery async`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+    /// How links deliver (as `labctl sim`).
+    #[arg(long, value_enum, default_value_t = DeliveryArg::Sync)]
+    pub delivery: DeliveryArg,
+    /// Wait for Enter between steps (on a terminal).
+    #[arg(long)]
+    pub step: bool,
+    /// Write the replay page here instead of printing the steps.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

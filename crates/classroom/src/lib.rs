@@ -6,9 +6,14 @@
 //!   node's part, the edges' directions, the values going down, the answers and prunes coming
 //!   up), the SHOUT+ wave, the roles; with the messages of each step.
 //! - [`layout::Layout::of`] places a topology's nodes the way its shape is usually drawn.
+//! - [`story::Election::pictures`] and [`picture::svg`] draw each step; [`html::page`] makes the
+//!   offline replay page of a run.
 //!
 //! Work in progress (issue 12): the pictures of each step, the HTML replay and the dashboard
 //! build on these two.
 
+pub mod html;
 pub mod layout;
+pub mod picture;
 pub mod story;
+pub mod text;

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod ls;
 pub mod sim;
 pub mod status;
+pub mod trace;
 pub mod up;
 pub mod validate;
 
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Fault(args) => fault::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Chaos(args) => chaos::run(&args),
+        Command::Trace(args) => trace::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Image(args) => image::run(&args),
         Command::Export(args) => export::run(&args),

@@ -1,0 +1,168 @@
+//! `labctl trace` (SPEC §9) from the simulator: the steps on a terminal, and the replay page in a
+//! real headless browser (Debian's `chromium`, never skipped): loaded from a file with every
+//! network request refused, stepped through with the buttons and the arrow keys, the iteration
+//! shown changing; screenshots under `target/test-artifacts/`.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{labctl, topology_file};
+use headless_chrome::protocol::cdp::types::Event;
+use headless_chrome::protocol::cdp::Page as Cdp;
+use headless_chrome::{Browser, LaunchOptions};
+
+#[test]
+fn the_terminal_story_counts_match_the_simulators_report() {
+    let file = topology_file("ring12-shuffled.toml");
+    let trace = labctl(&[
+        OsStr::new("trace"),
+        file.as_os_str(),
+        OsStr::new("--delivery"),
+        OsStr::new("async"),
+    ])
+    .expect_success();
+    let sim = labctl(&[
+        OsStr::new("sim"),
+        file.as_os_str(),
+        OsStr::new("--delivery"),
+        OsStr::new("async"),
+        OsStr::new("--json"),
+    ])
+    .expect_success();
+    let report: serde_json::Value = serde_json::from_str(sim.stdout.trim()).unwrap();
+    let iterations = report["iterations"].as_u64().unwrap();
+    // One block for setup, two per iteration, one for the tree.
+    let steps = trace.stdout.matches("── step ").count() as u64;
+    assert_eq!(steps, 2 + 2 * iterations, "{}", trace.stdout);
+    let tree = report["messages"]["tree"].as_u64().unwrap();
+    assert!(
+        trace
+            .stdout
+            .contains(&format!("= {tree} messages (exactly 2m")),
+        "{}",
+        trace.stdout
+    );
+    let leader = report["leader"].as_u64().unwrap();
+    assert!(trace.stdout.contains(&format!("Leader: {leader},")));
+    // A file that is not there is an error, exit 2.
+    let run = common::try_labctl(&["trace", "no-such-topology.toml"], None).unwrap();
+    assert_eq!(run.code, Some(2));
+    assert!(run.stderr.starts_with("labctl: "), "{}", run.stderr);
+}
+
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("chromium"))
+        .find(|c| c.is_file())
+        .expect(
+            "no `chromium` on PATH: install it with `apt-get install chromium` (`.ci/run` does); \
+             this test is never skipped",
+        )
+}
+
+fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_replay_page_steps_with_buttons_and_keys_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("grid.html");
+    let file = topology_file("grid4x4-shuffled.toml");
+    labctl(&[
+        OsStr::new("trace"),
+        file.as_os_str(),
+        OsStr::new("--delivery"),
+        OsStr::new("async"),
+        OsStr::new("--seed"),
+        OsStr::new("3"),
+        OsStr::new("--html"),
+        page.as_os_str(),
+    ])
+    .expect_success();
+
+    let profile = tempfile::tempdir().unwrap();
+    let options = LaunchOptions::default_builder()
+        .path(Some(chromium()))
+        .user_data_dir(Some(profile.path().to_path_buf()))
+        .headless(true)
+        .sandbox(false)
+        .window_size(Some((1100, 900)))
+        .args(
+            [
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-proxy-server",
+                // The network is off: every name resolves to nothing.
+                "--host-resolver-rules=MAP * ~NOTFOUND",
+            ]
+            .iter()
+            .map(OsStr::new)
+            .collect(),
+        )
+        .build()
+        .unwrap();
+    let browser = Browser::new(options).expect("headless chromium starts");
+    let tab = browser.new_tab().unwrap();
+    tab.set_default_timeout(Duration::from_secs(15));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    tab.add_event_listener(Arc::new(move |event: &Event| {
+        if let Event::NetworkRequestWillBeSent(sent) = event {
+            seen.lock().unwrap().push(sent.params.request.url.clone());
+        }
+    }))
+    .unwrap();
+    tab.navigate_to(&format!("file://{}", page.display()))
+        .unwrap()
+        .wait_until_navigated()
+        .unwrap();
+    let shown = |what: &str| -> String {
+        let script = format!(
+            "(function () {{ var s = document.querySelector('.step.shown'); return s ? (s.getAttribute('{what}') || '') : 'none'; }})()"
+        );
+        tab.evaluate(&script, false)
+            .unwrap()
+            .value
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    assert_eq!(shown("data-step"), "1");
+    assert_eq!(shown("data-iteration"), "", "setup is no iteration");
+    tab.find_element("#next").unwrap().click().unwrap();
+    assert_eq!(shown("data-step"), "2");
+    assert_eq!(shown("data-iteration"), "1");
+    let first = tab
+        .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
+        .unwrap();
+    std::fs::write(artifacts().join("trace-iteration-1.png"), first).unwrap();
+    // Two more with the arrow key: iteration 2 (every run of this graph takes at least two).
+    tab.press_key("ArrowRight").unwrap();
+    tab.press_key("ArrowRight").unwrap();
+    assert_eq!(shown("data-step"), "4");
+    assert_eq!(shown("data-iteration"), "2");
+    tab.press_key("ArrowLeft").unwrap();
+    assert_eq!(shown("data-step"), "3");
+    tab.find_element("#previous").unwrap().click().unwrap();
+    tab.find_element("#previous").unwrap().click().unwrap();
+    tab.find_element("#previous").unwrap().click().unwrap();
+    assert_eq!(shown("data-step"), "1", "previous stops at the first step");
+    let picture = tab
+        .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
+        .unwrap();
+    std::fs::write(artifacts().join("trace-setup.png"), picture).unwrap();
+    // Nothing but the file itself was asked for.
+    let asked = requests.lock().unwrap().clone();
+    assert!(
+        asked.iter().all(|url| url.starts_with("file://")),
+        "the page asked the network for {asked:?}"
+    );
+}
