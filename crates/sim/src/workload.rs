@@ -116,6 +116,10 @@ struct Client {
     acked: Vec<String>,
     /// The read position: the newest acknowledged write's.
     pos: Pos,
+    /// The text of the write at the read position (the newest by position, which need not be
+    /// the last acknowledged: an old writer cut off may acknowledge a write at an older
+    /// position after a newer writer did).
+    at_pos: Option<String>,
     op: Option<Op>,
     serial: u64,
     written: u64,
@@ -404,8 +408,11 @@ impl Workload {
         self.acked_at.insert(pos, text.clone());
         self.stats.acked += 1;
         let client = &mut self.clients[c];
-        client.acked.push(text);
-        client.pos = client.pos.max(pos);
+        client.acked.push(text.clone());
+        if pos > client.pos || client.at_pos.is_none() {
+            client.pos = client.pos.max(pos);
+            client.at_pos = Some(text);
+        }
     }
 
     fn read(&mut self, c: usize, node: NodeId, body: &str) {
@@ -419,9 +426,7 @@ impl Workload {
         let client = &self.clients[c];
         let owed = match self.config.durability {
             Durability::Majority => &client.acked[..],
-            Durability::Replicas | Durability::Writer => {
-                &client.acked[client.acked.len().saturating_sub(1)..]
-            }
+            Durability::Replicas | Durability::Writer => client.at_pos.as_slice(),
         };
         if let Some(missing) = owed.iter().find(|t| !texts.contains(t)).cloned() {
             return self.violate(
