@@ -230,6 +230,16 @@ pub enum DeliveryArg {
     Async,
 }
 
+impl DeliveryArg {
+    /// The simulator's value.
+    pub fn delivery(self) -> labctl_sim::Delivery {
+        match self {
+            DeliveryArg::Sync => labctl_sim::Delivery::Sync,
+            DeliveryArg::Async => labctl_sim::Delivery::Async,
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct GraphArgs {
     /// A topology file (TOML), or the name of a lab: then its topology, and with `--format svg`

@@ -143,12 +143,105 @@ pub struct Report {
 }
 
 impl Report {
-    /// The verdict the anomalies give (unknown is set by the runner, never by the checker).
+    /// The verdict the anomalies give (unknown is set by [`Report::judge`], never by the checker).
     pub fn verdict_of(anomalies: &Anomalies) -> Verdict {
         if anomalies.values().all(Vec::is_empty) {
             Verdict::Valid
         } else {
             Verdict::Invalid
         }
+    }
+
+    /// Judge a history: the checker's anomalies, the figures of [`crate::measure`], and the
+    /// verdict. `reason` says why the run could not be carried out in full, if it could not; a
+    /// history with no final read answered (and no failed convergence, itself an anomaly) cannot
+    /// be judged either. An anomaly found is an anomaly even then: invalid wins over unknown.
+    /// `run` and `elapsed_ms` are left for the runner.
+    pub fn judge(
+        scenario: &str,
+        lab: &str,
+        history: &[Op],
+        options: &crate::check::Options,
+        reason: Option<String>,
+    ) -> Report {
+        use crate::history::{Type, F};
+        let anomalies = crate::check::check(history, options);
+        let final_read = history
+            .iter()
+            .any(|op| op.f == F::FinalRead && op.kind == Type::Ok);
+        let converge_failed = history
+            .iter()
+            .any(|op| op.f == F::Converge && op.kind == Type::Fail);
+        let reason = reason.or_else(|| {
+            (!final_read && !converge_failed)
+                .then(|| "no input node answered the final read".to_string())
+        });
+        let verdict = match (&reason, Report::verdict_of(&anomalies)) {
+            (_, Verdict::Invalid) => Verdict::Invalid,
+            (Some(_), _) => Verdict::Unknown,
+            (None, verdict) => verdict,
+        };
+        Report {
+            scenario: scenario.to_string(),
+            lab: lab.to_string(),
+            verdict,
+            reason,
+            anomalies,
+            ops: crate::measure::op_counts(history),
+            faults: crate::measure::fault_timings(history),
+            failovers_ms: crate::measure::failovers_ms(history),
+            run: String::new(),
+            elapsed_ms: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::fixture::History;
+    use crate::check::Options;
+
+    fn judge(h: &History, reason: Option<&str>) -> Report {
+        Report::judge(
+            "s",
+            "l",
+            &h.ops(),
+            &Options::default(),
+            reason.map(str::to_string),
+        )
+    }
+
+    #[test]
+    fn a_clean_run_with_final_reads_is_valid() {
+        let mut h = History::new();
+        h.write_ok(0, "a", 4).converge_ok().final_read(4, &["a"]);
+        let report = judge(&h, None);
+        assert_eq!((report.verdict, report.reason), (Verdict::Valid, None));
+        assert_eq!(report.ops.ok, 1);
+    }
+
+    #[test]
+    fn without_a_final_read_or_with_a_reason_the_run_is_unknown() {
+        let mut h = History::new();
+        h.write_ok(0, "a", 4).converge_ok();
+        let report = judge(&h, None);
+        assert_eq!(report.verdict, Verdict::Unknown);
+        assert!(report.reason.unwrap().contains("final read"));
+        h.final_read(4, &["a"]);
+        let report = judge(&h, Some("the final heal failed"));
+        assert_eq!(report.verdict, Verdict::Unknown);
+        assert_eq!(report.reason.as_deref(), Some("the final heal failed"));
+    }
+
+    #[test]
+    fn an_anomaly_is_invalid_even_in_a_run_that_could_not_finish() {
+        let mut h = History::new();
+        h.write_ok(0, "a", 4).converge_ok().final_read(4, &[]);
+        assert_eq!(judge(&h, Some("a step failed")).verdict, Verdict::Invalid);
+        // A failed convergence is itself an anomaly: judged, not unknown.
+        let mut h = History::new();
+        h.write_ok(0, "a", 4).converge_fail("did not converge");
+        assert_eq!(judge(&h, None).verdict, Verdict::Invalid);
     }
 }

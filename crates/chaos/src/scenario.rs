@@ -260,6 +260,14 @@ impl Step {
         }
     }
 
+    /// Whether the step names `leader` (then the runner finds the quorum root first).
+    pub fn names_leader(&self) -> bool {
+        match &self.action {
+            Action::Link { a, b, .. } => *a == StepTarget::Leader || *b == StepTarget::Leader,
+            _ => self.names() == Some(StepTarget::Leader),
+        }
+    }
+
     /// The fault this step applies, given the quorum root now (`leader`), the node of the
     /// previous step (`last`) and every node of the lab (for an isolation). Also returns the
     /// node a following `last` names.

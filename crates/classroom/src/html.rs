@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 
+use labctl_core::bounds::Bounds;
 use labctl_core::event::{TraceEntry, TraceLine, Wire};
 use labctl_core::message::Body;
 use labctl_core::report::Adjacency;
@@ -20,19 +21,6 @@ use crate::story::Story;
 
 /// The most messages the space-time diagram draws (beyond, it is left out: unreadable).
 pub const MAX_DIAGRAM_MESSAGES: usize = 1500;
-
-/// The algorithms' bounds to show beside the counts.
-#[derive(Clone, Copy, Debug)]
-pub struct Bounds {
-    /// Yo-Yo's messages, setup included.
-    pub election: u64,
-    /// Yo-Yo's iterations.
-    pub iterations: u32,
-    /// SHOUT+'s messages.
-    pub tree: u64,
-    /// Links (an iteration costs at most 2 per link).
-    pub links: u64,
-}
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -67,14 +55,13 @@ pub fn page(
             let counts = match iteration {
                 None if i == 0 => format!(
                     "setup: {} messages (exactly 2m = {})",
-                    election.setup,
-                    2 * bounds.links
+                    election.setup, bounds.setup
                 ),
                 Some(it) => format!(
                     "iteration {it} of {iterations} (bound {}): {} messages (at most 2m = {})",
                     bounds.iterations,
                     election.iterations[it - 1].messages,
-                    2 * bounds.links
+                    bounds.setup
                 ),
                 None => {
                     let (q, yes) = election.shout.as_ref().map_or((0, 0), |s| (s.q, s.yes));
@@ -264,13 +251,7 @@ mod tests {
         )
         .unwrap();
         let story = Story::of(&run.trace, &adjacency);
-        let b = run.report.bounds;
-        let bounds = Bounds {
-            election: b.election,
-            iterations: b.iterations,
-            tree: b.tree,
-            links: topology.links().len() as u64,
-        };
+        let bounds = Bounds::new(topology.node_count() as u64, topology.links().len() as u64);
         (
             page(name, &story, &adjacency, &run.trace, bounds),
             run,

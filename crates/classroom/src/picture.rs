@@ -225,16 +225,7 @@ fn fill(look: &Look) -> (&'static str, String) {
         Look::Part(Part::Pruned) => ("#bdbdbd", "pruned".into()),
         Look::Part(Part::Leader) => ("#c62828", "leader".into()),
         Look::Roles(roles) => {
-            let words: Vec<&str> = roles
-                .iter()
-                .map(|r| match r {
-                    Role::Writer => "writer",
-                    Role::Leader => "leader",
-                    Role::Persistence => "persistence",
-                    Role::Input => "input",
-                    Role::Forwarder => "forwarder",
-                })
-                .collect();
+            let words: Vec<String> = roles.iter().map(Role::to_string).collect();
             let colour = if roles.contains(&Role::Writer) || roles.contains(&Role::Leader) {
                 "#c62828"
             } else if roles.contains(&Role::Persistence) {

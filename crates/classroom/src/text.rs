@@ -2,10 +2,11 @@
 
 use std::fmt::Write as _;
 
+use labctl_core::roles::Role;
 use labctl_core::NodeId;
 
-use crate::html::Bounds;
 use crate::story::{Part, Story};
+use labctl_core::bounds::Bounds;
 
 fn list(ids: impl IntoIterator<Item = NodeId>) -> String {
     let ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
@@ -27,7 +28,7 @@ pub fn steps(story: &Story, bounds: Bounds) -> Vec<String> {
             e.epoch,
             e.members.len(),
             e.setup,
-            2 * bounds.links
+            bounds.setup
         );
         let _ = writeln!(
             block,
@@ -95,8 +96,7 @@ pub fn steps(story: &Story, bounds: Bounds) -> Vec<String> {
             let _ = writeln!(
                 block,
                 "  messages: {} this iteration (at most 2m = {})",
-                it.messages,
-                2 * bounds.links
+                it.messages, bounds.setup
             );
             out.push(block);
         }
@@ -122,7 +122,7 @@ pub fn steps(story: &Story, bounds: Bounds) -> Vec<String> {
                     let roles: Vec<String> = e
                         .roles
                         .get(id)
-                        .map(|r| r.iter().map(|r| format!("{r:?}").to_lowercase()).collect())
+                        .map(|r| r.iter().map(Role::to_string).collect())
                         .unwrap_or_default();
                     let _ = writeln!(
                         block,
@@ -170,16 +170,7 @@ mod tests {
         )
         .unwrap();
         let story = Story::of(&run.trace, &adjacency);
-        let b = run.report.bounds;
-        let blocks = steps(
-            &story,
-            Bounds {
-                election: b.election,
-                iterations: b.iterations,
-                tree: b.tree,
-                links: 6,
-            },
-        );
+        let blocks = steps(&story, Bounds::new(6, 6));
         assert_eq!(blocks.len(), 2 + 2 * run.report.iterations as usize);
         assert!(
             blocks[0].contains("12 messages (exactly 2m = 12)"),

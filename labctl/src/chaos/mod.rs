@@ -16,10 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use labctl_chaos::check::{self, Options};
+use labctl_chaos::check::Options;
 use labctl_chaos::history::{Op, Process, Type, Value, F};
-use labctl_chaos::measure;
-use labctl_chaos::report::{Report, Verdict};
+use labctl_chaos::report::Report;
 use labctl_chaos::scenario::{LabSource, Scenario};
 use labctl_core::{NodeId, Role};
 use labctl_topology::Topology;
@@ -418,8 +417,8 @@ async fn final_read(input: &str, clients: &workload::Clients) -> (Type, Value) {
     }
 }
 
-/// The report of a history: the checker's anomalies, the figures, and the verdict (unknown when
-/// the run could not be judged).
+/// The report of a history (the pure crate's [`Report::judge`]), with the scenario's checks and
+/// the run's folder.
 pub fn judge(
     scenario: &Scenario,
     lab: &str,
@@ -430,34 +429,9 @@ pub fn judge(
     let options = Options {
         failover_within_ms: scenario.check.failover_within_ms,
     };
-    let anomalies = check::check(ops, &options);
-    let final_read = ops
-        .iter()
-        .any(|op| op.f == F::FinalRead && op.kind == Type::Ok);
-    let converge_failed = ops
-        .iter()
-        .any(|op| op.f == F::Converge && op.kind == Type::Fail);
-    let reason = reason.or_else(|| {
-        (!final_read && !converge_failed)
-            .then(|| "no input node answered the final read".to_string())
-    });
-    let verdict = match (&reason, Report::verdict_of(&anomalies)) {
-        // An anomaly found is an anomaly, even in a run that could not finish.
-        (_, Verdict::Invalid) => Verdict::Invalid,
-        (Some(_), _) => Verdict::Unknown,
-        (None, verdict) => verdict,
-    };
     Report {
-        scenario: scenario.name.clone(),
-        lab: lab.to_string(),
-        verdict,
-        reason,
-        anomalies,
-        ops: measure::op_counts(ops),
-        faults: measure::fault_timings(ops),
-        failovers_ms: measure::failovers_ms(ops),
         run: folder.display().to_string(),
-        elapsed_ms: 0,
+        ..Report::judge(&scenario.name, lab, ops, &options, reason)
     }
 }
 

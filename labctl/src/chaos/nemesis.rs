@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use labctl_chaos::history::{Process, Type, Value, F};
-use labctl_chaos::scenario::{Action, Scenario, Step, StepTarget};
+use labctl_chaos::scenario::Scenario;
 use labctl_chaos::schedule::{Event, RandomFaults, Schedule};
 use labctl_core::NodeId;
 use labctl_fault::Fault;
@@ -38,23 +38,8 @@ pub async fn run(
         tokio::time::sleep_until((recorder.start() + Duration::from_millis(at)).into()).await;
         match event {
             Event::Step(step) => {
-                let leader = if names_leader(&step) {
-                    Some(wait_leader(lab, converge).await.map_err(|why| {
-                        let message =
-                            format!("the step at line {} names the leader: {why}", step.line);
-                        recorder.record(
-                            Process::Nemesis,
-                            Type::Fail,
-                            F::Fault,
-                            Value::Text(message.clone()),
-                            None,
-                        );
-                        message
-                    })?)
-                } else {
-                    None
-                };
-                let (fault, named) = step.resolve(leader, last, nodes).map_err(|why| {
+                // A step that cannot be resolved is recorded as failed and ends the faults.
+                let refused = |why: String| {
                     let message = format!("the step at line {}: {why}", step.line);
                     recorder.record(
                         Process::Nemesis,
@@ -64,7 +49,17 @@ pub async fn run(
                         None,
                     );
                     message
-                })?;
+                };
+                let leader = if step.names_leader() {
+                    Some(
+                        wait_leader(lab, converge)
+                            .await
+                            .map_err(|why| refused(format!("it names the leader: {why}")))?,
+                    )
+                } else {
+                    None
+                };
+                let (fault, named) = step.resolve(leader, last, nodes).map_err(refused)?;
                 last = named;
                 apply(lab, fault, recorder).await.map_err(|why| {
                     format!("the step at line {} could not be applied: {why}", step.line)
@@ -99,14 +94,6 @@ pub async fn heal_all(lab: &LabDir, recorder: &Recorder) -> Result<(), String> {
     apply(lab, Fault::HealAll, recorder)
         .await
         .map_err(|why| format!("the final heal failed: {why}"))
-}
-
-fn names_leader(step: &Step) -> bool {
-    match &step.action {
-        Action::Node { node, .. } | Action::Isolate { node } => *node == StepTarget::Leader,
-        Action::Link { a, b, .. } => *a == StepTarget::Leader || *b == StepTarget::Leader,
-        Action::Partition { .. } | Action::HealAll => false,
-    }
 }
 
 /// Apply one fault, recorded.

@@ -39,7 +39,7 @@ pub struct Clients {
     /// position of its last acknowledged write, and a node asked to read below a position it
     /// does not hold (a write that was lost) refuses to, which would hide what it does hold.
     pub reader: reqwest::Client,
-    /// The reader's tag (its name is `chaosreader`, its password `chaosreader-password`).
+    /// The reader's tag (its name is `chaosreader`, its password `bench::password_of`'s).
     pub reader_tag: String,
     /// The group's uuid.
     pub group: String,
@@ -268,26 +268,15 @@ pub async fn run(
 /// lab that lost its data cannot serve reads above), else, when the lab lost the reader itself,
 /// a new user: it can tell whether the group still exists (403: it does, 404: it is gone).
 pub async fn fresh_reader(input: &Url, reader_tag: &str, seed: u64) -> Result<reqwest::Client> {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .cookie_provider(Arc::clone(&jar))
-        .timeout(OP_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
-    let login = input.join("login").expect("a valid path");
-    let body =
-        json!({"username": "chaosreader", "tag": reader_tag, "password": "chaosreader-password"});
-    let answer = http
-        .post(login)
-        .header("Accept", "application/json")
-        .json(&body)
-        .send()
-        .await?;
-    if answer.status() == StatusCode::OK {
+    use crate::commands::bench;
+    let (http, jar) = bench::session_client()?;
+    if bench::login(&http, &jar, input, "chaosreader", reader_tag)
+        .await
+        .is_ok()
+    {
         return Ok(http);
     }
-    let (http, _) = crate::commands::bench::user("chaosprobe", input, seed)
+    let (http, _) = bench::user("chaosprobe", input, seed)
         .await
         .context("the reader is gone from the lab, and a new user could not register")?;
     Ok(http)

@@ -599,16 +599,8 @@ pub(crate) async fn user(
     base: &Url,
     tag_seed: u64,
 ) -> Result<(reqwest::Client, String)> {
-    let jar = Arc::new(Jar::default());
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .cookie_provider(Arc::clone(&jar))
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .default_headers(json_headers())
-        .build()
-        .context("building the HTTP client")?;
-    let password = format!("{username}-password");
+    let (http, jar) = session_client()?;
+    let password = password_of(username);
     let mut tags = SplitMix64::new(tag_seed);
 
     // Register, drawing another tag while this one is taken (say, by an earlier run).
@@ -636,10 +628,40 @@ pub(crate) async fn user(
         bail!("registering user {username}: {TAG_ATTEMPTS} tags in a row were taken (409)");
     };
 
-    // Log in: the session cookie lands in this client's jar.
+    login(&http, &jar, base, username, &tag).await?;
+    Ok((http, tag))
+}
+
+/// The password [`user`] gives `username`.
+pub(crate) fn password_of(username: &str) -> String {
+    format!("{username}-password")
+}
+
+/// A JSON client with a cookie jar of its own (for a session), and the jar.
+pub(crate) fn session_client() -> Result<(reqwest::Client, Arc<Jar>)> {
+    let jar = Arc::new(Jar::default());
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .cookie_provider(Arc::clone(&jar))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .default_headers(json_headers())
+        .build()
+        .context("building the HTTP client")?;
+    Ok((http, jar))
+}
+
+/// Log `username#tag` (registered by [`user`]) in at `base`: the session cookie lands in `jar`.
+pub(crate) async fn login(
+    http: &reqwest::Client,
+    jar: &Jar,
+    base: &Url,
+    username: &str,
+    tag: &str,
+) -> Result<()> {
     let login = base.join("login").expect("a valid path");
-    let body = json!({"username": username, "tag": tag, "password": password});
-    let (status, text) = setup_request(&http, &login, &body)
+    let body = json!({"username": username, "tag": tag, "password": password_of(username)});
+    let (status, text) = setup_request(http, &login, &body)
         .await
         .with_context(|| format!("logging in as {username}#{tag}"))?;
     if status != StatusCode::OK {
@@ -651,7 +673,7 @@ pub(crate) async fn user(
     if jar.cookies(base).is_none() {
         bail!("logging in as {username}#{tag}: POST {login} answered {status} but set no cookie");
     }
-    Ok((http, tag))
+    Ok(())
 }
 
 /// One setup POST with a JSON body: its status and body text.

@@ -78,21 +78,11 @@ async fn run_or_interrupt(scenario: &Scenario, options: &RunOptions) -> Result<R
 
 /// The report of a run that could not be carried out.
 fn unjudged(scenario: &Scenario, reason: String) -> Report {
-    Report {
-        scenario: scenario.name.clone(),
-        lab: match &scenario.lab {
-            LabSource::Running(name) => name.clone(),
-            LabSource::Topology(_) => scenario.name.clone(),
-        },
-        verdict: Verdict::Unknown,
-        reason: Some(reason),
-        anomalies: Default::default(),
-        ops: Default::default(),
-        faults: Vec::new(),
-        failovers_ms: Vec::new(),
-        run: String::new(),
-        elapsed_ms: 0,
-    }
+    let lab = match &scenario.lab {
+        LabSource::Running(name) => name,
+        LabSource::Topology(_) => &scenario.name,
+    };
+    Report::judge(&scenario.name, lab, &[], &Default::default(), Some(reason))
 }
 
 /// Judge a recorded history again; the `scenario.toml` beside it gives the checks' settings.

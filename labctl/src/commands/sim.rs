@@ -8,7 +8,7 @@ use labctl_sim::{faults, Config, Delivery, Simulation};
 use labctl_topology::Topology;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::{DeliveryArg, SimArgs};
+use crate::cli::SimArgs;
 use crate::render;
 use crate::Outcome;
 
@@ -34,10 +34,7 @@ pub fn run(args: &SimArgs) -> Result<Outcome> {
     }
     let config = Config {
         seed: args.seed,
-        delivery: match args.delivery {
-            DeliveryArg::Sync => Delivery::Sync,
-            DeliveryArg::Async => Delivery::Async,
-        },
+        delivery: args.delivery.delivery(),
         trace: args.trace,
     };
     let run = Simulation::run(&topology, &config)

@@ -5,13 +5,14 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
-use labctl_classroom::html::{self, Bounds};
+use labctl_classroom::html;
 use labctl_classroom::story::Story;
 use labctl_classroom::text;
-use labctl_sim::{Config, Delivery, Simulation};
+use labctl_core::bounds::Bounds;
+use labctl_sim::{Config, Simulation};
 use labctl_topology::Topology;
 
-use crate::cli::{DeliveryArg, TraceArgs};
+use crate::cli::TraceArgs;
 use crate::Outcome;
 
 pub fn run(args: &TraceArgs) -> Result<Outcome> {
@@ -25,23 +26,14 @@ pub fn run(args: &TraceArgs) -> Result<Outcome> {
     let topology = Topology::from_path(&args.file)?;
     let config = Config {
         seed: args.seed,
-        delivery: match args.delivery {
-            DeliveryArg::Sync => Delivery::Sync,
-            DeliveryArg::Async => Delivery::Async,
-        },
+        delivery: args.delivery.delivery(),
         trace: true,
     };
     let run = Simulation::run(&topology, &config)
         .with_context(|| format!("simulating {}", args.file.display()))?;
     let adjacency = topology.adjacency();
     let story = Story::of(&run.trace, &adjacency);
-    let b = run.report.bounds;
-    let bounds = Bounds {
-        election: b.election,
-        iterations: b.iterations,
-        tree: b.tree,
-        links: topology.links().len() as u64,
-    };
+    let bounds = Bounds::new(topology.node_count() as u64, topology.links().len() as u64);
     if let Some(out) = &args.html {
         let page = html::page(&topology.name, &story, &adjacency, &run.trace, bounds);
         std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;

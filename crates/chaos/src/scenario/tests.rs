@@ -102,6 +102,7 @@ fn the_spec_example_reads() {
 fn steps_resolve_leader_and_last() {
     let s = parse(GOOD).unwrap();
     let nodes = ring6().ids();
+    assert!(s.steps[0].names_leader() && !s.steps[1].names_leader() && !s.steps[2].names_leader());
     let (kill, last) = s.steps[0].resolve(Some(3), None, &nodes).unwrap();
     assert_eq!(
         kill,
@@ -129,6 +130,7 @@ fn isolate_is_one_node_against_the_rest() {
         "name = \"x\"\ntopology = \"t.toml\"\nduration_s = 5\n[[fault]]\nat_s = 1\naction = \"partition\"\nisolate = \"leader\"\n",
     )
     .unwrap();
+    assert!(s.steps[0].names_leader());
     let (fault, last) = s.steps[0].resolve(Some(2), None, &ring6().ids()).unwrap();
     assert_eq!(
         fault,
