@@ -77,8 +77,9 @@ pub enum Command {
     /// directions, the values going down and the answers coming up, then the SHOUT+ wave and the
     /// roles, with the messages of each step beside the bounds.
     ///
-    /// From the simulator (a topology file, with --seed and --delivery as `sim` takes them).
-    /// `--step` waits for Enter between steps on a terminal; `--html OUT.html` writes one
+    /// From the simulator (a topology file, with --seed and --delivery as `sim` takes them), or
+    /// from a running lab (its name): every epoch its nodes recorded (each keeps its last 16
+    /// epochs in memory), so a failover can be replayed. `--step` waits for Enter between steps on a terminal; `--html OUT.html` writes one
     /// self-contained page instead (no network needed): previous/next buttons and arrow keys, a
     /// picture per step and a space-time diagram of the messages.
     Trace(TraceArgs),
@@ -292,8 +293,8 @@ pub struct UpArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct TraceArgs {
-    /// The topology file (TOML).
-    #[arg(value_name = "FILE")]
+    /// The topology file (TOML), or a running lab's name.
+    #[arg(value_name = "FILE|NAME")]
     pub file: PathBuf,
     /// Seed for the random message delays of `--delivery async`.
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -305,8 +306,13 @@ pub struct TraceArgs {
     #[arg(long)]
     pub step: bool,
     /// Write the replay page here instead of printing the steps.
-    #[arg(long, value_name = "OUT.html")]
+    #[arg(long, value_name = "OUT.html", conflicts_with = "json")]
     pub html: Option<PathBuf>,
+    /// Print the story as one JSON object instead: `elections` (each epoch's members, links,
+    /// setup count, iterations with every node's part, the values down and answers up, the
+    /// leader, the SHOUT+ tree and the roles) and `missing` (nodes whose record is gone).
+    #[arg(long, conflicts_with = "step")]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

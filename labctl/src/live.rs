@@ -118,6 +118,75 @@ impl Nodes {
     }
 }
 
+/// Every line a lab's nodes recorded of their last epochs (SPEC §9), merged in wall-clock order,
+/// with `t` in milliseconds from the first; and the nodes that did not answer, with why.
+pub struct Recorded {
+    /// The merged trace.
+    pub lines: Vec<labctl_core::event::TraceLine>,
+    /// Nodes whose record is missing.
+    pub missing: BTreeMap<u64, String>,
+}
+
+impl Nodes {
+    /// Every node's recorded trace, asked concurrently.
+    pub async fn recorded(&self) -> Recorded {
+        use labctl_core::event::TraceLine;
+        use labctl_proto::node::TraceRequest;
+        let calls = self.clients.iter().map(|(&id, client)| {
+            let mut client = client.clone();
+            async move {
+                let mut lines = Vec::new();
+                let request = TraceRequest {
+                    recorded: true,
+                    recorded_only: true,
+                };
+                let result = async {
+                    let mut stream = client
+                        .trace(request)
+                        .await
+                        .map_err(|s| s.message().to_string())?
+                        .into_inner();
+                    while let Some(event) = stream
+                        .message()
+                        .await
+                        .map_err(|s| s.message().to_string())?
+                    {
+                        let line: TraceLine = serde_json::from_str(&event.json).map_err(|e| {
+                            format!("an unreadable trace line ({e}): {}", event.json)
+                        })?;
+                        lines.push((event.unix_ms, line));
+                    }
+                    Ok::<_, String>(())
+                }
+                .await;
+                (id, result.map(|()| lines))
+            }
+        });
+        let mut all = Vec::new();
+        let mut missing = BTreeMap::new();
+        for (id, answer) in futures_join_all(calls).await {
+            match answer {
+                Ok(lines) => all.extend(lines),
+                Err(e) => {
+                    missing.insert(id, e);
+                }
+            }
+        }
+        // Each node's lines are in order already; a stable sort keeps that order within a
+        // millisecond.
+        all.sort_by_key(|(unix_ms, _)| *unix_ms);
+        let first = all.first().map_or(0, |(unix_ms, _)| *unix_ms);
+        let lines = all
+            .into_iter()
+            .map(|(unix_ms, mut line)| {
+                line.t = unix_ms - first;
+                line
+            })
+            .collect();
+        Recorded { lines, missing }
+    }
+}
+
 /// Await every future concurrently (a small join_all, to avoid a dependency for it).
 async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where

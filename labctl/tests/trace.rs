@@ -1,9 +1,13 @@
 //! `labctl trace` (SPEC §9) from the simulator: the steps on a terminal, and the replay page in a
 //! real headless browser (Debian's `chromium`, never skipped): loaded from a file with every
 //! network request refused, stepped through with the buttons and the arrow keys, the iteration
-//! shown changing; screenshots under `target/test-artifacts/`.
+//! shown changing; screenshots under `target/test-artifacts/`. And from a live process lab whose
+//! writer was killed: both epochs told from the nodes' records, the new one matching the lab's
+//! report.
 
 mod common;
+#[allow(dead_code)]
+mod live_util;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use common::{labctl, topology_file};
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::protocol::cdp::Page as Cdp;
 use headless_chrome::{Browser, LaunchOptions};
+use live_util::{fault_on, settle_lab, Home};
 
 #[test]
 fn the_terminal_story_counts_match_the_simulators_report() {
@@ -165,4 +170,95 @@ fn the_replay_page_steps_with_buttons_and_keys_offline() {
         asked.iter().all(|url| url.starts_with("file://")),
         "the page asked the network for {asked:?}"
     );
+}
+
+#[test]
+fn a_live_labs_trace_replays_its_failover() {
+    let home = Home::new();
+    let file = topology_file("ring6.toml");
+    let up = home.up(&file, &[]);
+    assert_eq!(up.report.leader, Some(1));
+    fault_on(&home, "ring6", &["kill", "leader"]);
+    let after = settle_lab(&home, "ring6", &[(vec![2, 3, 4, 5, 6], Some(2), true)]);
+    let report = &after.report;
+    let epoch = report.epoch.expect("a quorum epoch");
+    assert!(epoch > up.report.epoch.unwrap());
+
+    let run = home.labctl(&["trace", "ring6", "--json"]).expect_code(0);
+    assert!(
+        run.stderr.contains("node 1 did not answer"),
+        "the killed node's record is said to be missing: {}",
+        run.stderr
+    );
+    let story: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert!(story["missing"]["1"].is_string(), "{story}");
+    let elections = story["elections"].as_array().unwrap();
+    let epochs: Vec<u64> = elections
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert!(
+        epochs.contains(&up.report.epoch.unwrap()) && epochs.contains(&epoch),
+        "both the first epoch and the failover's are told: {epochs:?}"
+    );
+    let new = elections
+        .iter()
+        .find(|e| e["epoch"] == epoch)
+        .expect("the new epoch");
+    // Why it started: a neighbour of the dead node saw its link fail.
+    let cause = new["cause"].as_str().expect("the failover's cause");
+    assert!(
+        cause.contains("node 2:") || cause.contains("node 6:"),
+        "{cause}"
+    );
+    assert!(cause.contains('1'), "{cause}");
+    // The story's counts are the lab's own counters for that epoch.
+    assert_eq!(new["leader"], 2);
+    assert_eq!(new["members"], serde_json::json!([2, 3, 4, 5, 6]));
+    assert_eq!(new["links"].as_array().unwrap().len(), 4);
+    let setup = new["setup"].as_u64().unwrap();
+    let per_iteration: Vec<u64> = new["iterations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["messages"].as_u64().unwrap())
+        .collect();
+    let mut phases = vec![setup];
+    phases.extend(&per_iteration);
+    assert_eq!(phases, report.election_phases, "{new}");
+    assert_eq!(
+        setup + per_iteration.iter().sum::<u64>(),
+        report.messages.election
+    );
+    let shout = &new["shout"];
+    assert_eq!(
+        shout["q"].as_u64().unwrap() + shout["yes"].as_u64().unwrap(),
+        report.messages.tree
+    );
+    let parents: std::collections::BTreeMap<String, Option<u64>> =
+        serde_json::from_value(shout["parents"].clone()).unwrap();
+    assert_eq!(parents, report.tree);
+    let roles: std::collections::BTreeMap<String, Vec<labctl_core::Role>> =
+        serde_json::from_value(new["roles"].clone()).unwrap();
+    assert_eq!(roles, report.roles);
+
+    // The replay page holds every epoch, each with its iterations numbered from 1.
+    let out = home.path().join("failover.html");
+    home.labctl(&[
+        OsStr::new("trace"),
+        OsStr::new("ring6"),
+        OsStr::new("--html"),
+        out.as_os_str(),
+    ])
+    .expect_code(0);
+    let html = std::fs::read_to_string(&out).unwrap();
+    for e in elections {
+        let iterations = e["iterations"].as_array().unwrap().len();
+        for i in 1..=iterations {
+            let attrs = format!(r#"data-epoch="{}" data-iteration="{i}""#, e["epoch"]);
+            assert_eq!(html.matches(&attrs).count(), 2, "{attrs}");
+        }
+    }
+    assert!(html.contains("node 1 did not answer"));
+    assert!(!html.contains("http://") && !html.contains("https://"));
 }

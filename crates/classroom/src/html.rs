@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 
-use labctl_core::bounds::Bounds;
 use labctl_core::event::{TraceEntry, TraceLine, Wire};
 use labctl_core::message::Body;
 use labctl_core::report::Adjacency;
@@ -40,13 +39,14 @@ pub fn page(
     story: &Story,
     adjacency: &Adjacency,
     trace: &[TraceLine],
-    bounds: Bounds,
+    notes: &[String],
 ) -> String {
     let layout = Layout::of(adjacency);
     let mut steps = String::new();
     let mut n = 0;
     for election in &story.elections {
         let pictures = election.pictures(adjacency);
+        let bounds = election.bounds();
         let iterations = election.iterations.len();
         for (i, picture) in pictures.iter().enumerate() {
             n += 1;
@@ -54,8 +54,13 @@ pub fn page(
             let iteration = (1..=2 * iterations).contains(&i).then(|| i.div_ceil(2));
             let counts = match iteration {
                 None if i == 0 => format!(
-                    "setup: {} messages (exactly 2m = {})",
-                    election.setup, bounds.setup
+                    "{}setup: {} messages (exactly 2m = {})",
+                    election
+                        .cause
+                        .as_ref()
+                        .map_or_else(String::new, |c| format!("a new election ({c}); ")),
+                    election.setup,
+                    bounds.setup
                 ),
                 Some(it) => format!(
                     "iteration {it} of {iterations} (bound {}): {} messages (at most 2m = {})",
@@ -88,6 +93,10 @@ pub fn page(
         }
     }
     let diagram = space_time(trace);
+    let notes: String = notes
+        .iter()
+        .map(|n| format!(r#"<p class="note">{}</p>"#, escape(n)))
+        .collect();
     format!(
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"/><title>{title}: the election, step by step</title>
@@ -102,7 +111,7 @@ button {{ font-size: 1.1em; padding: .3em 1em; }}
 </style></head>
 <body>
 <h1>{title}: the election, step by step</h1>
-<p class="legend"><span><i class="dot" style="background:#2e7d32"></i>source</span><span><i class="dot" style="background:#fbc02d"></i>internal</span><span><i class="dot" style="background:#1565c0"></i>sink</span><span><i class="dot" style="background:#bdbdbd"></i>pruned</span><span><i class="dot" style="background:#c62828"></i>leader / writer</span><span><i class="dot" style="background:#6a1b9a"></i>persistence</span><span><i class="dot" style="background:#00838f"></i>input</span><span><i class="dot" style="background:#757575"></i>forwarder</span></p>
+{notes}<p class="legend"><span><i class="dot" style="background:#2e7d32"></i>source</span><span><i class="dot" style="background:#fbc02d"></i>internal</span><span><i class="dot" style="background:#1565c0"></i>sink</span><span><i class="dot" style="background:#bdbdbd"></i>pruned</span><span><i class="dot" style="background:#c62828"></i>leader / writer</span><span><i class="dot" style="background:#6a1b9a"></i>persistence</span><span><i class="dot" style="background:#00838f"></i>input</span><span><i class="dot" style="background:#757575"></i>forwarder</span></p>
 <nav><button id="previous" type="button">← previous</button> <span id="where"></span> <button id="next" type="button">next →</button> (or the arrow keys)</nav>
 <main>{steps}</main>
 <h2>The messages in space and time</h2>
@@ -251,9 +260,8 @@ mod tests {
         )
         .unwrap();
         let story = Story::of(&run.trace, &adjacency);
-        let bounds = Bounds::new(topology.node_count() as u64, topology.links().len() as u64);
         (
-            page(name, &story, &adjacency, &run.trace, bounds),
+            page(name, &story, &adjacency, &run.trace, &[]),
             run,
             adjacency,
         )

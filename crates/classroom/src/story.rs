@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use labctl_core::bounds::Bounds;
 use labctl_core::event::{Event, TraceEntry, TraceLine, Wire};
 use labctl_core::message::{Body, Vote};
 use labctl_core::report::Adjacency;
@@ -114,12 +115,20 @@ pub struct Shout {
 pub struct Election {
     /// The epoch.
     pub epoch: Epoch,
-    /// The nodes that took part.
+    /// Why it started, as the first node to start it said (none for a lab's first election).
+    pub cause: Option<String>,
+    /// The nodes that took part: those at either end of its links (a node alone, when it has
+    /// none).
     pub members: BTreeSet<NodeId>,
-    /// The links the election ran on (smaller id first).
+    /// The links the election ran on (smaller id first): a setup went both ways on each. (A
+    /// node that came back starts the epoch it last saw and sends its setup to neighbours that
+    /// run it already; those leave its link out.)
     pub links: BTreeSet<(NodeId, NodeId)>,
-    /// Setup messages.
+    /// Setup messages on its links.
     pub setup: u64,
+    /// Setup messages sent, per (sender, receiver).
+    #[serde(skip)]
+    setups: BTreeMap<(NodeId, NodeId), u64>,
     /// The iterations, in order.
     pub iterations: Vec<Iteration>,
     /// The leader, once elected.
@@ -128,6 +137,14 @@ pub struct Election {
     pub shout: Option<Shout>,
     /// Each member's roles, once taken.
     pub roles: BTreeMap<NodeId, Vec<Role>>,
+}
+
+impl Election {
+    /// The algorithms' bounds for the graph this election ran on (its members and links: after
+    /// a failure, fewer than the lab's).
+    pub fn bounds(&self) -> Bounds {
+        Bounds::new(self.members.len() as u64, self.links.len() as u64)
+    }
 }
 
 /// Every election of a trace, oldest first.
@@ -144,9 +161,25 @@ impl Story {
         for line in trace {
             builder.line(line, adjacency);
         }
-        Story {
-            elections: builder.elections.into_values().collect(),
+        let mut elections: Vec<Election> = builder.elections.into_values().collect();
+        for e in &mut elections {
+            e.links = e
+                .setups
+                .keys()
+                .filter(|(a, b)| e.setups.contains_key(&(*b, *a)))
+                .map(|&(a, b)| (a.min(b), a.max(b)))
+                .collect();
+            e.setup = e
+                .setups
+                .iter()
+                .filter(|((a, b), _)| e.links.contains(&((*a).min(*b), (*a).max(*b))))
+                .map(|(_, count)| count)
+                .sum();
+            if !e.links.is_empty() {
+                e.members = e.links.iter().flat_map(|&(a, b)| [a, b]).collect();
+            }
         }
+        Story { elections }
     }
 }
 
@@ -158,15 +191,19 @@ struct Builder {
     epoch_of: BTreeMap<NodeId, Epoch>,
     /// Per epoch, the nodes pruned so far.
     pruned: BTreeMap<Epoch, BTreeSet<NodeId>>,
+    /// Each node's reason to want a new epoch, until it starts one.
+    wanted: BTreeMap<NodeId, String>,
 }
 
 impl Builder {
     fn election(&mut self, epoch: Epoch) -> &mut Election {
         self.elections.entry(epoch).or_insert_with(|| Election {
             epoch,
+            cause: None,
             members: BTreeSet::new(),
             links: BTreeSet::new(),
             setup: 0,
+            setups: BTreeMap::new(),
             iterations: Vec::new(),
             leader: None,
             shout: None,
@@ -199,11 +236,8 @@ impl Builder {
                 let epoch = message.epoch;
                 match message.body {
                     Body::Setup { .. } => {
-                        let election = self.election(epoch);
-                        election.setup += 1;
-                        election.members.insert(node);
                         if adjacency.get(&node).is_some_and(|n| n.contains(to)) {
-                            election.links.insert((node.min(*to), node.max(*to)));
+                            *self.election(epoch).setups.entry((node, *to)).or_default() += 1;
                         }
                     }
                     Body::YoDown { iteration, value } => {
@@ -252,7 +286,16 @@ impl Builder {
             TraceEntry::Node(event) => {
                 if let Event::EpochStarted { epoch } = event {
                     self.epoch_of.insert(node, *epoch);
-                    self.election(*epoch).members.insert(node);
+                    let reason = self.wanted.remove(&node);
+                    let election = self.election(*epoch);
+                    election.members.insert(node);
+                    if election.cause.is_none() {
+                        election.cause = reason.map(|r| format!("node {node}: {r}"));
+                    }
+                    return;
+                }
+                if let Event::EpochWanted { reason, .. } = event {
+                    self.wanted.entry(node).or_insert_with(|| reason.clone());
                     return;
                 }
                 let Some(&epoch) = self.epoch_of.get(&node) else {

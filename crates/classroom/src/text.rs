@@ -6,7 +6,6 @@ use labctl_core::roles::Role;
 use labctl_core::NodeId;
 
 use crate::story::{Part, Story};
-use labctl_core::bounds::Bounds;
 
 fn list(ids: impl IntoIterator<Item = NodeId>) -> String {
     let ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
@@ -18,10 +17,14 @@ fn list(ids: impl IntoIterator<Item = NodeId>) -> String {
 }
 
 /// One text block per step of every election of `story`.
-pub fn steps(story: &Story, bounds: Bounds) -> Vec<String> {
+pub fn steps(story: &Story) -> Vec<String> {
     let mut out = Vec::new();
     for e in &story.elections {
+        let bounds = e.bounds();
         let mut block = String::new();
+        if let Some(cause) = &e.cause {
+            let _ = writeln!(block, "A new election: {cause}.");
+        }
         let _ = writeln!(
             block,
             "Epoch {}, setup: {} nodes send their ids on every link: {} messages (exactly 2m = {}).",
@@ -170,7 +173,7 @@ mod tests {
         )
         .unwrap();
         let story = Story::of(&run.trace, &adjacency);
-        let blocks = steps(&story, Bounds::new(6, 6));
+        let blocks = steps(&story);
         assert_eq!(blocks.len(), 2 + 2 * run.report.iterations as usize);
         assert!(
             blocks[0].contains("12 messages (exactly 2m = 12)"),

@@ -37,6 +37,8 @@ pub struct Admin {
     pub(crate) stage: watch::Receiver<Stage>,
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) trace: broadcast::Sender<TraceLine>,
+    /// When the driver's clock started (Unix ms), once it runs.
+    pub(crate) start_unix_ms: std::sync::Arc<std::sync::OnceLock<u64>>,
     pub(crate) stop: watch::Sender<bool>,
     /// The chat's HTTP address while this node serves it.
     pub(crate) http_address: watch::Receiver<Option<String>>,
@@ -144,12 +146,39 @@ impl NodeAdmin for Admin {
 
     type TraceStream = TraceStream;
 
-    async fn trace(&self, _: Request<TraceRequest>) -> Result<Response<TraceStream>, Status> {
+    async fn trace(&self, request: Request<TraceRequest>) -> Result<Response<TraceStream>, Status> {
+        let request = request.into_inner();
+        let (recorded, source) = if request.recorded {
+            if *self.stage.borrow() == Stage::Joining {
+                (Vec::new(), self.trace.subscribe())
+            } else {
+                let (reply, answer) = oneshot::channel();
+                self.commands
+                    .send(Command::Trace(reply))
+                    .await
+                    .map_err(|_| Status::unavailable("the node is shutting down"))?;
+                let r = answer
+                    .await
+                    .map_err(|_| Status::unavailable("the node is shutting down"))?;
+                (r.lines, r.live)
+            }
+        } else {
+            (Vec::new(), self.trace.subscribe())
+        };
+        let follow = !request.recorded_only;
         // The stream ends when the node stops: a reader must not hold the node's shutdown up.
         let (tx, rx) = mpsc::channel(1024);
-        let mut source = BroadcastStream::new(self.trace.subscribe());
+        let mut source = BroadcastStream::new(source);
         let stopped = stopped(self.stop.subscribe());
         tokio::spawn(async move {
+            for line in recorded {
+                if tx.send(Ok(line)).await.is_err() {
+                    return;
+                }
+            }
+            if !follow {
+                return;
+            }
             tokio::pin!(stopped);
             loop {
                 tokio::select! {
@@ -161,11 +190,15 @@ impl NodeAdmin for Admin {
                 }
             }
         });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|line| match line {
+        // Lines carry time since the node's driver started (a line exists only once it runs);
+        // the wall clock is that start plus it.
+        let start_unix_ms = self.start_unix_ms.clone();
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |line| match line {
             Ok(line) => Ok(TraceEvent {
                 t_ms: line.t,
                 node: line.node,
                 json: serde_json::to_string(&line).expect("trace lines serialize"),
+                unix_ms: start_unix_ms.get().copied().unwrap_or_default() + line.t,
             }),
             Err(BroadcastStreamRecvError::Lagged(n)) => Err(Status::resource_exhausted(format!(
                 "the trace reader fell behind and {n} events were skipped"

@@ -30,6 +30,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::frame::Frame;
 use crate::links::{Links, Route};
+use crate::record::Record;
 use crate::store::StoreThread;
 use crate::transport::{Inbound, Transport};
 use crate::web::WebRole;
@@ -55,6 +56,17 @@ pub enum Command {
         BTreeMap<NodeId, LinkFilter>,
         oneshot::Sender<Result<(), String>>,
     ),
+    /// The recorded trace, and the live trace from the line after it (no gap, no repeat).
+    Trace(oneshot::Sender<Recorded>),
+}
+
+/// A node's recorded trace and a subscription to what follows it.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The record: the lines of the node's last epochs, each from its start.
+    pub lines: Vec<TraceLine>,
+    /// Every line after them.
+    pub live: broadcast::Receiver<TraceLine>,
 }
 
 /// Everything the admin API reports about a node.
@@ -116,6 +128,10 @@ pub struct Driver<T: Transport> {
     /// be ahead within one input).
     events_epoch: labctl_core::Epoch,
     trace: broadcast::Sender<TraceLine>,
+    /// The trace of the node's last epochs (`labctl trace NAME`).
+    record: Record,
+    /// `started` on the wall clock, in Unix milliseconds: a lab's traces merge on it.
+    start_unix_ms: u64,
     out: Vec<Output>,
     data_out: Vec<PlaneOutput>,
     /// Requests of this node's HTTP layer, waiting for the data plane's answer.
@@ -144,6 +160,9 @@ impl<T: Transport> Driver<T> {
             persisted_epoch: config.persisted_epoch,
         };
         let started = Instant::now();
+        let start_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let plane = DataPlane::new(PlaneConfig {
             id: config.id,
             lab_size: config.lab_size,
@@ -166,12 +185,19 @@ impl<T: Transport> Driver<T> {
             fatal: None,
             events_epoch: live.persisted_epoch,
             trace,
+            record: Record::default(),
+            start_unix_ms,
             out: Vec::new(),
             data_out: Vec::new(),
             http: BTreeMap::new(),
             store,
             web_role,
         }
+    }
+
+    /// When the node started on the wall clock (Unix ms): its trace lines' `t` counts from it.
+    pub fn start_unix_ms(&self) -> u64 {
+        self.start_unix_ms
     }
 
     /// Run until `shutdown` fires or the node cannot go on (the transport failed, an epoch could
@@ -299,6 +325,12 @@ impl<T: Transport> Driver<T> {
                     lab_size: self.config.lab_size,
                     incarnation: self.config.incarnation,
                     filters: self.filters.clone(),
+                });
+            }
+            Command::Trace(reply) => {
+                let _ = reply.send(Recorded {
+                    lines: self.record.lines(),
+                    live: self.trace.subscribe(),
                 });
             }
             Command::Request {
@@ -458,15 +490,16 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    fn record(&self, what: TraceEntry) {
-        // Only subscribers (labctl's trace view) pay for this; no subscriber, no work kept.
+    fn record(&mut self, what: TraceEntry) {
+        let line = TraceLine {
+            t: self.started.elapsed().as_millis() as u64,
+            node: self.config.id,
+            what,
+        };
         if self.trace.receiver_count() > 0 {
-            let _ = self.trace.send(TraceLine {
-                t: self.started.elapsed().as_millis() as u64,
-                node: self.config.id,
-                what,
-            });
+            let _ = self.trace.send(line.clone());
         }
+        self.record.keep(line);
     }
 }
 

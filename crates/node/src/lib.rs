@@ -18,6 +18,7 @@ pub mod admin;
 pub mod driver;
 pub mod frame;
 pub mod links;
+pub mod record;
 pub mod store;
 pub mod transport;
 pub mod web;
@@ -138,6 +139,8 @@ pub async fn run(
     let (command_tx, command_rx) = mpsc::channel(256);
     let command_tx_for_web = command_tx.clone();
     let (trace_tx, _) = broadcast::channel(4096);
+    // Set once the driver runs: when its clock started, on the wall clock.
+    let start_unix_ms = std::sync::Arc::new(std::sync::OnceLock::new());
     let (http_published, http_address) = watch::channel(None);
     let admin = Admin {
         http_address,
@@ -147,6 +150,7 @@ pub async fn run(
         stage: stage_rx,
         commands: command_tx,
         trace: trace_tx.clone(),
+        start_unix_ms: start_unix_ms.clone(),
         stop: stop_tx,
     };
     let admin_server = tokio::spawn({
@@ -260,6 +264,7 @@ pub async fn run(
         (shape, applied),
         web_role_tx,
     );
+    let _ = start_unix_ms.set(driver.start_unix_ms());
     let result = driver
         .run(inbound, command_rx, store_done, async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;

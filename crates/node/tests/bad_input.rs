@@ -175,7 +175,7 @@ async fn scenario(log: Captured) {
     // Watch the node's trace stream from here on, as labctl's trace view would.
     let mut trace = lab
         .admin
-        .trace(labctl_proto::node::TraceRequest {})
+        .trace(labctl_proto::node::TraceRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -307,6 +307,40 @@ async fn scenario(log: Captured) {
         (joined["parent"].as_u64(), joined["leader"].as_u64()),
         (Some(1), Some(1))
     );
+
+    // The node recorded both epochs, each from its start, and serves the record on request:
+    // the same lines the stream told, epoch 1's first, with the wall clock beside each.
+    let mut recorded = lab
+        .admin
+        .trace(labctl_proto::node::TraceRequest {
+            recorded: true,
+            recorded_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut lines = Vec::new();
+    let mut last_unix_ms = 0;
+    while let Some(next) = tokio::time::timeout(Duration::from_secs(5), recorded.message())
+        .await
+        .expect("the record arrives and ends")
+        .unwrap()
+    {
+        assert!(next.unix_ms >= last_unix_ms && next.unix_ms > next.t_ms);
+        last_unix_ms = next.unix_ms;
+        lines.push(serde_json::from_str::<serde_json::Value>(&next.json).unwrap());
+    }
+    let started: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["event"] == "epoch_started")
+        .map(|l| l["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(started, [1, 2]);
+    // The first line is epoch 1's first: its setup, sent as the node started it.
+    assert_eq!(lines[0]["message"]["epoch"], 1, "{:?}", lines[0]);
+    for event in &events {
+        assert!(lines.contains(event), "the record lacks {event}");
+    }
 
     // And it said what it refused, each in its own words. The strangers' frames travel on their
     // own connections, so give them until a deadline to be logged.

@@ -1,6 +1,7 @@
-//! `labctl trace FILE`: an election told step by step (SPEC §9), from the simulator: on a
-//! terminal one block per step (`--step` waits for Enter between them), and with `--html` one
-//! self-contained replay page.
+//! `labctl trace FILE|NAME`: an election told step by step (SPEC §9), from the simulator (a
+//! topology file) or from a running lab's recorded trace (every epoch its nodes kept, so a
+//! failover can be replayed): on a terminal one block per step (`--step` waits for Enter
+//! between them), and with `--html` one self-contained replay page.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -8,38 +9,47 @@ use anyhow::{bail, Context, Result};
 use labctl_classroom::html;
 use labctl_classroom::story::Story;
 use labctl_classroom::text;
-use labctl_core::bounds::Bounds;
+use labctl_core::event::TraceLine;
+use labctl_core::report::Adjacency;
 use labctl_sim::{Config, Simulation};
 use labctl_topology::Topology;
 
-use crate::cli::TraceArgs;
+use crate::cli::{DeliveryArg, TraceArgs};
+use crate::lab::resolve;
+use crate::live::Nodes;
 use crate::Outcome;
 
 pub fn run(args: &TraceArgs) -> Result<Outcome> {
-    if !args.file.exists() && crate::lab::LabDir::new(&args.file.display().to_string())?.exists() {
+    let (title, story, adjacency, trace, notes) = if !args.file.exists()
+        && crate::lab::LabDir::new(&args.file.display().to_string())?.exists()
+    {
+        live(args)?
+    } else {
+        simulated(args)?
+    };
+    if story.elections.is_empty() {
         bail!(
-            "{} is a running lab: tracing a live lab is not built yet (the election of a topology \
-             file is: `labctl trace topologies/ring6.toml`)",
-            args.file.display()
+            "{title}'s nodes recorded no election: they keep the trace of their last 16 epochs \
+             in memory, and every node that answered restarted since (or none ran yet)"
         );
     }
-    let topology = Topology::from_path(&args.file)?;
-    let config = Config {
-        seed: args.seed,
-        delivery: args.delivery.delivery(),
-        trace: true,
-    };
-    let run = Simulation::run(&topology, &config)
-        .with_context(|| format!("simulating {}", args.file.display()))?;
-    let adjacency = topology.adjacency();
-    let story = Story::of(&run.trace, &adjacency);
-    let bounds = Bounds::new(topology.node_count() as u64, topology.links().len() as u64);
+    if args.json {
+        let missing: std::collections::BTreeMap<String, &String> = notes
+            .iter()
+            .filter_map(|(id, note)| id.map(|id| (id.to_string(), note)))
+            .collect();
+        let out = serde_json::json!({ "elections": story.elections, "missing": missing });
+        println!("{out}");
+        return Ok(Outcome::Done);
+    }
+    let notes: Vec<String> = notes.into_iter().map(|(_, note)| note).collect();
     if let Some(out) = &args.html {
-        let page = html::page(&topology.name, &story, &adjacency, &run.trace, bounds);
+        let page = html::page(&title, &story, &adjacency, &trace, &notes);
         std::fs::write(out, page).with_context(|| format!("writing {}", out.display()))?;
         println!(
-            "wrote {} ({} steps)",
+            "wrote {} ({} elections, {} steps)",
             out.display(),
+            story.elections.len(),
             story
                 .elections
                 .iter()
@@ -48,7 +58,7 @@ pub fn run(args: &TraceArgs) -> Result<Outcome> {
         );
         return Ok(Outcome::Done);
     }
-    let blocks = text::steps(&story, bounds);
+    let blocks = text::steps(&story);
     let wait = args.step && std::io::stdin().is_terminal();
     let mut stdout = std::io::stdout().lock();
     let count = blocks.len();
@@ -67,4 +77,58 @@ pub fn run(args: &TraceArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Done)
+}
+
+/// What the story lacks: each node's record that is missing, and why.
+type Notes = Vec<(Option<u64>, String)>;
+
+/// The election of a topology file, from the simulator.
+fn simulated(args: &TraceArgs) -> Result<(String, Story, Adjacency, Vec<TraceLine>, Notes)> {
+    let topology = Topology::from_path(&args.file)?;
+    let config = Config {
+        seed: args.seed,
+        delivery: args.delivery.delivery(),
+        trace: true,
+    };
+    let run = Simulation::run(&topology, &config)
+        .with_context(|| format!("simulating {}", args.file.display()))?;
+    let adjacency = topology.adjacency();
+    let story = Story::of(&run.trace, &adjacency);
+    Ok((topology.name, story, adjacency, run.trace, Vec::new()))
+}
+
+/// Every election a running lab's nodes recorded (each node keeps its last epochs).
+fn live(args: &TraceArgs) -> Result<(String, Story, Adjacency, Vec<TraceLine>, Notes)> {
+    let name = args.file.display().to_string();
+    if args.seed != 0 || args.delivery != DeliveryArg::Sync {
+        bail!(
+            "--seed and --delivery choose a simulated run; {name} is a running lab, whose trace \
+             its nodes recorded"
+        );
+    }
+    let lab = resolve(Some(&name))?;
+    let record = lab.load()?;
+    let topology = Topology::from_toml(
+        &record.topology,
+        &record.topology_file.display().to_string(),
+    )?;
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let recorded = tokio.block_on(async { anyhow::Ok(Nodes::new(&record)?.recorded().await) })?;
+    let notes: Notes = recorded
+        .missing
+        .iter()
+        .map(|(&id, why)| {
+            let note = format!(
+                "node {id} did not answer ({why}): its record, kept in its memory, is missing, \
+                 and its part of the story with it"
+            );
+            (Some(id), note)
+        })
+        .collect();
+    for (_, note) in &notes {
+        eprintln!("note: {note}");
+    }
+    let adjacency = topology.adjacency();
+    let story = Story::of(&recorded.lines, &adjacency);
+    Ok((record.name, story, adjacency, recorded.lines, notes))
 }
