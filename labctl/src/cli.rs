@@ -83,6 +83,15 @@ pub enum Command {
     /// self-contained page instead (no network needed): previous/next buttons and arrow keys, a
     /// picture per step and a space-time diagram of the messages.
     Trace(TraceArgs),
+    /// A local web page that shows a running lab live, for a projector: the graph with the tree
+    /// and the roles, the epoch, the components, the faults in force, the message counters and a
+    /// history of epochs with failover times, with buttons that inject every fault on the node or
+    /// link clicked (as `labctl fault` does).
+    ///
+    /// Served on 127.0.0.1 only, until Ctrl-C. Its API: `GET /api/report` (as `labctl status
+    /// --json`), `GET /api/events` (server-sent `report` events, one per change) and `POST
+    /// /api/faults` (one fault object, e.g. {"action":"kill","node":3}).
+    Dashboard(DashboardArgs),
     /// Load a running lab and report throughput, latency and errors.
     Bench(BenchArgs),
     /// Print a lab's daemon logs: one daemon's, or every daemon's merged in time order.
@@ -313,6 +322,15 @@ pub struct TraceArgs {
     /// leader, the SHOUT+ tree and the roles) and `missing` (nodes whose record is gone).
     #[arg(long, conflicts_with = "step")]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DashboardArgs {
+    /// The lab (default: the only lab there is).
+    pub name: Option<String>,
+    /// The port on 127.0.0.1 (0: any free one).
+    #[arg(long, default_value_t = 7070)]
+    pub port: u16,
 }
 
 #[derive(Debug, clap::Args)]

@@ -40,6 +40,17 @@ pub struct Applied {
     pub in_force: InForce,
 }
 
+/// The context of an error that struck after the fault was recorded, part-way through carrying
+/// it out (every other error changed nothing).
+#[derive(Debug)]
+pub struct NotCarriedOut(String);
+
+impl std::fmt::Display for NotCarriedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -88,10 +99,10 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
     // to undo (undoing is safe to repeat).
     lab.save_faults(&next)?;
     let recorded = |e: anyhow::Error| {
-        e.context(format!(
+        e.context(NotCarriedOut(format!(
             "{fault} is recorded but was not carried out in full; `labctl status` shows the lab, \
              `labctl fault heal --all` undoes every fault"
-        ))
+        )))
     };
 
     // Nodes first: signals, containers.

@@ -118,6 +118,32 @@ impl Nodes {
     }
 }
 
+impl Nodes {
+    /// Follow every node's live trace, notifying `wake` at each event (the dashboard asks for a
+    /// report then); a node that stops is asked again every half second. The tasks end with the
+    /// runtime.
+    pub fn follow(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        for client in self.clients.values() {
+            let mut client = client.clone();
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                loop {
+                    let request = labctl_proto::node::TraceRequest::default();
+                    if let Ok(stream) = client.trace(request).await {
+                        let mut stream = stream.into_inner();
+                        while let Ok(Some(_)) = stream.message().await {
+                            wake.notify_one();
+                        }
+                    }
+                    // The node stopped (or is not up yet): something changed.
+                    wake.notify_one();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        }
+    }
+}
+
 /// Every line a lab's nodes recorded of their last epochs (SPEC §9), merged in wall-clock order,
 /// with `t` in milliseconds from the first; and the nodes that did not answer, with why.
 pub struct Recorded {

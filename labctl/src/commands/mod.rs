@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod daemon;
+pub mod dashboard;
 pub mod down;
 pub mod export;
 pub mod fault;
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Bench(args) => bench::run(&args),
         Command::Chaos(args) => chaos::run(&args),
         Command::Trace(args) => trace::run(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Logs(args) => logs::run(&args),
         Command::Image(args) => image::run(&args),
         Command::Export(args) => export::run(&args),

@@ -1,0 +1,93 @@
+//! `labctl dashboard [NAME]`: the live dashboard of a running lab (SPEC §9), served on 127.0.0.1.
+//! The page, the API and the epoch history are `labctl-dashboard`'s; this module gives it the lab
+//! (reports as `labctl status --json`, faults as `labctl fault`) and wakes it at every trace event
+//! of any node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use labctl_dashboard::server::{self, Lab, Options, Refusal};
+use labctl_fault::Fault;
+use labctl_topology::Topology;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::cli::DashboardArgs;
+use crate::fault::NotCarriedOut;
+use crate::lab::{resolve, LabDir};
+use crate::live::Nodes;
+use crate::Outcome;
+
+/// Ask for a report at least this often, trace events or not (a cut link says nothing until
+/// its ends suspect each other).
+const POLL: Duration = Duration::from_millis(250);
+
+/// A running lab, for the dashboard.
+pub struct LiveLab {
+    lab: LabDir,
+}
+
+#[async_trait::async_trait]
+impl Lab for LiveLab {
+    async fn report(&self) -> Result<Value, String> {
+        let report = crate::commands::status::once(&self.lab)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        serde_json::to_value(report).map_err(|e| e.to_string())
+    }
+
+    async fn fault(&self, fault: Fault) -> Result<Value, Refusal> {
+        match crate::fault::apply(&self.lab, fault).await {
+            Ok(applied) => Ok(crate::commands::fault::as_json(&self.lab.name, &applied)),
+            Err(e) if e.downcast_ref::<NotCarriedOut>().is_some() => {
+                Err(Refusal::Failed(format!("{e:#}")))
+            }
+            Err(e) => Err(Refusal::Refused(format!("{e:#}"))),
+        }
+    }
+}
+
+pub fn run(args: &DashboardArgs) -> Result<Outcome> {
+    let lab = resolve(args.name.as_deref())?;
+    if !lab.exists() {
+        bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
+    }
+    let record = lab.load()?;
+    let topology = Topology::from_toml(
+        &record.topology,
+        &record.topology_file.display().to_string(),
+    )?;
+    let page = labctl_dashboard::page::page(&record.name, &topology.adjacency());
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    tokio.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .with_context(|| {
+                format!(
+                    "listening on 127.0.0.1:{}; is another dashboard running? `--port 0` \
+                     picks a free port",
+                    args.port
+                )
+            })?;
+        let address = listener.local_addr()?;
+        let wake = Arc::new(Notify::new());
+        Nodes::new(&record)?.follow(wake.clone());
+        println!(
+            "Dashboard of {}: http://{address}/  (Ctrl-C stops it; the lab keeps running)",
+            record.name
+        );
+        let options = Options {
+            page,
+            poll: POLL,
+            wake,
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        server::serve(listener, LiveLab { lab }, options, shutdown)
+            .await
+            .context("serving the dashboard")?;
+        Ok(Outcome::Done)
+    })
+}
