@@ -674,6 +674,33 @@ pub enum BenchCommand {
     /// the node and waits for the lab to come back to one tree. Prints each figure's median, 90th
     /// percentile and worst. Exit code 1 when a run did not converge within --timeout.
     Failover(BenchFailoverArgs),
+    /// Time the dashboard (SPEC §9): from a state change in a node to the dashboard's event.
+    ///
+    /// Serves the lab's dashboard in-process, reads its server-sent events as a browser does, and
+    /// follows every node's trace. Each run kills the writer and times, from the last node taking
+    /// its roles in the new epoch (its trace event, on the node's clock) to the arrival of the
+    /// first `report` event showing the lab converged under a new writer; then restarts the node
+    /// and times the same for the lab whole again. Prints the median, 90th percentile and worst
+    /// (goal: 300 ms). Exit code 1 when a run did not converge within --timeout.
+    Dashboard(BenchDashboardArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchDashboardArgs {
+    /// The lab (default: the only lab there is).
+    pub name: Option<String>,
+    /// How many kill-and-restart runs (two figures each).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Seconds a change may take to show before the run counts as failed.
+    #[arg(long, default_value_t = 15)]
+    pub timeout: u64,
+    /// Seconds to rest between runs (a link that fails again soon is damped; see `bench failover`).
+    #[arg(long, default_value_t = 5)]
+    pub rest: u64,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

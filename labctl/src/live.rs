@@ -1,6 +1,7 @@
 //! A running lab, read from its nodes' admin APIs, judged by the same report as the simulator.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -9,7 +10,7 @@ use labctl_core::report::Adjacency;
 use labctl_core::{Counters, Phase, Report, Role, Status};
 use labctl_fault::{InForce, LinkFilter};
 use labctl_proto::node::node_admin_client::NodeAdminClient;
-use labctl_proto::node::{LinkFilters, NodeStatus, StatusRequest};
+use labctl_proto::node::{LinkFilters, NodeStatus, StatusRequest, TraceEvent};
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
@@ -119,24 +120,26 @@ impl Nodes {
 }
 
 impl Nodes {
-    /// Follow every node's live trace, notifying `wake` at each event (the dashboard asks for a
-    /// report then); a node that stops is asked again every half second. The tasks end with the
-    /// runtime.
-    pub fn follow(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+    /// Follow every node's trace, calling `seen` with each event: its record first, then what
+    /// happens (the dashboard asks for a report then). A node that stops is asked again every
+    /// half second, its record again first (a restarted node's events before the reconnection
+    /// are not lost). The tasks end with the runtime.
+    pub fn follow(&self, seen: Arc<dyn Fn(&TraceEvent) + Send + Sync>) {
         for client in self.clients.values() {
             let mut client = client.clone();
-            let wake = wake.clone();
+            let seen = seen.clone();
             tokio::spawn(async move {
                 loop {
-                    let request = labctl_proto::node::TraceRequest::default();
+                    let request = labctl_proto::node::TraceRequest {
+                        recorded: true,
+                        recorded_only: false,
+                    };
                     if let Ok(stream) = client.trace(request).await {
                         let mut stream = stream.into_inner();
-                        while let Ok(Some(_)) = stream.message().await {
-                            wake.notify_one();
+                        while let Ok(Some(event)) = stream.message().await {
+                            seen(&event);
                         }
                     }
-                    // The node stopped (or is not up yet): something changed.
-                    wake.notify_one();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             });

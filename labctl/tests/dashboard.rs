@@ -50,8 +50,31 @@ impl Dashboard {
     }
 }
 
+impl Dashboard {
+    /// Ctrl-C, as a teacher stops it: it exits 0 within 5 s, even with a browser still reading
+    /// its events.
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the dashboard exited {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the dashboard did not stop within 5 s of Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Dashboard {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return; // stopped already (its pid may be another process's now)
+        }
         // Ctrl-C stops it cleanly; it must be gone soon after.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -369,4 +392,5 @@ fn the_page_shows_the_lab_and_kills_its_writer_with_a_click() {
         .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
         .unwrap();
     std::fs::write(artifacts().join("dashboard-ring6-after-kill.png"), shot).unwrap();
+    dashboard.stop();
 }

@@ -28,7 +28,7 @@ use axum::{Json, Router};
 use labctl_fault::Fault;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch, Notify};
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 
 use crate::history::History;
@@ -65,6 +65,9 @@ pub struct Options {
 /// What the watcher publishes.
 struct Shared<L> {
     lab: L,
+    /// Set when the server shuts down: event streams end (a graceful shutdown waits for every
+    /// connection, and an event stream would never end by itself).
+    closing: watch::Receiver<bool>,
     page: String,
     wake: Arc<Notify>,
     report: watch::Receiver<Option<Arc<String>>>,
@@ -101,8 +104,14 @@ pub async fn serve<L: Lab>(
         serde_json::to_string(&History::default()).expect("a history serializes"),
     ));
     let (events, _) = broadcast::channel(64);
+    let (closing_tx, closing) = watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        closing_tx.send_replace(true);
+    };
     let shared = Arc::new(Shared {
         lab,
+        closing,
         page: options.page,
         wake: options.wake.clone(),
         report: report_rx,
@@ -207,7 +216,14 @@ async fn events_stream<L: Lab>(
     // lost.
     let changes = BroadcastStream::new(shared.events.subscribe())
         .filter_map(|e| e.ok())
-        .map(|p| Ok(Event::default().event(p.name).data(p.data.as_str())));
+        .map(|p| Some(Ok(Event::default().event(p.name).data(p.data.as_str()))));
+    let closing = WatchStream::new(shared.closing.clone())
+        .filter(|closing| *closing)
+        .map(|_| None);
+    let changes = changes
+        .merge(closing)
+        .take_while(Option::is_some)
+        .map(|e| e.expect("taken while some"));
     let mut now = Vec::new();
     if let Some(report) = shared.report.borrow().clone() {
         now.push(Ok(Event::default().event("report").data(report.as_str())));

@@ -3,15 +3,18 @@
 //! (reports as `labctl status --json`, faults as `labctl fault`) and wakes it at every trace event
 //! of any node.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use labctl_dashboard::server::{self, Lab, Options, Refusal};
 use labctl_fault::Fault;
+use labctl_proto::node::TraceEvent;
 use labctl_topology::Topology;
 use serde_json::Value;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 use crate::cli::DashboardArgs;
 use crate::fault::NotCarriedOut;
@@ -50,6 +53,32 @@ impl Lab for LiveLab {
 
 pub fn run(args: &DashboardArgs) -> Result<Outcome> {
     let lab = resolve(args.name.as_deref())?;
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    tokio.block_on(async {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let (address, served) = serve(lab.clone(), args.port, |_| {}, shutdown).await?;
+        println!(
+            "Dashboard of {}: http://{address}/  (Ctrl-C stops it; the lab keeps running)",
+            lab.name
+        );
+        served
+            .await
+            .context("the dashboard stopped")?
+            .context("serving the dashboard")?;
+        Ok(Outcome::Done)
+    })
+}
+
+/// Start serving `lab`'s dashboard on 127.0.0.1:`port` until `shutdown`; `seen` also sees every
+/// trace event of every node. Returns where it listens and the server's task.
+pub async fn serve(
+    lab: LabDir,
+    port: u16,
+    seen: impl Fn(&TraceEvent) + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     if !lab.exists() {
         bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
     }
@@ -59,35 +88,26 @@ pub fn run(args: &DashboardArgs) -> Result<Outcome> {
         &record.topology_file.display().to_string(),
     )?;
     let page = labctl_dashboard::page::page(&record.name, &topology.adjacency());
-    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    tokio.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-            .await
-            .with_context(|| {
-                format!(
-                    "listening on 127.0.0.1:{}; is another dashboard running? `--port 0` \
-                     picks a free port",
-                    args.port
-                )
-            })?;
-        let address = listener.local_addr()?;
-        let wake = Arc::new(Notify::new());
-        Nodes::new(&record)?.follow(wake.clone());
-        println!(
-            "Dashboard of {}: http://{address}/  (Ctrl-C stops it; the lab keeps running)",
-            record.name
-        );
-        let options = Options {
-            page,
-            poll: POLL,
-            wake,
-        };
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        server::serve(listener, LiveLab { lab }, options, shutdown)
-            .await
-            .context("serving the dashboard")?;
-        Ok(Outcome::Done)
-    })
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| {
+            format!(
+                "listening on 127.0.0.1:{port}; is another dashboard running? `--port 0` picks a \
+                 free port"
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let wake = Arc::new(Notify::new());
+    let woken = wake.clone();
+    Nodes::new(&record)?.follow(Arc::new(move |event: &TraceEvent| {
+        woken.notify_one();
+        seen(event);
+    }));
+    let options = Options {
+        page,
+        poll: POLL,
+        wake,
+    };
+    let served = tokio::spawn(server::serve(listener, LiveLab { lab }, options, shutdown));
+    Ok((address, served))
 }

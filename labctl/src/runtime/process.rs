@@ -267,6 +267,12 @@ impl Runtime for ProcessRuntime {
                         container: None,
                     },
                 );
+                // The node is this process's child: in a long-lived labctl (the dashboard, a
+                // chaos run) it would stay a zombie once killed. Reap it when it exits (when
+                // labctl exits first, init adopts it).
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                });
                 Ok(())
             }
         }

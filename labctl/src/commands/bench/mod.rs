@@ -33,6 +33,8 @@ use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+mod dashboard;
+
 use crate::cli::{BenchArgs, BenchCommand, BenchHttpArgs, BenchVia};
 use crate::lab::resolve;
 use crate::Outcome;
@@ -60,6 +62,7 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
     match &args.command {
         BenchCommand::Http(args) => http(args),
         BenchCommand::Failover(args) => failover(args),
+        BenchCommand::Dashboard(args) => dashboard::run(args),
     }
 }
 
