@@ -317,6 +317,11 @@ pub struct TraceArgs {
     /// Write the replay page here instead of printing the steps.
     #[arg(long, value_name = "OUT.html", conflicts_with = "json")]
     pub html: Option<PathBuf>,
+    /// Write each step's picture as an SVG file into this folder instead (created if missing):
+    /// `epoch-E-setup.svg`, `epoch-E-iteration-I-down.svg`, `epoch-E-iteration-I-up.svg`,
+    /// `epoch-E-tree.svg`.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["json", "html", "step"])]
+    pub svg: Option<PathBuf>,
     /// Print the story as one JSON object instead: `elections` (each epoch's members, links,
     /// setup count, iterations with every node's part, the values down and answers up, the
     /// leader, the SHOUT+ tree and the roles) and `missing` (nodes whose record is gone).

@@ -259,6 +259,37 @@ fn a_forwarder_killed() {
 }
 
 #[test]
+fn a_restart_waits_for_its_port_taken_meanwhile() {
+    // While node 3 is down, another socket on this host holds its control port (as an outgoing
+    // connection's ephemeral port may): the restart tries again until the port is free.
+    let home = Home::new();
+    let up = home.up(&ring6(), &[]);
+    let control = up.addresses["3"]
+        .control
+        .clone()
+        .expect("a control address");
+    fault(&home, &["kill", "3"]);
+    let squatter = std::net::TcpListener::bind(&control).expect("the dead node's port is free");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(squatter);
+    });
+    fault(&home, &["restart", "3"]);
+    release.join().unwrap();
+    let back = settle(&home, &whole());
+    assert_eq!(
+        back.addresses["3"].control.as_deref(),
+        Some(control.as_str()),
+        "on its own port again"
+    );
+    let log = std::fs::read_to_string(home.lab_folder("ring6").join("logs/node-3.out")).unwrap();
+    assert!(
+        log.contains("Address already in use"),
+        "the first attempts met the taken port"
+    );
+}
+
+#[test]
 fn a_flapping_link_backs_off() {
     let home = Home::new();
     home.up(&ring6(), &[]);

@@ -59,6 +59,57 @@ fn the_terminal_story_counts_match_the_simulators_report() {
     assert!(run.stderr.starts_with("labctl: "), "{}", run.stderr);
 }
 
+#[test]
+fn each_steps_picture_is_an_svg_file_with_every_node_and_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pictures");
+    let file = topology_file("grid3x3.toml");
+    let topology = common::load(&file);
+    let run =
+        labctl(&[OsStr::new("trace"), file.as_os_str(), OsStr::new("--json")]).expect_success();
+    let story: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let iterations = story["elections"][0]["iterations"]
+        .as_array()
+        .unwrap()
+        .len();
+    labctl(&[
+        OsStr::new("trace"),
+        file.as_os_str(),
+        OsStr::new("--svg"),
+        out.as_os_str(),
+    ])
+    .expect_success();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        "epoch-1-setup.svg".to_string(),
+        "epoch-1-tree.svg".to_string(),
+    ];
+    for i in 1..=iterations {
+        expected.push(format!("epoch-1-iteration-{i}-down.svg"));
+        expected.push(format!("epoch-1-iteration-{i}-up.svg"));
+    }
+    expected.sort();
+    assert_eq!(names, expected);
+    for name in &names {
+        let svg = std::fs::read_to_string(out.join(name)).unwrap();
+        let document = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let circles = document
+            .descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .count();
+        let lines = document
+            .descendants()
+            .filter(|n| n.has_tag_name("line"))
+            .count();
+        assert_eq!(circles, topology.node_count(), "{name}");
+        assert_eq!(lines, topology.links().len(), "{name}");
+    }
+}
+
 fn chromium() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

@@ -7,6 +7,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 use labctl_classroom::html;
+use labctl_classroom::layout::Layout;
+use labctl_classroom::picture;
 use labctl_classroom::story::Story;
 use labctl_classroom::text;
 use labctl_core::event::TraceLine;
@@ -56,6 +58,32 @@ pub fn run(args: &TraceArgs) -> Result<Outcome> {
                 .map(|e| 2 + 2 * e.iterations.len())
                 .sum::<usize>()
         );
+        return Ok(Outcome::Done);
+    }
+    if let Some(dir) = &args.svg {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let layout = Layout::of(&adjacency);
+        let mut written = 0;
+        for election in &story.elections {
+            let pictures = election.pictures(&adjacency);
+            let last = pictures.len() - 1;
+            for (i, picture) in pictures.iter().enumerate() {
+                let name = match i {
+                    0 => "setup".to_string(),
+                    i if i == last && election.shout.is_some() => "tree".to_string(),
+                    i => format!(
+                        "iteration-{}-{}",
+                        i.div_ceil(2),
+                        if i % 2 == 1 { "down" } else { "up" }
+                    ),
+                };
+                let path = dir.join(format!("epoch-{}-{name}.svg", election.epoch));
+                std::fs::write(&path, picture::svg(picture, &layout, 520))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                written += 1;
+            }
+        }
+        println!("wrote {written} pictures into {}", dir.display());
         return Ok(Outcome::Done);
     }
     let blocks = text::steps(&story);

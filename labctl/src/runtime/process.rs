@@ -27,6 +27,9 @@ pub struct ProcessRuntime;
 
 /// How often to look for a ready file or a process's exit.
 const POLL: Duration = Duration::from_millis(10);
+/// How many times a restart tries its node's own ports while another socket holds one.
+const RESTART_ATTEMPTS: u32 = 20;
+
 /// How long a daemon gets to stop after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
@@ -254,9 +257,27 @@ impl Runtime for ProcessRuntime {
                 let ready_file = lab.run().join(format!("{label}.json"));
                 let _ = std::fs::remove_file(&ready_file);
                 let args = node_args(lab, id, &bootstrap, &nameserver, settings, ports);
-                let mut child = spawn_appending(lab, &label, &args)?;
-                let ready: labctl_node::Ready =
-                    wait_ready(lab, &label, &mut child, &ready_file).await?;
+                // Its ports were free while it was down: any outgoing connection on this host
+                // may have taken one as its ephemeral port meanwhile. Such connections are
+                // mostly short; try again for a few seconds before giving up.
+                let mut attempt = 1;
+                let (mut child, ready) = loop {
+                    let mut child = spawn_appending(lab, &label, &args)?;
+                    match wait_ready::<labctl_node::Ready>(lab, &label, &mut child, &ready_file)
+                        .await
+                    {
+                        Ok(ready) => break (child, ready),
+                        Err(e)
+                            if attempt < RESTART_ATTEMPTS
+                                && format!("{e:#}").contains("Address already in use") =>
+                        {
+                            let _ = child.wait();
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
                 record.nodes.insert(
                     id,
                     Process {
