@@ -21,7 +21,7 @@ mod live_util;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,26 +60,6 @@ const BOB: (&str, &str) = ("bob", "4242");
 const PASSWORD: &str = "correct horse battery staple";
 
 // --- the browser --------------------------------------------------------------------------------
-
-/// `chromium` on `PATH`, or a failure saying how to get it: this test is never skipped.
-fn chromium_or_fail() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("chromium"))
-        .find(|candidate| is_executable(candidate))
-        .unwrap_or_else(|| {
-            panic!(
-                "no `chromium` on PATH: this test drives a real headless browser, Debian's \
-                 chromium. Install it with `apt-get install chromium` (as root; `.ci/run` does \
-                 this on CI). The test is never skipped."
-            )
-        })
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
 
 /// Flags that keep the browser quiet on the network: no first-run, sync, component or other
 /// background traffic, no proxy, and no name resolution except for loopback (the test only
@@ -417,7 +397,7 @@ impl Page {
             .tab
             .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
             .unwrap_or_else(|e| panic!("{}: no screenshot: {e:#}", self.describe()));
-        let path = artifacts_dir().join(name);
+        let path = common::artifacts().join(name);
         std::fs::write(&path, &png)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         let saved = std::fs::read(&path).expect("the screenshot reads back");
@@ -459,14 +439,6 @@ fn png_size(png: &[u8]) -> Option<(u32, u32)> {
     }
     let number = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
     Some((number(16), number(20)))
-}
-
-/// `target/test-artifacts/` of the workspace, created if need be.
-fn artifacts_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir)
-        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-    dir
 }
 
 // --- the lab ------------------------------------------------------------------------------------
@@ -599,7 +571,7 @@ fn a_browser_chats_through_a_docker_labs_published_ports() {
 /// Registers, logs in and chats in a real browser on ring6 started in `home` (`up` plus
 /// `extra`); screenshots are named with `prefix`.
 fn chats_in_a_browser(home: Home, extra: &[&str], prefix: &str) {
-    let chromium = chromium_or_fail();
+    let chromium = common::chromium();
 
     // The lab, and its way in: the nameserver, once it redirects to every input node.
     let up = home.up(&topology_file("ring6.toml"), extra);

@@ -10,7 +10,6 @@ mod live_util;
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -144,19 +143,32 @@ fn the_api_serves_the_status_report_events_and_the_clis_refusals() {
     let dashboard = Dashboard::start(&home, "ring6");
     let http = reqwest::Client::new();
     runtime().block_on(async {
-        // GET /api/report is `labctl status --json` (the lab is quiet: nothing else changes).
-        let api: Value = http
-            .get(format!("{}/api/report", dashboard.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let (code, stdout, _) = cli(&home, &["status", "ring6", "--json"]);
-        assert_eq!(code, Some(0));
-        let status: Value = serde_json::from_str(stdout.trim()).unwrap();
-        assert_eq!(steady(api.clone()), steady(status));
+        // GET /api/report is `labctl status --json`. Compared while the lab is quiet: the same
+        // report from the API just before and just after the CLI's (an input node starts its
+        // HTTP service a moment after `up` returns).
+        let report = async || -> Value {
+            http.get(format!("{}/api/report", dashboard.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        };
+        let mut api = Value::Null;
+        for attempt in 1.. {
+            let before = report().await;
+            let (code, stdout, _) = cli(&home, &["status", "ring6", "--json"]);
+            assert_eq!(code, Some(0));
+            let status: Value = serde_json::from_str(stdout.trim()).unwrap();
+            api = report().await;
+            if steady(before) == steady(api.clone()) {
+                assert_eq!(steady(api.clone()), steady(status));
+                break;
+            }
+            assert!(attempt < 50, "the lab never kept still for one status");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(api["leader"], 1);
 
         // A fault the lab refuses: 422 with the CLI's own message, and nothing changes.
@@ -266,23 +278,6 @@ fn the_api_serves_the_status_report_events_and_the_clis_refusals() {
     });
 }
 
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("chromium"))
-        .find(|c| c.is_file())
-        .expect(
-            "no `chromium` on PATH: install it with `apt-get install chromium` (`.ci/run` does); \
-             this test is never skipped",
-        )
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn the_page_shows_the_lab_and_kills_its_writer_with_a_click() {
     let home = Home::new();
@@ -291,7 +286,7 @@ fn the_page_shows_the_lab_and_kills_its_writer_with_a_click() {
 
     let profile = tempfile::tempdir().unwrap();
     let options = LaunchOptions::default_builder()
-        .path(Some(chromium()))
+        .path(Some(common::chromium()))
         .user_data_dir(Some(profile.path().to_path_buf()))
         .headless(true)
         .sandbox(false)
@@ -359,7 +354,7 @@ fn the_page_shows_the_lab_and_kills_its_writer_with_a_click() {
     let before = tab
         .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
         .unwrap();
-    std::fs::write(artifacts().join("dashboard-ring6.png"), before).unwrap();
+    std::fs::write(common::artifacts().join("dashboard-ring6.png"), before).unwrap();
 
     // Select the writer and press "kill".
     assert_eq!(
@@ -391,6 +386,10 @@ fn the_page_shows_the_lab_and_kills_its_writer_with_a_click() {
     let shot = tab
         .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
         .unwrap();
-    std::fs::write(artifacts().join("dashboard-ring6-after-kill.png"), shot).unwrap();
+    std::fs::write(
+        common::artifacts().join("dashboard-ring6-after-kill.png"),
+        shot,
+    )
+    .unwrap();
     dashboard.stop();
 }

@@ -10,7 +10,6 @@ mod common;
 mod live_util;
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,23 +109,6 @@ fn each_steps_picture_is_an_svg_file_with_every_node_and_link() {
     }
 }
 
-fn chromium() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("chromium"))
-        .find(|c| c.is_file())
-        .expect(
-            "no `chromium` on PATH: install it with `apt-get install chromium` (`.ci/run` does); \
-             this test is never skipped",
-        )
-}
-
-fn artifacts() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn the_replay_page_steps_with_buttons_and_keys_offline() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,7 +128,7 @@ fn the_replay_page_steps_with_buttons_and_keys_offline() {
 
     let profile = tempfile::tempdir().unwrap();
     let options = LaunchOptions::default_builder()
-        .path(Some(chromium()))
+        .path(Some(common::chromium()))
         .user_data_dir(Some(profile.path().to_path_buf()))
         .headless(true)
         .sandbox(false)
@@ -199,7 +181,7 @@ fn the_replay_page_steps_with_buttons_and_keys_offline() {
     let first = tab
         .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
         .unwrap();
-    std::fs::write(artifacts().join("trace-iteration-1.png"), first).unwrap();
+    std::fs::write(common::artifacts().join("trace-iteration-1.png"), first).unwrap();
     // Two more with the arrow key: iteration 2 (every run of this graph takes at least two).
     tab.press_key("ArrowRight").unwrap();
     tab.press_key("ArrowRight").unwrap();
@@ -214,7 +196,7 @@ fn the_replay_page_steps_with_buttons_and_keys_offline() {
     let picture = tab
         .capture_screenshot(Cdp::CaptureScreenshotFormatOption::Png, None, None, true)
         .unwrap();
-    std::fs::write(artifacts().join("trace-setup.png"), picture).unwrap();
+    std::fs::write(common::artifacts().join("trace-setup.png"), picture).unwrap();
     // Nothing but the file itself was asked for.
     let asked = requests.lock().unwrap().clone();
     assert!(

@@ -466,3 +466,33 @@ pub fn check_election_and_tree(report: &Report, topology: &Topology, context: &s
     let failed: Vec<_> = report.failed_checks().collect();
     assert!(failed.is_empty(), "{context}: failed checks {failed:?}");
 }
+
+// --- the headless browser ----------------------------------------------------------------------
+
+/// `chromium` on `PATH`, or a failure saying how to get it: this test is never skipped.
+pub fn chromium() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("chromium"))
+        .find(|candidate| is_executable(candidate))
+        .unwrap_or_else(|| {
+            panic!(
+                "no `chromium` on PATH: this test drives a real headless browser, Debian's \
+                 chromium. Install it with `apt-get install chromium` (as root; `.ci/run` does \
+                 this on CI). The test is never skipped."
+            )
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `target/test-artifacts/` of the workspace, created if need be.
+pub fn artifacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
