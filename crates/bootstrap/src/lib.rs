@@ -39,7 +39,6 @@ use std::path::{Path, PathBuf};
 use labctl_proto::bootstrap::bootstrap_server::BootstrapServer;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -126,7 +125,11 @@ pub async fn run(
     };
     tonic::transport::Server::builder()
         .add_service(BootstrapServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .serve_with_incoming_shutdown(
+            // No Nagle: a small answer would wait for the client's delayed ACK (40 ms).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
         .await?;
     // Every connection is closed, so every command sender is gone: the driver ends once it has
     // finished (and saved) the last change.

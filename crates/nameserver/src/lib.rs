@@ -127,7 +127,8 @@ pub async fn run(
     let grpc_server = tonic::transport::Server::builder()
         .add_service(NameserverServer::new(grpc::Service::new(registry.clone())))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc),
+            // No Nagle: a small answer would wait for the client's delayed ACK (40 ms).
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             wait_for_stop(stopped.clone()),
         );
     let grpc_server = async move { grpc_server.await.map_err(Error::Grpc) };

@@ -163,7 +163,9 @@ pub async fn run(
         tonic::transport::Server::builder()
             .add_service(NodeAdminServer::new(admin))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(admin_listener),
+                // No Nagle: a small answer would wait for the client's delayed ACK (40 ms).
+                tonic::transport::server::TcpIncoming::from(admin_listener)
+                    .with_nodelay(Some(true)),
                 stopped,
             )
     });
