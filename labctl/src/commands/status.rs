@@ -9,7 +9,7 @@ use labctl_topology::Topology;
 use crate::cli::StatusArgs;
 use crate::lab::{resolve, LabDir};
 use crate::live::{self, LiveReport, Nodes};
-use crate::runtime;
+use crate::runtime::{self, ProcState};
 use crate::Outcome;
 
 pub fn run(args: &StatusArgs) -> Result<Outcome> {
@@ -55,8 +55,16 @@ pub async fn once(lab: &LabDir) -> Result<LiveReport> {
         &record.topology_file.display().to_string(),
     )?;
     let runtime = runtime::for_record(&record)?;
-    let answers = Nodes::new(&record)?.statuses().await;
     let states = runtime.states(lab, &record).await;
+    // Ask only the nodes that run: a paused one never answers (the call waits out its timeout)
+    // and a dead container's address does not even refuse the connection.
+    let mut nodes = Nodes::new(&record)?;
+    for &id in record.nodes.keys() {
+        if states.get(&format!("node {id}")) != Some(&ProcState::Running) {
+            nodes = nodes.without(id);
+        }
+    }
+    let answers = nodes.statuses().await;
     let faults = lab.load_faults()?;
     Ok(live::report(
         lab,
