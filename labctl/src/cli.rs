@@ -298,6 +298,9 @@ pub struct UpArgs {
     /// `[lab] durability`, else `majority`.
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityArg>,
+    /// Start the lab even when labctl estimates it will not fit this machine (memory, tasks).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod failover;
 mod fault;
+mod guard;
 mod image;
 mod lab;
 mod live;

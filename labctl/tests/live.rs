@@ -628,3 +628,36 @@ fn durability_comes_from_the_flag_then_the_lab_table_then_defaults_to_majority()
     assert!(error.contains("majority"), "{error}");
     assert_eq!(home.daemons(), before, "nothing started");
 }
+
+#[test]
+fn a_lab_far_beyond_the_machine_is_refused_before_anything_starts() {
+    let home = Home::new();
+    let file = topology_file("bench-random100k.toml");
+    let refused = home
+        .labctl(&[
+            OsStr::new("up"),
+            file.as_os_str(),
+            OsStr::new("--runtime"),
+            OsStr::new("process"),
+        ])
+        .expect_error(&[
+            "would not fit this machine",
+            "a lab of 100000 nodes",
+            "MiB available",
+            "The largest lab that fits is about",
+            "--force",
+        ]);
+    // The largest lab named is a lab this machine can start: more than the tests' 60 nodes.
+    let largest: u64 = refused
+        .split("fits is about ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{refused}"));
+    assert!((60..100_000).contains(&largest), "{refused}");
+    assert!(
+        !home.lab_folder("bench-random100k").exists(),
+        "nothing was created"
+    );
+    assert!(home.daemons().is_empty(), "nothing was started");
+}

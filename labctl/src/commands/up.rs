@@ -38,6 +38,12 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
         );
     }
     let runtime = tokio.block_on(runtime::select(args.runtime))?;
+    if !args.force {
+        if let Some(machine) = crate::guard::Machine::here() {
+            crate::guard::check(topology.node_count() as u64, runtime.kind(), &machine)
+                .map_err(|why| anyhow::anyhow!("lab {name} would not fit this machine: {why}"))?;
+        }
+    }
 
     let terminal = std::io::stdout().is_terminal();
     // The image (Docker) is made before the clock starts: it is not part of starting a lab.
