@@ -119,11 +119,11 @@ pub enum ErrorKind {
     /// `nodes = []`.
     #[error("`nodes` is empty: a lab has at least one node, like nodes = [1]")]
     EmptyNodes,
-    /// A node id that is 0 or negative.
+    /// A node id that is 0, negative or too large.
     #[error("invalid node id {value}: ids are positive integers 1..=9223372036854775807")]
     InvalidId {
         /// The id as written.
-        value: i64,
+        value: String,
     },
     /// The same id twice in `nodes`.
     #[error("duplicate node id {id}: each id in `nodes` must appear once")]
@@ -158,7 +158,7 @@ pub enum ErrorKind {
     #[error("link names node {id}, which is not in `nodes`: links may only join listed nodes")]
     UnknownNode {
         /// The id as written.
-        id: i64,
+        id: String,
     },
     /// The links do not connect every node.
     #[error(

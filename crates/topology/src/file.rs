@@ -36,10 +36,12 @@ const GENERATE_KEYS: &[&str] = &[
 /// [`GENERATE_KEYS`] for messages.
 const GENERATE_KEYS_TEXT: &str = "shape, n, rows, cols, depth, fanout, dim, degree, ids, seed";
 
-/// `nodes`: each id with its position.
-type Nodes = Spanned<Vec<Spanned<i64>>>;
+/// `nodes`: each id with its position. Read wider than an id may be, so that an id out of range
+/// is reported where it is written, in words, not as a type error wherever the parser met it
+/// first.
+type Nodes = Spanned<Vec<Spanned<i128>>>;
 /// `links`: each link, and each id in it, with its position.
-type Links = Spanned<Vec<Spanned<Vec<Spanned<i64>>>>>;
+type Links = Spanned<Vec<Spanned<Vec<Spanned<i128>>>>>;
 
 /// A whole topology file.
 #[derive(Deserialize)]
@@ -392,8 +394,11 @@ fn explicit(
     let mut index: HashMap<NodeId, NodeIndex> = HashMap::with_capacity(list.len());
     for id in list {
         let value = *id.get_ref();
-        if value <= 0 {
-            return Err(src.error(ErrorKind::InvalidId { value }, Some(id.span())));
+        if value <= 0 || value > i128::from(i64::MAX) {
+            let kind = ErrorKind::InvalidId {
+                value: value.to_string(),
+            };
+            return Err(src.error(kind, Some(id.span())));
         }
         let node = value as NodeId;
         if index.contains_key(&node) {
@@ -421,7 +426,9 @@ fn explicit(
                     *slot = match u64::try_from(value).ok().and_then(|id| index.get(&id)) {
                         Some(&i) => i,
                         None => {
-                            let kind = ErrorKind::UnknownNode { id: value };
+                            let kind = ErrorKind::UnknownNode {
+                                id: value.to_string(),
+                            };
                             return Err(src.error(kind, Some(end.span())));
                         }
                     };

@@ -265,8 +265,10 @@ impl Shape {
             }
             Shape::Random { n, degree } => {
                 if n > MAX_NODES {
-                    // Checked before the degree so the message is about the real problem.
-                    return Ok((n as u128, 0));
+                    // Checked before the degree so the message is about the real problem; the
+                    // links it would have, as the degree asks (at least a spanning tree's).
+                    let links = (n as f64 * degree / 2.0).round().max(n as f64 - 1.0);
+                    return Ok((n as u128, links as u128));
                 }
                 let nn = n as u64;
                 let (min_links, max_links) = (nn - 1, nn * (nn - 1) / 2);

@@ -494,6 +494,13 @@ fn every_error_kind_with_positions() {
             Some((2, 10)),
         ),
         (
+            // Past i64: said at the id in `nodes`, not as a type error at the first link.
+            "name = \"r\"\nnodes = [1, 18446744073709551615]\nlinks = [[1, 18446744073709551615]]\n"
+                .into(),
+            "InvalidId",
+            Some((2, 13)),
+        ),
+        (
             "name = \"r\"\nnodes = [1, 2, 1]\nlinks = [[1, 2]]\n".into(),
             "DuplicateId",
             Some((2, 16)),
@@ -879,5 +886,16 @@ fn the_lab_table_sets_the_durability() {
     assert_eq!(
         err.to_string(),
         "a.toml:4:14: `durability` = \"quorum\" is out of range: durability takes majority (the default), replicas or writer"
+    );
+}
+
+#[test]
+fn a_refused_random_generator_says_its_real_size() {
+    let text = "name = \"g\"\n[generate]\nshape = \"random\"\nn = 2000000\ndegree = 4\n";
+    let err = Topology::from_toml(text, "case.toml").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("would have 2000000 nodes and 4000000 links"),
+        "{err}"
     );
 }
