@@ -22,7 +22,7 @@ pub const MAX_CONTENT: usize = 4000;
 pub const MAX_GROUP_NAME: usize = 64;
 
 /// A username: 1 to [`MAX_USERNAME`] characters, each a letter or a digit (any script) or one of
-/// `_`, `-`, `.`; so no whitespace.
+/// `_`, `-`, `.`, not only dots (`.` and `..` are path segments); so no whitespace.
 ///
 /// # Errors
 /// [`AppError::Invalid`] naming the value and the rule.
@@ -37,6 +37,13 @@ pub fn username(s: &str) -> Result<(), AppError> {
     if let Some(bad) = s.chars().find(|&c| !username_char(c)) {
         return Err(AppError::Invalid(format!(
             "username may only contain letters, digits, '_', '-' and '.', got {} ({bad:?} is not allowed)",
+            shown(s)
+        )));
+    }
+    if s.chars().all(|c| c == '.') {
+        // `.` and `..` are path segments: /users/.. would name no user, or another route.
+        return Err(AppError::Invalid(format!(
+            "username must hold a letter, a digit, '_' or '-', not only dots: got {}",
             shown(s)
         )));
     }
@@ -179,6 +186,11 @@ mod tests {
         for bad in ["tab\there", "new\nline", "a/b", "a#1", "é\u{a0}"] {
             invalid(username(bad));
         }
+        for dots in [".", "..", "..."] {
+            let message = invalid(username(dots));
+            assert!(message.contains("not only dots"), "{message}");
+        }
+        assert_eq!(username(".a."), Ok(()));
     }
 
     #[test]

@@ -652,6 +652,12 @@ async fn invalid_values_are_422_and_store_nothing() {
             .json(&json!({"username": "ca rol", "tag": "123", "password": PASSWORD})),
         anonymous
             .post(format!("{url}/register"))
+            .json(&json!({"username": "..", "tag": "123", "password": PASSWORD})),
+        anonymous
+            .post(format!("{url}/register"))
+            .json(&json!({"username": ".", "tag": "123", "password": PASSWORD})),
+        anonymous
+            .post(format!("{url}/register"))
             .json(&json!({"username": "carol", "tag": "123", "password": "short"})),
         alice
             .post(format!("{url}/users/bob/456/chat"))
