@@ -244,18 +244,29 @@ pub(crate) fn parse<T: DeserializeOwned>(
     let bytes = read_body(body)?;
     match ctx.body {
         BodyKind::Json => {
-            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
-                Failure::malformed(format!("The request body is not valid JSON: {error}."))
-            })?;
-            if !value.is_object() {
-                return Err(Failure::malformed(
-                    "The request body must be a JSON object of named fields.",
-                ));
+            // Parsed straight into `T`, never through a map: a key given twice is refused
+            // (a map would keep the last one silently).
+            let object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            if !object {
+                return Err(
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                        Err(error) => Failure::malformed(format!(
+                            "The request body is not valid JSON: {error}."
+                        )),
+                        Ok(_) => Failure::malformed(
+                            "The request body must be a JSON object of named fields.",
+                        ),
+                    },
+                );
             }
-            serde_json::from_value(value).map_err(|error| {
-                Failure::malformed(format!(
-                    "The request body does not have the expected fields: {error}."
-                ))
+            serde_json::from_slice(&bytes).map_err(|error| {
+                if error.is_syntax() || error.is_eof() {
+                    Failure::malformed(format!("The request body is not valid JSON: {error}."))
+                } else {
+                    Failure::malformed(format!(
+                        "The request body does not have the expected fields: {error}."
+                    ))
+                }
             })
         }
         BodyKind::Form => serde_urlencoded::from_bytes(&bytes).map_err(|error| {

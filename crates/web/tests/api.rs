@@ -376,6 +376,19 @@ async fn malformed_requests_are_400_and_store_nothing() {
             "missing field",
         ),
         (&send, "text/plain", "hi", "Send the request body as JSON"),
+        // A key given twice is refused, not settled by the last one.
+        (
+            &send,
+            "application/json",
+            "{\"content\": \"hi\", \"content\": \"bye\"}",
+            "duplicate field `content`",
+        ),
+        (
+            "/groups",
+            "application/json",
+            "{\"name\": \"a\", \"name\": \"b\"}",
+            "duplicate field `name`",
+        ),
     ];
     for (path, content_type, body, says) in cases {
         let target = if path.starts_with('/') {
