@@ -8,14 +8,12 @@ mod common;
 #[allow(dead_code)]
 mod live_util;
 
-use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{topology_file, LABCTL};
 use headless_chrome::protocol::cdp::Page as Cdp;
-use headless_chrome::{Browser, LaunchOptions};
 use live_util::Home;
 use serde_json::Value;
 
@@ -285,26 +283,7 @@ fn the_page_shows_the_lab_and_kills_its_writer_with_a_click() {
     let dashboard = Dashboard::start(&home, "ring6");
 
     let profile = tempfile::tempdir().unwrap();
-    let options = LaunchOptions::default_builder()
-        .path(Some(common::chromium()))
-        .user_data_dir(Some(profile.path().to_path_buf()))
-        .headless(true)
-        .sandbox(false)
-        .window_size(Some((1200, 900)))
-        .args(
-            [
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-proxy-server",
-            ]
-            .iter()
-            .map(OsStr::new)
-            .collect(),
-        )
-        .build()
-        .unwrap();
-    let browser = Browser::new(options).expect("headless chromium starts");
+    let browser = common::headless_chromium(profile.path(), (1200, 900), &[]);
     let tab = browser.new_tab().unwrap();
     tab.set_default_timeout(Duration::from_secs(15));
     tab.navigate_to(&format!("{}/", dashboard.url))

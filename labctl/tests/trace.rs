@@ -16,7 +16,6 @@ use std::time::Duration;
 use common::{labctl, topology_file};
 use headless_chrome::protocol::cdp::types::Event;
 use headless_chrome::protocol::cdp::Page as Cdp;
-use headless_chrome::{Browser, LaunchOptions};
 use live_util::{fault_on, settle_lab, Home};
 
 #[test]
@@ -127,28 +126,12 @@ fn the_replay_page_steps_with_buttons_and_keys_offline() {
     .expect_success();
 
     let profile = tempfile::tempdir().unwrap();
-    let options = LaunchOptions::default_builder()
-        .path(Some(common::chromium()))
-        .user_data_dir(Some(profile.path().to_path_buf()))
-        .headless(true)
-        .sandbox(false)
-        .window_size(Some((1100, 900)))
-        .args(
-            [
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-proxy-server",
-                // The network is off: every name resolves to nothing.
-                "--host-resolver-rules=MAP * ~NOTFOUND",
-            ]
-            .iter()
-            .map(OsStr::new)
-            .collect(),
-        )
-        .build()
-        .unwrap();
-    let browser = Browser::new(options).expect("headless chromium starts");
+    // The network is off: every name resolves to nothing.
+    let browser = common::headless_chromium(
+        profile.path(),
+        (1100, 900),
+        &["--host-resolver-rules=MAP * ~NOTFOUND"],
+    );
     let tab = browser.new_tab().unwrap();
     tab.set_default_timeout(Duration::from_secs(15));
     let requests = Arc::new(Mutex::new(Vec::new()));

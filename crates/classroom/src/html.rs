@@ -15,18 +15,11 @@ use labctl_core::report::Adjacency;
 use labctl_core::NodeId;
 
 use crate::layout::Layout;
-use crate::picture::svg_named;
+use crate::picture::{escape, svg_named};
 use crate::story::Story;
 
 /// The most messages the space-time diagram draws (beyond, it is left out: unreadable).
 pub const MAX_DIAGRAM_MESSAGES: usize = 1500;
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// An SVG document made inline: HTML needs no namespace (and the page holds no absolute URL).
 fn inline(svg: &str) -> String {

@@ -208,7 +208,9 @@ impl Election {
     }
 }
 
-fn escape(text: &str) -> String {
+/// `text` made safe inside XML or HTML text and attribute values (the pictures, the replay page,
+/// the dashboard).
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -9,19 +9,13 @@
 use std::fmt::Write as _;
 
 use labctl_classroom::layout::Layout;
+use labctl_classroom::picture::escape;
 use labctl_core::report::Adjacency;
 
 /// Drawing size, in SVG units.
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 480.0;
 const MARGIN: f64 = 40.0;
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// The page for the lab `title` of `adjacency`.
 pub fn page(title: &str, adjacency: &Adjacency) -> String {

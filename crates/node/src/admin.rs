@@ -148,20 +148,18 @@ impl NodeAdmin for Admin {
 
     async fn trace(&self, request: Request<TraceRequest>) -> Result<Response<TraceStream>, Status> {
         let request = request.into_inner();
-        let (recorded, source) = if request.recorded {
-            if *self.stage.borrow() == Stage::Joining {
-                (Vec::new(), self.trace.subscribe())
-            } else {
-                let (reply, answer) = oneshot::channel();
-                self.commands
-                    .send(Command::Trace(reply))
-                    .await
-                    .map_err(|_| Status::unavailable("the node is shutting down"))?;
-                let r = answer
-                    .await
-                    .map_err(|_| Status::unavailable("the node is shutting down"))?;
-                (r.lines, r.live)
-            }
+        // The record comes from the driver with a subscription that starts right after it; a
+        // joining node has recorded nothing yet.
+        let (recorded, source) = if request.recorded && *self.stage.borrow() != Stage::Joining {
+            let (reply, answer) = oneshot::channel();
+            self.commands
+                .send(Command::Trace(reply))
+                .await
+                .map_err(|_| Status::unavailable("the node is shutting down"))?;
+            let r = answer
+                .await
+                .map_err(|_| Status::unavailable("the node is shutting down"))?;
+            (r.lines, r.live)
         } else {
             (Vec::new(), self.trace.subscribe())
         };

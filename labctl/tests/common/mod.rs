@@ -496,3 +496,30 @@ pub fn artifacts() -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
     dir
 }
+
+/// Debian's chromium, headless, on the profile folder `profile`, in a `width`×`height` window,
+/// with no first-run or background traffic; `extra` flags after those (e.g. to turn the network
+/// off).
+pub fn headless_chromium(
+    profile: &Path,
+    (width, height): (u32, u32),
+    extra: &[&str],
+) -> headless_chrome::Browser {
+    let mut args = vec![
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-proxy-server",
+    ];
+    args.extend(extra);
+    let options = headless_chrome::LaunchOptions::default_builder()
+        .path(Some(chromium()))
+        .user_data_dir(Some(profile.to_path_buf()))
+        .headless(true)
+        .sandbox(false)
+        .window_size(Some((width, height)))
+        .args(args.iter().map(OsStr::new).collect())
+        .build()
+        .unwrap();
+    headless_chrome::Browser::new(options).expect("headless chromium starts")
+}
