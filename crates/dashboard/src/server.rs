@@ -82,12 +82,17 @@ struct Published {
     data: Arc<String>,
 }
 
-/// A report's JSON without what changes at every ask (the time it took): two reports that
-/// differ only there are the same report.
-fn steady(report: &Value) -> Value {
+/// A report's JSON without what changes at every ask (the time it took, how long each fault has
+/// been in force): two reports that differ only there are the same report, and make no event.
+pub fn steady(report: &Value) -> Value {
     let mut report = report.clone();
     if let Some(map) = report.as_object_mut() {
         map.remove("elapsed_ms");
+        if let Some(Value::Array(faults)) = map.get_mut("faults") {
+            for fault in faults.iter_mut().filter_map(Value::as_object_mut) {
+                fault.remove("since_ms");
+            }
+        }
     }
     report
 }
@@ -264,5 +269,24 @@ async fn fault<L: Lab>(State(shared): State<Arc<Shared<L>>>, body: Bytes) -> Res
         Err(Refusal::Failed(e)) => {
             (StatusCode::INTERNAL_SERVER_ERROR, Json(error(&e))).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::steady;
+
+    #[test]
+    fn the_time_a_report_took_and_a_faults_age_are_no_change() {
+        let at = |elapsed: u64, since: u64| {
+            json!({ "epoch": 2, "elapsed_ms": elapsed,
+                    "faults": [{ "action": "kill", "node": 1, "since_ms": since }] })
+        };
+        assert_eq!(steady(&at(3, 100)), steady(&at(9, 350)));
+        let mut other = at(3, 100);
+        other["epoch"] = json!(3);
+        assert_ne!(steady(&at(3, 100)), steady(&other));
     }
 }
