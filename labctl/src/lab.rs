@@ -73,6 +73,11 @@ pub struct Record {
     /// restarted node gets the same.
     #[serde(default = "default_durability")]
     pub durability: String,
+    /// The lab's owner id ([`new_owner`]): every Docker object of the lab carries it as the label
+    /// `labctl.owner`, and `down` and rollback remove only objects that carry it. Empty in a
+    /// record written before owners existed (its objects are then found by the lab's name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
 }
 
 /// A record written before durability `majority` existed: its nodes ran `replicas`.
@@ -250,6 +255,140 @@ pub struct LabLock {
     _file: std::fs::File,
 }
 
+/// A fresh owner id: 16 random hex digits, made once per lab folder by `up`. Two homes (or two
+/// users) may run labs of the same name on one Docker engine one after the other; the owner id
+/// tells each `labctl` which containers and networks are its own.
+pub fn new_owner() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .context("reading /dev/urandom for the lab's owner id")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The claim on a lab's name, held while `up` or `down` works on it (see [`claim`]).
+pub struct NameClaim {
+    _file: std::fs::File,
+}
+
+/// Claim lab `name` for `doing` (`starting`, `removing`) until the returned guard drops, so that
+/// two `up`s of one name, or an `up` and a `down`, exclude each other. The lock file lives beside
+/// the labs' folders (`<home>/labs/.<name>.lock`), not inside one, so it outlives a folder that
+/// `down` deletes or a user removed by hand. Fails at once, saying who holds the name, when
+/// another labctl does.
+pub fn claim(name: &str, doing: &str) -> Result<NameClaim> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let root = home()?.join("labs");
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let path = root.join(format!(".{name}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own; it is released when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            bail!("cannot lock {}: {error}", path.display());
+        }
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        let holder = holder.trim();
+        let who = match holder.split_once(' ') {
+            Some((pid, what)) => format!("{what} by another labctl (pid {pid})"),
+            None => "in use by another labctl".to_string(),
+        };
+        bail!(
+            "lab {name} is being {who} right now; wait until it has finished (or stop it), then \
+             try again"
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{} {doing}", std::process::id())?;
+    Ok(NameClaim { _file: file })
+}
+
+/// A daemon of this home's labs, found by its command line rather than a record (the record, or
+/// the whole folder, may be gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StrayDaemon {
+    /// Its process id.
+    pub pid: u32,
+    /// The lab whose folder its command line names.
+    pub lab: String,
+}
+
+/// Every live `labctl daemon` process of this user whose command line names a folder under
+/// `<home>/labs/`: the process runtime gives each daemon paths in its lab's folder (ready file,
+/// log, data), so a lab's daemons are found even when `rm -rf` took the folder. Containers' daemons
+/// name paths inside their containers and are not found here (the engine's labels find those).
+pub fn stray_daemons() -> Vec<StrayDaemon> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(root) = home().map(|h| h.join("labs")) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}/", root.display());
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if entry.metadata().map(|m| m.uid()).ok() != Some(uid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.get(1).map(String::as_str) != Some("daemon") {
+            continue;
+        }
+        let lab = args.iter().find_map(|arg| {
+            let rest = arg.strip_prefix(&prefix)?;
+            let name = rest.split('/').next()?;
+            labctl_topology::valid_name(name).then(|| name.to_string())
+        });
+        if let Some(lab) = lab {
+            if process_state_of(pid).is_some() {
+                found.push(StrayDaemon { pid, lab });
+            }
+        }
+    }
+    found.sort_by_key(|d| (d.lab.clone(), d.pid));
+    found
+}
+
+/// Whether `pid` is alive and not a zombie: `Some(stopped)`.
+fn process_state_of(pid: u32) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the parenthesised command name: "pid (comm) S …".
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
+    match state {
+        Some("Z") | Some("X") | None => None,
+        Some(s) => Some(matches!(s, "T" | "t")),
+    }
+}
+
 /// Every lab under the home folder, by name.
 pub fn all_labs() -> Result<Vec<LabDir>> {
     let root = home()?.join("labs");
@@ -302,16 +441,7 @@ pub fn is_ours(pid: u32, lab: &LabDir) -> bool {
 /// Whether `pid`, one of this lab's daemons, is stopped (SIGSTOP): `Some(true)` paused,
 /// `Some(false)` running, `None` not a live daemon of the lab.
 pub fn process_state(pid: u32, lab: &LabDir) -> Option<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state follows the parenthesised command name: "pid (comm) S …".
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split_whitespace().next());
-    if matches!(state, Some("Z") | Some("X")) {
-        return None;
-    }
-    let stopped = matches!(state, Some("T") | Some("t"));
+    let stopped = process_state_of(pid)?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<String> = cmdline
         .split(|b| *b == 0)

@@ -1,7 +1,7 @@
 //! `labctl`: a container-lab testbed for Yo-Yo leader election and SHOUT spanning trees.
 //!
 //! Thin by design: parse the command line, run one subcommand from [`commands`], map the outcome
-//! to an exit code (0 done, 1 ran but a check failed, 2 error) and print errors as one line
+//! to an exit code (0 done, 1 ran but a check failed, 2 error, 130 interrupted by Ctrl-C) and print errors as one line
 //! `labctl: …` on stderr.
 
 use std::io::{self, Write};
@@ -29,6 +29,9 @@ pub enum Outcome {
     ChecksFailed,
     /// The command ran but could not reach a judgement (exit code 2; it said why).
     Unknown,
+    /// Ctrl-C stopped the command (exit code 130, as a shell reports a SIGINT); it said what it
+    /// undid and what, if anything, is left.
+    Interrupted,
 }
 
 fn main() -> ExitCode {
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::ChecksFailed) => ExitCode::from(1),
         Ok(Outcome::Unknown) => ExitCode::from(2),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(err) => {
             // A closed pipe (`labctl sim … | head`) is not an error worth a word.
             if err

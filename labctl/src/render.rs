@@ -428,3 +428,64 @@ pub fn components(report: &Report, header: &str, faults: &[String], away: &[Stri
     }
     out
 }
+
+/// Rows under a header row, each column as wide as its widest cell; `right[i]` aligns column `i`
+/// to the right (numbers). The last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let columns = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate().take(columns) {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            let last = i + 1 == columns;
+            if i > 0 {
+                out.push_str("  ");
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                if !last {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::table;
+
+    #[test]
+    fn a_table_aligns_its_columns_under_a_header() {
+        let rows = vec![
+            vec!["ring6".to_string(), "6".to_string(), "running".to_string()],
+            vec![
+                "random30".to_string(),
+                "30".to_string(),
+                "stopped".to_string(),
+            ],
+        ];
+        let text = table(&["NAME", "NODES", "STATE"], &rows, &[false, true, false]);
+        assert_eq!(
+            text,
+            "NAME      NODES  STATE\n\
+             ring6         6  running\n\
+             random30     30  stopped\n"
+        );
+    }
+}

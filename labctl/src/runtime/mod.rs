@@ -56,6 +56,22 @@ impl ProcState {
     }
 }
 
+/// What one of a runtime's daemons is called where people read it: `container` (Docker) or
+/// `process`, plural unless `count` is 1.
+pub fn noun(kind: &str, count: usize) -> &'static str {
+    match (kind, count) {
+        ("docker", 1) => "container",
+        ("docker", _) => "containers",
+        (_, 1) => "process",
+        _ => "processes",
+    }
+}
+
+/// `1 container`, `8 processes`.
+pub fn count(count: usize, kind: &str) -> String {
+    format!("{count} {}", noun(kind, count))
+}
+
 /// How long a daemon may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 

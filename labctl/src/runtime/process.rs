@@ -20,7 +20,7 @@ use labctl_fault::NodeAction;
 
 use super::{NodeSettings, ProcState, Runtime, START_TIMEOUT};
 use crate::commands::daemon::ServiceReady;
-use crate::lab::{is_ours, last_words, process_state, LabDir, Process, Record};
+use crate::lab::{is_ours, last_words, process_state, stray_daemons, LabDir, Process, Record};
 
 /// Local processes.
 pub struct ProcessRuntime;
@@ -315,8 +315,16 @@ impl Runtime for ProcessRuntime {
     }
 
     async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()> {
-        // Nodes first (they deregister from the bootstrap on the way out), then the services.
-        let nodes: Vec<u32> = record.nodes.values().map(|p| p.pid).collect();
+        // Nodes first (they deregister from the bootstrap on the way out), then the services;
+        // daemons of the lab that are not on record (spawned as `up` was interrupted) with them.
+        let mut nodes: Vec<u32> = record.nodes.values().map(|p| p.pid).collect();
+        nodes.extend(
+            stray_daemons()
+                .into_iter()
+                .filter(|d| d.lab == lab.name)
+                .map(|d| d.pid)
+                .filter(|pid| record.processes().iter().all(|(_, p)| p.pid != *pid)),
+        );
         let services: Vec<u32> = [&record.nameserver, &record.bootstrap]
             .into_iter()
             .flatten()
@@ -386,6 +394,19 @@ async fn wait_gone(lab: &LabDir, pid: u32) -> Result<()> {
         tokio::time::sleep(POLL).await;
     }
     Ok(())
+}
+
+/// Stop every daemon of `lab` found by its command line ([`stray_daemons`]): those of a lab whose
+/// record or folder is gone.
+pub async fn stop_strays(lab: &LabDir) {
+    let pids: Vec<u32> = stray_daemons()
+        .into_iter()
+        .filter(|d| d.lab == lab.name)
+        .map(|d| d.pid)
+        .collect();
+    if !pids.is_empty() {
+        terminate(lab, &pids).await;
+    }
 }
 
 /// SIGTERM every live process of ours in `pids`, wait for them to go, SIGKILL what remains.

@@ -16,6 +16,7 @@ pub mod engine;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -59,6 +60,8 @@ pub struct DockerRuntime {
 struct Prepared {
     plan: Plan,
     image: String,
+    /// The owner and folder labels every object of this lab gets beside the plan's.
+    owned: BTreeMap<String, String>,
 }
 
 impl DockerRuntime {
@@ -76,6 +79,16 @@ impl DockerRuntime {
         Ok(f(&prepared.plan, &prepared.image))
     }
 
+    /// The owner labels of the lab being started.
+    async fn owned(&self) -> Result<BTreeMap<String, String>> {
+        let state = self.state.lock().await;
+        Ok(state
+            .as_ref()
+            .context("the Docker runtime was not prepared for this lab")?
+            .owned
+            .clone())
+    }
+
     /// Create, wire and start one container, then wait until its daemon is ready.
     async fn start_service(&self, lab: &LabDir, role: ContainerRole) -> Result<Process> {
         let docker = self.docker().await?;
@@ -83,7 +96,8 @@ impl DockerRuntime {
             .prepared(|plan, image| (plan.container(role).cloned(), image.to_string()))
             .await?;
         let container = container.context("the plan has no such container")?;
-        create(docker, lab, &container, &image).await?;
+        let owned = self.owned().await?;
+        create(docker, lab, &container, &image, &owned).await?;
         start(docker, &container.name).await?;
         wait_ready(docker, lab, &container).await?;
         self.process(&container).await
@@ -191,16 +205,8 @@ impl Runtime for DockerRuntime {
         progress: bool,
     ) -> Result<()> {
         let docker = self.docker().await?;
-        let leftovers = labelled_containers(docker, &lab.name).await?;
-        if !leftovers.is_empty() {
-            bail!(
-                "containers of a lab named {} already exist in the Docker engine ({}); \
-                 `labctl down {}` removes them, or use --name",
-                lab.name,
-                leftovers.keys().cloned().collect::<Vec<_>>().join(", "),
-                lab.name
-            );
-        }
+        refuse_taken(docker, lab).await?;
+        let owned = owned_labels(lab, record);
         self.build(progress).await?;
         let image = self
             .image
@@ -233,7 +239,7 @@ impl Runtime for DockerRuntime {
             )?;
             // The management network claims the block: a lab racing for the same block fails
             // here, on the first network, and tries the next one.
-            match create_network(docker, plan.management()).await {
+            match create_network(docker, plan.management(), &owned).await {
                 Ok(()) => {}
                 Err(e) if is_overlap(&e) => {
                     tried.insert(block);
@@ -248,8 +254,9 @@ impl Runtime for DockerRuntime {
             bar.inc(1);
             let rest = plan.networks[1..].iter().map(|network| {
                 let bar = bar.clone();
+                let owned = &owned;
                 async move {
-                    let created = create_network(docker, network).await;
+                    let created = create_network(docker, network, owned).await;
                     bar.inc(1);
                     created
                 }
@@ -259,7 +266,7 @@ impl Runtime for DockerRuntime {
             for (result, network) in results.into_iter().zip(&plan.networks[1..]) {
                 result.map_err(|e| engine::explain(e, &format!("creating {}", network.name)))?;
             }
-            *self.state.lock().await = Some(Prepared { plan, image });
+            *self.state.lock().await = Some(Prepared { plan, image, owned });
             return Ok(());
         }
         bail!(
@@ -297,9 +304,10 @@ impl Runtime for DockerRuntime {
             .await?;
         // Create and wire them all (the engine's API 1.41 takes one network per create, so the
         // others are connected before the start), a few at a time.
+        let owned = self.owned().await?;
         let creates = containers
             .iter()
-            .map(|container| create(docker, lab, container, &image));
+            .map(|container| create(docker, lab, container, &image, &owned));
         for result in futures_util::future::join_all(creates).await {
             result?;
         }
@@ -337,13 +345,13 @@ impl Runtime for DockerRuntime {
         Ok(nodes)
     }
 
-    async fn stop(&self, lab: &LabDir, _record: &Record) -> Result<()> {
-        remove_lab(self.docker().await?, &lab.name).await
+    async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()> {
+        remove_lab(self.docker().await?, &Selector::of(lab, record)).await
     }
 
-    async fn states(&self, _lab: &LabDir, record: &Record) -> BTreeMap<String, ProcState> {
+    async fn states(&self, lab: &LabDir, record: &Record) -> BTreeMap<String, ProcState> {
         let states = match self.docker().await {
-            Ok(docker) => labelled_states(docker, &record.name)
+            Ok(docker) => labelled_states(docker, &Selector::of(lab, record))
                 .await
                 .unwrap_or_default(),
             Err(_) => BTreeMap::new(),
@@ -659,6 +667,7 @@ fn is_overlap(error: &bollard::errors::Error) -> bool {
 async fn create_network(
     docker: &Docker,
     network: &plan::NetworkPlan,
+    owned: &BTreeMap<String, String>,
 ) -> Result<(), bollard::errors::Error> {
     docker
         .create_network(NetworkCreateRequest {
@@ -673,7 +682,7 @@ async fn create_network(
                 }]),
                 ..Ipam::default()
             }),
-            labels: Some(network.labels.clone().into_iter().collect()),
+            labels: Some(with_owner(&network.labels, owned)),
             ..NetworkCreateRequest::default()
         })
         .await
@@ -686,6 +695,7 @@ async fn create(
     lab: &LabDir,
     container: &ContainerPlan,
     image: &str,
+    owned: &BTreeMap<String, String>,
 ) -> Result<()> {
     // SAFETY: getuid/getgid cannot fail and touch no memory.
     let user = unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) };
@@ -738,7 +748,7 @@ async fn create(
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect(),
         ),
-        labels: Some(container.labels.clone().into_iter().collect()),
+        labels: Some(with_owner(&container.labels, owned)),
         user: Some(user),
         hostname: Some(container.name.clone()),
         exposed_ports: exposed,
@@ -829,21 +839,82 @@ async fn wait_ready_named(docker: &Docker, lab: &LabDir, name: &str, label: &str
     }
 }
 
-fn label_filter(lab: &str) -> HashMap<String, Vec<String>> {
-    HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}={lab}", plan::LAB_LABEL)],
-    )])
+/// The labels that make an object this lab's own: [`plan::OWNER_LABEL`] with the record's owner
+/// id and [`plan::FOLDER_LABEL`] with the lab's folder.
+fn owned_labels(lab: &LabDir, record: &Record) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (plan::OWNER_LABEL.to_string(), record.owner.clone()),
+        (
+            plan::FOLDER_LABEL.to_string(),
+            lab.path.display().to_string(),
+        ),
+    ])
 }
 
-/// Every container labelled with `lab`, running or not.
+/// The plan's labels with the owner's.
+fn with_owner(
+    labels: &BTreeMap<String, String>,
+    owned: &BTreeMap<String, String>,
+) -> HashMap<String, String> {
+    labels
+        .iter()
+        .chain(owned)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Which containers and networks a listing or a removal means: those labelled with a lab's name
+/// and, unless the lab predates owners, with its owner id (or, for a lab whose record is gone,
+/// its folder). Objects of another home's lab of the same name never match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selector {
+    /// The lab's name.
+    pub lab: String,
+    /// The further label, `key=value`.
+    pub also: Option<String>,
+}
+
+impl Selector {
+    /// The objects of the lab whose record this is.
+    pub fn of(lab: &LabDir, record: &Record) -> Selector {
+        Selector {
+            lab: lab.name.clone(),
+            also: (!record.owner.is_empty())
+                .then(|| format!("{}={}", plan::OWNER_LABEL, record.owner)),
+        }
+    }
+
+    /// The objects of a lab of this home whose folder (and record) are gone.
+    pub fn orphan(lab: &LabDir) -> Selector {
+        Selector {
+            lab: lab.name.clone(),
+            also: Some(format!("{}={}", plan::FOLDER_LABEL, lab.path.display())),
+        }
+    }
+
+    /// Every object labelled with the lab's name, whoever owns it.
+    fn anyone(lab: &str) -> Selector {
+        Selector {
+            lab: lab.to_string(),
+            also: None,
+        }
+    }
+
+    fn filters(&self) -> HashMap<String, Vec<String>> {
+        let mut labels = vec![format!("{}={}", plan::LAB_LABEL, self.lab)];
+        labels.extend(self.also.clone());
+        HashMap::from([("label".to_string(), labels)])
+    }
+}
+
+/// Every container `selector` means, running or not.
 async fn list_labelled(
     docker: &Docker,
-    lab: &str,
+    selector: &Selector,
 ) -> Result<Vec<bollard::models::ContainerSummary>> {
     let options = ListContainersOptionsBuilder::new()
         .all(true)
-        .filters(&label_filter(lab))
+        .filters(&selector.filters())
         .build();
     docker
         .list_containers(Some(options))
@@ -851,9 +922,12 @@ async fn list_labelled(
         .map_err(|e| engine::explain(e, "listing containers"))
 }
 
-/// Every container labelled with `lab`, by name, and what it is doing.
-pub async fn labelled_states(docker: &Docker, lab: &str) -> Result<BTreeMap<String, ProcState>> {
-    Ok(list_labelled(docker, lab)
+/// Every container `selector` means, by name, and what it is doing.
+pub async fn labelled_states(
+    docker: &Docker,
+    selector: &Selector,
+) -> Result<BTreeMap<String, ProcState>> {
+    Ok(list_labelled(docker, selector)
         .await?
         .into_iter()
         .filter_map(|c| {
@@ -869,34 +943,89 @@ pub async fn labelled_states(docker: &Docker, lab: &str) -> Result<BTreeMap<Stri
         .collect())
 }
 
-/// Every container labelled with `lab`, by name, and whether it runs.
-pub async fn labelled_containers(docker: &Docker, lab: &str) -> Result<BTreeMap<String, bool>> {
-    Ok(list_labelled(docker, lab)
-        .await?
-        .into_iter()
-        .filter_map(|c| {
-            let name = c.names?.first()?.trim_start_matches('/').to_string();
-            let running = matches!(
-                c.state,
-                Some(ContainerSummaryStateEnum::RUNNING)
-                    | Some(ContainerSummaryStateEnum::PAUSED)
-                    | Some(ContainerSummaryStateEnum::RESTARTING)
-            );
-            Some((name, running))
-        })
-        .collect())
+/// Refuse to start lab `lab` while the engine holds containers or networks labelled with its
+/// name: they are another home's lab, a compose lab, or this home's lab whose folder was deleted.
+/// The error says which, and how to remove them; nothing is touched.
+async fn refuse_taken(docker: &Docker, lab: &LabDir) -> Result<()> {
+    let anyone = Selector::anyone(&lab.name);
+    let containers = list_labelled(docker, &anyone).await?;
+    let networks = labelled_networks(docker, &anyone).await?;
+    let labels = containers
+        .iter()
+        .filter_map(|c| c.labels.clone())
+        .chain(networks.iter().filter_map(|n| n.labels.clone()))
+        .next();
+    let Some(labels) = labels else {
+        return Ok(());
+    };
+    let name = &lab.name;
+    let what = format!(
+        "{} and {} labelled {}={name}",
+        plural(containers.len(), "container"),
+        plural(networks.len(), "network"),
+        plan::LAB_LABEL
+    );
+    let owner = labels.get(plan::OWNER_LABEL).map(String::as_str);
+    let folder = labels.get(plan::FOLDER_LABEL).map(String::as_str);
+    let ours = lab.path.display().to_string();
+    match (owner, folder) {
+        (Some("compose"), _) => {
+            let project = labels
+                .get("com.docker.compose.project")
+                .or_else(|| labels.get("com.docker.stack.namespace"))
+                .cloned()
+                .unwrap_or_else(|| name.clone());
+            bail!(
+                "the name {name} is taken in the Docker engine by a lab started from a compose \
+                 file ({what}, project {project}); labctl leaves it alone: `docker compose -p \
+                 {project} down` removes it, or start this lab under another name with --name"
+            )
+        }
+        (_, Some(folder)) if folder == ours => bail!(
+            "the Docker engine holds {what}, left by an earlier lab {name} of this home whose \
+             folder was deleted; `labctl down {name}` removes them, or use --name"
+        ),
+        (Some(owner), Some(folder)) => {
+            let home = Path::new(folder)
+                .parent()
+                .and_then(Path::parent)
+                .map(|h| h.display().to_string())
+                .unwrap_or_else(|| "?".into());
+            bail!(
+                "the name {name} is taken in the Docker engine by another labctl home's lab \
+                 (its folder is {folder}, owner {owner}; {what}); labctl leaves it alone: \
+                 `LABCTL_HOME={home} labctl down {name}` removes it, or start this lab under \
+                 another name with --name"
+            )
+        }
+        _ => bail!(
+            "the Docker engine holds {what}, made by an older labctl or by hand (they carry no \
+             {} label); labctl leaves them alone: remove them (`docker rm -f`, `docker network \
+             rm`), or use --name",
+            plan::OWNER_LABEL
+        ),
+    }
 }
 
-/// Remove every container, network and volume labelled with `lab`: nodes first (they say
-/// goodbye to the bootstrap on SIGTERM), then the services, then the networks. Idempotent.
-pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
+/// `1 container`, `3 networks`.
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// Remove every container, network and volume `selector` means: nodes first (they say goodbye
+/// to the bootstrap on SIGTERM), then the services, then the networks. Idempotent.
+pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
     // A paused container (labctl fault pause) can be neither stopped nor killed: thaw it first.
-    for (name, state) in labelled_states(docker, lab).await? {
+    for (name, state) in labelled_states(docker, selector).await? {
         if state == ProcState::Paused {
             let _ = docker.unpause_container(&name).await;
         }
     }
-    let containers = list_labelled(docker, lab).await?;
+    let containers = list_labelled(docker, selector).await?;
     let (nodes, services): (Vec<_>, Vec<_>) = containers.into_iter().partition(|c| {
         c.labels
             .as_ref()
@@ -926,7 +1055,7 @@ pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
             result?;
         }
     }
-    let removals = labelled_networks(docker, lab)
+    let removals = labelled_networks(docker, selector)
         .await?
         .into_iter()
         .filter_map(|n| n.id)
@@ -940,7 +1069,7 @@ pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
         result?;
     }
     let options = ListVolumesOptionsBuilder::new()
-        .filters(&label_filter(lab))
+        .filters(&selector.filters())
         .build();
     let volumes = docker
         .list_volumes(Some(options))
@@ -960,25 +1089,100 @@ pub async fn remove_lab(docker: &Docker, lab: &str) -> Result<()> {
     Ok(())
 }
 
-/// Remove whatever the engine holds labelled with `lab`, if an engine answers. Returns whether
-/// there was anything (for `down NAME` on a lab whose folder is gone).
-pub async fn sweep(lab: &str) -> Result<bool> {
+/// Remove whatever the engine holds of the lab `selector` means, if an engine answers. Returns
+/// whether there was anything (for `down NAME` on a lab whose folder is gone).
+pub async fn sweep(selector: &Selector) -> Result<bool> {
     if !engine::answers().await {
         return Ok(false);
     }
     let docker = engine::connect().await?;
-    let networks = labelled_networks(&docker, lab).await?;
-    if labelled_containers(&docker, lab).await?.is_empty() && networks.is_empty() {
+    let networks = labelled_networks(&docker, selector).await?;
+    if list_labelled(&docker, selector).await?.is_empty() && networks.is_empty() {
         return Ok(false);
     }
-    remove_lab(&docker, lab).await?;
+    remove_lab(&docker, selector).await?;
     Ok(true)
 }
 
-/// Every network labelled with `lab`.
-async fn labelled_networks(docker: &Docker, lab: &str) -> Result<Vec<bollard::models::Network>> {
+/// A lab the engine holds, as its labels tell (for `labctl ls`): whatever started it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineLab {
+    /// `labctl.lab`.
+    pub lab: String,
+    /// `labctl.owner`, if any (`compose` for a compose lab).
+    pub owner: Option<String>,
+    /// `labctl.folder`, if any.
+    pub folder: Option<String>,
+    /// The compose project or stack, if a compose tool started it.
+    pub project: Option<String>,
+    /// Its node containers.
+    pub nodes: usize,
+    /// All its containers.
+    pub containers: usize,
+    /// Those that run (or are paused).
+    pub running: usize,
+}
+
+/// Every lab whose containers the engine holds (none if no engine answers), by name and owner.
+pub async fn engine_labs() -> Vec<EngineLab> {
+    if !engine::answers().await {
+        return Vec::new();
+    }
+    let Ok(docker) = engine::connect().await else {
+        return Vec::new();
+    };
+    let options = ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&HashMap::from([(
+            "label".to_string(),
+            vec![plan::LAB_LABEL.to_string()],
+        )]))
+        .build();
+    let Ok(containers) = docker.list_containers(Some(options)).await else {
+        return Vec::new();
+    };
+    let mut labs: BTreeMap<(String, Option<String>), EngineLab> = BTreeMap::new();
+    for container in containers {
+        let labels = container.labels.unwrap_or_default();
+        let Some(name) = labels.get(plan::LAB_LABEL) else {
+            continue;
+        };
+        let owner = labels.get(plan::OWNER_LABEL).cloned();
+        let lab = labs
+            .entry((name.clone(), owner.clone()))
+            .or_insert_with(|| EngineLab {
+                lab: name.clone(),
+                owner,
+                folder: labels.get(plan::FOLDER_LABEL).cloned(),
+                project: labels
+                    .get("com.docker.compose.project")
+                    .or_else(|| labels.get("com.docker.stack.namespace"))
+                    .cloned(),
+                ..EngineLab::default()
+            });
+        lab.containers += 1;
+        if labels.get(plan::ROLE_LABEL).is_some_and(|r| r == "node") {
+            lab.nodes += 1;
+        }
+        if matches!(
+            container.state,
+            Some(ContainerSummaryStateEnum::RUNNING)
+                | Some(ContainerSummaryStateEnum::PAUSED)
+                | Some(ContainerSummaryStateEnum::RESTARTING)
+        ) {
+            lab.running += 1;
+        }
+    }
+    labs.into_values().collect()
+}
+
+/// Every network `selector` means.
+async fn labelled_networks(
+    docker: &Docker,
+    selector: &Selector,
+) -> Result<Vec<bollard::models::Network>> {
     let options = ListNetworksOptionsBuilder::new()
-        .filters(&label_filter(lab))
+        .filters(&selector.filters())
         .build();
     docker
         .list_networks(Some(options))

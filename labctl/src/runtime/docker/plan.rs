@@ -40,6 +40,12 @@ pub const ROLE_LABEL: &str = "labctl.role";
 pub const NODE_LABEL: &str = "labctl.node";
 /// What a network is: `mgmt`, `uplink` or `link`.
 pub const NETWORK_LABEL: &str = "labctl.network";
+/// Whose lab it is: the owner id in the lab's record (`labctl.owner=<16 hex>`), or `compose` for a
+/// lab started from an exported compose file. labctl removes only objects of its own owner id.
+pub const OWNER_LABEL: &str = "labctl.owner";
+/// The lab's folder on the host (labctl's Docker runtime only), so that a lab whose folder was
+/// deleted is still found, and a refusal can say which home holds a name.
+pub const FOLDER_LABEL: &str = "labctl.folder";
 
 /// The bootstrap's gRPC port inside its container.
 pub const BOOTSTRAP_PORT: u16 = 7000;
