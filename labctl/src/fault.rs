@@ -111,7 +111,7 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
         runtime
             .node_fault(lab, &mut record, id, action, &settings)
             .await
-            .with_context(|| format!("carrying out {action:?} on node {id}"))
+            .with_context(|| format!("carrying out {action} on node {id}"))
             .map_err(recorded)?;
         if action == NodeAction::Restart {
             lab.save(&record)?;

@@ -141,6 +141,109 @@ pub enum Event {
     },
 }
 
+/// An event in words, as a node's log says it: `elected leader after 3 iterations`.
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::EpochStarted { epoch } => write!(f, "epoch {epoch} started: a new election"),
+            Event::Standing {
+                iteration,
+                standing,
+            } => {
+                let standing = match standing {
+                    Standing::Source => "a source",
+                    Standing::Internal => "internal",
+                    Standing::Sink => "a sink",
+                };
+                write!(f, "Yo-Yo iteration {iteration}: {standing}")
+            }
+            Event::EdgeFlipped {
+                iteration,
+                neighbor,
+            } => write!(
+                f,
+                "Yo-Yo iteration {iteration}: the edge to {neighbor} carried a NO and flips"
+            ),
+            Event::PruneRequested {
+                iteration,
+                neighbor,
+            } => write!(
+                f,
+                "Yo-Yo iteration {iteration}: asked {neighbor} to delete our link"
+            ),
+            Event::EdgePruned {
+                iteration,
+                neighbor,
+            } => write!(
+                f,
+                "Yo-Yo iteration {iteration}: the link to {neighbor} was deleted at its request"
+            ),
+            Event::Pruned { iteration } => write!(
+                f,
+                "Yo-Yo iteration {iteration}: pruned itself from the election"
+            ),
+            Event::Elected { iterations } => write!(
+                f,
+                "elected leader after {iterations} Yo-Yo iteration{}",
+                if *iterations == 1 { "" } else { "s" }
+            ),
+            Event::Joined {
+                parent,
+                depth,
+                leader,
+            } => write!(
+                f,
+                "joined the tree under {parent} at depth {depth} (leader {leader})"
+            ),
+            Event::Crossed { neighbor } => write!(
+                f,
+                "our Q crossed {neighbor}'s: that link is not a tree edge"
+            ),
+            Event::Adopted { child, size } => write!(
+                f,
+                "adopted child {child} (its subtree holds {size} node{})",
+                if *size == 1 { "" } else { "s" }
+            ),
+            Event::Complete { size } => write!(
+                f,
+                "subtree complete: {size} node{}",
+                if *size == 1 { "" } else { "s" }
+            ),
+            Event::Roles { roles } => {
+                let roles: Vec<String> = roles.iter().map(Role::to_string).collect();
+                if roles.is_empty() {
+                    write!(f, "roles: none")
+                } else {
+                    write!(f, "roles: {}", roles.join(", "))
+                }
+            }
+            Event::Suspected { neighbor } => write!(f, "neighbour {neighbor} suspected"),
+            Event::CameBack { neighbor, hold_ms } => write!(
+                f,
+                "neighbour {neighbor} came back; its link is held for {hold_ms} ms"
+            ),
+            Event::LinkReset {
+                neighbor,
+                reason,
+                hold_ms,
+            } => write!(
+                f,
+                "link to {neighbor} reset ({reason}); held for {hold_ms} ms"
+            ),
+            Event::LeftOut { neighbor, reason } => write!(
+                f,
+                "the link to {neighbor} is left out of this election ({reason})"
+            ),
+            Event::EpochWanted { at, reason } => {
+                write!(f, "a new epoch is wanted at {at} ms ({reason})")
+            }
+            Event::Stalled { ms } => write!(f, "this node was frozen for {ms} ms"),
+            Event::Dropped { from, reason } => write!(f, "message from {from} dropped: {reason}"),
+            Event::Replication { note } => write!(f, "replication: {note}"),
+        }
+    }
+}
+
 /// One line of a trace, as `labctl sim --trace` and a live node's trace stream print it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceLine {

@@ -90,6 +90,19 @@ pub enum Kind {
     Yes,
 }
 
+/// A kind as the algorithms name it: `setup`, `YO-`, `-YO`, `Q`, `Yes`.
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Setup => "setup",
+            Kind::YoDown => "YO-",
+            Kind::YoUp => "-YO",
+            Kind::Q => "Q",
+            Kind::Yes => "Yes",
+        })
+    }
+}
+
 impl Body {
     /// The kind of this body.
     pub fn kind(&self) -> Kind {

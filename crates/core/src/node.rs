@@ -388,7 +388,7 @@ impl Node {
             // The sender takes our link into this epoch's election, and we do not (we suspected
             // it, or left it out): the ends disagree, so run another epoch that both take it into.
             let reason = format!(
-                "{:?} of epoch {} on the link to {from}, which this epoch's election does not run on",
+                "{} of epoch {} on the link to {from}, which this epoch's election does not run on",
                 message.body.kind(),
                 message.epoch
             );

@@ -377,13 +377,28 @@ fn check(name: &str, ok: bool, detail: String) -> Check {
     }
 }
 
+/// Items in words, comma-separated, `none` when there are none: `1, 2, 3`.
+fn list<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let words: Vec<String> = items.map(|item| item.to_string()).collect();
+    if words.is_empty() {
+        "none".into()
+    } else {
+        words.join(", ")
+    }
+}
+
+/// A value that may be missing, in words: the value, or `none`.
+fn maybe<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "none".into(), |v| v.to_string())
+}
+
 /// Every node is in the same epoch.
 pub fn one_epoch(statuses: &BTreeMap<NodeId, Status>) -> Check {
     let epochs: BTreeSet<Epoch> = statuses.values().map(|s| s.epoch).collect();
     check(
         "one_epoch",
         epochs.len() == 1,
-        format!("epochs seen: {epochs:?}"),
+        format!("epochs seen: {}", list(epochs.iter())),
     )
 }
 
@@ -399,7 +414,11 @@ pub fn one_leader(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>) ->
         return check(
             "one_leader",
             false,
-            format!("elected {winners:?}, minimum id is {minimum:?}"),
+            format!(
+                "elected {}, the minimum id is {}",
+                list(winners.iter()),
+                maybe(minimum)
+            ),
         );
     }
     if let Some(s) = statuses.values().find(|s| s.leader != minimum) {
@@ -407,8 +426,10 @@ pub fn one_leader(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>) ->
             "one_leader",
             false,
             format!(
-                "node {} follows leader {:?}, not {minimum:?}",
-                s.id, s.leader
+                "node {} follows leader {}, not {}",
+                s.id,
+                maybe(s.leader),
+                maybe(minimum)
             ),
         );
     }
@@ -436,7 +457,8 @@ pub fn spanning_tree(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>)
         .collect();
     if roots.len() != 1 {
         return fail(format!(
-            "nodes without a parent: {roots:?} (want exactly one)"
+            "nodes without a parent: {} (want exactly one)",
+            list(roots.iter())
         ));
     }
     let root = roots[0];
@@ -459,15 +481,16 @@ pub fn spanning_tree(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>)
         let status = &statuses[&id];
         if status.depth != Some(depth) {
             return fail(format!(
-                "node {id} reports depth {:?}, is at {depth}",
-                status.depth
+                "node {id} reports depth {}, is at {depth}",
+                maybe(status.depth)
             ));
         }
         let kids = children.get(&id).cloned().unwrap_or_default();
         if status.children != kids {
             return fail(format!(
-                "node {id} lists children {:?}, parents say {kids:?}",
-                status.children
+                "node {id} lists children {}, parents say {}",
+                list(status.children.iter()),
+                list(kids.iter())
             ));
         }
         for child in kids {
@@ -479,15 +502,16 @@ pub fn spanning_tree(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>)
     if seen.len() != adjacency.len() {
         let missing = adjacency.keys().find(|id| !seen.contains(id));
         return fail(format!(
-            "{} of {} nodes hang from the root; {missing:?} does not",
+            "{} of {} nodes hang from the root; node {} does not",
             seen.len(),
-            adjacency.len()
+            adjacency.len(),
+            maybe(missing)
         ));
     }
     if statuses[&root].subtree != Some(adjacency.len() as u64) {
         return fail(format!(
-            "the root counted {:?} nodes, the topology has {}",
-            statuses[&root].subtree,
+            "the root counted {} nodes, the topology has {}",
+            maybe(statuses[&root].subtree),
             adjacency.len()
         ));
     }
@@ -519,8 +543,10 @@ pub fn roles_follow_tree(statuses: &BTreeMap<NodeId, Status>, lab_size: u64) -> 
                 "roles",
                 false,
                 format!(
-                    "node {} has {:?}, its place gives {expected:?}",
-                    s.id, s.roles
+                    "node {} has roles {}, its place gives {}",
+                    s.id,
+                    list(s.roles.iter()),
+                    list(expected.iter())
                 ),
             );
         }

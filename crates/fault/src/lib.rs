@@ -371,6 +371,38 @@ impl LinkFilter {
     }
 }
 
+/// A link's filter in words: `cut`, `delay 200 ms, loss 10 %`, `clear`.
+impl std::fmt::Display for LinkFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if self.cut {
+            parts.push("cut".to_string());
+        }
+        if self.delay_ms > 0 {
+            parts.push(format!("delay {} ms", self.delay_ms));
+        }
+        if self.loss_percent > 0 {
+            parts.push(format!("loss {} %", self.loss_percent));
+        }
+        if parts.is_empty() {
+            parts.push("clear".into());
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// A node action in words: `kill`, `pause`, `resume`, `restart`.
+impl std::fmt::Display for NodeAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeAction::Kill => "kill",
+            NodeAction::Pause => "pause",
+            NodeAction::Resume => "resume",
+            NodeAction::Restart => "restart",
+        })
+    }
+}
+
 /// An undirected link, smaller id first.
 pub type Link = (NodeId, NodeId);
 

@@ -353,7 +353,15 @@ impl<T: Transport> Driver<T> {
                 });
             }
             Command::SetFilters(filters, reply) => {
-                info!(?filters, "fault filter set");
+                let links: Vec<String> = filters
+                    .iter()
+                    .map(|(neighbor, filter)| format!("link to {neighbor}: {filter}"))
+                    .collect();
+                if links.is_empty() {
+                    info!("fault filter cleared");
+                } else {
+                    info!("fault filter set: {}", links.join("; "));
+                }
                 let result = self
                     .transport
                     .set_filters(filters.clone())
@@ -547,7 +555,7 @@ fn log_event(event: &Event) {
         | Event::LinkReset { .. }
         | Event::LeftOut { .. }
         | Event::EpochWanted { .. }
-        | Event::Stalled { .. } => info!(?event),
-        _ => debug!(?event),
+        | Event::Stalled { .. } => info!("{event}"),
+        _ => debug!("{event}"),
     }
 }

@@ -246,7 +246,8 @@ pub async fn run(
         }
     }
     let _ = stage_tx.send(Stage::Running);
-    info!(neighbors = ?neighbors.iter().map(|(n, _)| n).collect::<Vec<_>>(), "joined");
+    let ids: Vec<String> = neighbors.iter().map(|(n, _)| n.to_string()).collect();
+    info!("joined the lab; neighbours {}", ids.join(", "));
 
     let driver = Driver::new(
         DriverConfig {

@@ -29,7 +29,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
     KillContainerOptions, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use bollard::Docker;
 use labctl_fault::NodeAction;
@@ -1016,58 +1016,97 @@ fn plural(count: usize, noun: &str) -> String {
     }
 }
 
-/// Remove every container, network and volume `selector` means: nodes first (they say goodbye
-/// to the bootstrap on SIGTERM), then the services, then the networks. Idempotent.
+/// How long `down` lets a lab's daemons act on SIGTERM before the engine kills them: the whole
+/// lab goes, so nobody is left to hear a goodbye; the grace only lets a node finish a write.
+const DOWN_GRACE: Duration = Duration::from_millis(1000);
+
+/// How many removals `down` asks of the engine at once. The engine tears down containers'
+/// network endpoints and networks largely one at a time, so more would only queue inside it.
+const REMOVAL_POOL: usize = 8;
+
+/// Remove every container, network and volume `selector` means. Every daemon gets SIGTERM at
+/// once and [`DOWN_GRACE`] to exit; then the containers are removed (killed if still running),
+/// then the networks, each with [`REMOVAL_POOL`] removals in flight and a bar on a terminal.
+/// Idempotent: what is already gone counts as removed.
 pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
     // A paused container (labctl fault pause) can be neither stopped nor killed: thaw it first.
     for (name, state) in labelled_states(docker, selector).await? {
         if state == ProcState::Paused {
             let _ = docker.unpause_container(&name).await;
         }
     }
-    let containers = list_labelled(docker, selector).await?;
-    let (nodes, services): (Vec<_>, Vec<_>) = containers.into_iter().partition(|c| {
-        c.labels
-            .as_ref()
-            .and_then(|l| l.get(plan::ROLE_LABEL))
-            .is_some_and(|r| r == "node")
-    });
-    for group in [nodes, services] {
-        let stops = group
-            .iter()
-            .filter_map(|c| c.id.clone())
-            .map(|id| async move {
-                let stop = StopContainerOptionsBuilder::new()
-                    .t(STOP_GRACE_SECS)
-                    .build();
-                // Already stopped or gone is fine: the removal below is what counts.
-                let _ = docker.stop_container(&id, Some(stop)).await;
-                let remove = RemoveContainerOptionsBuilder::new()
-                    .force(true)
-                    .v(true)
-                    .build();
-                removed(
-                    docker.remove_container(&id, Some(remove)).await,
-                    &format!("removing container {id}"),
-                )
-            });
-        for result in futures_util::future::join_all(stops).await {
-            result?;
-        }
-    }
-    let removals = labelled_networks(docker, selector)
+    let containers: Vec<String> = list_labelled(docker, selector)
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    let networks: Vec<String> = labelled_networks(docker, selector)
         .await?
         .into_iter()
         .filter_map(|n| n.id)
-        .map(|id| async move {
-            removed(
+        .collect();
+    let bar = removal_bar((containers.len() + networks.len()) as u64);
+
+    // SIGTERM to all at once, then wait (bounded) until they stopped.
+    let terms = containers.iter().map(|id| async move {
+        let term = KillContainerOptions {
+            signal: "SIGTERM".into(),
+        };
+        // Not running is fine: the removal below is what counts.
+        let _ = docker.kill_container(id, Some(term)).await;
+    });
+    futures_util::future::join_all(terms).await;
+    let deadline = Instant::now() + DOWN_GRACE;
+    while Instant::now() < deadline {
+        let running = labelled_states(docker, selector)
+            .await?
+            .values()
+            .filter(|s| **s != ProcState::Down)
+            .count();
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(POLL * 4).await;
+    }
+
+    bar.set_message("containers");
+    stream::iter(containers.into_iter().map(|id| {
+        let (bar, docker) = (bar.clone(), docker.clone());
+        async move {
+            let remove = RemoveContainerOptionsBuilder::new()
+                .force(true)
+                .v(true)
+                .build();
+            let result = removed(
+                docker.remove_container(&id, Some(remove)).await,
+                &format!("removing container {id}"),
+            );
+            bar.inc(1);
+            result
+        }
+    }))
+    .buffer_unordered(REMOVAL_POOL)
+    .try_collect::<Vec<()>>()
+    .await?;
+
+    bar.set_message("networks");
+    stream::iter(networks.into_iter().map(|id| {
+        let (bar, docker) = (bar.clone(), docker.clone());
+        async move {
+            let result = removed(
                 docker.remove_network(&id).await,
                 &format!("removing network {id}"),
-            )
-        });
-    for result in futures_util::future::join_all(removals).await {
-        result?;
-    }
+            );
+            bar.inc(1);
+            result
+        }
+    }))
+    .buffer_unordered(REMOVAL_POOL)
+    .try_collect::<Vec<()>>()
+    .await?;
+    bar.finish_and_clear();
+
     let options = ListVolumesOptionsBuilder::new()
         .filters(&selector.filters())
         .build();
@@ -1087,6 +1126,25 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// A bar counting a lab's containers and networks as they go, on stderr when it is a terminal.
+fn removal_bar(count: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let target = if std::io::stderr().is_terminal() && count > 0 {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(count), target);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix("removing");
+    bar.set_message("stopping");
+    bar
 }
 
 /// Remove whatever the engine holds of the lab `selector` means, if an engine answers. Returns
