@@ -73,8 +73,9 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
     let states = runtime.states(lab, &record).await;
     if states.values().all(|s| *s == ProcState::Down) {
         bail!(
-            "lab {} is not running (none of its processes is); `labctl down {}` removes it",
+            "lab {} is not running (none of its {} is); `labctl down {}` removes it",
             lab.name,
+            runtime::noun(runtime.kind(), 2),
             lab.name
         );
     }

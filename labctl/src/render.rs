@@ -16,10 +16,10 @@ pub fn report(report: &Report, header: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}: {} nodes, {} links, epoch {}",
+        "{}: {}, {}, epoch {}",
         report.lab,
-        report.nodes,
-        report.links,
+        plural(report.nodes, "node"),
+        plural(report.links, "link"),
         report
             .epoch
             .map_or_else(|| "none (no quorum)".to_string(), |e| e.to_string())
@@ -247,54 +247,51 @@ pub fn live(live: &crate::live::LiveReport) -> String {
             services.join(", ")
         );
     }
-    // Where to chat, and how far each copy of the data is.
-    let mut inputs = Vec::new();
-    let mut copies = Vec::new();
-    for (id, address) in &live.addresses {
-        let roles = live
-            .report
-            .roles
-            .get(id)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        if let Some(http) = &address.http {
-            inputs.push(format!("{id} (http://{http})"));
-        }
-        if roles.contains(&Role::Writer)
-            || roles.contains(&Role::Leader)
-            || roles.contains(&Role::Persistence)
-        {
-            copies.push(format!("{id}: {}", address.applied));
-        }
-    }
     if !live.nameserver.is_empty() {
         let _ = writeln!(
             out,
-            "\nChat: open {} (it redirects to an input node){}",
-            live.nameserver,
-            if inputs.is_empty() {
-                String::new()
-            } else {
-                format!("; input nodes {}", inputs.join(", "))
-            }
+            "\nChat: open {} (it redirects to an input node)",
+            live.nameserver
         );
     }
-    if !copies.is_empty() {
-        let _ = writeln!(
-            out,
-            "Replication log applied (roots and persistence): {}",
-            copies.join(", ")
-        );
-    }
-    let troubled: Vec<String> = live
+    // Every node, by id as a number: its state, roles, how far its copy of the data is, and
+    // where it serves the chat.
+    let mut ids: Vec<(u64, &String)> = live
         .addresses
-        .iter()
-        .filter(|(_, a)| a.state != "running")
-        .map(|(id, a)| format!("{id} {}", a.state))
+        .keys()
+        .map(|id| (id.parse().unwrap_or(u64::MAX), id))
         .collect();
-    if !troubled.is_empty() {
-        let _ = writeln!(out, "\nNodes not running: {}", troubled.join(", "));
-    }
+    ids.sort();
+    let rows: Vec<Vec<String>> = ids
+        .into_iter()
+        .map(|(_, id)| {
+            let address = &live.addresses[id];
+            let roles = live
+                .report
+                .roles
+                .get(id)
+                .filter(|r| !r.is_empty())
+                .map(|r| r.iter().map(Role::to_string).collect::<Vec<_>>().join("+"))
+                .unwrap_or_else(|| "-".into());
+            vec![
+                id.clone(),
+                address.state.clone(),
+                roles,
+                address.applied.to_string(),
+                address.pid.to_string(),
+                address
+                    .http
+                    .as_ref()
+                    .map_or_else(|| "-".into(), |h| format!("http://{h}")),
+            ]
+        })
+        .collect();
+    let _ = writeln!(out);
+    out.push_str(&table(
+        &["NODE", "STATE", "ROLES", "APPLIED", "PID", "CHAT"],
+        &rows,
+        &[true, false, false, true, true, false],
+    ));
     let _ = writeln!(out, "\nLab folder (logs): {}", live.folder);
     out
 }
@@ -333,10 +330,10 @@ pub fn components(report: &Report, header: &str, faults: &[String], away: &[Stri
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}: {} nodes, {} links, {}",
+        "{}: {}, {}, {}",
         report.lab,
-        report.nodes,
-        report.links,
+        plural(report.nodes, "node"),
+        plural(report.links, "link"),
         match report.epoch {
             Some(e) => format!("quorum in epoch {e}"),
             None => "no component holds a quorum".into(),
@@ -427,6 +424,14 @@ pub fn components(report: &Report, header: &str, faults: &[String], away: &[Stri
         }
     }
     out
+}
+
+/// `1 link`, `3 links`.
+pub fn plural(count: usize, noun: &str) -> String {
+    match count {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
 }
 
 /// Rows under a header row, each column as wide as its widest cell; `right[i]` aligns column `i`

@@ -262,3 +262,87 @@ fn two_homes_never_touch_each_others_lab_of_the_same_name() {
     first.labctl(&["down", &name]).expect_success();
     assert!(labelled_in_engine_now(&name).is_empty());
 }
+
+/// What people read (`up`, `status`, `ls`, a node's log) is words and tables: no Rust debug text,
+/// headers over aligned columns, ids in numeric order, the runtime's own noun, plurals right.
+#[test]
+fn human_output_reads_as_words_and_tables() {
+    let home = Home::new();
+    let debug_text = ["Some(", "None", "{ ", "Roles {", "Config {"];
+    let clean = |what: &str, text: &str| {
+        for bad in debug_text {
+            assert!(
+                !text.contains(bad),
+                "{what} shows debug text {bad:?}:\n{text}"
+            );
+        }
+    };
+
+    // A pair has one link, said in the singular.
+    let pair = topology_file("pair.toml");
+    let up = home
+        .labctl(&["up", pair.to_str().unwrap(), "--runtime", "process"])
+        .expect_success()
+        .stdout;
+    clean("up", &up);
+    assert!(up.starts_with("pair: 2 nodes, 1 link, epoch"), "{up}");
+
+    // Twelve nodes: ids 10, 11 and 12 come after 9, as numbers.
+    let ring = topology_file("ring12-shuffled.toml");
+    home.labctl(&[
+        "up",
+        ring.to_str().unwrap(),
+        "--runtime",
+        "process",
+        "--name",
+        "r12",
+    ])
+    .expect_success();
+    let status = home.labctl(&["status", "r12"]).expect_success().stdout;
+    clean("status", &status);
+    let header = status
+        .lines()
+        .position(|l| l.starts_with("NODE") && l.contains("STATE") && l.contains("ROLES"))
+        .unwrap_or_else(|| panic!("status has a node table with a header:\n{status}"));
+    let ids: Vec<u64> = status
+        .lines()
+        .skip(header + 1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .expect("a node id")
+        })
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids.len(), 12, "{status}");
+    assert_eq!(ids, sorted, "node ids in numeric order:\n{status}");
+
+    let ls = home.labctl(&["ls"]).expect_success().stdout;
+    clean("ls", &ls);
+    let lines: Vec<&str> = ls.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("RUNTIME"),
+        "{ls}"
+    );
+    assert_eq!(lines.len(), 3, "a header and two labs:\n{ls}");
+    // Columns line up: each column starts at the same place on every line.
+    let column = |line: &str, word: &str| line.find(word).expect("a column");
+    let state_at = column(lines[0], "STATE");
+    for line in &lines[1..] {
+        assert_eq!(column(line, "running"), state_at, "aligned:\n{ls}");
+        assert!(
+            line.contains("processes"),
+            "the process runtime's noun:\n{ls}"
+        );
+    }
+
+    // A node's log says its events in words.
+    let log = std::fs::read_to_string(home.lab_folder("pair").join("logs/node-1.log"))
+        .expect("node 1's log");
+    clean("node 1's log", &log);
+    assert!(log.contains("elected leader after"), "{log}");
+}

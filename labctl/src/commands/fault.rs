@@ -109,9 +109,9 @@ fn said(applied: &Applied) -> String {
     let mut parts = nodes;
     match &applied.fault {
         Fault::Partition { .. } => parts.push(format!(
-            "{}: {} link(s) cut ({})",
+            "{}: {} cut ({})",
             applied.fault,
-            applied.cut.len(),
+            crate::render::plural(applied.cut.len(), "link"),
             links(&applied.cut)
         )),
         Fault::Cut { .. } => parts.push(format!("link {} cut", links(&applied.cut))),
@@ -120,9 +120,15 @@ fn said(applied: &Applied) -> String {
             "link {a}–{b} loses {percent} % of its frames (each resent after 200 ms, doubling)"
         )),
         Fault::Heal { a, b } => parts.push(format!("link {a}–{b} healed")),
-        Fault::HealAll if !applied.healed.is_empty() => {
-            parts.push(format!("link(s) {} healed", links(&applied.healed)))
-        }
+        Fault::HealAll if !applied.healed.is_empty() => parts.push(format!(
+            "{} {} healed",
+            if applied.healed.len() == 1 {
+                "link"
+            } else {
+                "links"
+            },
+            links(&applied.healed)
+        )),
         _ => {}
     }
     if parts.is_empty() {
