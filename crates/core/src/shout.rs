@@ -51,6 +51,18 @@ pub enum Refusal {
         /// The sender.
         from: NodeId,
     },
+    /// A number in the message cannot be right in any tree: a Q at the deepest depth there is
+    /// (its child's depth would overflow), a Yes for a subtree of no nodes, or sizes that add up
+    /// past any count. A malformed or hostile peer; the message is refused, nothing changes.
+    #[error("{what} from {from} cannot be right: {why}")]
+    Impossible {
+        /// The sender.
+        from: NodeId,
+        /// Which message.
+        what: &'static str,
+        /// Which number, and why.
+        why: String,
+    },
 }
 
 /// One node's SHOUT+ state for one epoch.
@@ -139,6 +151,14 @@ impl Shout {
                         });
                     }
                 }
+                // Peers' numbers are checked before they are used: depth + 1 must exist.
+                let Some(child_depth) = depth.checked_add(1) else {
+                    return Err(Refusal::Impossible {
+                        from,
+                        what: "Q",
+                        why: format!("depth {depth} has no depth below it"),
+                    });
+                };
                 if !self.asked_by.insert(from) {
                     return Err(Refusal::DuplicateQ { from });
                 }
@@ -146,10 +166,10 @@ impl Shout {
                     // The first Q: its sender becomes our parent, and we ask everyone else.
                     self.leader = Some(leader);
                     self.parent = Some(from);
-                    self.depth = Some(depth + 1);
+                    self.depth = Some(child_depth);
                     changes.push(Event::Joined {
                         parent: from,
-                        depth: depth + 1,
+                        depth: child_depth,
                         leader,
                     });
                     self.ask_all_but_parent(send);
@@ -163,6 +183,19 @@ impl Shout {
                 // Only a neighbour we asked, that did not ask us, can answer Yes.
                 if !self.waiting.contains(&from) || self.asked_by.contains(&from) {
                     return Err(Refusal::UnexpectedYes { from });
+                }
+                // A subtree holds its root at least, and all subtrees add up to a count.
+                let total = self
+                    .children
+                    .values()
+                    .try_fold(1u64, |sum, &s| sum.checked_add(s))
+                    .and_then(|sum| sum.checked_add(size));
+                if size == 0 || total.is_none() {
+                    return Err(Refusal::Impossible {
+                        from,
+                        what: "Yes",
+                        why: format!("a subtree of {size} nodes"),
+                    });
                 }
                 self.waiting.remove(&from);
                 self.children.insert(from, size);
@@ -194,7 +227,11 @@ impl Shout {
         if self.complete.is_some() || self.depth.is_none() || !self.waiting.is_empty() {
             return;
         }
-        let size = 1 + self.children.values().sum::<u64>();
+        // Cannot overflow: every Yes was checked to keep the sum a count.
+        let size = self
+            .children
+            .values()
+            .fold(1u64, |sum, &s| sum.saturating_add(s));
         self.complete = Some(size);
         changes.push(Event::Complete { size });
         if let Some(parent) = self.parent {
@@ -413,6 +450,43 @@ mod tests {
             Err(Refusal::UnexpectedYes { .. })
         ));
         assert_eq!(format!("{node:?}"), before);
+        assert!(sent.is_empty() && events.is_empty());
+    }
+
+    /// Numbers no tree can hold (a malformed or hostile peer) are refused, not added up: a Q at
+    /// the deepest depth, a Yes for an empty subtree, subtree sizes past any count.
+    #[test]
+    fn impossible_numbers_from_peers_are_refused_and_change_nothing() {
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        let mut fresh = Shout::new([1, 4].into());
+        let before = format!("{fresh:?}");
+        assert!(matches!(
+            fresh.receive(1, &q(1, u32::MAX), &mut sent, &mut events),
+            Err(Refusal::Impossible { what: "Q", .. })
+        ));
+        assert_eq!(format!("{fresh:?}"), before, "a refused Q changes nothing");
+
+        // Node 2 under 1, asking 3 and 4.
+        let mut node = Shout::new([1, 3, 4].into());
+        feed(&mut node, 1, q(1, 0));
+        let yes = |size| Body::Yes { size, best: None };
+        let before = format!("{node:?}");
+        assert!(matches!(
+            node.receive(3, &yes(0), &mut sent, &mut events),
+            Err(Refusal::Impossible { what: "Yes", .. })
+        ));
+        assert_eq!(format!("{node:?}"), before);
+        feed(&mut node, 3, yes(u64::MAX - 1));
+        let before = format!("{node:?}");
+        assert!(matches!(
+            node.receive(4, &yes(2), &mut sent, &mut events),
+            Err(Refusal::Impossible { what: "Yes", .. })
+        ));
+        assert_eq!(
+            format!("{node:?}"),
+            before,
+            "an overflowing size changes nothing"
+        );
         assert!(sent.is_empty() && events.is_empty());
     }
 }

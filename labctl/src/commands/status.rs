@@ -46,10 +46,17 @@ pub fn run(args: &StatusArgs) -> Result<Outcome> {
     })
 }
 
-/// One report on `lab`.
+/// One report on `lab`: one of this home, or (read-only) one started from a compose file.
 pub async fn once(lab: &LabDir) -> Result<LiveReport> {
     let started = Instant::now();
-    let record = lab.load()?;
+    let record = match lab.load() {
+        Ok(record) => record,
+        Err(e) if !lab.path.exists() => match runtime::docker::compose_record(&lab.name).await {
+            Ok(Some(record)) => record,
+            _ => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     let topology = Topology::from_toml(
         &record.topology,
         &record.topology_file.display().to_string(),

@@ -1234,6 +1234,111 @@ pub async fn engine_labs() -> Vec<EngineLab> {
     labs.into_values().collect()
 }
 
+/// The record of a lab started from an exported compose file, read from its containers (their
+/// labels, addresses and the bootstrap's command line, which carries the topology), so that
+/// `labctl status` reports on it read-only. `None` if the engine holds no such lab.
+pub async fn compose_record(name: &str) -> Result<Option<Record>> {
+    if !engine::answers().await {
+        return Ok(None);
+    }
+    let docker = engine::connect().await?;
+    let selector = Selector {
+        lab: name.to_string(),
+        also: Some(format!("{}=compose", plan::OWNER_LABEL)),
+    };
+    let containers = list_labelled(&docker, &selector).await?;
+    if containers.is_empty() {
+        return Ok(None);
+    }
+    let mut record = Record {
+        name: name.to_string(),
+        runtime: "docker".into(),
+        owner: "compose".into(),
+        durability: "majority".into(),
+        ..Record::default()
+    };
+    for summary in containers {
+        let Some(id) = summary.id else { continue };
+        let info = docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| engine::explain(e, &format!("inspecting container {id}")))?;
+        let labels = info
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let command = info
+            .config
+            .as_ref()
+            .and_then(|c| c.cmd.clone())
+            .unwrap_or_default();
+        let container = info
+            .name
+            .clone()
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string();
+        let pid = info
+            .state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .unwrap_or_default()
+            .max(0) as u32;
+        let settings = info.network_settings.unwrap_or_default();
+        let networks = settings.networks.unwrap_or_default();
+        // A node's admin API on its uplink (the network that is not a link), a service's on any.
+        let address = networks
+            .iter()
+            .filter(|(network, _)| !network.contains("link-") || network.contains("uplink-"))
+            .find_map(|(_, e)| e.ip_address.clone().filter(|ip| !ip.is_empty()))
+            .unwrap_or_default();
+        let process = |port: u16| Process {
+            pid,
+            grpc: format!("{address}:{port}"),
+            http: None,
+            control: None,
+            container: Some(container.clone()),
+        };
+        match labels.get(plan::ROLE_LABEL).map(String::as_str) {
+            Some("bootstrap") => {
+                if let Some(at) = command.iter().position(|a| a == "--topology-toml") {
+                    record.topology = command.get(at + 1).cloned().unwrap_or_default();
+                }
+                record.bootstrap = Some(process(plan::BOOTSTRAP_PORT));
+            }
+            Some("nameserver") => {
+                let published = settings
+                    .ports
+                    .unwrap_or_default()
+                    .get(&format!("{}/tcp", plan::NAMESERVER_HTTP_PORT))
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find_map(|b| b.host_port);
+                let mut nameserver = process(plan::NAMESERVER_GRPC_PORT);
+                nameserver.http = published.map(|port| format!("127.0.0.1:{port}"));
+                record.nameserver = Some(nameserver);
+            }
+            Some("node") => {
+                if let Some(node) = labels.get(plan::NODE_LABEL).and_then(|n| n.parse().ok()) {
+                    record.nodes.insert(node, process(plan::NODE_ADMIN_PORT));
+                }
+            }
+            _ => {}
+        }
+    }
+    if record.topology.is_empty() {
+        bail!(
+            "lab {name} was started from a compose file, but its bootstrap container (which \
+             carries the topology) is missing; `docker compose ps` shows what runs"
+        );
+    }
+    record.topology_file = format!("{name} (compose)").into();
+    Ok(Some(record))
+}
+
 /// Every network `selector` means.
 async fn labelled_networks(
     docker: &Docker,
