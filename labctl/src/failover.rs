@@ -38,7 +38,7 @@ pub struct Failover {
 async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
     let deadline = Instant::now() + timeout;
     loop {
-        let report = crate::commands::status::once(lab).await?;
+        let report = crate::lifecycle::report(lab).await?;
         let running = report.addresses.values().all(|a| a.state == "running");
         if let (true, true, true, Some(leader), Some(epoch)) = (
             report.report.converged,
@@ -181,7 +181,7 @@ pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Fa
             && survivors.iter().all(|s| !s.roles.is_empty());
         if done {
             // Confirm with the full report's checks (spanning tree, roles by SPEC §3.4).
-            let report = crate::commands::status::once(lab).await?;
+            let report = crate::lifecycle::report(lab).await?;
             if report.report.converged {
                 break ms;
             }

@@ -84,7 +84,7 @@ pub async fn apply(lab: &LabDir, fault: Fault) -> Result<Applied> {
     // `leader` is the quorum component's root right now.
     let named_leader = fault.names_leader();
     let fault = if named_leader {
-        let report = crate::commands::status::once(lab).await?;
+        let report = crate::lifecycle::report(lab).await?;
         fault
             .resolve(report.report.leader)
             .map_err(|e| anyhow!(e))?

@@ -17,6 +17,7 @@ mod fault;
 mod guard;
 mod image;
 mod lab;
+mod lifecycle;
 mod live;
 mod render;
 mod runtime;

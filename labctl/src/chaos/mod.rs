@@ -93,7 +93,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
                     .to_string(),
             };
             let progress = Progress::new(topology.node_count() as u64, options.progress);
-            let up = crate::commands::up::start(
+            let up = crate::lifecycle::start(
                 &lab,
                 &topology,
                 file,
@@ -107,7 +107,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
             match up {
                 Ok(report) if report.report.converged && report.serving() => {}
                 Ok(_) => {
-                    let _ = crate::commands::down::remove(&lab).await;
+                    let _ = crate::lifecycle::remove(&lab).await;
                     bail!(
                         "lab {} did not converge within {} s, so the run could not start",
                         lab.name,
@@ -115,7 +115,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
                     );
                 }
                 Err(e) => {
-                    let _ = crate::commands::down::remove(&lab).await;
+                    let _ = crate::lifecycle::remove(&lab).await;
                     return Err(e);
                 }
             }
@@ -144,7 +144,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     write_outputs(&folder, &report, &ops, &nodes)?;
     if !keep_lab {
-        if let Err(e) = crate::commands::down::remove(&lab).await {
+        if let Err(e) = crate::lifecycle::remove(&lab).await {
             eprintln!("labctl: removing lab {} after the run: {e:#}", lab.name);
         }
     }
@@ -234,7 +234,7 @@ async fn run_on(
                 Duration::from_millis(scenario.check.converge_within_ms),
             )
             .await;
-            let report = crate::commands::status::once(lab).await.unwrap_or(report);
+            let report = crate::lifecycle::report(lab).await.unwrap_or(report);
             final_reads(&report, &clients, &recorder).await;
         }
         Err(why) => {
@@ -265,7 +265,7 @@ async fn run_on(
 async fn converge(lab: &LabDir, within: Duration) -> std::result::Result<LiveReport, String> {
     let deadline = Instant::now() + within;
     loop {
-        let last = match crate::commands::status::once(lab).await {
+        let last = match crate::lifecycle::report(lab).await {
             Ok(report) => {
                 let running = report.addresses.values().all(|a| a.state == "running");
                 let settled =
@@ -307,7 +307,7 @@ async fn caught_up(lab: &LabDir, within: Duration) {
         .unwrap_or(true);
     let mut previous = None;
     while Instant::now() < deadline {
-        if let Ok(report) = crate::commands::status::once(lab).await {
+        if let Ok(report) = crate::lifecycle::report(lab).await {
             let holds_log = |id: &String| {
                 everyone
                     || report.report.roles.get(id).is_some_and(|roles| {

@@ -134,7 +134,7 @@ async fn apply(lab: &LabDir, fault: Fault, recorder: &Recorder) -> Result<(), St
 async fn wait_leader(lab: &LabDir, within: Duration) -> Result<NodeId, String> {
     let deadline = Instant::now() + within;
     loop {
-        if let Ok(report) = crate::commands::status::once(lab).await {
+        if let Ok(report) = crate::lifecycle::report(lab).await {
             let quorum_converged = report
                 .report
                 .components

@@ -69,7 +69,7 @@ async fn run_or_interrupt(scenario: &Scenario, options: &RunOptions) -> Result<R
         _ = tokio::signal::ctrl_c() => {
             if let Some(lab) = ours.filter(LabDir::exists) {
                 eprintln!("labctl: interrupted; removing lab {}", lab.name);
-                crate::commands::down::remove(&lab).await?;
+                crate::lifecycle::remove(&lab).await?;
             }
             bail!("interrupted: the run was not judged (its history so far is in its run folder)")
         }

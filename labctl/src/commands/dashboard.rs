@@ -34,7 +34,7 @@ pub struct LiveLab {
 #[async_trait::async_trait]
 impl Lab for LiveLab {
     async fn report(&self) -> Result<Value, String> {
-        let report = crate::commands::status::once(&self.lab)
+        let report = crate::lifecycle::report(&self.lab)
             .await
             .map_err(|e| format!("{e:#}"))?;
         serde_json::to_value(report).map_err(|e| e.to_string())

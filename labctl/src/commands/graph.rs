@@ -68,7 +68,7 @@ fn lab_graph(name: &str, live: bool) -> Result<(Topology, Option<Overlay>)> {
         return Ok((topology, None));
     }
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let report = tokio.block_on(crate::commands::status::once(&lab))?;
+    let report = tokio.block_on(crate::lifecycle::report(&lab))?;
     let overlay = Overlay {
         parents: report.report.tree,
         roles: report.report.roles,

@@ -35,7 +35,7 @@ pub fn run(args: &LsArgs) -> Result<Outcome> {
     for lab in all_labs()? {
         lines.push(tokio.block_on(line(&lab)));
     }
-    for name in tokio.block_on(super::down::orphans())? {
+    for name in tokio.block_on(crate::lifecycle::orphans())? {
         let daemons = stray_daemons()
             .into_iter()
             .filter(|d| d.lab == name)

@@ -1,18 +1,16 @@
 //! `labctl up FILE`: start a live lab, wait for it to converge, report, and leave it running.
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use labctl_proto::bootstrap::bootstrap_client::BootstrapClient;
-use labctl_proto::bootstrap::{Link, Topology as TopologyMessage};
 use labctl_topology::Topology;
 
 use crate::cli::UpArgs;
-use crate::lab::{now_unix, LabDir, Record};
-use crate::live::{self, Progress};
+use crate::lab::LabDir;
+use crate::live::Progress;
 use crate::runtime;
-use crate::Outcome;
+use crate::{lifecycle, Outcome};
 
 pub fn run(args: &UpArgs) -> Result<Outcome> {
     let topology = Topology::from_path(&args.file)?;
@@ -63,7 +61,7 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
     let progress = Progress::new(topology.node_count() as u64, terminal);
     let started = tokio.block_on(async {
         tokio::select! {
-            report = start(
+            report = lifecycle::start(
                 &lab,
                 &topology,
                 &args.file,
@@ -80,7 +78,7 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
         Some(Ok(report)) => report,
         Some(Err(e)) => {
             eprintln!("labctl: starting lab {name} failed; removing what it started…");
-            let kept = tokio.block_on(roll_back(&lab, runtime.as_ref(), true));
+            let kept = tokio.block_on(lifecycle::roll_back(&lab, runtime.as_ref(), true));
             return Err(match kept {
                 Ok(Some(logs)) => e.context(format!(
                     "starting lab {name} failed; everything it started was removed (its logs are \
@@ -176,7 +174,7 @@ fn interrupted(
     );
     let undone = tokio.block_on(async {
         tokio::select! {
-            undone = roll_back(lab, runtime, false) => Some(undone),
+            undone = lifecycle::roll_back(lab, runtime, false) => Some(undone),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
@@ -206,150 +204,4 @@ fn interrupted(
         }
     }
     Outcome::Interrupted
-}
-
-/// Undo a partial `up`: stop and remove everything of `lab` (by its record, its daemons' command
-/// lines, and its owner's labels in the engine), then its folder. With `keep_logs`, the logs are
-/// moved to `<home>/failed/<name>/` first, and that place is returned.
-async fn roll_back(
-    lab: &LabDir,
-    runtime: &dyn runtime::Runtime,
-    keep_logs: bool,
-) -> Result<Option<std::path::PathBuf>> {
-    if let Ok(record) = lab.load() {
-        runtime.stop(lab, &record).await?;
-    }
-    // Daemons spawned but not yet on record.
-    runtime::process::stop_strays(lab).await;
-    let mut kept = None;
-    if keep_logs && lab.logs().exists() {
-        let place = crate::lab::home()?.join("failed").join(&lab.name);
-        let _ = std::fs::remove_dir_all(&place);
-        if let Some(parent) = place.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        if std::fs::rename(lab.logs(), &place).is_ok() {
-            kept = Some(place);
-        }
-    }
-    if lab.path.exists() {
-        std::fs::remove_dir_all(&lab.path)
-            .with_context(|| format!("removing {}", lab.path.display()))?;
-    }
-    Ok(kept)
-}
-
-/// Stop at `stage` while `LABCTL_HOLD_AT` names it (at most two minutes): a testing aid that lets
-/// the rollback tests interrupt `up` at each stage, announced on stderr.
-async fn hold(stage: &str) {
-    if std::env::var("LABCTL_HOLD_AT").is_ok_and(|v| v == stage) {
-        eprintln!("labctl: holding at stage {stage} (LABCTL_HOLD_AT)");
-        tokio::time::sleep(Duration::from_secs(120)).await;
-    }
-}
-
-/// Start lab `lab` (its folder must not exist) from `topology`, read from `file`, and wait up to
-/// `timeout` for it to converge; returns the last report (converged or not). On a failure to
-/// start, what started is left for the caller to remove (see `roll_back`): its record on disk
-/// names it.
-pub async fn start(
-    lab: &LabDir,
-    topology: &Topology,
-    file: &std::path::Path,
-    runtime: &dyn runtime::Runtime,
-    settings: &runtime::NodeSettings,
-    timeout: Duration,
-    progress: &Progress,
-) -> Result<live::LiveReport> {
-    let terminal = std::io::stdout().is_terminal();
-    let started = Instant::now();
-    let name = &lab.name;
-    lab.create()?;
-    let mut record = Record {
-        name: name.clone(),
-        runtime: runtime.kind().to_string(),
-        topology_file: file.to_path_buf(),
-        topology: std::fs::read_to_string(file)
-            .with_context(|| format!("reading {}", file.display()))?,
-        created_unix: now_unix(),
-        durability: settings.durability.clone(),
-        owner: crate::lab::new_owner()?,
-        ..Record::default()
-    };
-    lab.save(&record)?;
-    lab.write_secret()?;
-    runtime
-        .prepare(lab, &mut record, topology, settings, terminal)
-        .await?;
-    hold("prepare").await;
-    deploy(lab, &mut record, runtime, topology, settings, progress).await?;
-    hold("nodes").await;
-    live::wait_converged(
-        lab,
-        &record,
-        runtime,
-        &topology.adjacency(),
-        started,
-        timeout,
-        progress,
-    )
-    .await
-}
-
-/// Start the bootstrap, give it the topology, start the nameserver and the nodes.
-async fn deploy(
-    lab: &LabDir,
-    record: &mut Record,
-    runtime: &dyn runtime::Runtime,
-    topology: &Topology,
-    settings: &runtime::NodeSettings,
-    progress: &Progress,
-) -> Result<()> {
-    let bootstrap = runtime.start_bootstrap(lab).await?;
-    record.bootstrap = Some(bootstrap.clone());
-    lab.save(record)?;
-    hold("bootstrap").await;
-    load_topology(&bootstrap.grpc, &record.name, topology).await?;
-
-    let nameserver = runtime.start_nameserver(lab).await?;
-    record.nameserver = Some(nameserver.clone());
-    lab.save(record)?;
-    hold("nameserver").await;
-
-    let ids = topology.ids();
-    let mut ready = 0;
-    let mut started = |id: u64, process: crate::lab::Process| -> Result<()> {
-        if !process.grpc.is_empty() {
-            ready += 1;
-            progress.started(ready);
-        }
-        record.nodes.insert(id, process);
-        lab.save(record)
-    };
-    runtime
-        .start_nodes(lab, &ids, &bootstrap, &nameserver, settings, &mut started)
-        .await?;
-    Ok(())
-}
-
-/// Hand the topology to the bootstrap, so nodes learn their neighbours from it.
-async fn load_topology(address: &str, lab: &str, topology: &Topology) -> Result<()> {
-    let mut client = BootstrapClient::connect(format!("http://{address}"))
-        .await
-        .with_context(|| format!("connecting to the bootstrap at {address}"))?;
-    let message = TopologyMessage {
-        lab: lab.to_string(),
-        nodes: topology.ids(),
-        links: topology
-            .links()
-            .into_iter()
-            .map(|(a, b)| Link { a, b })
-            .collect(),
-    };
-    client
-        .load_topology(message)
-        .await
-        .map_err(|s| anyhow::anyhow!("the bootstrap refused the topology: {}", s.message()))?;
-    Ok(())
 }
