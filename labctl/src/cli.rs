@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use labctl_core::plane::Durability;
 use labctl_fault::Target;
 
 /// A container-lab testbed for distributed algorithms: Yo-Yo leader election, SHOUT spanning
@@ -296,8 +297,8 @@ pub struct UpArgs {
     /// once the writer and every persistence replica hold it (faster, and it can lose
     /// acknowledged writes); `writer` once the writer holds it. Default: the topology file's
     /// `[lab] durability`, else `majority`.
-    #[arg(long, value_enum)]
-    pub durability: Option<DurabilityArg>,
+    #[arg(long, value_parser = durability_parser())]
+    pub durability: Option<Durability>,
     /// Start the lab even when labctl estimates it will not fit this machine (memory, tasks).
     #[arg(long)]
     pub force: bool,
@@ -361,25 +362,14 @@ pub struct ChaosArgs {
     pub check: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DurabilityArg {
-    /// Durable at a strict majority of the lab's nodes.
-    Majority,
-    /// Durable at the writer and every persistence replica.
-    Replicas,
-    /// Durable at the writer only.
-    Writer,
-}
-
-impl DurabilityArg {
-    /// The core's value.
-    pub fn durability(self) -> labctl_core::plane::Durability {
-        match self {
-            DurabilityArg::Majority => labctl_core::plane::Durability::Majority,
-            DurabilityArg::Replicas => labctl_core::plane::Durability::Replicas,
-            DurabilityArg::Writer => labctl_core::plane::Durability::Writer,
-        }
-    }
+/// The core's one durability type ([`Durability`]), read from its words, with the words listed in
+/// `--help` and in the error for any other word.
+fn durability_parser() -> impl clap::builder::TypedValueParser<Value = Durability> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["majority", "replicas", "writer"]).map(|word| {
+        word.parse::<Durability>()
+            .expect("one of the possible values")
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -621,8 +611,8 @@ pub struct NodeDaemonArgs {
     #[arg(long)]
     pub templates: Option<PathBuf>,
     /// `majority`, `replicas` or `writer`.
-    #[arg(long, default_value = "majority")]
-    pub durability: String,
+    #[arg(long, default_value = "majority", value_parser = durability_parser())]
+    pub durability: Durability,
     /// Write {id, pid, control, admin} here once listening.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,

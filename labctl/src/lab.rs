@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use labctl_core::plane::Durability;
 use serde::{Deserialize, Serialize};
 
 /// The folder holding every lab.
@@ -72,7 +73,7 @@ pub struct Record {
     /// When a write counts as done (`majority`, `replicas` or `writer`), as `up` started the nodes: a
     /// restarted node gets the same.
     #[serde(default = "default_durability")]
-    pub durability: String,
+    pub durability: Durability,
     /// The lab's owner id ([`new_owner`]): every Docker object of the lab carries it as the label
     /// `labctl.owner`, and `down` and rollback remove only objects that carry it. Empty in a
     /// record written before owners existed (its objects are then found by the lab's name).
@@ -81,8 +82,8 @@ pub struct Record {
 }
 
 /// A record written before durability `majority` existed: its nodes ran `replicas`.
-fn default_durability() -> String {
-    "replicas".into()
+fn default_durability() -> Durability {
+    Durability::Replicas
 }
 
 impl Record {

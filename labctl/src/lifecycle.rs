@@ -81,7 +81,7 @@ pub async fn start(
         topology: std::fs::read_to_string(file)
             .with_context(|| format!("reading {}", file.display()))?,
         created_unix: now_unix(),
-        durability: settings.durability.clone(),
+        durability: settings.durability,
         owner: crate::lab::new_owner()?,
         ..Record::default()
     };

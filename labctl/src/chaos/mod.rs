@@ -20,6 +20,7 @@ use labctl_chaos::check::Options;
 use labctl_chaos::history::{Op, Process, Type, Value, F};
 use labctl_chaos::report::Report;
 use labctl_chaos::scenario::{LabSource, Scenario};
+use labctl_core::plane::Durability;
 use labctl_core::{NodeId, Role};
 use labctl_topology::Topology;
 use reqwest::{StatusCode, Url};
@@ -89,8 +90,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
                 durability: scenario
                     .durability
                     .or(topology.durability)
-                    .unwrap_or_default()
-                    .to_string(),
+                    .unwrap_or_default(),
             };
             let progress = Progress::new(topology.node_count() as u64, options.progress);
             let up = crate::lifecycle::start(
@@ -303,7 +303,7 @@ async fn caught_up(lab: &LabDir, within: Duration) {
     let deadline = Instant::now() + within;
     let everyone = lab
         .load()
-        .map(|r| r.durability == "majority")
+        .map(|r| r.durability == Durability::Majority)
         .unwrap_or(true);
     let mut previous = None;
     while Instant::now() < deadline {

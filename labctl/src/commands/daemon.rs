@@ -78,10 +78,7 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
                     a.session_secret_file.as_deref(),
                     std::env::var_os(SESSION_SECRET_ENV),
                 )?;
-                let durability: labctl_core::plane::Durability = a
-                    .durability
-                    .parse()
-                    .map_err(|e| anyhow::anyhow!("--durability: {e}"))?;
+                let durability = a.durability;
                 let advertise_host = a.advertise.clone().unwrap_or_else(|| a.listen.clone());
                 let advertise_http_host = match a.advertise_http.as_deref() {
                     None => advertise_host.clone(),

@@ -88,7 +88,7 @@ fn compose_file(lab: &str, topology: &Topology, regenerate: &str) -> Result<Stri
         .context("the default pool holds no lab block")?;
     let settings = NodeSettings {
         timing: topology.timing,
-        durability: topology.durability.unwrap_or_default().to_string(),
+        durability: topology.durability.unwrap_or_default(),
     };
     // Every node's chat on its own loopback port, after the nameserver's default 8080, so every
     // input node is the same host (127.0.0.1) to a browser and its session cookie holds at all.

@@ -51,12 +51,7 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
     let settings = runtime::NodeSettings {
         timing: topology.timing,
         // The flag, else the topology file's `[lab] durability`, else majority.
-        durability: args
-            .durability
-            .map(crate::cli::DurabilityArg::durability)
-            .or(topology.durability)
-            .unwrap_or_default()
-            .to_string(),
+        durability: args.durability.or(topology.durability).unwrap_or_default(),
     };
     let progress = Progress::new(topology.node_count() as u64, terminal);
     let started = tokio.block_on(async {

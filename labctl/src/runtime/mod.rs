@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use async_trait::async_trait;
+use labctl_core::plane::Durability;
 use labctl_fault::NodeAction;
 use labctl_topology::{Timing, Topology};
 
@@ -20,8 +21,8 @@ use crate::lab::{LabDir, Process, Record};
 pub struct NodeSettings {
     /// Heartbeats and suspicion.
     pub timing: Timing,
-    /// `replicas` or `writer`.
-    pub durability: String,
+    /// When a chat write is acknowledged.
+    pub durability: Durability,
 }
 
 impl NodeSettings {
@@ -29,7 +30,7 @@ impl NodeSettings {
     pub fn of(record: &Record, topology: &Topology) -> NodeSettings {
         NodeSettings {
             timing: topology.timing,
-            durability: record.durability.clone(),
+            durability: record.durability,
         }
     }
 }

@@ -367,7 +367,7 @@ fn node_args(
         "--session-secret-file".into(),
         path_arg(lab.secret()),
         "--durability".into(),
-        settings.durability.clone(),
+        settings.durability.to_string(),
         "--ready-file".into(),
         path_arg(lab.run().join(format!("{label}.json"))),
         "--log-file".into(),

@@ -1254,7 +1254,7 @@ pub async fn compose_record(name: &str) -> Result<Option<Record>> {
         name: name.to_string(),
         runtime: "docker".into(),
         owner: "compose".into(),
-        durability: "majority".into(),
+        durability: labctl_core::plane::Durability::Majority,
         ..Record::default()
     };
     for summary in containers {

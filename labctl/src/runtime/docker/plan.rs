@@ -492,7 +492,7 @@ impl Plan {
                 "--suspicion-ms".into(),
                 settings.timing.suspicion_ms.to_string(),
                 "--durability".into(),
-                settings.durability.clone(),
+                settings.durability.to_string(),
                 "--data-dir".into(),
                 STATE_DIR.into(),
             ];
@@ -592,7 +592,7 @@ mod tests {
     fn settings() -> NodeSettings {
         NodeSettings {
             timing: labctl_topology::Timing::default(),
-            durability: "majority".into(),
+            durability: labctl_core::plane::Durability::Majority,
         }
     }
 
