@@ -164,14 +164,19 @@ pub(crate) async fn prepare(State(app): State<Arc<App>>, request: Request, next:
 /// The CSRF guard (SPEC §5: "state-changing browser forms are protected against cross-site
 /// requests").
 ///
-/// A POST or DELETE that carries a session, and every POST to `/register` or `/login`, passes
-/// only if its body is JSON (a cross-site form cannot send `application/json` without a CORS
-/// preflight, and this service answers none) or if it carries our CSRF token, in the header
-/// `X-CSRF-Token` or the form field `csrf`. A request without a session needs no guard: it can
-/// change nothing (the handler answers 401).
+/// A POST that carries a session, and every POST to `/register` or `/login`, passes only if its
+/// body is JSON (a cross-site form cannot send `application/json` without a CORS preflight, and
+/// this service answers none) or if it carries our CSRF token, in the header `X-CSRF-Token` or
+/// the form field `csrf`. A request without a session needs no guard: it can change nothing (the
+/// handler answers 401).
+///
+/// A DELETE passes as it is, with or without a body (SPEC §5: a program's `DELETE` with its
+/// session cookie and no body works): a page of another site can send no DELETE at all, neither
+/// by a form (forms only GET and POST; ours POST `_method=delete`, which is guarded) nor by
+/// `fetch` without a CORS preflight, and this service answers no preflight (an `OPTIONS` gets
+/// 405 without any `Access-Control-Allow-*` header), so the browser never sends it.
 async fn guard(app: &App, ctx: &Ctx, request: Request) -> Result<Request, Failure> {
-    let method = request.method();
-    if *method != Method::POST && *method != Method::DELETE {
+    if request.method() != Method::POST {
         return Ok(request);
     }
     let path = request.uri().path();

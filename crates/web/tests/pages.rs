@@ -458,7 +458,7 @@ async fn forms_need_a_valid_csrf_token() {
         .await
         .unwrap();
     assert_eq!(text_plain.status(), StatusCode::FORBIDDEN);
-    // DELETE with a session needs JSON or the token too.
+    // The form stand-in for DELETE (a POST with `_method=delete`) needs the token too.
     let alices = data
         .store
         .lock()
@@ -471,11 +471,13 @@ async fn forms_need_a_valid_csrf_token() {
     let Reply::User { user: alice } = alices else {
         panic!()
     };
-    let delete = browser
-        .delete(format!("{url}/users/{}", alice.uuid))
-        .send()
-        .await
-        .unwrap();
+    let delete = post_form(
+        &browser,
+        url,
+        &format!("/users/{}", alice.uuid),
+        &[("_method", "delete")],
+    )
+    .await;
     assert_eq!(delete.status(), StatusCode::FORBIDDEN);
     // Login and register forms need the token of the browser's CSRF cookie.
     let stranger = client(false);

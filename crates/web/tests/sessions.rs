@@ -300,7 +300,60 @@ async fn data_user(data: &Data, username: &str, tag: &str) -> User {
 }
 
 #[tokio::test]
-async fn a_delete_with_a_session_needs_json_or_the_csrf_token() {
+async fn a_bodiless_delete_with_a_session_needs_no_csrf_token() {
+    // SPEC §5: a program's DELETE with its session cookie and no body works (no page of another
+    // site can send a DELETE without a CORS preflight, which this service refuses).
+    let data = Data::new();
+    data.user("alice", "123").await;
+    let server = start(config(), Arc::new(data.backend())).await;
+    let url = &server.url;
+    let alice = client(true);
+    login(&alice, url, "alice", "123").await;
+    let mut groups = Vec::new();
+    for name in ["g1", "g2"] {
+        let group: Group = alice
+            .post(format!("{url}/groups"))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        groups.push(group);
+    }
+    // No body, no Content-Type, no token: deleted.
+    let path = format!("{url}/groups/{}", groups[0].uuid);
+    let deleted = alice.delete(&path).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, _) = error(alice.get(&path).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the group is gone");
+    // A wrong token in the header changes nothing: a DELETE is not guarded.
+    let path = format!("{url}/groups/{}", groups[1].uuid);
+    let deleted = alice
+        .delete(&path)
+        .header("x-csrf-token", "wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    // The preflight a cross-site fetch would need is refused, with no CORS header.
+    let preflight = bare_client()
+        .request(reqwest::Method::OPTIONS, &path)
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(preflight
+        .headers()
+        .keys()
+        .all(|name| !name.as_str().starts_with("access-control-")));
+}
+
+#[tokio::test]
+async fn a_post_with_a_session_still_needs_json_or_the_csrf_token() {
     let data = Data::new();
     data.user("alice", "123").await;
     let server = start(config(), Arc::new(data.backend())).await;
@@ -321,24 +374,30 @@ async fn a_delete_with_a_session_needs_json_or_the_csrf_token() {
         .await
         .unwrap();
     let path = format!("{url}/groups/{}", group.uuid);
-    let (status, message) = error(alice.delete(&path).send().await.unwrap()).await;
+    // The form stand-in for DELETE is a POST: guarded.
+    let by_form = |token: Option<&str>| {
+        let mut body = "_method=delete".to_string();
+        if let Some(token) = token {
+            body.push_str(&format!("&csrf={token}"));
+        }
+        alice
+            .post(&path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let (status, message) = error(by_form(None).await.unwrap()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(message.contains("CSRF"), "{message}");
-    let (status, _) = error(
-        alice
-            .delete(&path)
-            .header("x-csrf-token", "wrong")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, _) = error(by_form(Some("wrong")).await.unwrap()).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let deleted = alice
-        .delete(&path)
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let (status, _) = error(alice.post(&path).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a bodiless POST is guarded");
+    assert_eq!(
+        alice.get(&path).send().await.unwrap().status(),
+        StatusCode::OK,
+        "still there"
+    );
+    let deleted = by_form(Some(&csrf)).await.unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 }
