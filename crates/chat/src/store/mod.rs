@@ -165,6 +165,15 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The database file (or a companion) could not be made private to this user (mode 0600).
+    #[error("{}: making the database private (mode 0600): {source}", path.display())]
+    Private {
+        /// The database file.
+        path: PathBuf,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Entries that do not follow the log: it ends at `last`, they were to go after `after`.
     #[error(
         "replication log gap: the log ends at entry {last}; entries after {after} do not follow it"
@@ -293,17 +302,27 @@ impl Store {
     /// Opens (or creates) the database at `path` and brings its schema up to
     /// [`SCHEMA_VERSION`].
     ///
+    /// The file and SQLite's companions (`-wal`, `-shm`, `-journal`) are readable and writable by
+    /// this user only (mode 0600: they hold password hashes and private messages): a new file is
+    /// created so, and an existing one is narrowed to it. SQLite creates its companions with the
+    /// database file's mode.
+    ///
     /// The connection uses WAL journaling (readers never block the writer), `synchronous=FULL`
     /// (a commit returns only once it is on disk: a write is acknowledged only when durable),
     /// foreign keys, and a busy timeout.
     ///
     /// # Errors
     /// [`StoreError::NewerSchema`] if the file comes from a newer program (it is left untouched),
+    /// [`StoreError::Private`] if its mode cannot be set,
     /// [`StoreError::Sqlite`] if it cannot be opened or is not a database,
     /// [`StoreError::Corrupt`] if its log has holes.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
         let path = path.as_ref().to_path_buf();
         let sqlite = sqlite_error(&path);
+        private_files(&path).map_err(|source| StoreError::Private {
+            path: path.clone(),
+            source,
+        })?;
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
 
@@ -1034,6 +1053,40 @@ fn apply_entry(
     Ok(answer)
 }
 
+/// The mode of the database and its companions: read and write for this user only.
+const PRIVATE_MODE: u32 = 0o600;
+
+/// Creates the database file at `path` with mode [`PRIVATE_MODE`] if it does not exist (SQLite
+/// then gives its `-wal`, `-shm` and `-journal` files the same mode), and narrows the file and
+/// any companion already there to it (a file of an older version of this program).
+fn private_files(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(PRIVATE_MODE)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = path.as_os_str().to_os_string();
+            name.push(suffix);
+            let file = PathBuf::from(name);
+            match std::fs::metadata(&file) {
+                Ok(meta) if meta.permissions().mode() & 0o777 != PRIVATE_MODE => {
+                    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(PRIVATE_MODE))?
+                }
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Up to `limit` entries after `after`, in order.
 fn read_entries(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<WireEntry>> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
@@ -1088,6 +1141,45 @@ mod tests {
         fn assert_send<T: Send>() {}
         assert_send::<Store>();
         assert_send::<StoreError>();
+    }
+
+    /// The database and its companions hold password hashes and private messages: this user's
+    /// only (the usual umask, 022, would leave them world-readable), and a file left readable
+    /// by an older version is narrowed.
+    #[cfg(unix)]
+    #[test]
+    fn database_files_are_private_to_their_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("node.db");
+        let mut store = Store::open(&db).unwrap();
+        let write = Write::Register {
+            username: "alice".into(),
+            tag: "123".into(),
+            password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
+        };
+        store
+            .execute(&write, 1, OffsetDateTime::now_utc())
+            .unwrap();
+        let files = ["node.db", "node.db-wal", "node.db-shm"].map(|name| dir.path().join(name));
+        for file in &files {
+            assert!(file.exists(), "{} exists while the store is open", file.display());
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        drop(store);
+
+        // A database from before: world-readable files are narrowed when it is opened.
+        for file in &files {
+            if file.exists() {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+        let store = Store::open(&db).unwrap();
+        assert_eq!(store.last_seq(), 1);
+        for file in files.iter().filter(|file| file.exists()) {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
     }
 
     #[test]
