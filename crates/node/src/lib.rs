@@ -222,6 +222,7 @@ pub async fn run(
             templates: config.templates.clone(),
             nameserver: config.nameserver.clone(),
             published: http_published,
+            hashing: labctl_web::HashPool::per_core(),
         },
         command_tx_for_web,
         web_role_rx,

@@ -106,6 +106,9 @@ pub struct WebSettings {
     /// Where to publish the HTTP address while serving (the admin API reports it): the public
     /// address when there is one.
     pub published: watch::Sender<Option<String>>,
+    /// The password hashers: one pool for the node's whole life, whenever it serves (their
+    /// memory is allocated once, not again at each start of the service).
+    pub hashing: labctl_web::HashPool,
 }
 
 /// What the web task should do, as the driver says it.
@@ -233,11 +236,9 @@ async fn start(
         listener.local_addr()?.port()
     );
     let config = labctl_web::WebConfig {
-        secret: settings.secret.clone(),
-        node: settings.id,
-        lab: settings.lab.clone(),
         templates: settings.templates.clone(),
-        session_ttl: std::time::Duration::from_secs(24 * 3600),
+        hashing: settings.hashing.clone(),
+        ..labctl_web::WebConfig::new(settings.secret.clone(), settings.id, settings.lab.clone())
     };
     let router = labctl_web::router(config, backend)?;
     let (shutdown, stopped) = oneshot::channel::<()>();
@@ -376,6 +377,7 @@ mod tests {
             templates: None,
             nameserver: Some(nameserver),
             published,
+            hashing: labctl_web::HashPool::new(1, 1),
         };
         let (commands, _requests) = mpsc::channel(1);
         let (_role_tx, role) = watch::channel(WebRole {

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hashing::HashPool;
+
 /// The web service's settings.
 #[derive(Clone, Debug)]
 pub struct WebConfig {
@@ -17,13 +19,17 @@ pub struct WebConfig {
     pub templates: Option<PathBuf>,
     /// How long a session lasts after logging in.
     pub session_ttl: Duration,
+    /// The password hashers (registering, logging in): a fixed number of threads and a bounded
+    /// queue; past it, 503 with `Retry-After`.
+    pub hashing: HashPool,
 }
 
 impl WebConfig {
     /// The default session lifetime: 24 hours.
     pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
-    /// Settings with the embedded templates and 24-hour sessions.
+    /// Settings with the embedded templates, 24-hour sessions and a pool of password hashers of
+    /// its own ([`HashPool::per_core`]).
     pub fn new(secret: impl Into<Vec<u8>>, node: u64, lab: impl Into<String>) -> Self {
         WebConfig {
             secret: secret.into(),
@@ -31,6 +37,7 @@ impl WebConfig {
             lab: lab.into(),
             templates: None,
             session_ttl: Self::DEFAULT_SESSION_TTL,
+            hashing: HashPool::per_core(),
         }
     }
 }

@@ -63,6 +63,8 @@ pub(crate) struct Failure {
     pub status: StatusCode,
     /// What went wrong, for a person.
     pub message: String,
+    /// When to try again, in seconds (a `Retry-After` header), for a refusal that is only for now.
+    pub retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -71,7 +73,33 @@ impl Failure {
         Failure {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// 503 with `Retry-After: 1`: every password hasher is busy; nothing was done.
+    pub fn busy(busy: crate::hashing::Busy) -> Self {
+        Failure {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "This node is busy checking passwords ({} requests are waiting already): \
+                     nothing was done. Try again in a moment.",
+                    busy.queue
+                ),
+            )
+        }
+    }
+
+    /// `response` with this failure's `Retry-After`, if it has one.
+    pub fn stamp(&self, mut response: Response) -> Response {
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 
     /// 400: the request is malformed.
@@ -113,7 +141,7 @@ impl From<AppError> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let mut response = self.status.into_response();
+        let mut response = self.stamp(self.status.into_response());
         response.extensions_mut().insert(self);
         response
     }

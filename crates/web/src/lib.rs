@@ -42,6 +42,7 @@ mod backend;
 mod config;
 mod cookies;
 mod error;
+mod hashing;
 mod pages;
 mod request;
 mod routes;
@@ -53,6 +54,7 @@ use std::sync::Arc;
 pub use backend::Backend;
 pub use config::WebConfig;
 pub use error::WebError;
+pub use hashing::HashPool;
 
 /// Builds the chat service's routes (SPEC §5, plus `GET /healthz`) over `backend`.
 ///

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use labctl_chat::ops::{Read, Reply, User, Write};
-use labctl_chat::{password, validate};
+use labctl_chat::validate;
 use labctl_core::log::Pos;
 use serde::Deserialize;
 use serde_json::json;
@@ -52,7 +52,7 @@ fn again(
     context.insert("error", &failure.message);
     context.insert("username", &typed.map_or("", |c| c.username.as_str()));
     context.insert("tag", &typed.map_or("", |c| c.tag.as_str()));
-    app.page(ctx, failure.status, template, context)
+    failure.stamp(app.page(ctx, failure.status, template, context))
 }
 
 /// `GET /register`: the form.
@@ -67,7 +67,8 @@ pub(super) async fn register_form(
 }
 
 /// `POST /register`: 201 and the user (JSON), or 303 to the login form (HTML). The password is
-/// hashed here, at the input node; only the hash travels to the writer.
+/// hashed here, at the input node (on the pool of hashers: 503 with `Retry-After` when it is
+/// full); only the hash travels to the writer.
 pub(super) async fn register(
     State(app): State<Arc<App>>,
     Extension(ctx): Extension<Ctx>,
@@ -104,10 +105,12 @@ async fn create_user(
     validate::username(&credentials.username)?;
     validate::tag(&credentials.tag)?;
     validate::password(&credentials.password)?;
-    let secret = credentials.password.clone();
-    let password_hash = tokio::task::spawn_blocking(move || password::hash(&secret))
+    let password_hash = app
+        .config
+        .hashing
+        .hash(credentials.password.clone())
         .await
-        .map_err(|_| Failure::internal("The password could not be hashed."))?;
+        .map_err(Failure::busy)?;
     let write = Write::Register {
         username: credentials.username.clone(),
         tag: credentials.tag.clone(),
@@ -147,7 +150,7 @@ pub(super) async fn login_form(
     app.page(&ctx, StatusCode::OK, "login.html", context)
 }
 
-/// `POST /login`: checks the password (argon2, on a blocking thread) and sets the session
+/// `POST /login`: checks the password (argon2, on the pool of hashers) and sets the session
 /// cookie; 200 and the user (JSON, with the session's CSRF token in `X-CSRF-Token`), or 303 to
 /// the main page (HTML).
 pub(super) async fn login(
@@ -192,10 +195,12 @@ async fn check_password(app: &App, ctx: &Ctx, credentials: &Credentials) -> Resu
         Err(failure) if failure.status == StatusCode::NOT_FOUND => return Err(wrong()),
         Err(failure) => return Err(failure),
     };
-    let secret = credentials.password.clone();
-    let matches = tokio::task::spawn_blocking(move || password::verify(&secret, &password_hash))
+    let matches = app
+        .config
+        .hashing
+        .verify(credentials.password.clone(), password_hash)
         .await
-        .unwrap_or(false);
+        .map_err(Failure::busy)?;
     if matches {
         Ok(user)
     } else {
