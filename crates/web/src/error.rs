@@ -65,6 +65,8 @@ pub(crate) struct Failure {
     pub message: String,
     /// When to try again, in seconds (a `Retry-After` header), for a refusal that is only for now.
     pub retry_after: Option<u64>,
+    /// Close the connection after answering (`Connection: close`): the request was not read whole.
+    pub closes: bool,
 }
 
 impl Failure {
@@ -74,6 +76,7 @@ impl Failure {
             status,
             message: message.into(),
             retry_after: None,
+            closes: false,
         }
     }
 
@@ -92,12 +95,17 @@ impl Failure {
         }
     }
 
-    /// `response` with this failure's `Retry-After`, if it has one.
+    /// `response` with this failure's `Retry-After` and `Connection: close`, if it has them.
     pub fn stamp(&self, mut response: Response) -> Response {
+        let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+            headers.insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if self.closes {
+            headers.insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
         }
         response
     }

@@ -146,12 +146,15 @@ pub(crate) async fn prepare(State(app): State<Arc<App>>, request: Request, next:
     let ctx = Ctx::new(&app, request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let response = match guard(&app, &ctx, request).await {
-        Ok(mut request) => {
-            request.extensions_mut().insert(ctx.clone());
-            next.run(request).await
-        }
+    let response = match whole_body(&app, request).await {
         Err(failure) => failure.into_response(),
+        Ok(request) => match guard(&app, &ctx, request).await {
+            Ok(mut request) => {
+                request.extensions_mut().insert(ctx.clone());
+                next.run(request).await
+            }
+            Err(failure) => failure.into_response(),
+        },
     };
     let mut response = app.finish(&ctx, response).await;
     if let Ok(node) = HeaderValue::from_str(&app.config.node.to_string()) {
@@ -159,6 +162,32 @@ pub(crate) async fn prepare(State(app): State<Arc<App>>, request: Request, next:
     }
     tracing::debug!(node = app.config.node, %method, path, status = response.status().as_u16(), "http");
     response
+}
+
+/// The request with its body read whole, within the body timeout: a client that announces a
+/// body and does not send it all (a `Content-Length` larger than what comes, then silence; or a
+/// trickle) gets 408 after [`crate::WebConfig::body_timeout`], and the connection is closed
+/// (`Connection: close`: what is left of its body is never read). A body past [`BODY_LIMIT`] is
+/// 413, as the handlers would say.
+async fn whole_body(app: &App, request: Request) -> Result<Request, Failure> {
+    let (parts, body) = request.into_parts();
+    // `parts` carries the body limit the router set; the probe reads under it.
+    let probe = Request::from_parts(parts.clone(), body);
+    let timeout = app.config.body_timeout;
+    match tokio::time::timeout(timeout, Bytes::from_request(probe, &())).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, Body::from(read_body(bytes)?))),
+        Err(_) => Err(Failure {
+            closes: true,
+            ..Failure::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "The request body did not arrive within {} ms: send the whole body (as \
+                     long as its Content-Length says) at once.",
+                    timeout.as_millis()
+                ),
+            )
+        }),
+    }
 }
 
 /// The CSRF guard (SPEC §5: "state-changing browser forms are protected against cross-site

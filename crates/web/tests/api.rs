@@ -743,6 +743,57 @@ async fn bodies_over_64_kib_are_refused() {
 }
 
 #[tokio::test]
+async fn a_half_sent_body_is_answered_408_and_the_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = Data::new();
+    let mut config = config();
+    config.body_timeout = std::time::Duration::from_millis(300);
+    let server = start(config, Arc::new(data.backend())).await;
+    let address = server.url.trim_start_matches("http://").to_string();
+    let before = data.dump().await;
+    for (path, body) in [
+        ("/register", r#"{"username": "alice", "#),
+        ("/login", ""),
+    ] {
+        // Announce 100 bytes, send fewer, then go silent (the connection stays open).
+        let mut tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{body}"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        // The answer, then the end of the connection, both within a bound (the test's, not the
+        // service's: it answers after 300 ms).
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tcp.read_to_end(&mut answer),
+        )
+        .await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "{path}: the connection was held open: {read:?}"
+        );
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+        assert!(answer.contains("did not arrive within 300 ms"), "{answer}");
+    }
+    assert_eq!(data.dump().await, before, "nothing stored");
+    // A body sent whole is served as before.
+    let response = client(true)
+        .post(format!("{}/register", server.url))
+        .json(&json!({"username": "alice", "tag": "123", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
 async fn no_writer_is_503_with_the_backends_reason() {
     let data = Data::new();
     data.user("alice", "123").await;
