@@ -794,6 +794,66 @@ async fn a_half_sent_body_is_answered_408_and_the_connection_closed() {
 }
 
 #[tokio::test]
+async fn logins_beyond_the_hashing_queue_are_503_busy_with_retry_after() {
+    let data = Data::new();
+    data.user("bob", "456").await;
+    let mut config = config();
+    // One hasher and room for one waiting login: of 12 at once, most are turned away.
+    config.hashing = labctl_web::HashPool::new(1, 1);
+    let server = start(config, Arc::new(data.backend())).await;
+    let before = data.dump().await;
+    let attempts = (0..12).map(|k| {
+        let url = server.url.clone();
+        tokio::spawn(async move {
+            let response = client(true)
+                .post(format!("{url}/login"))
+                .json(&json!({"username": "bob", "tag": "456", "password": format!("wrong {k}")}))
+                .send()
+                .await
+                .unwrap();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|value| value.to_str().unwrap().to_string());
+            let (status, message) = error(response).await;
+            (status, message, retry_after)
+        })
+    });
+    let mut answers = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        answers.push(attempt.await.unwrap());
+    }
+    let (mut wrong, mut busy) = (0, 0);
+    for (status, message, retry_after) in &answers {
+        match *status {
+            StatusCode::UNAUTHORIZED => {
+                wrong += 1;
+                assert_eq!(message, "Wrong username, tag or password.");
+                assert_eq!(retry_after, &None);
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert!(message.contains("busy") && message.contains("Try again"), "{message}");
+                assert!(message.contains("nothing was done"), "{message}");
+                assert_eq!(retry_after.as_deref(), Some("1"));
+            }
+            other => panic!("{other}: {message}"),
+        }
+    }
+    assert!(wrong >= 1, "the pool checked some: {answers:?}");
+    assert!(busy >= 1, "and turned the others away: {answers:?}");
+    // Once the burst is over, the pool answers again.
+    let response = client(true)
+        .post(format!("{}/login", server.url))
+        .json(&json!({"username": "bob", "tag": "456", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(data.dump().await, before, "nothing stored");
+}
+
+#[tokio::test]
 async fn no_writer_is_503_with_the_backends_reason() {
     let data = Data::new();
     data.user("alice", "123").await;
