@@ -680,24 +680,53 @@ pub(crate) async fn login(
 }
 
 /// One setup POST with a JSON body: its status and body text.
+///
+/// A 503 with `Retry-After` (the input node's password hashers are all busy: nothing was done,
+/// SPEC §5) is tried again after that many seconds, until [`SETUP_TIMEOUT`] has passed: every
+/// client registers and logs in at once, more than an input node hashes at a time.
 async fn setup_request(
     http: &reqwest::Client,
     url: &Url,
     body: &serde_json::Value,
 ) -> Result<(StatusCode, String)> {
-    let response = http
-        .post(url.clone())
-        .timeout(SETUP_TIMEOUT)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("POST {url}: {}", chain(&e)))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| anyhow::anyhow!("POST {url}: reading the answer: {}", chain(&e)))?;
-    Ok((status, text))
+    let deadline = Instant::now() + SETUP_TIMEOUT;
+    loop {
+        let response = http
+            .post(url.clone())
+            .timeout(SETUP_TIMEOUT)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("POST {url}: {}", chain(&e)))?;
+        let status = response.status();
+        let retry_after = retry_after(&response);
+        let text = response
+            .text()
+            .await
+            .map_err(|e| anyhow::anyhow!("POST {url}: reading the answer: {}", chain(&e)))?;
+        match retry_after {
+            Some(wait) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                if Instant::now() + wait >= deadline {
+                    return Ok((status, text));
+                }
+                tokio::time::sleep(wait).await;
+            }
+            _ => return Ok((status, text)),
+        }
+    }
+}
+
+/// A response's `Retry-After` in seconds (1 to 60; the date form is not used here).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.clamp(1, 60)))
 }
 
 /// Client `client`'s load loop: reads and writes of the conversation with `partner` until the
