@@ -80,6 +80,9 @@ pub enum Read {
     GroupsOf { user: UserId },
     /// The users a user has a private conversation with (the main page). → [`Reply::Users`]
     ContactsOf { user: UserId },
+    /// A user's session generation, to check a session token against (a token of an older
+    /// generation was logged out); 401 if the user no longer exists. → [`Reply::Generation`]
+    Generation { user: UserId },
 }
 
 /// A write: served by the writer only.
@@ -125,6 +128,9 @@ pub enum Write {
         from: UserId,
         content: String,
     },
+    /// Log out: end every session of `user` issued so far (its session generation goes up by
+    /// one; tokens carry the generation they were issued in). → [`Reply::Generation`]
+    EndSessions { user: UserId },
 }
 
 /// What a served operation returns.
@@ -135,8 +141,15 @@ pub enum Reply {
     User { user: User },
     /// Several users.
     Users { users: Vec<User> },
-    /// A user and its password hash.
-    Credentials { user: User, password_hash: String },
+    /// A user, its password hash and its session generation (for the token a login issues).
+    Credentials {
+        user: User,
+        password_hash: String,
+        #[serde(default)]
+        generation: u64,
+    },
+    /// A user's session generation: tokens issued in an older one are logged out.
+    Generation { generation: u64 },
     /// One group.
     Group { group: Group },
     /// Several groups.
@@ -222,6 +235,8 @@ pub enum Change {
         group: GroupId,
         message: ChatMessage,
     },
+    /// A user logged out: its session generation is now `generation`.
+    SessionsEnded { user: UserId, generation: u64 },
 }
 
 /// What a log entry carries (SPEC §4): a write, and what its input node fixed when it took it.

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{groups, hash, messages, status, users, Chat, GHOST};
-use labctl_chat::{AppError, Read, Reply, Write};
+use labctl_chat::{AppError, Read, Reply, User, Write};
 
 fn register(username: &str, tag: &str) -> Write {
     Write::Register {
@@ -45,7 +45,8 @@ fn register_creates_a_user_with_its_hash() {
         }),
         Ok(Reply::Credentials {
             user: user.clone(),
-            password_hash: hash()
+            password_hash: hash(),
+            generation: 0,
         })
     );
     assert!(labctl_chat::password::verify(
@@ -564,4 +565,77 @@ fn a_clock_out_of_range_is_unavailable_not_a_panic() {
         .unwrap_err();
     assert!(matches!(error, AppError::Unavailable(_)), "{error:?}");
     assert_eq!(chat.store.dump().unwrap(), before);
+}
+
+#[test]
+fn logging_out_raises_the_session_generation_on_every_copy() {
+    let mut chat = Chat::new();
+    let alice = chat.register("alice", "1234");
+    let bob = chat.register("bob", "5678");
+    let generation = |store: &labctl_chat::Store, user: &User| {
+        store.query(&Read::Generation {
+            user: user.uuid.clone(),
+        })
+    };
+    assert_eq!(
+        generation(&chat.store, &alice),
+        Ok(Reply::Generation { generation: 0 })
+    );
+    for expected in [1, 2] {
+        let end = Write::EndSessions {
+            user: alice.uuid.clone(),
+        };
+        assert_eq!(
+            chat.ok(end),
+            Reply::Generation {
+                generation: expected
+            }
+        );
+    }
+    assert_eq!(
+        generation(&chat.store, &alice),
+        Ok(Reply::Generation { generation: 2 })
+    );
+    assert_eq!(
+        generation(&chat.store, &bob),
+        Ok(Reply::Generation { generation: 0 }),
+        "another user's sessions go on"
+    );
+    // A login reads the generation with the credentials, for the token it issues.
+    let Ok(Reply::Credentials { generation: 2, .. }) = chat.read(Read::Credentials {
+        username: "alice".into(),
+        tag: "1234".into(),
+    }) else {
+        panic!("alice's credentials carry generation 2")
+    };
+
+    // A replica applying the same log, and a node restored from a snapshot, agree.
+    let mut replica = chat.sibling("replica.sqlite");
+    replica
+        .append(0, &chat.store.entries_since(0, 100).unwrap())
+        .unwrap();
+    replica.apply_committed(chat.store.last_seq()).unwrap();
+    let mut fresh = chat.sibling("fresh.sqlite");
+    fresh.restore(&chat.store.snapshot().unwrap()).unwrap();
+    for copy in [&replica, &fresh] {
+        assert_eq!(copy.dump().unwrap(), chat.store.dump().unwrap());
+        assert_eq!(
+            generation(copy, &alice),
+            Ok(Reply::Generation { generation: 2 })
+        );
+    }
+
+    // A user that no longer exists is not logged in.
+    chat.refused(
+        Write::EndSessions {
+            user: GHOST.into(),
+        },
+        401,
+    );
+    assert_eq!(
+        status(chat.read(Read::Generation {
+            user: GHOST.into()
+        })),
+        401
+    );
 }

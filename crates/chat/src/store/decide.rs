@@ -6,8 +6,8 @@ use rusqlite::{params, Connection};
 use time::{OffsetDateTime, UtcOffset};
 
 use super::rows::{
-    acting_user, existing_group, is_member, member_only, named_user, no_user_id, user_by_id,
-    user_by_name,
+    acting_user, existing_group, generation_of, is_member, member_only, named_user, no_user_id,
+    user_by_id, user_by_name,
 };
 use crate::ops::{AppError, Change, ChatMessage, Group, Reply, User, Write};
 use crate::{password, validate};
@@ -198,6 +198,17 @@ pub(super) fn decide(
                 },
             ))
         }
+        Write::EndSessions { user } => {
+            let user = acting_user(conn, user)?;
+            let generation = generation_of(conn, &user.uuid)?.saturating_add(1);
+            Ok((
+                Reply::Generation { generation },
+                Change::SessionsEnded {
+                    user: user.uuid,
+                    generation,
+                },
+            ))
+        }
     }
 }
 
@@ -276,7 +287,7 @@ pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusq
             user,
             password_hash,
         } => {
-            insert_user(conn, user, password_hash)?;
+            insert_user(conn, user, password_hash, 0)?;
         }
         Change::UserDeleted { uuid } => {
             // The groups it created go, with their members and messages; its memberships
@@ -320,6 +331,14 @@ pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusq
         Change::GroupMessageAdded { group, message } => {
             insert_group_message(conn, seq, group, message)?;
         }
+        Change::SessionsEnded { user, generation } => {
+            let generation =
+                i64::try_from(*generation).map_err(|_| out_of_range(*generation))?;
+            conn.execute(
+                "UPDATE users SET generation = ?2 WHERE uuid = ?1",
+                params![user, generation],
+            )?;
+        }
     }
     Ok(())
 }
@@ -329,15 +348,18 @@ pub(super) fn out_of_range(value: u64) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(format!("{value} does not fit in an i64").into())
 }
 
-/// Inserts a row of `users`.
+/// Inserts a row of `users` (a new user's session generation is 0).
 pub(super) fn insert_user(
     conn: &Connection,
     user: &User,
     password_hash: &str,
+    generation: u64,
 ) -> rusqlite::Result<()> {
+    let generation = i64::try_from(generation).map_err(|_| out_of_range(generation))?;
     conn.execute(
-        "INSERT INTO users (uuid, username, tag, password_hash) VALUES (?1, ?2, ?3, ?4)",
-        params![user.uuid, user.username, user.tag, password_hash],
+        "INSERT INTO users (uuid, username, tag, password_hash, generation)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![user.uuid, user.username, user.tag, password_hash, generation],
     )?;
     Ok(())
 }

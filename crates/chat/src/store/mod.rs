@@ -43,7 +43,7 @@ use self::decide::{
     insert_private_message, insert_user, Ids,
 };
 use self::rows::{
-    acting_user, collect, column_u64, existing_group, group_from_row, json_value, member_only,
+    acting_user, collect, column_u64, existing_group, generation_of, group_from_row, json_value, member_only,
     message_rows, messages, named_user, no_user_id, sqlite_error, unavailable, user_by_id,
     user_from_row, users,
 };
@@ -57,7 +57,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, one migration per version: `MIGRATIONS[i]` takes a file from `user_version` `i` to
 /// `i + 1`. Append new versions; never edit a released one.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -139,6 +139,13 @@ CREATE TABLE log (
     key TEXT,
     body TEXT NOT NULL
 );
+";
+
+/// Version 3: each user's session generation (SPEC §5, logging out): a session token carries
+/// the generation it was issued in, and one older than its user's is refused. Logging out raises
+/// it, through the log like any write, so every node that checks tokens learns it.
+const SCHEMA_V3: &str = "
+ALTER TABLE users ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// The tables of the applied state with the columns that order their rows, for [`Store::dump`]
@@ -239,6 +246,9 @@ pub struct UserRow {
     pub user: crate::ops::User,
     /// Its password hash (PHC string).
     pub password_hash: String,
+    /// Its session generation (0 until it first logs out).
+    #[serde(default)]
+    pub generation: u64,
 }
 
 /// A row of `members`.
@@ -559,9 +569,18 @@ impl Store {
             }
             Read::Credentials { username, tag } => {
                 let (user, password_hash) = named_user(conn, username, tag)?;
+                let generation = generation_of(conn, &user.uuid)?;
                 Ok(Reply::Credentials {
                     user,
                     password_hash,
+                    generation,
+                })
+            }
+            Read::Generation { user } => {
+                validate::uuid(user)?;
+                let user = acting_user(conn, user)?;
+                Ok(Reply::Generation {
+                    generation: generation_of(conn, &user.uuid)?,
                 })
             }
             Read::PrivateChat { me, username, tag } => {
@@ -671,11 +690,12 @@ impl Store {
         let tx = self.conn.unchecked_transaction().map_err(sqlite)?;
         let users = collect(
             &tx,
-            "SELECT uuid, username, tag, password_hash FROM users ORDER BY uuid",
+            "SELECT uuid, username, tag, password_hash, generation FROM users ORDER BY uuid",
             |row| {
                 Ok(UserRow {
                     user: user_from_row(row)?,
                     password_hash: row.get(3)?,
+                    generation: column_u64(row, 4)?,
                 })
             },
         )
@@ -760,7 +780,7 @@ impl Store {
         )
         .map_err(sqlite)?;
         for row in &snapshot.users {
-            insert_user(&tx, &row.user, &row.password_hash).map_err(sqlite)?;
+            insert_user(&tx, &row.user, &row.password_hash, row.generation).map_err(sqlite)?;
         }
         for group in &snapshot.groups {
             insert_group(&tx, group).map_err(sqlite)?;

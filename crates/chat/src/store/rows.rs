@@ -147,6 +147,13 @@ pub(super) fn acting_user(conn: &Connection, uuid: &str) -> Result<User, AppErro
         .ok_or_else(|| AppError::Unauthorized("your user no longer exists".to_string()))
 }
 
+/// The session generation of user `uuid` (who exists).
+pub(super) fn generation_of(conn: &Connection, uuid: &str) -> Result<u64, AppError> {
+    conn.prepare_cached("SELECT generation FROM users WHERE uuid = ?1")
+        .and_then(|mut statement| statement.query_row([uuid], |row| column_u64(row, 0)))
+        .map_err(unavailable)
+}
+
 /// The 404 for an unknown user id.
 pub(super) fn no_user_id(uuid: &str) -> AppError {
     AppError::NotFound(format!("no user with id {uuid}"))
