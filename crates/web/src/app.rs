@@ -197,6 +197,7 @@ fn actor(write: &Write) -> String {
         | Write::RemoveMember { requester, .. } => requester.clone(),
         Write::SendPrivate { from, .. } | Write::SendGroup { from, .. } => from.clone(),
         Write::CreateGroup { creator, .. } => creator.clone(),
+        Write::EndSessions { user } => user.clone(),
     }
 }
 

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, FailedToBufferBody};
 use axum::extract::{FromRequest, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use labctl_chat::ops::{AppError, Read, Reply};
 use labctl_core::log::Pos;
 use serde::de::DeserializeOwned;
 
-use crate::app::App;
+use crate::app::{unexpected, App};
 use crate::cookies;
 use crate::error::Failure;
 use crate::session::{now_ms, Session};
@@ -56,6 +57,12 @@ pub(crate) struct Ctx {
     pub nonce: Option<String>,
     /// How the body is encoded.
     pub body: BodyKind,
+    /// The request carried a session token that was logged out (or whose user is gone): the
+    /// answer clears the cookie.
+    pub ended: bool,
+    /// Why the session could not be checked (no node holding its position answered): what a
+    /// handler that needs the session answers instead of serving it unchecked.
+    pub unchecked: Option<Failure>,
 }
 
 impl Ctx {
@@ -81,12 +88,54 @@ impl Ctx {
             idempotency_key: idempotency_key(headers),
             nonce,
             body: body_kind(headers),
+            ended: false,
+            unchecked: None,
         }
     }
 
-    /// The logged-in user's session, or 401.
+    /// Checks the session's generation against the user's in the store, read at a node that
+    /// holds the session's position (SPEC §5, logging out): a token of an older generation, or
+    /// of a user that no longer exists, is no session (and its cookie is cleared); one that cannot
+    /// be checked is not served either ([`Ctx::unchecked`]). Either way, the position it carried
+    /// (signed) still counts for what this client may be shown.
+    async fn check_session(&mut self, app: &App) {
+        let Some(session) = &self.session else {
+            return;
+        };
+        let read = Read::Generation {
+            user: session.uuid.clone(),
+        };
+        let current = match app.backend.read(read, self.min_pos()).await {
+            Ok(Reply::Generation { generation }) => Ok(generation),
+            Ok(other) => Err(unexpected(&other, "Generation")),
+            Err(AppError::Unauthorized(_)) => Ok(u64::MAX), // the user is gone
+            Err(error) => Err(Failure::from(error)),
+        };
+        match current {
+            Ok(generation) if session.generation >= generation => return,
+            Ok(_) => self.ended = true,
+            Err(failure) => {
+                self.unchecked = Some(Failure {
+                    message: format!(
+                        "Your session could not be checked (no node holding your data \
+                         answered): {}",
+                        failure.message
+                    ),
+                    ..failure
+                })
+            }
+        }
+        self.seen = self.seen.max(session.pos);
+        self.session = None;
+    }
+
+    /// The logged-in user's session, or 401 (or why it could not be checked).
     pub fn login(&self) -> Result<&Session, Failure> {
-        self.session.as_ref().ok_or_else(Failure::not_logged_in)
+        self.session.as_ref().ok_or_else(|| {
+            self.unchecked
+                .clone()
+                .unwrap_or_else(Failure::not_logged_in)
+        })
     }
 
     /// The oldest state this client may be shown: its last write.
@@ -143,20 +192,28 @@ fn body_kind(headers: &HeaderMap) -> BodyKind {
 /// The middleware around every route: builds the [`Ctx`], applies the CSRF guard, runs the
 /// handler, then renders a [`Failure`] for the client and stamps the node's id.
 pub(crate) async fn prepare(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let ctx = Ctx::new(&app, request.headers());
+    let mut ctx = Ctx::new(&app, request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let response = match whole_body(&app, request).await {
         Err(failure) => failure.into_response(),
-        Ok(request) => match guard(&app, &ctx, request).await {
-            Ok(mut request) => {
-                request.extensions_mut().insert(ctx.clone());
-                next.run(request).await
+        Ok(request) => {
+            ctx.check_session(&app).await;
+            match guard(&app, &ctx, request).await {
+                Ok(mut request) => {
+                    request.extensions_mut().insert(ctx.clone());
+                    next.run(request).await
+                }
+                Err(failure) => failure.into_response(),
             }
-            Err(failure) => failure.into_response(),
-        },
+        }
     };
     let mut response = app.finish(&ctx, response).await;
+    if ctx.ended && !sets_cookie(&response, cookies::SESSION) {
+        response
+            .headers_mut()
+            .append(SET_COOKIE, cookies::clear(cookies::SESSION));
+    }
     if let Ok(node) = HeaderValue::from_str(&app.config.node.to_string()) {
         response.headers_mut().insert("x-labctl-node", node);
     }
@@ -188,6 +245,16 @@ async fn whole_body(app: &App, request: Request) -> Result<Request, Failure> {
             )
         }),
     }
+}
+
+/// Whether `response` sets cookie `name` (a login's new session, a logout's clearing).
+fn sets_cookie(response: &Response, name: &str) -> bool {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|line| line.split_once('=').is_some_and(|(key, _)| key == name))
 }
 
 /// The CSRF guard (SPEC §5: "state-changing browser forms are protected against cross-site

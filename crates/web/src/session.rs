@@ -4,7 +4,15 @@
 //! `<payload>.<mac>` where `payload` is the base64url JSON of [`Session`] and `mac` its
 //! HMAC-SHA256 under the lab's secret. Any input node holding the secret verifies it, so a user
 //! logged in at one input node is logged in at all of them (SPEC §5). Changing one byte of the
-//! payload (say, `seq` or `uuid`) breaks the MAC; an expired session is refused like a forged one.
+//! payload (say, `pos` or `uuid`) breaks the MAC; an expired session is refused like a forged one.
+//! The read position of read-your-writes (SPEC §4) lives inside the token, under the MAC; without
+//! a session, a separate signed `labctl_pos` cookie holds it, and a position in any other form
+//! (an unsigned `labctl_pos`, a `labctl_seq` of an older version) is ignored.
+//!
+//! Logging out must end the token too, not only the browser's copy of it: the token carries its
+//! user's session *generation*, a number in the replicated store that logging out raises, and
+//! every request with a session first reads the user's generation (at a node that holds the
+//! session's position): a token of an older generation is no session at all.
 //!
 //! Every MAC is computed over a purpose label first (`session`, `csrf-session`, `csrf-cookie`), so
 //! a value signed for one purpose is never accepted for another.
@@ -34,11 +42,15 @@ pub(crate) struct Session {
     pub exp: u64,
     /// The log position of the user's last write: reads are served only where it is committed.
     pub pos: Pos,
+    /// The user's session generation when it logged in: once it logs out (the generation goes
+    /// up, in the replicated store), this token is refused at every input node.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl Session {
-    /// A session for `user` that ends `ttl` after `now`.
-    pub fn new(user: User, now: u64, ttl: Duration, pos: Pos) -> Self {
+    /// A session for `user`, issued in its session `generation`, that ends `ttl` after `now`.
+    pub fn new(user: User, generation: u64, now: u64, ttl: Duration, pos: Pos) -> Self {
         let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         Session {
             uuid: user.uuid,
@@ -46,6 +58,7 @@ impl Session {
             tag: user.tag,
             exp: now.saturating_add(ttl),
             pos,
+            generation,
         }
     }
 
@@ -186,6 +199,7 @@ mod tests {
             tag: "123".into(),
             exp,
             pos: Pos::new(1, seq),
+            generation: 0,
         }
     }
 

@@ -273,13 +273,99 @@ async fn reads_pass_the_position_of_the_users_last_write() {
     carol.get(format!("{url}/groups")).send().await.unwrap();
     assert_eq!(last_read().1, Pos::new(1, 6));
 
-    // Logging out keeps the position for the next login.
+    // Logging out is a write (entry 8, after bob's 7: it ends carol's sessions), and its
+    // position is kept for the next login.
     let response = carol.get(format!("{url}/logout")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(recording.writes.lock().unwrap().last().unwrap().seq, 8);
     assert!(set_cookie(&response, "labctl_pos")
         .unwrap()
-        .starts_with("1.6."));
+        .starts_with("1.8."));
     login(&carol, url, "carol", "789").await;
-    assert!(matches!(last_read(), (Read::Credentials { .. }, p) if p == Pos::new(1, 6)));
+    assert!(matches!(last_read(), (Read::Credentials { .. }, p) if p == Pos::new(1, 8)));
+}
+
+#[tokio::test]
+async fn logging_out_ends_the_token_at_every_input_node() {
+    // Two input nodes of one lab: the same secret, the same data.
+    let data = Data::new();
+    data.user("alice", "123").await;
+    data.user("bob", "456").await;
+    let (a, b) = (
+        start(config(), Arc::new(data.backend())).await,
+        start(config(), Arc::new(data.backend())).await,
+    );
+    let alice = client(true);
+    let token = set_cookie(&login(&alice, &a.url, "alice", "123").await, "labctl_session").unwrap();
+    let bob = client(true);
+    login(&bob, &b.url, "bob", "456").await;
+    // The token works at both nodes; a copy of it too (another program, a stolen cookie).
+    let copy = || {
+        bare_client()
+            .get(format!("{}/groups", b.url))
+            .header("Accept", "application/json")
+            .header("Cookie", format!("labctl_session={token}"))
+    };
+    for url in [&a.url, &b.url] {
+        let response = alice.get(format!("{url}/groups")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+    }
+    assert_eq!(copy().send().await.unwrap().status(), StatusCode::OK);
+
+    // Logging out at A ends it everywhere: the copy is refused at B (and its cookie cleared),
+    // and at A, and for a write too; nothing is stored.
+    let response = alice.get(format!("{}/logout", a.url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let after_logout = data.last_seq().await;
+    let response = copy().send().await.unwrap();
+    assert_eq!(
+        set_cookie(&response, "labctl_session").as_deref(),
+        Some(""),
+        "the ended token's cookie is cleared"
+    );
+    let (status, message) = error(response).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(message.contains("not logged in"), "{message}");
+    for url in [&a.url, &b.url] {
+        let (status, _) = error(
+            bare_client()
+                .post(format!("{url}/groups"))
+                .header("Accept", "application/json")
+                .header("Cookie", format!("labctl_session={token}"))
+                .json(&json!({"name": "after logout"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{url}");
+    }
+    assert_eq!(data.last_seq().await, after_logout, "nothing stored");
+    // Bob's session goes on.
+    let response = bob.get(format!("{}/groups", a.url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A new login works, at either node, with a token of the new generation.
+    let response = login(&alice, &b.url, "alice", "123").await;
+    let fresh = set_cookie(&response, "labctl_session").unwrap();
+    assert_eq!(payload(&fresh)["generation"], 1);
+    assert_eq!(payload(&token)["generation"], 0);
+    for url in [&a.url, &b.url] {
+        let response = alice.get(format!("{url}/groups")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+    }
+    // Logging out with an ended token changes nothing and just clears the cookie.
+    let response = bare_client()
+        .get(format!("{}/logout", a.url))
+        .header("Accept", "application/json")
+        .header("Cookie", format!("labctl_session={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(data.last_seq().await, after_logout, "no second logout stored");
+    let response = alice.get(format!("{}/groups", a.url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the new session goes on");
 }
 
 /// A user of the store, by name and tag.

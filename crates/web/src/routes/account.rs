@@ -162,11 +162,17 @@ pub(super) async fn login(
         Ok(credentials) => credentials,
         Err(failure) => return again(&app, &ctx, "login.html", failure, None),
     };
-    let user = match check_password(&app, &ctx, &credentials).await {
+    let (user, generation) = match check_password(&app, &ctx, &credentials).await {
         Ok(user) => user,
         Err(failure) => return again(&app, &ctx, "login.html", failure, Some(&credentials)),
     };
-    let session = Session::new(user, now_ms(), app.config.session_ttl, ctx.min_pos());
+    let session = Session::new(
+        user,
+        generation,
+        now_ms(),
+        app.config.session_ttl,
+        ctx.min_pos(),
+    );
     let cookie = app.session_cookie(&session);
     let for_program = || {
         let mut response = json(StatusCode::OK, &session.user());
@@ -178,19 +184,24 @@ pub(super) async fn login(
     with_cookie(json_or_see_other(&ctx, for_program, "/"), cookie)
 }
 
-/// The user, if the password is right; 401 otherwise (the same sentence whether the user is
-/// unknown or the password wrong).
-async fn check_password(app: &App, ctx: &Ctx, credentials: &Credentials) -> Result<User, Failure> {
+/// The user and its session generation, if the password is right; 401 otherwise (the same
+/// sentence whether the user is unknown or the password wrong).
+async fn check_password(
+    app: &App,
+    ctx: &Ctx,
+    credentials: &Credentials,
+) -> Result<(User, u64), Failure> {
     let wrong = || Failure::new(StatusCode::UNAUTHORIZED, "Wrong username, tag or password.");
     let read = Read::Credentials {
         username: credentials.username.clone(),
         tag: credentials.tag.clone(),
     };
-    let (user, password_hash) = match app.read(ctx, read).await {
+    let (user, password_hash, generation) = match app.read(ctx, read).await {
         Ok(Reply::Credentials {
             user,
             password_hash,
-        }) => (user, password_hash),
+            generation,
+        }) => (user, password_hash, generation),
         Ok(other) => return Err(unexpected(&other, "Credentials")),
         Err(failure) if failure.status == StatusCode::NOT_FOUND => return Err(wrong()),
         Err(failure) => return Err(failure),
@@ -202,24 +213,52 @@ async fn check_password(app: &App, ctx: &Ctx, credentials: &Credentials) -> Resu
         .await
         .map_err(Failure::busy)?;
     if matches {
-        Ok(user)
+        Ok((user, generation))
     } else {
         Err(wrong())
     }
 }
 
-/// `GET /logout`: clears the session (204 JSON, 303 to `/` HTML). The browser keeps the log
-/// position of its last write (signed), so logging in again still reads at least that.
+/// `GET /logout`: ends the session everywhere, not only in this browser (SPEC §5): the user's
+/// session generation goes up in the replicated store, so this token, and every other token
+/// issued to the user before, is refused at every input node from then on. Then clears the
+/// cookie (204 JSON, 303 to `/` HTML). The browser keeps the log position of its last write,
+/// the logout's included (signed), so logging in again reads at least that.
+///
+/// If the generation could not be raised (no writer reachable: 503; no answer in time: 504) the
+/// cookie is still cleared, and the answer says that other copies of the token may still work.
 pub(super) async fn logout(
     State(app): State<Arc<App>>,
     Extension(ctx): Extension<Ctx>,
 ) -> Response {
-    let mut response = with_cookie(
-        json_or_see_other(&ctx, no_content, "/"),
-        cookies::clear(cookies::SESSION),
-    );
-    if ctx.min_pos() > Pos::START {
-        response = with_cookie(response, app.seen_cookie(ctx.min_pos()));
+    let mut seen = ctx.min_pos();
+    let mut failure = None;
+    if let Some(session) = &ctx.session {
+        let end = Write::EndSessions {
+            user: session.uuid.clone(),
+        };
+        match app.write(&ctx, end).await {
+            Ok((_, pos)) => seen = seen.max(pos),
+            Err(why) => {
+                failure = Some(Failure {
+                    message: format!(
+                        "You are logged out in this browser, but your session could not be \
+                         ended everywhere (a copy of its cookie may still work): {} Log out \
+                         again to end it.",
+                        why.message
+                    ),
+                    ..why
+                })
+            }
+        }
+    }
+    let answer = match failure {
+        None => json_or_see_other(&ctx, no_content, "/"),
+        Some(failure) => failure.into_response(),
+    };
+    let mut response = with_cookie(answer, cookies::clear(cookies::SESSION));
+    if seen > Pos::START {
+        response = with_cookie(response, app.seen_cookie(seen));
     }
     response
 }
