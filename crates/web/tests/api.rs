@@ -959,4 +959,50 @@ async fn an_unsigned_read_position_is_ignored() {
         let (_, min) = recording.reads.lock().unwrap().last().cloned().unwrap();
         assert_eq!(min, labctl_core::log::Pos::START, "{cookie}");
     }
+
+    // With a session, only the position inside it (under its MAC) counts: unsigned or forged
+    // positions beside it, or in a token whose MAC does not match, are ignored.
+    let alice = client(true);
+    login(&alice, &server.url, "alice", "123").await;
+    let response = alice
+        .post(format!("{}/groups", server.url))
+        .json(&json!({"name": "g"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let token = set_cookie(&response, "labctl_session").unwrap();
+    let signed = labctl_core::log::Pos::new(1, payload(&token)["pos"]["seq"].as_u64().unwrap());
+    assert_eq!(signed.seq, 2, "the group's entry");
+    let (claims, mac) = token.split_once('.').unwrap();
+    let mut forged = payload(&token);
+    forged["pos"]["seq"] = json!(999999);
+    let forged = format!(
+        "{}.{mac}",
+        base64_url(&serde_json::to_vec(&forged).unwrap())
+    );
+    assert_ne!(claims, forged.split_once('.').unwrap().0);
+    for (cookie, min) in [
+        (format!("labctl_session={token}; labctl_seq=999999"), signed),
+        (format!("labctl_session={token}; labctl_pos=1.999999"), signed),
+        (format!("labctl_seq=999999; labctl_session={token}"), signed),
+        (format!("labctl_session={forged}"), labctl_core::log::Pos::START),
+    ] {
+        let response = bare_client()
+            .get(format!("{}/users/alice", server.url))
+            .header("Accept", "application/json")
+            .header("Cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{cookie}");
+        let (_, read_at) = recording.reads.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(read_at, min, "{cookie}");
+    }
+}
+
+/// `bytes` in unpadded base64url (a token's claims).
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
