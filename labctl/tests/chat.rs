@@ -1402,6 +1402,67 @@ async fn a_deleted_users_replayed_session_is_401_everywhere() {
     );
 }
 
+/// Issue 13, item 8 (SPEC §5): logging out ends the session token itself, at every input node:
+/// the user's session generation, raised by the logout through the replicated log, reaches the
+/// nodes that check tokens for the other input node. A copy of the old cookie is refused there
+/// (within the time replication takes) and at the node that logged out, for reads and writes;
+/// a second login works at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_token_is_refused_at_every_input_node() {
+    let lab = Lab::ring6(&[]).await;
+    let (a, b) = (lab.input(0), lab.input(1));
+    let alice = Person::register(&a, "alice", "100").await;
+    alice.login(&a).await;
+    let token = alice.session(&a).expect("alice's session");
+    alice.get(&b, "/groups").await.expect(200);
+
+    alice.get(&a, "/logout").await.expect(204);
+    assert_eq!(alice.session(&a), None, "the cookie is cleared");
+    let replay = Agent::with_session(&b.base, &token);
+    let started = Instant::now();
+    loop {
+        let answer = replay.at(&b, Method::GET, "/groups", Body::Empty).await;
+        if answer.status == 401 {
+            break;
+        }
+        assert_eq!(answer.status, 200, "{answer}");
+        assert!(
+            started.elapsed() < REPLICATION_DEADLINE,
+            "the logged-out token still works at input node {} after {REPLICATION_DEADLINE:?}",
+            b.id
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    eprintln!(
+        "the logout at node {} reached node {}'s checks within {:?}",
+        a.id,
+        b.id,
+        started.elapsed()
+    );
+    let before = lab.state();
+    for input in [&a, &b] {
+        replay
+            .at(input, Method::GET, "/groups", Body::Empty)
+            .await
+            .refused(401);
+        let answer = replay
+            .at(
+                input,
+                Method::POST,
+                "/groups",
+                Body::Json(json!({"name": "after logout"})),
+            )
+            .await;
+        answer.refused(401);
+        lab.assert_unchanged(&before, &answer.request);
+    }
+
+    alice.login(&b).await;
+    for input in [&a, &b] {
+        alice.get(input, "/groups").await.expect(200);
+    }
+}
+
 /// A process's resident memory now (`VmRSS`) and at its highest so far (`VmHWM`), in KiB.
 fn resident_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
