@@ -23,14 +23,21 @@
 //! What happens to a request, in order (see `request.rs`):
 //! 1. the session cookie is checked (HMAC-SHA256 with the lab's secret; a forged, tampered or
 //!    expired token is no session at all), and the response format is chosen from `Accept`;
-//! 2. a state-changing request that carries a session (and every register or login form) must
-//!    prove it comes from our own pages: a JSON body, or a CSRF token;
-//! 3. the handler checks what it can locally (login, path shapes, values: `validate`), sends one
+//! 2. the body is read whole, within [`WebConfig::body_timeout`] (408 and the connection closed
+//!    past it; 413 past 64 KiB);
+//! 3. a signed session is checked against its user's session generation in the store (read at
+//!    a node that holds the session's position): logging out raises the generation, so a token
+//!    of an older one is no session at any input node (401, and its cookie is cleared);
+//! 4. a POST that carries a session (and every register or login form) must prove it comes from
+//!    our own pages: a JSON body, or a CSRF token; a DELETE needs neither (no other site's page
+//!    can send one without a CORS preflight, which this service refuses);
+//! 5. the handler checks what it can locally (login, path shapes, values: `validate`), sends one
 //!    or a few operations to the backend, and answers; every read passes the session's `seq` (the
 //!    log position of the user's last write) as `min_seq`, so a user never reads an older state
 //!    than one it wrote (read-your-writes across input nodes), and every write re-issues the
-//!    cookie with the new `seq`;
-//! 4. a failure is rendered last, once, as `{"error": "…"}` or as a friendly HTML page.
+//!    cookie with the new `seq`; passwords are hashed and checked on the [`HashPool`] (a fixed
+//!    number of threads reusing their argon2 memory; past its queue, 503 with `Retry-After`);
+//! 6. a failure is rendered last, once, as `{"error": "…"}` or as a friendly HTML page.
 //!
 //! [`Read`]: labctl_chat::ops::Read
 //! [`Write`]: labctl_chat::ops::Write
