@@ -1523,7 +1523,10 @@ async fn a_burst_of_wrong_password_logins_keeps_an_input_node_under_200_mib() {
          logins ({wrong} answered 401, {busy} 503 busy), {after} KiB after, peak (VmHWM) {peak} KiB",
         input.id
     );
-    assert!(wrong >= 1, "some logins were checked: {wrong} 401, {busy} 503");
+    assert!(
+        wrong >= 1,
+        "some logins were checked: {wrong} 401, {busy} 503"
+    );
     assert!(
         peak <= BOUND_KIB,
         "input node {}'s resident memory peaked at {peak} KiB (> {BOUND_KIB} KiB) under \

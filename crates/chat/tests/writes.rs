@@ -626,16 +626,9 @@ fn logging_out_raises_the_session_generation_on_every_copy() {
     }
 
     // A user that no longer exists is not logged in.
-    chat.refused(
-        Write::EndSessions {
-            user: GHOST.into(),
-        },
-        401,
-    );
+    chat.refused(Write::EndSessions { user: GHOST.into() }, 401);
     assert_eq!(
-        status(chat.read(Read::Generation {
-            user: GHOST.into()
-        })),
+        status(chat.read(Read::Generation { user: GHOST.into() })),
         401
     );
 }

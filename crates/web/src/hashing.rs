@@ -192,7 +192,10 @@ mod tests {
     async fn hashes_and_checks_on_the_pool() {
         let pool = HashPool::new(1, 4);
         let phc = pool.hash("pool password".into()).await.unwrap();
-        assert!(pool.verify("pool password".into(), phc.clone()).await.unwrap());
+        assert!(pool
+            .verify("pool password".into(), phc.clone())
+            .await
+            .unwrap());
         assert!(!pool.verify("other password".into(), phc).await.unwrap());
     }
 
@@ -207,7 +210,10 @@ mod tests {
         let check = || pool.verify("pool password".into(), phc.clone());
         let (a, b, c, d) = tokio::join!(check(), check(), check(), check());
         let answers = [a, b, c, d];
-        let refused = answers.iter().filter(|a| **a == Err(Busy { queue: 1 })).count();
+        let refused = answers
+            .iter()
+            .filter(|a| **a == Err(Busy { queue: 1 }))
+            .count();
         let matched = answers.iter().filter(|a| **a == Ok(true)).count();
         assert_eq!(refused + matched, 4, "{answers:?}");
         assert!((1..=2).contains(&matched), "{answers:?}");

@@ -751,10 +751,7 @@ async fn a_half_sent_body_is_answered_408_and_the_connection_closed() {
     let server = start(config, Arc::new(data.backend())).await;
     let address = server.url.trim_start_matches("http://").to_string();
     let before = data.dump().await;
-    for (path, body) in [
-        ("/register", r#"{"username": "alice", "#),
-        ("/login", ""),
-    ] {
+    for (path, body) in [("/register", r#"{"username": "alice", "#), ("/login", "")] {
         // Announce 100 bytes, send fewer, then go silent (the connection stays open).
         let mut tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
         let head = format!(
@@ -833,7 +830,10 @@ async fn logins_beyond_the_hashing_queue_are_503_busy_with_retry_after() {
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 busy += 1;
-                assert!(message.contains("busy") && message.contains("Try again"), "{message}");
+                assert!(
+                    message.contains("busy") && message.contains("Try again"),
+                    "{message}"
+                );
                 assert!(message.contains("nothing was done"), "{message}");
                 assert_eq!(retry_after.as_deref(), Some("1"));
             }
@@ -984,9 +984,15 @@ async fn an_unsigned_read_position_is_ignored() {
     assert_ne!(claims, forged.split_once('.').unwrap().0);
     for (cookie, min) in [
         (format!("labctl_session={token}; labctl_seq=999999"), signed),
-        (format!("labctl_session={token}; labctl_pos=1.999999"), signed),
+        (
+            format!("labctl_session={token}; labctl_pos=1.999999"),
+            signed,
+        ),
         (format!("labctl_seq=999999; labctl_session={token}"), signed),
-        (format!("labctl_session={forged}"), labctl_core::log::Pos::START),
+        (
+            format!("labctl_session={forged}"),
+            labctl_core::log::Pos::START,
+        ),
     ] {
         let response = bare_client()
             .get(format!("{}/users/alice", server.url))

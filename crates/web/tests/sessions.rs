@@ -296,7 +296,11 @@ async fn logging_out_ends_the_token_at_every_input_node() {
         start(config(), Arc::new(data.backend())).await,
     );
     let alice = client(true);
-    let token = set_cookie(&login(&alice, &a.url, "alice", "123").await, "labctl_session").unwrap();
+    let token = set_cookie(
+        &login(&alice, &a.url, "alice", "123").await,
+        "labctl_session",
+    )
+    .unwrap();
     let bob = client(true);
     login(&bob, &b.url, "bob", "456").await;
     // The token works at both nodes; a copy of it too (another program, a stolen cookie).
@@ -363,7 +367,11 @@ async fn logging_out_ends_the_token_at_every_input_node() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_eq!(data.last_seq().await, after_logout, "no second logout stored");
+    assert_eq!(
+        data.last_seq().await,
+        after_logout,
+        "no second logout stored"
+    );
     let response = alice.get(format!("{}/groups", a.url)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "the new session goes on");
 }

@@ -332,8 +332,7 @@ pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusq
             insert_group_message(conn, seq, group, message)?;
         }
         Change::SessionsEnded { user, generation } => {
-            let generation =
-                i64::try_from(*generation).map_err(|_| out_of_range(*generation))?;
+            let generation = i64::try_from(*generation).map_err(|_| out_of_range(*generation))?;
             conn.execute(
                 "UPDATE users SET generation = ?2 WHERE uuid = ?1",
                 params![user, generation],
@@ -359,7 +358,13 @@ pub(super) fn insert_user(
     conn.execute(
         "INSERT INTO users (uuid, username, tag, password_hash, generation)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user.uuid, user.username, user.tag, password_hash, generation],
+        params![
+            user.uuid,
+            user.username,
+            user.tag,
+            password_hash,
+            generation
+        ],
     )?;
     Ok(())
 }

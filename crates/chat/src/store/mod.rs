@@ -43,9 +43,9 @@ use self::decide::{
     insert_private_message, insert_user, Ids,
 };
 use self::rows::{
-    acting_user, collect, column_u64, existing_group, generation_of, group_from_row, json_value, member_only,
-    message_rows, messages, named_user, no_user_id, sqlite_error, unavailable, user_by_id,
-    user_from_row, users,
+    acting_user, collect, column_u64, existing_group, generation_of, group_from_row, json_value,
+    member_only, message_rows, messages, named_user, no_user_id, sqlite_error, unavailable,
+    user_by_id, user_from_row, users,
 };
 use crate::ops::{
     AppError, ChatMessage, Command, Group, GroupId, Outcome, Read, Reply, UserId, Write,
@@ -1179,12 +1179,14 @@ mod tests {
             tag: "123".into(),
             password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into(),
         };
-        store
-            .execute(&write, 1, OffsetDateTime::now_utc())
-            .unwrap();
+        store.execute(&write, 1, OffsetDateTime::now_utc()).unwrap();
         let files = ["node.db", "node.db-wal", "node.db-shm"].map(|name| dir.path().join(name));
         for file in &files {
-            assert!(file.exists(), "{} exists while the store is open", file.display());
+            assert!(
+                file.exists(),
+                "{} exists while the store is open",
+                file.display()
+            );
             assert_eq!(mode(file), 0o600, "{}", file.display());
         }
         drop(store);
