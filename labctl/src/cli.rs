@@ -436,15 +436,15 @@ pub struct ImageArgs {
 pub enum ImageCommand {
     /// Build the image the Docker runtime runs its daemons in; prints its tag.
     ///
-    /// The image is built `FROM scratch`: it holds only labctl as a static executable (at
-    /// /labctl, the entrypoint) and the page templates (at /templates), so no base image is
-    /// pulled and no registry is needed. It is built through the Docker engine's API (no `docker`
-    /// CLI) with the classic builder. If the running labctl is not statically linked, it is first
-    /// built from the source it came from with `cargo build --release --target
-    /// x86_64-unknown-linux-gnu` and `-C target-feature=+crt-static` (a few minutes the first
-    /// time). The tag, `labctl:<16 hex digits>`, is a hash of the image's files, so an unchanged
-    /// build reuses the image; it is also tagged `labctl:latest`. `labctl up --runtime docker`
-    /// does all this by itself when needed.
+    /// The image is built `FROM scratch`: it holds this labctl (at /labctl, the entrypoint),
+    /// stripped of its debug information (`strip --strip-debug`), the dynamic loader and the
+    /// shared libraries it links at their own paths (as `ldd` lists them; none for a static
+    /// labctl), busybox with a link in /bin for every applet (a shell with ip, ping, nc, wget) and
+    /// the page templates (at /templates), so no base image is pulled, no registry is needed and
+    /// nothing is compiled again. It is built through the Docker engine's API (no `docker` CLI)
+    /// with the classic builder. The tag, `labctl:<16 hex digits>`, is a hash of the image's
+    /// files, so an unchanged build reuses the image; it is also tagged `labctl:latest`. `labctl
+    /// up --runtime docker` does all this by itself when needed.
     Build(ImageBuildArgs),
 }
 

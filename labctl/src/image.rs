@@ -1,33 +1,36 @@
-//! The lab image: labctl as a static executable in an image built `FROM scratch` through the
-//! Docker engine's API, so the Docker runtime works on a machine with no registry at all (no base
-//! image to pull, no `docker` CLI).
+//! The lab image: the running labctl, with the shared libraries and the dynamic loader it links,
+//! and a static busybox for a shell, in an image built `FROM scratch` through the Docker engine's
+//! API, so the Docker runtime works on a machine with no registry at all (no base image to pull,
+//! no `docker` CLI) and without compiling labctl a second time.
 //!
 //! [`ensure`] walks four steps:
 //!
-//! 1. **A static executable.** The running labctl if it is one (an ELF with no `PT_INTERP`
-//!    program header, see [`is_static_elf`]); otherwise, when the source workspace this binary
-//!    was compiled from is still there, `cargo build --release --locked --target
-//!    x86_64-unknown-linux-gnu --bin labctl` with `RUSTFLAGS="-C target-feature=+crt-static"`
-//!    (a few minutes cold, seconds warm).
+//! 1. **The files** ([`gather`]). The running labctl executable (`target/release/labctl`, or
+//!    `target/debug/labctl` under `cargo test`), with its debug information stripped from a copy
+//!    (`strip --strip-debug`, else `objcopy --strip-debug`; the symbol table stays, so backtraces
+//!    still name functions). Unless it is static (no `PT_INTERP`, see [`is_static_elf`]), the
+//!    dynamic loader and the libraries it links, as `ldd` lists them ([`parse_ldd`]), each at the
+//!    path it has on this machine (`/lib64/ld-linux-x86-64.so.2`, `/lib/x86_64-linux-gnu/…`).
+//!    Then busybox (Debian's `busybox-static`: `/bin/busybox`), with a link `/bin/<applet>` for
+//!    every applet it lists, so `docker exec -it <lab>-<id> sh` has `ip`, `ping`, `nc`, `wget`.
+//!    No NSS files are needed: glibc (2.34 on) has its `files` and `dns` name services built in,
+//!    and with no `/etc/nsswitch.conf` it asks the DNS server of `/etc/resolv.conf`, which Docker
+//!    mounts into every container (its embedded DNS, which knows the lab's container names).
 //! 2. **A build context**, made in memory as a tar ([`Context::tar`]): a `Dockerfile`, the
-//!    executable (mode 0755) and the page templates of `<workspace>/templates/`. Without the
-//!    workspace the image leaves `/templates` out: the binary embeds the same templates (see
-//!    `labctl-web`'s `pages.rs`), so it only loses the option of `--templates /templates`.
+//!    executable (mode 0755), the loader, libraries and busybox under `system/`, and the page
+//!    templates of `<workspace>/templates/`. Without the workspace the image leaves `/templates`
+//!    out: the binary embeds the same templates (see `labctl-web`'s `pages.rs`), so it only loses
+//!    the option of `--templates /templates`.
 //! 3. **A tag named by the content** ([`Context::tag`]): `labctl:<16 hex of sha256>` over the
-//!    Dockerfile, the executable and the templates. An image with that tag is reused.
+//!    Dockerfile, the stripped executable, the system files and the templates. An image with that
+//!    tag is reused.
 //! 4. **The build**, by the engine's classic builder, under an exclusive file lock so that two
 //!    labctl processes building at once build once; the image is also tagged `labctl:latest`
-//!    (the exported compose files use it).
-//!
-//! The nested `cargo build` uses cargo's usual target directory (that of the workspace, or
-//! `$CARGO_TARGET_DIR`). That is safe even when this labctl runs under `cargo test` or `cargo
-//! run` of the same workspace: cargo releases its build-directory lock before it runs tests or
-//! the program (checked with cargo 1.95), so the nested build at worst waits for another build
-//! of the same profile to finish, and it reuses everything that build compiled.
+//!    (the exported compose files use it). The system files and the templates are copied before
+//!    labctl, so a new labctl reuses their layers from the engine's build cache.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -51,16 +54,13 @@ pub const REPOSITORY: &str = "labctl";
 /// The tag also given to the newest lab image (the exported compose files use it).
 pub const LATEST: &str = "labctl:latest";
 
-/// The Rust target of the executable in the image.
-const TARGET: &str = "x86_64-unknown-linux-gnu";
-
 /// How many lines of a failed build's output an error quotes.
 const TAIL_LINES: usize = 15;
 
 /// Make sure the lab image exists; returns its tag (`labctl:<16 hex of the content hash>`).
 ///
-/// Builds the static executable first if needed (see the module docs), then the image unless
-/// one with the same content exists (`force` builds it anyway, without the engine's build cache,
+/// Gathers the image's files (see the module docs), then builds the image unless one with the
+/// same content exists (`force` builds it anyway, without the engine's build cache,
 /// and removes the image it replaces unless a container uses it). `progress` draws a spinner on
 /// stderr (for a terminal); otherwise nothing is printed.
 pub async fn ensure(docker: &Docker, force: bool, progress: bool) -> anyhow::Result<String> {
@@ -181,126 +181,216 @@ fn workspace() -> Option<PathBuf> {
     (dir.join("Cargo.toml").is_file() && dir.join("crates").is_dir()).then(|| dir.to_path_buf())
 }
 
-/// Everything the image holds, found or built (blocking: it may run cargo for minutes).
+/// Everything the image holds, read from this machine (blocking: it reads and strips a large
+/// executable).
 fn gather(progress: bool) -> Result<Context> {
+    let spinner = spinner(progress, "image");
+    spinner.set_message("gathering labctl, its libraries and busybox");
     let exe = std::env::current_exe().context("finding the running labctl executable")?;
     let running = std::fs::read(&exe)
         .with_context(|| format!("reading the running labctl executable {}", exe.display()))?;
-    let workspace = workspace();
-    let binary = if is_static_elf(&running) {
-        running
-    } else if let Some(workspace) = &workspace {
-        let built = build_static(workspace, progress)?;
-        let binary = std::fs::read(&built)
-            .with_context(|| format!("reading the static executable {}", built.display()))?;
-        if !is_static_elf(&binary) {
-            bail!(
-                "cargo built {} but it is not statically linked (it names a dynamic loader); \
-                 is RUSTFLAGS overridden by a cargo config `target.{TARGET}.rustflags`?",
-                built.display()
-            );
+    let mut system = System::default();
+    if !is_static_elf(&running) {
+        system.add_libraries(&exe)?;
+    }
+    let binary = strip_debug(&exe)?.unwrap_or(running);
+    match find_busybox() {
+        Some(busybox) => system.add_busybox(&busybox)?,
+        None => {
+            spinner.suspend(|| {
+                eprintln!(
+                    "labctl: warning: no busybox on this machine, so the lab image has no shell \
+                     (`labctl shell` and `docker exec … sh` need one); install Debian's \
+                     busybox-static (`apt-get install busybox-static`), then `labctl image build`"
+                )
+            });
         }
-        binary
-    } else {
-        bail!(
-            "the lab image needs a statically linked labctl, and {} is dynamically linked while \
-             the source it was built from ({}) is gone: run `cargo run --release --bin labctl -- \
-             image build` in a checkout of the repository (it builds the static executable \
-             itself), or run a static labctl (`RUSTFLAGS='-C target-feature=+crt-static' cargo \
-             build --release --target {TARGET} --bin labctl`); with access to a registry, the \
-             repository's Dockerfile builds labctl in an image the ordinary way",
-            exe.display(),
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap_or(Path::new("/"))
-                .display()
-        );
-    };
-    let templates = match &workspace {
+    }
+    let templates = match workspace() {
         Some(workspace) => Some(read_templates(&workspace.join("templates"))?),
         None => None,
     };
-    Ok(Context::new(binary, templates))
+    spinner.finish_and_clear();
+    Ok(Context::new(binary, system.entries(), templates))
 }
 
-/// Builds labctl as a static executable from `workspace` with cargo; returns its path.
-fn build_static(workspace: &Path, progress: bool) -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let spinner = spinner(progress, "cargo");
-    spinner.set_message("static labctl, up to date? (a few minutes the first time)");
-    let mut child = Command::new(&cargo)
-        .args(["build", "--release", "--locked", "--target", TARGET])
-        .args([
-            "--bin",
-            "labctl",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(workspace)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        // It would take precedence over RUSTFLAGS.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot run {} to build labctl as a static executable; install Rust \
-                 (https://rustup.rs) or set $CARGO to cargo's path",
-                cargo.to_string_lossy()
-            )
-        })?;
-
-    // Cargo's own lines (and rustc's rendered errors) on stderr: the spinner shows the latest
-    // step, and the tail goes into the error if the build fails.
-    let stderr = child.stderr.take().expect("piped stderr");
-    let reader_spinner = spinner.clone();
-    let tail = std::thread::spawn(move || {
-        let mut tail = VecDeque::with_capacity(TAIL_LINES);
-        for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-            let step = line.trim_start();
-            if step.starts_with("Compiling") || step.starts_with("Blocking") {
-                reader_spinner.set_message(step.to_string());
+/// A copy of the executable `exe` without its debug information (`strip --strip-debug`, else
+/// `objcopy --strip-debug`); `None` when neither tool is installed (the image then carries it
+/// whole). Stripping a stripped file changes nothing, so an image's own labctl makes the same
+/// image again.
+fn strip_debug(exe: &Path) -> Result<Option<Vec<u8>>> {
+    let folder = std::env::temp_dir().join(format!(
+        "labctl-image-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    ));
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("creating the temporary folder {}", folder.display()))?;
+    let copy = folder.join("labctl");
+    let result = (|| {
+        let tools: [(&str, Vec<&std::ffi::OsStr>); 2] = [
+            (
+                "strip",
+                vec![
+                    "--strip-debug".as_ref(),
+                    "-o".as_ref(),
+                    copy.as_os_str(),
+                    exe.as_os_str(),
+                ],
+            ),
+            (
+                "objcopy",
+                vec!["--strip-debug".as_ref(), exe.as_os_str(), copy.as_os_str()],
+            ),
+        ];
+        for (tool, args) in tools {
+            let output = match Command::new(tool).args(&args).stdin(Stdio::null()).output() {
+                Ok(output) => output,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("running {tool}")),
+            };
+            if !output.status.success() {
+                bail!(
+                    "`{tool} --strip-debug` failed on {} ({}): {}",
+                    exe.display(),
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
             }
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line);
+            let stripped = std::fs::read(&copy)
+                .with_context(|| format!("reading the stripped copy {}", copy.display()))?;
+            return Ok(Some(stripped));
         }
-        tail
-    });
+        Ok(None)
+    })();
+    let _ = std::fs::remove_dir_all(&folder);
+    result
+}
 
-    // JSON messages on stdout: the one that names labctl's executable says where it is.
-    let mut executable = None;
-    let stdout = child.stdout.take().expect("piped stdout");
-    for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+/// The shared objects `ldd` lists: the dynamic loader and every library, by the path each is
+/// loaded from, sorted, without duplicates. The vDSO (no file) is left out; an executable `ldd`
+/// calls static has none; a library `ldd` cannot find is an error naming it.
+pub fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {
+    let mut paths = std::collections::BTreeSet::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.contains("statically linked") || line.contains("not a dynamic executable") {
             continue;
+        }
+        // `name => path (address)`, `path (address)` (the loader) or `name (address)` (vDSO).
+        let (name, rest) = match line.split_once("=>") {
+            Some((name, rest)) => (name.trim(), rest.trim()),
+            None => ("", line),
         };
-        if message["reason"] == "compiler-artifact" && message["target"]["name"] == "labctl" {
-            if let Some(path) = message["executable"].as_str() {
-                executable = Some(PathBuf::from(path));
-            }
+        if rest.starts_with("not found") {
+            bail!("ldd finds no {name}: install the package that provides it");
+        }
+        let path = match rest.rsplit_once(" (0x") {
+            Some((path, _)) => path.trim(),
+            None => rest,
+        };
+        if path.starts_with('/') {
+            paths.insert(PathBuf::from(path));
         }
     }
-    let status = child.wait().context("waiting for cargo")?;
-    let tail: Vec<String> = tail.join().unwrap_or_default().into();
-    spinner.finish_and_clear();
-    if !status.success() {
-        bail!(
-            "building labctl as a static executable failed ({status}); the last lines of \
-             cargo's output (run the same in {}: `RUSTFLAGS='-C target-feature=+crt-static' cargo \
-             build --release --locked --target {TARGET} --bin labctl`):\n{}",
-            workspace.display(),
-            tail.join("\n")
-        );
+    Ok(paths.into_iter().collect())
+}
+
+/// The files of the image besides labctl and the templates, by their path in the image
+/// (relative, no leading `/`).
+#[derive(Default)]
+struct System {
+    entries: std::collections::BTreeMap<String, Entry>,
+}
+
+impl System {
+    /// The dynamic loader and the libraries `executable` links (its `ldd`), at their own paths.
+    fn add_libraries(&mut self, executable: &Path) -> Result<()> {
+        let output = Command::new("ldd")
+            .arg(executable)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| {
+                format!(
+                    "running ldd on {} (it lists the libraries the lab image needs; Debian's \
+                     libc-bin provides it)",
+                    executable.display()
+                )
+            })?;
+        if !output.status.success() {
+            bail!(
+                "ldd {} failed ({}): {}",
+                executable.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let listed = parse_ldd(&String::from_utf8_lossy(&output.stdout))
+            .with_context(|| format!("the libraries of {}", executable.display()))?;
+        for library in listed {
+            // Read through symlinks (/lib64/ld-linux-x86-64.so.2 is one on Debian): the image
+            // gets a regular file at the path the executable asks for.
+            let bytes = std::fs::read(&library)
+                .with_context(|| format!("reading the library {}", library.display()))?;
+            self.file(&library, 0o755, bytes);
+        }
+        Ok(())
     }
-    executable.ok_or_else(|| {
-        anyhow!(
-            "cargo built labctl but did not say where the executable is; its last lines:\n{}",
-            tail.join("\n")
-        )
-    })
+
+    /// `busybox` at `/bin/busybox`, its libraries if it has any, and a link `/bin/<applet>` to it
+    /// for every applet it lists (`busybox --list`).
+    fn add_busybox(&mut self, busybox: &Path) -> Result<()> {
+        let bytes = std::fs::read(busybox)
+            .with_context(|| format!("reading busybox at {}", busybox.display()))?;
+        if !is_static_elf(&bytes) {
+            self.add_libraries(busybox)?;
+        }
+        let output = Command::new(busybox)
+            .arg("--list")
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {} --list", busybox.display()))?;
+        if !output.status.success() {
+            bail!("{} --list failed ({})", busybox.display(), output.status);
+        }
+        self.file(Path::new("/bin/busybox"), 0o755, bytes);
+        for applet in String::from_utf8_lossy(&output.stdout).lines() {
+            let applet = applet.trim();
+            if applet.is_empty() || applet.contains('/') || applet == "busybox" {
+                continue;
+            }
+            self.entries.insert(
+                format!("bin/{applet}"),
+                Entry::Symlink("busybox".to_string()),
+            );
+        }
+        Ok(())
+    }
+
+    /// A regular file at the absolute path `path`.
+    fn file(&mut self, path: &Path, mode: u32, bytes: Vec<u8>) {
+        let relative = path.to_string_lossy().trim_start_matches('/').to_string();
+        self.entries.insert(relative, Entry::File { mode, bytes });
+    }
+
+    /// Every entry with its path, sorted by path.
+    fn entries(self) -> Vec<(String, Entry)> {
+        self.entries.into_iter().collect()
+    }
+}
+
+/// Busybox on this machine: `/bin/busybox` or `/usr/bin/busybox` (Debian's `busybox-static`
+/// installs the former), else the first on `PATH`.
+fn find_busybox() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    ["/bin", "/usr/bin"]
+        .into_iter()
+        .map(PathBuf::from)
+        .chain(std::env::split_paths(&path))
+        .map(|dir| dir.join("busybox"))
+        .find(|candidate| candidate.is_file())
 }
 
 /// The files of the templates folder `dir` (regular files only, sorted by name).
@@ -330,18 +420,47 @@ fn read_templates(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
 
 // --- the build context -------------------------------------------------------------------------
 
-/// The image's build context: a Dockerfile, the static executable and the page templates.
+/// One file of the image's `system/` part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// A regular file with its mode.
+    File {
+        /// Its permission bits.
+        mode: u32,
+        /// Its content.
+        bytes: Vec<u8>,
+    },
+    /// A symbolic link to the path given.
+    Symlink(String),
+}
+
+/// One member of the context's tar, borrowed from the [`Context`].
+enum Member<'a> {
+    /// A folder.
+    Dir,
+    /// A regular file: mode and bytes.
+    File(u32, &'a [u8]),
+    /// A symbolic link and its target.
+    Symlink(&'a str),
+}
+
+/// The image's build context: a Dockerfile, the executable, the system files (loader,
+/// libraries, busybox) and the page templates.
 pub struct Context {
     /// The Dockerfile's text (see [`dockerfile`]).
     dockerfile: String,
-    /// The static labctl executable.
+    /// The labctl executable.
     binary: Vec<u8>,
+    /// The files under `system/`, copied to `/`, by path, sorted.
+    system: Vec<(String, Entry)>,
     /// The page templates by file name, sorted; `None` leaves `/templates` out of the image.
     templates: Option<Vec<(String, Vec<u8>)>>,
 }
 
-/// The Dockerfile of the lab image; it copies `/templates` only when there are templates.
-pub fn dockerfile(with_templates: bool) -> String {
+/// The Dockerfile of the lab image; it copies `system/` only when there are system files and
+/// `/templates` only when there are templates. labctl comes last: the layers before it are
+/// the same from one labctl to the next, so the engine's build cache keeps them.
+pub fn dockerfile(with_system: bool, with_templates: bool) -> String {
     let mut text = String::from(
         "# The lab image, built by `labctl image build` through the engine's API: no base image.\n\
          FROM scratch\n",
@@ -350,45 +469,86 @@ pub fn dockerfile(with_templates: bool) -> String {
         "LABEL labctl.image=\"{}\"\n",
         env!("CARGO_PKG_VERSION")
     ));
-    text.push_str("COPY labctl /labctl\n");
+    if with_system {
+        text.push_str("COPY system /\n");
+    }
     if with_templates {
         text.push_str("COPY templates /templates\n");
     }
+    text.push_str("COPY labctl /labctl\n");
     text.push_str("ENTRYPOINT [\"/labctl\"]\n");
     text
 }
 
 impl Context {
-    /// The context for `binary` and `templates` (none: no `/templates` in the image).
-    pub fn new(binary: Vec<u8>, templates: Option<Vec<(String, Vec<u8>)>>) -> Context {
+    /// The context for `binary`, the `system` files (paths relative to `/`) and `templates`
+    /// (none: no `/templates` in the image).
+    pub fn new(
+        binary: Vec<u8>,
+        system: Vec<(String, Entry)>,
+        templates: Option<Vec<(String, Vec<u8>)>>,
+    ) -> Context {
+        let mut system = system;
+        system.sort_by(|a, b| a.0.cmp(&b.0));
         Context {
-            dockerfile: dockerfile(templates.is_some()),
+            dockerfile: dockerfile(!system.is_empty(), templates.is_some()),
             binary,
+            system,
             templates,
         }
     }
 
-    /// Every file with its path in the context, its mode and its bytes, in a fixed order.
-    fn files(&self) -> impl Iterator<Item = (String, u32, &[u8])> {
-        let fixed = [
-            ("Dockerfile".to_string(), 0o644, self.dockerfile.as_bytes()),
-            ("labctl".to_string(), 0o755, self.binary.as_slice()),
+    /// Every member with its path in the context, in a fixed order: the Dockerfile, labctl,
+    /// `system/` (each folder before what it holds), `templates/`.
+    fn members(&self) -> Vec<(String, Member<'_>)> {
+        let mut members = vec![
+            (
+                "Dockerfile".to_string(),
+                Member::File(0o644, self.dockerfile.as_bytes()),
+            ),
+            (
+                "labctl".to_string(),
+                Member::File(0o755, self.binary.as_slice()),
+            ),
         ];
-        let templates = self
-            .templates
-            .iter()
-            .flatten()
-            .map(|(name, text)| (format!("templates/{name}"), 0o644, text.as_slice()));
-        fixed.into_iter().chain(templates)
+        let mut folders = std::collections::BTreeSet::new();
+        for (path, entry) in &self.system {
+            let path = format!("system/{path}");
+            // Its folders, outermost first, each once.
+            let mut at = 0;
+            while let Some(slash) = path[at..].find('/') {
+                at += slash + 1;
+                if folders.insert(path[..at].to_string()) {
+                    members.push((path[..at].to_string(), Member::Dir));
+                }
+            }
+            members.push(match entry {
+                Entry::File { mode, bytes } => (path, Member::File(*mode, bytes)),
+                Entry::Symlink(target) => (path, Member::Symlink(target)),
+            });
+        }
+        if let Some(templates) = &self.templates {
+            members.push(("templates/".to_string(), Member::Dir));
+            for (name, text) in templates {
+                members.push((format!("templates/{name}"), Member::File(0o644, text)));
+            }
+        }
+        members
     }
 
-    /// `labctl:<first 16 hex digits of the sha256>` over every file's path and bytes.
+    /// `labctl:<first 16 hex digits of the sha256>` over every member's path, kind and bytes.
     pub fn tag(&self) -> String {
         let mut hash = Sha256::new();
-        for (path, mode, bytes) in self.files() {
-            // Framed (path, mode, length, bytes), so that no two contexts hash alike.
+        for (path, member) in self.members() {
+            // Framed (path, kind, mode, length, bytes), so that no two contexts hash alike.
             hash.update(path.as_bytes());
             hash.update([0]);
+            let (kind, mode, bytes): (u8, u32, &[u8]) = match member {
+                Member::Dir => (b'd', 0o755, &[]),
+                Member::File(mode, bytes) => (b'f', mode, bytes),
+                Member::Symlink(target) => (b'l', 0o777, target.as_bytes()),
+            };
+            hash.update([kind]);
             hash.update(mode.to_le_bytes());
             hash.update((bytes.len() as u64).to_le_bytes());
             hash.update(bytes);
@@ -406,25 +566,37 @@ impl Context {
     /// same files make the same archive).
     pub fn tar(&self) -> Result<Vec<u8>> {
         let mut tar = tar::Builder::new(Vec::new());
-        let header = |path: &str, size: usize, mode: u32, kind: tar::EntryType| {
+        for (path, member) in self.members() {
             let mut header = tar::Header::new_gnu();
-            header.set_entry_type(kind);
-            header.set_size(size as u64);
-            header.set_mode(mode);
             header.set_uid(0);
             header.set_gid(0);
             header.set_mtime(0);
-            header.set_path(path).map(|()| header)
-        };
-        if self.templates.is_some() {
-            let mut dir = header("templates/", 0, 0o755, tar::EntryType::Directory)?;
-            dir.set_cksum();
-            tar.append(&dir, std::io::empty())?;
-        }
-        for (path, mode, bytes) in self.files() {
-            let mut file = header(&path, bytes.len(), mode, tar::EntryType::Regular)?;
-            file.set_cksum();
-            tar.append(&file, bytes)
+            let bytes: &[u8] = match member {
+                Member::Dir => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    &[]
+                }
+                Member::File(mode, bytes) => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(mode);
+                    bytes
+                }
+                Member::Symlink(target) => {
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    header.set_mode(0o777);
+                    header
+                        .set_link_name(target)
+                        .with_context(|| format!("the link {path} -> {target}"))?;
+                    &[]
+                }
+            };
+            header.set_size(bytes.len() as u64);
+            header
+                .set_path(&path)
+                .with_context(|| format!("the path {path} in the build context"))?;
+            header.set_cksum();
+            tar.append(&header, bytes)
                 .with_context(|| format!("adding {path} to the build context"))?;
         }
         Ok(tar.into_inner()?)
@@ -641,55 +813,111 @@ mod tests {
         ])
     }
 
-    #[test]
-    fn the_context_holds_the_dockerfile_the_binary_and_the_templates() {
-        let context = Context::new(b"\x7fELF binary".to_vec(), templates());
-        let tar = context.tar().unwrap();
-        let mut archive = tar::Archive::new(tar.as_slice());
+    fn system() -> Vec<(String, Entry)> {
+        vec![
+            ("bin/sh".into(), Entry::Symlink("busybox".into())),
+            (
+                "lib64/ld-linux-x86-64.so.2".into(),
+                Entry::File {
+                    mode: 0o755,
+                    bytes: b"loader".to_vec(),
+                },
+            ),
+            (
+                "bin/busybox".into(),
+                Entry::File {
+                    mode: 0o755,
+                    bytes: b"busybox".to_vec(),
+                },
+            ),
+        ]
+    }
+
+    /// Every entry of a tar: path, type, mode, link target, bytes.
+    fn entries(tar: &[u8]) -> Vec<(String, char, u32, String, Vec<u8>)> {
+        let mut archive = tar::Archive::new(tar);
         let mut entries = Vec::new();
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
             let path = entry.path().unwrap().to_string_lossy().into_owned();
-            let mode = entry.header().mode().unwrap();
+            let header = entry.header();
+            let kind = match header.entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Regular => 'f',
+                tar::EntryType::Symlink => 'l',
+                other => panic!("unexpected {other:?}"),
+            };
+            let mode = header.mode().unwrap();
+            let (uid, gid) = (header.uid().unwrap(), header.gid().unwrap());
+            assert_eq!((uid, gid), (0, 0), "{path}: owned by root");
+            let link = entry
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-            entries.push((path, mode, bytes));
+            entries.push((path, kind, mode, link, bytes));
         }
-        let expected: Vec<(String, u32, Vec<u8>)> = vec![
-            ("templates/".into(), 0o755, vec![]),
-            ("Dockerfile".into(), 0o644, dockerfile(true).into_bytes()),
-            ("labctl".into(), 0o755, b"\x7fELF binary".to_vec()),
-            (
-                "templates/base.html".into(),
-                0o644,
-                templates().unwrap()[0].1.clone(),
-            ),
-            (
-                "templates/index.html".into(),
-                0o644,
-                templates().unwrap()[1].1.clone(),
-            ),
-        ];
-        assert_eq!(entries, expected);
+        entries
+    }
 
-        let text = dockerfile(true);
+    #[test]
+    fn the_context_holds_the_dockerfile_the_binary_the_system_and_the_templates() {
+        let context = Context::new(b"\x7fELF binary".to_vec(), system(), templates());
+        let file = |path: &str, mode: u32, bytes: &[u8]| {
+            (path.to_string(), 'f', mode, String::new(), bytes.to_vec())
+        };
+        let dir = |path: &str| (path.to_string(), 'd', 0o755, String::new(), vec![]);
+        let expected = vec![
+            file("Dockerfile", 0o644, dockerfile(true, true).as_bytes()),
+            file("labctl", 0o755, b"\x7fELF binary"),
+            dir("system/"),
+            dir("system/bin/"),
+            file("system/bin/busybox", 0o755, b"busybox"),
+            (
+                "system/bin/sh".to_string(),
+                'l',
+                0o777,
+                "busybox".to_string(),
+                vec![],
+            ),
+            dir("system/lib64/"),
+            file("system/lib64/ld-linux-x86-64.so.2", 0o755, b"loader"),
+            dir("templates/"),
+            file("templates/base.html", 0o644, &templates().unwrap()[0].1),
+            file("templates/index.html", 0o644, &templates().unwrap()[1].1),
+        ];
+        assert_eq!(entries(&context.tar().unwrap()), expected);
+
+        let text = dockerfile(true, true);
         let instructions: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
             instructions,
             [
                 "FROM scratch",
                 &format!("LABEL labctl.image=\"{}\"", env!("CARGO_PKG_VERSION")),
-                "COPY labctl /labctl",
+                "COPY system /",
                 "COPY templates /templates",
+                "COPY labctl /labctl",
                 "ENTRYPOINT [\"/labctl\"]",
             ]
         );
-        assert!(!dockerfile(false).contains("templates"));
+        assert!(!dockerfile(false, false).contains("templates"));
+        assert!(!dockerfile(false, false).contains("system"));
+
+        // No system files: no system/ folder, and no COPY of it.
+        let bare = Context::new(b"static".to_vec(), vec![], None);
+        let paths: Vec<String> = entries(&bare.tar().unwrap())
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(paths, ["Dockerfile", "labctl"]);
     }
 
     #[test]
     fn the_tag_follows_the_content() {
-        let tag = Context::new(b"binary".to_vec(), templates()).tag();
+        let tag = Context::new(b"binary".to_vec(), system(), templates()).tag();
         let hex = tag.strip_prefix("labctl:").expect("repository labctl");
         assert!(
             hex.len() == 16
@@ -698,24 +926,104 @@ mod tests {
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
         );
         assert_eq!(
-            Context::new(b"binary".to_vec(), templates()).tag(),
+            Context::new(b"binary".to_vec(), system(), templates()).tag(),
             tag,
             "deterministic"
+        );
+        let mut reordered = system();
+        reordered.reverse();
+        assert_eq!(
+            Context::new(b"binary".to_vec(), reordered, templates()).tag(),
+            tag,
+            "the system files are sorted"
         );
 
         let mut changed = templates();
         changed.as_mut().unwrap()[1].1.push(b'\n');
+        let mut relinked = system();
+        relinked[0].1 = Entry::Symlink("busybox2".into());
+        let mut library = system();
+        library[1].1 = Entry::File {
+            mode: 0o755,
+            bytes: b"loader 2".to_vec(),
+        };
         let others = [
-            Context::new(b"binary2".to_vec(), templates()).tag(),
-            Context::new(b"binary".to_vec(), changed).tag(),
-            Context::new(b"binary".to_vec(), None).tag(),
-            Context::new(b"binary".to_vec(), Some(vec![])).tag(),
+            Context::new(b"binary2".to_vec(), system(), templates()).tag(),
+            Context::new(b"binary".to_vec(), system(), changed).tag(),
+            Context::new(b"binary".to_vec(), system(), None).tag(),
+            Context::new(b"binary".to_vec(), system(), Some(vec![])).tag(),
+            Context::new(b"binary".to_vec(), vec![], templates()).tag(),
+            Context::new(b"binary".to_vec(), relinked, templates()).tag(),
+            Context::new(b"binary".to_vec(), library, templates()).tag(),
         ];
         for other in &others {
             assert_ne!(other, &tag);
         }
         let distinct: std::collections::BTreeSet<_> = others.iter().collect();
         assert_eq!(distinct.len(), others.len());
+    }
+
+    #[test]
+    fn ldd_lists_the_loader_and_the_libraries() {
+        // As Debian 12's ldd prints a Rust executable.
+        let text = "\tlinux-vdso.so.1 (0x00007ffc2b1e4000)\n\
+                    \tlibstdc++.so.6 => /lib/x86_64-linux-gnu/libstdc++.so.6 (0x00007f0e1c400000)\n\
+                    \tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f0e1c9e0000)\n\
+                    \tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f0e1c321000)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0e1c140000)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f0e1ca1a000)\n\
+                    \tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f0e1c321000)\n";
+        let paths: Vec<String> = parse_ldd(text)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "/lib/x86_64-linux-gnu/libm.so.6",
+                "/lib/x86_64-linux-gnu/libstdc++.so.6",
+                "/lib64/ld-linux-x86-64.so.2",
+            ]
+        );
+
+        // A path with a space, an old-style vDSO line, and a static executable.
+        let spaced = "\tlibx.so.1 => /opt/my libs/libx.so.1 (0x00007f0e1c140000)\n\
+                      \tlinux-gate.so.1 =>  (0x00007f0e1c140000)\n";
+        assert_eq!(
+            parse_ldd(spaced).unwrap(),
+            [PathBuf::from("/opt/my libs/libx.so.1")]
+        );
+        assert!(parse_ldd("\tstatically linked\n").unwrap().is_empty());
+        assert!(parse_ldd("\tnot a dynamic executable\n")
+            .unwrap()
+            .is_empty());
+
+        // A library the loader cannot find is an error naming it.
+        let missing = "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0e1c140000)\n\
+                       \tlibzmq.so.5 => not found\n";
+        let error = parse_ldd(missing).unwrap_err().to_string();
+        assert!(error.contains("libzmq.so.5"), "{error}");
+    }
+
+    #[test]
+    fn ldd_on_the_test_executable_finds_the_loader_it_names() {
+        // The test executable is dynamically linked: ldd lists the loader of its PT_INTERP and
+        // libc, and every listed file exists.
+        let exe = std::env::current_exe().unwrap();
+        let output = Command::new("ldd").arg(&exe).output().expect("ldd runs");
+        assert!(output.status.success(), "ldd {}", exe.display());
+        let paths = parse_ldd(&String::from_utf8_lossy(&output.stdout)).unwrap();
+        assert!(
+            paths.iter().any(|p| p.ends_with("ld-linux-x86-64.so.2")),
+            "{paths:?}"
+        );
+        assert!(paths.iter().any(|p| p.ends_with("libc.so.6")), "{paths:?}");
+        for path in &paths {
+            assert!(path.is_file(), "{} exists", path.display());
+        }
     }
 
     #[test]
