@@ -97,6 +97,19 @@ pub enum Command {
     Bench(BenchArgs),
     /// Print a lab's daemon logs: one daemon's, or every daemon's merged in time order.
     Logs(LogsArgs),
+    /// Open a shell in a node: inside its container (Docker) or in its folder (processes).
+    ///
+    /// In a Docker lab it runs `docker exec -it <lab>-<id> sh` (the `docker` CLI must be
+    /// installed): busybox's shell, with `ip`, `ping`, `nc`, `wget` and the rest of busybox's
+    /// applets, in the node's network namespace, so it sees exactly the node's links (`ping
+    /// <lab>-<id>` answers for a neighbour only). It runs as the container's user (you); busybox's
+    /// ping opens a raw socket, so a user other than root needs `--root` for it. In a process lab
+    /// it opens $SHELL (else /bin/sh) in the node's data folder. Either way the node's
+    /// environment is set: LABCTL_LAB, LABCTL_NODE, LABCTL_CONTROL (its ZeroMQ address) and
+    /// LABCTL_ADMIN (its admin gRPC address). After `--`, a command runs instead of the
+    /// interactive shell (`labctl shell ring6 1 -- sh -c 'ip addr'`), and its exit code is
+    /// labctl's.
+    Shell(ShellArgs),
     /// Build the container image the Docker runtime runs (`up` does it when needed).
     Image(ImageArgs),
     /// Write a lab out for another tool (a Docker Compose file).
@@ -409,6 +422,21 @@ pub struct LsArgs {
     /// Print one JSON object per lab, one per line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShellArgs {
+    /// The lab (`labctl ls` lists them).
+    pub name: String,
+    /// The node's id.
+    pub node: u64,
+    /// Run as root inside the node's container (Docker labs), e.g. for busybox's ping as a user
+    /// other than root.
+    #[arg(long)]
+    pub root: bool,
+    /// A command to run instead of an interactive shell, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -325,3 +325,105 @@ fn a_node_reaches_only_its_topology_neighbours() {
     home.labctl(&[OsStr::new("down"), OsStr::new(&lab)])
         .expect_success();
 }
+
+/// Runs `docker exec <container> args…` (as root in the container when this test is not root:
+/// busybox's ping opens a raw socket, which only root may) and returns its exit code and its
+/// stdout and stderr together.
+fn docker_exec(container: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new("docker");
+    command.arg("exec");
+    // SAFETY: getuid cannot fail and touches no memory.
+    if unsafe { libc::getuid() } != 0 {
+        command.args(["--user", "0:0"]);
+    }
+    let output = command
+        .arg(container)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the docker CLI runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
+/// Every node has busybox's shell (`docker exec <lab>-<id> sh`), in its own network namespace:
+/// `ip addr` shows its address on each of its links, a neighbour answers a ping by name, and a
+/// node that is not a neighbour is neither found by name nor answers at any of its addresses.
+/// `labctl shell` opens the same shell with the node's variables, in its folder.
+#[test]
+fn every_node_has_a_shell_that_reaches_only_its_neighbours() {
+    common::lab_image();
+    let docker = engine();
+    let home = Home::with_runtime("docker");
+    let lab = lab_name("shell");
+    let topology = load(&topology_file("ring6.toml"));
+    let up = home.up(&topology_file("ring6.toml"), &["--name", &lab]);
+    check_report(&up, &topology, &lab);
+    assert!(topology.adjacency()[&1].contains(&2));
+    assert!(!topology.adjacency()[&1].contains(&4));
+
+    let one = format!("{lab}-1");
+    let script = format!("ip addr; ping -c1 -W2 {lab}-2");
+    let (code, output) = docker_exec(&one, &["sh", "-c", &script]);
+    assert_eq!(
+        code,
+        Some(0),
+        "ip addr and a ping of neighbour 2:\n{output}"
+    );
+    for (network, ip) in addresses_of(&docker, &one) {
+        assert!(
+            output.contains(&format!("inet {ip}/")),
+            "ip addr shows node 1's address {ip} on {network}:\n{output}"
+        );
+    }
+    let link = addresses_of(&docker, &format!("{lab}-2"))[&format!("{lab}-link-1-2")].clone();
+    assert!(
+        output.contains(&format!("({link})")) && output.contains("1 packets received"),
+        "node 2 answers at its end of the link 1-2 ({link}):\n{output}"
+    );
+
+    // Node 4 is not a neighbour of 1: its name is unknown on 1's networks, and none of its
+    // addresses answers.
+    let (code, output) = docker_exec(&one, &["ping", "-c1", "-W2", &format!("{lab}-4")]);
+    assert_ne!(code, Some(0), "ping {lab}-4 from node 1:\n{output}");
+    assert!(output.contains("bad address"), "{output}");
+    for (network, ip) in addresses_of(&docker, &format!("{lab}-4")) {
+        let (code, output) = docker_exec(&one, &["ping", "-c1", "-W1", &ip]);
+        assert_ne!(
+            code,
+            Some(0),
+            "node 4's address {ip} on {network} answered node 1:\n{output}"
+        );
+        assert!(output.contains("0 packets received"), "{output}");
+    }
+
+    // labctl shell: the same container, the node's variables, its folder.
+    let run = home
+        .labctl(&[
+            "shell",
+            &lab,
+            "3",
+            "--",
+            "sh",
+            "-c",
+            "echo $LABCTL_LAB $LABCTL_NODE $LABCTL_CONTROL; pwd; hostname",
+        ])
+        .expect_success();
+    assert_eq!(
+        run.stdout,
+        format!("{lab} 3 {lab}-3:7100\n/lab/state\n{lab}-3\n"),
+        "labctl shell {lab} 3"
+    );
+    let code = home
+        .labctl(&["shell", &lab, "3", "--", "sh", "-c", "exit 7"])
+        .code;
+    assert_eq!(code, Some(7), "the command's exit code is labctl's");
+
+    home.labctl(&["down", lab.as_str()]).expect_success();
+    let left = labelled(&lab);
+    assert!(left.is_empty(), "after down {lab}: {left:?}");
+}

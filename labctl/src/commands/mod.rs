@@ -11,6 +11,7 @@ pub mod graph;
 pub mod image;
 pub mod logs;
 pub mod ls;
+pub mod shell;
 pub mod sim;
 pub mod status;
 pub mod trace;
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         Command::Trace(args) => trace::run(&args),
         Command::Dashboard(args) => dashboard::run(&args),
         Command::Logs(args) => logs::run(&args),
+        Command::Shell(args) => shell::run(&args),
         Command::Image(args) => image::run(&args),
         Command::Export(args) => export::run(&args),
         Command::Daemon(args) => daemon::run(*args),

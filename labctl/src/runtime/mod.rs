@@ -73,6 +73,19 @@ pub fn count(count: usize, kind: &str) -> String {
     format!("{count} {}", noun(kind, count))
 }
 
+/// What `labctl shell` asks of a runtime: a shell in one node.
+#[derive(Clone, Debug, Default)]
+pub struct Shell {
+    /// Environment variables to set (the node's: `LABCTL_LAB`, `LABCTL_NODE` …).
+    pub env: Vec<(String, String)>,
+    /// A command to run instead of an interactive shell (empty: the shell).
+    pub command: Vec<String>,
+    /// Run as root inside the node's container (Docker only).
+    pub root: bool,
+    /// Give the shell a terminal (stdin and stdout are one).
+    pub tty: bool,
+}
+
 /// How long a daemon may take to start listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -138,6 +151,15 @@ pub trait Runtime: Send + Sync {
         action: NodeAction,
         settings: &NodeSettings,
     ) -> Result<()>;
+    /// The command that opens `shell` in node `id` of the lab: with the node's environment
+    /// variables, in the node's folder. The caller runs it in its own place (`exec`).
+    fn shell(
+        &self,
+        lab: &LabDir,
+        record: &Record,
+        id: u64,
+        shell: &Shell,
+    ) -> Result<std::process::Command>;
     /// Whether this runtime cuts a link itself (Docker: by disconnecting the link's network).
     /// If not, the nodes' fault filters do it.
     fn cuts_links(&self) -> bool {

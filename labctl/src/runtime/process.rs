@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use labctl_fault::NodeAction;
 
-use super::{NodeSettings, ProcState, Runtime, START_TIMEOUT};
+use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::commands::daemon::ServiceReady;
 use crate::lab::{is_ours, last_words, process_state, stray_daemons, LabDir, Process, Record};
 
@@ -314,6 +314,38 @@ impl Runtime for ProcessRuntime {
             .collect()
     }
 
+    /// `$SHELL` (else `/bin/sh`), or the command given, in the node's data folder.
+    fn shell(
+        &self,
+        lab: &LabDir,
+        _record: &Record,
+        id: u64,
+        shell: &Shell,
+    ) -> Result<std::process::Command> {
+        if shell.root {
+            bail!(
+                "--root is for Docker labs (root inside a node's container); lab {} runs as \
+                 local processes, and its shell runs as you",
+                lab.name
+            );
+        }
+        let folder = node_folder(lab, id);
+        let mut command = match shell.command.split_first() {
+            Some((program, args)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(args);
+                command
+            }
+            None => std::process::Command::new(
+                std::env::var_os("SHELL")
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "/bin/sh".into()),
+            ),
+        };
+        command.current_dir(&folder).envs(shell.env.iter().cloned());
+        Ok(command)
+    }
+
     async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()> {
         // Nodes first (they deregister from the bootstrap on the way out), then the services;
         // daemons of the lab that are not on record (spawned as `up` was interrupted) with them.
@@ -361,7 +393,7 @@ fn node_args(
         "--suspicion-ms".into(),
         settings.timing.suspicion_ms.to_string(),
         "--data-dir".into(),
-        path_arg(lab.path.join("nodes").join(id.to_string())),
+        path_arg(node_folder(lab, id)),
         "--nameserver".into(),
         nameserver.grpc.clone(),
         "--session-secret-file".into(),
@@ -382,6 +414,11 @@ fn node_args(
         ]);
     }
     args
+}
+
+/// Node `id`'s data folder: `<lab>/nodes/<id>`.
+fn node_folder(lab: &LabDir, id: u64) -> PathBuf {
+    lab.path.join("nodes").join(id.to_string())
 }
 
 /// Wait until `pid` is gone (a SIGKILL takes a moment to be reaped).

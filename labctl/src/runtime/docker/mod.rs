@@ -37,7 +37,7 @@ use labctl_topology::Topology;
 use tokio::sync::{Mutex, OnceCell};
 
 use self::plan::{Cidr, ContainerPlan, ContainerRole, Flavor, Plan};
-use super::{NodeSettings, ProcState, Runtime, START_TIMEOUT};
+use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::lab::{last_words, LabDir, Process, Record};
 
 /// How often to look for a ready file.
@@ -343,6 +343,44 @@ impl Runtime for DockerRuntime {
             }
         }
         Ok(nodes)
+    }
+
+    /// `docker exec` of busybox's `sh` (or the command given) in the node's container, in its
+    /// folder (`/lab/state`), as the container's user (root with `root`). Through the `docker`
+    /// CLI, which passes a terminal through as it should.
+    fn shell(
+        &self,
+        lab: &LabDir,
+        record: &Record,
+        id: u64,
+        shell: &Shell,
+    ) -> Result<std::process::Command> {
+        let container = record
+            .nodes
+            .get(&id)
+            .and_then(|p| p.container.clone())
+            .with_context(|| {
+                format!("lab {} has no container for node {id} on record", lab.name)
+            })?;
+        let mut command = std::process::Command::new("docker");
+        command.args(["exec", "--interactive"]);
+        if shell.tty {
+            command.arg("--tty");
+        }
+        if shell.root {
+            command.args(["--user", "0:0"]);
+        }
+        command.args(["--workdir", plan::STATE_DIR]);
+        for (key, value) in &shell.env {
+            command.arg("--env").arg(format!("{key}={value}"));
+        }
+        command.arg(&container);
+        if shell.command.is_empty() {
+            command.arg("sh");
+        } else {
+            command.args(&shell.command);
+        }
+        Ok(command)
     }
 
     async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()> {
