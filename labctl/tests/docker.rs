@@ -422,6 +422,16 @@ fn every_node_has_a_shell_that_reaches_only_its_neighbours() {
         .labctl(&["shell", &lab, "3", "--", "sh", "-c", "exit 7"])
         .code;
     assert_eq!(code, Some(7), "the command's exit code is labctl's");
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    let run = home
+        .labctl(&["shell", &lab, "3", "--", "id", "-u"])
+        .expect_success();
+    assert_eq!(run.stdout, format!("{uid}\n"), "the container's user: you");
+    let run = home
+        .labctl(&["shell", &lab, "3", "--root", "--", "id", "-u"])
+        .expect_success();
+    assert_eq!(run.stdout, "0\n", "--root: root in the container");
 
     home.labctl(&["down", lab.as_str()]).expect_success();
     let left = labelled(&lab);
