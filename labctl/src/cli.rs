@@ -509,6 +509,16 @@ pub struct ExportComposeArgs {
     /// Write here instead of stdout.
     #[arg(long, short, value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// The address block the lab's networks take their /28 subnets from, e.g. 10.210.0.0/19
+    /// (one /28 per node, per link and one more; a /19 holds 512). Without it, the first /19 of
+    /// 10.210.0.0/16 (or $LABCTL_DOCKER_POOL) that no network of the Docker engine uses at export
+    /// time, or 10.210.0.0/19 when no engine answers.
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<String>,
+    /// The host port of the nameserver's HTTP (where a browser starts; `$LABCTL_HTTP_PORT`
+    /// overrides it when the file runs); node k's chat, in id order, is published at PORT + k.
+    #[arg(long, value_name = "PORT", default_value_t = crate::commands::export::DEFAULT_HTTP_PORT)]
+    pub http_port: u16,
 }
 
 #[derive(Debug, clap::Args)]

@@ -21,6 +21,9 @@ const TOO_BIG: &str = "bench-random100k";
 /// A session key for docker-compose to interpolate.
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
+/// The address block of the shipped files (the default pool's first).
+const SHIPPED_BLOCK: &str = "10.210.0.0/19";
+
 /// The repository's root, where the shipped files' header commands are meant to run.
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,8 +68,14 @@ fn every_shipped_compose_file_is_what_export_prints_now() {
     let compose = repo_root().join("compose");
     let mut stale = Vec::new();
     for stem in exported_stems() {
-        let run = labctl_in_repo(&["export", "compose", &format!("topologies/{stem}.toml")])
-            .expect_success();
+        let run = labctl_in_repo(&[
+            "export",
+            "compose",
+            &format!("topologies/{stem}.toml"),
+            "--subnet",
+            SHIPPED_BLOCK,
+        ])
+        .expect_success();
         let path = compose.join(format!("{stem}.yml"));
         match std::fs::read_to_string(&path) {
             Ok(shipped) if shipped == run.stdout => {}
@@ -91,7 +100,7 @@ fn every_shipped_compose_file_is_what_export_prints_now() {
         "the compose files are out of date with `labctl export compose`:\n  {}\nregenerate them \
          from the repository's root:\n  cargo build --bin labctl && for f in topologies/*.toml; \
          do s=$(basename $f .toml); [ $s = {TOO_BIG} ] || target/debug/labctl export compose \
-         $f -o compose/$s.yml; done",
+         $f --subnet {SHIPPED_BLOCK} -o compose/$s.yml; done",
         stale.join("\n  ")
     );
 }
@@ -177,8 +186,14 @@ fn docker_compose_accepts_the_ring6_file_only_with_a_session_key() {
         "docker-compose accepted the file without LABCTL_SESSION_SECRET"
     );
     assert!(
-        stderr.contains("set LABCTL_SESSION_SECRET") && stderr.contains("openssl rand -hex 32"),
+        stderr.contains("set LABCTL_SESSION_SECRET to a random secret")
+            && stderr.contains("the comment at the top of this file shows how"),
         "the refusal should say how to set the key: {stderr}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("#   export LABCTL_SESSION_SECRET=$(openssl rand -hex 32)\n"),
+        "the comment at the top shows how:\n{text}"
     );
 }
 
@@ -271,7 +286,7 @@ fn one(model: &BTreeMap<String, Vec<String>>, path: &str) -> String {
 #[test]
 fn the_ring6_file_wires_every_container_and_network_of_the_lab() {
     let dir = tempfile::tempdir().unwrap();
-    let file = export_into(dir.path(), "ring6", &[]);
+    let file = export_into(dir.path(), "ring6", &["--subnet", SHIPPED_BLOCK]);
     let model = compose_model(&file);
     let topology = Topology::from_path(&topology_file("ring6.toml")).unwrap();
     let ids = topology.ids();
@@ -286,7 +301,33 @@ fn the_ring6_file_wires_every_container_and_network_of_the_lab() {
     for service in &services {
         let at = |rest: &str| format!("services/{service}/{rest}");
         assert_eq!(one(&model, &at("container_name")), *service);
-        assert_eq!(one(&model, &at("labels/labctl.lab")), "ring6", "{service}");
+        // Labelled as the lab's, owned by `compose` (labctl shows such a lab and leaves it
+        // alone), with what it runs; on the container and on the Swarm service alike.
+        let role = match service.strip_prefix("ring6-").unwrap() {
+            "bootstrap" => "bootstrap",
+            "nameserver" => "nameserver",
+            _ => "node",
+        };
+        for labels in ["labels", "deploy/labels"] {
+            let label = |name: &str| one(&model, &at(&format!("{labels}/{name}")));
+            assert_eq!(label("labctl.lab"), "ring6", "{service} {labels}");
+            assert_eq!(label("labctl.owner"), "compose", "{service} {labels}");
+            assert_eq!(label("labctl.role"), role, "{service} {labels}");
+            let node = service.strip_prefix("ring6-").filter(|_| role == "node");
+            assert_eq!(
+                model
+                    .get(&at(&format!("{labels}/labctl.node")))
+                    .map(|v| v.join(",")),
+                node.map(String::from),
+                "{service} {labels}"
+            );
+        }
+        // Swarm: the name resolves to the container itself, not to a virtual IP behind IPVS.
+        assert_eq!(
+            one(&model, &at("deploy/endpoint_mode")),
+            "dnsrr",
+            "{service}"
+        );
         assert_eq!(one(&model, &at("image")), "labctl:latest", "{service}");
         assert_eq!(model[&at("command")][0], "daemon", "{service}");
     }
@@ -301,6 +342,13 @@ fn the_ring6_file_wires_every_container_and_network_of_the_lab() {
         let at = |rest: &str| format!("networks/{network}/{rest}");
         assert_eq!(one(&model, &at("name")), format!("ring6-{network}"));
         assert_eq!(one(&model, &at("labels/labctl.lab")), "ring6", "{network}");
+        assert_eq!(
+            one(&model, &at("labels/labctl.owner")),
+            "compose",
+            "{network}"
+        );
+        let kind = network.split('-').next().unwrap();
+        assert_eq!(one(&model, &at("labels/labctl.network")), kind, "{network}");
         // Links are internal; the management network and the uplinks publish ports on the host.
         let internal = one(&model, &at("internal"));
         assert_eq!(
@@ -373,18 +421,28 @@ fn the_ring6_file_wires_every_container_and_network_of_the_lab() {
             SECRET
         );
     }
-    // Published on the host's loopback: the nameserver at 8080, node k (in id order) at 8080 + k,
-    // so every input node is 127.0.0.1 to a browser.
-    assert_eq!(
-        one(&model, "services/ring6-nameserver/ports"),
-        "127.0.0.1:8080:8080/tcp"
-    );
+    // Published in host mode (by the machine running the container, as Swarm needs without
+    // its routing mesh): the nameserver at 8080, node k (in id order) at 8080 + k, so every
+    // input node is 127.0.0.1 to a browser on that machine.
+    let published = |service: &str| -> (String, String, String) {
+        let at = |rest: &str| format!("services/{service}/ports{rest}");
+        (
+            one(&model, &at("")),
+            one(&model, &at("/published")),
+            one(&model, &at("/target")),
+        )
+    };
+    let host_mode = |port: usize| ("mode: host".to_string(), port.to_string(), "8080".into());
+    assert_eq!(published("ring6-nameserver"), host_mode(8080));
     for (k, id) in ids.iter().enumerate() {
         assert_eq!(
-            one(&model, &format!("services/ring6-{id}/ports")),
-            format!("127.0.0.1:{}:8080/tcp", 8081 + k),
+            published(&format!("ring6-{id}")),
+            host_mode(8081 + k),
             "node {id}"
         );
+    }
+    for service in ["ring6-bootstrap"] {
+        assert!(!model.contains_key(&format!("services/{service}/ports")));
     }
 
     // The bootstrap gets the topology on its command line.
@@ -602,5 +660,225 @@ fn the_daemons_refuse_a_bad_topology_toml_and_a_missing_session_key() {
     assert!(
         stderr.contains("LABCTL_SESSION_SECRET holds 9 bytes, fewer than the 16"),
         "{stderr}"
+    );
+}
+
+/// The subnets of a compose file's networks, from its `- subnet: "…"` lines.
+fn subnets_of(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("- subnet: "))
+        .map(|subnet| subnet.trim_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn subnet_names_the_block_and_is_checked() {
+    let file = topology_file("ring6.toml");
+    let export = |subnet: &str| {
+        labctl(&[
+            "export".as_ref(),
+            "compose".as_ref(),
+            file.as_os_str(),
+            "--subnet".as_ref(),
+            subnet.as_ref(),
+        ])
+    };
+    // ring6 needs 13 /28 networks: a /24 holds 16.
+    let text = export("10.99.3.0/24").expect_success().stdout;
+    let subnets = subnets_of(&text);
+    assert_eq!(subnets.len(), 13, "{text}");
+    for (k, subnet) in subnets.iter().enumerate() {
+        assert_eq!(*subnet, format!("10.99.3.{}/28", 16 * k));
+    }
+    assert!(
+        text.contains("# Each network is a /28 of 10.99.3.0/24 (given by --subnet);\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ring6.toml --subnet 10.99.3.0/24 -o ring6.yml\n"),
+        "the header's command repeats --subnet: {text}"
+    );
+
+    export("10.99.3.0/25").expect_error(&[
+        "--subnet 10.99.3.0/25 holds 8 /28 networks, and lab ring6 needs 13",
+        "give a /24 or larger",
+    ]);
+    export("10.99.3.0/29").expect_error(&["holds 0 /28 networks", "give a /24 or larger"]);
+    export("10.99.3.7/24")
+        .expect_error(&["10.99.3.7 is not the first address of a /24; did you mean 10.99.3.0/24?"]);
+    export("10.99.3.0").expect_error(&["--subnet", "write it as address/prefix"]);
+    export("10.99.300.0/24").expect_error(&["--subnet", "is not an IPv4 address"]);
+    export("10.99.3.0/40").expect_error(&["--subnet", "prefix length must be 0-32"]);
+}
+
+#[test]
+fn http_port_moves_every_published_port() {
+    let run = labctl(&[
+        "export".as_ref(),
+        "compose".as_ref(),
+        topology_file("pair.toml").as_os_str(),
+        "--http-port".as_ref(),
+        "9000".as_ref(),
+    ])
+    .expect_success();
+    let published: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("published: "))
+        .collect();
+    assert_eq!(
+        published,
+        [r#""${LABCTL_HTTP_PORT:-9000}""#, "9001", "9002"]
+    );
+    assert!(run
+        .stdout
+        .contains("\"--public-http\"\n      - \"127.0.0.1:9001\"\n"));
+    assert!(run.stdout.contains("-o pair.yml") && run.stdout.contains(" --http-port 9000 -o"));
+    labctl(&[
+        "export".as_ref(),
+        "compose".as_ref(),
+        topology_file("ring6.toml").as_os_str(),
+        "--http-port".as_ref(),
+        "65530".as_ref(),
+    ])
+    .expect_error(&["--http-port 65530", "run past 65535", "below 65530"]);
+}
+
+#[test]
+fn without_an_engine_the_default_block_is_used_and_said() {
+    let output = Command::new(LABCTL)
+        .args(["export", "compose"])
+        .arg(topology_file("pair.toml"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("LABCTL_DOCKER_POOL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        subnets_of(&text),
+        [
+            "10.210.0.0/28",
+            "10.210.0.16/28",
+            "10.210.0.32/28",
+            "10.210.0.48/28"
+        ]
+    );
+    assert!(
+        text.contains(
+            "(the default: no Docker engine answered at export time);\n# --subnet CIDR exports"
+        ),
+        "{text}"
+    );
+}
+
+/// A network this test made on the engine, removed when the test ends.
+struct Network(String);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.0])
+            .output();
+    }
+}
+
+/// The subnets of every network on the engine.
+fn engine_subnets() -> BTreeSet<String> {
+    let output = Command::new("docker")
+        .args(["network", "ls", "-q"])
+        .output()
+        .expect("running docker (this test needs the docker CLI and an engine)");
+    let ids: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut subnets = BTreeSet::new();
+    for id in ids {
+        let output = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                "--format",
+                "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+                &id,
+            ])
+            .output()
+            .unwrap();
+        subnets.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .split_whitespace()
+                .filter(|s| s.contains('.'))
+                .map(String::from),
+        );
+    }
+    subnets
+}
+
+/// Whether two `a.b.c.d/p` networks share an address.
+fn overlap(a: &str, b: &str) -> bool {
+    let parse = |text: &str| -> (u32, u32) {
+        let (address, prefix) = text.split_once('/').unwrap();
+        let address: std::net::Ipv4Addr = address.parse().unwrap();
+        (u32::from(address), prefix.parse().unwrap())
+    };
+    let ((a, p), (b, q)) = (parse(a), parse(b));
+    let prefix = p.min(q);
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
+    a & mask == b & mask
+}
+
+#[test]
+fn the_block_chosen_is_free_on_the_engine() {
+    // Take a piece of the default block, so the export must look past it (when another lab
+    // holds it already, the create fails, and the block is just as taken).
+    let probe = Network(format!("labctl-export-probe-{}", std::process::id()));
+    let _ = Command::new("docker")
+        .args([
+            "network",
+            "create",
+            "--subnet",
+            "10.210.0.0/28",
+            "--label",
+            "labctl.test=export",
+            &probe.0,
+        ])
+        .output()
+        .expect("running docker (this test needs the docker CLI and an engine)");
+    let before = engine_subnets();
+    assert!(
+        before.iter().any(|s| overlap(s, "10.210.0.0/19")),
+        "nothing holds 10.210.0.0/19: {before:?}"
+    );
+    let text = labctl(&[
+        "export".as_ref(),
+        "compose".as_ref(),
+        topology_file("ring6.toml").as_os_str(),
+    ])
+    .expect_success()
+    .stdout;
+    let after = engine_subnets();
+    let subnets = subnets_of(&text);
+    assert_eq!(subnets.len(), 13);
+    for subnet in &subnets {
+        for used in before.intersection(&after) {
+            assert!(
+                !overlap(subnet, used),
+                "{subnet} of the export overlaps {used}, a network of the engine"
+            );
+        }
+    }
+    assert!(
+        text.contains("(free on the Docker engine at export time);"),
+        "{text}"
     );
 }

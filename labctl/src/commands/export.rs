@@ -13,9 +13,9 @@
 //! places meant to be filled in when the file runs use `${…}`: the image, the published HTTP port
 //! and the session key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::Path;
+use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context, Result};
 use labctl_topology::Topology;
@@ -23,7 +23,8 @@ use labctl_topology::Topology;
 use crate::cli::{ExportArgs, ExportCommand, ExportComposeArgs};
 use crate::commands::validate::plural;
 use crate::runtime::docker::plan::{
-    Cidr, ContainerRole, Flavor, Plan, BLOCK_PREFIX, DEFAULT_POOL, NAMESERVER_HTTP_PORT,
+    Cidr, ContainerRole, Flavor, Plan, BLOCK_PREFIX, COMPOSE_OWNER, LAB_LABEL,
+    NAMESERVER_HTTP_PORT, NETWORK_PREFIX, OWNER_LABEL,
 };
 use crate::runtime::NodeSettings;
 use crate::Outcome;
@@ -34,11 +35,9 @@ fn image() -> String {
     format!("${{LABCTL_IMAGE:-{}}}", crate::image::LATEST)
 }
 
-/// The host port of the first node's chat; the others follow in id order.
-const FIRST_NODE_HTTP_PORT: u16 = 8081;
-
-/// The nameserver's HTTP port on the host, unless `$LABCTL_HTTP_PORT` says otherwise.
-const HTTP_PORT: &str = "${LABCTL_HTTP_PORT:-8080}";
+/// The nameserver's HTTP port on the host (`$LABCTL_HTTP_PORT`, else `--http-port`, else this);
+/// node k's chat (in id order) is published at this + k.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 
 /// Run `labctl export …`.
 pub fn run(args: &ExportArgs) -> Result<Outcome> {
@@ -56,8 +55,9 @@ fn run_compose(args: &ExportComposeArgs) -> Result<Outcome> {
             "--name {lab:?} is not a valid lab name: use [a-z0-9][a-z0-9-]*, at most 63 characters"
         );
     }
-    let regenerate = regenerate_command(&args.file, args.name.as_deref());
-    let text = compose_file(&lab, &topology, &regenerate)
+    let regenerate = regenerate_command(args);
+    let text = address_block(&lab, &topology, args.subnet.as_deref())
+        .and_then(|block| compose_file(&lab, &topology, &regenerate, &block, args.http_port))
         .with_context(|| format!("{}: cannot export lab {lab}", args.file.display()))?;
     match &args.output {
         Some(path) => labctl_node::write_atomically(path, text.as_bytes()).with_context(|| {
@@ -72,78 +72,211 @@ fn run_compose(args: &ExportComposeArgs) -> Result<Outcome> {
 }
 
 /// The command that writes the file again, as the header shows it.
-fn regenerate_command(file: &Path, name: Option<&str>) -> String {
-    let mut command = format!("labctl export compose {}", file.display());
-    if let Some(name) = name {
+fn regenerate_command(args: &ExportComposeArgs) -> String {
+    let mut command = format!("labctl export compose {}", args.file.display());
+    if let Some(name) = &args.name {
         command.push_str(&format!(" --name {name}"));
+    }
+    if let Some(subnet) = &args.subnet {
+        command.push_str(&format!(" --subnet {}", subnet.trim()));
+    }
+    if args.http_port != DEFAULT_HTTP_PORT {
+        command.push_str(&format!(" --http-port {}", args.http_port));
     }
     command
 }
 
-/// The compose file of `topology` run as lab `lab`; `regenerate` is the command that wrote it.
-fn compose_file(lab: &str, topology: &Topology, regenerate: &str) -> Result<String> {
-    let pool = Cidr::parse(DEFAULT_POOL)?;
-    let block = pool
+/// The address block a compose file's networks take their subnets from, and why that one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Block {
+    /// The block.
+    cidr: Cidr,
+    /// Where it came from.
+    source: BlockSource,
+}
+
+/// Why a compose file uses the block it uses (its header says).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockSource {
+    /// `--subnet`.
+    Given,
+    /// The first block of the pool that no network of the Docker engine used at export time.
+    Free,
+    /// The pool's first block: no Docker engine answered.
+    Default,
+}
+
+/// How many /28 networks the lab of `topology` needs: the management network, one uplink per
+/// node, one per link.
+fn networks_needed(topology: &Topology) -> u64 {
+    1 + topology.node_count() as u64 + topology.link_count() as u64
+}
+
+/// `--subnet` checked, or else the first lab-sized block of the pool that is free on the Docker
+/// engine (when one answers), or else the pool's first block.
+fn address_block(lab: &str, topology: &Topology, subnet: Option<&str>) -> Result<Block> {
+    if let Some(text) = subnet {
+        let cidr = parse_subnet(text, lab, networks_needed(topology))?;
+        return Ok(Block {
+            cidr,
+            source: BlockSource::Given,
+        });
+    }
+    let pool = crate::runtime::docker::pool()?;
+    let first = pool
         .subnet(BLOCK_PREFIX, 0)
-        .context("the default pool holds no lab block")?;
+        .context("the address pool holds no lab block")?;
+    let default = Block {
+        cidr: first,
+        source: BlockSource::Default,
+    };
+    if networks_needed(topology) > first.subnets(NETWORK_PREFIX) {
+        // Too big for any lab block: the plan says so, with advice; no need to ask the engine.
+        return Ok(default);
+    }
+    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    tokio.block_on(async {
+        if !crate::runtime::docker::engine::answers().await {
+            return Ok(default);
+        }
+        let docker = crate::runtime::docker::engine::connect().await?;
+        let cidr = crate::runtime::docker::free_block(&docker, &pool, &BTreeSet::new())
+            .await
+            .context("choosing an address block for the compose file; --subnet CIDR names one")?;
+        Ok(Block {
+            cidr,
+            source: BlockSource::Free,
+        })
+    })
+}
+
+/// `--subnet`'s value as a block: a network written as its first address and prefix, with room
+/// for the `needed` /28 networks of lab `lab`.
+fn parse_subnet(text: &str, lab: &str, needed: u64) -> Result<Cidr> {
+    let cidr = Cidr::parse(text).context("--subnet")?;
+    let address = text.trim().split_once('/').map_or("", |(a, _)| a);
+    if address.parse::<Ipv4Addr>().ok() != Some(cidr.host(0)) {
+        bail!(
+            "--subnet {text}: {address} is not the first address of a /{}; did you mean {cidr}?",
+            cidr.prefix
+        );
+    }
+    let room = cidr.subnets(NETWORK_PREFIX);
+    if needed > room {
+        // The longest prefix whose block holds `needed` /28s.
+        let bits = u64::BITS - (needed - 1).leading_zeros();
+        let prefix = u32::from(NETWORK_PREFIX).saturating_sub(bits);
+        bail!(
+            "--subnet {cidr} holds {room} /{NETWORK_PREFIX} networks, and lab {lab} needs \
+             {needed} (one per node, one per link and the management network): give a /{prefix} \
+             or larger"
+        );
+    }
+    Ok(cidr)
+}
+
+/// The compose file of `topology` run as lab `lab` with its networks in `block`; `regenerate` is
+/// the command that wrote it.
+fn compose_file(
+    lab: &str,
+    topology: &Topology,
+    regenerate: &str,
+    block: &Block,
+    http_port: u16,
+) -> Result<String> {
     let settings = NodeSettings {
         timing: topology.timing,
         durability: topology.durability.unwrap_or_default(),
     };
     // Every node's chat on its own loopback port, after the nameserver's default 8080, so every
     // input node is the same host (127.0.0.1) to a browser and its session cookie holds at all.
-    let http_ports: BTreeMap<u64, u16> = topology
-        .ids()
+    let ids = topology.ids();
+    let count = ids.len();
+    let http_ports: BTreeMap<u64, u16> = ids
         .into_iter()
-        .enumerate()
-        .map(|(k, id)| (id, FIRST_NODE_HTTP_PORT.saturating_add(k as u16)))
+        .zip((1u64..).map(|k| u16::try_from(u64::from(http_port) + k).unwrap_or(u16::MAX)))
         .collect();
     let plan = Plan::new(
         lab,
         topology,
         &settings,
-        block,
+        block.cidr,
         Flavor::Compose,
         &http_ports,
     )?;
+    if usize::from(u16::MAX - http_port) < count {
+        bail!(
+            "--http-port {http_port}: the {count} nodes' chats are published at the ports after \
+             it, which run past {}; give a port below {}",
+            u16::MAX,
+            usize::from(u16::MAX) - count + 1
+        );
+    }
     let mut yaml = Yaml::default();
-    header(&mut yaml, lab, topology, regenerate);
-    services(&mut yaml, &plan)?;
+    header(&mut yaml, lab, topology, regenerate, block, http_port);
+    services(&mut yaml, &plan, http_port)?;
     networks(&mut yaml, &plan);
     volumes(&mut yaml, &plan);
     Ok(yaml.text)
 }
 
 /// The comment at the top: where the file comes from and how to run it.
-fn header(yaml: &mut Yaml, lab: &str, topology: &Topology, regenerate: &str) {
+fn header(
+    yaml: &mut Yaml,
+    lab: &str,
+    topology: &Topology,
+    regenerate: &str,
+    block: &Block,
+    http_port: u16,
+) {
+    let why = match block.source {
+        BlockSource::Given => "given by --subnet",
+        BlockSource::Free => "free on the Docker engine at export time",
+        BlockSource::Default => "the default: no Docker engine answered at export time",
+    };
     let compose = format!("docker compose -p {lab} -f {lab}.yml");
+    let last_port = u64::from(http_port) + topology.node_count() as u64;
     let lines = [
         format!(
-            "Lab {lab} ({}, {}) for Docker Compose, generated by `labctl export compose`.",
+            "Lab {lab} ({}, {}), generated by `labctl export compose`. Edit the topology rather",
             plural(topology.node_count(), "node"),
             plural(topology.link_count(), "link")
         ),
-        "Edit the topology rather than this file, and write it again with".into(),
+        "than this file, and write it again with".into(),
         format!("  {regenerate} -o {lab}.yml"),
         String::new(),
-        "Run it on one machine (Docker Compose v2, or docker-compose 1.29 as `docker-compose`):"
+        "Every node needs the same secret, which signs chat logins; Compose wants it set for every"
             .into(),
-        format!("  LABCTL_SESSION_SECRET=$(openssl rand -hex 32) {compose} up -d"),
-        "and browse http://127.0.0.1:8080 (LABCTL_HTTP_PORT=N publishes another port). The secret"
-            .into(),
-        "signs chat logins at every node. Compose wants it set for every command on this file, so"
-            .into(),
-        "`export LABCTL_SESSION_SECRET=$(openssl rand -hex 32)` once makes these work too:".into(),
+        "command on this file, so export it first:".into(),
+        "  export LABCTL_SESSION_SECRET=$(openssl rand -hex 32)".into(),
+        "On one machine (Docker Compose v2, or docker-compose 1.29 as `docker-compose`):".into(),
+        format!("  {compose} up -d"),
+        format!(
+            "and browse http://127.0.0.1:{http_port} (LABCTL_HTTP_PORT=N publishes another port)."
+        ),
         format!("  {compose} logs -f     every daemon's log"),
         format!("  {compose} down -v     remove the lab and its volumes"),
+        "On a Docker Swarm (`docker swarm init` makes one of this machine):".into(),
+        format!("  docker stack deploy -c {lab}.yml {lab}"),
+        format!(
+            "  docker stack rm {lab}                    (its volumes stay: docker volume prune)"
+        ),
         format!(
             "The image is {image}: `labctl image build` makes it, or",
             image = image()
         ),
         "`docker build -t labctl .` with the repository's Dockerfile; LABCTL_IMAGE=TAG runs another."
             .into(),
-        format!("Across the machines of a Docker Swarm: docker stack deploy -c {lab}.yml {lab}"),
-        "(compose/README.md in the labctl repository says what differs there).".into(),
+        format!(
+            "Ports {http_port}-{last_port} are published on every interface of the machine \
+             running each container."
+        ),
+        format!(
+            "Each network is a /{NETWORK_PREFIX} of {} ({why});",
+            block.cidr
+        ),
+        "--subnet CIDR exports the lab with another block.".into(),
+        "compose/README.md in the labctl repository says more.".into(),
     ];
     for line in lines {
         yaml.comment(&line);
@@ -151,7 +284,7 @@ fn header(yaml: &mut Yaml, lab: &str, topology: &Topology, regenerate: &str) {
 }
 
 /// `services:`, one per container of the plan, in the plan's order.
-fn services(yaml: &mut Yaml, plan: &Plan) -> Result<()> {
+fn services(yaml: &mut Yaml, plan: &Plan, http_port: u16) -> Result<()> {
     let bootstrap = plan
         .container(ContainerRole::Bootstrap)
         .context("the plan has no bootstrap")?
@@ -180,9 +313,19 @@ fn services(yaml: &mut Yaml, plan: &Plan) -> Result<()> {
                 yaml.value(3, name, value);
             }
         }
+        // Labels on the container, and (`deploy.labels`) on the Swarm service that runs it.
         yaml.key(2, "labels");
         for (name, value) in &container.labels {
             yaml.value(3, name, &literal(value));
+        }
+        yaml.key(2, "deploy");
+        // Swarm: the service's name resolves to its container's own address, as on a Compose
+        // network, not to a virtual address behind the kernel's IPVS load balancer (which some
+        // kernels lack, and which a single container does not need). Compose ignores it.
+        yaml.value(3, "endpoint_mode", "dnsrr");
+        yaml.key(3, "labels");
+        for (name, value) in &container.labels {
+            yaml.value(4, name, &literal(value));
         }
         yaml.key(2, "networks");
         for name in &container.networks {
@@ -210,15 +353,27 @@ fn services(yaml: &mut Yaml, plan: &Plan) -> Result<()> {
             yaml.item_plain(3, &bootstrap);
             yaml.item_plain(3, &nameserver);
         }
-        if container.role == ContainerRole::Nameserver {
+        // The long form, in host mode: published by the machine running the container, as
+        // Compose does, not through Swarm's routing mesh (IPVS again, and `dnsrr` excludes it).
+        // Neither `docker stack deploy` nor docker-compose 1.29 takes a host address in this
+        // form, so the port is open on every interface of that machine.
+        // A number where it is one: `docker stack deploy` takes a string only when it is
+        // interpolated (the nameserver's `$LABCTL_HTTP_PORT`).
+        let published = if container.role == ContainerRole::Nameserver {
+            Some((
+                quote(&format!("${{LABCTL_HTTP_PORT:-{http_port}}}")),
+                NAMESERVER_HTTP_PORT,
+            ))
+        } else {
+            container
+                .publish
+                .map(|p| (p.host_port.to_string(), p.container_port))
+        };
+        if let Some((host_port, container_port)) = published {
             yaml.key(2, "ports");
-            yaml.item(3, &format!("127.0.0.1:{HTTP_PORT}:{NAMESERVER_HTTP_PORT}"));
-        } else if let Some(publish) = container.publish {
-            yaml.key(2, "ports");
-            yaml.item(
-                3,
-                &format!("127.0.0.1:{}:{}", publish.host_port, publish.container_port),
-            );
+            yaml.raw(3, "- target", &container_port.to_string());
+            yaml.raw(4, "published", &host_port);
+            yaml.value(4, "mode", "host");
         }
     }
     Ok(())
@@ -261,11 +416,8 @@ fn volumes(yaml: &mut Yaml, plan: &Plan) {
     for volume in all {
         yaml.key(1, &volume);
         yaml.key(2, "labels");
-        yaml.value(
-            3,
-            crate::runtime::docker::plan::LAB_LABEL,
-            &literal(&plan.lab),
-        );
+        yaml.value(3, LAB_LABEL, &literal(&plan.lab));
+        yaml.value(3, OWNER_LABEL, COMPOSE_OWNER);
     }
 }
 
@@ -363,9 +515,14 @@ impl Yaml {
         self.line(level, &format!("{name}: {}", quote(value)));
     }
 
-    /// `name: value` with `value` written as is (a boolean).
+    /// `name: value` with `value` written as is (a boolean, a number). A `name` starting with
+    /// `- ` opens a list item holding a mapping.
     fn raw(&mut self, level: usize, name: &str, value: &str) {
-        self.line(level, &format!("{}: {value}", key(name)));
+        let name = match name.strip_prefix("- ") {
+            Some(rest) => format!("- {}", key(rest)),
+            None => key(name),
+        };
+        self.line(level, &format!("{name}: {value}"));
     }
 
     /// `- "value"`.

@@ -640,7 +640,7 @@ fn free_ports(ids: &[u64]) -> Result<BTreeMap<u64, u16>> {
 }
 
 /// The address pool labs take their blocks from: `$LABCTL_DOCKER_POOL` or [`plan::DEFAULT_POOL`].
-fn pool() -> Result<Cidr> {
+pub(crate) fn pool() -> Result<Cidr> {
     let text = std::env::var("LABCTL_DOCKER_POOL").unwrap_or_else(|_| plan::DEFAULT_POOL.into());
     let pool = Cidr::parse(&text).context("LABCTL_DOCKER_POOL")?;
     if pool.prefix > plan::BLOCK_PREFIX {
@@ -654,7 +654,11 @@ fn pool() -> Result<Cidr> {
 
 /// The first lab-sized block of `pool` that no Docker network and no route of this host uses, and that was
 /// not `tried` already.
-async fn free_block(docker: &Docker, pool: &Cidr, tried: &BTreeSet<Cidr>) -> Result<Cidr> {
+pub(crate) async fn free_block(
+    docker: &Docker,
+    pool: &Cidr,
+    tried: &BTreeSet<Cidr>,
+) -> Result<Cidr> {
     let mut used: Vec<Cidr> = host_routes();
     let networks = docker
         .list_networks(None::<bollard::query_parameters::ListNetworksOptions>)

@@ -46,6 +46,17 @@ pub const OWNER_LABEL: &str = "labctl.owner";
 /// The lab's folder on the host (labctl's Docker runtime only), so that a lab whose folder was
 /// deleted is still found, and a refusal can say which home holds a name.
 pub const FOLDER_LABEL: &str = "labctl.folder";
+/// The [`OWNER_LABEL`] of a lab started from an exported compose file (`docker compose up`,
+/// `docker stack deploy`): labctl shows it and leaves it alone.
+pub const COMPOSE_OWNER: &str = "compose";
+
+/// A node's session key in a compose file: `$LABCTL_SESSION_SECRET`, which Compose refuses to run
+/// without. The message has no `-`, `$`, `{` or `}`: `docker stack deploy` reads the text after
+/// a `-` anywhere in it as a default value (so `$(openssl rand -hex 32)` in the message made every
+/// node's key `hex 32)`, though the variable was set).
+pub const COMPOSE_SESSION_SECRET: &str = "${LABCTL_SESSION_SECRET:?set LABCTL_SESSION_SECRET to \
+     a random secret (16 characters or more, the same for every command on this file): the \
+     comment at the top of this file shows how}";
 
 /// The bootstrap's gRPC port inside its container.
 pub const BOOTSTRAP_PORT: u16 = 7000;
@@ -318,6 +329,9 @@ impl Plan {
         }
         let labels = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
             let mut all = BTreeMap::from([(LAB_LABEL.to_string(), lab.to_string())]);
+            if flavor == Flavor::Compose {
+                all.insert(OWNER_LABEL.into(), COMPOSE_OWNER.into());
+            }
             all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
             all
         };
@@ -510,9 +524,7 @@ impl Plan {
                 Flavor::Compose => {
                     env.push((
                         "LABCTL_SESSION_SECRET".into(),
-                        "${LABCTL_SESSION_SECRET:?set LABCTL_SESSION_SECRET to a random secret, \
-                         e.g. export LABCTL_SESSION_SECRET=$(openssl rand -hex 32)}"
-                            .into(),
+                        COMPOSE_SESSION_SECRET.into(),
                     ));
                 }
             }
@@ -684,6 +696,56 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("--runtime process"), "{err}");
+    }
+
+    /// `docker stack deploy` reads the text after a `-` in a `${VAR:?message}` as a default
+    /// value, even when VAR is set; `$`, `{` and `}` would end or nest the template.
+    #[test]
+    fn the_compose_session_key_message_is_read_alike_by_compose_and_stack_deploy() {
+        let message = COMPOSE_SESSION_SECRET
+            .strip_prefix("${LABCTL_SESSION_SECRET:?")
+            .and_then(|rest| rest.strip_suffix('}'))
+            .expect("a required-variable template");
+        for c in ['-', '$', '{', '}'] {
+            assert!(!message.contains(c), "{c:?} in {message:?}");
+        }
+        assert!(message.starts_with("set LABCTL_SESSION_SECRET"));
+    }
+
+    /// A compose lab's containers and networks are labelled as owned by `compose`; the
+    /// runtime's own labs never are.
+    #[test]
+    fn compose_plans_are_owned_by_compose() {
+        let topology = ring(4);
+        let block = Cidr::parse("10.210.0.0/19").unwrap();
+        let plan = |flavor| {
+            Plan::new(
+                "ring4",
+                &topology,
+                &settings(),
+                block,
+                flavor,
+                &BTreeMap::new(),
+            )
+            .unwrap()
+        };
+        let owners = |plan: &Plan| -> Vec<Option<String>> {
+            plan.containers
+                .iter()
+                .map(|c| &c.labels)
+                .chain(plan.networks.iter().map(|n| &n.labels))
+                .map(|labels| labels.get(OWNER_LABEL).cloned())
+                .collect()
+        };
+        let compose = plan(Flavor::Compose);
+        assert_eq!(
+            owners(&compose),
+            vec![Some(COMPOSE_OWNER.to_string()); 6 + 9]
+        );
+        let runtime = plan(Flavor::Runtime);
+        assert!(owners(&runtime)
+            .iter()
+            .all(|owner| owner.as_deref() != Some(COMPOSE_OWNER)));
     }
 
     #[test]
