@@ -257,10 +257,8 @@ fn header(
         format!("  {compose} logs -f     every daemon's log"),
         format!("  {compose} down -v     remove the lab and its volumes"),
         "On a Docker Swarm (`docker swarm init` makes one of this machine):".into(),
-        format!("  docker stack deploy -c {lab}.yml {lab}"),
-        format!(
-            "  docker stack rm {lab}                    (its volumes stay: docker volume prune)"
-        ),
+        format!("  docker stack deploy --resolve-image never -c {lab}.yml {lab}"),
+        format!("  docker stack rm {lab}     (its volumes stay, for the next deploy: remove them)"),
         format!(
             "The image is {image}: `labctl image build` makes it, or",
             image = image()
