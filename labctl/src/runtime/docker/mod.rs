@@ -1011,7 +1011,7 @@ async fn refuse_taken(docker: &Docker, lab: &LabDir) -> Result<()> {
     let folder = labels.get(plan::FOLDER_LABEL).map(String::as_str);
     let ours = lab.path.display().to_string();
     match (owner, folder) {
-        (Some("compose"), _) => {
+        (Some(plan::COMPOSE_OWNER), _) => {
             let project = labels
                 .get("com.docker.compose.project")
                 .or_else(|| labels.get("com.docker.stack.namespace"))
@@ -1286,7 +1286,7 @@ pub async fn compose_record(name: &str) -> Result<Option<Record>> {
     let docker = engine::connect().await?;
     let selector = Selector {
         lab: name.to_string(),
-        also: Some(format!("{}=compose", plan::OWNER_LABEL)),
+        also: Some(format!("{}={}", plan::OWNER_LABEL, plan::COMPOSE_OWNER)),
     };
     let containers = list_labelled(&docker, &selector).await?;
     if containers.is_empty() {
@@ -1295,7 +1295,7 @@ pub async fn compose_record(name: &str) -> Result<Option<Record>> {
     let mut record = Record {
         name: name.to_string(),
         runtime: "docker".into(),
-        owner: "compose".into(),
+        owner: plan::COMPOSE_OWNER.into(),
         durability: labctl_core::plane::Durability::Majority,
         ..Record::default()
     };
