@@ -24,6 +24,7 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     refuse_existing(&tokio, &lab)?;
     let runtime = tokio.block_on(runtime::select(args.runtime))?;
+    tokio.block_on(runtime.refuse_taken(&lab))?;
     if !args.force {
         if let Some(machine) = crate::guard::Machine::here() {
             crate::guard::check(topology.node_count() as u64, runtime.kind(), &machine)
@@ -72,7 +73,6 @@ pub fn run(args: &UpArgs) -> Result<Outcome> {
     let report = match started {
         Some(Ok(report)) => report,
         Some(Err(e)) => {
-            eprintln!("labctl: starting lab {name} failed; removing what it started…");
             let kept = tokio.block_on(lifecycle::roll_back(&lab, runtime.as_ref(), true));
             return Err(match kept {
                 Ok(Some(logs)) => e.context(format!(

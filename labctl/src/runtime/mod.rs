@@ -160,6 +160,12 @@ pub trait Runtime: Send + Sync {
         id: u64,
         shell: &Shell,
     ) -> Result<std::process::Command>;
+    /// Refuse a lab name this runtime cannot take for `lab` (Docker: one the engine already holds
+    /// for another home, a compose file, or a lab of this home whose folder was deleted), before
+    /// anything is made. Processes share nothing across homes: any name is free.
+    async fn refuse_taken(&self, _lab: &LabDir) -> Result<()> {
+        Ok(())
+    }
     /// Whether this runtime cuts a link itself (Docker: by disconnecting the link's network).
     /// If not, the nodes' fault filters do it.
     fn cuts_links(&self) -> bool {

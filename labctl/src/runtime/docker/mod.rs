@@ -458,6 +458,10 @@ impl Runtime for DockerRuntime {
         true
     }
 
+    async fn refuse_taken(&self, lab: &LabDir) -> Result<()> {
+        refuse_taken(self.docker().await?, lab).await
+    }
+
     async fn set_link_cut(
         &self,
         lab: &LabDir,
