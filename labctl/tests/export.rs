@@ -880,3 +880,107 @@ fn the_block_chosen_is_free_on_the_engine() {
         "{text}"
     );
 }
+
+/// A lab started with `docker-compose` from an exported file: `labctl ls` lists it as started by
+/// compose, `labctl status` reports on it read-only (converged), and `labctl up` of the same name
+/// is refused, naming the compose project, without touching it.
+#[test]
+fn a_compose_started_lab_is_listed_and_reported_but_not_touched() {
+    let image = common::lab_image().to_string();
+    let lab = format!("cmp{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lab.yml");
+    let base = common::free_ports(6);
+    let topology = topology_file("ring6.toml");
+    labctl(&[
+        "export",
+        "compose",
+        topology.to_str().unwrap(),
+        "--name",
+        &lab,
+        "--http-port",
+        &base.to_string(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+    .expect_success();
+    let secret = common::random_secret();
+    let compose = |args: &[&str]| -> Output {
+        let mut command = Command::new("docker-compose");
+        command
+            .arg("-p")
+            .arg(&lab)
+            .arg("-f")
+            .arg(&out)
+            .args(args)
+            .env("LABCTL_SESSION_SECRET", &secret)
+            .env("LABCTL_IMAGE", &image)
+            .stdin(Stdio::null());
+        command.output().expect("running docker-compose")
+    };
+    /// Takes the compose lab down whatever happens.
+    struct Down<'a>(&'a dyn Fn(&[&str]) -> Output);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["down", "-v", "--timeout", "1"]);
+        }
+    }
+    let _down = Down(&compose);
+    let up = compose(&["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "docker-compose up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+
+    let run = |args: &[&str]| common::try_labctl(args, Some(home.path())).expect("labctl runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let report = loop {
+        let status = run(&["status", &lab, "--json"]);
+        if status.code == Some(0) {
+            let report: serde_json::Value =
+                serde_json::from_str(status.stdout.trim()).expect("a JSON report");
+            if report["converged"] == true {
+                break report;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the compose lab did not report converged within 90 s: {}{}",
+            status.stdout,
+            status.stderr
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(report["leader"], 1, "{report}");
+    assert_eq!(report["runtime"], "docker", "{report}");
+
+    let ls = run(&["ls", "--json"]);
+    let line = ls
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .find(|l| l["name"] == lab.as_str())
+        .unwrap_or_else(|| panic!("ls lists the compose lab: {}", ls.stdout));
+    assert_eq!(line["started_by"], "compose", "{line}");
+    assert_eq!(line["nodes"], 6, "{line}");
+    assert_eq!(line["running"], 8, "{line}");
+
+    let refused = run(&[
+        "up",
+        topology.to_str().unwrap(),
+        "--runtime",
+        "docker",
+        "--name",
+        &lab,
+    ]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("compose file") && refused.stderr.contains("docker compose -p"),
+        "{}",
+        refused.stderr
+    );
+    let still = run(&["ls", "--json"]);
+    assert!(still.stdout.contains("\"running\":8"), "{}", still.stdout);
+}

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{expected_roles, lab_image, labctl, load, topology_file};
+use common::{expected_roles, free_ports, lab_image, labctl, load, random_secret, topology_file};
 use labctl_core::Role;
 use labctl_topology::NodeId;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
@@ -231,27 +231,6 @@ impl Drop for Stack {
             }
         }
     }
-}
-
-/// A base port `p` with `p..=p + count` free on every interface (the export publishes the
-/// nameserver at `p` and node k at `p + k`, in host mode on every interface).
-fn free_ports(count: u16) -> u16 {
-    (0..40u16)
-        .map(|k| 18000 + k * 97)
-        .find(|&base| {
-            (base..=base + count).all(|port| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
-        })
-        .expect("no run of free ports from 18000 up")
-}
-
-/// A random session key: 32 bytes as 64 hex digits.
-fn random_secret() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("reading /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Exports `topology` as lab [`LAB`] into `dir` with `extra` arguments; the file's path.

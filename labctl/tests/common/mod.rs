@@ -524,3 +524,24 @@ pub fn headless_chromium(
         .unwrap();
     headless_chrome::Browser::new(options).expect("headless chromium starts")
 }
+
+/// A base port `p` with `p..=p + count` free on every interface (the export publishes the
+/// nameserver at `p` and node k at `p + k`, in host mode on every interface).
+pub fn free_ports(count: u16) -> u16 {
+    (0..40u16)
+        .map(|k| 18000 + k * 97)
+        .find(|&base| {
+            (base..=base + count).all(|port| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
+        })
+        .expect("no run of free ports from 18000 up")
+}
+
+/// A random session key: 32 bytes as 64 hex digits.
+pub fn random_secret() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("reading /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
