@@ -98,7 +98,13 @@ impl Ctx {
     /// of a user that no longer exists, is no session (and its cookie is cleared); one that cannot
     /// be checked is not served either ([`Ctx::unchecked`]). Either way, the position it carried
     /// (signed) still counts for what this client may be shown.
-    async fn check_session(&mut self, app: &App) {
+    ///
+    /// A write (`writes`) whose session cannot be checked goes on to the writer with it, whose
+    /// answer is the one that counts: in a part of the lab without a quorum, the 503 that says
+    /// so (SPEC §6), not this check's. The writer holds every user's data, so where it takes
+    /// writes the check is served too, except for a moment around an epoch change: only then
+    /// could a logged-out token's write get through (the writer does not check generations).
+    async fn check_session(&mut self, app: &App, writes: bool) {
         let Some(session) = &self.session else {
             return;
         };
@@ -114,6 +120,7 @@ impl Ctx {
         match current {
             Ok(generation) if session.generation >= generation => return,
             Ok(_) => self.ended = true,
+            Err(_) if writes => return,
             Err(failure) => {
                 self.unchecked = Some(Failure {
                     message: format!(
@@ -198,7 +205,8 @@ pub(crate) async fn prepare(State(app): State<Arc<App>>, request: Request, next:
     let response = match whole_body(&app, request).await {
         Err(failure) => failure.into_response(),
         Ok(request) => {
-            ctx.check_session(&app).await;
+            let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+            ctx.check_session(&app, writes).await;
             match guard(&app, &ctx, request).await {
                 Ok(mut request) => {
                     request.extensions_mut().insert(ctx.clone());
