@@ -250,7 +250,12 @@ impl Runtime for DockerRuntime {
             record.network_block = Some(block.to_string());
             lab.save(record)?;
             // The engine creates networks one at a time (~0.1 s each): a bar on a terminal.
-            let bar = network_bar(plan.networks.len() as u64, progress);
+            let bar = count_bar(
+                plan.networks.len() as u64,
+                progress,
+                "networks",
+                "one per node's uplink and per link",
+            );
             bar.inc(1);
             let rest = plan.networks[1..].iter().map(|network| {
                 let bar = bar.clone();
@@ -591,9 +596,15 @@ async fn kill(docker: &Docker, name: &str) -> Result<()> {
     }
 }
 
-/// A bar counting the lab's networks as the engine creates them; hidden unless `visible`.
-fn network_bar(count: u64, visible: bool) -> indicatif::ProgressBar {
-    let target = if visible {
+/// A bar counting `count` things (networks made, objects removed) on stderr, hidden unless
+/// `visible`.
+fn count_bar(
+    count: u64,
+    visible: bool,
+    prefix: &'static str,
+    message: &'static str,
+) -> indicatif::ProgressBar {
+    let target = if visible && count > 0 {
         indicatif::ProgressDrawTarget::stderr()
     } else {
         indicatif::ProgressDrawTarget::hidden()
@@ -604,8 +615,8 @@ fn network_bar(count: u64, visible: bool) -> indicatif::ProgressBar {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    bar.set_prefix("networks");
-    bar.set_message("one per node's uplink and per link");
+    bar.set_prefix(prefix);
+    bar.set_message(message);
     bar
 }
 
@@ -1092,7 +1103,12 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
         .into_iter()
         .filter_map(|n| n.id)
         .collect();
-    let bar = removal_bar((containers.len() + networks.len()) as u64);
+    let bar = count_bar(
+        (containers.len() + networks.len()) as u64,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        "removing",
+        "stopping",
+    );
 
     // SIGTERM to all at once, then wait (bounded) until they stopped.
     let terms = containers.iter().map(|id| async move {
@@ -1172,25 +1188,6 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// A bar counting a lab's containers and networks as they go, on stderr when it is a terminal.
-fn removal_bar(count: u64) -> indicatif::ProgressBar {
-    use std::io::IsTerminal;
-    let target = if std::io::stderr().is_terminal() && count > 0 {
-        indicatif::ProgressDrawTarget::stderr()
-    } else {
-        indicatif::ProgressDrawTarget::hidden()
-    };
-    let bar = indicatif::ProgressBar::with_draw_target(Some(count), target);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix("removing");
-    bar.set_message("stopping");
-    bar
 }
 
 /// Remove whatever the engine holds of the lab `selector` means, if an engine answers. Returns
