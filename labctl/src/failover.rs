@@ -95,7 +95,7 @@ impl Prober {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let (http, tag) = crate::commands::bench::user("failover", &base, seed)
+        let (http, tag) = crate::chat_client::user("failover", &base, seed)
             .await
             .context("setting up the user whose writes time the failover")?;
         let chat = base

@@ -45,6 +45,18 @@ pub struct Process {
     pub container: Option<String>,
 }
 
+/// What the bootstrap and nameserver daemons write to their ready file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReady {
+    /// The process id.
+    pub pid: u32,
+    /// `host:port` of the gRPC API.
+    pub grpc: String,
+    /// `host:port` of the HTTP endpoint (nameserver only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<String>,
+}
+
 /// What `up` started, as `down` and `status` need it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod chaos;
+mod chat_client;
 mod cli;
 mod commands;
 mod failover;

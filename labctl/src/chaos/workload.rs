@@ -39,7 +39,7 @@ pub struct Clients {
     /// position of its last acknowledged write, and a node asked to read below a position it
     /// does not hold (a write that was lost) refuses to, which would hide what it does hold.
     pub reader: reqwest::Client,
-    /// The reader's tag (its name is `chaosreader`, its password `bench::password_of`'s).
+    /// The reader's tag (its name is `chaosreader`, its password `chat_client::password_of`'s).
     pub reader_tag: String,
     /// The group's uuid.
     pub group: String,
@@ -54,14 +54,13 @@ pub async fn setup(base: &Url, count: u32, run: &str, seed: u64) -> Result<Clien
     let mut tags = Vec::new();
     for n in 0..count {
         let name = format!("chaos{n}");
-        let (http, tag) =
-            crate::commands::bench::user(&name, base, seed.wrapping_add(u64::from(n)))
-                .await
-                .with_context(|| format!("setting up client {n}"))?;
+        let (http, tag) = crate::chat_client::user(&name, base, seed.wrapping_add(u64::from(n)))
+            .await
+            .with_context(|| format!("setting up client {n}"))?;
         sessions.push(Session { n, http });
         tags.push((name, tag));
     }
-    let (reader, reader_tag) = crate::commands::bench::user("chaosreader", base, seed ^ 0x5eed)
+    let (reader, reader_tag) = crate::chat_client::user("chaosreader", base, seed ^ 0x5eed)
         .await
         .context("setting up the final reads' user")?;
     tags.push(("chaosreader".to_string(), reader_tag.clone()));
@@ -268,15 +267,15 @@ pub async fn run(
 /// lab that lost its data cannot serve reads above), else, when the lab lost the reader itself,
 /// a new user: it can tell whether the group still exists (403: it does, 404: it is gone).
 pub async fn fresh_reader(input: &Url, reader_tag: &str, seed: u64) -> Result<reqwest::Client> {
-    use crate::commands::bench;
-    let (http, jar) = bench::session_client()?;
-    if bench::login(&http, &jar, input, "chaosreader", reader_tag)
+    use crate::chat_client;
+    let (http, jar) = chat_client::session_client()?;
+    if chat_client::login(&http, &jar, input, "chaosreader", reader_tag)
         .await
         .is_ok()
     {
         return Ok(http);
     }
-    let (http, _) = bench::user("chaosprobe", input, seed)
+    let (http, _) = chat_client::user("chaosprobe", input, seed)
         .await
         .context("the reader is gone from the lab, and a new user could not register")?;
     Ok(http)

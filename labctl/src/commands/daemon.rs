@@ -13,19 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use crate::cli::{DaemonArgs, DaemonCommand};
+use crate::lab::ServiceReady;
 use crate::Outcome;
-
-/// What the bootstrap and nameserver daemons write to their ready file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServiceReady {
-    /// The process id.
-    pub pid: u32,
-    /// `host:port` of the gRPC API.
-    pub grpc: String,
-    /// `host:port` of the HTTP endpoint (nameserver only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<String>,
-}
 
 pub fn run(args: DaemonArgs) -> Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,8 +19,9 @@ use serde::de::DeserializeOwned;
 use labctl_fault::NodeAction;
 
 use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
-use crate::commands::daemon::ServiceReady;
-use crate::lab::{is_ours, last_words, process_state, stray_daemons, LabDir, Process, Record};
+use crate::lab::{
+    is_ours, last_words, process_state, stray_daemons, LabDir, Process, Record, ServiceReady,
+};
 
 /// Local processes.
 pub struct ProcessRuntime;
