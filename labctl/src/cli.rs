@@ -517,7 +517,7 @@ pub struct ExportComposeArgs {
     pub subnet: Option<String>,
     /// The host port of the nameserver's HTTP (where a browser starts; `$LABCTL_HTTP_PORT`
     /// overrides it when the file runs); node k's chat, in id order, is published at PORT + k.
-    #[arg(long, value_name = "PORT", default_value_t = crate::commands::export::DEFAULT_HTTP_PORT)]
+    #[arg(long, value_name = "PORT", default_value_t = crate::runtime::docker::plan::COMPOSE_HTTP_PORT)]
     pub http_port: u16,
 }
 

@@ -35,10 +35,6 @@ fn image() -> String {
     format!("${{LABCTL_IMAGE:-{}}}", crate::image::LATEST)
 }
 
-/// The nameserver's HTTP port on the host (`$LABCTL_HTTP_PORT`, else `--http-port`, else this);
-/// node k's chat (in id order) is published at this + k.
-pub const DEFAULT_HTTP_PORT: u16 = 8080;
-
 /// Run `labctl export …`.
 pub fn run(args: &ExportArgs) -> Result<Outcome> {
     match &args.command {
@@ -80,7 +76,7 @@ fn regenerate_command(args: &ExportComposeArgs) -> String {
     if let Some(subnet) = &args.subnet {
         command.push_str(&format!(" --subnet {}", subnet.trim()));
     }
-    if args.http_port != DEFAULT_HTTP_PORT {
+    if args.http_port != crate::runtime::docker::plan::COMPOSE_HTTP_PORT {
         command.push_str(&format!(" --http-port {}", args.http_port));
     }
     command

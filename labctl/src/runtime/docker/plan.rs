@@ -58,6 +58,10 @@ pub const COMPOSE_SESSION_SECRET: &str = "${LABCTL_SESSION_SECRET:?set LABCTL_SE
      a random secret (16 characters or more, the same for every command on this file): the \
      comment at the top of this file shows how}";
 
+/// A compose file's nameserver HTTP port on the host (`$LABCTL_HTTP_PORT`, else `labctl export
+/// --http-port`, else this); node k's chat (in id order) is published at this + k.
+pub const COMPOSE_HTTP_PORT: u16 = 8080;
+
 /// The bootstrap's gRPC port inside its container.
 pub const BOOTSTRAP_PORT: u16 = 7000;
 /// The nameserver's gRPC port inside its container.
