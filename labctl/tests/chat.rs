@@ -2167,7 +2167,26 @@ async fn a_write_when_the_writer_dies_is_504_then_the_new_writer_takes_writes() 
         .await
         .expect(201);
 
-    let writer_pid = lab.home.status(&lab.name).node_pids()[&lab.writer];
+    // The input node holds alice's last write before the writer dies, so it checks her
+    // session from its own copy and forwards the write to the writer: the path under test. (A
+    // session it could only check at the dead writer would be a read that never reached it:
+    // 503, as it should be.)
+    let status = poll(Duration::from_secs(10), "the input node caught up", || {
+        let status = lab.home.status(&lab.name);
+        let applied = |id: u64| status.addresses[&id.to_string()].applied;
+        if applied(input.id) >= applied(lab.writer) && applied(lab.writer) > 0 {
+            Ok(status)
+        } else {
+            Err(format!(
+                "input {} applied {}, writer {} applied {}",
+                input.id,
+                applied(input.id),
+                lab.writer,
+                applied(lab.writer)
+            ))
+        }
+    });
+    let writer_pid = status.node_pids()[&lab.writer];
     live_util::sigkill(writer_pid);
     lab.home.remember([writer_pid]);
 

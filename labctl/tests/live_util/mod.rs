@@ -28,6 +28,9 @@ pub struct Address {
     /// The chat's HTTP address, while the node is an input node.
     #[serde(default)]
     pub http: Option<String>,
+    /// The last replication-log entry the node's database holds.
+    #[serde(default)]
+    pub applied: u64,
 }
 
 /// What `labctl up --json` and `labctl status --json` print: the SPEC §7 report plus what only a
