@@ -16,7 +16,6 @@ mod commands;
 mod failover;
 mod fault;
 mod guard;
-mod image;
 mod lab;
 mod lifecycle;
 mod live;

@@ -32,7 +32,10 @@ use crate::Outcome;
 /// The image every service runs: the one `labctl image build` tags as latest, unless
 /// `$LABCTL_IMAGE` names another.
 fn image() -> String {
-    format!("${{LABCTL_IMAGE:-{}}}", crate::image::LATEST)
+    format!(
+        "${{LABCTL_IMAGE:-{}}}",
+        crate::runtime::docker::image::LATEST
+    )
 }
 
 /// Run `labctl export …`.

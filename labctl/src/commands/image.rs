@@ -15,7 +15,12 @@ pub fn run(args: &ImageArgs) -> Result<Outcome> {
             let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let tag = tokio.block_on(async {
                 let docker = engine::connect().await?;
-                crate::image::ensure(&docker, build.force, std::io::stderr().is_terminal()).await
+                crate::runtime::docker::image::ensure(
+                    &docker,
+                    build.force,
+                    std::io::stderr().is_terminal(),
+                )
+                .await
             })?;
             writeln!(std::io::stdout(), "{tag}")?;
             Ok(Outcome::Done)

@@ -5,7 +5,7 @@
 //! `labctl.lab=<lab>`, so `down` finds it all by label, even after labctl crashed half-way and
 //! the lab's record is incomplete.
 //!
-//! Order of `up`: build or reuse the image ([`crate::image`]); pick a free address block; create
+//! Order of `up`: build or reuse the image ([`image`]); pick a free address block; create
 //! the networks (in parallel); then the bootstrap and the nameserver; then every node container
 //! (created and wired one by one, started all at once). Daemons write their logs and ready files
 //! into the lab's folder through bind mounts and run as the calling user, so the files stay
@@ -13,6 +13,7 @@
 //! daemon that dies says so at once.
 
 pub mod engine;
+pub mod image;
 pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -189,7 +190,7 @@ impl Runtime for DockerRuntime {
             .get_or_try_init(|| async {
                 match std::env::var("LABCTL_IMAGE").ok().filter(|v| !v.is_empty()) {
                     Some(image) => given_image(docker, image).await,
-                    None => crate::image::ensure(docker, false, progress).await,
+                    None => image::ensure(docker, false, progress).await,
                 }
             })
             .await?;
