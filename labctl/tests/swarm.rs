@@ -307,42 +307,43 @@ struct NodeLog {
 }
 
 impl NodeLog {
-    /// Reads the events a node logs (`event=Joined { parent: 2, depth: 1, leader: 1 }` …).
+    /// Reads the events a node logs, in the words its log says them (`epoch 2 started: …`,
+    /// `elected leader after …`, `joined the tree under 2 at depth 1 (leader 1)`, `subtree
+    /// complete: 6 nodes`, `roles: writer, persistence`).
     fn parse(log: &str) -> NodeLog {
         let mut node = NodeLog::default();
+        // The number right after `prefix` in `text`.
+        let number = |text: &str, prefix: &str| -> Option<u64> {
+            let (_, rest) = text.split_once(prefix)?;
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
         for line in log.lines() {
             let line = strip_ansi(line);
-            let Some((_, event)) = line.split_once("event=") else {
-                continue;
-            };
-            let field = |name: &str| -> Option<u64> {
-                let (_, rest) = event.split_once(&format!("{name}: "))?;
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                digits.parse().ok()
-            };
-            if event.starts_with("EpochStarted") {
+            if line.contains(" started: a new election") {
                 node = NodeLog {
-                    epoch: field("epoch"),
+                    epoch: number(&line, "epoch "),
                     ..NodeLog::default()
                 };
-            } else if event.starts_with("Elected") {
+            } else if line.contains("elected leader after ") {
                 node.elected = true;
-            } else if event.starts_with("Joined") {
-                node.joined = field("parent").zip(field("leader"));
-            } else if event.starts_with("Complete") {
-                node.complete = field("size");
-            } else if let Some(rest) = event.strip_prefix("Roles { roles: [") {
-                let names = rest.split(']').next().unwrap_or_default();
+            } else if line.contains("joined the tree under ") {
+                node.joined =
+                    number(&line, "joined the tree under ").zip(number(&line, "(leader "));
+            } else if line.contains("subtree complete: ") {
+                node.complete = number(&line, "subtree complete: ");
+            } else if let Some((_, names)) = line.split_once("roles: ") {
                 node.roles = Some(
                     names
+                        .trim()
                         .split(", ")
-                        .filter(|name| !name.is_empty())
+                        .filter(|name| !name.is_empty() && *name != "none")
                         .map(|name| match name {
-                            "Writer" => Role::Writer,
-                            "Leader" => Role::Leader,
-                            "Persistence" => Role::Persistence,
-                            "Input" => Role::Input,
-                            "Forwarder" => Role::Forwarder,
+                            "writer" => Role::Writer,
+                            "leader" => Role::Leader,
+                            "persistence" => Role::Persistence,
+                            "input" => Role::Input,
+                            "forwarder" => Role::Forwarder,
                             other => panic!("an unknown role {other:?} in {line:?}"),
                         })
                         .collect(),
