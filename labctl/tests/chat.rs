@@ -2194,14 +2194,24 @@ async fn a_write_when_the_writer_dies_is_504_then_the_new_writer_takes_writes() 
     let answer = alice
         .post(&input, &alice.chat(), json!({"content": "anyone there?"}))
         .await;
-    let message = answer.refused(504);
-    assert!(
-        message.contains("may yet be done"),
-        "{answer}: the 504 should say the outcome is unknown"
-    );
+    // SPEC §6: a write held when the epoch changes is answered at once: 504 (outcome unknown)
+    // if it was forwarded toward the writer, 503 if it never was (the input node first checks
+    // the session; on a busy machine the epoch may change before the write leaves). A 503 is
+    // never followed by the write appearing: checked after the failover.
+    let never_sent = answer.status == 503;
+    if never_sent {
+        let message = answer.refused(503);
+        assert!(message.contains("electing"), "{answer}");
+    } else {
+        let message = answer.refused(504);
+        assert!(
+            message.contains("may yet be done"),
+            "{answer}: the 504 should say the outcome is unknown"
+        );
+    }
     assert!(
         started.elapsed() < Duration::from_secs(4),
-        "the 504 came only after {:?}: the epoch change should answer it at once",
+        "the answer came only after {:?}: the epoch change should answer it at once",
         started.elapsed()
     );
 
@@ -2251,6 +2261,15 @@ async fn a_write_when_the_writer_dies_is_504_then_the_new_writer_takes_writes() 
     )
     .await
     .expect(201);
+    if never_sent {
+        let chat = alice.get(&input, &alice.chat()).await;
+        assert_eq!(chat.status, 200, "{chat}");
+        assert!(chat.text.contains("before"), "{chat}");
+        assert!(
+            !chat.text.contains("anyone there?"),
+            "a write answered 503 appeared after all: {chat}"
+        );
+    }
 }
 
 /// The chat end to end on a Docker lab: ring6 with every daemon in its own container, reached as
