@@ -130,7 +130,13 @@ fn check_status_agrees(up: &LiveReport, status: &LiveReport, context: &str) {
     assert_eq!(a.bounds, b.bounds, "{context}: bounds");
     assert!(b.converged, "{context}: status says converged");
     assert_eq!(up.nameserver, status.nameserver, "{context}: nameserver");
-    assert_eq!(up.addresses, status.addresses, "{context}: addresses");
+    // The same nodes at the same addresses (how far each has applied the log moves on).
+    let placed = |report: &LiveReport| {
+        let mut addresses = report.addresses.clone();
+        addresses.values_mut().for_each(|a| a.applied = 0);
+        addresses
+    };
+    assert_eq!(placed(up), placed(status), "{context}: addresses");
     assert_eq!(up.folder, status.folder, "{context}: folder");
 }
 
