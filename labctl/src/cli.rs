@@ -56,8 +56,8 @@ pub enum Command {
     ///
     /// Every fault is applied for real: in the process runtime a kill is SIGKILL, pause and resume
     /// are SIGSTOP and SIGCONT, a restart starts the node again on its own folder and ports; in
-    /// the Docker runtime the same happens to the container, and a cut disconnects the link's
-    /// network. Delays and losses (and cuts between processes) go through a filter in both ends'
+    /// the Docker runtime the same happens to the container, and a cut sets both ends of the
+    /// link's veth pair down (or disconnects the link's network). Delays and losses (and cuts between processes) go through a filter in both ends'
     /// transports. Faults in force are kept in the lab's folder: `labctl status` lists them and
     /// `labctl fault heal --all` undoes them all. A node may be named `leader`: the root of the
     /// component that holds a quorum, when the fault is applied. A fault naming an unknown node,
@@ -632,6 +632,11 @@ pub struct NodeDaemonArgs {
     /// How long to try reaching the bootstrap and learning the neighbours, in seconds.
     #[arg(long, default_value_t = 60)]
     pub join_timeout_secs: u64,
+    /// Wait (up to --join-timeout-secs) until this network interface is up before starting: in
+    /// a Docker lab wired with veth pairs, labctl makes the node's interfaces after the
+    /// container starts, its uplink last.
+    #[arg(long, value_name = "NAME")]
+    pub await_interface: Option<String>,
     /// Folder for the node's database.
     #[arg(long)]
     pub data_dir: PathBuf,

@@ -6,7 +6,7 @@
 //! module only carries them out:
 //! - node faults through the runtime (signals to a process, or the engine's kill, pause, unpause
 //!   and start for a container);
-//! - link cuts by the runtime where it can (Docker disconnects the link's network), else through
+//! - link cuts by the runtime where it can (Docker sets the link's veth pair down, or disconnects its network), else through
 //!   the fault filter of both ends' transports, set over the admin API;
 //! - delays and losses always through the fault filter.
 //!

@@ -82,6 +82,9 @@ pub struct Record {
     /// The address block of the lab's networks (Docker runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_block: Option<String>,
+    /// How the lab's links are made (Docker runtime): Docker networks or veth pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_links: Option<crate::runtime::docker::plan::Links>,
     /// When a write counts as done (`majority`, `replicas` or `writer`), as `up` started the nodes: a
     /// restarted node gets the same.
     #[serde(default = "default_durability")]

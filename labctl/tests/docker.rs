@@ -1,5 +1,6 @@
 //! End-to-end tests of the Docker runtime (issue 5): real containers from an image built here
-//! `FROM scratch`, one network per topology link, through the real Docker engine.
+//! `FROM scratch`, one veth pair per topology link (or, with `LABCTL_DOCKER_LINKS=networks`,
+//! one Docker network per link), through the real Docker engine.
 //!
 //! Lab names carry this test process's id, because container and network names are global to the
 //! engine. Every lab lives in a private `LABCTL_HOME` whose guard runs `labctl down --all`, and
@@ -52,17 +53,36 @@ fn labelled(lab: &str) -> Labelled {
     runtime().block_on(labelled_in_engine(lab))
 }
 
-/// The containers and networks a lab of `topology` named `lab` must have.
-fn expected_names(lab: &str, topology: &Topology) -> (BTreeSet<String>, BTreeSet<String>) {
+/// How the lab's links were made, as its record says: `veth` or `networks`.
+fn wiring(home: &Home, lab: &str) -> String {
+    let path = home.lab_folder(lab).join("lab.json");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("lab.json")).expect("JSON");
+    record["docker_links"]
+        .as_str()
+        .expect("a Docker lab's record says how its links are made")
+        .to_string()
+}
+
+/// The containers and networks a lab of `topology` named `lab`, wired by `wiring`, must have.
+fn expected_names(
+    lab: &str,
+    topology: &Topology,
+    wiring: &str,
+) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut containers: BTreeSet<String> =
         [format!("{lab}-bootstrap"), format!("{lab}-nameserver")].into();
     let mut networks: BTreeSet<String> = [format!("{lab}-mgmt")].into();
     for id in topology.ids() {
         containers.insert(format!("{lab}-{id}"));
-        networks.insert(format!("{lab}-uplink-{id}"));
+        if wiring == "networks" {
+            networks.insert(format!("{lab}-uplink-{id}"));
+        }
     }
-    for (a, b) in topology.links() {
-        networks.insert(format!("{lab}-link-{a}-{b}"));
+    if wiring == "networks" {
+        for (a, b) in topology.links() {
+            networks.insert(format!("{lab}-link-{a}-{b}"));
+        }
     }
     (containers, networks)
 }
@@ -111,7 +131,11 @@ fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
 
     for (lab, topology) in [(&ring, &ring_topology), (&shuffled, &shuffled_topology)] {
         let held = labelled(lab);
-        let (want_containers, want_networks) = expected_names(lab, topology);
+        // As root beside a local engine, labctl makes veth pairs (one Docker network per lab).
+        // SAFETY: geteuid cannot fail and touches no memory.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert_eq!(wiring(&home, lab), if root { "veth" } else { "networks" });
+        let (want_containers, want_networks) = expected_names(lab, topology, &wiring(&home, lab));
         assert_eq!(held.containers, want_containers, "lab {lab}: containers");
         assert_eq!(held.networks, want_networks, "lab {lab}: networks");
     }
@@ -276,18 +300,75 @@ fn addresses_of(docker: &Docker, container: &str) -> BTreeMap<String, String> {
     })
 }
 
+/// The IPv4 address of every interface in `container`'s namespace but the loopback, by
+/// interface name (busybox's `ip -o -4 addr` in it).
+fn interfaces_of(container: &str) -> BTreeMap<String, String> {
+    let (code, output) = docker_exec(container, &["ip", "-o", "-4", "addr"]);
+    assert_eq!(code, Some(0), "ip addr in {container}:\n{output}");
+    output
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace().skip(1);
+            let interface = words.next()?.to_string();
+            let address = words.skip_while(|w| *w != "inet").nth(1)?;
+            let address = address.split('/').next()?.to_string();
+            (interface != "lo").then_some((interface, address))
+        })
+        .collect()
+}
+
+/// Every address of `container`: on each Docker network (by network name) and on each of its
+/// own interfaces (by interface name; a veth lab's links and uplink).
+fn every_address_of(docker: &Docker, container: &str) -> BTreeMap<String, String> {
+    let mut all = addresses_of(docker, container);
+    let known: BTreeSet<String> = all.values().cloned().collect();
+    for (interface, address) in interfaces_of(container) {
+        if !known.contains(&address) {
+            all.insert(interface, address);
+        }
+    }
+    all
+}
+
+/// Node `id`'s address on its link to `peer`: its end of the veth pair (`to<peer>`), or its
+/// address on the link's network.
+fn link_end(docker: &Docker, lab: &str, id: u64, peer: u64) -> String {
+    let (a, b) = (id.min(peer), id.max(peer));
+    let container = format!("{lab}-{id}");
+    match addresses_of(docker, &container).remove(&format!("{lab}-link-{a}-{b}")) {
+        Some(address) => address,
+        None => interfaces_of(&container)
+            .remove(&format!("to{peer}"))
+            .unwrap_or_else(|| panic!("{container} has no end of the link {a}-{b}")),
+    }
+}
+
 /// From inside a node's network namespace, a neighbour's control port opens (by name and at its
 /// address on the shared link), while no address or name of any other node opens at all: the
-/// only paths between nodes are the topology's links.
+/// only paths between nodes are the topology's links. Veth pairs (labctl's wiring as root).
 #[test]
 fn a_node_reaches_only_its_topology_neighbours() {
+    reaches_only_neighbours(Home::with_runtime("docker"), "iso");
+}
+
+/// The same with one Docker network per link (`LABCTL_DOCKER_LINKS=networks`: the wiring of
+/// a labctl that is not root, and of the exported compose files).
+#[test]
+fn a_node_reaches_only_its_topology_neighbours_over_docker_networks() {
+    let home = Home::with_runtime("docker").with_env("LABCTL_DOCKER_LINKS", "networks");
+    reaches_only_neighbours(home, "isonet");
+}
+
+fn reaches_only_neighbours(home: Home, base: &str) {
     let image = common::lab_image();
     let docker = engine();
-    let home = Home::with_runtime("docker");
-    let lab = lab_name("iso");
+    let lab = lab_name(base);
     let topology = load(&topology_file("ring6.toml"));
     let up = home.up(&topology_file("ring6.toml"), &["--name", &lab]);
     check_report(&up, &topology, &lab);
+    let wired = wiring(&home, &lab);
+    let (_, want_networks) = expected_names(&lab, &topology, &wired);
+    assert_eq!(labelled(&lab).networks, want_networks, "{wired}");
     let adjacency = topology.adjacency();
 
     for from in [1u64, 4] {
@@ -300,13 +381,15 @@ fn a_node_reaches_only_its_topology_neighbours() {
             targets.push(format!("{name}:7100"));
             expect.insert(format!("{name}:7100"), is_neighbour);
             let (a, b) = (from.min(other), from.max(other));
-            let shared = format!("{lab}-link-{a}-{b}");
-            for (network, ip) in addresses_of(&docker, &name) {
+            let shared = [format!("{lab}-link-{a}-{b}"), format!("to{from}")];
+            let addresses = every_address_of(&docker, &name);
+            assert!(addresses.len() >= 2, "{name}: {addresses:?}");
+            for (network, ip) in addresses {
                 for port in [7100, 7101] {
                     let target = format!("{ip}:{port}");
                     targets.push(target.clone());
                     // Open exactly at a neighbour's end of the shared link.
-                    expect.insert(target, is_neighbour && network == shared);
+                    expect.insert(target, is_neighbour && shared.contains(&network));
                 }
             }
         }
@@ -324,6 +407,7 @@ fn a_node_reaches_only_its_topology_neighbours() {
     }
     home.labctl(&[OsStr::new("down"), OsStr::new(&lab)])
         .expect_success();
+    assert!(labelled(&lab).is_empty());
 }
 
 /// Runs `docker exec <container> args…` (as root in the container when this test is not root:
@@ -352,7 +436,7 @@ fn docker_exec(container: &str, args: &[&str]) -> (Option<i32>, String) {
 
 /// Every node has busybox's shell (`docker exec <lab>-<id> sh`), in its own network namespace:
 /// `ip addr` shows its address on each of its links, a neighbour answers a ping by name, and a
-/// node that is not a neighbour is neither found by name nor answers at any of its addresses.
+/// node that is not a neighbour answers neither by name nor at any of its addresses.
 /// `labctl shell` opens the same shell with the node's variables, in its folder.
 #[test]
 fn every_node_has_a_shell_that_reaches_only_its_neighbours() {
@@ -374,31 +458,34 @@ fn every_node_has_a_shell_that_reaches_only_its_neighbours() {
         Some(0),
         "ip addr and a ping of neighbour 2:\n{output}"
     );
-    for (network, ip) in addresses_of(&docker, &one) {
+    for (network, ip) in every_address_of(&docker, &one) {
         assert!(
             output.contains(&format!("inet {ip}/")),
             "ip addr shows node 1's address {ip} on {network}:\n{output}"
         );
     }
-    let link = addresses_of(&docker, &format!("{lab}-2"))[&format!("{lab}-link-1-2")].clone();
+    let link = link_end(&docker, &lab, 2, 1);
     assert!(
         output.contains(&format!("({link})")) && output.contains("1 packets received"),
         "node 2 answers at its end of the link 1-2 ({link}):\n{output}"
     );
 
-    // Node 4 is not a neighbour of 1: its name is unknown on 1's networks, and none of its
+    // Node 4 is not a neighbour of 1: its name finds no path (with veth pairs the engine's DNS
+    // gives its management address, where containers cannot reach each other), and none of its
     // addresses answers.
     let (code, output) = docker_exec(&one, &["ping", "-c1", "-W2", &format!("{lab}-4")]);
     assert_ne!(code, Some(0), "ping {lab}-4 from node 1:\n{output}");
-    assert!(output.contains("bad address"), "{output}");
-    for (network, ip) in addresses_of(&docker, &format!("{lab}-4")) {
+    assert!(!output.contains("1 packets received"), "{output}");
+    let four = every_address_of(&docker, &format!("{lab}-4"));
+    assert!(four.len() >= 3, "node 4's addresses: {four:?}");
+    for (network, ip) in four {
         let (code, output) = docker_exec(&one, &["ping", "-c1", "-W1", &ip]);
         assert_ne!(
             code,
             Some(0),
             "node 4's address {ip} on {network} answered node 1:\n{output}"
         );
-        assert!(output.contains("0 packets received"), "{output}");
+        assert!(!output.contains("1 packets received"), "{output}");
     }
 
     // labctl shell: the same container, the node's variables, its folder.

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -68,6 +68,9 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
                     std::env::var_os(SESSION_SECRET_ENV),
                 )?;
                 let durability = a.durability;
+                if let Some(interface) = &a.await_interface {
+                    await_interface(interface, Duration::from_secs(a.join_timeout_secs)).await?;
+                }
                 let advertise_host = a.advertise.clone().unwrap_or_else(|| a.listen.clone());
                 let advertise_http_host = match a.advertise_http.as_deref() {
                     None => advertise_host.clone(),
@@ -102,6 +105,33 @@ pub fn run(args: DaemonArgs) -> Result<Outcome> {
         }
         Ok(Outcome::Done)
     })
+}
+
+/// Wait until network interface `name` is up (its operstate, which a veth has only when both
+/// ends are up), checking every 10 ms for at most `limit`.
+async fn await_interface(name: &str, limit: Duration) -> Result<()> {
+    let state = std::path::Path::new("/sys/class/net")
+        .join(name)
+        .join("operstate");
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "up") {
+            tracing::info!("interface {name} is up");
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "network interface {name} was not up within {} s ({} says {:?}); the runtime \
+                 makes it after the container starts, so look at labctl's output",
+                limit.as_secs(),
+                state.display(),
+                std::fs::read_to_string(&state)
+                    .unwrap_or_else(|_| "no such interface".into())
+                    .trim()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The environment variable a node reads its session key from without --session-secret-file.

@@ -23,7 +23,7 @@ use labctl_topology::Topology;
 use crate::cli::{ExportArgs, ExportCommand, ExportComposeArgs};
 use crate::commands::validate::plural;
 use crate::runtime::docker::plan::{
-    Cidr, ContainerRole, Flavor, Plan, BLOCK_PREFIX, COMPOSE_OWNER, LAB_LABEL,
+    Cidr, ContainerRole, Flavor, Links, Plan, BLOCK_PREFIX, COMPOSE_OWNER, LAB_LABEL,
     NAMESERVER_HTTP_PORT, NETWORK_PREFIX, OWNER_LABEL,
 };
 use crate::runtime::NodeSettings;
@@ -201,6 +201,7 @@ fn compose_file(
         &settings,
         block.cidr,
         Flavor::Compose,
+        Links::Networks,
         &http_ports,
     )?;
     if usize::from(u16::MAX - http_port) < count {

@@ -166,7 +166,7 @@ pub trait Runtime: Send + Sync {
     async fn refuse_taken(&self, _lab: &LabDir) -> Result<()> {
         Ok(())
     }
-    /// Whether this runtime cuts a link itself (Docker: by disconnecting the link's network).
+    /// Whether this runtime cuts a link itself (Docker: by setting the link's veth pair down, or disconnecting its network).
     /// If not, the nodes' fault filters do it.
     fn cuts_links(&self) -> bool {
         false

@@ -101,9 +101,19 @@ pub fn command_line<S: AsRef<OsStr>>(args: &[S]) -> String {
 /// `home` when given. A command that cannot start, hangs, or writes anything but UTF-8 is an
 /// `Err`, not a panic (a cleanup must not panic while a failing test unwinds).
 pub fn try_labctl<S: AsRef<OsStr>>(args: &[S], home: Option<&Path>) -> Result<Run, String> {
+    try_labctl_with(args, home, &[])
+}
+
+/// [`try_labctl`] with further environment variables.
+pub fn try_labctl_with<S: AsRef<OsStr>>(
+    args: &[S],
+    home: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Run, String> {
     let command = command_line(args);
     let mut child = Command::new(LABCTL);
     child
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -84,6 +84,8 @@ pub struct Home {
     pids: std::cell::RefCell<BTreeSet<u32>>,
     /// The `--runtime` that [`Home::up`] passes unless told another.
     runtime: &'static str,
+    /// Environment variables every command gets.
+    env: Vec<(String, String)>,
 }
 
 impl Home {
@@ -102,7 +104,14 @@ impl Home {
             dir,
             pids: Default::default(),
             runtime,
+            env: Vec::new(),
         }
+    }
+
+    /// This home, with `key=value` in every command's environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> Home {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// The folder `LABCTL_HOME` points at.
@@ -128,7 +137,7 @@ impl Home {
     /// As [`Home::labctl`], but a command that cannot start or hangs is an `Err`, not a panic
     /// (the cleanup must not panic while a failing test unwinds).
     fn try_labctl<S: AsRef<OsStr>>(&self, args: &[S]) -> Result<Run, String> {
-        common::try_labctl(args, Some(self.path()))
+        common::try_labctl_with(args, Some(self.path()), &self.env)
     }
 
     /// `labctl up FILE --json --runtime <this home's>` plus `extra`: exit 0, silent stderr, one JSON line read back. The

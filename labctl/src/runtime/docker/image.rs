@@ -13,9 +13,12 @@
 //!    path it has on this machine (`/lib64/ld-linux-x86-64.so.2`, `/lib/x86_64-linux-gnu/…`).
 //!    Then busybox (Debian's `busybox-static`: `/bin/busybox`), with a link `/bin/<applet>` for
 //!    every applet it lists, so `docker exec -it <lab>-<id> sh` has `ip`, `ping`, `nc`, `wget`.
-//!    No NSS files are needed: glibc (2.34 on) has its `files` and `dns` name services built in,
-//!    and with no `/etc/nsswitch.conf` it asks the DNS server of `/etc/resolv.conf`, which Docker
-//!    mounts into every container (its embedded DNS, which knows the lab's container names).
+//!    No NSS libraries are needed: glibc (2.34 on) has its `files` and `dns` name services built
+//!    in. The image's `/etc/nsswitch.conf` says `hosts: files dns`: a name is looked up in the
+//!    container's `/etc/hosts` first (where a lab wired with veth pairs names the neighbours at
+//!    their ends of the links), then by the DNS server of `/etc/resolv.conf`, which Docker mounts
+//!    into every container (its embedded DNS, which knows the lab's container names). Without the
+//!    file glibc would ask the DNS server first.
 //! 2. **A build context**, made in memory as a tar ([`Context::tar`]): a `Dockerfile`, the
 //!    executable (mode 0755), the loader, libraries and busybox under `system/`, and the page
 //!    templates of `<workspace>/templates/`. Without the workspace the image leaves `/templates`
@@ -181,6 +184,9 @@ fn workspace() -> Option<PathBuf> {
     (dir.join("Cargo.toml").is_file() && dir.join("crates").is_dir()).then(|| dir.to_path_buf())
 }
 
+/// The image's `/etc/nsswitch.conf`: names from `/etc/hosts` first, then from DNS.
+const NSSWITCH: &[u8] = b"hosts: files dns\n";
+
 /// Everything the image holds, read from this machine (blocking: it reads and strips a large
 /// executable).
 fn gather(progress: bool) -> Result<Context> {
@@ -194,6 +200,7 @@ fn gather(progress: bool) -> Result<Context> {
         system.add_libraries(&exe)?;
     }
     let binary = strip_debug(&exe)?.unwrap_or(running);
+    system.file(Path::new("/etc/nsswitch.conf"), 0o644, NSSWITCH.to_vec());
     match find_busybox() {
         Some(busybox) => system.add_busybox(&busybox)?,
         None => {

@@ -1,4 +1,5 @@
-//! The Docker runtime: every daemon in its own container, every topology link its own network.
+//! The Docker runtime: every daemon in its own container, every topology link a veth pair between
+//! two of them (or, where labctl cannot make those, a Docker network: [`plan::Links`]).
 //!
 //! [`plan`] says what to create; this module creates it through the engine's API (bollard, never
 //! the `docker` CLI) and takes it down again. Everything it creates carries the label
@@ -7,7 +8,8 @@
 //!
 //! Order of `up`: build or reuse the image ([`image`]); pick a free address block; create
 //! the networks (in parallel); then the bootstrap and the nameserver; then every node container
-//! (created and wired one by one, started all at once). Daemons write their logs and ready files
+//! (created and connected one by one, started all at once, then, with veth pairs, wired by
+//! [`wire`] while each node's daemon waits for its uplink). Daemons write their logs and ready files
 //! into the lab's folder through bind mounts and run as the calling user, so the files stay
 //! theirs; readiness is the ready file appearing, while the container's state is watched so a
 //! daemon that dies says so at once.
@@ -15,6 +17,7 @@
 pub mod engine;
 pub mod image;
 pub mod plan;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -37,7 +40,7 @@ use labctl_fault::NodeAction;
 use labctl_topology::Topology;
 use tokio::sync::{Mutex, OnceCell};
 
-use self::plan::{Cidr, ContainerPlan, ContainerRole, Flavor, Plan};
+use self::plan::{Cidr, ContainerPlan, ContainerRole, Flavor, Links, Plan, VethKind, VethPlan};
 use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::lab::{last_words, LabDir, Process, Record};
 
@@ -107,17 +110,25 @@ impl DockerRuntime {
     /// What the record keeps of a started container.
     async fn process(&self, container: &ContainerPlan) -> Result<Process> {
         let docker = self.docker().await?;
-        let info = docker
-            .inspect_container(&container.name, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| engine::explain(e, &format!("inspecting {}", container.name)))?;
+        let inspect = |name: String| async move {
+            docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| engine::explain(e, &format!("inspecting {name}")))
+        };
+        let info = inspect(container.name.clone()).await?;
         let pid = info
             .state
             .as_ref()
             .and_then(|s| s.pid)
             .unwrap_or_default()
             .max(0) as u32;
-        let settings = info.network_settings.unwrap_or_default();
+        // A container in another's namespace has that one's addresses and published ports.
+        let settings = match &container.network_of {
+            Some(owner) => inspect(owner.clone()).await?.network_settings,
+            None => info.network_settings,
+        }
+        .unwrap_or_default();
         let networks = settings.networks.unwrap_or_default();
         let address_on = |network: &str| -> Result<String> {
             networks
@@ -163,10 +174,12 @@ impl DockerRuntime {
                 }
             }
             ContainerRole::Node(_) => {
-                let uplink = uplink.context("a node without an uplink")?;
+                // labctl reaches the admin API over the node's uplink network, or, with veth
+                // pairs, over the management network (only the host can).
+                let facing_host = uplink.unwrap_or(mgmt);
                 Process {
                     pid,
-                    grpc: format!("{}:{}", address_on(&uplink)?, plan::NODE_ADMIN_PORT),
+                    grpc: format!("{}:{}", address_on(&facing_host)?, plan::NODE_ADMIN_PORT),
                     http: None,
                     control: Some(format!("{}:{}", container.name, plan::NODE_CONTROL_PORT)),
                     container: Some(container.name.clone()),
@@ -226,6 +239,8 @@ impl Runtime for DockerRuntime {
         }
 
         let http_ports = free_ports(&topology.ids())?;
+        let wiring = links_wiring()?;
+        record.docker_links = Some(wiring);
         let pool = pool()?;
         let mut tried = BTreeSet::new();
         for _ in 0..BLOCK_ATTEMPTS {
@@ -236,6 +251,7 @@ impl Runtime for DockerRuntime {
                 settings,
                 block,
                 Flavor::Runtime,
+                wiring,
                 &http_ports,
             )?;
             // The management network claims the block: a lab racing for the same block fails
@@ -251,6 +267,10 @@ impl Runtime for DockerRuntime {
             record.network_block = Some(block.to_string());
             lab.save(record)?;
             // The engine creates networks one at a time (~0.1 s each): a bar on a terminal.
+            if plan.networks.len() == 1 {
+                *self.state.lock().await = Some(Prepared { plan, image, owned });
+                return Ok(());
+            }
             let bar = count_bar(
                 plan.networks.len() as u64,
                 progress,
@@ -335,6 +355,20 @@ impl Runtime for DockerRuntime {
         let starts = containers.iter().map(|c| start(docker, &c.name));
         for result in futures_util::future::join_all(starts).await {
             result?;
+        }
+        let plan = self.prepared(|plan, _| plan.clone()).await?;
+        if plan.links == Links::Veth {
+            let wanted: BTreeSet<u64> = ids.iter().copied().collect();
+            let veths: Vec<&VethPlan> = plan
+                .veths
+                .iter()
+                .filter(|v| match v.kind {
+                    VethKind::Uplink(id) => wanted.contains(&id),
+                    VethKind::Link(a, b) => wanted.contains(&a) && wanted.contains(&b),
+                })
+                .collect();
+            let pids = running_pids(docker, containers_of(&veths)).await?;
+            wire::wire(&veths, &pids, &hub_name(&lab.name), plan.block, &|_| false).await?;
         }
         let waits = containers.iter().map(|c| wait_ready(docker, lab, c));
         for result in futures_util::future::join_all(waits).await {
@@ -447,6 +481,9 @@ impl Runtime for DockerRuntime {
                 let label = ContainerRole::Node(id).label();
                 let _ = std::fs::remove_file(lab.run().join(format!("{label}.json")));
                 start(docker, &name).await?;
+                if let Some(veths) = recorded_veths(lab, record)? {
+                    rewire(docker, lab, id, &veths).await?;
+                }
                 wait_ready_named(docker, lab, &name, &label).await?;
                 let info = docker
                     .inspect_container(&name, None::<InspectContainerOptions>)
@@ -477,6 +514,33 @@ impl Runtime for DockerRuntime {
         cut: bool,
     ) -> Result<()> {
         let docker = self.docker().await?;
+        if let Some(veths) = recorded_veths(lab, record)? {
+            let kind = VethKind::Link(a.min(b), a.max(b));
+            let veth = veths
+                .iter()
+                .find(|v| v.kind == kind)
+                .with_context(|| format!("lab {} has no link {a}-{b}", lab.name))?;
+            // Both ends down: no carrier either way, as a pulled cable. A container that is
+            // not running has taken its end (and so the pair) away already.
+            let pids = running_pids(docker, containers_of(&[veth])).await?;
+            for end in &veth.ends {
+                if let Some(&pid) = pids.get(&end.container) {
+                    let step = wire::Step::Set {
+                        interface: end.interface.clone(),
+                        up: !cut,
+                    };
+                    wire::in_namespace(pid, vec![step], false)
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "{} the link {a}-{b}",
+                                if cut { "cutting" } else { "healing" }
+                            )
+                        })?;
+                }
+            }
+            return Ok(());
+        }
         let network = format!("{}-link-{}-{}", lab.name, a.min(b), a.max(b));
         // Each end gets its own address back when the link heals: its neighbour's connection
         // (and the engine's DNS) find it where they knew it.
@@ -595,6 +659,122 @@ async fn kill(docker: &Docker, name: &str) -> Result<()> {
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The hub's container (the bootstrap's; the nameserver shares its namespace) with veth pairs.
+fn hub_name(lab: &str) -> String {
+    format!("{lab}-bootstrap")
+}
+
+/// How this labctl makes a Docker lab's links: `$LABCTL_DOCKER_LINKS` (`veth`, `networks`), or
+/// veth pairs when it runs as root beside a local engine (it makes them in the containers'
+/// namespaces through /proc), else Docker networks.
+fn links_wiring() -> Result<Links> {
+    let root = rustix_free_euid() == 0;
+    let local = std::env::var("DOCKER_HOST")
+        .map(|host| host.is_empty() || host.starts_with("unix://"))
+        .unwrap_or(true);
+    match std::env::var("LABCTL_DOCKER_LINKS").as_deref() {
+        Ok("veth") if !(root && local) => bail!(
+            "LABCTL_DOCKER_LINKS=veth needs labctl to run as root beside a local Docker engine \
+             (it makes the links inside the containers' namespaces); unset it for one Docker \
+             network per link"
+        ),
+        Ok("veth") => Ok(Links::Veth),
+        Ok("networks") => Ok(Links::Networks),
+        Ok("") | Err(_) => Ok(if root && local {
+            Links::Veth
+        } else {
+            Links::Networks
+        }),
+        Ok(other) => bail!("LABCTL_DOCKER_LINKS={other:?}: write veth or networks"),
+    }
+}
+
+/// The effective user id.
+fn rustix_free_euid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// The lab's veth pairs as its record says (None: its links are Docker networks).
+fn recorded_veths(lab: &LabDir, record: &Record) -> Result<Option<Vec<VethPlan>>> {
+    if record.docker_links != Some(Links::Veth) {
+        return Ok(None);
+    }
+    let topology = Topology::from_toml(
+        &record.topology,
+        &record.topology_file.display().to_string(),
+    )?;
+    let block = record
+        .network_block
+        .as_deref()
+        .context("the lab's record has no address block")?;
+    Ok(Some(plan::veths(
+        &lab.name,
+        &topology,
+        Cidr::parse(block)?,
+    )?))
+}
+
+/// The containers at the ends of `veths`.
+fn containers_of(veths: &[&VethPlan]) -> BTreeSet<String> {
+    veths
+        .iter()
+        .flat_map(|v| v.ends.iter().map(|e| e.container.clone()))
+        .collect()
+}
+
+/// The first process of each running (or paused) container of `names` (those not running are
+/// left out).
+async fn running_pids(docker: &Docker, names: BTreeSet<String>) -> Result<BTreeMap<String, u32>> {
+    let inspections = names.iter().map(|name| async move {
+        let info = docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| engine::explain(e, &format!("inspecting {name}")))?;
+        let state = info.state.unwrap_or_default();
+        // A paused container's namespace is there as a running one's (only its processes
+        // are frozen): its links are cut and healed alike.
+        let pid = match state.running {
+            Some(true) => state.pid.unwrap_or_default().max(0) as u32,
+            _ => 0,
+        };
+        Ok::<_, anyhow::Error>((name.clone(), pid))
+    });
+    let mut pids = BTreeMap::new();
+    for result in futures_util::future::join_all(inspections).await {
+        let (name, pid) = result?;
+        if pid > 0 {
+            pids.insert(name, pid);
+        }
+    }
+    Ok(pids)
+}
+
+/// Wire node `id` again after its container started anew (a new namespace, without the pairs
+/// its old one took away): its links to the neighbours that run (a link cut in force stays
+/// down), then its uplink.
+async fn rewire(docker: &Docker, lab: &LabDir, id: u64, veths: &[VethPlan]) -> Result<()> {
+    let mine: Vec<&VethPlan> = veths.iter().filter(|v| v.touches(id)).collect();
+    let pids = running_pids(docker, containers_of(&mine)).await?;
+    // Links to a neighbour that is not running wait for its own restart.
+    let wired: Vec<&VethPlan> = mine
+        .into_iter()
+        .filter(|v| v.ends.iter().all(|e| pids.contains_key(&e.container)))
+        .collect();
+    let record = lab.load()?;
+    let topology = Topology::from_toml(
+        &record.topology,
+        &record.topology_file.display().to_string(),
+    )?;
+    let cut = lab.load_faults()?.cut_links(&topology.adjacency());
+    let down = |v: &VethPlan| match v.kind {
+        VethKind::Link(a, b) => cut.contains(&(a, b)),
+        VethKind::Uplink(_) => false,
+    };
+    let block = Cidr::parse(record.network_block.as_deref().unwrap_or_default())?;
+    wire::wire(&wired, &pids, &hub_name(&lab.name), block, &down).await
 }
 
 /// A bar counting `count` things (networks made, objects removed) on stderr, hidden unless
@@ -741,6 +921,9 @@ async fn create_network(
                 ..Ipam::default()
             }),
             labels: Some(with_owner(&network.labels, owned)),
+            options: network
+                .isolated
+                .then(|| HashMap::from([(plan::ICC_OPTION.to_string(), "false".to_string())])),
             ..NetworkCreateRequest::default()
         })
         .await
@@ -770,13 +953,24 @@ async fn create(
             )
         })
         .collect();
-    let (first, others) = container
-        .networks
-        .split_first()
-        .context("a container without a network")?;
+    let (network_mode, first, others) =
+        match (&container.network_of, container.networks.split_first()) {
+            (Some(owner), _) => (format!("container:{owner}"), None, &[][..]),
+            (None, Some((first, others))) => (first.clone(), Some(first), others),
+            (None, None) => bail!("container {} has no network", container.name),
+        };
     let mut host_config = HostConfig {
         binds: Some(binds),
-        network_mode: Some(first.clone()),
+        network_mode: Some(network_mode),
+        extra_hosts: (!container.hosts.is_empty()).then(|| {
+            container
+                .hosts
+                .iter()
+                .map(|(name, address)| format!("{name}:{address}"))
+                .collect()
+        }),
+        sysctls: (!container.sysctls.is_empty())
+            .then(|| container.sysctls.iter().cloned().collect()),
         ..HostConfig::default()
     };
     let mut exposed = None;
@@ -808,11 +1002,12 @@ async fn create(
         ),
         labels: Some(with_owner(&container.labels, owned)),
         user: Some(user),
-        hostname: Some(container.name.clone()),
+        // A container in another's namespace has that one's host name.
+        hostname: first.map(|_| container.name.clone()),
         exposed_ports: exposed,
         stop_timeout: Some(i64::from(STOP_GRACE_SECS)),
         host_config: Some(host_config),
-        networking_config: Some(NetworkingConfig {
+        networking_config: first.map(|first| NetworkingConfig {
             endpoints_config: Some(HashMap::from([(
                 first.clone(),
                 EndpointSettings::default(),

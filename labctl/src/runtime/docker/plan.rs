@@ -23,11 +23,32 @@
 //!
 //! Every network gets an explicit /28 subnet from one /19 block per lab, because Docker's default
 //! address pools hold only about thirty networks and a lab needs one per node and one per link.
+//!
+//! That is [`Links::Networks`], the wiring a compose file can say and any Docker user can run.
+//! The engine creates and removes networks one at a time, ~0.15 s each (and each endpoint on them
+//! costs a container ~0.07 s more to stop), so a lab of 30 nodes and 60 links took ~28 s to take
+//! down. When labctl runs as root beside a local engine it wires a lab as containerlab does,
+//! [`Links::Veth`]:
+//!
+//! - `<lab>-mgmt`, the one Docker network, holds every container, with inter-container traffic
+//!   off (`enable_icc=false`): the host reaches each container (admin APIs, published ports), but
+//!   no container reaches another through it.
+//! - Every topology link is a veth pair between the two nodes' network namespaces, an interface
+//!   `to<peer>` at each end with the two addresses of a /30.
+//! - Every node has a veth pair `uplink` to the bootstrap's namespace, which the nameserver
+//!   shares (the hub: one interface `n<id>` per node, forwarding off, so no node reaches another
+//!   through it).
+//! - Names resolve from each node's `/etc/hosts` (the image's `nsswitch.conf` reads it first):
+//!   the services at the hub's end of the node's uplink, each neighbour at its end of the link.
+//!   A non-neighbour's name is the engine's answer on `<lab>-mgmt`, where nothing reaches it.
+//!
+//! The veths live and die with the containers' namespaces: taking a lab down is removing its
+//! containers and one network.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use labctl_topology::Topology;
 
 use crate::runtime::NodeSettings;
@@ -91,6 +112,37 @@ pub const BLOCK_PREFIX: u8 = 19;
 /// Prefix length of one network: the gateway, up to three containers, and room to spare (a
 /// Swarm's overlay network spends more addresses than a bridge).
 pub const NETWORK_PREFIX: u8 = 28;
+/// [`Links::Veth`]: prefix length of the management network, the first part of the lab's block
+/// (every container is on it).
+pub const VETH_MGMT_PREFIX: u8 = 21;
+/// [`Links::Veth`]: prefix length of one veth pair's subnet (its two ends), taken from the block
+/// after the management network.
+pub const VETH_PREFIX: u8 = 30;
+/// [`Links::Veth`]: a node's interface to the hub.
+pub const UPLINK_INTERFACE: &str = "uplink";
+/// The Docker network option that keeps containers on a bridge from reaching each other.
+pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
+
+/// How a Docker lab's topology links are made (see the module's documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Links {
+    /// One Docker network per node's uplink and per link: what compose files and Swarm run, and
+    /// what labctl runs when it cannot make veth pairs (not root, or a remote engine).
+    #[default]
+    Networks,
+    /// Veth pairs between the containers' namespaces, made by labctl; one Docker network per lab.
+    Veth,
+}
+
+impl std::fmt::Display for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Links::Networks => "networks",
+            Links::Veth => "veth",
+        })
+    }
+}
 
 /// An IPv4 network, `address/prefix`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -207,6 +259,8 @@ pub struct NetworkPlan {
     pub gateway: Ipv4Addr,
     /// No route out of it (every network but the management one, which publishes a port).
     pub internal: bool,
+    /// Containers on it cannot reach each other (only the host reaches them): [`ICC_OPTION`].
+    pub isolated: bool,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -251,8 +305,16 @@ pub struct ContainerPlan {
     pub name: String,
     /// What it runs.
     pub role: ContainerRole,
-    /// The networks it is on (names); the first is the one it is created on.
+    /// The networks it is on (names); the first is the one it is created on. Empty when it
+    /// shares another container's namespace ([`ContainerPlan::network_of`]).
     pub networks: Vec<String>,
+    /// The container whose network namespace it shares, if any (the nameserver sits in the
+    /// bootstrap's in [`Links::Veth`]).
+    pub network_of: Option<String>,
+    /// Names its `/etc/hosts` gives (in [`Links::Veth`]: the services, the neighbours).
+    pub hosts: Vec<(String, Ipv4Addr)>,
+    /// Kernel settings of its network namespace (`net.ipv4.ip_forward=0` at the hub).
+    pub sysctls: Vec<(String, String)>,
     /// The arguments after the image's entry point (`labctl`): `daemon …`.
     pub command: Vec<String>,
     /// Environment variables.
@@ -274,6 +336,47 @@ pub struct Publish {
     pub host_port: u16,
 }
 
+/// What a veth pair is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VethKind {
+    /// A node's way to the hub (the bootstrap and the nameserver).
+    Uplink(u64),
+    /// A topology link `a < b`.
+    Link(u64, u64),
+}
+
+/// One end of a veth pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VethEnd {
+    /// The container it sits in.
+    pub container: String,
+    /// The interface's name there.
+    pub interface: String,
+    /// Its address (in the pair's subnet).
+    pub address: Ipv4Addr,
+}
+
+/// A veth pair: two interfaces in two containers, a cable between them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VethPlan {
+    /// What it is for.
+    pub kind: VethKind,
+    /// Its /30.
+    pub subnet: Cidr,
+    /// An uplink: the node's end, then the hub's. A link `a`–`b`: `a`'s end, then `b`'s.
+    pub ends: [VethEnd; 2],
+}
+
+impl VethPlan {
+    /// Whether node `id` is at one end.
+    pub fn touches(&self, id: u64) -> bool {
+        match self.kind {
+            VethKind::Uplink(node) => node == id,
+            VethKind::Link(a, b) => a == id || b == id,
+        }
+    }
+}
+
 /// A whole lab in Docker.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -281,10 +384,15 @@ pub struct Plan {
     pub lab: String,
     /// The /19 its networks come from.
     pub block: Cidr,
-    /// Management network first, then the uplinks by node id, then the links.
+    /// How its links are made.
+    pub links: Links,
+    /// Management network first, then (with [`Links::Networks`]) the uplinks by node id, then
+    /// the links.
     pub networks: Vec<NetworkPlan>,
     /// Bootstrap, nameserver, then the nodes by id.
     pub containers: Vec<ContainerPlan>,
+    /// With [`Links::Veth`]: the links, then the uplinks by node id.
+    pub veths: Vec<VethPlan>,
 }
 
 /// Which runner the plan is for; they differ only in where logs and state go.
@@ -299,38 +407,29 @@ pub enum Flavor {
 }
 
 impl Plan {
-    /// The plan of `topology` as lab `lab`, its networks taken from `block` (a /19).
+    /// The plan of `topology` as lab `lab`, its networks taken from `block` (a /19), its links
+    /// made as `wiring` says (a compose file has only [`Links::Networks`]).
     pub fn new(
         lab: &str,
         topology: &Topology,
         settings: &NodeSettings,
         block: Cidr,
         flavor: Flavor,
+        wiring: Links,
         http_ports: &BTreeMap<u64, u16>,
     ) -> Result<Plan> {
         let ids = topology.ids();
         let links = topology.links();
-        let needed = 1 + ids.len() + links.len();
-        let room = block.subnets(NETWORK_PREFIX);
-        if needed as u64 > room {
-            match flavor {
-                Flavor::Runtime => bail!(
-                    "the Docker runtime gives every node and every link a /{NETWORK_PREFIX} \
-                     network: this topology needs {needed}, but a lab's /{} block holds {room}; \
-                     run it with --runtime process",
-                    block.prefix
-                ),
-                Flavor::Compose => bail!(
-                    "a compose file gives every node and every link a /{NETWORK_PREFIX} network: \
-                     this topology needs {needed} ({} nodes, {} links and the management \
-                     network), but a lab's /{} block holds {room}; run it without Docker, with \
-                     `labctl up --runtime process`",
-                    ids.len(),
-                    links.len(),
-                    block.prefix
-                ),
-            }
+        if wiring == Links::Veth && flavor == Flavor::Compose {
+            bail!("a compose file can link nodes only by Docker networks");
         }
+        let veths = match wiring {
+            Links::Veth => veths(lab, topology, block)?,
+            Links::Networks => {
+                check_network_room(flavor, block, ids.len(), links.len())?;
+                Vec::new()
+            }
+        };
         let labels = |pairs: &[(&str, String)]| -> BTreeMap<String, String> {
             let mut all = BTreeMap::from([(LAB_LABEL.to_string(), lab.to_string())]);
             if flavor == Flavor::Compose {
@@ -339,11 +438,13 @@ impl Plan {
             all.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.clone())));
             all
         };
-        let mut networks = Vec::with_capacity(needed);
+        let mut networks = Vec::new();
         let mut network = |key: String, kind: NetworkKind, internal: bool| {
-            let subnet = block
-                .subnet(NETWORK_PREFIX, networks.len() as u32)
-                .expect("room was checked");
+            let subnet = match (wiring, &kind) {
+                (Links::Veth, _) => block.subnet(VETH_MGMT_PREFIX, 0),
+                _ => block.subnet(NETWORK_PREFIX, networks.len() as u32),
+            }
+            .expect("room was checked");
             let mut own = labels(&[(NETWORK_LABEL, kind.label().to_string())]);
             if let NetworkKind::Uplink(id) = kind {
                 own.insert(NODE_LABEL.into(), id.to_string());
@@ -351,6 +452,7 @@ impl Plan {
             networks.push(NetworkPlan {
                 name: format!("{lab}-{key}"),
                 key,
+                isolated: wiring == Links::Veth && kind == NetworkKind::Management,
                 kind,
                 subnet,
                 gateway: subnet.host(1),
@@ -360,32 +462,34 @@ impl Plan {
             networks.last().expect("just pushed").name.clone()
         };
         let mgmt = network("mgmt".into(), NetworkKind::Management, false);
-        let uplinks: BTreeMap<u64, String> = ids
-            .iter()
-            .map(|&id| {
-                let name = network(format!("uplink-{id}"), NetworkKind::Uplink(id), false);
-                (id, name)
-            })
-            .collect();
-        let mut node_networks: BTreeMap<u64, Vec<String>> = uplinks
-            .iter()
-            .map(|(&id, uplink)| (id, vec![uplink.clone()]))
-            .collect();
-        for &(a, b) in &links {
-            let name = network(format!("link-{a}-{b}"), NetworkKind::Link(a, b), true);
-            for end in [a, b] {
-                node_networks
-                    .get_mut(&end)
-                    .expect("links join listed nodes")
-                    .push(name.clone());
+        let mut node_networks: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        let mut services_networks = vec![mgmt.clone()];
+        match wiring {
+            Links::Veth => {
+                for &id in &ids {
+                    node_networks.insert(id, vec![mgmt.clone()]);
+                }
+            }
+            Links::Networks => {
+                for &id in &ids {
+                    let uplink = network(format!("uplink-{id}"), NetworkKind::Uplink(id), false);
+                    services_networks.push(uplink.clone());
+                    node_networks.insert(id, vec![uplink]);
+                }
+                for &(a, b) in &links {
+                    let name = network(format!("link-{a}-{b}"), NetworkKind::Link(a, b), true);
+                    for end in [a, b] {
+                        node_networks
+                            .get_mut(&end)
+                            .expect("links join listed nodes")
+                            .push(name.clone());
+                    }
+                }
             }
         }
 
         let bootstrap_name = format!("{lab}-bootstrap");
         let nameserver_name = format!("{lab}-nameserver");
-        let services_networks: Vec<String> = std::iter::once(mgmt)
-            .chain(uplinks.values().cloned())
-            .collect();
         let common = |role: ContainerRole| -> (Vec<String>, Vec<MountPlan>) {
             let label = role.label();
             match flavor {
@@ -417,6 +521,11 @@ impl Plan {
             target: STATE_DIR.into(),
             read_only: false,
         };
+        // The nameserver's HTTP port, published from the namespace it runs in.
+        let nameserver_publish = Publish {
+            container_port: NAMESERVER_HTTP_PORT,
+            host_port: 0,
+        };
 
         let mut containers = Vec::with_capacity(ids.len() + 2);
         {
@@ -437,15 +546,24 @@ impl Plan {
             }
             command.append(&mut extra);
             mounts.push(state_mount("bootstrap".into()));
+            let hub = wiring == Links::Veth;
             containers.push(ContainerPlan {
                 name: bootstrap_name.clone(),
                 role,
                 networks: services_networks.clone(),
+                network_of: None,
+                hosts: Vec::new(),
+                // The hub must not carry one node's packets to another.
+                sysctls: if hub {
+                    vec![("net.ipv4.ip_forward".into(), "0".into())]
+                } else {
+                    Vec::new()
+                },
                 command,
                 env: Vec::new(),
                 mounts,
                 labels: labels(&[(ROLE_LABEL, "bootstrap".into())]),
-                publish: None,
+                publish: hub.then_some(nameserver_publish),
             });
         }
         {
@@ -460,18 +578,23 @@ impl Plan {
                 format!("0.0.0.0:{NAMESERVER_HTTP_PORT}"),
             ];
             command.append(&mut extra);
+            let shared = wiring == Links::Veth;
             containers.push(ContainerPlan {
                 name: nameserver_name.clone(),
                 role,
-                networks: services_networks,
+                networks: if shared {
+                    Vec::new()
+                } else {
+                    services_networks
+                },
+                network_of: shared.then(|| bootstrap_name.clone()),
+                hosts: Vec::new(),
+                sysctls: Vec::new(),
                 command,
                 env: Vec::new(),
                 mounts,
                 labels: labels(&[(ROLE_LABEL, "nameserver".into())]),
-                publish: Some(Publish {
-                    container_port: NAMESERVER_HTTP_PORT,
-                    host_port: 0,
-                }),
+                publish: (!shared).then_some(nameserver_publish),
             });
         }
         for &id in &ids {
@@ -491,8 +614,8 @@ impl Plan {
                 format!("{nameserver_name}:{NAMESERVER_GRPC_PORT}"),
                 "--listen".into(),
                 "0.0.0.0".into(),
-                // Neighbours reach this node by name: on a link, Docker's DNS gives them this
-                // node's address on that link.
+                // Neighbours reach this node by name: on a link, Docker's DNS (or their
+                // /etc/hosts) gives them this node's address on that link.
                 "--advertise".into(),
                 name.clone(),
                 // Browsers and the nameserver reach the chat at the address facing the
@@ -514,6 +637,30 @@ impl Plan {
                 "--data-dir".into(),
                 STATE_DIR.into(),
             ];
+            let mut hosts = Vec::new();
+            if wiring == Links::Veth {
+                // labctl wires the namespace after the container starts: the daemon waits for
+                // its uplink, which comes up last.
+                command.push("--await-interface".into());
+                command.push(UPLINK_INTERFACE.into());
+                for veth in veths.iter().filter(|v| v.touches(id)) {
+                    match veth.kind {
+                        VethKind::Uplink(_) => {
+                            let hub = veth.ends[1].address;
+                            hosts.push((bootstrap_name.clone(), hub));
+                            hosts.push((nameserver_name.clone(), hub));
+                        }
+                        VethKind::Link(a, _) => {
+                            let far = if a == id {
+                                &veth.ends[1]
+                            } else {
+                                &veth.ends[0]
+                            };
+                            hosts.push((far.container.clone(), far.address));
+                        }
+                    }
+                }
+            }
             let mut env = vec![("SQLITE_TMPDIR".to_string(), STATE_DIR.to_string())];
             match flavor {
                 Flavor::Runtime => {
@@ -546,7 +693,10 @@ impl Plan {
             containers.push(ContainerPlan {
                 name,
                 role,
-                networks: node_networks.remove(&id).expect("every node has an uplink"),
+                networks: node_networks.remove(&id).expect("every node has a network"),
+                network_of: None,
+                hosts,
+                sysctls: Vec::new(),
                 command,
                 env,
                 mounts,
@@ -557,8 +707,10 @@ impl Plan {
         Ok(Plan {
             lab: lab.to_string(),
             block,
+            links: wiring,
             networks,
             containers,
+            veths,
         })
     }
 
@@ -583,6 +735,108 @@ impl Plan {
             .iter()
             .find(|n| n.kind == NetworkKind::Uplink(id))
     }
+}
+
+/// [`Links::Networks`]: refuse a topology whose networks do not fit in the block.
+fn check_network_room(flavor: Flavor, block: Cidr, nodes: usize, links: usize) -> Result<()> {
+    let needed = 1 + nodes + links;
+    let room = block.subnets(NETWORK_PREFIX);
+    if needed as u64 <= room {
+        return Ok(());
+    }
+    match flavor {
+        Flavor::Runtime => bail!(
+            "the Docker runtime gives every node and every link a /{NETWORK_PREFIX} network: \
+             this topology needs {needed}, but a lab's /{} block holds {room}; run it with \
+             --runtime process",
+            block.prefix
+        ),
+        Flavor::Compose => bail!(
+            "a compose file gives every node and every link a /{NETWORK_PREFIX} network: this \
+             topology needs {needed} ({nodes} nodes, {links} links and the management network), \
+             but a lab's /{} block holds {room}; run it without Docker, with `labctl up \
+             --runtime process`",
+            block.prefix
+        ),
+    }
+}
+
+/// [`Links::Veth`]: the lab's veth pairs, links first (by their ends), then the uplinks (by
+/// node id). Each takes the next /30 of the block after the management network; a node's end of
+/// a link is `to<peer>`, the hub's end of an uplink `n<id>` (or, where that would pass the
+/// kernel's 15 characters, `l<k>` and `u<k>` by position).
+pub fn veths(lab: &str, topology: &Topology, block: Cidr) -> Result<Vec<VethPlan>> {
+    let ids = topology.ids();
+    let links = topology.links();
+    let mgmt = block
+        .subnet(VETH_MGMT_PREFIX, 0)
+        .context("the lab's block is smaller than its management network")?;
+    let hosts = mgmt.subnets(32).saturating_sub(3); // network, gateway, broadcast
+    if ids.len() as u64 + 1 > hosts {
+        bail!(
+            "the Docker runtime puts every container on the lab's {mgmt} network, which holds \
+             {hosts}; this topology has {} nodes: run it with --runtime process",
+            ids.len()
+        );
+    }
+    let first = u64::from(mgmt.base) + mgmt.subnets(32);
+    let end = u64::from(block.base) + block.subnets(32);
+    let room = (end - first) >> (32 - VETH_PREFIX);
+    let needed = (links.len() + ids.len()) as u64;
+    if needed > room {
+        bail!(
+            "the Docker runtime gives every link and every node's uplink a /{VETH_PREFIX}: this \
+             topology needs {needed}, but a lab's /{} block holds {room}; run it with --runtime \
+             process",
+            block.prefix
+        );
+    }
+    let subnet = |k: usize| Cidr {
+        base: (first as u32) + ((k as u32) << (32 - VETH_PREFIX)),
+        prefix: VETH_PREFIX,
+    };
+    let name = |text: String, short: String| if text.len() <= 15 { text } else { short };
+    let container = |id: u64| format!("{lab}-{id}");
+    let mut position: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut pairs = Vec::with_capacity(links.len() + ids.len());
+    for &(a, b) in &links {
+        let net = subnet(pairs.len());
+        let mut end = |me: u64, peer: u64, k: u32| {
+            let n = position.entry(me).or_default();
+            *n += 1;
+            VethEnd {
+                container: container(me),
+                interface: name(format!("to{peer}"), format!("l{n}")),
+                address: net.host(k),
+            }
+        };
+        let ends = [end(a, b, 1), end(b, a, 2)];
+        pairs.push(VethPlan {
+            kind: VethKind::Link(a, b),
+            subnet: net,
+            ends,
+        });
+    }
+    for (k, &id) in ids.iter().enumerate() {
+        let net = subnet(pairs.len());
+        pairs.push(VethPlan {
+            kind: VethKind::Uplink(id),
+            subnet: net,
+            ends: [
+                VethEnd {
+                    container: container(id),
+                    interface: UPLINK_INTERFACE.into(),
+                    address: net.host(2),
+                },
+                VethEnd {
+                    container: format!("{lab}-bootstrap"),
+                    interface: name(format!("n{id}"), format!("u{k}")),
+                    address: net.host(1),
+                },
+            ],
+        });
+    }
+    Ok(pairs)
 }
 
 /// The topology as the bootstrap's `--topology-toml` takes it: the file format of SPEC §2 with
@@ -623,6 +877,10 @@ mod tests {
         Topology::from_toml(&text, "test").expect("a valid ring")
     }
 
+    fn veth(plan: &Plan, kind: VethKind) -> Option<&VethPlan> {
+        plan.veths.iter().find(|v| v.kind == kind)
+    }
+
     #[test]
     fn cidr_parses_masks_and_splits() {
         let pool = Cidr::parse("10.210.3.7/16").unwrap();
@@ -650,6 +908,7 @@ mod tests {
             &settings(),
             block,
             Flavor::Runtime,
+            Links::Networks,
             &BTreeMap::new(),
         )
         .unwrap();
@@ -686,6 +945,93 @@ mod tests {
             .all(|c| c.labels[LAB_LABEL] == "ring6"));
     }
 
+    /// With veth pairs: one network (isolated), each link a pair between exactly its two nodes
+    /// with the two addresses of one /30, each node an uplink to the hub, and a node's
+    /// `/etc/hosts` names the services at the hub's end and its neighbours at theirs, and no one
+    /// else.
+    #[test]
+    fn veth_plans_wire_exactly_the_topology() {
+        let topology = ring(6);
+        let block = Cidr::parse("10.210.32.0/19").unwrap();
+        let plan = Plan::new(
+            "ring6",
+            &topology,
+            &settings(),
+            block,
+            Flavor::Runtime,
+            Links::Veth,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.networks.len(), 1);
+        assert!(plan.networks[0].isolated && !plan.networks[0].internal);
+        assert_eq!(plan.veths.len(), 6 + 6);
+        let subnets: std::collections::BTreeSet<_> = plan.veths.iter().map(|v| v.subnet).collect();
+        assert_eq!(subnets.len(), 12);
+        for veth in &plan.veths {
+            assert!(veth.subnet.overlaps(&block));
+            assert!(!veth.subnet.overlaps(&plan.networks[0].subnet));
+            for end in &veth.ends {
+                assert_eq!(
+                    Cidr {
+                        base: u32::from(end.address),
+                        prefix: VETH_PREFIX
+                    }
+                    .base
+                        & !3,
+                    veth.subnet.base
+                );
+                assert!(end.interface.len() <= 15);
+            }
+            assert_ne!(veth.ends[0].address, veth.ends[1].address);
+        }
+        let link = veth(&plan, VethKind::Link(1, 2)).unwrap();
+        assert_eq!(link.ends[0].container, "ring6-1");
+        assert_eq!(link.ends[0].interface, "to2");
+        assert_eq!(link.ends[1].interface, "to1");
+        let node1 = plan.container(ContainerRole::Node(1)).unwrap();
+        let named: std::collections::BTreeMap<&str, Ipv4Addr> =
+            node1.hosts.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+        assert_eq!(named.len(), 4, "{named:?}");
+        assert_eq!(named["ring6-2"], link.ends[1].address);
+        assert_eq!(
+            named["ring6-6"],
+            veth(&plan, VethKind::Link(1, 6)).unwrap().ends[1].address
+        );
+        let uplink = veth(&plan, VethKind::Uplink(1)).unwrap();
+        assert_eq!(named["ring6-bootstrap"], uplink.ends[1].address);
+        assert_eq!(named["ring6-nameserver"], uplink.ends[1].address);
+        assert_eq!(uplink.ends[0].interface, UPLINK_INTERFACE);
+        assert_eq!(uplink.ends[1].container, "ring6-bootstrap");
+        assert!(node1
+            .command
+            .windows(2)
+            .any(|w| w == ["--await-interface", UPLINK_INTERFACE]));
+        // The nameserver lives in the hub's namespace, whose port is published.
+        let nameserver = plan.container(ContainerRole::Nameserver).unwrap();
+        assert_eq!(nameserver.network_of.as_deref(), Some("ring6-bootstrap"));
+        assert!(nameserver.networks.is_empty() && nameserver.publish.is_none());
+        let bootstrap = plan.container(ContainerRole::Bootstrap).unwrap();
+        assert_eq!(
+            bootstrap.publish.map(|p| p.container_port),
+            Some(NAMESERVER_HTTP_PORT)
+        );
+        assert!(bootstrap
+            .sysctls
+            .contains(&("net.ipv4.ip_forward".into(), "0".into())));
+        // A compose file cannot say veth pairs.
+        assert!(Plan::new(
+            "ring6",
+            &topology,
+            &settings(),
+            block,
+            Flavor::Compose,
+            Links::Veth,
+            &BTreeMap::new()
+        )
+        .is_err());
+    }
+
     #[test]
     fn a_topology_too_big_for_the_block_is_refused_with_advice() {
         let topology = ring(300);
@@ -696,10 +1042,36 @@ mod tests {
             &settings(),
             block,
             Flavor::Runtime,
+            Links::Networks,
             &BTreeMap::new(),
         )
         .unwrap_err();
         assert!(err.to_string().contains("--runtime process"), "{err}");
+        // Veth pairs take a /30 each: 1,536 fit in a /19 beside the management network.
+        let topology = ring(1000);
+        let err = Plan::new(
+            "big",
+            &topology,
+            &settings(),
+            block,
+            Flavor::Runtime,
+            Links::Veth,
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("--runtime process"), "{err}");
+        let fits = ring(700);
+        let plan = Plan::new(
+            "big",
+            &fits,
+            &settings(),
+            block,
+            Flavor::Runtime,
+            Links::Veth,
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.veths.len(), 1400);
     }
 
     /// `docker stack deploy` reads the text after a `-` in a `${VAR:?message}` as a default
@@ -729,6 +1101,7 @@ mod tests {
                 &settings(),
                 block,
                 flavor,
+                Links::Networks,
                 &BTreeMap::new(),
             )
             .unwrap()
