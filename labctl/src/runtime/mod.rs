@@ -2,6 +2,7 @@
 //! on which they have.
 
 pub mod docker;
+pub mod launch;
 pub mod process;
 
 use std::collections::BTreeMap;

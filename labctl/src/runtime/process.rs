@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use labctl_fault::NodeAction;
 
+use super::launch::{BootstrapLaunch, Files, NameserverLaunch, NodeLaunch, NodePorts};
 use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::lab::{
     is_ours, last_words, process_state, stray_daemons, LabDir, Process, Record, ServiceReady,
@@ -114,17 +115,13 @@ impl Runtime for ProcessRuntime {
 
     async fn start_bootstrap(&self, lab: &LabDir) -> Result<Process> {
         let ready = lab.run().join("bootstrap.json");
-        let args = vec![
-            "bootstrap".into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--state-dir".into(),
-            path_arg(lab.path.join("bootstrap")),
-            "--ready-file".into(),
-            path_arg(ready.clone()),
-            "--log-file".into(),
-            path_arg(lab.logs().join("bootstrap.log")),
-        ];
+        let args = BootstrapLaunch {
+            listen: "127.0.0.1:0".into(),
+            state_dir: path_arg(lab.path.join("bootstrap")),
+            topology_toml: None,
+            files: Some(files(lab, "bootstrap")),
+        }
+        .args();
         let mut child = spawn(lab, "bootstrap", &args)?;
         let info: ServiceReady = wait_ready(lab, "bootstrap", &mut child, &ready).await?;
         Ok(Process {
@@ -138,17 +135,12 @@ impl Runtime for ProcessRuntime {
 
     async fn start_nameserver(&self, lab: &LabDir) -> Result<Process> {
         let ready = lab.run().join("nameserver.json");
-        let args = vec![
-            "nameserver".into(),
-            "--grpc".into(),
-            "127.0.0.1:0".into(),
-            "--http".into(),
-            "127.0.0.1:0".into(),
-            "--ready-file".into(),
-            path_arg(ready.clone()),
-            "--log-file".into(),
-            path_arg(lab.logs().join("nameserver.log")),
-        ];
+        let args = NameserverLaunch {
+            grpc: "127.0.0.1:0".into(),
+            http: "127.0.0.1:0".into(),
+            files: Some(files(lab, "nameserver")),
+        }
+        .args();
         let mut child = spawn(lab, "nameserver", &args)?;
         let info: ServiceReady = wait_ready(lab, "nameserver", &mut child, &ready).await?;
         Ok(Process {
@@ -370,6 +362,14 @@ impl Runtime for ProcessRuntime {
     }
 }
 
+/// Where daemon `label` writes its ready file and its log, in the lab's folder.
+fn files(lab: &LabDir, label: &str) -> Files {
+    Files {
+        ready: path_arg(lab.run().join(format!("{label}.json"))),
+        log: path_arg(lab.logs().join(format!("{label}.log"))),
+    }
+}
+
 /// The command line of node `id`'s daemon; `ports` (control, admin) pins its ports (a restart),
 /// else the kernel picks free ones.
 fn node_args(
@@ -380,41 +380,28 @@ fn node_args(
     settings: &NodeSettings,
     ports: Option<(u16, u16)>,
 ) -> Vec<String> {
-    let label = format!("node-{id}");
-    let mut args = vec![
-        "node".into(),
-        "--id".into(),
-        id.to_string(),
-        "--lab".into(),
-        lab.name.clone(),
-        "--bootstrap".into(),
-        bootstrap.grpc.clone(),
-        "--heartbeat-ms".into(),
-        settings.timing.heartbeat_ms.to_string(),
-        "--suspicion-ms".into(),
-        settings.timing.suspicion_ms.to_string(),
-        "--data-dir".into(),
-        path_arg(node_folder(lab, id)),
-        "--nameserver".into(),
-        nameserver.grpc.clone(),
-        "--session-secret-file".into(),
-        path_arg(lab.secret()),
-        "--durability".into(),
-        settings.durability.to_string(),
-        "--ready-file".into(),
-        path_arg(lab.run().join(format!("{label}.json"))),
-        "--log-file".into(),
-        path_arg(lab.logs().join(format!("{label}.log"))),
-    ];
-    if let Some((control, admin)) = ports {
-        args.extend([
-            "--control-port".into(),
-            control.to_string(),
-            "--admin-port".into(),
-            admin.to_string(),
-        ]);
+    NodeLaunch {
+        id,
+        lab: lab.name.clone(),
+        bootstrap: bootstrap.grpc.clone(),
+        nameserver: nameserver.grpc.clone(),
+        listen: None,
+        advertise: None,
+        advertise_http: None,
+        public_http: None,
+        ports: ports.map(|(control, admin)| NodePorts {
+            control,
+            admin,
+            http: None,
+        }),
+        timing: settings.timing,
+        durability: settings.durability,
+        data_dir: path_arg(node_folder(lab, id)),
+        session_secret_file: Some(path_arg(lab.secret())),
+        await_interface: None,
+        files: Some(files(lab, &format!("node-{id}"))),
     }
-    args
+    .args()
 }
 
 /// Node `id`'s data folder: `<lab>/nodes/<id>`.

@@ -51,6 +51,7 @@ use std::net::Ipv4Addr;
 use anyhow::{bail, Context, Result};
 use labctl_topology::Topology;
 
+use crate::runtime::launch::{BootstrapLaunch, Files, NameserverLaunch, NodeLaunch, NodePorts};
 use crate::runtime::NodeSettings;
 
 /// The label every container and network of a lab carries: `labctl.lab=<lab>`.
@@ -490,16 +491,14 @@ impl Plan {
 
         let bootstrap_name = format!("{lab}-bootstrap");
         let nameserver_name = format!("{lab}-nameserver");
-        let common = |role: ContainerRole| -> (Vec<String>, Vec<MountPlan>) {
+        let common = |role: ContainerRole| -> (Option<Files>, Vec<MountPlan>) {
             let label = role.label();
             match flavor {
                 Flavor::Runtime => (
-                    vec![
-                        "--ready-file".into(),
-                        format!("{RUN_DIR}/{label}.json"),
-                        "--log-file".into(),
-                        format!("{LOGS_DIR}/{label}.log"),
-                    ],
+                    Some(Files {
+                        ready: format!("{RUN_DIR}/{label}.json"),
+                        log: format!("{LOGS_DIR}/{label}.log"),
+                    }),
                     vec![
                         MountPlan {
                             lab_path: "logs".into(),
@@ -513,7 +512,7 @@ impl Plan {
                         },
                     ],
                 ),
-                Flavor::Compose => (Vec::new(), Vec::new()),
+                Flavor::Compose => (None, Vec::new()),
             }
         };
         let state_mount = |lab_path: String| MountPlan {
@@ -530,21 +529,15 @@ impl Plan {
         let mut containers = Vec::with_capacity(ids.len() + 2);
         {
             let role = ContainerRole::Bootstrap;
-            let (mut extra, mut mounts) = common(role);
-            let mut command = vec![
-                "daemon".into(),
-                "bootstrap".into(),
-                "--listen".into(),
-                format!("0.0.0.0:{BOOTSTRAP_PORT}"),
-                "--state-dir".into(),
-                STATE_DIR.into(),
-            ];
-            if flavor == Flavor::Compose {
+            let (files, mut mounts) = common(role);
+            let launch = BootstrapLaunch {
+                listen: format!("0.0.0.0:{BOOTSTRAP_PORT}"),
+                state_dir: STATE_DIR.into(),
                 // No labctl there to hand the topology over: it rides on the command line.
-                command.push("--topology-toml".into());
-                command.push(topology_toml(lab, topology));
-            }
-            command.append(&mut extra);
+                topology_toml: (flavor == Flavor::Compose).then(|| topology_toml(lab, topology)),
+                files,
+            };
+            let command = daemon(launch.args());
             mounts.push(state_mount("bootstrap".into()));
             let hub = wiring == Links::Veth;
             containers.push(ContainerPlan {
@@ -568,16 +561,13 @@ impl Plan {
         }
         {
             let role = ContainerRole::Nameserver;
-            let (mut extra, mounts) = common(role);
-            let mut command = vec![
-                "daemon".into(),
-                "nameserver".into(),
-                "--grpc".into(),
-                format!("0.0.0.0:{NAMESERVER_GRPC_PORT}"),
-                "--http".into(),
-                format!("0.0.0.0:{NAMESERVER_HTTP_PORT}"),
-            ];
-            command.append(&mut extra);
+            let (files, mounts) = common(role);
+            let launch = NameserverLaunch {
+                grpc: format!("0.0.0.0:{NAMESERVER_GRPC_PORT}"),
+                http: format!("0.0.0.0:{NAMESERVER_HTTP_PORT}"),
+                files,
+            };
+            let command = daemon(launch.args());
             let shared = wiring == Links::Veth;
             containers.push(ContainerPlan {
                 name: nameserver_name.clone(),
@@ -600,49 +590,37 @@ impl Plan {
         for &id in &ids {
             let role = ContainerRole::Node(id);
             let name = format!("{lab}-{id}");
-            let (mut extra, mut mounts) = common(role);
-            let mut command = vec![
-                "daemon".into(),
-                "node".into(),
-                "--id".into(),
-                id.to_string(),
-                "--lab".into(),
-                lab.to_string(),
-                "--bootstrap".into(),
-                format!("{bootstrap_name}:{BOOTSTRAP_PORT}"),
-                "--nameserver".into(),
-                format!("{nameserver_name}:{NAMESERVER_GRPC_PORT}"),
-                "--listen".into(),
-                "0.0.0.0".into(),
+            let (files, mut mounts) = common(role);
+            let mut launch = NodeLaunch {
+                id,
+                lab: lab.to_string(),
+                bootstrap: format!("{bootstrap_name}:{BOOTSTRAP_PORT}"),
+                nameserver: format!("{nameserver_name}:{NAMESERVER_GRPC_PORT}"),
+                listen: Some("0.0.0.0".into()),
                 // Neighbours reach this node by name: on a link, Docker's DNS (or their
                 // /etc/hosts) gives them this node's address on that link.
-                "--advertise".into(),
-                name.clone(),
+                advertise: Some(name.clone()),
                 // Browsers and the nameserver reach the chat at the address facing the
                 // nameserver (the uplink), which the host can route to.
-                "--advertise-http".into(),
-                "auto".into(),
-                "--control-port".into(),
-                NODE_CONTROL_PORT.to_string(),
-                "--admin-port".into(),
-                NODE_ADMIN_PORT.to_string(),
-                "--http-port".into(),
-                NODE_HTTP_PORT.to_string(),
-                "--heartbeat-ms".into(),
-                settings.timing.heartbeat_ms.to_string(),
-                "--suspicion-ms".into(),
-                settings.timing.suspicion_ms.to_string(),
-                "--durability".into(),
-                settings.durability.to_string(),
-                "--data-dir".into(),
-                STATE_DIR.into(),
-            ];
+                advertise_http: Some("auto".into()),
+                public_http: None,
+                ports: Some(NodePorts {
+                    control: NODE_CONTROL_PORT,
+                    admin: NODE_ADMIN_PORT,
+                    http: Some(NODE_HTTP_PORT),
+                }),
+                timing: settings.timing,
+                durability: settings.durability,
+                data_dir: STATE_DIR.into(),
+                session_secret_file: None,
+                await_interface: None,
+                files,
+            };
             let mut hosts = Vec::new();
             if wiring == Links::Veth {
                 // labctl wires the namespace after the container starts: the daemon waits for
                 // its uplink, which comes up last.
-                command.push("--await-interface".into());
-                command.push(UPLINK_INTERFACE.into());
+                launch.await_interface = Some(UPLINK_INTERFACE.into());
                 for veth in veths.iter().filter(|v| v.touches(id)) {
                     match veth.kind {
                         VethKind::Uplink(_) => {
@@ -664,8 +642,7 @@ impl Plan {
             let mut env = vec![("SQLITE_TMPDIR".to_string(), STATE_DIR.to_string())];
             match flavor {
                 Flavor::Runtime => {
-                    command.push("--session-secret-file".into());
-                    command.push(SECRET_FILE.into());
+                    launch.session_secret_file = Some(SECRET_FILE.into());
                     mounts.push(MountPlan {
                         lab_path: "session.key".into(),
                         target: SECRET_FILE.into(),
@@ -681,14 +658,13 @@ impl Plan {
             }
             // Browsers reach the chat at the port published on the host's loopback.
             let publish = http_ports.get(&id).map(|&host_port| {
-                command.push("--public-http".into());
-                command.push(format!("127.0.0.1:{host_port}"));
+                launch.public_http = Some(format!("127.0.0.1:{host_port}"));
                 Publish {
                     container_port: NODE_HTTP_PORT,
                     host_port,
                 }
             });
-            command.append(&mut extra);
+            let command = daemon(launch.args());
             mounts.push(state_mount(format!("nodes/{id}")));
             containers.push(ContainerPlan {
                 name,
@@ -735,6 +711,11 @@ impl Plan {
             .iter()
             .find(|n| n.kind == NetworkKind::Uplink(id))
     }
+}
+
+/// `daemon` and a daemon's arguments: a container's command after the image's entry point.
+fn daemon(args: Vec<String>) -> Vec<String> {
+    std::iter::once("daemon".to_string()).chain(args).collect()
 }
 
 /// [`Links::Networks`]: refuse a topology whose networks do not fit in the block.
