@@ -1,8 +1,8 @@
-//! The writer's decisions and their effect: a [`Write`] checked against the database becomes a
-//! [`Change`], and the change is applied to the tables. Every node runs both, for every committed
-//! entry, in log order: same entries, same database.
+//! The writer's decisions: a [`Write`] checked against the database becomes a [`Change`] (applied
+//! by [`super::apply`]). Every node decides every committed entry, in log order: same entries,
+//! same database.
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::rows::{
@@ -11,10 +11,6 @@ use super::rows::{
 };
 use crate::ops::{AppError, Change, ChatMessage, Group, Reply, User, Write};
 use crate::{password, validate};
-
-// ----------------------------------------------------------------------------------------------
-// The writer's decisions: a `Write` checked against the database becomes a `Change`.
-// ----------------------------------------------------------------------------------------------
 
 /// Checks `write` against the database and decides its reply and its change, without changing
 /// anything.
@@ -274,159 +270,34 @@ pub fn timestamp(now: OffsetDateTime) -> Result<String, AppError> {
     ))
 }
 
-// ----------------------------------------------------------------------------------------------
-// Applying changes: the one code path shared by the writer and the replicas.
-// ----------------------------------------------------------------------------------------------
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
 
-/// Applies `change`, made by log entry `seq`, to the tables (not the log). Deletions cascade by
-/// hand, children first, as `Change`'s documentation says.
-pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusqlite::Result<()> {
-    let seq = i64::try_from(seq).map_err(|_| out_of_range(seq))?;
-    match change {
-        Change::UserAdded {
-            user,
-            password_hash,
-        } => {
-            insert_user(conn, user, password_hash, 0)?;
-        }
-        Change::UserDeleted { uuid } => {
-            // The groups it created go, with their members and messages; its memberships
-            // elsewhere go; its messages elsewhere stay.
-            conn.execute(
-                "DELETE FROM group_messages
-                 WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)",
-                [uuid],
-            )?;
-            conn.execute(
-                "DELETE FROM members
-                 WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)
-                    OR user_uuid = ?1",
-                [uuid],
-            )?;
-            conn.execute("DELETE FROM groups WHERE creator = ?1", [uuid])?;
-            conn.execute("DELETE FROM users WHERE uuid = ?1", [uuid])?;
-        }
-        Change::PrivateMessageAdded { to, message } => {
-            insert_private_message(conn, seq, to, message)?;
-        }
-        Change::GroupAdded { group } => {
-            insert_group(conn, group)?;
-            // The creator is the first member.
-            insert_member(conn, &group.uuid, &group.creator)?;
-        }
-        Change::GroupDeleted { uuid } => {
-            conn.execute("DELETE FROM group_messages WHERE group_uuid = ?1", [uuid])?;
-            conn.execute("DELETE FROM members WHERE group_uuid = ?1", [uuid])?;
-            conn.execute("DELETE FROM groups WHERE uuid = ?1", [uuid])?;
-        }
-        Change::MemberAdded { group, user } => {
-            insert_member(conn, group, user)?;
-        }
-        Change::MemberRemoved { group, user } => {
-            conn.execute(
-                "DELETE FROM members WHERE group_uuid = ?1 AND user_uuid = ?2",
-                params![group, user],
-            )?;
-        }
-        Change::GroupMessageAdded { group, message } => {
-            insert_group_message(conn, seq, group, message)?;
-        }
-        Change::SessionsEnded { user, generation } => {
-            let generation = i64::try_from(*generation).map_err(|_| out_of_range(*generation))?;
-            conn.execute(
-                "UPDATE users SET generation = ?2 WHERE uuid = ?1",
-                params![user, generation],
-            )?;
-        }
+    use super::*;
+
+    #[test]
+    fn ids_follow_from_the_entry_and_never_repeat() {
+        let a = Ids::new(3, 41);
+        let (first, second) = (a.next(), a.next());
+        assert_ne!(first, second);
+        assert_eq!(
+            Ids::new(3, 41).next(),
+            first,
+            "the same entry, the same ids"
+        );
+        assert_ne!(Ids::new(3, 42).next(), first);
+        assert_ne!(Ids::new(4, 41).next(), first);
+        let parsed = uuid::Uuid::parse_str(&first).unwrap();
+        assert_eq!(parsed.get_version_num(), 8);
+        validate::uuid(&first).unwrap();
     }
-    Ok(())
-}
 
-/// The error for a `u64` that SQLite's signed integers cannot hold.
-pub(super) fn out_of_range(value: u64) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(format!("{value} does not fit in an i64").into())
-}
-
-/// Inserts a row of `users` (a new user's session generation is 0).
-pub(super) fn insert_user(
-    conn: &Connection,
-    user: &User,
-    password_hash: &str,
-    generation: u64,
-) -> rusqlite::Result<()> {
-    let generation = i64::try_from(generation).map_err(|_| out_of_range(generation))?;
-    conn.execute(
-        "INSERT INTO users (uuid, username, tag, password_hash, generation)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            user.uuid,
-            user.username,
-            user.tag,
-            password_hash,
-            generation
-        ],
-    )?;
-    Ok(())
-}
-
-/// Inserts a row of `groups` (not its creator's membership).
-pub(super) fn insert_group(conn: &Connection, group: &Group) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO groups (uuid, name, creator) VALUES (?1, ?2, ?3)",
-        params![group.uuid, group.name, group.creator],
-    )?;
-    Ok(())
-}
-
-/// Inserts a row of `members`.
-pub(super) fn insert_member(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
-        params![group, user],
-    )?;
-    Ok(())
-}
-
-/// Inserts a row of `private_messages`.
-pub(super) fn insert_private_message(
-    conn: &Connection,
-    seq: i64,
-    to: &str,
-    message: &ChatMessage,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO private_messages (seq, uuid, author, recipient, content, sent_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            seq,
-            message.uuid,
-            message.author,
-            to,
-            message.content,
-            message.sent_at
-        ],
-    )?;
-    Ok(())
-}
-
-/// Inserts a row of `group_messages`.
-pub(super) fn insert_group_message(
-    conn: &Connection,
-    seq: i64,
-    group: &str,
-    message: &ChatMessage,
-) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO group_messages (seq, uuid, group_uuid, author, content, sent_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            seq,
-            message.uuid,
-            group,
-            message.author,
-            message.content,
-            message.sent_at
-        ],
-    )?;
-    Ok(())
+    #[test]
+    fn timestamps_are_fixed_width_utc() {
+        let instant = OffsetDateTime::from_unix_timestamp(0).unwrap();
+        assert_eq!(timestamp(instant).unwrap(), "1970-01-01T00:00:00.000Z");
+        let instant = instant + time::Duration::milliseconds(1_700_000_000_042);
+        assert_eq!(timestamp(instant).unwrap(), "2023-11-14T22:13:20.042Z");
+    }
 }

@@ -1,0 +1,487 @@
+//! The replication log: appending entries, reading them back, and applying the committed ones
+//! to the tables, the one code path shared by the writer and the replicas.
+
+use std::path::Path;
+
+use labctl_core::log::{Pos, Shape, WireEntry};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use time::OffsetDateTime;
+
+use super::decide::{decide, timestamp, Ids};
+use super::rows::{column_u64, sqlite_error, unavailable};
+use super::schema::set_meta;
+use super::{int, Store, StoreError};
+use crate::ops::{AppError, Change, ChatMessage, Command, Group, Outcome, Reply, User, Write};
+
+impl Store {
+    /// The log's shape (its base, and the epoch of every entry), for the data plane.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn shape(&self) -> Result<Shape, StoreError> {
+        let sqlite = sqlite_error(&self.path);
+        let mut shape = Shape::new(self.base, Vec::new(), self.base.seq);
+        let mut statement = self
+            .conn
+            .prepare("SELECT seq, epoch FROM log ORDER BY seq")
+            .map_err(sqlite)?;
+        let mut rows = statement.query([]).map_err(sqlite)?;
+        while let Some(row) = rows.next().map_err(sqlite)? {
+            let seq = column_u64(row, 0).map_err(sqlite)?;
+            let epoch = column_u64(row, 1).map_err(sqlite)?;
+            shape.push(epoch, seq);
+        }
+        Ok(shape)
+    }
+
+    /// The epoch of entry `seq` (the base's, or a stored entry's).
+    pub(super) fn epoch_at(&self, seq: u64) -> Result<u64, StoreError> {
+        if seq == self.base.seq {
+            return Ok(self.base.epoch);
+        }
+        let epoch: Option<i64> = self
+            .conn
+            .query_row("SELECT epoch FROM log WHERE seq = ?1", [int(seq)?], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sqlite_error(&self.path))?;
+        epoch
+            .map(|e| e as u64)
+            .ok_or_else(|| StoreError::Corrupt(format!("no log entry {seq}")))
+    }
+
+    /// Keep the log up to entry `after`, drop what follows (an old writer's tail) and append
+    /// `entries`, which must follow `after` one by one, in one durable transaction. Returns the
+    /// new last entry.
+    ///
+    /// # Errors
+    /// [`StoreError::Committed`] if `after` is below the applied prefix, [`StoreError::Gap`] if
+    /// `after` is beyond the log or the entries do not follow it (nothing changes either way).
+    pub fn append(&mut self, after: u64, entries: &[WireEntry]) -> Result<u64, StoreError> {
+        if after < self.applied {
+            return Err(StoreError::Committed {
+                after,
+                applied: self.applied,
+            });
+        }
+        if after > self.last || entries.iter().zip(after + 1..).any(|(e, seq)| e.seq != seq) {
+            return Err(StoreError::Gap {
+                last: self.last,
+                after,
+            });
+        }
+        let sqlite = sqlite_error(&self.path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        tx.execute("DELETE FROM log WHERE seq > ?1", [int(after)?])
+            .map_err(sqlite)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO log (seq, epoch, key, body) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sqlite)?;
+            for e in entries {
+                insert
+                    .execute(params![int(e.seq)?, int(e.epoch)?, e.key, e.body])
+                    .map_err(sqlite)?;
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        self.last = after + entries.len() as u64;
+        Ok(self.last)
+    }
+
+    /// Apply every entry up to `up_to` (committed, says the caller) not applied yet, in order, in
+    /// one durable transaction. Returns each entry's answer: an [`Outcome`] as JSON, or `null`
+    /// for a new writer's epoch-start entry.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] or [`StoreError::Corrupt`]: nothing is applied.
+    pub fn apply_committed(&mut self, up_to: u64) -> Result<Vec<(u64, String)>, StoreError> {
+        let up_to = up_to.min(self.last);
+        if up_to <= self.applied {
+            return Ok(Vec::new());
+        }
+        let sqlite = sqlite_error(&self.path);
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        let entries =
+            read_entries(&tx, self.applied, (up_to - self.applied) as usize).map_err(sqlite)?;
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let answer = apply_entry(&mut tx, entry, &self.path)?;
+            results.push((entry.seq, answer));
+        }
+        set_meta(&tx, "applied", up_to).map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        self.applied = up_to;
+        Ok(results)
+    }
+
+    /// Up to `limit` log entries after entry `after`, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`].
+    pub fn entries_since(&self, after: u64, limit: usize) -> Result<Vec<WireEntry>, StoreError> {
+        read_entries(&self.conn, after, limit).map_err(sqlite_error(&self.path))
+    }
+
+    /// [`Store::entries_since`], with the position of entry `after` (the log-matching check's
+    /// `prev`). `after` is raised to the base if below it.
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`], or [`StoreError::Corrupt`] if `after` is beyond the log.
+    pub fn entries_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Pos, Vec<WireEntry>), StoreError> {
+        let after = after.max(self.base.seq);
+        let prev = Pos::new(self.epoch_at(after)?, after);
+        Ok((prev, self.entries_since(after, limit)?))
+    }
+
+    /// The one-node shortcut: `write` becomes entry `last_seq() + 1` of `epoch` and is applied
+    /// at once, in one transaction; a refused write leaves no entry. Returns the reply and the
+    /// entry.
+    ///
+    /// Checks come in this order: the acting user exists (401), the values follow their rules
+    /// (422; 404 for an id that is not a UUID), the target exists (404), the acting user may do
+    /// this (403), it does not exist yet (409).
+    ///
+    /// # Errors
+    /// The refusal, or [`AppError::Unavailable`] if the database fails or holds entries not
+    /// applied yet (a node of a larger lab: its data plane decides what commits).
+    pub fn execute(
+        &mut self,
+        write: &Write,
+        epoch: u64,
+        now: OffsetDateTime,
+    ) -> Result<(Reply, WireEntry), AppError> {
+        self.execute_with_key(write, None, epoch, now)
+    }
+
+    /// [`Store::execute`] with an idempotency key: a key applied before answers as it did then,
+    /// and nothing is appended.
+    ///
+    /// # Errors
+    /// As [`Store::execute`].
+    pub fn execute_with_key(
+        &mut self,
+        write: &Write,
+        key: Option<&str>,
+        epoch: u64,
+        now: OffsetDateTime,
+    ) -> Result<(Reply, WireEntry), AppError> {
+        if let Some(key) = key {
+            let first: Option<(String, i64)> = self
+                .conn
+                .query_row(
+                    "SELECT answer, seq FROM replies WHERE key = ?1",
+                    [key],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            if let Some((answer, seq)) = first {
+                let outcome: Outcome = serde_json::from_str(&answer).map_err(unavailable)?;
+                let seq = u64::try_from(seq).map_err(unavailable)?;
+                let entry = match self.entries_since(seq - 1, 1).map_err(unavailable)?.pop() {
+                    Some(entry) if entry.seq == seq => entry,
+                    // Below the base (a snapshot replaced that part of the log): the base holds
+                    // the write, and is a later position.
+                    _ => WireEntry {
+                        epoch: self.base.epoch,
+                        seq: self.base.seq,
+                        key: Some(key.to_string()),
+                        body: String::new(),
+                    },
+                };
+                return outcome.map(|reply| (reply, entry));
+            }
+        }
+        if self.applied != self.last {
+            return Err(AppError::Unavailable(format!(
+                "the log holds entries {}..={} not applied yet",
+                self.applied + 1,
+                self.last
+            )));
+        }
+        let command = Command {
+            write: write.clone(),
+            sent_at: timestamp(now)?,
+        };
+        let seq = self.last + 1;
+        let entry = WireEntry {
+            epoch,
+            seq,
+            key: key.map(str::to_string),
+            body: serde_json::to_string(&command).map_err(unavailable)?,
+        };
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable)?;
+        tx.execute(
+            "INSERT INTO log (seq, epoch, key, body) VALUES (?1, ?2, ?3, ?4)",
+            params![seq as i64, epoch as i64, entry.key, entry.body],
+        )
+        .map_err(unavailable)?;
+        let answer = apply_entry(&mut tx, &entry, &self.path).map_err(unavailable)?;
+        let outcome: Outcome = serde_json::from_str(&answer).map_err(unavailable)?;
+        // A refusal returns here, and dropping `tx` rolls the entry back.
+        let reply = outcome?;
+        set_meta(&tx, "applied", seq).map_err(unavailable)?;
+        tx.commit().map_err(unavailable)?;
+        self.last = seq;
+        self.applied = seq;
+        Ok((reply, entry))
+    }
+}
+
+/// Apply one committed entry inside `tx`; its answer. An entry whose key was applied before
+/// answers as that one did; a refused write answers its refusal and changes nothing. Only a
+/// storage failure is an error (and aborts the whole batch).
+fn apply_entry(
+    tx: &mut rusqlite::Transaction<'_>,
+    entry: &WireEntry,
+    path: &Path,
+) -> Result<String, StoreError> {
+    let sqlite = sqlite_error(path);
+    if entry.body.is_empty() {
+        return Ok("null".to_string()); // a new writer's epoch-start entry
+    }
+    if let Some(key) = &entry.key {
+        let first: Option<String> = tx
+            .query_row("SELECT answer FROM replies WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sqlite)?;
+        if let Some(answer) = first {
+            return Ok(answer); // a retry: the first attempt's answer, no second effect
+        }
+    }
+    let outcome: Outcome = match serde_json::from_str::<Command>(&entry.body) {
+        Err(error) => Err(AppError::Malformed(format!(
+            "log entry {} is not a chat command: {error}",
+            entry.seq
+        ))),
+        Ok(command) => {
+            // A savepoint per entry: a refused change rolls back alone.
+            let savepoint = tx.savepoint().map_err(sqlite)?;
+            let ids = Ids::new(entry.epoch, entry.seq);
+            match decide(&savepoint, &command.write, &command.sent_at, &ids) {
+                // Storage trouble is not an answer: the batch fails, to be tried again.
+                Err(AppError::Unavailable(why)) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "applying entry {}: {why}",
+                        entry.seq
+                    )))
+                }
+                Err(refusal) => Err(refusal),
+                Ok((reply, change)) => match apply_change(&savepoint, entry.seq, &change) {
+                    Ok(()) => {
+                        savepoint.commit().map_err(sqlite)?;
+                        Ok(reply)
+                    }
+                    // The same on every node: an answer, not a failure.
+                    Err(error)
+                        if error.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) =>
+                    {
+                        Err(AppError::Conflict(format!(
+                            "the change does not fit the data: {error}"
+                        )))
+                    }
+                    Err(error) => return Err(sqlite(error)),
+                },
+            }
+        }
+    };
+    let answer = serde_json::to_string(&outcome).expect("outcomes serialize");
+    if let Some(key) = &entry.key {
+        tx.execute(
+            "INSERT INTO replies (key, seq, answer) VALUES (?1, ?2, ?3)",
+            params![key, int(entry.seq)?, answer],
+        )
+        .map_err(sqlite)?;
+    }
+    Ok(answer)
+}
+
+/// Up to `limit` entries after `after`, in order.
+fn read_entries(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<WireEntry>> {
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(
+        "SELECT seq, epoch, key, body FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = statement
+        .query_map(params![after, limit], |row| {
+            Ok(WireEntry {
+                seq: column_u64(row, 0)?,
+                epoch: column_u64(row, 1)?,
+                key: row.get(2)?,
+                body: row.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Applies `change`, made by log entry `seq`, to the tables (not the log). Deletions cascade by
+/// hand, children first, as `Change`'s documentation says.
+pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusqlite::Result<()> {
+    let seq = i64::try_from(seq).map_err(|_| out_of_range(seq))?;
+    match change {
+        Change::UserAdded {
+            user,
+            password_hash,
+        } => {
+            insert_user(conn, user, password_hash, 0)?;
+        }
+        Change::UserDeleted { uuid } => {
+            // The groups it created go, with their members and messages; its memberships
+            // elsewhere go; its messages elsewhere stay.
+            conn.execute(
+                "DELETE FROM group_messages
+                 WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)",
+                [uuid],
+            )?;
+            conn.execute(
+                "DELETE FROM members
+                 WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)
+                    OR user_uuid = ?1",
+                [uuid],
+            )?;
+            conn.execute("DELETE FROM groups WHERE creator = ?1", [uuid])?;
+            conn.execute("DELETE FROM users WHERE uuid = ?1", [uuid])?;
+        }
+        Change::PrivateMessageAdded { to, message } => {
+            insert_private_message(conn, seq, to, message)?;
+        }
+        Change::GroupAdded { group } => {
+            insert_group(conn, group)?;
+            // The creator is the first member.
+            insert_member(conn, &group.uuid, &group.creator)?;
+        }
+        Change::GroupDeleted { uuid } => {
+            conn.execute("DELETE FROM group_messages WHERE group_uuid = ?1", [uuid])?;
+            conn.execute("DELETE FROM members WHERE group_uuid = ?1", [uuid])?;
+            conn.execute("DELETE FROM groups WHERE uuid = ?1", [uuid])?;
+        }
+        Change::MemberAdded { group, user } => {
+            insert_member(conn, group, user)?;
+        }
+        Change::MemberRemoved { group, user } => {
+            conn.execute(
+                "DELETE FROM members WHERE group_uuid = ?1 AND user_uuid = ?2",
+                params![group, user],
+            )?;
+        }
+        Change::GroupMessageAdded { group, message } => {
+            insert_group_message(conn, seq, group, message)?;
+        }
+        Change::SessionsEnded { user, generation } => {
+            let generation = i64::try_from(*generation).map_err(|_| out_of_range(*generation))?;
+            conn.execute(
+                "UPDATE users SET generation = ?2 WHERE uuid = ?1",
+                params![user, generation],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The error for a `u64` that SQLite's signed integers cannot hold.
+pub(super) fn out_of_range(value: u64) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(format!("{value} does not fit in an i64").into())
+}
+
+/// Inserts a row of `users` (a new user's session generation is 0).
+pub(super) fn insert_user(
+    conn: &Connection,
+    user: &User,
+    password_hash: &str,
+    generation: u64,
+) -> rusqlite::Result<()> {
+    let generation = i64::try_from(generation).map_err(|_| out_of_range(generation))?;
+    conn.execute(
+        "INSERT INTO users (uuid, username, tag, password_hash, generation)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            user.uuid,
+            user.username,
+            user.tag,
+            password_hash,
+            generation
+        ],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `groups` (not its creator's membership).
+pub(super) fn insert_group(conn: &Connection, group: &Group) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO groups (uuid, name, creator) VALUES (?1, ?2, ?3)",
+        params![group.uuid, group.name, group.creator],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `members`.
+pub(super) fn insert_member(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
+        params![group, user],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `private_messages`.
+pub(super) fn insert_private_message(
+    conn: &Connection,
+    seq: i64,
+    to: &str,
+    message: &ChatMessage,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO private_messages (seq, uuid, author, recipient, content, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            seq,
+            message.uuid,
+            message.author,
+            to,
+            message.content,
+            message.sent_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// Inserts a row of `group_messages`.
+pub(super) fn insert_group_message(
+    conn: &Connection,
+    seq: i64,
+    group: &str,
+    message: &ChatMessage,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO group_messages (seq, uuid, group_uuid, author, content, sent_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            seq,
+            message.uuid,
+            group,
+            message.author,
+            message.content,
+            message.sent_at
+        ],
+    )?;
+    Ok(())
+}
