@@ -197,6 +197,15 @@ fn filter(
         .collect()
 }
 
+/// What was applied, as `--json` prints it (and the dashboard answers).
+pub fn as_json(lab: &str, applied: &Applied) -> serde_json::Value {
+    serde_json::json!({
+        "lab": lab,
+        "applied": applied.fault,
+        "faults": listed(&applied.in_force),
+    })
+}
+
 /// The faults in force of a lab's record, for a report: each fault object and how long it has
 /// been in force.
 pub fn listed(in_force: &InForce) -> Vec<serde_json::Value> {

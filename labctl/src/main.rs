@@ -13,6 +13,7 @@ mod chaos;
 mod chat_client;
 mod cli;
 mod commands;
+mod dashboard;
 mod failover;
 mod fault;
 mod guard;

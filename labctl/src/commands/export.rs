@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use labctl_topology::Topology;
 
 use crate::cli::{ExportArgs, ExportCommand, ExportComposeArgs};
-use crate::commands::validate::plural;
+use crate::render::plural;
 use crate::runtime::docker::plan::{
     Cidr, ContainerRole, Flavor, Links, Plan, BLOCK_PREFIX, COMPOSE_OWNER, LAB_LABEL,
     NAMESERVER_HTTP_PORT, NETWORK_PREFIX, OWNER_LABEL,

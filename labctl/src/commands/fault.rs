@@ -21,21 +21,12 @@ pub fn run(args: &FaultArgs) -> Result<Outcome> {
     let applied = tokio.block_on(crate::fault::apply(&lab, fault))?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut stdout, &as_json(&lab.name, &applied))?;
+        serde_json::to_writer(&mut stdout, &crate::fault::as_json(&lab.name, &applied))?;
         writeln!(stdout)?;
     } else {
         writeln!(stdout, "{}", said(&applied))?;
     }
     Ok(Outcome::Done)
-}
-
-/// What was applied, as `--json` prints it (and the dashboard answers).
-pub fn as_json(lab: &str, applied: &Applied) -> serde_json::Value {
-    serde_json::json!({
-        "lab": lab,
-        "applied": applied.fault,
-        "faults": crate::fault::listed(&applied.in_force),
-    })
 }
 
 /// The fault object a verb means.

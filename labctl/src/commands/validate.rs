@@ -6,6 +6,7 @@ use anyhow::Result;
 use labctl_topology::Topology;
 
 use crate::cli::ValidateArgs;
+use crate::render::plural;
 use crate::Outcome;
 
 pub fn run(args: &ValidateArgs) -> Result<Outcome> {
@@ -23,13 +24,4 @@ pub fn run(args: &ValidateArgs) -> Result<Outcome> {
         )?;
     }
     Ok(Outcome::Done)
-}
-
-/// `1 node`, `2 nodes`.
-pub fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("{count} {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
 }

@@ -87,7 +87,7 @@ pub fn run(args: &BenchDashboardArgs) -> Result<Outcome> {
     let (figures, failed) = tokio.block_on(async {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let seen = roles.clone();
-        let (address, served) = super::super::dashboard::serve(
+        let (address, served) = crate::dashboard::serve(
             lab.clone(),
             0,
             move |event| {
