@@ -9,12 +9,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod bench;
 mod chaos;
 mod chat_client;
 mod cli;
 mod commands;
 mod dashboard;
-mod failover;
 mod fault;
 mod guard;
 mod lab;

@@ -1,5 +1,5 @@
-//! `labctl bench http [NAME]`: load a running lab's chat service (SPEC §5) and report throughput,
-//! latency percentiles and errors.
+//! Loading a running lab's chat service (SPEC §5), for `labctl bench http`: throughput, latency
+//! percentiles and errors, as a [`BenchResult`].
 //!
 //! The run has three phases:
 //! 1. **Find the input nodes.** The lab's record names its nameserver; `GET /_nameserver/inputs`
@@ -18,275 +18,31 @@
 //! final URL, so the report says which input nodes served how many requests.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use labctl_topology::rng::SplitMix64;
 use reqwest::{StatusCode, Url};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
-mod dashboard;
-
+use super::report::{BenchResult, InputUse, Kind, MAX_FAILED_PERCENT};
 use crate::chat_client::{
     chain, error_text, json_headers, shorten, user, CONNECT_TIMEOUT, REQUEST_TIMEOUT,
 };
-use crate::cli::{BenchArgs, BenchCommand, BenchHttpArgs, BenchVia};
-use crate::lab::resolve;
-use crate::Outcome;
+use crate::cli::{BenchHttpArgs, BenchVia};
+use crate::lab::LabDir;
 
 /// The most requests one run sends, whatever the duration: a bound on the load and on memory.
-const MAX_REQUESTS: u64 = 1_000_000;
+pub const MAX_REQUESTS: u64 = 1_000_000;
 /// How often to ask the nameserver again while no input node is live.
 const INPUT_POLL: Duration = Duration::from_millis(100);
-/// The share of failed requests above which the run fails (exit code 1), in percent.
-const MAX_FAILED_PERCENT: f64 = 1.0;
 /// Latencies are recorded in microseconds, from 1 µs to this, at 3 significant digits.
-const MAX_LATENCY_US: u64 = 3_600_000_000;
-
-pub fn run(args: &BenchArgs) -> Result<Outcome> {
-    match &args.command {
-        BenchCommand::Http(args) => http(args),
-        BenchCommand::Failover(args) => failover(args),
-        BenchCommand::Dashboard(args) => dashboard::run(args),
-    }
-}
-
-/// `labctl bench failover`.
-fn failover(args: &crate::cli::BenchFailoverArgs) -> Result<Outcome> {
-    let lab = resolve(args.name.as_deref())?;
-    if !lab.exists() {
-        bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
-    }
-    let timeout = Duration::from_secs(args.timeout);
-    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let tty = std::io::stderr().is_terminal();
-    let bar = ProgressBar::with_draw_target(
-        Some(u64::from(args.runs)),
-        if tty {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template("failovers [{bar:30}] {pos}/{len} {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message("registering the user whose writes time the failover");
-    let prober = tokio.block_on(crate::failover::Prober::new(&lab))?;
-    let mut runs = Vec::new();
-    let mut failed = None;
-    for run in 0..args.runs {
-        if run > 0 {
-            std::thread::sleep(Duration::from_secs(args.rest));
-        }
-        match tokio.block_on(crate::failover::once(&lab, &prober, timeout)) {
-            Ok(run) => {
-                bar.set_message(format!(
-                    "last: converged in {} ms, a write acknowledged in {} ms",
-                    run.converged_ms, run.written_ms
-                ));
-                runs.push(run);
-                bar.inc(1);
-            }
-            Err(e) => {
-                failed = Some(format!("{e:#}"));
-                break;
-            }
-        }
-    }
-    bar.finish_and_clear();
-    let record = lab.load()?;
-    let mut stdout = std::io::stdout().lock();
-    let figure =
-        |f: fn(&crate::failover::Failover) -> u64| -> Vec<u64> { runs.iter().map(f).collect() };
-    let (suspected, converged, written, rejoined) = (
-        figure(|r| r.suspected_ms),
-        figure(|r| r.converged_ms),
-        figure(|r| r.written_ms),
-        figure(|r| r.rejoined_ms),
-    );
-    if args.json {
-        let summary = |f: &[u64]| (!f.is_empty()).then(|| crate::failover::summary(f));
-        let value = json!({
-            "lab": lab.name,
-            "runtime": record.runtime,
-            "runs": runs,
-            "suspected_ms": summary(&suspected),
-            "converged_ms": summary(&converged),
-            "written_ms": summary(&written),
-            "rejoined_ms": summary(&rejoined),
-            "error": failed,
-        });
-        serde_json::to_writer(&mut stdout, &value)?;
-        writeln!(stdout)?;
-    } else if !runs.is_empty() {
-        writeln!(
-            stdout,
-            "failover of the writer on {} ({} runtime), {} runs: from SIGKILL to …",
-            lab.name,
-            record.runtime,
-            runs.len()
-        )?;
-        writeln!(stdout, "                          median      p90    worst")?;
-        for (name, figures) in [
-            ("a neighbour suspects it", &suspected),
-            ("converged in a new epoch", &converged),
-            ("a write acknowledged", &written),
-        ] {
-            let s = crate::failover::summary(figures);
-            writeln!(
-                stdout,
-                "  {name:<24} {:>6} ms {:>6} ms {:>6} ms",
-                s.median, s.p90, s.worst
-            )?;
-        }
-        let s = crate::failover::summary(&rejoined);
-        writeln!(
-            stdout,
-            "  {:<24} {:>6} ms {:>6} ms {:>6} ms   (from its restart)",
-            "the lab whole again", s.median, s.p90, s.worst
-        )?;
-    }
-    if let Some(e) = failed {
-        writeln!(
-            std::io::stderr(),
-            "labctl: after {} run(s): {e}",
-            runs.len()
-        )?;
-        return Ok(Outcome::ChecksFailed);
-    }
-    Ok(Outcome::Done)
-}
-
-/// `labctl bench http`.
-fn http(args: &BenchHttpArgs) -> Result<Outcome> {
-    let lab = resolve(args.name.as_deref())?;
-    let record = lab.load()?;
-    let Some(nameserver) = record.nameserver.as_ref().and_then(|p| p.http.clone()) else {
-        bail!(
-            "lab {} has no nameserver (its `labctl up` did not get that far); \
-             `labctl down {}` and start it again",
-            lab.name,
-            lab.name
-        );
-    };
-    let tty = std::io::stdout().is_terminal();
-    let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let result = tokio.block_on(bench(&lab.name, &nameserver, args, tty))?;
-
-    let mut stdout = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer(&mut stdout, &result)?;
-        writeln!(stdout)?;
-    } else {
-        stdout.write_all(render(&result).as_bytes())?;
-    }
-    stdout.flush()?;
-    if result.passed {
-        Ok(Outcome::Done)
-    } else {
-        let _ = writeln!(std::io::stderr(), "labctl: {}", failure_line(&result));
-        Ok(Outcome::ChecksFailed)
-    }
-}
-
-// --- the results -------------------------------------------------------------------------------
-
-/// What one run measured: the `--json` object.
-#[derive(Debug, Serialize)]
-pub struct BenchResult {
-    /// The lab's name.
-    pub lab: String,
-    /// The nameserver's HTTP URL.
-    pub nameserver: String,
-    /// `inputs` (each client pinned to one input node) or `nameserver` (every request redirected).
-    pub via: &'static str,
-    /// Concurrent clients.
-    pub clients: u32,
-    /// The share of requests that were writes, in percent, as asked.
-    pub writes_percent: u8,
-    /// The seed of the clients' choices and tags.
-    pub seed: u64,
-    /// How long registering and logging in every client took, in seconds (not measured load).
-    pub setup_s: f64,
-    /// How long the load ran, in seconds, measured (the asked duration plus the requests still
-    /// in flight at the deadline).
-    pub duration_s: f64,
-    /// Successful reads (`GET /users/{u}/{t}/chat` answered 200).
-    pub reads: Kind,
-    /// Successful writes (`POST /users/{u}/{t}/chat` answered 201).
-    pub writes: Kind,
-    /// Failed requests by HTTP status (`"503"`) or transport failure (`"timeout"`, `"connect"`,
-    /// `"redirect"`, `"body"`, `"transport"`).
-    pub errors: BTreeMap<String, u64>,
-    /// The first answer (or error message) of each kind of failure, shortened.
-    pub error_examples: BTreeMap<String, String>,
-    /// Failed requests in all.
-    pub failed: u64,
-    /// Requests sent in all (successful and failed).
-    pub requests: u64,
-    /// Whether at most 1% of the requests failed.
-    pub passed: bool,
-    /// Whether the run stopped at the cap of 1,000,000 requests before the deadline.
-    pub capped: bool,
-    /// How many input nodes the nameserver listed as live.
-    pub live_inputs: usize,
-    /// The input nodes the clients used, with how many measured requests went to each.
-    pub inputs: Vec<InputUse>,
-}
-
-/// Throughput and latency of one kind of request (successful ones only).
-#[derive(Debug, Serialize)]
-pub struct Kind {
-    pub count: u64,
-    pub per_s: f64,
-    pub p50_ms: Option<f64>,
-    pub p90_ms: Option<f64>,
-    pub p99_ms: Option<f64>,
-    pub max_ms: Option<f64>,
-}
-
-impl Kind {
-    fn new(histogram: &Histogram<u64>, duration_s: f64) -> Kind {
-        let count = histogram.len();
-        let ms = |us: u64| (count > 0).then(|| us as f64 / 1000.0);
-        Kind {
-            count,
-            per_s: if duration_s > 0.0 {
-                count as f64 / duration_s
-            } else {
-                0.0
-            },
-            p50_ms: ms(histogram.value_at_quantile(0.50)),
-            p90_ms: ms(histogram.value_at_quantile(0.90)),
-            p99_ms: ms(histogram.value_at_quantile(0.99)),
-            max_ms: ms(histogram.max()),
-        }
-    }
-}
-
-/// One input node that served requests.
-#[derive(Debug, Serialize)]
-pub struct InputUse {
-    /// Its node id, when the nameserver listed it.
-    pub id: Option<u64>,
-    /// `host:port` of its HTTP server.
-    pub http_address: String,
-    /// Measured requests that reached it (or were meant to: a refused connection counts).
-    pub requests: u64,
-    /// How many of those failed.
-    pub errors: u64,
-}
-
-// --- the run -----------------------------------------------------------------------------------
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 
 /// A live input node, as `GET /_nameserver/inputs` lists it.
 #[derive(Clone, Debug, Deserialize)]
@@ -369,29 +125,26 @@ impl Tally {
     }
 }
 
-async fn bench(
-    lab: &str,
-    nameserver: &str,
+/// Load `lab`'s chat service as `args` say, telling `progress` how far it is (its length is the
+/// load's seconds); what it measured.
+pub async fn run(
+    lab: &LabDir,
     args: &BenchHttpArgs,
-    tty: bool,
+    progress: &ProgressBar,
 ) -> Result<BenchResult> {
+    let record = lab.load()?;
+    let Some(nameserver) = record.nameserver.as_ref().and_then(|p| p.http.clone()) else {
+        bail!(
+            "lab {} has no nameserver (its `labctl up` did not get that far); \
+             `labctl down {}` and start it again",
+            lab.name,
+            lab.name
+        );
+    };
+    let lab = lab.name.as_str();
     let nameserver_url = Url::parse(&format!("http://{nameserver}/")).with_context(|| {
         format!("lab {lab}: the nameserver's address {nameserver:?} is not host:port")
     })?;
-    let progress = ProgressBar::with_draw_target(
-        Some(args.duration),
-        if tty {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    progress.set_style(
-        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} s {msg}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-
     // 1. The live input nodes.
     progress.set_prefix("inputs");
     progress.set_message(format!("asking the nameserver at {nameserver_url}"));
@@ -464,7 +217,6 @@ async fn bench(
     }
     let duration_s = started.elapsed().as_secs_f64();
     ticker.abort();
-    progress.finish_and_clear();
 
     let failed: u64 = tally.errors.values().sum();
     let requests = tally.reads.len() + tally.writes.len() + failed;
@@ -671,8 +423,6 @@ async fn load(
     tally
 }
 
-// --- helpers -----------------------------------------------------------------------------------
-
 /// `host:port` of a URL.
 fn host_port(url: &Url) -> Option<String> {
     Some(format!(
@@ -694,121 +444,5 @@ fn transport_kind(e: &reqwest::Error) -> &'static str {
         "body"
     } else {
         "transport"
-    }
-}
-
-/// "N of M requests failed (x%), more than 1%".
-fn failure_line(result: &BenchResult) -> String {
-    if result.requests == 0 {
-        return "no request was sent".to_string();
-    }
-    format!(
-        "{} of {} requests failed ({:.2}%), more than {MAX_FAILED_PERCENT}%",
-        result.failed,
-        result.requests,
-        100.0 * result.failed as f64 / result.requests as f64
-    )
-}
-
-/// The human report.
-fn render(result: &BenchResult) -> String {
-    let mut out = String::new();
-    let approach = match result.via {
-        "inputs" => "each client pinned to one input node from the nameserver's list, round robin",
-        _ => "every request sent to the nameserver and redirected (307) to an input node",
-    };
-    out.push_str(&format!(
-        "lab {}: {} clients for {:.1} s (after {:.1} s of setup), {}% writes, seed {}\n",
-        result.lab,
-        result.clients,
-        result.duration_s,
-        result.setup_s,
-        result.writes_percent,
-        result.seed
-    ));
-    out.push_str(&format!("via {}: {approach}\n", result.via));
-    out.push_str(&format!(
-        "input nodes: {} used of {} live\n",
-        result.inputs.len(),
-        result.live_inputs
-    ));
-    for input in &result.inputs {
-        let node = input
-            .id
-            .map_or("node ?".to_string(), |id| format!("node {id}"));
-        let errors = match input.errors {
-            0 => String::new(),
-            n => format!(", {n} failed"),
-        };
-        out.push_str(&format!(
-            "  {node:<10} {:<21} {:>9} requests{errors}\n",
-            input.http_address, input.requests
-        ));
-    }
-    out.push('\n');
-    out.push_str(&format!(
-        "{:<8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}\n",
-        "", "count", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms"
-    ));
-    for (name, kind) in [("reads", &result.reads), ("writes", &result.writes)] {
-        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
-        out.push_str(&format!(
-            "{name:<8} {:>9} {:>10.1} {:>9} {:>9} {:>9} {:>9}\n",
-            kind.count,
-            kind.per_s,
-            ms(kind.p50_ms),
-            ms(kind.p90_ms),
-            ms(kind.p99_ms),
-            ms(kind.max_ms)
-        ));
-    }
-    out.push('\n');
-    if result.errors.is_empty() {
-        out.push_str(&format!("errors: none of {} requests\n", result.requests));
-    } else {
-        out.push_str(&format!(
-            "errors: {} of {} requests ({:.2}%)\n",
-            result.failed,
-            result.requests,
-            100.0 * result.failed as f64 / result.requests.max(1) as f64
-        ));
-        for (kind, count) in &result.errors {
-            let example = result
-                .error_examples
-                .get(kind)
-                .map_or(String::new(), |e| format!("  e.g. {e}"));
-            out.push_str(&format!("  {kind:>9} ×{count}{example}\n"));
-        }
-    }
-    if result.capped {
-        out.push_str(&format!(
-            "stopped at the cap of {MAX_REQUESTS} requests before the deadline\n"
-        ));
-    }
-    if !result.passed {
-        out.push_str(&format!("FAILED: {}\n", failure_line(result)));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_ordered_and_empty_kinds_have_none() {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).unwrap();
-        let empty = Kind::new(&histogram, 2.0);
-        assert_eq!((empty.count, empty.p50_ms, empty.max_ms), (0, None, None));
-        for us in [100, 200, 300, 5_000, 90_000] {
-            histogram.record(us).unwrap();
-        }
-        let kind = Kind::new(&histogram, 2.0);
-        assert_eq!(kind.count, 5);
-        assert_eq!(kind.per_s, 2.5);
-        let [p50, p90, p99, max] =
-            [kind.p50_ms, kind.p90_ms, kind.p99_ms, kind.max_ms].map(Option::unwrap);
-        assert!(p50 <= p90 && p90 <= p99 && p99 <= max, "{kind:?}");
-        assert!((max - 90.0).abs() < 0.1, "{kind:?}");
     }
 }

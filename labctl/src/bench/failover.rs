@@ -1,4 +1,4 @@
-//! Timing failovers on a running lab (`labctl bench failover`): kill the writer, watch every
+//! Timing failovers on a running lab, for `labctl bench failover`: kill the writer, watch every
 //! node's admin API until a neighbour suspects it and until the survivors have converged in a new
 //! epoch, while a chat user writes through the nameserver until a write is acknowledged again
 //! (by the new writer, once its view change is done: SPEC §6's timing); then restart the old
@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
 use labctl_core::NodeId;
 use labctl_fault::{Fault, Target};
 use reqwest::{StatusCode, Url};
@@ -208,6 +209,41 @@ pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Fa
         written_ms,
         rejoined_ms: restarted.elapsed().as_millis() as u64,
     })
+}
+
+/// Time `runs` failovers of `lab`'s writer, `rest` apart, each given `timeout`; `progress` hears
+/// of each run. The figures of the runs that finished, and the error that stopped the series, if
+/// one did.
+///
+/// # Errors
+/// Only if the prober's user cannot be set up (no run started).
+pub async fn series(
+    lab: &LabDir,
+    runs: u32,
+    rest: Duration,
+    timeout: Duration,
+    progress: &ProgressBar,
+) -> Result<(Vec<Failover>, Option<String>)> {
+    progress.set_message("registering the user whose writes time the failover");
+    let prober = Prober::new(lab).await?;
+    let mut finished = Vec::new();
+    for run in 0..runs {
+        if run > 0 {
+            tokio::time::sleep(rest).await;
+        }
+        match once(lab, &prober, timeout).await {
+            Ok(run) => {
+                progress.set_message(format!(
+                    "last: converged in {} ms, a write acknowledged in {} ms",
+                    run.converged_ms, run.written_ms
+                ));
+                finished.push(run);
+                progress.inc(1);
+            }
+            Err(e) => return Ok((finished, Some(format!("{e:#}")))),
+        }
+    }
+    Ok((finished, None))
 }
 
 /// The median, 90th percentile and worst of some figures.
