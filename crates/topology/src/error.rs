@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::generate::SHAPE_LIST;
 use crate::NodeId;
 
 /// A topology that could not be read, parsed or generated.
@@ -45,10 +46,6 @@ impl fmt::Display for Position {
         }
     }
 }
-
-/// The valid shapes, for messages.
-pub(crate) const SHAPE_LIST: &str =
-    "ring, line, star, complete, grid, torus, tree, hypercube, random";
 
 /// The valid name pattern, for messages.
 const NAME_RULE: &str =
@@ -174,10 +171,10 @@ pub enum ErrorKind {
         components: usize,
     },
     /// `[generate]` without `shape`.
-    #[error("`[generate]` needs `shape`: one of {SHAPE_LIST}")]
+    #[error("`[generate]` needs `shape`: one of {}", SHAPE_LIST.as_str())]
     MissingShape,
     /// A `shape` that is not one of the generators.
-    #[error("unknown shape {shape:?}: valid shapes are {SHAPE_LIST}")]
+    #[error("unknown shape {shape:?}: valid shapes are {}", SHAPE_LIST.as_str())]
     UnknownShape {
         /// The shape as written.
         shape: String,

@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::error::{ErrorKind, TopologyError};
-use crate::generate::{self, Generate, IdOrder, Shape, SHAPES, SIZE_KEYS};
+use crate::generate::{size_keys, Generate, IdOrder, Invalid, ShapeKind, Sizes, SHAPE_LIST};
 use crate::{components, valid_name, NodeId, Timing, Topology, MAX_LINKS, MAX_NODES};
 
 /// The top-level keys; keep in step with [`Document`].
@@ -116,6 +116,10 @@ impl GenerateTable {
     }
 }
 
+/// What `generate.shape` holds, for type errors.
+static SHAPE_EXPECTED: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("a string: one of {}", SHAPE_LIST.as_str()));
+
 /// What each key holds, for type errors.
 fn expected(key: &str) -> &'static str {
     match key {
@@ -123,9 +127,7 @@ fn expected(key: &str) -> &'static str {
         "nodes" => "an array of positive integers like [1, 2, 3]",
         "links" => "an array of id pairs like [[1, 2], [2, 3]]",
         "generate" => "a table: [generate] with shape = \"...\" and its sizes",
-        "generate.shape" => {
-            "a string: one of ring, line, star, complete, grid, torus, tree, hypercube, random"
-        }
+        "generate.shape" => SHAPE_EXPECTED.as_str(),
         "generate.degree" => "a number like 4 or 3.5",
         "generate.ids" => "a string: sequential, shuffle or reverse",
         "generate.seed" => "an integer 0..=9223372036854775807",
@@ -482,10 +484,7 @@ fn generated(
         .as_ref()
         .ok_or_else(|| src.error(ErrorKind::MissingShape, table_at))?;
     let shape_span = Some(shape_value.span());
-    let Some(&(shape, keys, takes)) = SHAPES
-        .iter()
-        .find(|(name, ..)| *name == shape_value.get_ref().as_str())
-    else {
+    let Some(shape) = ShapeKind::named(shape_value.get_ref()) else {
         let kind = ErrorKind::UnknownShape {
             shape: shape_value.get_ref().clone(),
         };
@@ -493,56 +492,41 @@ fn generated(
     };
 
     // Keys that the shape does not take, the first in the file first.
-    let mut stray: Vec<(&'static str, Range<usize>)> = SIZE_KEYS
-        .iter()
-        .filter(|key| !keys.contains(key))
-        .filter_map(|&key| table.size_span(key).map(|span| (key, span)))
+    let mut stray: Vec<(&'static str, Range<usize>)> = size_keys()
+        .filter(|key| !shape.takes(key))
+        .filter_map(|key| table.size_span(key).map(|span| (key, span)))
         .collect();
     stray.sort_by_key(|(_, span)| span.start);
     if let Some((key, span)) = stray.into_iter().next() {
-        let kind = ErrorKind::KeyNotForShape { key, shape, takes };
+        let kind = ErrorKind::KeyNotForShape {
+            key,
+            shape: shape.name,
+            takes: shape.takes,
+        };
         return Err(src.error(kind, Some(span)));
     }
-    if let Some(&key) = keys.iter().find(|key| table.size_span(key).is_none()) {
-        let kind = ErrorKind::MissingKey { key, shape, takes };
+    if let Some(param) = shape
+        .params
+        .iter()
+        .find(|param| table.size_span(param.key).is_none())
+    {
+        let kind = ErrorKind::MissingKey {
+            key: param.key,
+            shape: shape.name,
+            takes: shape.takes,
+        };
         return Err(src.error(kind, shape_span));
     }
 
     // Integer sizes: negative values fail here, the rest in `Shape::check`.
-    let size = |key: &'static str| -> Result<usize, TopologyError> {
-        let value = table.int(key).expect("the shape's keys were checked above");
-        usize::try_from(*value.get_ref()).map_err(|_| {
-            let kind = ErrorKind::OutOfRange {
-                key,
-                value: value.get_ref().to_string(),
-                valid: generate::range_text(shape, key),
-            };
-            src.error(kind, Some(value.span()))
-        })
+    // An error about one key points at its value, else at the shape.
+    let span_of = |key: Option<&'static str>| {
+        key.and_then(|key| table.size_span(key))
+            .or(shape_span.clone())
     };
-    let shape_spec = match shape {
-        "ring" => Shape::Ring { n: size("n")? },
-        "line" => Shape::Line { n: size("n")? },
-        "star" => Shape::Star { n: size("n")? },
-        "complete" => Shape::Complete { n: size("n")? },
-        "grid" => Shape::Grid {
-            rows: size("rows")?,
-            cols: size("cols")?,
-        },
-        "torus" => Shape::Torus {
-            rows: size("rows")?,
-            cols: size("cols")?,
-        },
-        "tree" => Shape::Tree {
-            depth: size("depth")?,
-            fanout: size("fanout")?,
-        },
-        "hypercube" => Shape::Hypercube { dim: size("dim")? },
-        _ => Shape::Random {
-            n: size("n")?,
-            degree: *table.degree.as_ref().expect("checked above").get_ref(),
-        },
-    };
+    let shape_spec = shape
+        .make(&mut TableSizes(table))
+        .map_err(|invalid| src.error(invalid.kind, span_of(invalid.key)))?;
 
     let ids = match &table.ids {
         None => IdOrder::default(),
@@ -570,13 +554,44 @@ fn generated(
         ids,
         seed,
     };
-    Topology::build(name, &spec).map_err(|invalid| {
-        let span = invalid
-            .key
-            .and_then(|key| table.size_span(key))
-            .or(shape_span);
-        src.error(invalid.kind, span)
-    })
+    Topology::build(name, &spec).map_err(|invalid| src.error(invalid.kind, span_of(invalid.key)))
+}
+
+/// A `[generate]` table's sizes, for [`ShapeKind::make`]; the shape's keys are known present.
+struct TableSizes<'a>(&'a GenerateTable);
+
+impl Sizes for TableSizes<'_> {
+    fn int(&mut self, shape: &'static ShapeKind, key: &'static str) -> Result<usize, Invalid> {
+        let missing = || Invalid {
+            kind: ErrorKind::MissingKey {
+                key,
+                shape: shape.name,
+                takes: shape.takes,
+            },
+            key: None,
+        };
+        let value = self.0.int(key).ok_or_else(missing)?;
+        usize::try_from(*value.get_ref()).map_err(|_| Invalid {
+            kind: ErrorKind::OutOfRange {
+                key,
+                value: value.get_ref().to_string(),
+                valid: shape.valid(key).unwrap_or("a whole number >= 0"),
+            },
+            key: Some(key),
+        })
+    }
+
+    fn degree(&mut self, shape: &'static ShapeKind) -> Result<f64, Invalid> {
+        let value = self.0.degree.as_ref().ok_or(Invalid {
+            kind: ErrorKind::MissingKey {
+                key: "degree",
+                shape: shape.name,
+                takes: shape.takes,
+            },
+            key: None,
+        })?;
+        Ok(*value.get_ref())
+    }
 }
 
 #[cfg(test)]

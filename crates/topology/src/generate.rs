@@ -5,6 +5,7 @@
 //! [`SplitMix64`] seeded by [`Generate::seed`], so the same table always gives the same graph.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use crate::error::ErrorKind;
 use crate::rng::SplitMix64;
@@ -113,49 +114,230 @@ impl IdOrder {
     }
 }
 
-/// Shape names with the size keys each takes, in the order they are listed in messages.
-pub(crate) const SHAPES: &[(&str, &[&str], &str)] = &[
-    ("ring", &["n"], "n"),
-    ("line", &["n"], "n"),
-    ("star", &["n"], "n"),
-    ("complete", &["n"], "n"),
-    ("grid", &["rows", "cols"], "rows and cols"),
-    ("torus", &["rows", "cols"], "rows and cols"),
-    ("tree", &["depth", "fanout"], "depth and fanout"),
-    ("hypercube", &["dim"], "dim"),
-    ("random", &["n", "degree"], "n and degree"),
-];
+/// One named shape as a topology file knows it: its name, the sizes it takes and how its
+/// [`Shape`] is made from them. [`SHAPES`] lists them all, and [`Shape::kind`] gives a shape its
+/// own; the shape's node and link counts and its generator are [`Shape`]'s, matched on every
+/// variant, so a shape without them does not compile.
+#[derive(Debug)]
+pub(crate) struct ShapeKind {
+    /// The name in a topology file: `shape = "ring"`.
+    pub name: &'static str,
+    /// The size keys it takes, in the order messages list them.
+    pub params: &'static [Param],
+    /// [`ShapeKind::params`] in words, for messages: `rows and cols`.
+    pub takes: &'static str,
+    /// The shape, its sizes read from `sizes` by key (in [`ShapeKind::params`] order).
+    make: fn(&mut dyn Sizes) -> Result<Shape, Invalid>,
+}
 
-/// Every size key some shape takes.
-pub(crate) const SIZE_KEYS: &[&str] = &["n", "rows", "cols", "depth", "fanout", "dim", "degree"];
+/// A size key of a shape and the values it takes.
+#[derive(Debug)]
+pub(crate) struct Param {
+    /// The key in `[generate]`: `n`, `rows`, …
+    pub key: &'static str,
+    /// Its valid values.
+    pub values: Values,
+}
 
-/// The smallest and largest valid value of an integer size key of a shape.
-pub(crate) fn int_range(shape: &str, key: &str) -> (usize, Option<usize>) {
-    match (shape, key) {
-        ("ring", "n") => (3, None),
-        ("torus", _) => (3, None),
-        ("tree", "depth") => (0, None),
-        ("hypercube", "dim") => (0, Some(20)),
-        _ => (1, None),
+/// The valid values of a size key.
+#[derive(Debug)]
+pub(crate) enum Values {
+    /// A whole number from `min`, up to `max` if bounded.
+    Int {
+        /// The smallest valid value.
+        min: usize,
+        /// The largest valid value, if any.
+        max: Option<usize>,
+        /// The range in words, for messages: `ring takes n >= 3`.
+        valid: &'static str,
+    },
+    /// A random graph's average degree: any number whose link count fits the nodes (checked
+    /// with the counts, in [`Shape::check`]).
+    Degree,
+}
+
+/// Where a shape's sizes come from (a `[generate]` table), read by key.
+pub(crate) trait Sizes {
+    /// The whole-number size `key` of `shape` (not checked against its range yet).
+    fn int(&mut self, shape: &'static ShapeKind, key: &'static str) -> Result<usize, Invalid>;
+    /// The average degree.
+    fn degree(&mut self, shape: &'static ShapeKind) -> Result<f64, Invalid>;
+}
+
+/// A whole-number size key.
+const fn int(key: &'static str, min: usize, max: Option<usize>, valid: &'static str) -> Param {
+    Param {
+        key,
+        values: Values::Int { min, max, valid },
     }
 }
 
-/// The message text for the valid range of an integer size key, e.g. `ring takes n >= 3`.
-pub(crate) fn range_text(shape: &str, key: &str) -> &'static str {
-    match (shape, key) {
-        ("ring", _) => "ring takes n >= 3",
-        ("line", _) => "line takes n >= 1",
-        ("star", _) => "star takes n >= 1",
-        ("complete", _) => "complete takes n >= 1",
-        ("random", _) => "random takes n >= 1",
-        ("grid", "rows") => "grid takes rows >= 1",
-        ("grid", _) => "grid takes cols >= 1",
-        ("torus", "rows") => "torus takes rows >= 3",
-        ("torus", _) => "torus takes cols >= 3",
-        ("tree", "depth") => "tree takes depth >= 0",
-        ("tree", _) => "tree takes fanout >= 1",
-        _ => "hypercube takes 0 <= dim <= 20",
+static RING: ShapeKind = ShapeKind {
+    name: "ring",
+    params: &[int("n", 3, None, "ring takes n >= 3")],
+    takes: "n",
+    make: |sizes| {
+        Ok(Shape::Ring {
+            n: sizes.int(&RING, "n")?,
+        })
+    },
+};
+
+static LINE: ShapeKind = ShapeKind {
+    name: "line",
+    params: &[int("n", 1, None, "line takes n >= 1")],
+    takes: "n",
+    make: |sizes| {
+        Ok(Shape::Line {
+            n: sizes.int(&LINE, "n")?,
+        })
+    },
+};
+
+static STAR: ShapeKind = ShapeKind {
+    name: "star",
+    params: &[int("n", 1, None, "star takes n >= 1")],
+    takes: "n",
+    make: |sizes| {
+        Ok(Shape::Star {
+            n: sizes.int(&STAR, "n")?,
+        })
+    },
+};
+
+static COMPLETE: ShapeKind = ShapeKind {
+    name: "complete",
+    params: &[int("n", 1, None, "complete takes n >= 1")],
+    takes: "n",
+    make: |sizes| {
+        Ok(Shape::Complete {
+            n: sizes.int(&COMPLETE, "n")?,
+        })
+    },
+};
+
+static GRID: ShapeKind = ShapeKind {
+    name: "grid",
+    params: &[
+        int("rows", 1, None, "grid takes rows >= 1"),
+        int("cols", 1, None, "grid takes cols >= 1"),
+    ],
+    takes: "rows and cols",
+    make: |sizes| {
+        Ok(Shape::Grid {
+            rows: sizes.int(&GRID, "rows")?,
+            cols: sizes.int(&GRID, "cols")?,
+        })
+    },
+};
+
+static TORUS: ShapeKind = ShapeKind {
+    name: "torus",
+    params: &[
+        int("rows", 3, None, "torus takes rows >= 3"),
+        int("cols", 3, None, "torus takes cols >= 3"),
+    ],
+    takes: "rows and cols",
+    make: |sizes| {
+        Ok(Shape::Torus {
+            rows: sizes.int(&TORUS, "rows")?,
+            cols: sizes.int(&TORUS, "cols")?,
+        })
+    },
+};
+
+static TREE: ShapeKind = ShapeKind {
+    name: "tree",
+    params: &[
+        int("depth", 0, None, "tree takes depth >= 0"),
+        int("fanout", 1, None, "tree takes fanout >= 1"),
+    ],
+    takes: "depth and fanout",
+    make: |sizes| {
+        Ok(Shape::Tree {
+            depth: sizes.int(&TREE, "depth")?,
+            fanout: sizes.int(&TREE, "fanout")?,
+        })
+    },
+};
+
+static HYPERCUBE: ShapeKind = ShapeKind {
+    name: "hypercube",
+    params: &[int("dim", 0, Some(20), "hypercube takes 0 <= dim <= 20")],
+    takes: "dim",
+    make: |sizes| {
+        Ok(Shape::Hypercube {
+            dim: sizes.int(&HYPERCUBE, "dim")?,
+        })
+    },
+};
+
+static RANDOM: ShapeKind = ShapeKind {
+    name: "random",
+    params: &[
+        int("n", 1, None, "random takes n >= 1"),
+        Param {
+            key: "degree",
+            values: Values::Degree,
+        },
+    ],
+    takes: "n and degree",
+    make: |sizes| {
+        Ok(Shape::Random {
+            n: sizes.int(&RANDOM, "n")?,
+            degree: sizes.degree(&RANDOM)?,
+        })
+    },
+};
+
+/// Every shape, in the order messages list them.
+pub(crate) static SHAPES: [&ShapeKind; 9] = [
+    &RING, &LINE, &STAR, &COMPLETE, &GRID, &TORUS, &TREE, &HYPERCUBE, &RANDOM,
+];
+
+/// The shapes' names, for messages: `ring, line, …, random`.
+pub(crate) static SHAPE_LIST: LazyLock<String> = LazyLock::new(|| {
+    SHAPES
+        .iter()
+        .map(|shape| shape.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+impl ShapeKind {
+    /// The shape named `name` in a topology file, if there is one.
+    pub(crate) fn named(name: &str) -> Option<&'static ShapeKind> {
+        SHAPES.iter().copied().find(|shape| shape.name == name)
     }
+
+    /// Makes the shape, its sizes read from `sizes`.
+    pub(crate) fn make(&'static self, sizes: &mut dyn Sizes) -> Result<Shape, Invalid> {
+        (self.make)(sizes)
+    }
+
+    /// Whether it takes the size `key`.
+    pub(crate) fn takes(&self, key: &str) -> bool {
+        self.params.iter().any(|param| param.key == key)
+    }
+
+    /// The valid range of its whole-number size `key` in words, for messages.
+    pub(crate) fn valid(&self, key: &str) -> Option<&'static str> {
+        self.params.iter().find_map(|param| match param.values {
+            Values::Int { valid, .. } if param.key == key => Some(valid),
+            _ => None,
+        })
+    }
+}
+
+/// Every size key some shape takes, each once.
+pub(crate) fn size_keys() -> impl Iterator<Item = &'static str> {
+    let mut keys: Vec<&'static str> = Vec::new();
+    for param in SHAPES.iter().flat_map(|shape| shape.params) {
+        if !keys.contains(&param.key) {
+            keys.push(param.key);
+        }
+    }
+    keys.into_iter()
 }
 
 /// Why a [`Generate`] is invalid, and which key (if any) is to blame.
@@ -169,20 +351,25 @@ pub(crate) struct Invalid {
 impl Shape {
     /// The shape's name in a topology file.
     pub fn name(&self) -> &'static str {
+        self.kind().name
+    }
+
+    /// What a topology file knows of the shape.
+    pub(crate) fn kind(&self) -> &'static ShapeKind {
         match self {
-            Shape::Ring { .. } => "ring",
-            Shape::Line { .. } => "line",
-            Shape::Star { .. } => "star",
-            Shape::Complete { .. } => "complete",
-            Shape::Grid { .. } => "grid",
-            Shape::Torus { .. } => "torus",
-            Shape::Tree { .. } => "tree",
-            Shape::Hypercube { .. } => "hypercube",
-            Shape::Random { .. } => "random",
+            Shape::Ring { .. } => &RING,
+            Shape::Line { .. } => &LINE,
+            Shape::Star { .. } => &STAR,
+            Shape::Complete { .. } => &COMPLETE,
+            Shape::Grid { .. } => &GRID,
+            Shape::Torus { .. } => &TORUS,
+            Shape::Tree { .. } => &TREE,
+            Shape::Hypercube { .. } => &HYPERCUBE,
+            Shape::Random { .. } => &RANDOM,
         }
     }
 
-    /// The integer size keys with their values.
+    /// The whole-number sizes with their keys, in [`ShapeKind::params`] order.
     fn int_sizes(&self) -> Vec<(&'static str, usize)> {
         match *self {
             Shape::Ring { n }
@@ -200,15 +387,21 @@ impl Shape {
 
     /// Checks the sizes and the size guard; returns the node and link counts.
     pub(crate) fn check(&self) -> Result<(usize, usize), Invalid> {
-        let shape = self.name();
-        for (key, value) in self.int_sizes() {
-            let (min, max) = int_range(shape, key);
+        let ints = self
+            .kind()
+            .params
+            .iter()
+            .filter_map(|param| match param.values {
+                Values::Int { min, max, valid } => Some((param.key, min, max, valid)),
+                Values::Degree => None,
+            });
+        for ((key, min, max, valid), (_, value)) in ints.zip(self.int_sizes()) {
             if value < min || max.is_some_and(|max| value > max) {
                 return Err(Invalid {
                     kind: ErrorKind::OutOfRange {
                         key,
                         value: value.to_string(),
-                        valid: range_text(shape, key),
+                        valid,
                     },
                     key: Some(key),
                 });
@@ -467,5 +660,67 @@ impl PairSet {
             }
             PairSet::Hash(set) => set.contains(&((u64::from(a) << 32) | u64::from(b))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes that answer every key with the smallest valid value.
+    struct Smallest;
+
+    impl Sizes for Smallest {
+        fn int(&mut self, shape: &'static ShapeKind, key: &'static str) -> Result<usize, Invalid> {
+            let param = shape.params.iter().find(|param| param.key == key);
+            match param.map(|param| &param.values) {
+                Some(Values::Int { min, .. }) => Ok(*min),
+                _ => panic!("{} reads {key}, which it does not list", shape.name),
+            }
+        }
+
+        fn degree(&mut self, shape: &'static ShapeKind) -> Result<f64, Invalid> {
+            assert!(shape.takes("degree"), "{} reads degree", shape.name);
+            Ok(0.0)
+        }
+    }
+
+    /// Each descriptor makes its own shape, which reads back the sizes the descriptor lists, in
+    /// its order: the range checks of `Shape::check` pair them by position.
+    #[test]
+    fn every_descriptor_makes_its_own_shape() {
+        for kind in SHAPES {
+            let shape = kind.make(&mut Smallest).unwrap();
+            assert!(std::ptr::eq(shape.kind(), kind), "{}", kind.name);
+            assert_eq!(shape.name(), kind.name);
+            let ints: Vec<&str> = kind
+                .params
+                .iter()
+                .filter(|param| matches!(param.values, Values::Int { .. }))
+                .map(|param| param.key)
+                .collect();
+            let read: Vec<&str> = shape.int_sizes().into_iter().map(|(key, _)| key).collect();
+            assert_eq!(read, ints, "{}", kind.name);
+            let takes: Vec<&str> = kind.params.iter().map(|param| param.key).collect();
+            assert_eq!(kind.takes, takes.join(" and "), "{}", kind.name);
+        }
+    }
+
+    #[test]
+    fn shapes_are_found_by_name_and_unknown_names_are_not() {
+        for kind in SHAPES {
+            assert!(std::ptr::eq(ShapeKind::named(kind.name).unwrap(), kind));
+        }
+        assert!(ShapeKind::named("hexagon").is_none());
+        assert!(ShapeKind::named("").is_none());
+        assert_eq!(
+            SHAPE_LIST.as_str(),
+            "ring, line, star, complete, grid, torus, tree, hypercube, random"
+        );
+        let keys: Vec<&str> = size_keys().collect();
+        assert_eq!(
+            keys,
+            ["n", "rows", "cols", "depth", "fanout", "dim", "degree"]
+        );
     }
 }
