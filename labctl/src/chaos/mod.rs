@@ -24,6 +24,8 @@ use labctl_core::plane::Durability;
 use labctl_core::{NodeId, Role};
 use labctl_topology::Topology;
 use reqwest::{StatusCode, Url};
+use time::macros::format_description;
+use time::{OffsetDateTime, UtcOffset};
 use tokio::sync::watch;
 
 use crate::lab::LabDir;
@@ -49,7 +51,7 @@ const UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// unknown.
 pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<Report> {
     let started = Instant::now();
-    let stamp = utc_stamp(crate::lab::now_unix());
+    let stamp = utc_stamp(OffsetDateTime::now_utc()).context("naming the run's folder")?;
     let (lab, created) = match &scenario.lab {
         LabSource::Running(name) => {
             let lab = LabDir::new(name)?;
@@ -467,26 +469,13 @@ fn run_folder(parent: PathBuf, stamp: &str) -> Result<PathBuf> {
     bail!("{} holds 99 runs of second {stamp}", parent.display())
 }
 
-/// `20261203T181500Z` for a Unix time in seconds.
-pub fn utc_stamp(unix: u64) -> String {
-    // Howard Hinnant's `civil_from_days`.
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+/// `20261203T181500Z` for an instant (in UTC).
+pub fn utc_stamp(instant: OffsetDateTime) -> Result<String, time::error::Format> {
+    instant
+        .to_offset(UtcOffset::UTC)
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
 }
 
 fn progress_bar(duration_ms: u64) -> indicatif::ProgressBar {
@@ -507,8 +496,14 @@ mod tests {
 
     #[test]
     fn stamps_are_utc() {
-        assert_eq!(utc_stamp(0), "19700101T000000Z");
-        assert_eq!(utc_stamp(1_796_320_215), "20261203T175015Z");
-        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        let stamp = |unix| utc_stamp(OffsetDateTime::from_unix_timestamp(unix).unwrap()).unwrap();
+        assert_eq!(stamp(0), "19700101T000000Z");
+        assert_eq!(stamp(1_796_320_215), "20261203T175015Z");
+        assert_eq!(stamp(951_782_400), "20000229T000000Z");
+        let offset = UtcOffset::from_hms(2, 0, 0).unwrap();
+        let elsewhere = OffsetDateTime::from_unix_timestamp(0)
+            .unwrap()
+            .to_offset(offset);
+        assert_eq!(utc_stamp(elsewhere).unwrap(), "19700101T000000Z");
     }
 }

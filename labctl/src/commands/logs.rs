@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use crate::cli::LogsArgs;
 use crate::lab::{LabDir, Record};
@@ -427,79 +429,13 @@ fn merge(streams: &[Vec<Line>]) -> Vec<(usize, &str)> {
 /// (`2026-11-27T23:59:52.578567Z`; any number of fraction digits, `Z` or a `±HH:MM` offset).
 /// `None` for a line that does not start with one (leading blanks included).
 fn leading_timestamp(line: &str) -> Option<Timestamp> {
-    let token = line.split(char::is_whitespace).next()?.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = token.get(range)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    };
-    let separators_ok = token.get(4) == Some(&b'-')
-        && token.get(7) == Some(&b'-')
-        && matches!(token.get(10), Some(b'T' | b't'))
-        && token.get(13) == Some(&b':')
-        && token.get(16) == Some(&b':');
-    if !separators_ok {
+    let token = line.split(char::is_whitespace).next()?;
+    // RFC 3339 lets any character part the date from the time; tracing writes `T`.
+    if !matches!(token.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
     }
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = &token[19..];
-    let mut nanos: i128 = 0;
-    if let Some(fraction) = rest.strip_prefix(b".") {
-        let digits = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits == 0 {
-            return None;
-        }
-        for i in 0..9 {
-            let digit = fraction
-                .get(i)
-                .filter(|_| i < digits)
-                .map_or(0, |b| b - b'0');
-            nanos = nanos * 10 + i128::from(digit);
-        }
-        rest = &fraction[digits..];
-    }
-    let offset = match rest {
-        b"Z" | b"z" => 0,
-        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-            let digits = [*h1, *h2, *m1, *m2];
-            if !digits.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            let value = |a: u8, b: u8| i64::from(a - b'0') * 10 + i64::from(b - b'0');
-            let minutes = value(*h1, *h2) * 60 + value(*m1, *m2);
-            if *sign == b'-' {
-                -minutes * 60
-            } else {
-                minutes * 60
-            }
-        }
-        _ => return None,
-    };
-    let seconds =
-        days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second - offset;
-    Some(i128::from(seconds) * 1_000_000_000 + nanos)
-}
-
-/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let instant = OffsetDateTime::parse(token, &Rfc3339).ok()?;
+    Some(instant.unix_timestamp_nanos())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! same database.
 
 use rusqlite::Connection;
+use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::rows::{
@@ -254,20 +255,15 @@ fn new_message(author: &User, content: &str, sent_at: &str, ids: &Ids) -> ChatMe
 
 /// `now` as RFC 3339 in UTC with milliseconds, fixed width (`2024-05-01T12:00:00.000Z`).
 pub fn timestamp(now: OffsetDateTime) -> Result<String, AppError> {
+    let out_of_range = || AppError::Unavailable(format!("the clock is out of range: {now}"));
     let utc = now
         .checked_to_offset(UtcOffset::UTC)
         .filter(|utc| (0..=9999).contains(&utc.year()))
-        .ok_or_else(|| AppError::Unavailable(format!("the clock is out of range: {now}")))?;
-    Ok(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.millisecond()
+        .ok_or_else(out_of_range)?;
+    utc.format(format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     ))
+    .map_err(|_| out_of_range())
 }
 
 #[cfg(test)]
