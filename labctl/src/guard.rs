@@ -76,15 +76,10 @@ impl Machine {
                 .ok()
         });
         let mut limit = read("/proc/sys/kernel/threads-max");
-        let mut rlimit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the struct we own.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut rlimit) } == 0
-            && rlimit.rlim_cur != libc::RLIM_INFINITY
-        {
-            limit = Some(limit.map_or(rlimit.rlim_cur, |l| l.min(rlimit.rlim_cur)));
+        // This user's process limit (`None`: unlimited).
+        let nproc = rustix::process::getrlimit(rustix::process::Resource::Nproc);
+        if let Some(current) = nproc.current {
+            limit = Some(limit.map_or(current, |l| l.min(current)));
         }
         let tasks = limit.zip(running).map(|(l, r)| l.saturating_sub(r));
         Some(Machine { memory, tasks })

@@ -183,22 +183,10 @@ impl LabDir {
     /// Hold the lab's lock until the returned guard drops: one `labctl fault` (or `down`) at a
     /// time changes a lab.
     pub fn lock(&self) -> Result<LabLock> {
-        use std::os::fd::AsRawFd;
         let path = self.path.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; it is released when the file closes.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!(
-                "cannot lock {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
+        let file = crate::lock::open(&path)?;
+        crate::lock::wait_exclusive(&file)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
         Ok(LabLock { _file: file })
     }
 
@@ -294,23 +282,13 @@ pub struct NameClaim {
 /// another labctl does.
 pub fn claim(name: &str, doing: &str) -> Result<NameClaim> {
     use std::io::{Read, Seek, Write};
-    use std::os::fd::AsRawFd;
     let root = home()?.join("labs");
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let path = root.join(format!(".{name}.lock"));
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: flock on a file descriptor we own; it is released when the file closes.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let error = std::io::Error::last_os_error();
-        if error.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            bail!("cannot lock {}: {error}", path.display());
-        }
+    let mut file = crate::lock::open(&path)?;
+    let claimed = crate::lock::try_exclusive(&file)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    if !claimed {
         let mut holder = String::new();
         let _ = file.read_to_string(&mut holder);
         let holder = holder.trim();
@@ -349,8 +327,7 @@ pub fn stray_daemons() -> Vec<StrayDaemon> {
         return Vec::new();
     };
     let prefix = format!("{}/", root.display());
-    // SAFETY: getuid cannot fail and touches no memory.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

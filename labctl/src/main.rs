@@ -20,6 +20,7 @@ mod guard;
 mod lab;
 mod lifecycle;
 mod live;
+mod lock;
 mod render;
 mod runtime;
 

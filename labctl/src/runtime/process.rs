@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use rustix::process::{Pid, Signal};
 use serde::de::DeserializeOwned;
 
 use labctl_fault::NodeAction;
@@ -211,27 +212,27 @@ impl Runtime for ProcessRuntime {
             .get(&id)
             .cloned()
             .with_context(|| format!("lab {} has no node {id} on record", lab.name))?;
-        let signal = |signal: libc::c_int| {
+        let signal = |signal: Signal| {
+            // Only a pid we checked is this lab's daemon.
             if is_ours(process.pid, lab) {
-                // SAFETY: kill(2) with a pid we checked is this lab's daemon; no memory involved.
-                unsafe { libc::kill(process.pid as libc::pid_t, signal) };
+                send(process.pid, signal);
             }
         };
         match action {
             NodeAction::Kill => {
-                signal(libc::SIGKILL);
+                signal(Signal::KILL);
                 wait_gone(lab, process.pid).await
             }
             NodeAction::Pause => {
-                signal(libc::SIGSTOP);
+                signal(Signal::STOP);
                 Ok(())
             }
             NodeAction::Resume => {
-                signal(libc::SIGCONT);
+                signal(Signal::CONT);
                 Ok(())
             }
             NodeAction::Restart => {
-                signal(libc::SIGKILL);
+                signal(Signal::KILL);
                 wait_gone(lab, process.pid).await?;
                 let (bootstrap, nameserver) = match (&record.bootstrap, &record.nameserver) {
                     (Some(b), Some(n)) => (b.clone(), n.clone()),
@@ -434,6 +435,14 @@ pub async fn stop_strays(lab: &LabDir) {
     }
 }
 
+/// Sends `signal` to process `pid`, if it is one (not 0, and a `pid_t`: never a process group).
+/// A process already gone is no error: the caller checks what is left.
+fn send(pid: u32, signal: Signal) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
 /// SIGTERM every live process of ours in `pids`, wait for them to go, SIGKILL what remains.
 async fn terminate(lab: &LabDir, pids: &[u32]) {
     let ours: Vec<u32> = pids
@@ -442,12 +451,9 @@ async fn terminate(lab: &LabDir, pids: &[u32]) {
         .filter(|&pid| is_ours(pid, lab))
         .collect();
     for &pid in &ours {
-        // SAFETY: kill(2) with a pid we checked is our daemon; no memory is involved. A paused
-        // daemon (labctl fault pause) is thawed so that it can act on the SIGTERM.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-            libc::kill(pid as libc::pid_t, libc::SIGCONT);
-        }
+        // A paused daemon (labctl fault pause) is thawed so that it can act on the SIGTERM.
+        send(pid, Signal::TERM);
+        send(pid, Signal::CONT);
     }
     let deadline = Instant::now() + STOP_GRACE;
     while ours.iter().any(|&pid| is_ours(pid, lab)) && Instant::now() < deadline {
@@ -455,8 +461,7 @@ async fn terminate(lab: &LabDir, pids: &[u32]) {
     }
     for &pid in &ours {
         if is_ours(pid, lab) {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            send(pid, Signal::KILL);
         }
     }
 }

@@ -34,7 +34,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -740,24 +739,12 @@ async fn lock(path: &Path, progress: bool) -> Result<BuildLock> {
                     path.display()
                 )
             })?;
-        let fd = file.as_raw_fd();
-        // SAFETY: flock on a descriptor this function owns; no memory is shared.
-        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let context = || format!("locking the image build lock {}", path.display());
+        if !crate::lock::try_exclusive(&file).with_context(context)? {
             if progress {
                 eprintln!("waiting for another labctl building the lab image");
             }
-            loop {
-                // SAFETY: as above.
-                if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
-                    break;
-                }
-                let error = std::io::Error::last_os_error();
-                if error.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(error).with_context(|| {
-                        format!("locking the image build lock {}", path.display())
-                    });
-                }
-            }
+            crate::lock::wait_exclusive(&file).with_context(context)?;
         }
         Ok(BuildLock { _file: file })
     })
