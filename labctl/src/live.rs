@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::lab::{LabDir, Record};
+use crate::poll::{poll_until, TimedOut};
 use crate::runtime::ProcState;
 
 /// How often to ask the nodes while waiting for convergence.
@@ -416,7 +417,7 @@ pub async fn set_filters(
     let channel = Endpoint::from_shared(format!("http://{}", process.grpc))?
         .connect_timeout(Duration::from_millis(500))
         .timeout(CALL_TIMEOUT);
-    let mut client = NodeAdminClient::new(
+    let client = NodeAdminClient::new(
         channel
             .connect()
             .await
@@ -426,16 +427,18 @@ pub async fn set_filters(
         filters: labctl_node::admin::proto_filters(filters),
     };
     // A node just started again is still joining its lab for a moment: ask again until it runs.
-    let deadline = Instant::now() + crate::runtime::START_TIMEOUT;
-    loop {
-        match client.set_link_filters(request.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(POLL).await;
+    let what = format!("node {id} running, to take its link filter");
+    poll_until(&what, POLL, crate::runtime::START_TIMEOUT, || {
+        let (mut client, request) = (client.clone(), request.clone());
+        async move {
+            match client.set_link_filters(request).await {
+                Ok(_) => Ok(Some(())),
+                Err(s) if s.code() == tonic::Code::Unavailable => Ok(None),
+                Err(s) => anyhow::bail!("node {id} refused its link filter: {}", s.message()),
             }
-            Err(s) => anyhow::bail!("node {id} refused its link filter: {}", s.message()),
         }
-    }
+    })
+    .await
 }
 
 /// Poll the nodes until the lab converges or `timeout` passes; returns the last report.
@@ -449,25 +452,37 @@ pub async fn wait_converged(
     progress: &Progress,
 ) -> Result<LiveReport> {
     let nodes = Nodes::new(record)?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let answers = nodes.statuses().await;
-        progress.observe(&answers);
-        let states = runtime.states(lab, record).await;
-        let report = report(
-            lab,
-            record,
-            runtime.kind(),
-            adjacency,
-            &answers,
-            &states,
-            &InForce::default(),
-            started.elapsed(),
-        );
-        // Done once the tree has converged and every input node serves the chat.
-        if (report.report.converged && report.serving()) || Instant::now() >= deadline {
-            return Ok(report);
-        }
-        tokio::time::sleep(POLL).await;
+    let last = std::cell::RefCell::new(None);
+    let converged = poll_until(
+        &format!("lab {} converged", lab.name),
+        POLL,
+        timeout,
+        || async {
+            let answers = nodes.statuses().await;
+            progress.observe(&answers);
+            let states = runtime.states(lab, record).await;
+            let report = report(
+                lab,
+                record,
+                runtime.kind(),
+                adjacency,
+                &answers,
+                &states,
+                &InForce::default(),
+                started.elapsed(),
+            );
+            // Done once the tree has converged and every input node serves the chat.
+            if report.report.converged && report.serving() {
+                return Ok(Some(report));
+            }
+            *last.borrow_mut() = Some(report);
+            Ok(None)
+        },
+    )
+    .await;
+    match converged {
+        // Out of time: the last report says how far it got.
+        Err(error) if error.is::<TimedOut>() => last.into_inner().ok_or(error),
+        converged => converged,
     }
 }

@@ -4,6 +4,8 @@
 //! (by the new writer, once its view change is done: SPEC §6's timing); then restart the old
 //! writer and wait for the lab to be whole again.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -15,6 +17,7 @@ use serde::Serialize;
 
 use crate::lab::LabDir;
 use crate::live::Nodes;
+use crate::poll::{poll_until, TimedOut};
 
 /// How often the nodes are asked while a failover runs.
 const POLL: Duration = Duration::from_millis(10);
@@ -37,8 +40,8 @@ pub struct Failover {
 /// Wait until the lab is whole (no fault in force, every node running) and settled; returns its
 /// quorum root and epoch.
 async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let what = format!("lab {} whole and converged", lab.name);
+    let waited = poll_until(&what, Duration::from_millis(50), timeout, || async {
         let report = crate::lifecycle::report(lab).await?;
         let running = report.addresses.values().all(|a| a.state == "running");
         if let (true, true, true, Some(leader), Some(epoch)) = (
@@ -49,18 +52,17 @@ async fn whole(lab: &LabDir, timeout: Duration) -> Result<(NodeId, u64)> {
             report.report.epoch,
         ) {
             if report.report.components.len() == 1 && report.report.components[0].settled {
-                return Ok((leader, epoch));
+                return Ok(Some((leader, epoch)));
             }
         }
-        if Instant::now() > deadline {
-            bail!(
-                "lab {} is not whole and converged within {timeout:?}: `labctl status {}` shows \
-                 why",
-                lab.name,
-                lab.name
-            );
+        Ok(None)
+    })
+    .await;
+    match waited {
+        Err(error) if error.is::<TimedOut>() => {
+            bail!("{error}: `labctl status {}` shows why", lab.name)
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited => waited,
     }
 }
 
@@ -108,7 +110,10 @@ impl Prober {
     /// Writes until a write is acknowledged (201); the milliseconds from `since`. Each attempt
     /// is a new message with its own `Idempotency-Key`.
     async fn first_write(&self, since: Instant, timeout: Duration) -> Result<u64> {
-        for n in 0u64.. {
+        let attempts = AtomicU64::new(0);
+        let what = "a write acknowledged after the kill";
+        poll_until(what, PROBE_GAP, timeout, || async {
+            let n = attempts.fetch_add(1, Ordering::Relaxed);
             let key = format!("failover-{}-{n}", since.elapsed().as_nanos());
             let answer = self
                 .http
@@ -119,7 +124,7 @@ impl Prober {
                 .send()
                 .await;
             match answer.map(|a| a.status()) {
-                Ok(StatusCode::CREATED) => return Ok(since.elapsed().as_millis() as u64),
+                Ok(StatusCode::CREATED) => Ok(Some(since.elapsed().as_millis() as u64)),
                 // Refused for good (a lost session, a write the chat does not take): waiting
                 // longer would only hide it.
                 Ok(status)
@@ -130,14 +135,10 @@ impl Prober {
                     bail!("the probing write was refused: {status}")
                 }
                 // 503, 504, a broken connection: the failover is under way.
-                _ => {}
+                _ => Ok(None),
             }
-            if since.elapsed() > timeout {
-                break;
-            }
-            tokio::time::sleep(PROBE_GAP).await;
-        }
-        bail!("no write was acknowledged within {timeout:?} of the kill")
+        })
+        .await
     }
 }
 
@@ -160,13 +161,14 @@ pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Fa
         let prober = prober.clone();
         async move { prober.first_write(killed, timeout).await }
     });
-    let mut suspected = None;
-    let converged = loop {
+    let suspected = Cell::new(None);
+    let what = format!("the survivors of node {writer}'s failure converged");
+    let converged = poll_until(&what, POLL, timeout, || async {
         let answers = nodes.statuses().await;
         let ms = killed.elapsed().as_millis() as u64;
         let statuses: Vec<_> = answers.values().filter_map(|a| a.as_ref().ok()).collect();
-        if suspected.is_none() && statuses.iter().any(|s| s.suspected.contains(&writer)) {
-            suspected = Some(ms);
+        if suspected.get().is_none() && statuses.iter().any(|s| s.suspected.contains(&writer)) {
+            suspected.set(Some(ms));
         }
         // Converged: every survivor in one newer epoch, under one new root, with roles.
         let survivors: Vec<_> = statuses.iter().filter(|s| s.id != writer).collect();
@@ -184,14 +186,13 @@ pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Fa
             // Confirm with the full report's checks (spanning tree, roles by SPEC §3.4).
             let report = crate::lifecycle::report(lab).await?;
             if report.report.converged {
-                break ms;
+                return Ok(Some(ms));
             }
         }
-        if killed.elapsed() > timeout {
-            bail!("the survivors of node {writer}'s failure did not converge within {timeout:?}");
-        }
-        tokio::time::sleep(POLL).await;
-    };
+        Ok(None)
+    })
+    .await?;
+    let suspected = suspected.get();
     let written_ms = written.await.context("the probing writes' task")??;
     let restarted = Instant::now();
     crate::fault::apply(

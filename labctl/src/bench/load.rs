@@ -36,6 +36,7 @@ use crate::chat_client::{
 };
 use crate::cli::{BenchHttpArgs, BenchVia};
 use crate::lab::LabDir;
+use crate::poll::{poll_until, TimedOut};
 
 /// The most requests one run sends, whatever the duration: a bound on the load and on memory.
 pub const MAX_REQUESTS: u64 = 1_000_000;
@@ -273,8 +274,8 @@ async fn live_inputs(lab: &str, nameserver: &Url, wait: Duration) -> Result<Vec<
         .build()
         .context("building the HTTP client")?;
     let url = nameserver.join("_nameserver/inputs").expect("a valid path");
-    let deadline = Instant::now() + wait;
-    loop {
+    let what = format!("lab {lab}: a live input node listed by the nameserver");
+    let listed = poll_until(&what, INPUT_POLL, wait, || async {
         let response = http
             .get(url.clone())
             .send()
@@ -295,13 +296,12 @@ async fn live_inputs(lab: &str, nameserver: &Url, wait: Duration) -> Result<Vec<
                 shorten(&body)
             )
         })?;
-        if !list.live.is_empty() {
-            return Ok(list.live);
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(INPUT_POLL).await;
+        Ok((!list.live.is_empty()).then_some(list.live))
+    })
+    .await;
+    match listed {
+        Err(error) if error.is::<TimedOut>() => {}
+        listed => return listed,
     }
     // Nothing live: let the nameserver say why, as a client would hear it.
     let probe = http.get(nameserver.clone()).send().await;

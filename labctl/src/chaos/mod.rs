@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::lab::LabDir;
 use crate::live::{LiveReport, Progress};
+use crate::poll::poll_until;
 use crate::runtime::{self, NodeSettings};
 use recorder::Recorder;
 
@@ -265,9 +266,10 @@ async fn run_on(
 /// The lab whole, converged and settled, every input node serving, within `within`; else why
 /// not.
 async fn converge(lab: &LabDir, within: Duration) -> std::result::Result<LiveReport, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let last = match crate::lifecycle::report(lab).await {
+    let last = std::cell::RefCell::new(String::new());
+    let what = "the lab converged after the last heal";
+    let converged = poll_until(what, Duration::from_millis(100), within, || async {
+        *last.borrow_mut() = match crate::lifecycle::report(lab).await {
             Ok(report) => {
                 let running = report.addresses.values().all(|a| a.state == "running");
                 let settled =
@@ -278,7 +280,7 @@ async fn converge(lab: &LabDir, within: Duration) -> std::result::Result<LiveRep
                     && report.serving()
                     && report.faults.is_empty()
                 {
-                    return Ok(report);
+                    return Ok(Some(report));
                 }
                 format!(
                     "converged {}, every node running {running}, settled {settled}, serving {}",
@@ -288,52 +290,47 @@ async fn converge(lab: &LabDir, within: Duration) -> std::result::Result<LiveRep
             }
             Err(e) => format!("{e:#}"),
         };
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the lab did not converge within {} s after the last heal ({last})",
-                within.as_secs_f64()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Ok(None)
+    })
+    .await;
+    converged.map_err(|error| format!("{error} ({})", last.borrow()))
 }
 
 /// Wait (at most `within`) until every node that holds the log has applied the same position,
 /// twice in a row: every node with `majority`; the writer and its persistence replicas with
 /// `replicas` and `writer`, where the log flows to them only.
 async fn caught_up(lab: &LabDir, within: Duration) {
-    let deadline = Instant::now() + within;
     let everyone = lab
         .load()
         .map(|r| r.durability == Durability::Majority)
         .unwrap_or(true);
-    let mut previous = None;
-    while Instant::now() < deadline {
-        if let Ok(report) = crate::lifecycle::report(lab).await {
-            let holds_log = |id: &String| {
-                everyone
-                    || report.report.roles.get(id).is_some_and(|roles| {
-                        roles.contains(&Role::Writer) || roles.contains(&Role::Persistence)
-                    })
-            };
-            let applied: std::collections::BTreeSet<u64> = report
-                .addresses
-                .iter()
-                .filter(|(id, _)| holds_log(id))
-                .map(|(_, a)| a.applied)
-                .collect();
-            if applied.len() == 1 {
-                let now = applied.into_iter().next();
-                if previous == now {
-                    return;
-                }
-                previous = now;
-            } else {
-                previous = None;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let previous = std::cell::Cell::new(None);
+    let what = "the nodes holding the log at one position";
+    // Not caught up in time: the final reads say what each node has.
+    let _ = poll_until(what, Duration::from_millis(100), within, || async {
+        let Ok(report) = crate::lifecycle::report(lab).await else {
+            return Ok(None);
+        };
+        let holds_log = |id: &String| {
+            everyone
+                || report.report.roles.get(id).is_some_and(|roles| {
+                    roles.contains(&Role::Writer) || roles.contains(&Role::Persistence)
+                })
+        };
+        let applied: std::collections::BTreeSet<u64> = report
+            .addresses
+            .iter()
+            .filter(|(id, _)| holds_log(id))
+            .map(|(_, a)| a.applied)
+            .collect();
+        // Twice in a row at the same position.
+        let now = (applied.len() == 1)
+            .then(|| applied.into_iter().next())
+            .flatten();
+        let before = previous.replace(now);
+        Ok((now.is_some() && before == now).then_some(()))
+    })
+    .await;
 }
 
 /// Read the group at every input node, as the reader (a member that never wrote). When its

@@ -3,7 +3,7 @@
 //! applied, `leader` and `last` resolved, or `fail` with why).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use labctl_chaos::history::{Process, Type, Value, F};
 use labctl_chaos::scenario::Scenario;
@@ -14,6 +14,7 @@ use labctl_topology::Topology;
 
 use super::recorder::Recorder;
 use crate::lab::LabDir;
+use crate::poll::poll_until;
 
 /// Apply the scenario's schedule; an error (a fixed step that could not be applied, no leader
 /// to name in time) ends the faults and makes the run unknown.
@@ -132,24 +133,18 @@ async fn apply(lab: &LabDir, fault: Fault, recorder: &Recorder) -> Result<(), St
 
 /// The quorum component's root, once the lab reports one (waiting up to `within`).
 async fn wait_leader(lab: &LabDir, within: Duration) -> Result<NodeId, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(report) = crate::lifecycle::report(lab).await {
-            let quorum_converged = report
-                .report
-                .components
-                .iter()
-                .any(|c| c.quorum && c.converged);
-            if let (Some(leader), true) = (report.report.leader, quorum_converged) {
-                return Ok(leader);
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "no component held a quorum with a converged tree within {} s",
-                within.as_secs_f64()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = "a component holding a quorum with a converged tree";
+    poll_until(what, Duration::from_millis(50), within, || async {
+        let Ok(report) = crate::lifecycle::report(lab).await else {
+            return Ok(None);
+        };
+        let quorum_converged = report
+            .report
+            .components
+            .iter()
+            .any(|c| c.quorum && c.converged);
+        Ok(report.report.leader.filter(|_| quorum_converged))
+    })
+    .await
+    .map_err(|error| error.to_string())
 }

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
@@ -24,6 +24,7 @@ use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::lab::{
     is_ours, last_words, process_state, stray_daemons, LabDir, Process, Record, ServiceReady,
 };
+use crate::poll::{poll_until, TimedOut};
 
 /// Local processes.
 pub struct ProcessRuntime;
@@ -79,29 +80,40 @@ async fn wait_ready<T: DeserializeOwned>(
     child: &mut Child,
     ready: &Path,
 ) -> Result<T> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(ready) {
-            return serde_json::from_str(&text)
-                .with_context(|| format!("reading {label}'s ready file {}", ready.display()));
-        }
-        if let Some(status) = child.try_wait().context("checking on a daemon")? {
-            bail!(
-                "{label} exited ({status}) before it was ready; its last words:\n{}",
-                last_words(lab, label)
-            );
-        }
-        if Instant::now() > deadline {
+    let waited = poll_until(&format!("{label} listening"), POLL, START_TIMEOUT, || {
+        std::future::ready(ready_yet(lab, label, child, ready))
+    })
+    .await;
+    match waited {
+        Err(error) if error.is::<TimedOut>() => {
             // Not in the lab's record yet, so nothing else would ever stop it.
             let _ = child.kill();
             let _ = child.wait();
-            bail!(
-                "{label} did not start listening within {START_TIMEOUT:?}; its log:\n{}",
-                last_words(lab, label)
-            );
+            bail!("{error}; its log:\n{}", last_words(lab, label))
         }
-        tokio::time::sleep(POLL).await;
+        waited => waited,
     }
+}
+
+/// What `ready` says, once it exists; an error if the process exited first.
+fn ready_yet<T: DeserializeOwned>(
+    lab: &LabDir,
+    label: &str,
+    child: &mut Child,
+    ready: &Path,
+) -> Result<Option<T>> {
+    if let Ok(text) = std::fs::read_to_string(ready) {
+        return serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("reading {label}'s ready file {}", ready.display()));
+    }
+    if let Some(status) = child.try_wait().context("checking on a daemon")? {
+        bail!(
+            "{label} exited ({status}) before it was ready; its last words:\n{}",
+            last_words(lab, label)
+        );
+    }
+    Ok(None)
 }
 
 fn path_arg(path: PathBuf) -> String {
@@ -412,14 +424,13 @@ fn node_folder(lab: &LabDir, id: u64) -> PathBuf {
 
 /// Wait until `pid` is gone (a SIGKILL takes a moment to be reaped).
 async fn wait_gone(lab: &LabDir, pid: u32) -> Result<()> {
-    let deadline = Instant::now() + STOP_GRACE;
-    while is_ours(pid, lab) {
-        if Instant::now() > deadline {
-            bail!("process {pid} did not go within {STOP_GRACE:?} of SIGKILL");
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    Ok(())
+    poll_until(
+        &format!("process {pid} gone after SIGKILL"),
+        POLL,
+        STOP_GRACE,
+        || std::future::ready(Ok((!is_ours(pid, lab)).then_some(()))),
+    )
+    .await
 }
 
 /// Stop every daemon of `lab` found by its command line ([`stray_daemons`]): those of a lab whose
@@ -455,10 +466,13 @@ async fn terminate(lab: &LabDir, pids: &[u32]) {
         send(pid, Signal::TERM);
         send(pid, Signal::CONT);
     }
-    let deadline = Instant::now() + STOP_GRACE;
-    while ours.iter().any(|&pid| is_ours(pid, lab)) && Instant::now() < deadline {
-        tokio::time::sleep(POLL).await;
-    }
+    // What is left at the deadline gets a SIGKILL below.
+    let _ = poll_until("the daemons gone after SIGTERM", POLL, STOP_GRACE, || {
+        std::future::ready(Ok(
+            (!ours.iter().any(|&pid| is_ours(pid, lab))).then_some(())
+        ))
+    })
+    .await;
     for &pid in &ours {
         if is_ours(pid, lab) {
             send(pid, Signal::KILL);
