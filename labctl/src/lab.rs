@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use labctl_core::plane::Durability;
+use labctl_core::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// The folder holding every lab.
@@ -75,7 +76,7 @@ pub struct Record {
     /// The nameserver, once started.
     pub nameserver: Option<Process>,
     /// The nodes started so far, by id.
-    pub nodes: BTreeMap<u64, Process>,
+    pub nodes: BTreeMap<NodeId, Process>,
     /// The image the containers run (Docker runtime).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,

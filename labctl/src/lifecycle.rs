@@ -8,6 +8,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use labctl_core::NodeId;
 use labctl_proto::bootstrap::bootstrap_client::BootstrapClient;
 use labctl_proto::bootstrap::{Link, Topology as TopologyMessage};
 use labctl_topology::Topology;
@@ -127,7 +128,7 @@ async fn deploy(
 
     let ids = topology.ids();
     let mut ready = 0;
-    let mut started = |id: u64, process: crate::lab::Process| -> Result<()> {
+    let mut started = |id: NodeId, process: crate::lab::Process| -> Result<()> {
         if !process.grpc.is_empty() {
             ready += 1;
             progress.started(ready);

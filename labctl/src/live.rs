@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use labctl_core::report::Adjacency;
-use labctl_core::{Counters, Phase, Report, Role, Status};
+use labctl_core::{Counters, NodeId, Phase, Report, Role, Status};
 use labctl_fault::{InForce, LinkFilter};
 use labctl_proto::node::node_admin_client::NodeAdminClient;
 use labctl_proto::node::{LinkFilters, NodeStatus, StatusRequest, TraceEvent};
@@ -76,7 +76,7 @@ impl LiveReport {
 
 /// Clients for every node of a lab, kept across polls.
 pub struct Nodes {
-    clients: BTreeMap<u64, NodeAdminClient<Channel>>,
+    clients: BTreeMap<NodeId, NodeAdminClient<Channel>>,
 }
 
 impl Nodes {
@@ -98,13 +98,13 @@ impl Nodes {
 
     /// The same clients without node `id`'s (a node known to be dead: a dead container's address
     /// does not even refuse a connection, so asking it costs a connect timeout).
-    pub fn without(mut self, id: u64) -> Nodes {
+    pub fn without(mut self, id: NodeId) -> Nodes {
         self.clients.remove(&id);
         self
     }
 
     /// Every node's status, asked concurrently; a node that does not answer maps to its error.
-    pub async fn statuses(&self) -> BTreeMap<u64, Result<NodeStatus, String>> {
+    pub async fn statuses(&self) -> BTreeMap<NodeId, Result<NodeStatus, String>> {
         let calls = self.clients.iter().map(|(&id, client)| {
             let mut client = client.clone();
             async move {
@@ -154,7 +154,7 @@ pub struct Recorded {
     /// The merged trace.
     pub lines: Vec<labctl_core::event::TraceLine>,
     /// Nodes whose record is missing.
-    pub missing: BTreeMap<u64, String>,
+    pub missing: BTreeMap<NodeId, String>,
 }
 
 impl Nodes {
@@ -276,18 +276,18 @@ pub fn report(
     record: &Record,
     runtime: &str,
     adjacency: &Adjacency,
-    answers: &BTreeMap<u64, Result<NodeStatus, String>>,
+    answers: &BTreeMap<NodeId, Result<NodeStatus, String>>,
     states: &BTreeMap<String, ProcState>,
     faults: &InForce,
     elapsed: Duration,
 ) -> LiveReport {
-    let statuses: BTreeMap<u64, Status> = answers
+    let statuses: BTreeMap<NodeId, Status> = answers
         .iter()
         .filter_map(|(&id, a)| a.as_ref().ok().and_then(core_status).map(|s| (id, s)))
         .collect();
     let state_of = |label: &str| states.get(label).copied().unwrap_or(ProcState::Down);
     let mut live = faults.live_adjacency(adjacency);
-    let gone: Vec<u64> = adjacency
+    let gone: Vec<NodeId> = adjacency
         .keys()
         .copied()
         .filter(|&id| state_of(&format!("node {id}")) != ProcState::Running)
@@ -389,7 +389,7 @@ impl Progress {
     }
 
     /// Update from one round of answers.
-    pub fn observe(&self, answers: &BTreeMap<u64, Result<NodeStatus, String>>) {
+    pub fn observe(&self, answers: &BTreeMap<NodeId, Result<NodeStatus, String>>) {
         let ok = || answers.values().filter_map(|a| a.as_ref().ok());
         self.bars[1].set_position(ok().filter(|s| s.election != "joining").count() as u64);
         self.bars[2].set_position(ok().filter(|s| s.leader.is_some()).count() as u64);
@@ -407,8 +407,8 @@ impl Progress {
 /// Replace node `id`'s fault filter over its admin API.
 pub async fn set_filters(
     record: &Record,
-    id: u64,
-    filters: &BTreeMap<u64, LinkFilter>,
+    id: NodeId,
+    filters: &BTreeMap<NodeId, LinkFilter>,
 ) -> Result<()> {
     let process = record
         .nodes

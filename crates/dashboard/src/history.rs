@@ -5,6 +5,7 @@
 //! The figures are as precise as the reports are frequent (the dashboard asks again at every
 //! trace event of any node, and at least every few hundred milliseconds).
 
+use labctl_core::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// How many epochs the history keeps (the oldest go first).
@@ -16,7 +17,7 @@ pub struct Epoch {
     /// The quorum component's epoch.
     pub epoch: u64,
     /// Its root (the writer), once known.
-    pub leader: Option<u64>,
+    pub leader: Option<NodeId>,
     /// When it first showed, in milliseconds on the caller's clock.
     pub seen_ms: u64,
     /// When the lab was first seen converged in it.
@@ -30,7 +31,7 @@ pub struct Epoch {
 #[derive(Deserialize)]
 struct Seen {
     epoch: Option<u64>,
-    leader: Option<u64>,
+    leader: Option<NodeId>,
     converged: bool,
 }
 

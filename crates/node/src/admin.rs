@@ -5,7 +5,7 @@
 
 use std::pin::Pin;
 
-use labctl_core::Role;
+use labctl_core::{NodeId, Role};
 use labctl_proto::node::node_admin_server::NodeAdmin;
 use labctl_proto::node::{
     Counters, LinkFilter as ProtoFilter, LinkFilters, NodeStatus, SetLinkFiltersReply,
@@ -31,7 +31,7 @@ pub enum Stage {
 
 /// The admin service.
 pub struct Admin {
-    pub(crate) id: u64,
+    pub(crate) id: NodeId,
     pub(crate) control_address: String,
     pub(crate) admin_address: String,
     pub(crate) stage: watch::Receiver<Stage>,

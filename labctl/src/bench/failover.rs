@@ -173,7 +173,7 @@ pub async fn once(lab: &LabDir, prober: &Prober, timeout: Duration) -> Result<Fa
         // Converged: every survivor in one newer epoch, under one new root, with roles.
         let survivors: Vec<_> = statuses.iter().filter(|s| s.id != writer).collect();
         let epochs: std::collections::BTreeSet<u64> = survivors.iter().map(|s| s.epoch).collect();
-        let leaders: std::collections::BTreeSet<Option<u64>> =
+        let leaders: std::collections::BTreeSet<Option<NodeId>> =
             survivors.iter().map(|s| s.leader).collect();
         let done = survivors.len() + 1 == record.nodes.len()
             && statuses.len() == survivors.len()

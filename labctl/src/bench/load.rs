@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
+use labctl_core::NodeId;
 use labctl_topology::rng::SplitMix64;
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -48,7 +49,7 @@ pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// A live input node, as `GET /_nameserver/inputs` lists it.
 #[derive(Clone, Debug, Deserialize)]
 struct LiveInput {
-    id: u64,
+    id: NodeId,
     http_address: String,
 }
 
@@ -222,7 +223,7 @@ pub async fn run(
     let failed: u64 = tally.errors.values().sum();
     let requests = tally.reads.len() + tally.writes.len() + failed;
     let passed = requests > 0 && (failed as f64) * 100.0 <= MAX_FAILED_PERCENT * requests as f64;
-    let ids: BTreeMap<&str, u64> = live
+    let ids: BTreeMap<&str, NodeId> = live
         .iter()
         .map(|input| (input.http_address.as_str(), input.id))
         .collect();

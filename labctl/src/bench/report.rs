@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use labctl_core::NodeId;
 use serde::Serialize;
 
 use super::load::MAX_REQUESTS;
@@ -89,7 +90,7 @@ impl Kind {
 #[derive(Debug, Serialize)]
 pub struct InputUse {
     /// Its node id, when the nameserver listed it.
-    pub id: Option<u64>,
+    pub id: Option<NodeId>,
     /// `host:port` of its HTTP server.
     pub http_address: String,
     /// Measured requests that reached it (or were meant to: a refused connection counts).

@@ -18,6 +18,7 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context, Result};
+use labctl_core::NodeId;
 use labctl_topology::Topology;
 
 use crate::cli::{ExportArgs, ExportCommand, ExportComposeArgs};
@@ -191,7 +192,7 @@ fn compose_file(
     // input node is the same host (127.0.0.1) to a browser and its session cookie holds at all.
     let ids = topology.ids();
     let count = ids.len();
-    let http_ports: BTreeMap<u64, u16> = ids
+    let http_ports: BTreeMap<NodeId, u16> = ids
         .into_iter()
         .zip((1u64..).map(|k| u16::try_from(u64::from(http_port) + k).unwrap_or(u16::MAX)))
         .collect();

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
+use labctl_core::NodeId;
 use labctl_fault::{Fault, NodeAction};
 
 use crate::cli::{FaultAction, FaultArgs};
@@ -61,9 +62,9 @@ fn fault_of(action: &FaultAction) -> Result<Fault> {
 }
 
 /// One partition group: `1,2,3`.
-fn group(text: &str) -> Result<Vec<u64>> {
+fn group(text: &str) -> Result<Vec<NodeId>> {
     text.split(',')
-        .map(|id| match id.trim().parse::<u64>() {
+        .map(|id| match id.trim().parse::<NodeId>() {
             Ok(id) if id > 0 => Ok(id),
             _ => bail!(
                 "partition group {text:?}: {id:?} is not a node id; write groups as \
@@ -90,7 +91,7 @@ fn said(applied: &Applied) -> String {
             NodeAction::Restart => format!("node {id}{leader} restarted"),
         })
         .collect();
-    let links = |links: &[(u64, u64)]| {
+    let links = |links: &[(NodeId, NodeId)]| {
         links
             .iter()
             .map(|(a, b)| format!("{a}–{b}"))

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use labctl_core::Role;
+use labctl_core::{NodeId, Role};
 use labctl_topology::{render, Topology};
 
 use crate::cli::{GraphArgs, GraphFormat};
@@ -18,7 +18,7 @@ const SVG_LIMIT: usize = 2000;
 
 /// A lab's live tree and roles, to draw over its topology.
 struct Overlay {
-    parents: BTreeMap<String, Option<u64>>,
+    parents: BTreeMap<String, Option<NodeId>>,
     roles: BTreeMap<String, Vec<Role>>,
 }
 
@@ -90,7 +90,7 @@ fn svg(topology: &Topology, overlay: Option<&Overlay>) -> Result<String> {
     // Wide enough for the title and the legend, however small the graph.
     let width = size.max(620.0);
     let centre = (width / 2.0, size / 2.0 + top);
-    let place: BTreeMap<u64, (f64, f64)> = ids
+    let place: BTreeMap<NodeId, (f64, f64)> = ids
         .iter()
         .enumerate()
         .map(|(i, &id)| {
@@ -104,7 +104,7 @@ fn svg(topology: &Topology, overlay: Option<&Overlay>) -> Result<String> {
             )
         })
         .collect();
-    let in_tree = |a: u64, b: u64| {
+    let in_tree = |a: NodeId, b: NodeId| {
         overlay.is_some_and(|o| {
             o.parents.get(&a.to_string()) == Some(&Some(b))
                 || o.parents.get(&b.to_string()) == Some(&Some(a))

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use labctl_core::NodeId;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -123,7 +124,7 @@ enum Daemon {
     /// The nameserver.
     Nameserver,
     /// The node with this id.
-    Node(u64),
+    Node(NodeId),
 }
 
 impl Daemon {
@@ -143,7 +144,7 @@ impl Daemon {
             "nameserver" => Some(Daemon::Nameserver),
             _ => {
                 let digits = label.strip_prefix("node-")?;
-                let id: u64 = digits.parse().ok()?;
+                let id: NodeId = digits.parse().ok()?;
                 // Only the spelling the daemons use, so a label maps back to its file.
                 (id.to_string() == digits).then_some(Daemon::Node(id))
             }

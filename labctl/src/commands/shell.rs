@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 
 use anyhow::{Context, Result};
+use labctl_core::NodeId;
 
 use crate::cli::ShellArgs;
 use crate::lab::{LabDir, Process};
@@ -54,7 +55,7 @@ pub fn run(args: &ShellArgs) -> Result<Outcome> {
 
 /// The variables a node's shell gets: the lab, the node's id and its addresses as the record
 /// holds them (for a Docker lab, addresses that work from inside its container too).
-pub fn node_env(lab: &str, id: u64, process: &Process) -> Vec<(String, String)> {
+pub fn node_env(lab: &str, id: NodeId, process: &Process) -> Vec<(String, String)> {
     let mut env = vec![
         ("LABCTL_LAB".to_string(), lab.to_string()),
         ("LABCTL_NODE".to_string(), id.to_string()),

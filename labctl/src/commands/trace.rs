@@ -13,6 +13,7 @@ use labctl_classroom::story::Story;
 use labctl_classroom::text;
 use labctl_core::event::TraceLine;
 use labctl_core::report::Adjacency;
+use labctl_core::NodeId;
 use labctl_sim::{Config, Simulation};
 use labctl_topology::Topology;
 
@@ -108,7 +109,7 @@ pub fn run(args: &TraceArgs) -> Result<Outcome> {
 }
 
 /// What the story lacks: each node's record that is missing, and why.
-type Notes = Vec<(Option<u64>, String)>;
+type Notes = Vec<(Option<NodeId>, String)>;
 
 /// The election of a topology file, from the simulator.
 fn simulated(args: &TraceArgs) -> Result<(String, Story, Adjacency, Vec<TraceLine>, Notes)> {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use async_trait::async_trait;
 use labctl_core::plane::Durability;
+use labctl_core::NodeId;
 use labctl_fault::NodeAction;
 use labctl_topology::{Timing, Topology};
 
@@ -121,12 +122,12 @@ pub trait Runtime: Send + Sync {
     async fn start_nodes(
         &self,
         lab: &LabDir,
-        ids: &[u64],
+        ids: &[NodeId],
         bootstrap: &Process,
         nameserver: &Process,
         settings: &NodeSettings,
         started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
-    ) -> Result<BTreeMap<u64, Process>>;
+    ) -> Result<BTreeMap<NodeId, Process>>;
     /// Stop everything the record names, whatever faults are in force (a paused daemon is
     /// thawed first). Idempotent: what is already gone is skipped.
     async fn stop(&self, lab: &LabDir, record: &Record) -> Result<()>;
@@ -148,7 +149,7 @@ pub trait Runtime: Send + Sync {
         &self,
         lab: &LabDir,
         record: &mut Record,
-        id: u64,
+        id: NodeId,
         action: NodeAction,
         settings: &NodeSettings,
     ) -> Result<()>;
@@ -158,7 +159,7 @@ pub trait Runtime: Send + Sync {
         &self,
         lab: &LabDir,
         record: &Record,
-        id: u64,
+        id: NodeId,
         shell: &Shell,
     ) -> Result<std::process::Command>;
     /// Refuse a lab name this runtime cannot take for `lab` (Docker: one the engine already holds
@@ -177,8 +178,8 @@ pub trait Runtime: Send + Sync {
         &self,
         _lab: &LabDir,
         _record: &Record,
-        _a: u64,
-        _b: u64,
+        _a: NodeId,
+        _b: NodeId,
         _cut: bool,
     ) -> Result<()> {
         Ok(())

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
+use labctl_core::NodeId;
 use rustix::process::{Pid, Signal};
 use serde::de::DeserializeOwned;
 
@@ -168,12 +169,12 @@ impl Runtime for ProcessRuntime {
     async fn start_nodes(
         &self,
         lab: &LabDir,
-        ids: &[u64],
+        ids: &[NodeId],
         bootstrap: &Process,
         nameserver: &Process,
         settings: &NodeSettings,
         started: &mut (dyn FnMut(u64, Process) -> Result<()> + Send),
-    ) -> Result<BTreeMap<u64, Process>> {
+    ) -> Result<BTreeMap<NodeId, Process>> {
         // Start them all first, then wait for them all: they start in parallel.
         let mut children = BTreeMap::new();
         for &id in ids {
@@ -215,7 +216,7 @@ impl Runtime for ProcessRuntime {
         &self,
         lab: &LabDir,
         record: &mut Record,
-        id: u64,
+        id: NodeId,
         action: NodeAction,
         settings: &NodeSettings,
     ) -> Result<()> {
@@ -325,7 +326,7 @@ impl Runtime for ProcessRuntime {
         &self,
         lab: &LabDir,
         _record: &Record,
-        id: u64,
+        id: NodeId,
         shell: &Shell,
     ) -> Result<std::process::Command> {
         if shell.root {
@@ -387,7 +388,7 @@ fn files(lab: &LabDir, label: &str) -> Files {
 /// else the kernel picks free ones.
 fn node_args(
     lab: &LabDir,
-    id: u64,
+    id: NodeId,
     bootstrap: &Process,
     nameserver: &Process,
     settings: &NodeSettings,
@@ -418,7 +419,7 @@ fn node_args(
 }
 
 /// Node `id`'s data folder: `<lab>/nodes/<id>`.
-fn node_folder(lab: &LabDir, id: u64) -> PathBuf {
+fn node_folder(lab: &LabDir, id: NodeId) -> PathBuf {
     lab.path.join("nodes").join(id.to_string())
 }
 
