@@ -160,6 +160,33 @@ async fn inspect(docker: &Docker, name: &str) -> ImageInspect {
         .unwrap_or_else(|e| panic!("the engine has no image {name}: {e}"))
 }
 
+/// Builds a tiny image `tag` (`FROM scratch`, one label) as built by the labctl home `builder`.
+async fn stand_in(docker: &Docker, tag: &str, builder: &str) {
+    let dockerfile = b"FROM scratch\nLABEL labctl.test=stand-in\n";
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(dockerfile.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "Dockerfile", &dockerfile[..])
+        .expect("a tar in memory");
+    let context = tar.into_inner().expect("a tar in memory");
+    let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+        .dockerfile("Dockerfile")
+        .t(tag)
+        .version(bollard::query_parameters::BuilderVersion::BuilderV1)
+        .labels(&std::collections::HashMap::from([(
+            "labctl.builder",
+            builder,
+        )]))
+        .build();
+    let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+    while let Some(step) = stream.next().await {
+        step.unwrap_or_else(|e| panic!("building the stand-in {tag}: {e}"));
+    }
+    inspect(docker, tag).await;
+}
+
 /// A client of the local engine, speaking its API version.
 async fn engine() -> Docker {
     let docker = Docker::connect_with_defaults().expect("a Docker client");
@@ -182,6 +209,9 @@ fn our_instruction(created_by: &str) -> Option<&'static str> {
     };
     if step == format!("LABEL labctl.image={}", env!("CARGO_PKG_VERSION")) {
         Some("LABEL")
+    } else if step.starts_with("LABEL labctl.builder=/") {
+        // The build's own label: which labctl home built it (only that home prunes it).
+        Some("LABEL builder")
     } else if copied("file", "/labctl") {
         Some("COPY labctl")
     } else if copied("dir", "/") {
@@ -235,6 +265,7 @@ fn builds_an_image_from_scratch_and_reuses_it() {
     assert_eq!(
         steps,
         [
+            Some("LABEL builder"),
             Some("ENTRYPOINT"),
             Some("COPY labctl"),
             Some("COPY templates"),
@@ -309,12 +340,42 @@ fn builds_an_image_from_scratch_and_reuses_it() {
         "labctl:latest is {tag}"
     );
 
+    // A new build prunes the unused lab images that this home built, and only those: two
+    // stand-ins, one built by "another home" on the same engine, one by this one.
+    let home = tempfile::tempdir().unwrap();
+    let ours = home.path().display().to_string();
+    let pid = std::process::id();
+    let other_image = format!("labctl:t{pid}-other-home");
+    let own_image = format!("labctl:t{pid}-own-stale");
+    tokio.block_on(stand_in(
+        &docker,
+        &other_image,
+        "/home/someone-else/.local/state/labctl",
+    ));
+    tokio.block_on(stand_in(&docker, &own_image, &ours));
+
     // --force builds it again under the same tag.
+    let mut forced_build = Command::new(&inside);
+    forced_build.env("LABCTL_HOME", home.path());
     assert_eq!(
-        image_build(Command::new(&inside), &["--force"]),
+        image_build(forced_build, &["--force"]),
         tag,
         "--force keeps the tag"
     );
+    assert!(
+        tokio.block_on(docker.inspect_image(&own_image)).is_err(),
+        "this home's unused image {own_image} is pruned"
+    );
+    let other = tokio.block_on(docker.inspect_image(&other_image));
+    assert!(
+        other.is_ok(),
+        "another home's unused image {other_image} stays"
+    );
+    let _ = tokio.block_on(docker.remove_image(
+        &other_image,
+        None::<bollard::query_parameters::RemoveImageOptions>,
+        None,
+    ));
     let forced = tokio.block_on(inspect(&docker, &tag));
     assert_ne!(forced.id, first.id, "--force builds a new image");
     assert_eq!(

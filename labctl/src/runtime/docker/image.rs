@@ -30,7 +30,9 @@
 //! 4. **The build**, by the engine's classic builder, under an exclusive file lock so that two
 //!    labctl processes building at once build once; the image is also tagged `labctl:latest`
 //!    (the exported compose files use it). The system files and the templates are copied before
-//!    labctl, so a new labctl reuses their layers from the engine's build cache.
+//!    labctl, so a new labctl reuses their layers from the engine's build cache. The build is
+//!    labelled with the labctl home that made it ([`BUILDER_LABEL`]), and a new build prunes the
+//!    unused lab images of that home only.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -108,14 +110,30 @@ pub async fn ensure(docker: &Docker, force: bool, progress: bool) -> anyhow::Res
     Ok(tag)
 }
 
-/// Remove the lab images other than `keep` that no container uses: every source change makes a
-/// new one, and each holds a whole executable. Best effort: the engine refuses to remove an image
-/// a container (a running lab's) still uses, and that one stays.
+/// The label naming the labctl home that built a lab image (`$LABCTL_HOME`'s path): a home
+/// prunes only its own images, never those another user or CI job on the same engine built.
+pub const BUILDER_LABEL: &str = "labctl.builder";
+
+/// This home, as [`BUILDER_LABEL`] names it.
+fn builder() -> String {
+    crate::lab::home()
+        .map(|home| home.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Remove the lab images other than `keep` that this home built and no container uses: every
+/// source change makes a new one, and each holds a whole executable. Best effort: the engine
+/// refuses to remove an image a container (a running lab's) still uses, and that one stays.
+/// Images another home built are left alone, unused or not: on a shared engine that home may be
+/// about to start containers from one.
 async fn prune(docker: &Docker, keep: &str) {
-    let filters = std::collections::HashMap::from([(
-        "reference".to_string(),
-        vec![format!("{REPOSITORY}:*")],
-    )]);
+    let filters = std::collections::HashMap::from([
+        ("reference".to_string(), vec![format!("{REPOSITORY}:*")]),
+        (
+            "label".to_string(),
+            vec![format!("{BUILDER_LABEL}={}", builder())],
+        ),
+    ]);
     let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
         .filters(&filters)
         .build();
@@ -640,6 +658,10 @@ async fn build(
         .forcerm(true)
         .nocache(force)
         .version(BuilderVersion::BuilderV1)
+        .labels(&std::collections::HashMap::from([(
+            BUILDER_LABEL,
+            builder(),
+        )]))
         .build();
     let body = bollard::body_full(context.tar()?.into());
     let mut stream = docker.build_image(options, None, Some(body));

@@ -43,6 +43,7 @@ use tokio::sync::{Mutex, OnceCell};
 use self::plan::{Cidr, ContainerPlan, ContainerRole, Flavor, Links, Plan, VethKind, VethPlan};
 use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::lab::{last_words, LabDir, Process, Record};
+use crate::poll::{poll_until, TimedOut};
 
 /// How often to look for a ready file.
 const POLL: Duration = Duration::from_millis(25);
@@ -644,21 +645,20 @@ async fn kill(docker: &Docker, name: &str) -> Result<()> {
         }) => {}
         Err(e) => return Err(engine::explain(e, &format!("killing container {name}"))),
     }
-    let deadline =
-        Instant::now() + Duration::from_secs(u64::from(STOP_GRACE_SECS.unsigned_abs()) + 7);
-    loop {
-        let info = docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| engine::explain(e, &format!("inspecting {name}")))?;
-        if info.state.and_then(|s| s.running) != Some(true) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("container {name} still runs after SIGKILL");
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    let limit = Duration::from_secs(u64::from(STOP_GRACE_SECS.unsigned_abs()) + 7);
+    poll_until(
+        &format!("container {name} stopped after SIGKILL"),
+        POLL,
+        limit,
+        || async {
+            let info = docker
+                .inspect_container(name, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| engine::explain(e, &format!("inspecting {name}")))?;
+            Ok((info.state.and_then(|s| s.running) != Some(true)).then_some(()))
+        },
+    )
+    .await
 }
 
 /// The hub's container (the bootstrap's; the nameserver shares its namespace) with veth pairs.
@@ -670,7 +670,7 @@ fn hub_name(lab: &str) -> String {
 /// veth pairs when it runs as root beside a local engine (it makes them in the containers'
 /// namespaces through /proc), else Docker networks.
 fn links_wiring() -> Result<Links> {
-    let root = rustix_free_euid() == 0;
+    let root = rustix::process::geteuid().is_root();
     let local = std::env::var("DOCKER_HOST")
         .map(|host| host.is_empty() || host.starts_with("unix://"))
         .unwrap_or(true);
@@ -689,12 +689,6 @@ fn links_wiring() -> Result<Links> {
         }),
         Ok(other) => bail!("LABCTL_DOCKER_LINKS={other:?}: write veth or networks"),
     }
-}
-
-/// The effective user id.
-fn rustix_free_euid() -> u32 {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    unsafe { libc::geteuid() }
 }
 
 /// The lab's veth pairs as its record says (None: its links are Docker networks).
@@ -938,8 +932,11 @@ async fn create(
     image: &str,
     owned: &BTreeMap<String, String>,
 ) -> Result<()> {
-    // SAFETY: getuid/getgid cannot fail and touch no memory.
-    let user = unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) };
+    let user = format!(
+        "{}:{}",
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw()
+    );
     let binds = container
         .mounts
         .iter()
@@ -1057,39 +1054,40 @@ async fn wait_ready(docker: &Docker, lab: &LabDir, container: &ContainerPlan) ->
 /// [`wait_ready`] for the container `name` running daemon `label`.
 async fn wait_ready_named(docker: &Docker, lab: &LabDir, name: &str, label: &str) -> Result<()> {
     let ready = lab.run().join(format!("{label}.json"));
-    let deadline = Instant::now() + START_TIMEOUT;
-    let mut checks = 0u32;
-    loop {
-        if ready.exists() {
-            return Ok(());
-        }
-        // Ask the engine now and then (it is slower than a file check).
-        if checks.is_multiple_of(8) {
-            let info = docker
-                .inspect_container(name, None::<InspectContainerOptions>)
-                .await
-                .map_err(|e| engine::explain(e, &format!("inspecting {}", name)))?;
-            let state = info.state.unwrap_or_default();
-            if state.running == Some(false) && !ready.exists() {
-                bail!(
-                    "container {} stopped (exit code {}) before {label} was ready; its last \
-                     words:\n{}",
-                    name,
-                    state.exit_code.unwrap_or_default(),
-                    last_words(lab, label)
-                );
+    let checks = std::sync::atomic::AtomicU32::new(0);
+    let waited = poll_until(
+        &format!("{label} ready in container {name}"),
+        POLL,
+        START_TIMEOUT,
+        || async {
+            if ready.exists() {
+                return Ok(Some(()));
             }
-        }
-        checks += 1;
-        if Instant::now() > deadline {
-            bail!(
-                "{label} in container {} was not ready within {START_TIMEOUT:?}; its log:\n{}",
-                name,
-                last_words(lab, label)
-            );
-        }
-        tokio::time::sleep(POLL).await;
-    }
+            // Ask the engine now and then (it is slower than a file check).
+            let k = checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if k.is_multiple_of(8) {
+                let info = docker
+                    .inspect_container(name, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(|e| engine::explain(e, &format!("inspecting {name}")))?;
+                let state = info.state.unwrap_or_default();
+                if state.running == Some(false) && !ready.exists() {
+                    bail!(
+                        "container {name} stopped (exit code {}) before {label} was ready; its \
+                         last words:\n{}",
+                        state.exit_code.unwrap_or_default(),
+                        last_words(lab, label)
+                    );
+                }
+            }
+            Ok(None)
+        },
+    )
+    .await;
+    waited.map_err(|e| match e.downcast_ref::<TimedOut>() {
+        Some(_) => anyhow!("{e}; its log:\n{}", last_words(lab, label)),
+        None => e,
+    })
 }
 
 /// The labels that make an object this lab's own: [`plan::OWNER_LABEL`] with the record's owner

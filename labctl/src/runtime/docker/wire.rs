@@ -17,6 +17,8 @@ use futures_util::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rustix::io::Errno;
+use rustix::thread::{move_into_link_name_space, LinkNameSpaceType};
 
 use super::plan::{Cidr, VethEnd, VethPlan};
 
@@ -50,10 +52,12 @@ impl Step {
     }
 }
 
-/// A failed netlink request, with the errno the kernel gave (positive), if it gave one.
-fn errno(error: &rtnetlink::Error) -> Option<i32> {
+/// The errno the kernel gave a failed netlink request, if it gave one.
+fn errno(error: &rtnetlink::Error) -> Option<Errno> {
     match error {
-        rtnetlink::Error::NetlinkError(message) => message.code.map(|c| -c.get()),
+        rtnetlink::Error::NetlinkError(message) => {
+            message.code.map(|c| Errno::from_raw_os_error(-c.get()))
+        }
         _ => None,
     }
 }
@@ -78,7 +82,7 @@ pub async fn make(veth: &VethPlan, pids: [u32; 2]) -> Result<()> {
         // EEXIST: an end of that name is still there: the old pair of a container that
         // restarted, whose namespace the kernel has not taken down yet. Take the old ends away
         // and make the pair anew.
-        Err(e) if errno(&e) == Some(libc::EEXIST) => {
+        Err(e) if errno(&e) == Some(Errno::EXIST) => {
             for (end, &pid) in veth.ends.iter().zip(&pids) {
                 let step = Step::Set {
                     interface: end.interface.clone(),
@@ -98,7 +102,7 @@ pub async fn make(veth: &VethPlan, pids: [u32; 2]) -> Result<()> {
             near.interface,
             far.container,
             far.interface,
-            if errno(&e) == Some(libc::EPERM) {
+            if errno(&e) == Some(Errno::PERM) {
                 " (making links needs root; run labctl as root, or set LABCTL_DOCKER_LINKS=networks \
                  for one Docker network per link)"
             } else {
@@ -124,16 +128,13 @@ pub async fn in_namespace(pid: u32, steps: Vec<Step>, remove: bool) -> Result<()
 
 /// The body of [`in_namespace`], on a thread of its own that ends with it.
 fn run_in_namespace(pid: u32, steps: Vec<Step>, remove: bool) -> Result<()> {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let path = format!("/proc/{pid}/ns/net");
     let namespace = std::fs::File::open(&path)
         .with_context(|| format!("opening {path} (is the container still running?)"))?;
-    // SAFETY: setns takes a valid descriptor and a flag; it changes only this thread, which
-    // ends when this function returns.
-    if unsafe { libc::setns(namespace.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("entering the network namespace of process {pid}"));
-    }
+    // It changes only this thread, which ends when this function returns.
+    move_into_link_name_space(namespace.as_fd(), Some(LinkNameSpaceType::Network))
+        .with_context(|| format!("entering the network namespace of process {pid}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -159,7 +160,7 @@ async fn index_of(handle: &Handle, interface: &str) -> Result<Option<u32>> {
         .execute();
     match links.try_next().await {
         Ok(link) => Ok(link.map(|l| l.header.index)),
-        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
+        Err(e) if errno(&e) == Some(Errno::NODEV) => Ok(None),
         Err(e) => Err(anyhow!("looking up interface {interface}: {e}")),
     }
 }
@@ -182,7 +183,7 @@ async fn run_step(handle: &Handle, step: &Step, remove: bool) -> Result<()> {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if errno(&e) == Some(libc::EEXIST) => {}
+                Err(e) if errno(&e) == Some(Errno::EXIST) => {}
                 Err(e) => bail!("adding {address}/{prefix} to {interface}: {e}"),
             }
             set(handle, index, interface, *up).await
@@ -194,7 +195,7 @@ async fn run_step(handle: &Handle, step: &Step, remove: bool) -> Result<()> {
                 .build();
             match handle.route().add(route).execute().await {
                 Ok(()) => Ok(()),
-                Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+                Err(e) if errno(&e) == Some(Errno::EXIST) => Ok(()),
                 Err(e) => Err(anyhow!("routing {network} nowhere: {e}")),
             }
         }
@@ -206,7 +207,7 @@ async fn run_step(handle: &Handle, step: &Step, remove: bool) -> Result<()> {
             if remove {
                 return match handle.link().del(index).execute().await {
                     Ok(()) => Ok(()),
-                    Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+                    Err(e) if errno(&e) == Some(Errno::NODEV) => Ok(()),
                     Err(e) => Err(anyhow!("removing {interface}: {e}")),
                 };
             }
