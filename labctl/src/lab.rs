@@ -316,6 +316,16 @@ pub struct StrayDaemon {
     pub pid: u32,
     /// The lab whose folder its command line names.
     pub lab: String,
+    /// Which daemon: `bootstrap`, `nameserver` or `node` (its command line's word after
+    /// `daemon`).
+    pub kind: String,
+}
+
+/// [`stray_daemons`] off the async runtime's threads (it reads `/proc`, a file per process).
+pub async fn stray_daemons_async() -> Vec<StrayDaemon> {
+    tokio::task::spawn_blocking(stray_daemons)
+        .await
+        .unwrap_or_default()
 }
 
 /// Every live `labctl daemon` process of this user whose command line names a folder under
@@ -361,7 +371,8 @@ pub fn stray_daemons() -> Vec<StrayDaemon> {
         });
         if let Some(lab) = lab {
             if process_state_of(pid).is_some() {
-                found.push(StrayDaemon { pid, lab });
+                let kind = args.get(2).cloned().unwrap_or_default();
+                found.push(StrayDaemon { pid, lab, kind });
             }
         }
     }

@@ -13,7 +13,7 @@ use labctl_proto::bootstrap::bootstrap_client::BootstrapClient;
 use labctl_proto::bootstrap::{Link, Topology as TopologyMessage};
 use labctl_topology::Topology;
 
-use crate::lab::{home, now_unix, stray_daemons, LabDir, Record};
+use crate::lab::{home, now_unix, stray_daemons_async, LabDir, Record, StrayDaemon};
 use crate::live::{self, LiveReport, Nodes, Progress};
 use crate::runtime::{self, docker::Selector, ProcState};
 
@@ -236,7 +236,10 @@ pub async fn remove(lab: &LabDir) -> Result<()> {
 /// Stop the daemons and remove the containers of `lab` found without its record. Returns whether
 /// there was anything.
 pub async fn remove_orphan(lab: &LabDir) -> Result<bool> {
-    let daemons = stray_daemons().into_iter().any(|d| d.lab == lab.name);
+    let daemons = stray_daemons_async()
+        .await
+        .into_iter()
+        .any(|d| d.lab == lab.name);
     if daemons {
         runtime::process::stop_strays(lab).await;
     }
@@ -246,12 +249,22 @@ pub async fn remove_orphan(lab: &LabDir) -> Result<bool> {
 
 /// The names of this home's labs whose folders are gone but whose daemons or containers remain.
 pub async fn orphans() -> Result<BTreeSet<String>> {
+    let strays = stray_daemons_async().await;
+    let engine = runtime::docker::engine_labs().await;
+    orphans_among(&strays, &engine)
+}
+
+/// [`orphans`], from daemons and engine labs already listed.
+pub fn orphans_among(
+    strays: &[StrayDaemon],
+    engine: &[runtime::docker::EngineLab],
+) -> Result<BTreeSet<String>> {
     let root = home()?.join("labs");
-    let mut names: BTreeSet<String> = stray_daemons().into_iter().map(|d| d.lab).collect();
-    for lab in runtime::docker::engine_labs().await {
+    let mut names: BTreeSet<String> = strays.iter().map(|d| d.lab.clone()).collect();
+    for lab in engine {
         let folder = lab.folder.as_deref().map(std::path::Path::new);
         if folder.is_some_and(|f| f.parent() == Some(root.as_path())) {
-            names.insert(lab.lab);
+            names.insert(lab.lab.clone());
         }
     }
     names.retain(|name| !root.join(name).join("lab.json").exists());

@@ -174,6 +174,11 @@ fn a_lab_whose_folder_was_deleted_is_listed_and_removed() {
             .unwrap_or_else(|| panic!("ls lists {name} without its folder: {listed:?}"));
         assert_eq!(line.state, "orphaned");
         assert_eq!(line.running, 8);
+        assert_eq!(
+            (line.nodes, line.processes),
+            (6, 8),
+            "6 node daemons of 8, told by their command lines"
+        );
 
         let refused = home
             .labctl(&[

@@ -35,18 +35,20 @@ pub fn run(args: &LsArgs) -> Result<Outcome> {
     for lab in all_labs()? {
         lines.push(tokio.block_on(line(&lab)));
     }
-    for name in tokio.block_on(crate::lifecycle::orphans())? {
-        let daemons = stray_daemons()
-            .into_iter()
-            .filter(|d| d.lab == name)
-            .count();
-        let engine = tokio.block_on(runtime::docker::engine_labs());
+    // The engine and /proc are asked once each.
+    let strays = stray_daemons();
+    let engine = tokio.block_on(runtime::docker::engine_labs());
+    for name in crate::lifecycle::orphans_among(&strays, &engine)? {
+        let daemons: Vec<_> = strays.iter().filter(|d| d.lab == name).collect();
         let containers = engine
             .iter()
             .find(|l| l.lab == name && l.owner.as_deref() != Some("compose") && l.folder.is_some());
         let (runtime, nodes, processes, running) = match containers {
             Some(c) => ("docker", c.nodes, c.containers, c.running),
-            None => ("process", daemons.saturating_sub(2), daemons, daemons),
+            None => {
+                let nodes = daemons.iter().filter(|d| d.kind == "node").count();
+                ("process", nodes, daemons.len(), daemons.len())
+            }
         };
         lines.push(Line {
             name: name.clone(),
@@ -59,9 +61,9 @@ pub fn run(args: &LsArgs) -> Result<Outcome> {
             started_by: "labctl",
         });
     }
-    for lab in tokio.block_on(runtime::docker::engine_labs()) {
+    for lab in &engine {
         if lab.owner.as_deref() == Some("compose") {
-            lines.push(compose_line(&lab));
+            lines.push(compose_line(lab));
         }
     }
 

@@ -23,7 +23,7 @@ use labctl_fault::NodeAction;
 use super::launch::{BootstrapLaunch, Files, NameserverLaunch, NodeLaunch, NodePorts};
 use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::lab::{
-    is_ours, last_words, process_state, stray_daemons, LabDir, Process, Record, ServiceReady,
+    is_ours, last_words, process_state, stray_daemons_async, LabDir, Process, Record, ServiceReady,
 };
 use crate::poll::{poll_until, TimedOut};
 
@@ -358,7 +358,8 @@ impl Runtime for ProcessRuntime {
         // daemons of the lab that are not on record (spawned as `up` was interrupted) with them.
         let mut nodes: Vec<u32> = record.nodes.values().map(|p| p.pid).collect();
         nodes.extend(
-            stray_daemons()
+            stray_daemons_async()
+                .await
                 .into_iter()
                 .filter(|d| d.lab == lab.name)
                 .map(|d| d.pid)
@@ -434,10 +435,11 @@ async fn wait_gone(lab: &LabDir, pid: u32) -> Result<()> {
     .await
 }
 
-/// Stop every daemon of `lab` found by its command line ([`stray_daemons`]): those of a lab whose
+/// Stop every daemon of `lab` found by its command line ([`stray_daemons_async`]): those of a lab whose
 /// record or folder is gone.
 pub async fn stop_strays(lab: &LabDir) {
-    let pids: Vec<u32> = stray_daemons()
+    let pids: Vec<u32> = stray_daemons_async()
+        .await
         .into_iter()
         .filter(|d| d.lab == lab.name)
         .map(|d| d.pid)

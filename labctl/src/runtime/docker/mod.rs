@@ -1562,6 +1562,15 @@ pub async fn compose_record(name: &str) -> Result<Option<Record>> {
                 if let Some(node) = labels.get(plan::NODE_LABEL).and_then(|n| n.parse().ok()) {
                     record.nodes.insert(node, process(plan::NODE_ADMIN_PORT));
                 }
+                // The file's own durability, as its nodes run it.
+                if let Some(durability) = command
+                    .iter()
+                    .position(|a| a == "--durability")
+                    .and_then(|at| command.get(at + 1))
+                    .and_then(|text| text.parse().ok())
+                {
+                    record.durability = durability;
+                }
             }
             _ => {}
         }
