@@ -858,6 +858,25 @@ mod tests {
         Topology::from_toml(&text, "test").expect("a valid ring")
     }
 
+    /// The plan of `topology` as lab `lab`, no chat ports published.
+    fn plan_of(
+        lab: &str,
+        topology: &Topology,
+        block: Cidr,
+        flavor: Flavor,
+        wiring: Links,
+    ) -> Result<Plan> {
+        Plan::new(
+            lab,
+            topology,
+            &settings(),
+            block,
+            flavor,
+            wiring,
+            &BTreeMap::new(),
+        )
+    }
+
     fn veth(plan: &Plan, kind: VethKind) -> Option<&VethPlan> {
         plan.veths.iter().find(|v| v.kind == kind)
     }
@@ -883,16 +902,7 @@ mod tests {
     fn nodes_share_networks_only_with_their_neighbours() {
         let topology = ring(6);
         let block = Cidr::parse("10.210.0.0/19").unwrap();
-        let plan = Plan::new(
-            "ring6",
-            &topology,
-            &settings(),
-            block,
-            Flavor::Runtime,
-            Links::Networks,
-            &BTreeMap::new(),
-        )
-        .unwrap();
+        let plan = plan_of("ring6", &topology, block, Flavor::Runtime, Links::Networks).unwrap();
         assert_eq!(plan.networks.len(), 1 + 6 + 6);
         let subnets: std::collections::BTreeSet<_> =
             plan.networks.iter().map(|n| n.subnet).collect();
@@ -934,16 +944,7 @@ mod tests {
     fn veth_plans_wire_exactly_the_topology() {
         let topology = ring(6);
         let block = Cidr::parse("10.210.32.0/19").unwrap();
-        let plan = Plan::new(
-            "ring6",
-            &topology,
-            &settings(),
-            block,
-            Flavor::Runtime,
-            Links::Veth,
-            &BTreeMap::new(),
-        )
-        .unwrap();
+        let plan = plan_of("ring6", &topology, block, Flavor::Runtime, Links::Veth).unwrap();
         assert_eq!(plan.networks.len(), 1);
         assert!(plan.networks[0].isolated && !plan.networks[0].internal);
         assert_eq!(plan.veths.len(), 6 + 6);
@@ -1001,57 +1002,21 @@ mod tests {
             .sysctls
             .contains(&("net.ipv4.ip_forward".into(), "0".into())));
         // A compose file cannot say veth pairs.
-        assert!(Plan::new(
-            "ring6",
-            &topology,
-            &settings(),
-            block,
-            Flavor::Compose,
-            Links::Veth,
-            &BTreeMap::new()
-        )
-        .is_err());
+        assert!(plan_of("ring6", &topology, block, Flavor::Compose, Links::Veth).is_err());
     }
 
     #[test]
     fn a_topology_too_big_for_the_block_is_refused_with_advice() {
         let topology = ring(300);
         let block = Cidr::parse("10.210.0.0/19").unwrap();
-        let err = Plan::new(
-            "big",
-            &topology,
-            &settings(),
-            block,
-            Flavor::Runtime,
-            Links::Networks,
-            &BTreeMap::new(),
-        )
-        .unwrap_err();
+        let err = plan_of("big", &topology, block, Flavor::Runtime, Links::Networks).unwrap_err();
         assert!(err.to_string().contains("--runtime process"), "{err}");
         // Veth pairs take a /30 each: 1,536 fit in a /19 beside the management network.
         let topology = ring(1000);
-        let err = Plan::new(
-            "big",
-            &topology,
-            &settings(),
-            block,
-            Flavor::Runtime,
-            Links::Veth,
-            &BTreeMap::new(),
-        )
-        .unwrap_err();
+        let err = plan_of("big", &topology, block, Flavor::Runtime, Links::Veth).unwrap_err();
         assert!(err.to_string().contains("--runtime process"), "{err}");
         let fits = ring(700);
-        let plan = Plan::new(
-            "big",
-            &fits,
-            &settings(),
-            block,
-            Flavor::Runtime,
-            Links::Veth,
-            &BTreeMap::new(),
-        )
-        .unwrap();
+        let plan = plan_of("big", &fits, block, Flavor::Runtime, Links::Veth).unwrap();
         assert_eq!(plan.veths.len(), 1400);
     }
 
@@ -1075,18 +1040,7 @@ mod tests {
     fn compose_plans_are_owned_by_compose() {
         let topology = ring(4);
         let block = Cidr::parse("10.210.0.0/19").unwrap();
-        let plan = |flavor| {
-            Plan::new(
-                "ring4",
-                &topology,
-                &settings(),
-                block,
-                flavor,
-                Links::Networks,
-                &BTreeMap::new(),
-            )
-            .unwrap()
-        };
+        let plan = |flavor| plan_of("ring4", &topology, block, flavor, Links::Networks).unwrap();
         let owners = |plan: &Plan| -> Vec<Option<String>> {
             plan.containers
                 .iter()
