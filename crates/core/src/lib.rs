@@ -52,6 +52,7 @@ pub mod event;
 pub mod liveness;
 pub mod log;
 pub mod message;
+pub mod neighbor_set;
 pub mod node;
 pub mod plane;
 pub mod replica;

@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::message::{Body, Vote};
+use crate::neighbor_set::NeighborSet;
 use crate::NodeId;
 
 /// A node's place in the oriented election graph at the start of an iteration.
@@ -134,14 +135,14 @@ pub enum Refusal {
 #[derive(Clone, Debug)]
 pub struct YoYo {
     id: NodeId,
-    neighbors: BTreeSet<NodeId>,
+    neighbors: NeighborSet,
     phase: Phase,
     /// Neighbours whose setup message arrived.
-    introduced: BTreeSet<NodeId>,
+    introduced: NeighborSet,
     /// Edges pointing at this node (from a smaller value's side), in the current orientation.
-    in_edges: BTreeSet<NodeId>,
+    in_edges: NeighborSet,
     /// Edges pointing away from this node.
-    out_edges: BTreeSet<NodeId>,
+    out_edges: NeighborSet,
     /// The current iteration, from 1; 0 during setup.
     iteration: u32,
     /// YO- values received, keyed by (iteration, sender). A neighbour may run one iteration ahead,
@@ -159,13 +160,14 @@ pub struct YoYo {
 impl YoYo {
     /// A node about to run setup with `neighbors`. Call [`YoYo::start`] to send its id.
     pub fn new(id: NodeId, neighbors: BTreeSet<NodeId>) -> Self {
+        let all = NeighborSet::universe(neighbors);
         YoYo {
             id,
-            neighbors,
+            neighbors: NeighborSet::full(&all),
             phase: Phase::Setup,
-            introduced: BTreeSet::new(),
-            in_edges: BTreeSet::new(),
-            out_edges: BTreeSet::new(),
+            introduced: NeighborSet::empty(&all),
+            in_edges: NeighborSet::empty(&all),
+            out_edges: NeighborSet::empty(&all),
             iteration: 0,
             values: BTreeMap::new(),
             forwarded: None,
@@ -273,7 +275,7 @@ impl YoYo {
     }
 
     /// The links this election runs on (during setup: those still expected).
-    pub fn neighbors(&self) -> &BTreeSet<NodeId> {
+    pub fn neighbors(&self) -> &NeighborSet {
         &self.neighbors
     }
 
@@ -367,8 +369,8 @@ impl YoYo {
         // 1. Apply the out-neighbours' answers. A pruned edge disappears, vote and all (see the
         //    module docs); a NO reverses its edge, which becomes an in-edge for the next iteration;
         //    a YES keeps the edge as it is.
-        let mut next_in = BTreeSet::new();
-        let mut next_out = BTreeSet::new();
+        let mut next_in = self.neighbors.empty_like();
+        let mut next_out = self.neighbors.empty_like();
         let mut heard_no = false;
         for (&neighbor, &(vote, prune)) in &self.answers {
             if prune {
@@ -394,7 +396,7 @@ impl YoYo {
         //    Duplicate rule: of the in-neighbours that sent the same value, keep the first, prune
         //    the rest. Which one is kept does not matter; the smallest id keeps runs reproducible.
         let mut kept_for_value: BTreeMap<NodeId, NodeId> = BTreeMap::new();
-        let mut pruned = BTreeSet::new();
+        let mut pruned = self.neighbors.empty_like();
         for &neighbor in &self.in_edges {
             let value = self.values[&(iteration, neighbor)];
             match kept_for_value.entry(value) {
@@ -409,7 +411,9 @@ impl YoYo {
         //    Leaf rule: a sink (also one by cascade) left with a single in-neighbour deletes itself.
         let remove_self = sink_now && !self.in_edges.is_empty() && kept_for_value.len() == 1;
         if remove_self {
-            pruned.extend(kept_for_value.values().copied());
+            for &neighbor in kept_for_value.values() {
+                pruned.insert(neighbor);
+            }
         }
 
         for &neighbor in &self.in_edges {

@@ -4,6 +4,8 @@
 //! Run with `cargo bench -p labctl-sim --bench sim100k`. It loads `topologies/bench-random100k.toml`
 //! (the graph the CLI command in BENCHMARKS.md uses), runs the simulation `RUNS` times and prints
 //! each run's wall time, the messages per second and the process's peak resident memory.
+//! `SIM_BENCH_N=1000000` runs the same generator at another size instead (issue 14's goal: 1M
+//! nodes in ≤ 5 s and ≤ 1 GiB), and `SIM_BENCH_RUNS` sets the number of runs.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,14 +27,28 @@ fn main() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../topologies/bench-random100k.toml");
     let started = Instant::now();
-    let topology = Topology::from_path(&path).expect("the benchmark topology loads");
+    let topology = match std::env::var("SIM_BENCH_N") {
+        Ok(n) => Topology::from_toml(
+            &format!(
+                "name = \"bench-random{n}\"\n[generate]\nshape = \"random\"\nn = {n}\n\
+                 degree = 4\nids = \"shuffle\"\nseed = 1\n"
+            ),
+            "SIM_BENCH_N",
+        )
+        .expect("SIM_BENCH_N is a node count"),
+        Err(_) => Topology::from_path(&path).expect("the benchmark topology loads"),
+    };
     println!(
         "sim100k: {} nodes, {} links, loaded in {:.0} ms",
         topology.node_count(),
         topology.link_count(),
         started.elapsed().as_secs_f64() * 1000.0
     );
-    for run in 1..=RUNS {
+    let runs = std::env::var("SIM_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(RUNS);
+    for run in 1..=runs {
         let config = Config {
             seed: run as u64,
             delivery: Delivery::Async,

@@ -149,37 +149,25 @@ impl Calendar {
     }
 }
 
-/// A hasher for integer keys: one multiply (the simulator's maps are keyed by ids it chose).
-#[derive(Default, Clone, Copy)]
-struct IntHasher(u64);
-
-impl std::hash::Hasher for IntHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-}
-
-type IntMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IntHasher>>;
-
 /// The simulated network.
+///
+/// Its own state is laid out for a million nodes: nodes by dense index (their ids only at the
+/// edges), and the graph in compressed sparse rows, each node's neighbours sorted by id side by side
+/// with their indices and the clocks of the links to them. A send finds its link by a binary
+/// search among the sender's few neighbours, memory the sender's handling already touched, instead
+/// of a hash lookup in a table as large as the graph.
 pub struct Simulation {
     nodes: Vec<Node>,
-    index: IntMap<NodeId, usize>,
+    /// Node `i`'s neighbours are the slots `row[i]..row[i + 1]` of the arrays below.
+    row: Vec<usize>,
+    /// Each slot's neighbour id (sorted within a row).
+    neighbor_id: Vec<NodeId>,
+    /// Each slot's neighbour index.
+    neighbor_index: Vec<u32>,
+    /// Each slot's directed link (row's node → slot's neighbour): the latest delivery time
+    /// scheduled, so a later message never arrives before an earlier one.
+    link_clock: Vec<u64>,
     queue: Calendar,
-    /// Per directed link (sender index, receiver index): the latest delivery time scheduled, so
-    /// a later message never arrives before an earlier one.
-    link_clock: IntMap<(usize, usize), u64>,
     /// Reused output buffer.
     out: Vec<Output>,
     rng: SplitMix64,
@@ -194,16 +182,32 @@ pub struct Simulation {
 impl Simulation {
     /// A network of idle nodes over `adjacency`.
     pub fn new(adjacency: &Adjacency, config: Config) -> Self {
-        let nodes: Vec<Node> = adjacency
-            .iter()
-            .map(|(&id, neighbors)| Node::new(id, neighbors.iter().copied()))
+        let index: HashMap<NodeId, u32> = adjacency
+            .keys()
+            .enumerate()
+            .map(|(i, &id)| (id, i as u32))
             .collect();
-        let index = nodes.iter().enumerate().map(|(i, n)| (n.id(), i)).collect();
+        let slots: usize = adjacency.values().map(|n| n.len()).sum();
+        let mut row = Vec::with_capacity(adjacency.len() + 1);
+        let mut neighbor_id = Vec::with_capacity(slots);
+        let mut neighbor_index = Vec::with_capacity(slots);
+        let mut nodes = Vec::with_capacity(adjacency.len());
+        for (&id, neighbors) in adjacency {
+            row.push(neighbor_id.len());
+            for &n in neighbors {
+                neighbor_id.push(n);
+                neighbor_index.push(index[&n]);
+            }
+            nodes.push(Node::new(id, neighbors.iter().copied()));
+        }
+        row.push(neighbor_id.len());
         Simulation {
             nodes,
-            index,
+            row,
+            neighbor_id,
+            neighbor_index,
+            link_clock: vec![0; slots],
             queue: Calendar::new(),
-            link_clock: IntMap::default(),
             out: Vec::new(),
             rng: SplitMix64::new(config.seed),
             config,
@@ -307,10 +311,13 @@ impl Simulation {
     }
 
     fn send(&mut self, from_index: usize, from: NodeId, to: NodeId, message: Message) {
-        let Some(&to_index) = self.index.get(&to) else {
+        let row = self.row[from_index]..self.row[from_index + 1];
+        let Ok(k) = self.neighbor_id[row.clone()].binary_search(&to) else {
             // The core only ever sends to its topology neighbours; anything else is a core bug.
-            panic!("node {from} sent to {to}, which is not in the topology");
+            panic!("node {from} sent to {to}, which is not its neighbour in the topology");
         };
+        let slot = row.start + k;
+        let to_index = self.neighbor_index[slot] as usize;
         match message.body.iteration() {
             Some(iteration) => {
                 let slot = iteration as usize - 1;
@@ -328,7 +335,7 @@ impl Simulation {
             Delivery::Sync => 1,
             Delivery::Async => 1 + self.rng.below(ASYNC_MAX_DELAY),
         };
-        let clock = self.link_clock.entry((from_index, to_index)).or_insert(0);
+        let clock = &mut self.link_clock[slot];
         let at = (self.now + delay).max(*clock);
         *clock = at;
         if self.config.trace {
