@@ -1287,25 +1287,31 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
             let _ = docker.unpause_container(&name).await;
         }
     }
-    let containers: Vec<String> = list_labelled(docker, selector)
-        .await?
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect();
+    // Containers in another's network namespace (the nameserver in the hub's) go first: the
+    // engine lets go of the owner's endpoints only once nothing shares its namespace.
+    let listed = list_labelled(docker, selector).await?;
+    let (sharing, owning): (Vec<_>, Vec<_>) = listed.into_iter().partition(|c| {
+        c.host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref())
+            .is_some_and(|mode| mode.starts_with("container:"))
+    });
+    let sharing: Vec<String> = sharing.into_iter().filter_map(|c| c.id).collect();
+    let containers: Vec<String> = owning.into_iter().filter_map(|c| c.id).collect();
     let networks: Vec<String> = labelled_networks(docker, selector)
         .await?
         .into_iter()
         .filter_map(|n| n.id)
         .collect();
     let bar = count_bar(
-        (containers.len() + networks.len()) as u64,
+        (sharing.len() + containers.len() + networks.len()) as u64,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         "removing",
         "stopping",
     );
 
     // SIGTERM to all at once, then wait (bounded) until they stopped.
-    let terms = containers.iter().map(|id| async move {
+    let terms = sharing.iter().chain(&containers).map(|id| async move {
         let term = KillContainerOptions {
             signal: "SIGTERM".into(),
         };
@@ -1327,6 +1333,23 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
     }
 
     bar.set_message("containers");
+    let remove_container = |id: &String| {
+        let remove = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let id = id.clone();
+        async move {
+            removed(
+                docker.remove_container(&id, Some(remove)).await,
+                &format!("removing container {id}"),
+            )
+        }
+    };
+    for id in &sharing {
+        remove_container(id).await?;
+        bar.inc(1);
+    }
     stream::iter(containers.into_iter().map(|id| {
         let (bar, docker) = (bar.clone(), docker.clone());
         async move {
@@ -1350,10 +1373,23 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
     stream::iter(networks.into_iter().map(|id| {
         let (bar, docker) = (bar.clone(), docker.clone());
         async move {
-            let result = removed(
-                docker.remove_network(&id).await,
-                &format!("removing network {id}"),
-            );
+            // The engine may still be letting go of a removed container's endpoint: a network
+            // with "active endpoints" is asked again, for a bounded while.
+            let result = poll_until(
+                &format!("network {id} free of endpoints"),
+                POLL * 4,
+                Duration::from_secs(10),
+                || async {
+                    match docker.remove_network(&id).await {
+                        Err(e @ bollard::errors::Error::DockerResponseServerError {
+                            status_code: 403,
+                            ..
+                        }) if e.to_string().contains("active endpoints") => Ok(None),
+                        other => removed(other, &format!("removing network {id}")).map(Some),
+                    }
+                },
+            )
+            .await;
             bar.inc(1);
             result
         }
