@@ -203,7 +203,8 @@ pub struct Node {
     tree: Shout,
     counters: Counters,
     roles: Vec<Role>,
-    live: Option<Live>,
+    /// A live node's state (boxed: a simulated plain node has none, and stays small).
+    live: Option<Box<Live>>,
     now: Millis,
     /// Reused buffer for the algorithms' sends, to keep allocation off the hot path.
     scratch: Vec<(NodeId, Body)>,
@@ -246,7 +247,7 @@ impl Node {
         let mut node = Node::new(id, neighbors);
         node.epoch = config.persisted_epoch;
         node.now = now;
-        node.live = Some(Live {
+        node.live = Some(Box::new(Live {
             detector: Liveness::new(
                 config.timing,
                 config.incarnation,
@@ -261,7 +262,7 @@ impl Node {
             wanted: None,
             watchdog_at: Millis::MAX,
             watchdog_ms: config.timing.watchdog_ms(),
-        });
+        }));
         node
     }
 

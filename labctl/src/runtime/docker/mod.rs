@@ -1381,10 +1381,12 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
                 Duration::from_secs(10),
                 || async {
                     match docker.remove_network(&id).await {
-                        Err(e @ bollard::errors::Error::DockerResponseServerError {
-                            status_code: 403,
-                            ..
-                        }) if e.to_string().contains("active endpoints") => Ok(None),
+                        Err(
+                            e @ bollard::errors::Error::DockerResponseServerError {
+                                status_code: 403,
+                                ..
+                            },
+                        ) if e.to_string().contains("active endpoints") => Ok(None),
                         other => removed(other, &format!("removing network {id}")).map(Some),
                     }
                 },
