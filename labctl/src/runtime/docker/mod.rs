@@ -1287,8 +1287,7 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
             let _ = docker.unpause_container(&name).await;
         }
     }
-    // Containers in another's network namespace (the nameserver in the hub's) go first: the
-    // engine lets go of the owner's endpoints only once nothing shares its namespace.
+    // Containers in another's network namespace (the nameserver in the hub's) are told apart.
     let listed = list_labelled(docker, selector).await?;
     let (sharing, owning): (Vec<_>, Vec<_>) = listed.into_iter().partition(|c| {
         c.host_config
@@ -1310,8 +1309,30 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
         "stopping",
     );
 
-    // SIGTERM to all at once, then wait (bounded) until they stopped.
-    let terms = sharing.iter().chain(&containers).map(|id| async move {
+    let remove_container = |id: &String| {
+        let remove = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let id = id.clone();
+        async move {
+            removed(
+                docker.remove_container(&id, Some(remove)).await,
+                &format!("removing container {id}"),
+            )
+        }
+    };
+    // The containers in another's namespace go before anything else (a stateless nameserver:
+    // no grace needed): stopping the namespace's owner while another container is still in it
+    // can leave the engine holding an endpoint of a container that is gone, and the network
+    // can then never be removed.
+    for id in &sharing {
+        remove_container(id).await?;
+        bar.inc(1);
+    }
+
+    // SIGTERM to all the others at once, then wait (bounded) until they stopped.
+    let terms = containers.iter().map(|id| async move {
         let term = KillContainerOptions {
             signal: "SIGTERM".into(),
         };
@@ -1333,23 +1354,6 @@ pub async fn remove_lab(docker: &Docker, selector: &Selector) -> Result<()> {
     }
 
     bar.set_message("containers");
-    let remove_container = |id: &String| {
-        let remove = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        let id = id.clone();
-        async move {
-            removed(
-                docker.remove_container(&id, Some(remove)).await,
-                &format!("removing container {id}"),
-            )
-        }
-    };
-    for id in &sharing {
-        remove_container(id).await?;
-        bar.inc(1);
-    }
     stream::iter(containers.into_iter().map(|id| {
         let (bar, docker) = (bar.clone(), docker.clone());
         async move {
