@@ -192,6 +192,21 @@ struct Live {
     watchdog_ms: Millis,
 }
 
+/// `buffer` to give back to the thread, if the call left nothing in it (else it stays).
+fn lend<T>(buffer: &mut Vec<T>) -> Vec<T> {
+    if buffer.is_empty() {
+        std::mem::take(buffer)
+    } else {
+        Vec::new()
+    }
+}
+
+thread_local! {
+    /// The buffers [`Node::handle`] lends its node for one call (see there).
+    static SPARE: std::cell::Cell<(Vec<(NodeId, Body)>, Vec<Event>)> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
 /// One node's control-plane state. One owner (a driver task, or the simulator) calls
 /// [`Node::handle`] for each input, in order.
 #[derive(Clone, Debug)]
@@ -206,7 +221,8 @@ pub struct Node {
     /// A live node's state (boxed: a simulated plain node has none, and stays small).
     live: Option<Box<Live>>,
     now: Millis,
-    /// Reused buffer for the algorithms' sends, to keep allocation off the hot path.
+    /// The algorithms' sends of one call, in a buffer the thread lends ([`Node::handle`]), to
+    /// keep allocation off the hot path.
     scratch: Vec<(NodeId, Body)>,
     events: Vec<Event>,
     /// The last position of this node's replication log, when it keeps one: SHOUT+'s convergecast
@@ -283,6 +299,23 @@ impl Node {
 
     /// Handle one input at time `now` (plain nodes: any value); append what to do to `out`.
     pub fn handle(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
+        // The buffers for sends and events are lent by the thread for the call: a million
+        // simulated nodes keep none of their own between messages.
+        // Anything a call left unflushed stays with the node, first in line for the next.
+        SPARE.with(|spare| {
+            let (mut send, mut events) = spare.take();
+            send.append(&mut self.scratch);
+            events.append(&mut self.events);
+            self.scratch = send;
+            self.events = events;
+        });
+        self.handle_input(now, input, out);
+        let send = lend(&mut self.scratch);
+        let events = lend(&mut self.events);
+        SPARE.with(|spare| spare.set((send, events)));
+    }
+
+    fn handle_input(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
         self.now = self.now.max(now);
         if let Some(live) = self.live.as_mut() {
             if let Some(ms) = live.detector.wake(self.now) {

@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::Event;
 use crate::message::Body;
+use crate::neighbor_set::NeighborSet;
 use crate::plane::Best;
 use crate::NodeId;
 
@@ -68,16 +69,16 @@ pub enum Refusal {
 /// One node's SHOUT+ state for one epoch.
 #[derive(Clone, Debug)]
 pub struct Shout {
-    neighbors: BTreeSet<NodeId>,
+    neighbors: NeighborSet,
     /// The root, once known (from the first Q, or ourselves if we are the initiator).
     leader: Option<NodeId>,
     /// Whose Q came first (None at the root, and before joining).
     parent: Option<NodeId>,
     depth: Option<u32>,
     /// Neighbours that have not yet answered (with a Yes or a crossing Q).
-    waiting: BTreeSet<NodeId>,
+    waiting: NeighborSet,
     /// Neighbours whose Q we have seen (guards against duplicates).
-    asked_by: BTreeSet<NodeId>,
+    asked_by: NeighborSet,
     /// Children and the sizes of their subtrees.
     children: BTreeMap<NodeId, u64>,
     /// The size of our subtree once complete.
@@ -89,13 +90,14 @@ pub struct Shout {
 impl Shout {
     /// A node that has not joined any tree yet.
     pub fn new(neighbors: BTreeSet<NodeId>) -> Self {
+        let all = NeighborSet::universe(neighbors);
         Shout {
-            neighbors,
+            neighbors: NeighborSet::full(&all),
             leader: None,
             parent: None,
             depth: None,
-            waiting: BTreeSet::new(),
-            asked_by: BTreeSet::new(),
+            waiting: NeighborSet::empty(&all),
+            asked_by: NeighborSet::empty(&all),
             children: BTreeMap::new(),
             complete: None,
             best: None,
