@@ -48,11 +48,14 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::counters::Counters;
 use crate::event::Event;
 use crate::liveness::{Beat, Change, Liveness, Millis, Timing};
 use crate::log::Pos;
 use crate::message::{Body, Message};
+use crate::neighbor_set::NeighborSet;
 use crate::plane::Best;
 use crate::roles::{roles, Place, Role};
 use crate::shout::Shout;
@@ -212,7 +215,8 @@ thread_local! {
 #[derive(Clone, Debug)]
 pub struct Node {
     id: NodeId,
-    neighbors: BTreeSet<NodeId>,
+    /// The topology neighbours, sorted; shared with the election's and the tree's sets.
+    neighbors: Arc<[NodeId]>,
     epoch: Epoch,
     election: YoYo,
     tree: Shout,
@@ -234,11 +238,11 @@ impl Node {
     /// A plain node with id `id` and these topology neighbours, idle until [`Input::Start`] or a
     /// message of some epoch arrives. Every link always takes part; nothing ever fails.
     pub fn new(id: NodeId, neighbors: impl IntoIterator<Item = NodeId>) -> Self {
-        let neighbors: BTreeSet<NodeId> = neighbors.into_iter().collect();
+        let neighbors = NeighborSet::universe(neighbors);
         Node {
             id,
-            election: YoYo::new(id, neighbors.clone()),
-            tree: Shout::new(neighbors.clone()),
+            election: YoYo::among(id, &neighbors, neighbors.iter().copied()),
+            tree: Shout::among(&neighbors, neighbors.iter().copied()),
             neighbors,
             epoch: 0,
             counters: Counters::default(),
@@ -288,7 +292,7 @@ impl Node {
     }
 
     /// The node's topology neighbours.
-    pub fn neighbors(&self) -> &BTreeSet<NodeId> {
+    pub fn neighbors(&self) -> &[NodeId] {
         &self.neighbors
     }
 
@@ -387,7 +391,7 @@ impl Node {
     }
 
     fn receive(&mut self, from: NodeId, message: Message, out: &mut Vec<Output>) {
-        if !self.neighbors.contains(&from) {
+        if self.neighbors.binary_search(&from).is_err() {
             return self.drop_message(from, "sender is not a neighbour".into(), out);
         }
         if let Some(live) = self.live.as_mut() {
@@ -490,10 +494,10 @@ impl Node {
                 }
                 invited
             }
-            None => self.neighbors.clone(),
+            None => self.neighbors.iter().copied().collect(),
         };
-        self.election = YoYo::new(self.id, invited.clone());
-        self.tree = Shout::new(invited);
+        self.election = YoYo::among(self.id, &self.neighbors, invited.iter().copied());
+        self.tree = Shout::among(&self.neighbors, invited.iter().copied());
         if let Some(pos) = self.log {
             self.tree.set_own_log(Best { pos, node: self.id });
         }
@@ -802,7 +806,7 @@ impl Node {
     pub fn alive(&self) -> BTreeSet<NodeId> {
         match &self.live {
             Some(live) => live.detector.alive_set(),
-            None => self.neighbors.clone(),
+            None => self.neighbors.iter().copied().collect(),
         }
     }
 

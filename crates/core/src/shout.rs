@@ -23,6 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::Event;
 use crate::message::Body;
+use std::sync::Arc;
+
 use crate::neighbor_set::NeighborSet;
 use crate::plane::Best;
 use crate::NodeId;
@@ -91,13 +93,23 @@ impl Shout {
     /// A node that has not joined any tree yet.
     pub fn new(neighbors: BTreeSet<NodeId>) -> Self {
         let all = NeighborSet::universe(neighbors);
+        Shout::among(&all, all.iter().copied())
+    }
+
+    /// A node that has not joined any tree yet, whose tree may use the links to `taking`, drawn
+    /// from `all` (every neighbour the node has, sorted: see [`NeighborSet::universe`]).
+    pub fn among(all: &Arc<[NodeId]>, taking: impl IntoIterator<Item = NodeId>) -> Self {
+        let mut neighbors = NeighborSet::empty(all);
+        for n in taking {
+            neighbors.insert(n);
+        }
         Shout {
-            neighbors: NeighborSet::full(&all),
+            neighbors,
             leader: None,
             parent: None,
             depth: None,
-            waiting: NeighborSet::empty(&all),
-            asked_by: NeighborSet::empty(&all),
+            waiting: NeighborSet::empty(all),
+            asked_by: NeighborSet::empty(all),
             children: BTreeMap::new(),
             complete: None,
             best: None,

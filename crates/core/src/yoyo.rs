@@ -48,6 +48,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::message::{Body, Vote};
+use std::sync::Arc;
+
 use crate::neighbor_set::NeighborSet;
 use crate::NodeId;
 
@@ -161,9 +163,23 @@ impl YoYo {
     /// A node about to run setup with `neighbors`. Call [`YoYo::start`] to send its id.
     pub fn new(id: NodeId, neighbors: BTreeSet<NodeId>) -> Self {
         let all = NeighborSet::universe(neighbors);
+        YoYo::among(id, &all, all.iter().copied())
+    }
+
+    /// A node about to run setup with the neighbours `taking`, drawn from `all` (every
+    /// neighbour the node has, sorted: see [`NeighborSet::universe`]).
+    pub fn among(
+        id: NodeId,
+        all: &Arc<[NodeId]>,
+        taking: impl IntoIterator<Item = NodeId>,
+    ) -> Self {
+        let mut neighbors = NeighborSet::empty(all);
+        for n in taking {
+            neighbors.insert(n);
+        }
         YoYo {
             id,
-            neighbors: NeighborSet::full(&all),
+            neighbors,
             phase: Phase::Setup,
             introduced: NeighborSet::empty(&all),
             in_edges: NeighborSet::empty(&all),
