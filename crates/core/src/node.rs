@@ -204,10 +204,12 @@ fn lend<T>(buffer: &mut Vec<T>) -> Vec<T> {
     }
 }
 
+/// A node's buffers for one call: the algorithms' sends and the events.
+type Buffers = (Vec<(NodeId, Body)>, Vec<Event>);
+
 thread_local! {
     /// The buffers [`Node::handle`] lends its node for one call (see there).
-    static SPARE: std::cell::Cell<(Vec<(NodeId, Body)>, Vec<Event>)> =
-        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+    static SPARE: std::cell::Cell<Buffers> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
 /// One node's control-plane state. One owner (a driver task, or the simulator) calls
