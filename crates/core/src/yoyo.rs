@@ -468,6 +468,11 @@ impl YoYo {
 
         // 3. Forget this iteration and set up the next one.
         self.values.retain(|&(i, _), _| i > iteration);
+        if self.values.is_empty() {
+            // An emptied B-tree keeps its root node: give it back (a million nodes would each
+            // keep one, waiting for the next iteration).
+            self.values = BTreeMap::new();
+        }
         self.answers.clear();
         self.forwarded = None;
         self.in_edges = next_in;
