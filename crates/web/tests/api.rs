@@ -47,24 +47,10 @@ async fn every_route_answers_its_happy_path_in_json() {
     let alice = client(true);
 
     assert_eq!(
-        bare_client()
-            .get(format!("{url}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+        bare_client().get(format!("{url}/healthz")).text_of().await,
         "ok"
     );
-    let home: Value = alice
-        .get(format!("{url}/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let home: Value = alice.get(format!("{url}/")).json_of().await;
     assert_eq!(home["user"], Value::Null);
     for form in ["register", "login"] {
         let response = alice.get(format!("{url}/{form}")).send().await.unwrap();
@@ -90,14 +76,7 @@ async fn every_route_answers_its_happy_path_in_json() {
     let response = login(&alice, url, "alice", "1234").await;
     assert!(response.headers().contains_key("x-csrf-token"));
     assert_eq!(response.json::<User>().await.unwrap(), me);
-    let home: Value = alice
-        .get(format!("{url}/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let home: Value = alice.get(format!("{url}/")).json_of().await;
     assert_eq!(home["user"], json!(me));
     assert_eq!(home["node"], json!(7));
 
@@ -107,30 +86,12 @@ async fn every_route_answers_its_happy_path_in_json() {
     // Users: search, by name, one.
     let found: Vec<User> = alice
         .get(format!("{url}/users?username=bob"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     assert_eq!(found, vec![bob.clone()]);
-    let found: Vec<User> = alice
-        .get(format!("{url}/users/bob"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let found: Vec<User> = alice.get(format!("{url}/users/bob")).json_of().await;
     assert_eq!(found, vec![bob.clone()]);
-    let nobody: Vec<User> = alice
-        .get(format!("{url}/users/nobody"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let nobody: Vec<User> = alice.get(format!("{url}/users/nobody")).json_of().await;
     assert!(
         nobody.is_empty(),
         "a search that finds nothing is an empty list"
@@ -164,33 +125,18 @@ async fn every_route_answers_its_happy_path_in_json() {
     }
     let conversation: Vec<ChatMessage> = alice
         .get(format!("{url}/users/bob/456/chat"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     let texts: Vec<&str> = conversation.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(texts, ["hello bob", "are you there?"]);
     let bob_client = client(true);
     login(&bob_client, url, "bob", "456").await;
     let seen_by_bob: Vec<ChatMessage> = bob_client
         .get(format!("{url}/users/alice/1234/chat"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     assert_eq!(seen_by_bob, conversation);
-    let home: Value = bob_client
-        .get(format!("{url}/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let home: Value = bob_client.get(format!("{url}/")).json_of().await;
     assert_eq!(home["contacts"], json!([me]));
 
     // Groups: create, list, show, members, add, chat, remove, delete.
@@ -206,23 +152,9 @@ async fn every_route_answers_its_happy_path_in_json() {
     let group: Group = serde_json::from_value(body).unwrap();
     assert_eq!(group.creator, me.uuid);
     let g = &group.uuid;
-    let mine: Vec<Group> = alice
-        .get(format!("{url}/groups"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine: Vec<Group> = alice.get(format!("{url}/groups")).json_of().await;
     assert_eq!(mine, vec![group.clone()]);
-    let shown: Group = alice
-        .get(format!("{url}/groups/{g}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let shown: Group = alice.get(format!("{url}/groups/{g}")).json_of().await;
     assert_eq!(shown, group);
     for (username, tag, user) in [("bob", "456", &bob), ("carol", "789", &carol)] {
         let response = alice
@@ -236,12 +168,8 @@ async fn every_route_answers_its_happy_path_in_json() {
     }
     let members: Vec<User> = bob_client
         .get(format!("{url}/groups/{g}/members"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     let mut names: Vec<&str> = members.iter().map(|u| u.username.as_str()).collect();
     names.sort();
     assert_eq!(names, ["alice", "bob", "carol"]);
@@ -260,12 +188,8 @@ async fn every_route_answers_its_happy_path_in_json() {
     }
     let conversation: Vec<ChatMessage> = bob_client
         .get(format!("{url}/groups/{g}/chat"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     let texts: Vec<&str> = conversation.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(texts, ["first", "second", "third"]);
     assert_eq!(conversation[1].author, bob.uuid);
@@ -315,14 +239,7 @@ async fn every_route_answers_its_happy_path_in_json() {
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     let logout = alice.get(format!("{url}/logout")).send().await.unwrap();
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    let home: Value = alice
-        .get(format!("{url}/"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let home: Value = alice.get(format!("{url}/")).json_of().await;
     assert_eq!(home["user"], Value::Null);
 }
 
@@ -508,12 +425,8 @@ async fn not_allowed_is_403_and_stores_nothing() {
     let group: Group = alice
         .post(format!("{url}/groups"))
         .json(&json!({"name": "alice's"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     let g = &group.uuid;
     alice
         .post(format!("{url}/groups/{g}/members"))
@@ -607,12 +520,8 @@ async fn existing_things_are_409_and_stored_once() {
     let group: Group = alice
         .post(format!("{url}/groups"))
         .json(&json!({"name": "g"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     let add = || {
         alice
             .post(format!("{url}/groups/{}/members", group.uuid))
@@ -643,12 +552,8 @@ async fn invalid_values_are_422_and_store_nothing() {
     let group: Group = alice
         .post(format!("{url}/groups"))
         .json(&json!({"name": "g"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     let g = &group.uuid;
     let before = data.dump().await;
     let anonymous = client(true);

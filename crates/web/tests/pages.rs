@@ -203,12 +203,8 @@ async fn every_page_renders_and_every_form_works_without_javascript() {
     let messages: Vec<ChatMessage> = browser
         .get(format!("{url}/groups/{g}/chat"))
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     assert_eq!(messages.len(), 1);
     let posted = browser
         .post(format!("{url}/groups/{g}/chat"))
@@ -353,12 +349,8 @@ async fn user_data_is_escaped_in_html() {
         .post(format!("{url}/users/bob/456/chat"))
         .header("accept", "application/json")
         .json(&json!({ "content": script }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     assert_eq!(sent.content, script);
     let chat = page(&browser, url, "/users/bob/456/chat", StatusCode::OK).await;
     assert!(
@@ -372,12 +364,8 @@ async fn user_data_is_escaped_in_html() {
         .post(format!("{url}/groups"))
         .header("accept", "application/json")
         .json(&json!({ "name": script }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     for path in [
         "/",
         "/groups",
@@ -535,12 +523,8 @@ async fn forms_need_a_valid_csrf_token() {
     let groups: Vec<Group> = browser
         .get(format!("{url}/groups"))
         .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     assert_eq!(groups.len(), 4);
 }
 

@@ -32,12 +32,8 @@ async fn token(url: &str, username: &str, tag: &str) -> String {
 /// Who `GET /` says is logged in.
 async fn who(client: &Client, url: &str, token: &str) -> Value {
     let home: Value = with_token(client.get(format!("{url}/")), token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     home["user"].clone()
 }
 
@@ -81,12 +77,8 @@ async fn a_session_signed_at_one_input_node_is_valid_at_every_other() {
     // The re-issued cookie is valid back at the first node.
     let reissued = set_cookie(&created, "labctl_session").unwrap();
     let groups: Vec<Group> = with_token(other.get(format!("{}/groups", first.url)), &reissued)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     assert_eq!(groups.len(), 1);
 
     // Another lab's secret: not a session here, and the reverse.
@@ -408,12 +400,8 @@ async fn a_bodiless_delete_with_a_session_needs_no_csrf_token() {
         let group: Group = alice
             .post(format!("{url}/groups"))
             .json(&json!({ "name": name }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_of()
+            .await;
         groups.push(group);
     }
     // No body, no Content-Type, no token: deleted.
@@ -461,12 +449,8 @@ async fn a_post_with_a_session_still_needs_json_or_the_csrf_token() {
     let group: Group = alice
         .post(format!("{url}/groups"))
         .json(&json!({"name": "g"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_of()
+        .await;
     let path = format!("{url}/groups/{}", group.uuid);
     // The form stand-in for DELETE is a POST: guarded.
     let by_form = |token: Option<&str>| {

@@ -304,3 +304,33 @@ pub fn form<K: serde::Serialize, V: serde::Serialize>(
 pub fn path_segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
+
+/// Sending a request and reading its answer in one step, for requests whose answer a test only
+/// reads (a failure to send or to parse fails the test).
+#[allow(async_fn_in_trait)]
+pub trait Answer {
+    /// The answer's JSON body.
+    async fn json_of<T: serde::de::DeserializeOwned>(self) -> T;
+    /// The answer's body as text.
+    async fn text_of(self) -> String;
+}
+
+impl Answer for reqwest::RequestBuilder {
+    async fn json_of<T: serde::de::DeserializeOwned>(self) -> T {
+        self.send()
+            .await
+            .expect("the request is sent")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
+    async fn text_of(self) -> String {
+        self.send()
+            .await
+            .expect("the request is sent")
+            .text()
+            .await
+            .expect("a text answer")
+    }
+}
