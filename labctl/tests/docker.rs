@@ -132,8 +132,7 @@ fn two_docker_labs_converge_side_by_side_and_down_leaves_nothing() {
     for (lab, topology) in [(&ring, &ring_topology), (&shuffled, &shuffled_topology)] {
         let held = labelled(lab);
         // As root beside a local engine, labctl makes veth pairs (one Docker network per lab).
-        // SAFETY: geteuid cannot fail and touches no memory.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = rustix::process::geteuid().is_root();
         assert_eq!(wiring(&home, lab), if root { "veth" } else { "networks" });
         let (want_containers, want_networks) = expected_names(lab, topology, &wiring(&home, lab));
         assert_eq!(held.containers, want_containers, "lab {lab}: containers");

@@ -85,13 +85,7 @@ async fn copy_out(docker: &Docker, image: &str, path: &str, into: &Path) -> Path
     while let Some(chunk) = stream.next().await {
         archive.extend_from_slice(&chunk.unwrap_or_else(|e| panic!("copying {path}: {e}")));
     }
-    docker
-        .remove_container(
-            &container,
-            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("removing the container {container}: {e}"));
+    remove(docker, &container).await;
     tar::Archive::new(archive.as_slice())
         .unpack(into)
         .unwrap_or_else(|e| panic!("unpacking {path}: {e}"));
@@ -103,8 +97,11 @@ async fn copy_out(docker: &Docker, image: &str, path: &str, into: &Path) -> Path
 /// containers), waits for it and removes it; returns its exit code and its output.
 async fn run_in(docker: &Docker, image: &str, entrypoint: &[&str], cmd: &[&str]) -> (i64, String) {
     let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    // SAFETY: getuid/getgid cannot fail and touch no memory.
-    let user = unsafe { format!("{}:{}", libc::getuid(), libc::getgid()) };
+    let user = format!(
+        "{}:{}",
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw()
+    );
     let container = docker
         .create_container(
             None::<CreateContainerOptions>,
@@ -142,14 +139,19 @@ async fn run_in(docker: &Docker, image: &str, entrypoint: &[&str], cmd: &[&str])
     while let Some(chunk) = logs.next().await {
         output.push_str(&chunk.expect("the container's output").to_string());
     }
+    remove(docker, &container).await;
+    (code.expect("the container exited"), output)
+}
+
+/// Removes the container `container`, running or not.
+async fn remove(docker: &Docker, container: &str) {
     docker
         .remove_container(
-            &container,
+            container,
             Some(RemoveContainerOptionsBuilder::new().force(true).build()),
         )
         .await
         .unwrap_or_else(|e| panic!("removing the container {container}: {e}"));
-    (code.expect("the container exited"), output)
 }
 
 /// What the engine says about the image `name`.

@@ -396,13 +396,7 @@ impl Runtime for DockerRuntime {
         id: u64,
         shell: &Shell,
     ) -> Result<std::process::Command> {
-        let container = record
-            .nodes
-            .get(&id)
-            .and_then(|p| p.container.clone())
-            .with_context(|| {
-                format!("lab {} has no container for node {id} on record", lab.name)
-            })?;
+        let container = node_container(lab, record, id)?;
         let mut command = std::process::Command::new("docker");
         command.args(["exec", "--interactive"]);
         if shell.tty {
@@ -459,13 +453,7 @@ impl Runtime for DockerRuntime {
         _settings: &NodeSettings,
     ) -> Result<()> {
         let docker = self.docker().await?;
-        let name = record
-            .nodes
-            .get(&id)
-            .and_then(|p| p.container.clone())
-            .with_context(|| {
-                format!("lab {} has no container for node {id} on record", lab.name)
-            })?;
+        let name = node_container(lab, record, id)?;
         let doing = |what: &str| format!("{what} container {name}");
         match action {
             NodeAction::Kill => kill(docker, &name).await,
@@ -565,11 +553,7 @@ impl Runtime for DockerRuntime {
                 .with_context(|| format!("writing {}", addresses_file.display()))?;
         }
         for id in [a, b] {
-            let container = record
-                .nodes
-                .get(&id)
-                .and_then(|p| p.container.clone())
-                .with_context(|| format!("lab {} has no container for node {id}", lab.name))?;
+            let container = node_container(lab, record, id)?;
             let result = if cut {
                 docker
                     .disconnect_network(
@@ -659,6 +643,15 @@ async fn kill(docker: &Docker, name: &str) -> Result<()> {
         },
     )
     .await
+}
+
+/// The container of node `id` on the lab's record.
+fn node_container(lab: &LabDir, record: &Record, id: u64) -> Result<String> {
+    record
+        .nodes
+        .get(&id)
+        .and_then(|p| p.container.clone())
+        .with_context(|| format!("lab {} has no container for node {id} on record", lab.name))
 }
 
 /// The hub's container (the bootstrap's; the nameserver shares its namespace) with veth pairs.
