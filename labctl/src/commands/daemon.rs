@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -113,25 +113,18 @@ async fn await_interface(name: &str, limit: Duration) -> Result<()> {
     let state = std::path::Path::new("/sys/class/net")
         .join(name)
         .join("operstate");
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "up") {
-            tracing::info!("interface {name} is up");
-            return Ok(());
-        }
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "network interface {name} was not up within {} s ({} says {:?}); the runtime \
-                 makes it after the container starts, so look at labctl's output",
-                limit.as_secs(),
-                state.display(),
-                std::fs::read_to_string(&state)
-                    .unwrap_or_else(|_| "no such interface".into())
-                    .trim()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!(
+        "network interface {name} up (labctl makes it after the container starts: look at its \
+         output)"
+    );
+    crate::poll::poll_until(&what, Duration::from_millis(10), limit, || async {
+        Ok(std::fs::read_to_string(&state)
+            .is_ok_and(|s| s.trim() == "up")
+            .then_some(()))
+    })
+    .await?;
+    tracing::info!("interface {name} is up");
+    Ok(())
 }
 
 /// The environment variable a node reads its session key from without --session-secret-file.

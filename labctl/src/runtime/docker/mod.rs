@@ -357,19 +357,26 @@ impl Runtime for DockerRuntime {
         for result in futures_util::future::join_all(starts).await {
             result?;
         }
-        let plan = self.prepared(|plan, _| plan.clone()).await?;
-        if plan.links == Links::Veth {
-            let wanted: BTreeSet<u64> = ids.iter().copied().collect();
-            let veths: Vec<&VethPlan> = plan
-                .veths
-                .iter()
-                .filter(|v| match v.kind {
-                    VethKind::Uplink(id) => wanted.contains(&id),
-                    VethKind::Link(a, b) => wanted.contains(&a) && wanted.contains(&b),
-                })
-                .collect();
+        // With veth pairs: those between the nodes just started (and the hub), cut links none.
+        let wanted: BTreeSet<u64> = ids.iter().copied().collect();
+        let (veths, block) = self
+            .prepared(|plan, _| {
+                let veths: Vec<VethPlan> = plan
+                    .veths
+                    .iter()
+                    .filter(|v| match v.kind {
+                        VethKind::Uplink(id) => wanted.contains(&id),
+                        VethKind::Link(a, b) => wanted.contains(&a) && wanted.contains(&b),
+                    })
+                    .cloned()
+                    .collect();
+                (veths, plan.block)
+            })
+            .await?;
+        if !veths.is_empty() {
+            let veths: Vec<&VethPlan> = veths.iter().collect();
             let pids = running_pids(docker, containers_of(&veths)).await?;
-            wire::wire(&veths, &pids, &hub_name(&lab.name), plan.block, &|_| false).await?;
+            wire::wire(&veths, &pids, &hub_name(&lab.name), block, &|_| false).await?;
         }
         let waits = containers.iter().map(|c| wait_ready(docker, lab, c));
         for result in futures_util::future::join_all(waits).await {
@@ -470,8 +477,8 @@ impl Runtime for DockerRuntime {
                 let label = ContainerRole::Node(id).label();
                 let _ = std::fs::remove_file(lab.run().join(format!("{label}.json")));
                 start(docker, &name).await?;
-                if let Some(veths) = recorded_veths(lab, record)? {
-                    rewire(docker, lab, id, &veths).await?;
+                if let Some(wiring) = recorded_wiring(lab, record)? {
+                    rewire(docker, lab, id, &wiring).await?;
                 }
                 wait_ready_named(docker, lab, &name, &label).await?;
                 let info = docker
@@ -503,7 +510,7 @@ impl Runtime for DockerRuntime {
         cut: bool,
     ) -> Result<()> {
         let docker = self.docker().await?;
-        if let Some(veths) = recorded_veths(lab, record)? {
+        if let Some(Recorded { veths, .. }) = recorded_wiring(lab, record)? {
             let kind = VethKind::Link(a.min(b), a.max(b));
             let veth = veths
                 .iter()
@@ -684,8 +691,15 @@ fn links_wiring() -> Result<Links> {
     }
 }
 
-/// The lab's veth pairs as its record says (None: its links are Docker networks).
-fn recorded_veths(lab: &LabDir, record: &Record) -> Result<Option<Vec<VethPlan>>> {
+/// A veth-wired lab as its record says: its pairs, its address block and its links.
+struct Recorded {
+    veths: Vec<VethPlan>,
+    block: Cidr,
+    adjacency: labctl_core::report::Adjacency,
+}
+
+/// The lab's wiring as its record says (None: its links are Docker networks).
+fn recorded_wiring(lab: &LabDir, record: &Record) -> Result<Option<Recorded>> {
     if record.docker_links != Some(Links::Veth) {
         return Ok(None);
     }
@@ -697,11 +711,12 @@ fn recorded_veths(lab: &LabDir, record: &Record) -> Result<Option<Vec<VethPlan>>
         .network_block
         .as_deref()
         .context("the lab's record has no address block")?;
-    Ok(Some(plan::veths(
-        &lab.name,
-        &topology,
-        Cidr::parse(block)?,
-    )?))
+    let block = Cidr::parse(block)?;
+    Ok(Some(Recorded {
+        veths: plan::veths(&lab.name, &topology, block)?,
+        block,
+        adjacency: topology.adjacency(),
+    }))
 }
 
 /// The containers at the ends of `veths`.
@@ -742,26 +757,20 @@ async fn running_pids(docker: &Docker, names: BTreeSet<String>) -> Result<BTreeM
 /// Wire node `id` again after its container started anew (a new namespace, without the pairs
 /// its old one took away): its links to the neighbours that run (a link cut in force stays
 /// down), then its uplink.
-async fn rewire(docker: &Docker, lab: &LabDir, id: u64, veths: &[VethPlan]) -> Result<()> {
-    let mine: Vec<&VethPlan> = veths.iter().filter(|v| v.touches(id)).collect();
+async fn rewire(docker: &Docker, lab: &LabDir, id: u64, wiring: &Recorded) -> Result<()> {
+    let mine: Vec<&VethPlan> = wiring.veths.iter().filter(|v| v.touches(id)).collect();
     let pids = running_pids(docker, containers_of(&mine)).await?;
     // Links to a neighbour that is not running wait for its own restart.
     let wired: Vec<&VethPlan> = mine
         .into_iter()
         .filter(|v| v.ends.iter().all(|e| pids.contains_key(&e.container)))
         .collect();
-    let record = lab.load()?;
-    let topology = Topology::from_toml(
-        &record.topology,
-        &record.topology_file.display().to_string(),
-    )?;
-    let cut = lab.load_faults()?.cut_links(&topology.adjacency());
+    let cut = lab.load_faults()?.cut_links(&wiring.adjacency);
     let down = |v: &VethPlan| match v.kind {
         VethKind::Link(a, b) => cut.contains(&(a, b)),
         VethKind::Uplink(_) => false,
     };
-    let block = Cidr::parse(record.network_block.as_deref().unwrap_or_default())?;
-    wire::wire(&wired, &pids, &hub_name(&lab.name), block, &down).await
+    wire::wire(&wired, &pids, &hub_name(&lab.name), wiring.block, &down).await
 }
 
 /// A bar counting `count` things (networks made, objects removed) on stderr, hidden unless
