@@ -244,6 +244,43 @@ pub struct SimArgs {
     /// With `--faults random`: for how long faults are drawn, in seconds.
     #[arg(long, default_value_t = 20, value_name = "S", requires = "faults")]
     pub duration_s: u64,
+    /// With `--faults random`: sweep a range of seeds instead of one, `A..B` (B left out), on
+    /// every core. Prints each failing seed with the command that replays it, then a summary:
+    /// seeds per second and failures (exit code 1 if any seed failed).
+    #[arg(long, value_name = "A..B", requires = "faults", conflicts_with_all = ["seed", "trace"],
+          value_parser = seed_range)]
+    pub seeds: Option<std::ops::Range<u64>>,
+    /// With `--seeds`: threads to run on (default: one per core).
+    #[arg(long, value_name = "N", requires = "seeds",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
+}
+
+/// `A..B` (B left out) or `A..=B`: a non-empty range of seeds.
+fn seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let bad = || {
+        format!("{text:?} is not a range of seeds: write A..B (B left out) or A..=B, e.g. 0..1000")
+    };
+    let (a, b, inclusive) = if let Some((a, b)) = text.split_once("..=") {
+        (a, b, true)
+    } else if let Some((a, b)) = text.split_once("..") {
+        (a, b, false)
+    } else {
+        return Err(bad());
+    };
+    let a: u64 = a.trim().parse().map_err(|_| bad())?;
+    let b: u64 = b.trim().parse().map_err(|_| bad())?;
+    let end = if inclusive {
+        b.checked_add(1).ok_or_else(bad)?
+    } else {
+        b
+    };
+    if end <= a {
+        return Err(format!(
+            "{text:?} holds no seed: the end must be above the start"
+        ));
+    }
+    Ok(a..end)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

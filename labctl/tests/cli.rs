@@ -956,3 +956,93 @@ fn sim_with_a_bad_schedule_says_what_is_wrong() {
         "{report}"
     );
 }
+
+#[test]
+fn sim_sweeps_seeds_and_each_seed_replays_alone() {
+    let file = topology_file("ring6.toml");
+    let sweep = sim_faults_json(
+        &file,
+        &[
+            "--faults",
+            "random",
+            "--seeds",
+            "10..=13",
+            "--duration-s",
+            "8",
+        ],
+    );
+    assert_eq!(sweep["verdict"], "all settled", "{sweep}");
+    assert_eq!(sweep["seeds"], serde_json::json!({"start": 10, "end": 14}));
+    let summary = &sweep["summary"];
+    assert_eq!(summary["seeds"], 4);
+    assert_eq!(summary["failed"], serde_json::json!([]));
+    assert!(summary["seeds_per_second"].as_f64().unwrap() > 0.0);
+    // The sweep's seeds are the single runs of `--seed N`: their counts add up.
+    let (mut epochs, mut delivered) = (0, 0);
+    for seed in 10..14 {
+        let seed = seed.to_string();
+        let one = sim_faults_json(
+            &file,
+            &["--faults", "random", "--seed", &seed, "--duration-s", "8"],
+        );
+        assert_eq!(one["verdict"], "settled");
+        epochs += one["epochs_started"].as_u64().unwrap();
+        delivered += one["delivered"].as_u64().unwrap();
+    }
+    assert_eq!(summary["epochs_started"], epochs);
+    assert_eq!(summary["delivered"], delivered);
+
+    // The text form ends with the summary line.
+    let text = labctl(&[
+        OsStr::new("sim"),
+        file.as_os_str(),
+        OsStr::new("--faults"),
+        OsStr::new("random"),
+        OsStr::new("--seeds"),
+        OsStr::new("0..3"),
+        OsStr::new("--jobs"),
+        OsStr::new("1"),
+    ])
+    .expect_success();
+    let last = text
+        .stdout
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.starts_with("3 seeds in ") && last.contains("seeds/s on 1 threads): 0 failed"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn sim_seeds_that_make_no_sweep_are_refused() {
+    let file = topology_file("ring6.toml");
+    let sim = |args: &[&str]| {
+        let mut all = vec![OsStr::new("sim"), file.as_os_str()];
+        all.extend(args.iter().map(OsStr::new));
+        labctl(&all)
+    };
+    // Usage errors (clap's): exit code 2, a message that names the problem.
+    for (args, mentions) in [
+        (
+            &["--faults", "random", "--seeds", "5..5"][..],
+            "holds no seed",
+        ),
+        (&["--faults", "random", "--seeds", "five"][..], "A..B"),
+        (&["--seeds", "0..4"][..], "--faults"),
+        (
+            &["--faults", "random", "--seeds", "0..4", "--seed", "3"][..],
+            "--seed",
+        ),
+    ] {
+        let run = sim(args).expect_code(2);
+        assert!(run.stderr.contains(mentions), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "");
+    }
+    // --seeds sweeps random schedules only.
+    sim(&["--faults", "my.toml", "--seeds", "0..4"]).expect_error(&["--faults random"]);
+}

@@ -7,6 +7,7 @@ mod common;
 use labctl_core::Role;
 use labctl_fault::{Fault, Target};
 use labctl_sim::faults::{self, FaultConfig, Step};
+use labctl_sim::sweep;
 
 use common::graph;
 
@@ -320,4 +321,96 @@ fn random_schedules_converge_and_stay_safe() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The sweep's summary adds up its seeds' runs exactly as running them one by one does, whatever
+/// the threads finish in which order.
+#[test]
+fn a_sweep_on_two_threads_adds_up_to_the_seeds_run_one_by_one() {
+    let adjacency = ring6();
+    let timing = labctl_core::Timing::default();
+    let make = |seed| sweep::random_config(&adjacency, timing, seed, 10_000);
+    let plan = sweep::Sweep {
+        lab: "ring6",
+        adjacency: &adjacency,
+        config: &make,
+        seeds: 100..112,
+        threads: 2,
+    };
+    let mut seen = Vec::new();
+    let summary = sweep::run(&plan, |r| seen.push(r.seed));
+    seen.sort_unstable();
+    assert_eq!(seen, (100..112).collect::<Vec<_>>(), "each seed once");
+    assert_eq!((summary.seeds, summary.threads), (12, 2));
+    assert!(summary.failed.is_empty(), "{:?}", summary.failed);
+    let (mut faults_applied, mut epochs, mut delivered) = (0, 0, 0);
+    for seed in 100..112 {
+        let run = faults::run("ring6", &adjacency, &make(seed)).unwrap();
+        faults_applied += run.applied.iter().filter(|a| a.refused.is_none()).count() as u64;
+        epochs += run.epochs_started;
+        delivered += run.delivered;
+    }
+    assert!(faults_applied > 0, "the schedules applied faults");
+    assert_eq!(
+        (
+            summary.faults_applied,
+            summary.epochs_started,
+            summary.delivered
+        ),
+        (faults_applied, epochs, delivered)
+    );
+}
+
+/// Every failing seed is listed, in seed order, with its error; a seed whose run panics is a
+/// failure like the others, and the sweep goes on past it.
+#[test]
+fn a_sweep_lists_each_failing_seed_and_survives_a_panic() {
+    let adjacency = ring6();
+    let timing = labctl_core::Timing::default();
+    let make = |seed: u64| {
+        assert_ne!(seed, 7, "seed 7 breaks the simulator on purpose");
+        let mut config = sweep::random_config(&adjacency, timing, seed, 6_000);
+        if seed.is_multiple_of(2) {
+            // A last kill of the writer, left in force, with far too little time to re-elect
+            // after it.
+            let last = config.schedule.last().map_or(0, |s| s.at_ms);
+            config.schedule.push(at(
+                last + 5000,
+                Fault::Kill {
+                    node: Target::LEADER,
+                },
+            ));
+            config.heal_at_end = false;
+            config.converge_within_ms = 10;
+        }
+        config
+    };
+    let plan = sweep::Sweep {
+        lab: "ring6",
+        adjacency: &adjacency,
+        config: &make,
+        seeds: 0..10,
+        threads: 2,
+    };
+    let summary = sweep::run(&plan, |_| {});
+    assert_eq!(summary.seeds, 10);
+    let failed: Vec<u64> = summary.failed.iter().map(|f| f.seed).collect();
+    assert_eq!(failed, vec![0, 2, 4, 6, 7, 8]);
+    for failure in &summary.failed {
+        if failure.seed == 7 {
+            assert!(
+                failure.error.contains("panicked") && failure.error.contains("on purpose"),
+                "{}",
+                failure.error
+            );
+        } else {
+            assert!(
+                failure
+                    .error
+                    .contains(&format!("replay with seed {}", failure.seed)),
+                "{}",
+                failure.error
+            );
+        }
+    }
 }

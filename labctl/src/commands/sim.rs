@@ -1,10 +1,11 @@
 //! `labctl sim FILE`: run the election and the tree in the deterministic simulator.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use labctl_core::Report;
-use labctl_sim::{faults, Config, Delivery, Simulation};
+use labctl_sim::{faults, sweep, Config, Delivery, Simulation};
 use labctl_topology::Topology;
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +31,12 @@ pub struct SimReport {
 pub fn run(args: &SimArgs) -> Result<Outcome> {
     let topology = Topology::from_path(&args.file)?;
     if let Some(faults) = &args.faults {
+        if let Some(seeds) = &args.seeds {
+            if faults != "random" {
+                bail!("--seeds sweeps random schedules: use it with --faults random, not --faults {faults}");
+            }
+            return sweep_seeds(args, &topology, seeds.clone());
+        }
         return with_faults(args, &topology, faults);
     }
     let config = Config {
@@ -114,31 +121,33 @@ struct FaultSimReport {
 /// `labctl sim FILE --faults random|SCHEDULE`: live nodes under faults.
 fn with_faults(args: &SimArgs, topology: &Topology, faults_arg: &str) -> Result<Outcome> {
     let adjacency = topology.adjacency();
-    let (schedule, heal_at_end, origin) = if faults_arg == "random" {
-        let spec = faults::RandomSpec {
-            duration_ms: args.duration_s.saturating_mul(1000),
-            every_ms: 2000,
-            hold_ms: 3000,
-            actions: faults::Action::ALL.to_vec(),
-        };
-        let steps = faults::random_schedule(&adjacency, args.seed, &spec);
+    let (config, heal_at_end, origin) = if faults_arg == "random" {
+        let config = sweep::random_config(
+            &adjacency,
+            topology.timing,
+            args.seed,
+            args.duration_s.saturating_mul(1000),
+        );
         let origin = format!(
             "a random schedule from seed {}: {} steps over {} s",
             args.seed,
-            steps.len(),
+            config.schedule.len(),
             args.duration_s
         );
-        (steps, true, origin)
+        (config, true, origin)
     } else {
         let path = std::path::Path::new(faults_arg);
         let (steps, heal) = schedule_file(path)?;
-        (steps, heal, format!("the schedule {}", path.display()))
+        let mut config = faults::FaultConfig::new(args.seed, steps);
+        config.timing = topology.timing;
+        config.stable_ms = 3 * topology.timing.suspicion_ms;
+        config.heal_at_end = heal;
+        (config, heal, format!("the schedule {}", path.display()))
     };
-    let mut config = faults::FaultConfig::new(args.seed, schedule);
-    config.timing = topology.timing;
-    config.stable_ms = 3 * topology.timing.suspicion_ms;
-    config.heal_at_end = heal_at_end;
-    config.trace = args.trace;
+    let config = faults::FaultConfig {
+        trace: args.trace,
+        ..config
+    };
     let (result, trace) = faults::run_traced(&topology.name, &adjacency, &config);
 
     let mut stdout = std::io::stdout().lock();
@@ -300,4 +309,109 @@ fn print_trace(out: &mut impl Write, trace: &[labctl_sim::TraceLine]) -> Result<
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// `labctl sim FILE --faults random --seeds A..B`: one random schedule per seed, on every core.
+fn sweep_seeds(
+    args: &SimArgs,
+    topology: &Topology,
+    seeds: std::ops::Range<u64>,
+) -> Result<Outcome> {
+    let adjacency = topology.adjacency();
+    let threads = match args.jobs {
+        Some(jobs) => usize::from(jobs),
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let plan = sweep::Sweep {
+        lab: &topology.name,
+        adjacency: &adjacency,
+        config: &|seed| {
+            sweep::random_config(
+                &adjacency,
+                topology.timing,
+                seed,
+                args.duration_s.saturating_mul(1000),
+            )
+        },
+        seeds: seeds.clone(),
+        threads,
+    };
+    let replay = |seed: u64| {
+        format!(
+            "labctl sim {} --faults random --seed {seed} --duration-s {} --trace",
+            args.file.display(),
+            args.duration_s
+        )
+    };
+    let count = seeds.end - seeds.start;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(count), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("seeds [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("0 failed");
+    // Lines go to stdout, above the bar (which draws on stderr, on a terminal only).
+    let say = |line: String| bar.suspend(|| println!("{line}"));
+    if !args.json {
+        say(format!(
+            "sweeping {count} seeds ({}..{}) of random fault schedules ({} s of faults each) on {}, {} threads",
+            seeds.start, seeds.end, args.duration_s, topology.name, plan.threads.min(count as usize)
+        ));
+    }
+    let mut failed = 0u64;
+    let summary = sweep::run(&plan, |result| {
+        bar.inc(1);
+        if let Some(error) = &result.failure {
+            failed += 1;
+            bar.set_message(format!("{failed} failed"));
+            if !args.json {
+                say(format!(
+                    "seed {} FAILED: {error}\n  replay: {}",
+                    result.seed,
+                    replay(result.seed)
+                ));
+            }
+        }
+    });
+    bar.finish_and_clear();
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        let value = serde_json::json!({
+            "lab": topology.name,
+            "seeds": { "start": seeds.start, "end": seeds.end },
+            "duration_s": args.duration_s,
+            "verdict": if summary.failed.is_empty() { "all settled" } else { "failures" },
+            "summary": summary,
+        });
+        serde_json::to_writer(&mut stdout, &value)?;
+        writeln!(stdout)?;
+    } else {
+        writeln!(
+            stdout,
+            "{} seeds in {:.1} s ({:.0} seeds/s on {} threads): {} failed; {} faults applied, {} \
+             epochs started, {:.1} M messages and heartbeats delivered",
+            summary.seeds,
+            summary.elapsed_ms as f64 / 1000.0,
+            summary.seeds_per_second,
+            summary.threads,
+            summary.failed.len(),
+            summary.faults_applied,
+            summary.epochs_started,
+            summary.delivered as f64 / 1e6
+        )?;
+        if !summary.failed.is_empty() {
+            let list: Vec<String> = summary.failed.iter().map(|f| f.seed.to_string()).collect();
+            writeln!(stdout, "failing seeds: {}", list.join(" "))?;
+        }
+    }
+    Ok(if summary.failed.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::ChecksFailed
+    })
 }
