@@ -250,6 +250,14 @@ pub struct SimArgs {
     #[arg(long, value_name = "A..B", requires = "faults", conflicts_with_all = ["seed", "trace"],
           value_parser = seed_range)]
     pub seeds: Option<std::ops::Range<u64>>,
+    /// Refuse a run estimated to need more memory than this (e.g. `4GiB`); default: the memory
+    /// available now (the machine's, or the cgroup's if lower). The estimate comes from the
+    /// topology's node and link counts, before anything is built.
+    #[arg(long, value_name = "SIZE", value_parser = crate::memory::parse)]
+    pub max_memory: Option<u64>,
+    /// Run even when the memory estimate says the run will not fit.
+    #[arg(long)]
+    pub force: bool,
     /// With `--seeds`: threads to run on (default: one per core).
     #[arg(long, value_name = "N", requires = "seeds",
           value_parser = clap::value_parser!(u16).range(1..=1024))]

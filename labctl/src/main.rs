@@ -21,6 +21,7 @@ mod lab;
 mod lifecycle;
 mod live;
 mod lock;
+mod memory;
 mod poll;
 mod render;
 mod runtime;

@@ -1046,3 +1046,57 @@ fn sim_seeds_that_make_no_sweep_are_refused() {
     // --seeds sweeps random schedules only.
     sim(&["--faults", "my.toml", "--seeds", "0..4"]).expect_error(&["--faults random"]);
 }
+
+// --- 8. the simulator's memory estimate -------------------------------------------------------
+
+#[test]
+fn sim_refuses_a_run_that_would_not_fit_before_building_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let million = dir.path().join("million.toml");
+    std::fs::write(
+        &million,
+        "name = \"million\"\n[generate]\nshape = \"random\"\nn = 1000000\ndegree = 20\n",
+    )
+    .unwrap();
+    let line = labctl(&[
+        OsStr::new("sim"),
+        million.as_os_str(),
+        OsStr::new("--max-memory"),
+        OsStr::new("256MiB"),
+    ])
+    .expect_error(&[
+        "1000000 nodes, 10000000 links",
+        "GiB of memory",
+        "256 MiB",
+        "--force",
+    ]);
+    // The figure is the estimate's, in GiB.
+    let need: f64 = line
+        .split("needs about ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {line}"));
+    assert!(need > 1.0, "{line}");
+    // Within the limit, or forced, the same run goes ahead.
+    let ring = topology_file("ring6.toml");
+    let sim = |extra: &[&str]| {
+        let mut args = vec![OsStr::new("sim"), ring.as_os_str(), OsStr::new("--json")];
+        args.extend(extra.iter().map(OsStr::new));
+        labctl(&args)
+    };
+    sim(&["--max-memory", "1KiB"]).expect_error(&["needs about", "1 KiB"]);
+    let forced = sim(&["--max-memory", "1KiB", "--force"]).expect_success();
+    assert!(forced.stdout.contains("\"leader\":1"), "{}", forced.stdout);
+    sim(&["--max-memory", "lots"]).expect_code(2);
+}
+
+#[test]
+fn sim_accepts_every_shipped_topology_within_a_gibibyte() {
+    // The 100,000-node one is too slow for a debug build; the estimate's own test covers it.
+    for file in shipped(false) {
+        let mut args = vec![OsStr::new("sim"), file.as_os_str(), OsStr::new("--json")];
+        args.extend(["--max-memory", "1GiB"].map(OsStr::new));
+        labctl(&args).expect_success();
+    }
+}

@@ -105,6 +105,35 @@ pub struct Run {
     pub trace: Vec<TraceLine>,
 }
 
+/// How far a run has got, as a progress display shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Messages delivered so far.
+    pub delivered: u64,
+    /// Messages in flight.
+    pub in_flight: usize,
+    /// The furthest phase a delivered message belonged to.
+    pub stage: Stage,
+    /// Virtual time.
+    pub time: u64,
+}
+
+/// A phase of the election, as the messages on the wire show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Yo-Yo's setup: every node tells its neighbours its id.
+    Setup,
+    /// Yo-Yo's iteration `i` (YO- and -YO).
+    Iteration(u32),
+    /// SHOUT+ builds the tree: the election is over.
+    Tree,
+    /// The network is quiet: the report is being built.
+    Quiet,
+}
+
+/// How often (in deliveries) a run reports its [`Progress`].
+pub const PROGRESS_EVERY: u64 = 1 << 16;
+
 /// A message in flight.
 struct InFlight {
     from: NodeId,
@@ -177,6 +206,8 @@ pub struct Simulation {
     delivered: u64,
     wire_iterations: Vec<u64>,
     wire_setup: u64,
+    /// A SHOUT+ message has been sent: the election is over somewhere.
+    tree_seen: bool,
     trace: Vec<TraceLine>,
 }
 
@@ -216,6 +247,7 @@ impl Simulation {
             delivered: 0,
             wire_iterations: Vec::new(),
             wire_setup: 0,
+            tree_seen: false,
             trace: Vec::new(),
         }
     }
@@ -227,10 +259,25 @@ impl Simulation {
 
     /// Simulate one election epoch on a graph given as adjacency (ids may be any non-zero u64).
     pub fn run_graph(lab: &str, adjacency: &Adjacency, config: &Config) -> Result<Run, SimError> {
+        Self::run_graph_observed(lab, adjacency, config, &mut |_| {})
+    }
+
+    /// [`Simulation::run_graph`], telling `observe` how far it has got every
+    /// [`PROGRESS_EVERY`] deliveries.
+    pub fn run_graph_observed(
+        lab: &str,
+        adjacency: &Adjacency,
+        config: &Config,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<Run, SimError> {
         let started = Instant::now();
         let mut sim = Simulation::new(adjacency, config.clone());
         sim.start_all(1);
-        sim.run_until_quiet(step_budget(adjacency))?;
+        sim.run_until_quiet_observed(step_budget(adjacency), observe)?;
+        observe(&Progress {
+            stage: Stage::Quiet,
+            ..sim.progress()
+        });
         let statuses = sim.statuses();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let mut report = Report::build(lab, "sim", adjacency, &statuses, elapsed_ms);
@@ -255,7 +302,20 @@ impl Simulation {
 
     /// Deliver messages until none is left. Fails after `budget` deliveries.
     pub fn run_until_quiet(&mut self, budget: u64) -> Result<(), SimError> {
+        self.run_until_quiet_observed(budget, &mut |_| {})
+    }
+
+    /// [`Simulation::run_until_quiet`], telling `observe` how far it has got every
+    /// [`PROGRESS_EVERY`] deliveries.
+    pub fn run_until_quiet_observed(
+        &mut self,
+        budget: u64,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SimError> {
         while let Some((at, flight)) = self.queue.pop(self.now) {
+            if self.delivered % PROGRESS_EVERY == 0 {
+                observe(&self.progress());
+            }
             if self.delivered >= budget {
                 return Err(SimError::BudgetExceeded {
                     budget,
@@ -330,7 +390,7 @@ impl Simulation {
             None if message.body.kind() == labctl_core::message::Kind::Setup => {
                 self.wire_setup += 1
             }
-            None => {}
+            None => self.tree_seen = true,
         }
         let delay = match self.config.delivery {
             Delivery::Sync => 1,
@@ -357,6 +417,23 @@ impl Simulation {
                 message,
             },
         );
+    }
+
+    /// How far the run has got.
+    pub fn progress(&self) -> Progress {
+        let stage = if self.tree_seen {
+            Stage::Tree
+        } else if self.wire_iterations.is_empty() {
+            Stage::Setup
+        } else {
+            Stage::Iteration(self.wire_iterations.len() as u32)
+        };
+        Progress {
+            delivered: self.delivered,
+            in_flight: self.queue.len,
+            stage,
+            time: self.now,
+        }
     }
 
     /// Every node's status, by id.
@@ -389,6 +466,19 @@ impl Simulation {
     }
 }
 
+/// Memory a plain run ([`Simulation::run_graph`]) of a graph of `nodes` and `links` takes at
+/// its peak, in bytes, with the topology it was read from: an estimate from the costs measured
+/// per node and per link (BENCHMARKS.md, issue 14), rounded up, so that a run that cannot fit is
+/// refused before anything is built.
+pub fn estimate_peak_bytes(nodes: u64, links: u64) -> u64 {
+    /// The process before any graph: code, buffers, the allocator's own.
+    const BASE: u64 = 32 << 20;
+    const PER_NODE: u64 = 2_600;
+    const PER_LINK: u64 = 400;
+    BASE.saturating_add(nodes.saturating_mul(PER_NODE))
+        .saturating_add(links.saturating_mul(PER_LINK))
+}
+
 /// A generous budget: far above the algorithms' bounds, small enough to stop a livelock fast.
 pub fn step_budget(adjacency: &Adjacency) -> u64 {
     let n = adjacency.len() as u64;
@@ -401,6 +491,26 @@ pub fn step_budget(adjacency: &Adjacency) -> u64 {
 mod tests {
     use super::*;
     use labctl_core::Body;
+
+    #[test]
+    fn the_memory_estimate_fits_every_shipped_topology_in_a_gibibyte() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let (n, m) = Topology::counts_from_path(&path).unwrap();
+            let need = estimate_peak_bytes(n as u64, m as u64);
+            assert!(need < 1 << 30, "{}: {need} bytes", path.display());
+            checked += 1;
+        }
+        assert!(checked >= 10, "{checked} topologies");
+        // And grows with the graph: the million-node goal, and a complete graph of 10M links.
+        assert!(estimate_peak_bytes(1_000_000, 2_000_000) > estimate_peak_bytes(100_000, 200_000));
+        assert!(estimate_peak_bytes(4472, 9_997_156) > estimate_peak_bytes(4472, 8944));
+    }
 
     #[test]
     fn calendar_delivers_in_time_then_send_order() {

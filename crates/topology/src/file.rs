@@ -186,8 +186,30 @@ fn one_line(message: &str) -> String {
         .join("; ")
 }
 
+/// A file's graph: built, or (for a `[generate]` table asked only for its size) counted.
+enum Graph {
+    Built(Topology),
+    Counted { nodes: usize, links: usize },
+}
+
 /// Parses and checks a topology file's text.
 pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError> {
+    match parse_graph(text, origin, false)? {
+        Graph::Built(topology) => Ok(topology),
+        Graph::Counted { .. } => unreachable!("asked to build"),
+    }
+}
+
+/// Checks a topology file's text as [`parse`] does and returns its node and link counts, without
+/// generating a `[generate]` table's graph.
+pub(crate) fn counts(text: &str, origin: &str) -> Result<(usize, usize), TopologyError> {
+    Ok(match parse_graph(text, origin, true)? {
+        Graph::Built(topology) => (topology.node_count(), topology.link_count()),
+        Graph::Counted { nodes, links } => (nodes, links),
+    })
+}
+
+fn parse_graph(text: &str, origin: &str, count_only: bool) -> Result<Graph, TopologyError> {
     let src = Source { text, origin };
     let table = DeTable::parse(text).map_err(|e| {
         src.error(
@@ -223,10 +245,10 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
         (None, Some(links), None) => {
             Err(src.error(ErrorKind::LinksWithoutNodes, Some(links.span())))
         }
-        (Some(nodes), links, None) => explicit(&src, name, nodes, links.as_ref()),
+        (Some(nodes), links, None) => explicit(&src, name, nodes, links.as_ref()).map(Graph::Built),
         (None, None, Some(generate)) => {
             let at = key_span(&values, "generate").or(Some(generate.span()));
-            generated(&src, name, generate.get_ref(), at)
+            generated(&src, name, generate.get_ref(), at, count_only)
         }
     }?;
     let durability = match doc
@@ -244,10 +266,13 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
             src.error(kind, Some(value.span()))
         })?),
     };
-    Ok(Topology {
-        timing,
-        durability,
-        ..topology
+    Ok(match topology {
+        Graph::Built(topology) => Graph::Built(Topology {
+            timing,
+            durability,
+            ..topology
+        }),
+        counted => counted,
     })
 }
 
@@ -478,7 +503,8 @@ fn generated(
     name: String,
     table: &GenerateTable,
     table_at: Option<Range<usize>>,
-) -> Result<Topology, TopologyError> {
+    count_only: bool,
+) -> Result<Graph, TopologyError> {
     let shape_value = table
         .shape
         .as_ref()
@@ -554,7 +580,14 @@ fn generated(
         ids,
         seed,
     };
-    Topology::build(name, &spec).map_err(|invalid| src.error(invalid.kind, span_of(invalid.key)))
+    let invalid = |invalid: Invalid| src.error(invalid.kind, span_of(invalid.key));
+    if count_only {
+        let (nodes, links) = spec.shape.check().map_err(invalid)?;
+        return Ok(Graph::Counted { nodes, links });
+    }
+    Topology::build(name, &spec)
+        .map(Graph::Built)
+        .map_err(invalid)
 }
 
 /// A `[generate]` table's sizes, for [`ShapeKind::make`]; the shape's keys are known present.

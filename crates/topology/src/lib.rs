@@ -114,6 +114,15 @@ impl Topology {
         file::parse(text, origin)
     }
 
+    /// The node and link counts of a topology file, checked as [`Topology::from_path`] checks it
+    /// but without generating a `[generate]` table's graph: what a run will cost, known at once.
+    pub fn counts_from_path(path: &Path) -> Result<(usize, usize), TopologyError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| TopologyError::at_origin(&origin, ErrorKind::Unreadable { error }))?;
+        file::counts(&text, &origin)
+    }
+
     /// Builds a generated topology from code, as a `[generate]` table would; errors start with `name`.
     pub fn generate(name: &str, spec: &Generate) -> Result<Topology, TopologyError> {
         if !valid_name(name) {

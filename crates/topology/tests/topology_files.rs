@@ -97,3 +97,44 @@ fn star_with_the_largest_centre() {
     assert_eq!(t.min_id(), 1);
     assert_eq!(t.eccentricity(1), Some(2));
 }
+
+/// `counts_from_path` gives every shipped file's size as loading it does, and a generated
+/// table's size without generating it: a million-node table is counted at once, and a table too
+/// large to build fails as loading it would.
+#[test]
+fn counts_match_the_loaded_graphs_and_come_without_generating() {
+    for (stem, topology) in load_all() {
+        let path = topologies_dir().join(format!("{stem}.toml"));
+        assert_eq!(
+            Topology::counts_from_path(&path).unwrap(),
+            (topology.node_count(), topology.link_count()),
+            "{stem}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let big = write(
+        "big.toml",
+        "name = \"big\"\n[generate]\nshape = \"complete\"\nn = 4472\n",
+    );
+    // (Building it would take seconds and gigabytes.)
+    assert_eq!(
+        Topology::counts_from_path(&big).unwrap(),
+        (4472, 4472 * 4471 / 2)
+    );
+    for text in [
+        "name = \"bad\"\n[generate]\nshape = \"complete\"\nn = 5000\n",
+        "name = \"bad\"\n[generate]\nshape = \"random\"\nn = 10\ndegree = 30\n",
+        "name = \"bad\"\n[generate]\nshape = \"ring\"\n",
+        "name = \"bad\"\nnodes = [1, 2]\nlinks = [[1, 3]]\n",
+    ] {
+        let path = write("bad.toml", text);
+        let loading = Topology::from_path(&path).unwrap_err().to_string();
+        let counting = Topology::counts_from_path(&path).unwrap_err().to_string();
+        assert_eq!(counting, loading, "{text}");
+    }
+}

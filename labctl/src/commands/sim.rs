@@ -10,6 +10,7 @@ use labctl_topology::Topology;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::SimArgs;
+use crate::memory;
 use crate::render;
 use crate::Outcome;
 
@@ -29,6 +30,9 @@ pub struct SimReport {
 }
 
 pub fn run(args: &SimArgs) -> Result<Outcome> {
+    if args.faults.is_none() {
+        return plain(args);
+    }
     let topology = Topology::from_path(&args.file)?;
     if let Some(faults) = &args.faults {
         if let Some(seeds) = &args.seeds {
@@ -39,13 +43,47 @@ pub fn run(args: &SimArgs) -> Result<Outcome> {
         }
         return with_faults(args, &topology, faults);
     }
+    unreachable!("plain runs return above")
+}
+
+/// One clean election, as SPEC §5's `labctl sim` runs it: refused up front if it would not fit
+/// in memory, with a progress display on a terminal once it takes more than a second.
+fn plain(args: &SimArgs) -> Result<Outcome> {
+    let (nodes, links) = Topology::counts_from_path(&args.file)?;
+    let need = labctl_sim::estimate_peak_bytes(nodes as u64, links as u64);
+    let limit = args.max_memory.or_else(memory::available);
+    if let Some(limit) = limit {
+        if need > limit && !args.force {
+            let whose = if args.max_memory.is_some() {
+                "--max-memory allows"
+            } else {
+                "this machine has available"
+            };
+            bail!(
+                "simulating {} ({nodes} nodes, {links} links) needs about {} of memory, and {whose} \
+                 {}: choose a smaller topology or free memory (--force runs it anyway)",
+                args.file.display(),
+                memory::show(need),
+                memory::show(limit)
+            );
+        }
+    }
+    let progress = Ticker::start(nodes as u64);
+    progress.say(format!("reading {nodes} nodes and {links} links"));
+    let topology = Topology::from_path(&args.file)?;
     let config = Config {
         seed: args.seed,
         delivery: args.delivery.delivery(),
         trace: args.trace,
     };
-    let run = Simulation::run(&topology, &config)
-        .with_context(|| format!("simulating {}", args.file.display()))?;
+    progress.say("building the nodes".into());
+    let adjacency = topology.adjacency();
+    let run = Simulation::run_graph_observed(&topology.name, &adjacency, &config, &mut |p| {
+        progress.show(p)
+    })
+    .with_context(|| format!("simulating {}", args.file.display()))?;
+    drop(adjacency);
+    progress.finish();
     let outcome = if run.report.failed_checks().next().is_none() {
         Outcome::Done
     } else {
@@ -414,4 +452,78 @@ fn sweep_seeds(
     } else {
         Outcome::ChecksFailed
     })
+}
+
+/// A run's progress on a terminal: nothing for its first second, then a bar of the election's
+/// stages (setup, Yo-Yo's iterations against their bound ⌈log₂ n⌉ + 1, the tree) with the
+/// messages delivered, redrawn as the run goes.
+struct Ticker {
+    bar: ProgressBar,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    iterations: u32,
+}
+
+impl Ticker {
+    fn start(nodes: u64) -> Ticker {
+        let iterations = labctl_core::Bounds::new(nodes, 0).iterations;
+        let bar = ProgressBar::with_draw_target(
+            Some(u64::from(iterations) + 2),
+            ProgressDrawTarget::hidden(),
+        );
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:24}] {elapsed:>3} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if std::io::stderr().is_terminal() {
+            let (bar, done) = (bar.clone(), done.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if !done.load(std::sync::atomic::Ordering::Acquire) {
+                    bar.set_draw_target(ProgressDrawTarget::stderr());
+                    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                }
+            });
+        }
+        Ticker {
+            bar,
+            done,
+            iterations,
+        }
+    }
+
+    fn say(&self, what: String) {
+        self.bar.set_message(what);
+    }
+
+    fn show(&self, p: &labctl_sim::Progress) {
+        let (position, stage) = match p.stage {
+            labctl_sim::Stage::Setup => (0, "Yo-Yo setup".to_string()),
+            labctl_sim::Stage::Iteration(i) => (
+                u64::from(i),
+                format!("Yo-Yo iteration {i} (at most {})", self.iterations),
+            ),
+            labctl_sim::Stage::Tree => (u64::from(self.iterations) + 1, "SHOUT+ tree".to_string()),
+            labctl_sim::Stage::Quiet => {
+                self.bar.set_position(u64::from(self.iterations) + 2);
+                self.bar.set_message(format!(
+                    "quiet after {:.1} M messages: building the report",
+                    p.delivered as f64 / 1e6
+                ));
+                return;
+            }
+        };
+        self.bar.set_position(position);
+        self.bar.set_message(format!(
+            "{stage}: {:.1} M messages delivered, {:.1} M in flight",
+            p.delivered as f64 / 1e6,
+            p.in_flight as f64 / 1e6
+        ));
+    }
+
+    fn finish(&self) {
+        self.done.store(true, std::sync::atomic::Ordering::Release);
+        self.bar.finish_and_clear();
+    }
 }
