@@ -313,7 +313,7 @@ impl Simulation {
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<(), SimError> {
         while let Some((at, flight)) = self.queue.pop(self.now) {
-            if self.delivered % PROGRESS_EVERY == 0 {
+            if self.delivered.is_multiple_of(PROGRESS_EVERY) {
                 observe(&self.progress());
             }
             if self.delivered >= budget {
