@@ -217,8 +217,8 @@ pub struct ValidateArgs {
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
     /// The topology file (TOML).
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    #[arg(value_name = "FILE", required_unless_present = "scale")]
+    pub file: Option<PathBuf>,
     /// Seed for the random message delays of `--delivery async`.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub seed: u64,
@@ -258,10 +258,43 @@ pub struct SimArgs {
     /// Run even when the memory estimate says the run will not fit.
     #[arg(long)]
     pub force: bool,
+    /// Instead of one topology: how Yo-Yo's cost grows. Runs one election on random graphs of
+    /// each of --sizes (average degree --degree, shuffled ids, async delivery, seed 1) and prints
+    /// n, m, the iterations against ⌈log₂ n⌉ + 1, the messages against 2m(⌈log₂ n⌉ + 2), the
+    /// time and the peak memory of each; --svg draws it.
+    #[arg(long, conflicts_with_all = ["file", "faults", "trace", "seed", "delivery"])]
+    pub scale: bool,
+    /// With --scale: the node counts, comma-separated (`10k` and `1M` allowed).
+    #[arg(long, value_name = "N,N,…", requires = "scale", value_delimiter = ',',
+          default_value = "1k,10k,100k", value_parser = node_count)]
+    pub sizes: Vec<usize>,
+    /// With --scale: the graphs' average degree.
+    #[arg(long, value_name = "D", requires = "scale", default_value_t = 4.0)]
+    pub degree: f64,
+    /// With --scale: also draw the table as an SVG picture into this file.
+    #[arg(long, value_name = "OUT.svg", requires = "scale")]
+    pub svg: Option<PathBuf>,
     /// With `--seeds`: threads to run on (default: one per core).
     #[arg(long, value_name = "N", requires = "seeds",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub jobs: Option<u16>,
+}
+
+/// A node count for --sizes: `1000`, `10k` or `1M` (at least 10).
+fn node_count(text: &str) -> Result<usize, String> {
+    let bad = || format!("{text:?} is not a node count: write 1000, 10k or 1M (at least 10)");
+    let t = text.trim();
+    let (digits, factor) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1_000),
+        Some((i, 'm' | 'M')) => (&t[..i], 1_000_000),
+        _ => (t, 1),
+    };
+    let n: usize = digits.parse().map_err(|_| bad())?;
+    let n = n.checked_mul(factor).ok_or_else(bad)?;
+    if n < 10 {
+        return Err(bad());
+    }
+    Ok(n)
 }
 
 /// `A..B` (B left out) or `A..=B`: a non-empty range of seeds.

@@ -1100,3 +1100,62 @@ fn sim_accepts_every_shipped_topology_within_a_gibibyte() {
         labctl(&args).expect_success();
     }
 }
+
+// --- 9. the growth table ----------------------------------------------------------------------
+
+#[test]
+fn sim_scale_prints_each_size_against_its_bounds_and_draws_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("growth.svg");
+    let run = labctl(&[
+        OsStr::new("sim"),
+        OsStr::new("--scale"),
+        OsStr::new("--sizes"),
+        OsStr::new("1k,200"),
+        OsStr::new("--json"),
+        OsStr::new("--svg"),
+        svg.as_os_str(),
+    ])
+    .expect_success();
+    let table: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let rows = table["rows"].as_array().unwrap();
+    let sizes: Vec<u64> = rows.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, vec![200, 1000], "sorted by size");
+    for row in rows {
+        let (n, m) = (row["n"].as_u64().unwrap(), row["m"].as_u64().unwrap());
+        assert_eq!(m, 2 * n, "average degree 4");
+        let log = common::ceil_log2(n);
+        assert_eq!(row["iteration_bound"], log + 1);
+        assert_eq!(row["message_bound"], 2 * m * (log + 2));
+        assert!(row["iterations"].as_u64().unwrap() <= log + 1, "{row}");
+        assert!(
+            row["messages"].as_u64().unwrap() <= 2 * m * (log + 2),
+            "{row}"
+        );
+        assert_eq!(row["tree_messages"], 2 * m, "SHOUT+ costs exactly 2m");
+        assert_eq!(row["checks_passed"], true);
+        // The same graph and seed through `labctl sim FILE`: the same election.
+        let file = dir.path().join(format!("scale-{n}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "# the growth table's graph\nname = \"scale-{n}\"\n[generate]\nshape = \"random\"\n\
+                 n = {n}\ndegree = 4\nids = \"shuffle\"\nseed = 1\n"
+            ),
+        )
+        .unwrap();
+        let one = sim_json(&file, &["--delivery", "async", "--seed", "1"]);
+        assert_eq!(row["iterations"], one.report.iterations, "n = {n}");
+        assert_eq!(row["messages"], one.report.messages.election, "n = {n}");
+    }
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.trim_end().ends_with("</svg>"));
+    assert_eq!(picture.matches("class=\"panel\"").count(), 4);
+    assert_eq!(picture.matches("class=\"measured\"").count(), 2 * 4);
+
+    // Sizes that make no graph are refused with the reason.
+    let bad = labctl(&["sim", "--scale", "--sizes", "5"]).expect_code(2);
+    assert!(bad.stderr.contains("at least 10"), "{}", bad.stderr);
+    labctl(&["sim", "--scale", "--sizes", "20", "--degree", "30"])
+        .expect_error(&["--sizes 20 with --degree 30"]);
+}

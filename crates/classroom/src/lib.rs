@@ -12,6 +12,7 @@
 //! Work in progress (issue 12): the pictures of each step, the HTML replay and the dashboard
 //! build on these two.
 
+pub mod growth;
 pub mod html;
 pub mod layout;
 pub mod picture;

@@ -32,6 +32,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub mod faults;
+pub mod scale;
 pub mod sweep;
 pub mod workload;
 

@@ -135,6 +135,14 @@ impl Topology {
             .map_err(|invalid| TopologyError::at_origin(name, invalid.kind))
     }
 
+    /// The node and link counts [`Topology::generate`] would give, checked the same way, without
+    /// generating the graph.
+    pub fn generated_counts(name: &str, spec: &Generate) -> Result<(usize, usize), TopologyError> {
+        spec.shape
+            .check()
+            .map_err(|invalid| TopologyError::at_origin(name, invalid.kind))
+    }
+
     /// Generates the graph (the name is already checked).
     pub(crate) fn build(name: String, spec: &Generate) -> Result<Topology, generate::Invalid> {
         let (ids, links) = spec.build()?;

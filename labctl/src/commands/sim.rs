@@ -1,6 +1,7 @@
 //! `labctl sim FILE`: run the election and the tree in the deterministic simulator.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -30,26 +31,33 @@ pub struct SimReport {
 }
 
 pub fn run(args: &SimArgs) -> Result<Outcome> {
-    if args.faults.is_none() {
-        return plain(args);
+    if args.scale {
+        return scale(args);
     }
-    let topology = Topology::from_path(&args.file)?;
+    let file = args
+        .file
+        .as_deref()
+        .expect("clap asks for FILE unless --scale");
+    if args.faults.is_none() {
+        return plain(args, file);
+    }
+    let topology = Topology::from_path(file)?;
     if let Some(faults) = &args.faults {
         if let Some(seeds) = &args.seeds {
             if faults != "random" {
                 bail!("--seeds sweeps random schedules: use it with --faults random, not --faults {faults}");
             }
-            return sweep_seeds(args, &topology, seeds.clone());
+            return sweep_seeds(args, file, &topology, seeds.clone());
         }
-        return with_faults(args, &topology, faults);
+        return with_faults(args, file, &topology, faults);
     }
     unreachable!("plain runs return above")
 }
 
 /// One clean election, as SPEC §5's `labctl sim` runs it: refused up front if it would not fit
 /// in memory, with a progress display on a terminal once it takes more than a second.
-fn plain(args: &SimArgs) -> Result<Outcome> {
-    let (nodes, links) = Topology::counts_from_path(&args.file)?;
+fn plain(args: &SimArgs, file: &Path) -> Result<Outcome> {
+    let (nodes, links) = Topology::counts_from_path(file)?;
     let need = labctl_sim::estimate_peak_bytes(nodes as u64, links as u64);
     let limit = args.max_memory.or_else(memory::available);
     if let Some(limit) = limit {
@@ -62,7 +70,7 @@ fn plain(args: &SimArgs) -> Result<Outcome> {
             bail!(
                 "simulating {} ({nodes} nodes, {links} links) needs about {} of memory, and {whose} \
                  {}: choose a smaller topology or free memory (--force runs it anyway)",
-                args.file.display(),
+                file.display(),
                 memory::show(need),
                 memory::show(limit)
             );
@@ -70,7 +78,7 @@ fn plain(args: &SimArgs) -> Result<Outcome> {
     }
     let progress = Ticker::start(nodes as u64);
     progress.say(format!("reading {nodes} nodes and {links} links"));
-    let topology = Topology::from_path(&args.file)?;
+    let topology = Topology::from_path(file)?;
     let config = Config {
         seed: args.seed,
         delivery: args.delivery.delivery(),
@@ -81,7 +89,7 @@ fn plain(args: &SimArgs) -> Result<Outcome> {
     let run = Simulation::run_graph_observed(&topology.name, &adjacency, &config, &mut |p| {
         progress.show(p)
     })
-    .with_context(|| format!("simulating {}", args.file.display()))?;
+    .with_context(|| format!("simulating {}", file.display()))?;
     drop(adjacency);
     progress.finish();
     let outcome = if run.report.failed_checks().next().is_none() {
@@ -157,7 +165,12 @@ struct FaultSimReport {
 }
 
 /// `labctl sim FILE --faults random|SCHEDULE`: live nodes under faults.
-fn with_faults(args: &SimArgs, topology: &Topology, faults_arg: &str) -> Result<Outcome> {
+fn with_faults(
+    args: &SimArgs,
+    file: &Path,
+    topology: &Topology,
+    faults_arg: &str,
+) -> Result<Outcome> {
     let adjacency = topology.adjacency();
     let (config, heal_at_end, origin) = if faults_arg == "random" {
         let config = sweep::random_config(
@@ -209,7 +222,7 @@ fn with_faults(args: &SimArgs, topology: &Topology, faults_arg: &str) -> Result<
                 std::io::stderr(),
                 "labctl: {}: {e}\nreplay it: labctl sim {} --faults {faults_arg} --seed {} --trace",
                 topology.name,
-                args.file.display(),
+                file.display(),
                 e.seed()
             )?;
             return Ok(Outcome::ChecksFailed);
@@ -352,6 +365,7 @@ fn print_trace(out: &mut impl Write, trace: &[labctl_sim::TraceLine]) -> Result<
 /// `labctl sim FILE --faults random --seeds A..B`: one random schedule per seed, on every core.
 fn sweep_seeds(
     args: &SimArgs,
+    file: &Path,
     topology: &Topology,
     seeds: std::ops::Range<u64>,
 ) -> Result<Outcome> {
@@ -377,7 +391,7 @@ fn sweep_seeds(
     let replay = |seed: u64| {
         format!(
             "labctl sim {} --faults random --seed {seed} --duration-s {} --trace",
-            args.file.display(),
+            file.display(),
             args.duration_s
         )
     };
@@ -525,5 +539,139 @@ impl Ticker {
     fn finish(&self) {
         self.done.store(true, std::sync::atomic::Ordering::Release);
         self.bar.finish_and_clear();
+    }
+}
+
+/// `labctl sim --scale`: the growth table, row by row as each size finishes, and its picture.
+fn scale(args: &SimArgs) -> Result<Outcome> {
+    let mut sizes = args.sizes.clone();
+    sizes.sort_unstable();
+    sizes.dedup();
+    if !(args.degree.is_finite() && args.degree > 0.0) {
+        bail!(
+            "--degree {} is not an average degree: give a positive number such as 4",
+            args.degree
+        );
+    }
+    // Every size is checked before anything runs.
+    let mut plan = Vec::new();
+    for n in sizes {
+        let (_, links) = labctl_sim::scale::counts(n, args.degree)
+            .map_err(|e| anyhow::anyhow!("--sizes {n} with --degree {}: {e}", args.degree))?;
+        plan.push((n, labctl_sim::estimate_peak_bytes(n as u64, links as u64)));
+    }
+    let limit = args.max_memory.or_else(memory::available);
+    let mut stdout = std::io::stdout().lock();
+    if !args.json {
+        writeln!(
+            stdout,
+            "How Yo-Yo grows: random graphs of average degree {}, shuffled ids, async delivery, seed {}\n",
+            args.degree,
+            labctl_sim::scale::SEED
+        )?;
+        writeln!(
+            stdout,
+            "{:>9} {:>10} {:>5} {:>10} {:>12} {:>14} {:>6} {:>9} {:>9}",
+            "n", "m", "iter.", "⌈log₂n⌉+1", "messages", "2m(⌈log₂n⌉+2)", "ratio", "time", "memory"
+        )?;
+    }
+    let mut rows = Vec::new();
+    let mut failed = false;
+    for (n, need) in plan {
+        if let Some(limit) = limit.filter(|&l| need > l && !args.force) {
+            let line = format!(
+                "{n:>9}: skipped, it needs about {} and {} is available (--force runs it)",
+                memory::show(need),
+                memory::show(limit)
+            );
+            if args.json {
+                eprintln!("labctl: {}", line.trim_start());
+            } else {
+                writeln!(stdout, "{line}")?;
+            }
+            continue;
+        }
+        let peak = PeakMemory::reset();
+        let graph = labctl_sim::scale::graph(n, args.degree)
+            .with_context(|| format!("generating {n} nodes"))?;
+        let progress = Ticker::start(n as u64);
+        let measured = labctl_sim::scale::measure(&graph, &mut |p| progress.show(p));
+        progress.finish();
+        drop(graph);
+        let mut row = measured.with_context(|| format!("simulating {n} nodes"))?;
+        row.peak_bytes = peak.read();
+        failed |= !row.checks_passed;
+        if !args.json {
+            writeln!(
+                stdout,
+                "{:>9} {:>10} {:>5} {:>10} {:>12} {:>14} {:>6.2} {:>7.2} s {:>9}{}",
+                row.n,
+                row.m,
+                row.iterations,
+                row.iteration_bound,
+                row.messages,
+                row.message_bound,
+                row.messages as f64 / row.message_bound as f64,
+                row.seconds,
+                row.peak_bytes.map_or("?".to_string(), memory::show),
+                if row.checks_passed {
+                    ""
+                } else {
+                    "  CHECKS FAILED"
+                }
+            )?;
+            stdout.flush()?;
+        }
+        rows.push(row);
+    }
+    if let Some(path) = &args.svg {
+        let title = format!(
+            "How Yo-Yo grows: random graphs of average degree {}, async delivery",
+            args.degree
+        );
+        std::fs::write(path, labctl_classroom::growth::svg(&rows, &title))
+            .with_context(|| format!("writing {}", path.display()))?;
+        if !args.json {
+            writeln!(stdout, "\nwrote {}", path.display())?;
+        }
+    }
+    if args.json {
+        let value = serde_json::json!({ "degree": args.degree, "seed": labctl_sim::scale::SEED, "rows": rows });
+        serde_json::to_writer(&mut stdout, &value)?;
+        writeln!(stdout)?;
+    } else if !rows.is_empty() {
+        writeln!(
+            stdout,
+            "\nratio = messages / bound. Yo-Yo's messages include its setup (2m); SHOUT+ adds exactly 2m more."
+        )?;
+    }
+    Ok(if failed {
+        Outcome::ChecksFailed
+    } else {
+        Outcome::Done
+    })
+}
+
+/// The process's peak resident memory from a point on (Linux: `VmHWM`, reset through
+/// `/proc/self/clear_refs`). Unknown elsewhere, or where the reset is not allowed.
+struct PeakMemory {
+    known: bool,
+}
+
+impl PeakMemory {
+    fn reset() -> PeakMemory {
+        PeakMemory {
+            known: std::fs::write("/proc/self/clear_refs", "5").is_ok(),
+        }
+    }
+
+    fn read(&self) -> Option<u64> {
+        if !self.known {
+            return None;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 }
