@@ -67,7 +67,14 @@ impl NeighborSet {
         set
     }
 
-    fn position(&self, id: NodeId) -> Option<usize> {
+    /// The universe's ids, sorted: position `k` is id `all()[k]`.
+    pub fn all(&self) -> &[NodeId] {
+        &self.all
+    }
+
+    /// `id`'s position among the universe's sorted ids: the index of its slot in any per-neighbour
+    /// array kept beside these sets.
+    pub fn position(&self, id: NodeId) -> Option<usize> {
         self.all.binary_search(&id).ok()
     }
 

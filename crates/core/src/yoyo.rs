@@ -42,7 +42,7 @@
 //! This module is pure: no clocks, no sockets, no randomness. [`YoYo::receive`] takes one message
 //! and pushes what to send into an output vector.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +130,18 @@ pub enum Refusal {
     },
 }
 
+/// What one neighbour said, as far as this node's election goes. Node ids are positive, so 0
+/// stands for "nothing yet".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Said {
+    /// Its YO- value of the current iteration.
+    value: NodeId,
+    /// Its YO- value of the next iteration, come early.
+    early: NodeId,
+    /// Its -YO answer of the current iteration: (vote, prune).
+    answer: Option<(Vote, bool)>,
+}
+
 /// One node's Yo-Yo state for one epoch.
 ///
 /// Ordering contract: the caller must deliver each neighbour's messages in the order they were
@@ -147,13 +159,14 @@ pub struct YoYo {
     out_edges: NeighborSet,
     /// The current iteration, from 1; 0 during setup.
     iteration: u32,
-    /// YO- values received, keyed by (iteration, sender). A neighbour may run one iteration ahead,
-    /// so values of the next iteration wait here until this node gets there.
-    values: BTreeMap<(u32, NodeId), NodeId>,
+    /// What each neighbour said, by its position among the sorted neighbour ids: its YO- value
+    /// and -YO answer of this iteration, and its YO- value of the next (a neighbour runs at most
+    /// one iteration ahead, so its value may come before this node gets there).
+    said: Box<[Said]>,
+    /// How many out-neighbours have answered in this iteration.
+    answered: usize,
     /// The value this node sent down in the current iteration.
     forwarded: Option<NodeId>,
-    /// -YO answers from out-neighbours in the current iteration: (vote, prune).
-    answers: BTreeMap<NodeId, (Vote, bool)>,
     /// For each iteration this node took part in, its out-degree at the start: summed over all
     /// nodes, the number of live edges, which fixes the iteration's exact message cost.
     out_degrees: Vec<usize>,
@@ -185,9 +198,9 @@ impl YoYo {
             in_edges: NeighborSet::empty(all),
             out_edges: NeighborSet::empty(all),
             iteration: 0,
-            values: BTreeMap::new(),
+            said: vec![Said::default(); all.len()].into(),
+            answered: 0,
             forwarded: None,
-            answers: BTreeMap::new(),
             out_degrees: Vec::new(),
         }
     }
@@ -230,17 +243,27 @@ impl YoYo {
             Body::YoDown { iteration, value } => {
                 // A value may come for the current iteration on an in-edge, or (from a faster
                 // neighbour) for a later one; a past iteration is an error.
+                // (A neighbour cannot be two iterations ahead: it would need this node's
+                // answer of the next iteration to finish it. Node ids, values among them, are
+                // positive.)
                 let current_in_edge = iteration == self.iteration && self.in_edges.contains(&from);
-                if !(current_in_edge || iteration > self.iteration) {
-                    return Err(Refusal::UnexpectedValue { from, iteration });
-                }
-                if self.values.contains_key(&(iteration, from)) {
+                let next = iteration == self.iteration + 1;
+                let slot = match self.neighbors.position(from) {
+                    Some(k) if value != 0 && (current_in_edge || next) => &mut self.said[k],
+                    _ => return Err(Refusal::UnexpectedValue { from, iteration }),
+                };
+                let stored = if next {
+                    &mut slot.early
+                } else {
+                    &mut slot.value
+                };
+                if *stored != 0 {
                     return Err(Refusal::Duplicate {
                         from,
                         what: "YO- value",
                     });
                 }
-                self.values.insert((iteration, from), value);
+                *stored = value;
             }
             Body::YoUp {
                 iteration,
@@ -250,16 +273,18 @@ impl YoYo {
                 let expected = self.phase == Phase::Answering
                     && iteration == self.iteration
                     && self.out_edges.contains(&from);
-                if !expected {
-                    return Err(Refusal::UnexpectedAnswer { from, iteration });
-                }
-                if self.answers.contains_key(&from) {
+                let slot = match self.neighbors.position(from) {
+                    Some(k) if expected => &mut self.said[k],
+                    _ => return Err(Refusal::UnexpectedAnswer { from, iteration }),
+                };
+                if slot.answer.is_some() {
                     return Err(Refusal::Duplicate {
                         from,
                         what: "-YO answer",
                     });
                 }
-                self.answers.insert(from, (vote, prune));
+                slot.answer = Some((vote, prune));
+                self.answered += 1;
             }
             _ => unreachable!("only Yo-Yo messages are routed to YoYo::receive"),
         }
@@ -327,11 +352,7 @@ impl YoYo {
                 Phase::Collecting => {
                     // YO-: wait until every in-edge has delivered this iteration's value.
                     let iteration = self.iteration;
-                    if !self
-                        .in_edges
-                        .iter()
-                        .all(|n| self.values.contains_key(&(iteration, *n)))
-                    {
+                    if !self.in_edges.iter().all(|&n| self.value_of(n) != 0) {
                         return;
                     }
                     // A source sends its own id; an internal node the smallest value it received.
@@ -340,7 +361,7 @@ impl YoYo {
                     } else {
                         self.in_edges
                             .iter()
-                            .map(|n| self.values[&(iteration, *n)])
+                            .map(|&n| self.value_of(n))
                             .min()
                             .expect("in_edges is not empty")
                     };
@@ -364,7 +385,7 @@ impl YoYo {
                 }
                 Phase::Answering => {
                     // -YO: wait for the answer of every out-edge.
-                    if self.answers.len() < self.out_edges.len() {
+                    if self.answered < self.out_edges.len() {
                         return;
                     }
                     self.resolve(send, changes);
@@ -388,7 +409,12 @@ impl YoYo {
         let mut next_in = self.neighbors.empty_like();
         let mut next_out = self.neighbors.empty_like();
         let mut heard_no = false;
-        for (&neighbor, &(vote, prune)) in &self.answers {
+        // (In id order, as the positions are.)
+        let answers = self.neighbors_in_order().filter_map(|(k, neighbor)| {
+            let (vote, prune) = self.said[k].answer?;
+            Some((neighbor, vote, prune))
+        });
+        for (neighbor, vote, prune) in answers {
             if prune {
                 changes.push(Event::EdgePruned {
                     iteration,
@@ -411,29 +437,30 @@ impl YoYo {
         // 2. Decide the answer for each in-neighbour (a source has none).
         //    Duplicate rule: of the in-neighbours that sent the same value, keep the first, prune
         //    the rest. Which one is kept does not matter; the smallest id keeps runs reproducible.
-        let mut kept_for_value: BTreeMap<NodeId, NodeId> = BTreeMap::new();
+        //    (Sorted by (value, id), each value's first in-neighbour is the one kept.)
         let mut pruned = self.neighbors.empty_like();
-        for &neighbor in &self.in_edges {
-            let value = self.values[&(iteration, neighbor)];
-            match kept_for_value.entry(value) {
-                std::collections::btree_map::Entry::Vacant(slot) => {
-                    slot.insert(neighbor);
-                }
-                std::collections::btree_map::Entry::Occupied(_) => {
-                    pruned.insert(neighbor);
-                }
+        let mut by_value: Vec<(NodeId, NodeId)> = self
+            .in_edges
+            .iter()
+            .map(|&neighbor| (self.value_of(neighbor), neighbor))
+            .collect();
+        by_value.sort_unstable();
+        let mut distinct = 0;
+        for (i, &(value, neighbor)) in by_value.iter().enumerate() {
+            if i > 0 && by_value[i - 1].0 == value {
+                pruned.insert(neighbor);
+            } else {
+                distinct += 1;
             }
         }
         //    Leaf rule: a sink (also one by cascade) left with a single in-neighbour deletes itself.
-        let remove_self = sink_now && !self.in_edges.is_empty() && kept_for_value.len() == 1;
+        let remove_self = sink_now && !self.in_edges.is_empty() && distinct == 1;
         if remove_self {
-            for &neighbor in kept_for_value.values() {
-                pruned.insert(neighbor);
-            }
+            pruned.insert(by_value[0].1);
         }
 
         for &neighbor in &self.in_edges {
-            let value = self.values[&(iteration, neighbor)];
+            let value = self.value_of(neighbor);
             // YES only if this neighbour sent our minimum and nothing below us said NO.
             let vote = if !heard_no && value == minimum {
                 Vote::Yes
@@ -466,14 +493,7 @@ impl YoYo {
             ));
         }
 
-        // 3. Forget this iteration and set up the next one.
-        self.values.retain(|&(i, _), _| i > iteration);
-        if self.values.is_empty() {
-            // An emptied B-tree keeps its root node: give it back (a million nodes would each
-            // keep one, waiting for the next iteration).
-            self.values = BTreeMap::new();
-        }
-        self.answers.clear();
+        // 3. Set up the next iteration (`begin_iteration` forgets this one's values and answers).
         self.forwarded = None;
         self.in_edges = next_in;
         self.out_edges = next_out;
@@ -498,6 +518,14 @@ impl YoYo {
     }
 
     fn begin_iteration(&mut self, iteration: u32, changes: &mut Vec<Event>) {
+        // What came early for this iteration is now current; the last one's is forgotten.
+        for said in self.said.iter_mut() {
+            *said = Said {
+                value: said.early,
+                ..Said::default()
+            };
+        }
+        self.answered = 0;
         self.iteration = iteration;
         self.out_degrees.push(self.out_edges.len());
         self.phase = Phase::Collecting;
@@ -514,6 +542,19 @@ impl YoYo {
             (false, false) => Standing::Internal,
             (false, true) => Standing::Sink,
         }
+    }
+
+    /// The YO- value `neighbor` sent in this iteration (0: none yet).
+    fn value_of(&self, neighbor: NodeId) -> NodeId {
+        self.neighbors
+            .position(neighbor)
+            .map_or(0, |k| self.said[k].value)
+    }
+
+    /// Every id of the neighbourhood (the election's links and those it no longer runs on), with
+    /// its position, in id order.
+    fn neighbors_in_order(&self) -> impl Iterator<Item = (usize, NodeId)> + '_ {
+        self.neighbors.all().iter().copied().enumerate()
     }
 
     /// Where the node is in the election.
@@ -804,6 +845,32 @@ mod tests {
         assert_eq!(node.phase(), Phase::Leader);
         assert_eq!(events, vec![Event::Elected { iterations: 0 }]);
         assert_eq!(node.iterations(), 0);
+    }
+
+    #[test]
+    fn values_no_neighbour_could_send_are_refused_and_change_nothing() {
+        // 5 has in-neighbours 2 and 3 in iteration 1. A value two iterations ahead, a value of
+        // 0 (no id), and one from a node that is not a neighbour cannot come from a correct
+        // peer: each is refused, and the election goes on as if it had never come.
+        let (mut node, _, _) = after_setup(5, &[2, 3]);
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        for (from, body) in [(2, value(3, 2)), (2, value(1, 0)), (9, value(2, 9))] {
+            let refused = node.receive(from, &body, &mut sent, &mut events);
+            assert!(
+                matches!(refused, Err(Refusal::UnexpectedValue { .. })),
+                "{from}: {body:?}: {refused:?}"
+            );
+        }
+        assert!(sent.is_empty() && events.is_empty());
+        feed(&mut node, 2, value(1, 2));
+        let (sent, _) = feed(&mut node, 3, value(1, 3));
+        assert_eq!(
+            sent,
+            vec![
+                (2, answer(1, Vote::Yes, false)),
+                (3, answer(1, Vote::No, false))
+            ]
+        );
     }
 
     #[test]
