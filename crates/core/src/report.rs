@@ -3,6 +3,7 @@
 //! The same report describes a simulated run and a live lab: it is built from the nodes' own
 //! [`Status`]es and the topology's adjacency, so every runtime is judged by the same rules.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -141,12 +142,25 @@ impl Report {
         let mut components = Vec::new();
         let mut per_part = Vec::new();
         for part in &parts {
-            let graph = restrict(live, part);
-            let members: BTreeMap<NodeId, Status> = statuses
-                .iter()
-                .filter(|(id, _)| part.contains(id))
-                .map(|(&id, s)| (id, s.clone()))
-                .collect();
+            // A component that is the whole live graph (every run of the simulator, a lab with
+            // nothing cut) is judged on the graph and statuses as given: a million nodes are
+            // not copied twice over.
+            let graph = if part.len() == live.len() {
+                Cow::Borrowed(live)
+            } else {
+                Cow::Owned(restrict(live, part))
+            };
+            let members = if statuses.len() == part.len() && statuses.keys().eq(part.iter()) {
+                Cow::Borrowed(statuses)
+            } else {
+                Cow::Owned(
+                    statuses
+                        .iter()
+                        .filter(|(id, _)| part.contains(id))
+                        .map(|(&id, s)| (id, s.clone()))
+                        .collect::<BTreeMap<NodeId, Status>>(),
+                )
+            };
             let checks = converged_on(&graph, &members, lab_size);
             let epoch = members.values().map(|s| s.epoch).max();
             let roots: Vec<NodeId> = members
@@ -175,9 +189,10 @@ impl Report {
             .iter()
             .position(|c| c.quorum)
             .or_else(|| (0..parts.len()).max_by_key(|&i| (parts[i].len(), std::cmp::Reverse(i))));
-        let (graph, members) = match focus {
-            Some(i) => (per_part[i].0.clone(), per_part[i].1.clone()),
-            None => (Adjacency::new(), BTreeMap::new()),
+        let (none, nobody) = (Adjacency::new(), BTreeMap::new());
+        let (graph, members): (&Adjacency, &BTreeMap<NodeId, Status>) = match focus {
+            Some(i) => (&per_part[i].0, &per_part[i].1),
+            None => (&none, &nobody),
         };
         let n = graph.len() as u64;
         let m = graph.values().map(|s| s.len() as u64).sum::<u64>() / 2;
@@ -221,7 +236,7 @@ impl Report {
                 check(name, ok && !parts.is_empty(), detail)
             })
             .collect();
-        checks.extend(cost_checks(&members, &bounds, messages, iterations));
+        checks.extend(cost_checks(members, &bounds, messages, iterations));
         let converged = !parts.is_empty()
             && checks
                 .iter()
