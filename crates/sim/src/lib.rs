@@ -312,7 +312,7 @@ impl Simulation {
             stage: Stage::Quiet,
             ..sim.progress()
         });
-        let statuses = sim.into_statuses();
+        let statuses = sim.take_statuses();
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let mut report = Report::build(lab, "sim", adjacency, &statuses, elapsed_ms);
         report.checks.extend(sim.wire_checks(&report));
@@ -479,7 +479,7 @@ impl Simulation {
     /// Every node's status, by id, giving up the nodes and the network to make them: what is
     /// left is the run's figures (deliveries, time, the wire's counts). At a million nodes the
     /// report is built from these statuses alone.
-    fn into_statuses(&mut self) -> BTreeMap<NodeId, Status> {
+    fn take_statuses(&mut self) -> BTreeMap<NodeId, Status> {
         self.row = Vec::new();
         self.neighbor_id = Vec::new();
         self.neighbor_index = Vec::new();
