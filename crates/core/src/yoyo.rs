@@ -163,6 +163,9 @@ pub struct YoYo {
     /// and -YO answer of this iteration, and its YO- value of the next (a neighbour runs at most
     /// one iteration ahead, so its value may come before this node gets there).
     said: Box<[Said]>,
+    /// How many in-neighbours have sent this iteration's value (so that waiting for them all
+    /// costs nothing per message, even with thousands of neighbours).
+    received: usize,
     /// How many out-neighbours have answered in this iteration.
     answered: usize,
     /// The value this node sent down in the current iteration.
@@ -199,6 +202,7 @@ impl YoYo {
             out_edges: NeighborSet::empty(all),
             iteration: 0,
             said: vec![Said::default(); all.len()].into(),
+            received: 0,
             answered: 0,
             forwarded: None,
             out_degrees: Vec::new(),
@@ -264,6 +268,9 @@ impl YoYo {
                     });
                 }
                 *stored = value;
+                if !next {
+                    self.received += 1;
+                }
             }
             Body::YoUp {
                 iteration,
@@ -352,7 +359,7 @@ impl YoYo {
                 Phase::Collecting => {
                     // YO-: wait until every in-edge has delivered this iteration's value.
                     let iteration = self.iteration;
-                    if !self.in_edges.iter().all(|&n| self.value_of(n) != 0) {
+                    if self.received < self.in_edges.len() {
                         return;
                     }
                     // A source sends its own id; an internal node the smallest value it received.
@@ -526,6 +533,11 @@ impl YoYo {
             };
         }
         self.answered = 0;
+        self.received = self
+            .in_edges
+            .iter()
+            .filter(|&&n| self.value_of(n) != 0)
+            .count();
         self.iteration = iteration;
         self.out_degrees.push(self.out_edges.len());
         self.phase = Phase::Collecting;
