@@ -83,6 +83,9 @@ pub struct Shout {
     asked_by: NeighborSet,
     /// Children and the sizes of their subtrees.
     children: BTreeMap<NodeId, u64>,
+    /// The sum of the children's subtree sizes (kept as they come: a node with a million
+    /// children adds each once).
+    descendants: u64,
     /// The size of our subtree once complete.
     complete: Option<u64>,
     /// The most advanced log known in our subtree: our own, then each child's report.
@@ -111,6 +114,7 @@ impl Shout {
             waiting: NeighborSet::empty(all),
             asked_by: NeighborSet::empty(all),
             children: BTreeMap::new(),
+            descendants: 0,
             complete: None,
             best: None,
         }
@@ -200,9 +204,8 @@ impl Shout {
                 }
                 // A subtree holds its root at least, and all subtrees add up to a count.
                 let total = self
-                    .children
-                    .values()
-                    .try_fold(1u64, |sum, &s| sum.checked_add(s))
+                    .descendants
+                    .checked_add(1)
                     .and_then(|sum| sum.checked_add(size));
                 if size == 0 || total.is_none() {
                     return Err(Refusal::Impossible {
@@ -213,6 +216,7 @@ impl Shout {
                 }
                 self.waiting.remove(&from);
                 self.children.insert(from, size);
+                self.descendants += size;
                 self.best = better(self.best, best);
                 changes.push(Event::Adopted { child: from, size });
             }
@@ -242,10 +246,7 @@ impl Shout {
             return;
         }
         // Cannot overflow: every Yes was checked to keep the sum a count.
-        let size = self
-            .children
-            .values()
-            .fold(1u64, |sum, &s| sum.saturating_add(s));
+        let size = self.descendants + 1;
         self.complete = Some(size);
         changes.push(Event::Complete { size });
         if let Some(parent) = self.parent {
