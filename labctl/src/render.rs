@@ -42,7 +42,19 @@ pub fn report(report: &Report, header: &str) -> String {
     out.push_str(&tree(report));
     let _ = writeln!(out, "\nRoles:");
     out.push_str(&roles(report));
-    let _ = writeln!(out, "\nMessages          measured   bound");
+    // Columns as wide as the largest figure (a complete graph of thousands has 9-digit bounds).
+    let w = [
+        report.messages.election,
+        report.bounds.election,
+        report.messages.tree,
+        report.bounds.tree,
+    ]
+    .iter()
+    .map(|n| n.to_string().len())
+    .max()
+    .unwrap_or(0)
+    .max(8);
+    let _ = writeln!(out, "\nMessages          {:>w$}   bound", "measured");
     let phases = report
         .election_phases
         .iter()
@@ -53,7 +65,7 @@ pub fn report(report: &Report, header: &str) -> String {
     let setup = report.election_phases.first().copied().unwrap_or(0);
     let _ = writeln!(
         out,
-        "  Yo-Yo election  {:>8}   ≤ {:<8} 2m(⌈log₂ n⌉ + 2): setup {setup}{}",
+        "  Yo-Yo election  {:>w$}   ≤ {:<w$} 2m(⌈log₂ n⌉ + 2): setup {setup}{}",
         report.messages.election,
         report.bounds.election,
         if phases.is_empty() {
@@ -64,12 +76,12 @@ pub fn report(report: &Report, header: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "  Yo-Yo rounds    {:>8}   ≤ {:<8} iterations (⌈log₂ n⌉ + 1)",
+        "  Yo-Yo rounds    {:>w$}   ≤ {:<w$} iterations (⌈log₂ n⌉ + 1)",
         report.iterations, report.bounds.iterations
     );
     let _ = writeln!(
         out,
-        "  SHOUT+ tree     {:>8}   = {:<8} exactly 2m",
+        "  SHOUT+ tree     {:>w$}   = {:<w$} exactly 2m",
         report.messages.tree, report.bounds.tree
     );
     let failed: Vec<_> = report.failed_checks().collect();
@@ -491,6 +503,44 @@ mod table_tests {
             "NAME      NODES  STATE\n\
              ring6         6  running\n\
              random30     30  stopped\n"
+        );
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use labctl_sim::{Config, Delivery, Simulation};
+    use labctl_topology::Topology;
+
+    #[test]
+    fn the_message_table_widens_for_large_figures() {
+        let ring = Topology::from_toml(
+            "name = \"ring4\"\nnodes = [1, 2, 3, 4]\nlinks = [[1, 2], [2, 3], [3, 4], [4, 1]]\n",
+            "ring4.toml",
+        )
+        .unwrap();
+        let config = Config {
+            seed: 0,
+            delivery: Delivery::Sync,
+            trace: false,
+        };
+        let mut report = Simulation::run(&ring, &config).unwrap().report;
+        // The figures of the complete graph of 4,472 nodes.
+        report.messages.election = 39_988_624;
+        report.bounds.election = 299_914_680;
+        let text = super::report(&report, "header");
+        let lines: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Messages"))
+            .collect();
+        let measured_end = lines[0].find("measured").unwrap() + "measured".len();
+        let election = lines[1];
+        assert!(election.contains("≤ 299914680 2m("), "{election}");
+        assert_eq!(
+            election.find("39988624").unwrap() + 8,
+            measured_end,
+            "right-aligned under its header:\n{}\n{election}",
+            lines[0]
         );
     }
 }

@@ -5,7 +5,8 @@
 //! (the graph the CLI command in BENCHMARKS.md uses), runs the simulation `RUNS` times and prints
 //! each run's wall time, the messages per second and the process's peak resident memory.
 //! `SIM_BENCH_N=1000000` runs the same generator at another size instead (issue 14's goal: 1M
-//! nodes in ≤ 5 s and ≤ 1 GiB), and `SIM_BENCH_RUNS` sets the number of runs.
+//! nodes in ≤ 5 s and ≤ 1 GiB), and `SIM_BENCH_RUNS` sets the number of runs. The resident
+//! memory at each stage of the election goes to stderr: where the peak comes from.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,6 +19,13 @@ const RUNS: usize = 3;
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
@@ -55,7 +63,26 @@ fn main() {
             trace: false,
         };
         let started = Instant::now();
-        let result = Simulation::run(&topology, &config).expect("the simulation goes quiet");
+        let adjacency = topology.adjacency();
+        eprintln!(
+            "  the graph built: resident {:.0} MiB",
+            rss_mib().unwrap_or(0.0)
+        );
+        let mut last = None;
+        let result =
+            Simulation::run_graph_observed(&topology.name, &adjacency, &config, &mut |p| {
+                if last != Some(p.stage) {
+                    last = Some(p.stage);
+                    eprintln!(
+                        "  {:?}: {} delivered, {} in flight, resident {:.0} MiB",
+                        p.stage,
+                        p.delivered,
+                        p.in_flight,
+                        rss_mib().unwrap_or(0.0)
+                    );
+                }
+            })
+            .expect("the simulation goes quiet");
         let seconds = started.elapsed().as_secs_f64();
         let messages = result.report.messages.election + result.report.messages.tree;
         assert!(result.report.converged, "run {run} did not converge");

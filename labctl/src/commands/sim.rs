@@ -485,7 +485,7 @@ impl Ticker {
             ProgressDrawTarget::hidden(),
         );
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{bar:24}] {elapsed:>3} {msg}")
+            ProgressStyle::with_template("{spinner} [{bar:20}] {elapsed:>3} {wide_msg}")
                 .expect("a valid template")
                 .progress_chars("=> "),
         );
@@ -516,7 +516,7 @@ impl Ticker {
             labctl_sim::Stage::Setup => (0, "Yo-Yo setup".to_string()),
             labctl_sim::Stage::Iteration(i) => (
                 u64::from(i),
-                format!("Yo-Yo iteration {i} (at most {})", self.iterations),
+                format!("Yo-Yo iteration {i} of ≤ {}", self.iterations),
             ),
             labctl_sim::Stage::Tree => (u64::from(self.iterations) + 1, "SHOUT+ tree".to_string()),
             labctl_sim::Stage::Quiet => {
@@ -530,7 +530,7 @@ impl Ticker {
         };
         self.bar.set_position(position);
         self.bar.set_message(format!(
-            "{stage}: {:.1} M messages delivered, {:.1} M in flight",
+            "{stage}: {:.1}M delivered, {:.1}M in flight",
             p.delivered as f64 / 1e6,
             p.in_flight as f64 / 1e6
         ));
