@@ -819,7 +819,7 @@ impl Node {
 
     /// Each child in the spanning tree with the size of its subtree (complete once the node's own
     /// subtree is).
-    pub fn child_sizes(&self) -> &std::collections::BTreeMap<NodeId, u64> {
+    pub fn child_sizes(&self) -> std::collections::BTreeMap<NodeId, u64> {
         self.tree.child_sizes()
     }
 

@@ -101,7 +101,7 @@ pub fn tree_of(node: &Node, lab_size: u64) -> Tree {
     Tree {
         epoch: status.epoch,
         parent: status.parent,
-        children: node.child_sizes().clone(),
+        children: node.child_sizes(),
         roles: status.roles,
         share: Share {
             nodes: status.subtree.unwrap_or(0),

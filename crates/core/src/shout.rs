@@ -81,8 +81,9 @@ pub struct Shout {
     waiting: NeighborSet,
     /// Neighbours whose Q we have seen (guards against duplicates).
     asked_by: NeighborSet,
-    /// Children and the sizes of their subtrees.
-    children: BTreeMap<NodeId, u64>,
+    /// Children and the sizes of their subtrees, by id (a node has few: a sorted list is
+    /// smaller than a map, and a million nodes keep one each).
+    children: Vec<(NodeId, u64)>,
     /// The sum of the children's subtree sizes (kept as they come: a node with a million
     /// children adds each once).
     descendants: u64,
@@ -113,7 +114,7 @@ impl Shout {
             depth: None,
             waiting: NeighborSet::empty(all),
             asked_by: NeighborSet::empty(all),
-            children: BTreeMap::new(),
+            children: Vec::new(),
             descendants: 0,
             complete: None,
             best: None,
@@ -215,7 +216,9 @@ impl Shout {
                     });
                 }
                 self.waiting.remove(&from);
-                self.children.insert(from, size);
+                // `from` was waited on, so it is not a child yet.
+                let at = self.children.partition_point(|&(child, _)| child < from);
+                self.children.insert(at, (from, size));
                 self.descendants += size;
                 self.best = better(self.best, best);
                 changes.push(Event::Adopted { child: from, size });
@@ -274,11 +277,11 @@ impl Shout {
     }
     /// The children known so far (all of them once complete).
     pub fn children(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.children.keys().copied()
+        self.children.iter().map(|&(child, _)| child)
     }
     /// Each child with the size of its subtree.
-    pub fn child_sizes(&self) -> &BTreeMap<NodeId, u64> {
-        &self.children
+    pub fn child_sizes(&self) -> BTreeMap<NodeId, u64> {
+        self.children.iter().copied().collect()
     }
     /// The subtree's size, once complete.
     pub fn complete(&self) -> Option<u64> {
