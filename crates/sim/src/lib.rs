@@ -142,12 +142,56 @@ struct InFlight {
     message: Message,
 }
 
+/// A message in flight as the calendar keeps it: 32 bytes where an [`InFlight`] takes 64, for
+/// setup alone puts 2m messages in flight at once (4M at a million nodes). The few messages
+/// that do not fit (a `Yes` carrying a log position, an epoch past 2³²) wait whole in a side map.
+#[derive(Clone, Copy, Debug)]
+struct Packed {
+    from: NodeId,
+    /// The body's 64-bit field: an id, a value, a leader, a size, (vote, prune), or the key of a
+    /// message kept whole.
+    b: u64,
+    to: u32,
+    /// The body's 32-bit field: an iteration or a depth.
+    a: u32,
+    epoch: u32,
+    kind: PackedKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PackedKind {
+    Setup,
+    YoDown,
+    YoUp,
+    Q,
+    Yes,
+    /// Kept whole in [`Calendar::whole`] under the key `b`.
+    Whole,
+}
+
+/// A calendar bucket's chunk: this many messages (128 KiB).
+const CHUNK: usize = 4096;
+/// Emptied chunks kept for reuse; the rest go back to the allocator at once.
+const SPARE_CHUNKS: usize = 16;
+
+/// One time's messages, in send order, in chunks that are given back as they empty.
+#[derive(Default)]
+struct Bucket {
+    chunks: std::collections::VecDeque<Vec<Packed>>,
+    /// The next message's place in the first chunk.
+    head: usize,
+}
+
 /// Messages in flight, delivered in (time, send order): a calendar queue. Every delay is at most
 /// [`ASYNC_MAX_DELAY`], so the pending times span fewer than [`SLOTS`] consecutive units and each
 /// slot holds the messages of one time only, in the order they were sent. Same order as a priority
-/// queue on (time, sequence number), in O(1) per message.
+/// queue on (time, sequence number), in O(1) per message. Its memory follows the messages in
+/// flight (chunks are given back as they empty), not each bucket's peak.
 struct Calendar {
-    slots: Vec<std::collections::VecDeque<InFlight>>,
+    slots: Vec<Bucket>,
+    spare: Vec<Vec<Packed>>,
+    whole: std::collections::HashMap<u64, Message>,
+    next_whole: u64,
     len: usize,
 }
 
@@ -157,29 +201,140 @@ const SLOTS: usize = 2 * ASYNC_MAX_DELAY as usize;
 impl Calendar {
     fn new() -> Self {
         Calendar {
-            slots: (0..SLOTS).map(|_| Default::default()).collect(),
+            slots: (0..SLOTS).map(|_| Bucket::default()).collect(),
+            spare: Vec::new(),
+            whole: std::collections::HashMap::new(),
+            next_whole: 0,
             len: 0,
         }
     }
 
+    fn pack(&mut self, flight: InFlight) -> Packed {
+        use labctl_core::{Body, Vote};
+        let to = u32::try_from(flight.to).expect("node indices fit in 32 bits");
+        let (kind, a, b) = match (u32::try_from(flight.message.epoch), &flight.message.body) {
+            (Ok(_), &Body::Setup { id }) => (PackedKind::Setup, 0, id),
+            (Ok(_), &Body::YoDown { iteration, value }) => (PackedKind::YoDown, iteration, value),
+            (
+                Ok(_),
+                &Body::YoUp {
+                    iteration,
+                    vote,
+                    prune,
+                },
+            ) => (
+                PackedKind::YoUp,
+                iteration,
+                u64::from(vote == Vote::No) | u64::from(prune) << 1,
+            ),
+            (Ok(_), &Body::Q { leader, depth }) => (PackedKind::Q, depth, leader),
+            (Ok(_), &Body::Yes { size, best: None }) => (PackedKind::Yes, 0, size),
+            _ => {
+                let key = self.next_whole;
+                self.next_whole += 1;
+                let epoch = flight.message.epoch;
+                self.whole.insert(key, flight.message);
+                return Packed {
+                    from: flight.from,
+                    b: key,
+                    to,
+                    a: 0,
+                    epoch: u32::try_from(epoch).unwrap_or(0),
+                    kind: PackedKind::Whole,
+                };
+            }
+        };
+        Packed {
+            from: flight.from,
+            b,
+            to,
+            a,
+            epoch: flight.message.epoch as u32,
+            kind,
+        }
+    }
+
+    fn unpack(&mut self, p: Packed) -> InFlight {
+        use labctl_core::{Body, Vote};
+        let body = match p.kind {
+            PackedKind::Setup => Body::Setup { id: p.b },
+            PackedKind::YoDown => Body::YoDown {
+                iteration: p.a,
+                value: p.b,
+            },
+            PackedKind::YoUp => Body::YoUp {
+                iteration: p.a,
+                vote: if p.b & 1 == 1 { Vote::No } else { Vote::Yes },
+                prune: p.b & 2 == 2,
+            },
+            PackedKind::Q => Body::Q {
+                leader: p.b,
+                depth: p.a,
+            },
+            PackedKind::Yes => Body::Yes {
+                size: p.b,
+                best: None,
+            },
+            PackedKind::Whole => {
+                let message = self.whole.remove(&p.b).expect("a message kept whole");
+                return InFlight {
+                    from: p.from,
+                    to: p.to as usize,
+                    message,
+                };
+            }
+        };
+        InFlight {
+            from: p.from,
+            to: p.to as usize,
+            message: Message {
+                epoch: u64::from(p.epoch),
+                body,
+            },
+        }
+    }
+
     fn push(&mut self, at: u64, flight: InFlight) {
-        self.slots[at as usize % SLOTS].push_back(flight);
+        let packed = self.pack(flight);
+        let bucket = &mut self.slots[at as usize % SLOTS];
+        if bucket
+            .chunks
+            .back()
+            .is_none_or(|chunk| chunk.len() == CHUNK)
+        {
+            let chunk = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+            bucket.chunks.push_back(chunk);
+        }
+        bucket
+            .chunks
+            .back_mut()
+            .expect("a chunk with room")
+            .push(packed);
         self.len += 1;
     }
 
-    /// Give the slots' memory back (each kept its peak capacity); what is left in flight is
-    /// only counted from here on.
+    /// Give the memory back; what is left in flight is only counted from here on.
     fn release(&mut self) {
         self.slots = Vec::new();
+        self.spare = Vec::new();
+        self.whole = Default::default();
     }
 
     /// The receiver of the message `ahead` places after the next one in the slot of `now`, if
     /// any (for prefetching).
     fn peek_receiver(&self, now: u64, ahead: usize) -> Option<usize> {
-        self.slots
-            .get(now as usize % SLOTS)?
-            .get(ahead)
-            .map(|flight| flight.to)
+        let bucket = self.slots.get(now as usize % SLOTS)?;
+        let mut at = bucket.head + ahead;
+        for chunk in bucket.chunks.iter().take(2) {
+            if at < chunk.len() {
+                return Some(chunk[at].to as usize);
+            }
+            at -= chunk.len();
+        }
+        None
     }
 
     /// The next message at or after `now`, with its delivery time.
@@ -187,11 +342,26 @@ impl Calendar {
         if self.len == 0 {
             return None;
         }
-        (now..now + SLOTS as u64).find_map(|t| {
-            let flight = self.slots[t as usize % SLOTS].pop_front()?;
+        for t in now..now + SLOTS as u64 {
+            let bucket = &mut self.slots[t as usize % SLOTS];
+            let Some(front) = bucket.chunks.front() else {
+                continue;
+            };
+            let packed = front[bucket.head];
+            bucket.head += 1;
+            if bucket.head == front.len() {
+                // Pushes go to the last chunk: an exhausted first chunk is done with.
+                let mut chunk = bucket.chunks.pop_front().expect("the first chunk");
+                bucket.head = 0;
+                if self.spare.len() < SPARE_CHUNKS {
+                    chunk.clear();
+                    self.spare.push(chunk);
+                }
+            }
             self.len -= 1;
-            Some((t, flight))
-        })
+            return Some((t, self.unpack(packed)));
+        }
+        None
     }
 }
 
@@ -569,6 +739,75 @@ mod tests {
         // And grows with the graph: the million-node goal, and a complete graph of 10M links.
         assert!(estimate_peak_bytes(1_000_000, 2_000_000) > estimate_peak_bytes(100_000, 200_000));
         assert!(estimate_peak_bytes(4472, 9_997_156) > estimate_peak_bytes(4472, 8944));
+    }
+
+    #[test]
+    fn calendar_keeps_every_message_whole_and_in_order_across_chunks() {
+        // Three chunks' worth at one time, every kind of body, some that only fit whole: each
+        // comes back equal, in send order, and the chunks' memory is given back as they empty.
+        use labctl_core::plane::Best;
+        use labctl_core::Vote;
+        let body = |i: u64| match i % 7 {
+            0 => Body::Setup { id: i + 1 },
+            1 => Body::YoDown {
+                iteration: (i % 40) as u32,
+                value: u64::MAX - i,
+            },
+            2 => Body::YoUp {
+                iteration: 3,
+                vote: if i.is_multiple_of(2) {
+                    Vote::Yes
+                } else {
+                    Vote::No
+                },
+                prune: i.is_multiple_of(3),
+            },
+            3 => Body::Q {
+                leader: i,
+                depth: u32::MAX - 1,
+            },
+            4 => Body::Yes {
+                size: i,
+                best: None,
+            },
+            5 => Body::Yes {
+                size: i,
+                best: Some(Best {
+                    pos: labctl_core::log::Pos { epoch: 2, seq: i },
+                    node: 7,
+                }),
+            },
+            _ => Body::Setup { id: i },
+        };
+        let message = |i: u64| Message {
+            epoch: if i.is_multiple_of(11) {
+                1 << 40
+            } else {
+                i % 5 + 1
+            },
+            body: body(i),
+        };
+        let mut calendar = Calendar::new();
+        let total = 3 * CHUNK as u64 + 17;
+        for i in 0..total {
+            calendar.push(
+                5,
+                InFlight {
+                    from: i,
+                    to: (i % 1000) as usize,
+                    message: message(i),
+                },
+            );
+        }
+        assert_eq!(calendar.slots[5].chunks.len(), 4);
+        for i in 0..total {
+            let (t, flight) = calendar.pop(0).unwrap();
+            assert_eq!((t, flight.from, flight.to), (5, i, (i % 1000) as usize));
+            assert_eq!(flight.message, message(i), "message {i}");
+        }
+        assert!(calendar.pop(0).is_none());
+        assert!(calendar.slots[5].chunks.is_empty() && calendar.whole.is_empty());
+        assert!(calendar.spare.len() <= SPARE_CHUNKS);
     }
 
     #[test]
