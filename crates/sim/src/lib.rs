@@ -655,10 +655,19 @@ impl Simulation {
         self.neighbor_index = Vec::new();
         self.link_clock = Vec::new();
         self.queue.release();
-        std::mem::take(&mut self.nodes)
-            .into_iter()
-            .map(|node| (node.id(), node.status()))
-            .collect()
+        // From the last node back, giving the nodes' memory back as their statuses are made (a
+        // million nodes and their statuses would not fit side by side).
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let mut statuses = Vec::with_capacity(nodes.len());
+        while let Some(node) = nodes.pop() {
+            statuses.push((node.id(), node.status()));
+            if nodes.len().is_multiple_of(1 << 16) {
+                nodes.shrink_to_fit();
+            }
+        }
+        statuses.reverse();
+        // In id order already: the map is built in one pass.
+        statuses.into_iter().collect()
     }
 
     /// Every node's status, by id.
