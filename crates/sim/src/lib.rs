@@ -476,25 +476,85 @@ impl Simulation {
     ) -> Result<Run, SimError> {
         let started = Instant::now();
         let mut sim = Simulation::new(adjacency, config.clone());
-        sim.start_all(1);
-        sim.run_until_quiet_observed(step_budget(adjacency), observe)?;
+        let statuses = sim.drive(step_budget(adjacency), observe)?;
+        sim.release_network();
+        Ok(sim.finish(lab, adjacency, statuses, started))
+    }
+
+    /// [`Simulation::run_graph_observed`] on a graph it owns: the graph is given back while the
+    /// run goes (the simulator keeps its own rows of it) and made again for the report, so that
+    /// a million nodes' run does not hold two copies of the graph at its peak. The same run.
+    pub fn run_graph_owned(
+        lab: &str,
+        adjacency: Adjacency,
+        config: &Config,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<Run, SimError> {
+        let started = Instant::now();
+        let budget = step_budget(&adjacency);
+        let mut sim = Simulation::new(&adjacency, config.clone());
+        drop(adjacency);
+        let statuses = sim.drive(budget, observe)?;
+        let adjacency = sim.graph(statuses.keys().copied());
+        sim.release_network();
+        Ok(sim.finish(lab, &adjacency, statuses, started))
+    }
+
+    /// Start every node, run until quiet, and make the statuses (giving the nodes back).
+    fn drive(
+        &mut self,
+        budget: u64,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<BTreeMap<NodeId, Status>, SimError> {
+        self.start_all(1);
+        self.run_until_quiet_observed(budget, observe)?;
         observe(&Progress {
             stage: Stage::Quiet,
-            ..sim.progress()
+            ..self.progress()
         });
-        let statuses = sim.take_statuses();
+        self.queue.release();
+        Ok(self.take_statuses())
+    }
+
+    /// The graph as adjacency, from the simulator's rows; `ids` are the nodes' ids in index
+    /// order.
+    fn graph(&self, ids: impl Iterator<Item = NodeId>) -> Adjacency {
+        ids.enumerate()
+            .map(|(i, id)| {
+                let row = self.row[i]..self.row[i + 1];
+                (id, self.neighbor_id[row].iter().copied().collect())
+            })
+            .collect()
+    }
+
+    /// Give the rows' memory back.
+    fn release_network(&mut self) {
+        self.row = Vec::new();
+        self.neighbor_id = Vec::new();
+        self.neighbor_index = Vec::new();
+        self.link_clock = Vec::new();
+    }
+
+    /// The report and the run's figures.
+    fn finish(
+        self,
+        lab: &str,
+        adjacency: &Adjacency,
+        statuses: BTreeMap<NodeId, Status>,
+        started: Instant,
+    ) -> Run {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let mut report = Report::build(lab, "sim", adjacency, &statuses, elapsed_ms);
-        report.checks.extend(sim.wire_checks(&report));
-        Ok(Run {
+        report.checks.extend(self.wire_checks(&report));
+        Run {
             report,
             statuses,
-            delivered: sim.delivered,
-            time: sim.now,
-            wire_iterations: sim.wire_iterations,
-            wire_setup: sim.wire_setup,
-            trace: sim.trace,
-        })
+            delivered: self.delivered,
+            time: self.now,
+            wire_iterations: self.wire_iterations,
+            wire_setup: self.wire_setup,
+            trace: self.trace,
+        }
     }
 
     /// Give every node [`Input::Start`] for `epoch`, in id order, at the current time.
@@ -646,15 +706,9 @@ impl Simulation {
         }
     }
 
-    /// Every node's status, by id, giving up the nodes and the network to make them: what is
-    /// left is the run's figures (deliveries, time, the wire's counts). At a million nodes the
+    /// Every node's status, by id, giving up the nodes to make them. At a million nodes the
     /// report is built from these statuses alone.
     fn take_statuses(&mut self) -> BTreeMap<NodeId, Status> {
-        self.row = Vec::new();
-        self.neighbor_id = Vec::new();
-        self.neighbor_index = Vec::new();
-        self.link_clock = Vec::new();
-        self.queue.release();
         // From the last node back, giving the nodes' memory back as their statuses are made (a
         // million nodes and their statuses would not fit side by side).
         let mut nodes = std::mem::take(&mut self.nodes);
@@ -748,6 +802,39 @@ mod tests {
         // And grows with the graph: the million-node goal, and a complete graph of 10M links.
         assert!(estimate_peak_bytes(1_000_000, 2_000_000) > estimate_peak_bytes(100_000, 200_000));
         assert!(estimate_peak_bytes(4472, 9_997_156) > estimate_peak_bytes(4472, 8944));
+    }
+
+    #[test]
+    fn a_run_on_an_owned_graph_is_the_same_run() {
+        for (n, seed) in [(1, 0), (5, 1), (30, 2), (300, 3)] {
+            let topology = if n == 1 {
+                Topology::from_toml("name = \"one\"\nnodes = [7]\n", "one.toml").unwrap()
+            } else {
+                scale::graph(n, 3.0).unwrap()
+            };
+            let adjacency = topology.adjacency();
+            for delivery in [Delivery::Sync, Delivery::Async] {
+                let config = Config {
+                    seed,
+                    delivery,
+                    trace: false,
+                };
+                let borrowed =
+                    Simulation::run_graph_observed("g", &adjacency, &config, &mut |_| {}).unwrap();
+                let owned =
+                    Simulation::run_graph_owned("g", adjacency.clone(), &config, &mut |_| {})
+                        .unwrap();
+                let mut a = borrowed.report;
+                let mut b = owned.report;
+                (a.elapsed_ms, b.elapsed_ms) = (0, 0);
+                assert_eq!(a, b, "n = {n}, {delivery:?}");
+                assert_eq!(borrowed.statuses, owned.statuses);
+                assert_eq!(
+                    (borrowed.delivered, borrowed.time),
+                    (owned.delivered, owned.time)
+                );
+            }
+        }
     }
 
     #[test]

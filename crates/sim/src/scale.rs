@@ -62,9 +62,10 @@ pub fn graph(n: usize, degree: f64) -> Result<Topology, labctl_topology::Topolog
 }
 
 /// Run one election on `topology` under async delivery and measure it (but its memory, which
-/// the caller measures around this call, when it can), telling `observe` how it goes.
+/// the caller measures around this call, when it can), telling `observe` how it goes. The
+/// topology is given back as soon as the simulator holds the graph.
 pub fn measure(
-    topology: &Topology,
+    topology: Topology,
     observe: &mut dyn FnMut(&crate::Progress),
 ) -> Result<Row, SimError> {
     let config = Config {
@@ -73,10 +74,11 @@ pub fn measure(
         trace: false,
     };
     let started = Instant::now();
-    let run =
-        Simulation::run_graph_observed(&topology.name, &topology.adjacency(), &config, observe)?;
-    let seconds = started.elapsed().as_secs_f64();
     let (n, m) = (topology.node_count() as u64, topology.link_count() as u64);
+    let (name, adjacency) = (topology.name.clone(), topology.adjacency());
+    drop(topology);
+    let run = Simulation::run_graph_owned(&name, adjacency, &config, observe)?;
+    let seconds = started.elapsed().as_secs_f64();
     let bounds = Bounds::new(n, m);
     let report = &run.report;
     let checks_passed = report.failed_checks().next().is_none();

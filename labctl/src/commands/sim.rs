@@ -85,12 +85,11 @@ fn plain(args: &SimArgs, file: &Path) -> Result<Outcome> {
         trace: args.trace,
     };
     progress.say("building the nodes".into());
-    let adjacency = topology.adjacency();
-    let run = Simulation::run_graph_observed(&topology.name, &adjacency, &config, &mut |p| {
-        progress.show(p)
-    })
-    .with_context(|| format!("simulating {}", file.display()))?;
-    drop(adjacency);
+    // The simulator keeps the graph its own way: the topology is given back before the run.
+    let (name, adjacency) = (topology.name.clone(), topology.adjacency());
+    drop(topology);
+    let run = Simulation::run_graph_owned(&name, adjacency, &config, &mut |p| progress.show(p))
+        .with_context(|| format!("simulating {}", file.display()))?;
     progress.finish();
     let outcome = if run.report.failed_checks().next().is_none() {
         Outcome::Done
@@ -595,9 +594,8 @@ fn scale(args: &SimArgs) -> Result<Outcome> {
         let graph = labctl_sim::scale::graph(n, args.degree)
             .with_context(|| format!("generating {n} nodes"))?;
         let progress = Ticker::start(n as u64);
-        let measured = labctl_sim::scale::measure(&graph, &mut |p| progress.show(p));
+        let measured = labctl_sim::scale::measure(graph, &mut |p| progress.show(p));
         progress.finish();
-        drop(graph);
         let mut row = measured.with_context(|| format!("simulating {n} nodes"))?;
         row.peak_bytes = peak.read();
         failed |= !row.checks_passed;
