@@ -20,7 +20,6 @@ pub struct NeighborSet {
     all: Arc<[NodeId]>,
     /// Bit `k` (of word `k / 64`) is set when `all[k]` is in the set.
     words: Words,
-    len: usize,
 }
 
 #[derive(Clone)]
@@ -48,7 +47,6 @@ impl NeighborSet {
         NeighborSet {
             all: Arc::clone(all),
             words,
-            len: 0,
         }
     }
 
@@ -63,7 +61,6 @@ impl NeighborSet {
         for k in 0..all.len() {
             set.set_bit(k, true);
         }
-        set.len = all.len();
         set
     }
 
@@ -104,7 +101,6 @@ impl NeighborSet {
         match self.position(id) {
             Some(k) if !self.bit(k) => {
                 self.set_bit(k, true);
-                self.len += 1;
                 true
             }
             _ => false,
@@ -116,7 +112,6 @@ impl NeighborSet {
         match self.position(*id) {
             Some(k) if self.bit(k) => {
                 self.set_bit(k, false);
-                self.len -= 1;
                 true
             }
             _ => false,
@@ -130,12 +125,19 @@ impl NeighborSet {
 
     /// How many neighbours it holds.
     pub fn len(&self) -> usize {
-        self.len
+        // Counted, not kept: a million nodes' seven sets are 8 bytes smaller each.
+        match &self.words {
+            Words::One(w) => w.count_ones() as usize,
+            Words::Many(ws) => ws.iter().map(|w| w.count_ones() as usize).sum(),
+        }
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        match &self.words {
+            Words::One(w) => *w == 0,
+            Words::Many(ws) => ws.iter().all(|&w| w == 0),
+        }
     }
 
     /// Its neighbours, in id order.
@@ -190,7 +192,7 @@ impl<'a> IntoIterator for &'a NeighborSet {
 
 impl PartialEq for NeighborSet {
     fn eq(&self, other: &NeighborSet) -> bool {
-        self.len == other.len && self.iter().eq(other.iter())
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -198,7 +200,7 @@ impl Eq for NeighborSet {}
 
 impl PartialEq<std::collections::BTreeSet<NodeId>> for NeighborSet {
     fn eq(&self, other: &std::collections::BTreeSet<NodeId>) -> bool {
-        self.len == other.len() && self.iter().eq(other.iter())
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
