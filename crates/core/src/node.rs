@@ -233,7 +233,7 @@ pub struct Node {
     events: Vec<Event>,
     /// The last position of this node's replication log, when it keeps one: SHOUT+'s convergecast
     /// carries the most advanced to the root (the view change, SPEC §6).
-    log: Option<Pos>,
+    log: Option<Box<Pos>>,
 }
 
 impl Node {
@@ -500,7 +500,7 @@ impl Node {
         };
         self.election = YoYo::among(self.id, &self.neighbors, invited.iter().copied());
         self.tree = Shout::among(&self.neighbors, invited.iter().copied());
-        if let Some(pos) = self.log {
+        if let Some(pos) = self.log.as_deref().copied() {
             self.tree.set_own_log(Best { pos, node: self.id });
         }
         self.counters = Counters::default();
@@ -766,7 +766,8 @@ impl Node {
     /// Tell the node where its replication log ends (call it whenever that changes): the
     /// convergecast of its next tree reports it.
     pub fn set_log_position(&mut self, pos: Pos) {
-        self.log = Some(pos);
+        // (Boxed: a plain simulated node keeps no log, and a million of them stay small.)
+        self.log = Some(Box::new(pos));
         self.tree.set_own_log(Best { pos, node: self.id });
     }
 

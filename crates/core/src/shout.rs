@@ -90,7 +90,7 @@ pub struct Shout {
     /// The size of our subtree once complete.
     complete: Option<u64>,
     /// The most advanced log known in our subtree: our own, then each child's report.
-    best: Option<Best>,
+    best: Option<Box<Best>>,
 }
 
 impl Shout {
@@ -124,7 +124,7 @@ impl Shout {
     /// This node's own log position, for the convergecast (set before the subtree completes).
     pub fn set_own_log(&mut self, best: Best) {
         if self.complete.is_none() {
-            self.best = better(self.best, Some(best));
+            self.best = better(self.best(), Some(best)).map(Box::new);
         }
     }
 
@@ -220,7 +220,7 @@ impl Shout {
                 let at = self.children.partition_point(|&(child, _)| child < from);
                 self.children.insert(at, (from, size));
                 self.descendants += size;
-                self.best = better(self.best, best);
+                self.best = better(self.best(), best).map(Box::new);
                 changes.push(Event::Adopted { child: from, size });
             }
             _ => unreachable!("only SHOUT+ messages are routed to Shout::receive"),
@@ -257,7 +257,7 @@ impl Shout {
                 parent,
                 Body::Yes {
                     size,
-                    best: self.best,
+                    best: self.best(),
                 },
             ));
         }
@@ -290,7 +290,7 @@ impl Shout {
 
     /// The most advanced log known in the subtree (all of it once complete).
     pub fn best(&self) -> Option<Best> {
-        self.best
+        self.best.as_deref().copied()
     }
 }
 
