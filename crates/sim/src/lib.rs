@@ -232,14 +232,14 @@ impl Calendar {
             _ => {
                 let key = self.next_whole;
                 self.next_whole += 1;
-                let epoch = flight.message.epoch;
                 self.whole.insert(key, flight.message);
+                // (The epoch and the body travel in the message kept whole.)
                 return Packed {
                     from: flight.from,
                     b: key,
                     to,
                     a: 0,
-                    epoch: u32::try_from(epoch).unwrap_or(0),
+                    epoch: 0,
                     kind: PackedKind::Whole,
                 };
             }
@@ -722,11 +722,6 @@ impl Simulation {
         statuses.reverse();
         // In id order already: the map is built in one pass.
         statuses.into_iter().collect()
-    }
-
-    /// Every node's status, by id.
-    pub fn statuses(&self) -> BTreeMap<NodeId, Status> {
-        self.nodes.iter().map(|n| (n.id(), n.status())).collect()
     }
 
     /// Checks only the network can make: the wire agrees with the nodes' own accounts.
