@@ -14,6 +14,8 @@ use std::fmt::Write as _;
 
 use labctl_sim::scale::Row;
 
+use crate::picture::escape;
+
 const PANEL_W: f64 = 300.0;
 const PANEL_H: f64 = 220.0;
 const MARGIN_L: f64 = 52.0;
@@ -324,12 +326,6 @@ fn nice_step(range: f64) -> f64 {
         .map(|k| k * power)
         .find(|&step| step >= raw)
         .unwrap_or(10.0 * power)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
