@@ -1,5 +1,5 @@
-//! Memory figures: what this machine (or this process's cgroup) has available, and sizes as a
-//! person writes and reads them (`512MiB`, `2.5 GiB`).
+//! Memory figures: what this machine (or this process's cgroup) has available, this process's
+//! peak from a point on, and sizes as a person writes and reads them (`512MiB`, `2.5 GiB`).
 
 /// The memory a new allocation can count on now: the kernel's `MemAvailable`, lowered to what
 /// the cgroup's `memory.max` leaves, where there is one. None where neither is known.
@@ -67,6 +67,32 @@ pub fn parse(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// The process's peak resident memory from a point on (Linux: `VmHWM`, reset through
+/// `/proc/self/clear_refs`). Unknown elsewhere, or where the reset is not allowed.
+pub struct PeakMemory {
+    known: bool,
+}
+
+impl PeakMemory {
+    /// Start counting from now.
+    pub fn reset() -> PeakMemory {
+        PeakMemory {
+            known: std::fs::write("/proc/self/clear_refs", "5").is_ok(),
+        }
+    }
+
+    /// The peak since [`PeakMemory::reset`], in bytes.
+    pub fn read(&self) -> Option<u64> {
+        if !self.known {
+            return None;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,9 +118,14 @@ mod tests {
     }
 
     #[test]
-    fn this_machine_says_what_it_has() {
-        // Linux always reports MemAvailable; the figure is at least something.
-        let available = available().expect("/proc/meminfo has MemAvailable");
-        assert!(available > 0);
+    fn this_machine_says_what_it_has_and_the_peak_follows_what_is_touched() {
+        assert!(available().expect("/proc/meminfo has MemAvailable") > 0);
+        // 64 MiB written after a reset raise the peak by at least that much over the start.
+        let before = PeakMemory::reset();
+        let start = before.read().expect("Linux reports VmHWM");
+        let block = vec![1u8; 64 << 20];
+        let peak = before.read().unwrap();
+        assert_eq!(block.iter().map(|&b| u64::from(b)).sum::<u64>(), 64 << 20);
+        assert!(peak >= start + (64 << 20), "{start} → {peak}");
     }
 }

@@ -201,11 +201,14 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Topology, TopologyError>
 }
 
 /// Checks a topology file's text as [`parse`] does and returns its node and link counts, without
-/// generating a `[generate]` table's graph.
-pub(crate) fn counts(text: &str, origin: &str) -> Result<(usize, usize), TopologyError> {
+/// generating a `[generate]` table's graph; a written-out graph, built to be counted, comes too.
+pub(crate) fn counts(
+    text: &str,
+    origin: &str,
+) -> Result<(usize, usize, Option<Topology>), TopologyError> {
     Ok(match parse_graph(text, origin, true)? {
-        Graph::Built(topology) => (topology.node_count(), topology.link_count()),
-        Graph::Counted { nodes, links } => (nodes, links),
+        Graph::Built(topology) => (topology.node_count(), topology.link_count(), Some(topology)),
+        Graph::Counted { nodes, links } => (nodes, links, None),
     })
 }
 

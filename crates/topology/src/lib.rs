@@ -63,6 +63,29 @@ pub const MAX_NODES: usize = 1_000_000;
 /// The most links a topology may have.
 pub const MAX_LINKS: usize = 10_000_000;
 
+/// A topology file counted before its graph is built ([`Topology::count_path`]).
+#[derive(Debug)]
+pub struct Counted {
+    /// Its node count.
+    pub nodes: usize,
+    /// Its link count.
+    pub links: usize,
+    /// The topology, when counting had to build it (a written-out graph).
+    built: Option<Topology>,
+    text: String,
+    origin: String,
+}
+
+impl Counted {
+    /// The topology: the one already built, or the `[generate]` table's graph generated now.
+    pub fn load(self) -> Result<Topology, TopologyError> {
+        match self.built {
+            Some(topology) => Ok(topology),
+            None => file::parse(&self.text, &self.origin),
+        }
+    }
+}
+
 /// A lab's topology: its name and an undirected, connected, simple graph whose node weights are the
 /// election ids.
 ///
@@ -114,13 +137,27 @@ impl Topology {
         file::parse(text, origin)
     }
 
-    /// The node and link counts of a topology file, checked as [`Topology::from_path`] checks it
-    /// but without generating a `[generate]` table's graph: what a run will cost, known at once.
-    pub fn counts_from_path(path: &Path) -> Result<(usize, usize), TopologyError> {
+    /// A topology file read and checked as [`Topology::from_path`] checks it, its graph counted
+    /// but a `[generate]` table's not generated yet: what a run will cost, known at once, then
+    /// [`Counted::load`] to build it (without reading or parsing the file again when it wrote its
+    /// graph out).
+    pub fn count_path(path: &Path) -> Result<Counted, TopologyError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|error| TopologyError::at_origin(&origin, ErrorKind::Unreadable { error }))?;
-        file::counts(&text, &origin)
+        let (nodes, links, built) = file::counts(&text, &origin)?;
+        Ok(Counted {
+            nodes,
+            links,
+            built,
+            text,
+            origin,
+        })
+    }
+
+    /// The node and link counts of a topology file ([`Topology::count_path`]).
+    pub fn counts_from_path(path: &Path) -> Result<(usize, usize), TopologyError> {
+        Topology::count_path(path).map(|c| (c.nodes, c.links))
     }
 
     /// Builds a generated topology from code, as a `[generate]` table would; errors start with `name`.

@@ -110,6 +110,18 @@ fn counts_match_the_loaded_graphs_and_come_without_generating() {
             (topology.node_count(), topology.link_count()),
             "{stem}"
         );
+        // Counted, then loaded: the topology loading it gives.
+        let loaded = Topology::count_path(&path).unwrap().load().unwrap();
+        assert_eq!(
+            (&loaded.name, loaded.ids(), loaded.links(), loaded.timing),
+            (
+                &topology.name,
+                topology.ids(),
+                topology.links(),
+                topology.timing
+            ),
+            "{stem}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

@@ -57,7 +57,8 @@ pub fn run(args: &SimArgs) -> Result<Outcome> {
 /// One clean election, as SPEC §5's `labctl sim` runs it: refused up front if it would not fit
 /// in memory, with a progress display on a terminal once it takes more than a second.
 fn plain(args: &SimArgs, file: &Path) -> Result<Outcome> {
-    let (nodes, links) = Topology::counts_from_path(file)?;
+    let counted = Topology::count_path(file)?;
+    let (nodes, links) = (counted.nodes, counted.links);
     let need = labctl_sim::estimate_peak_bytes(nodes as u64, links as u64);
     let limit = args.max_memory.or_else(memory::available);
     if let Some(limit) = limit {
@@ -78,7 +79,7 @@ fn plain(args: &SimArgs, file: &Path) -> Result<Outcome> {
     }
     let progress = Ticker::start(nodes as u64);
     progress.say(format!("reading {nodes} nodes and {links} links"));
-    let topology = Topology::from_path(file)?;
+    let topology = counted.load()?;
     let config = Config {
         seed: args.seed,
         delivery: args.delivery.delivery(),
@@ -590,7 +591,7 @@ fn scale(args: &SimArgs) -> Result<Outcome> {
             }
             continue;
         }
-        let peak = PeakMemory::reset();
+        let peak = memory::PeakMemory::reset();
         let graph = labctl_sim::scale::graph(n, args.degree)
             .with_context(|| format!("generating {n} nodes"))?;
         let progress = Ticker::start(n as u64);
@@ -648,28 +649,4 @@ fn scale(args: &SimArgs) -> Result<Outcome> {
     } else {
         Outcome::Done
     })
-}
-
-/// The process's peak resident memory from a point on (Linux: `VmHWM`, reset through
-/// `/proc/self/clear_refs`). Unknown elsewhere, or where the reset is not allowed.
-struct PeakMemory {
-    known: bool,
-}
-
-impl PeakMemory {
-    fn reset() -> PeakMemory {
-        PeakMemory {
-            known: std::fs::write("/proc/self/clear_refs", "5").is_ok(),
-        }
-    }
-
-    fn read(&self) -> Option<u64> {
-        if !self.known {
-            return None;
-        }
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    }
 }
