@@ -849,9 +849,28 @@ pub struct BenchHttpArgs {
     /// Seconds to wait for the nameserver to list a live input node before giving up.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,
+    /// Open loop: send N requests per second in all, on a fixed schedule, whether or not the
+    /// earlier ones were answered (round robin over the clients' sessions), and measure each
+    /// latency from its scheduled time. Without it, a closed loop: each client waits for its
+    /// answer before the next request (the saturation throughput).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: Option<u32>,
+    /// What a read asks for: `new`, the messages after the last one the client read (`GET
+    /// …/chat?after=<uuid>`, as the conversation page polls); `whole`, the whole conversation,
+    /// which grows through the run, and each read's cost with it.
+    #[arg(long, value_enum, default_value_t = BenchReads::New)]
+    pub reads: BenchReads,
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchReads {
+    /// The messages after the last one read.
+    New,
+    /// The whole conversation.
+    Whole,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

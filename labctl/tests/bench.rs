@@ -33,6 +33,7 @@ struct BenchReport {
     passed: bool,
     live_inputs: usize,
     inputs: Vec<InputUse>,
+    target_rate: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +149,48 @@ fn bench_http_loads_a_one_node_lab_through_its_input_node() {
         ])
         .expect_success();
     check_run(&parse_one_line(&run), "nameserver");
+
+    // The open loop: 100 requests a second for 2 s leave on schedule whatever the answers, so the
+    // count is the schedule's (request i at i × 10 ms, before the deadline), not the service's.
+    let run = home
+        .labctl(&[
+            "bench",
+            "http",
+            "--clients",
+            "2",
+            "--duration",
+            "2",
+            "--rate",
+            "100",
+            "--json",
+        ])
+        .expect_success();
+    let report: BenchReport = parse_one_line(&run);
+    check_run(&report, "inputs");
+    assert_eq!(report.target_rate, Some(100), "{report:?}");
+    assert!(
+        (199..=200).contains(&report.requests),
+        "100 requests/s for 2 s sent {} requests: {report:?}",
+        report.requests
+    );
+    // The human report says which loop ran.
+    let run = home
+        .labctl(&[
+            "bench",
+            "http",
+            "--clients",
+            "1",
+            "--duration",
+            "1",
+            "--rate",
+            "20",
+        ])
+        .expect_success();
+    assert!(
+        run.stdout.contains("open loop: 20 requests/s scheduled"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]

@@ -70,6 +70,6 @@ pub mod validate;
 
 pub use ops::{
     AppError, Change, ChatMessage, Command, Group, GroupId, Outcome, Read, Reply, User, UserId,
-    Write,
+    Window, Write,
 };
-pub use store::{Snapshot, Store, StoreError};
+pub use store::{Reader, Snapshot, Store, StoreError};

@@ -52,6 +52,30 @@ pub struct ChatMessage {
     pub sent_at: String,
 }
 
+/// The part of a conversation a read wants (the `after` and `last` query parameters of
+/// `GET …/chat`): the messages after the message `after` (the last one a client has: a page's
+/// poll for new messages), and of those the `last` most recent; still oldest first. The default
+/// is the whole conversation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Only the messages after this one, which must be in the conversation (404 if not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// At most this many: the most recent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u32>,
+}
+
+impl Window {
+    /// The most messages `last` may ask for.
+    pub const MAX_LAST: u32 = 10_000;
+
+    /// Whether this is the whole conversation.
+    pub fn is_whole(&self) -> bool {
+        self.after.is_none() && self.last.is_none()
+    }
+}
+
 /// A read: served by a persistence replica or the writer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "read", rename_all = "snake_case")]
@@ -64,18 +88,27 @@ pub enum Read {
     User { username: String, tag: String },
     /// For logging in: the user and its password hash (verified at the input node). → [`Reply::Credentials`]
     Credentials { username: String, tag: String },
-    /// The private conversation between `me` and another user, oldest first. → [`Reply::Messages`]
+    /// The private conversation between `me` and another user, oldest first, or the part of it
+    /// `window` says. → [`Reply::Messages`]
     PrivateChat {
         me: UserId,
         username: String,
         tag: String,
+        #[serde(default, skip_serializing_if = "Window::is_whole")]
+        window: Window,
     },
     /// One group. → [`Reply::Group`]
     Group { uuid: GroupId },
     /// A group's members; only members may ask. → [`Reply::Users`]
     Members { group: GroupId, requester: UserId },
-    /// A group's conversation, oldest first; only members may ask. → [`Reply::Messages`]
-    GroupChat { group: GroupId, requester: UserId },
+    /// A group's conversation, oldest first, or the part of it `window` says; only members may
+    /// ask. → [`Reply::Messages`]
+    GroupChat {
+        group: GroupId,
+        requester: UserId,
+        #[serde(default, skip_serializing_if = "Window::is_whole")]
+        window: Window,
+    },
     /// The groups a user belongs to (the main page). → [`Reply::Groups`]
     GroupsOf { user: UserId },
     /// The users a user has a private conversation with (the main page). → [`Reply::Users`]

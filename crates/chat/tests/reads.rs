@@ -19,6 +19,7 @@ fn conversations_are_oldest_first_with_rfc3339_times() {
     let third = chat.say(&alice, &bob, "three");
 
     let conversation = messages(chat.read(Read::PrivateChat {
+        window: Default::default(),
         me: alice.uuid.clone(),
         username: "bob".into(),
         tag: "5678".into(),
@@ -27,6 +28,7 @@ fn conversations_are_oldest_first_with_rfc3339_times() {
     // The same conversation from the other side.
     assert_eq!(
         messages(chat.read(Read::PrivateChat {
+            window: Default::default(),
             me: bob.uuid.clone(),
             username: "alice".into(),
             tag: "1234".into(),
@@ -52,6 +54,7 @@ fn conversations_are_oldest_first_with_rfc3339_times() {
         .collect();
     assert_eq!(
         messages(chat.read(Read::GroupChat {
+            window: Default::default(),
             group: group.uuid.clone(),
             requester: bob.uuid.clone()
         })),
@@ -252,6 +255,7 @@ fn group_reads_are_for_members_only() {
             requester: bob.uuid.clone(),
         },
         Read::GroupChat {
+            window: Default::default(),
             group: group.uuid.clone(),
             requester: bob.uuid.clone(),
         },
@@ -264,10 +268,12 @@ fn group_reads_are_for_members_only() {
             requester: GHOST.into(),
         },
         Read::GroupChat {
+            window: Default::default(),
             group: group.uuid.clone(),
             requester: GHOST.into(),
         },
         Read::PrivateChat {
+            window: Default::default(),
             me: GHOST.into(),
             username: "alice".into(),
             tag: "1234".into(),
@@ -281,10 +287,12 @@ fn group_reads_are_for_members_only() {
             requester: alice.uuid.clone(),
         },
         Read::GroupChat {
+            window: Default::default(),
             group: "nope".into(),
             requester: alice.uuid.clone(),
         },
         Read::PrivateChat {
+            window: Default::default(),
             me: alice.uuid.clone(),
             username: "nobody".into(),
             tag: "1234".into(),

@@ -269,6 +269,7 @@ impl Known {
             });
             for other in &users {
                 reads.push(Read::PrivateChat {
+                    window: Default::default(),
                     me: user.uuid.clone(),
                     username: other.username.clone(),
                     tag: other.tag.clone(),
@@ -280,6 +281,7 @@ impl Known {
                     requester: user.uuid.clone(),
                 });
                 reads.push(Read::GroupChat {
+                    window: Default::default(),
                     group: group.clone(),
                     requester: user.uuid.clone(),
                 });

@@ -156,6 +156,7 @@ fn delete_user_removes_it_its_memberships_and_its_groups_but_keeps_its_messages(
     );
     assert_eq!(
         messages(chat.read(Read::GroupChat {
+            window: Default::default(),
             group: theirs.uuid.clone(),
             requester: bob.uuid.clone()
         })),
@@ -231,6 +232,7 @@ fn send_private_and_to_oneself() {
     let note = chat.say(&alice, &alice, "note to self");
     assert_eq!(
         messages(chat.read(Read::PrivateChat {
+            window: Default::default(),
             me: alice.uuid.clone(),
             username: "alice".into(),
             tag: "1234".into()
@@ -239,6 +241,7 @@ fn send_private_and_to_oneself() {
     );
     assert_eq!(
         messages(chat.read(Read::PrivateChat {
+            window: Default::default(),
             me: bob.uuid.clone(),
             username: "alice".into(),
             tag: "1234".into()
@@ -345,6 +348,7 @@ fn delete_group_removes_its_members_and_messages() {
     );
     assert_eq!(
         messages(chat.read(Read::GroupChat {
+            window: Default::default(),
             group: other.uuid.clone(),
             requester: alice.uuid.clone()
         })),
@@ -451,6 +455,7 @@ fn remove_member_by_the_creator_or_the_member_itself() {
     // Removed members lose access.
     assert_eq!(
         status(chat.read(Read::GroupChat {
+            window: Default::default(),
             group: group.uuid.clone(),
             requester: bob.uuid.clone()
         })),
@@ -512,6 +517,7 @@ fn send_group() {
     );
     assert_eq!(
         messages(chat.read(Read::GroupChat {
+            window: Default::default(),
             group: group.uuid,
             requester: alice.uuid
         })),

@@ -459,6 +459,7 @@ impl<T: Transport> Driver<T> {
 
     /// Hand one input to the data plane and carry out what it asks.
     fn data(&mut self, input: PlaneInput) {
+        let _hop = tracing::debug_span!(target: crate::hops::TARGET, "plane").entered();
         let mut data = std::mem::take(&mut self.data_out);
         let now = self.now();
         self.replica.data(now, input, &mut data);

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod driver;
 pub mod frame;
+pub mod hops;
 pub mod links;
 pub mod record;
 pub mod store;

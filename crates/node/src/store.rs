@@ -1,29 +1,84 @@
-//! The node's database, owned by its own thread.
+//! The node's database: one writing thread and a pool of reading threads.
 //!
-//! SQLite calls block, so the store lives in a thread of its own and the driver talks to it by
-//! message: a [`StoreJob`] of the data plane in, what the plane must hear back
-//! ([`PlaneInput`]) on the driver's event channel. Jobs run one at a time, in the order sent,
-//! which is exactly the order the replicated log needs (an append before the apply it allows).
+//! SQLite calls block, so the store lives in threads of its own and the driver talks to them by
+//! message: a [`StoreJob`] of the data plane in, what the plane must hear back ([`PlaneInput`])
+//! on the driver's event channel.
+//!
+//! - **The writer** owns the one writing connection ([`Store`]). It runs every job but reads, in
+//!   the order sent, which is exactly the order the replicated log needs (an append before the
+//!   apply it allows). It **group-commits**: the appends and applies that queued up while it was
+//!   syncing the last transaction go into the next one together ([`Store::run_group`]), one
+//!   fsync for all of them, and each is reported only once that transaction is durable.
+//! - **The readers** (one per core, at least two) each own a read-only connection
+//!   ([`Reader`]) and answer [`StoreJob::Query`]s. In WAL mode SQLite lets them read while the
+//!   writer writes, so a read never waits for a write's fsync. A query is sent only once the
+//!   plane heard that the entries it must see are applied (their transaction committed), so the
+//!   reader's transaction, begun later, sees them: read-your-writes holds as before.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use labctl_chat::store::{Store, StoreError};
+use labctl_chat::ops::{AppError, Outcome, Read};
+use labctl_chat::store::{Reader, Store, StoreError};
 use labctl_core::log::Shape;
-use labctl_core::plane::{PlaneInput, StoreJob};
+use labctl_core::plane::{PlaneInput, RequestId, StoreJob};
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::error;
+use tracing::{error, warn};
+
+use crate::hops::TARGET;
+
+/// The most jobs one group commit takes: a bound on one transaction's size (the rest wait for
+/// the next).
+pub const MAX_GROUP: usize = 512;
 
 /// The handle the driver holds.
 pub struct StoreThread {
-    jobs: Option<std_mpsc::Sender<StoreJob>>,
-    thread: Option<JoinHandle<()>>,
+    jobs: Option<std_mpsc::Sender<Job>>,
+    queries: Option<std_mpsc::Sender<Query>>,
+    threads: Vec<JoinHandle<()>>,
+    stats: Arc<StoreStats>,
+}
+
+/// A read for the pool.
+struct Query {
+    id: RequestId,
+    body: String,
+    /// Its wait in the pool's queue (`store.read.wait`), closed when a reader takes it.
+    wait: tracing::Span,
+}
+
+/// A job for the writer.
+struct Job {
+    job: StoreJob,
+    /// Its wait in the writer's queue (`store.write.wait`), closed when the writer takes it.
+    wait: tracing::Span,
+}
+
+impl Job {
+    /// The writer takes the job: its wait ends.
+    fn take(self) -> StoreJob {
+        drop(self.wait);
+        self.job
+    }
+}
+
+/// What the store's threads did, counted as they go (for benchmarks and tests).
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Write transactions committed by the writer (one fsync each).
+    pub commits: AtomicU64,
+    /// Appends and applies carried out (in those transactions).
+    pub grouped_jobs: AtomicU64,
+    /// Reads answered by the reader pool.
+    pub pool_reads: AtomicU64,
 }
 
 /// What the database holds when the node starts: its log's shape and how far it is applied.
 pub struct Opened {
-    /// The store's thread.
+    /// The store's threads.
     pub thread: StoreThread,
     /// The log.
     pub shape: Shape,
@@ -31,55 +86,189 @@ pub struct Opened {
     pub applied: u64,
 }
 
+/// How many readers a node runs: one per core, at least two, at most eight.
+pub fn reader_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+}
+
 impl StoreThread {
-    /// Open (or create) the database at `path` and start its thread; its reports go to `done`.
+    /// Open (or create) the database at `path` and start its threads, with [`reader_count`]
+    /// readers; their reports go to `done`.
     pub fn open(path: &Path, done: UnboundedSender<PlaneInput>) -> Result<Opened, StoreError> {
-        let mut store = Store::open(path)?;
+        StoreThread::open_with_readers(path, done, reader_count())
+    }
+
+    /// [`StoreThread::open`] with `readers` reading threads (0: the writer answers reads too,
+    /// in order with its other jobs).
+    pub fn open_with_readers(
+        path: &Path,
+        done: UnboundedSender<PlaneInput>,
+        readers: usize,
+    ) -> Result<Opened, StoreError> {
+        let store = Store::open(path)?;
         let shape = store.shape()?;
         let applied = store.applied();
-        let (jobs, inbox) = std_mpsc::channel::<StoreJob>();
+        let stats = Arc::new(StoreStats::default());
+        let mut threads = Vec::new();
+
+        // Readers open after the store has created and migrated the file.
+        let mut connections = Vec::new();
+        for _ in 0..readers {
+            match Reader::open(path) {
+                Ok(reader) => connections.push(reader),
+                Err(e) => {
+                    warn!("store: no reader pool ({e}); the writer answers reads");
+                    connections.clear();
+                    break;
+                }
+            }
+        }
+        let queries = if connections.is_empty() {
+            None
+        } else {
+            let (queries, inbox) = std_mpsc::channel::<Query>();
+            let inbox = Arc::new(Mutex::new(inbox));
+            for (k, reader) in connections.into_iter().enumerate() {
+                let (inbox, done, stats) = (Arc::clone(&inbox), done.clone(), Arc::clone(&stats));
+                let thread = std::thread::Builder::new()
+                    .name(format!("store-read-{k}"))
+                    .spawn(move || read_loop(&reader, &inbox, &done, &stats))
+                    .expect("spawning a store reader thread");
+                threads.push(thread);
+            }
+            Some(queries)
+        };
+
+        let (jobs, inbox) = std_mpsc::channel::<Job>();
+        let writer_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || {
-                while let Ok(job) = inbox.recv() {
-                    let append = matches!(job, StoreJob::Append { .. });
-                    let restore = matches!(job, StoreJob::Restore { .. });
-                    let report = store.run(job).unwrap_or_else(|e| {
-                        error!("store: {e}");
-                        PlaneInput::StoreFailed {
-                            append,
-                            restore,
-                            reason: e.to_string(),
-                        }
-                    });
-                    if done.send(report).is_err() {
-                        return; // the driver is gone
-                    }
-                }
-            })
+            .spawn(move || write_loop(store, &inbox, &done, &writer_stats))
             .expect("spawning the store thread");
+        threads.push(thread);
         Ok(Opened {
             thread: StoreThread {
                 jobs: Some(jobs),
-                thread: Some(thread),
+                queries,
+                threads,
+                stats,
             },
             shape,
             applied,
         })
     }
 
-    /// Queue a job.
+    /// Queue a job: a read to the reader pool (if there is one), anything else to the writer.
     pub fn submit(&self, job: StoreJob) {
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(job);
+        match (job, &self.queries) {
+            (StoreJob::Query { id, body }, Some(queries)) => {
+                let wait = tracing::debug_span!(target: TARGET, "store.read.wait");
+                let _ = queries.send(Query { id, body, wait });
+            }
+            (job, _) => {
+                if let Some(jobs) = &self.jobs {
+                    let wait = tracing::debug_span!(target: TARGET, "store.write.wait");
+                    let _ = jobs.send(Job { job, wait });
+                }
+            }
+        }
+    }
+
+    /// What the threads did so far.
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+}
+
+/// The writer: each turn takes every job queued (up to [`MAX_GROUP`]) and runs them in order,
+/// runs of appends and applies as one group commit.
+fn write_loop(
+    mut store: Store,
+    inbox: &std_mpsc::Receiver<Job>,
+    done: &UnboundedSender<PlaneInput>,
+    stats: &StoreStats,
+) {
+    while let Ok(first) = inbox.recv() {
+        let mut queued = vec![first.take()];
+        while queued.len() < MAX_GROUP {
+            match inbox.try_recv() {
+                Ok(next) => queued.push(next.take()),
+                Err(_) => break,
+            }
+        }
+        let mut queued = queued.into_iter().peekable();
+        while let Some(job) = queued.next() {
+            let mut group = vec![job];
+            if groupable(&group[0]) {
+                while let Some(next) = queued.next_if(groupable) {
+                    group.push(next);
+                }
+            }
+            let _hop = if groupable(&group[0]) {
+                tracing::debug_span!(target: TARGET, "store.commit")
+            } else {
+                tracing::debug_span!(target: TARGET, "store.other")
+            }
+            .entered();
+            if groupable(&group[0]) {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .grouped_jobs
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
+            }
+            for report in store.run_group(group) {
+                if let PlaneInput::StoreFailed { reason, .. } = &report {
+                    error!("store: {reason}");
+                }
+                if done.send(report).is_err() {
+                    return; // the driver is gone
+                }
+            }
+        }
+    }
+}
+
+/// Whether a job may share a group commit.
+fn groupable(job: &StoreJob) -> bool {
+    matches!(job, StoreJob::Append { .. } | StoreJob::Apply { .. })
+}
+
+/// A reader: answers queries until the pool is closed.
+fn read_loop(
+    reader: &Reader,
+    inbox: &Mutex<std_mpsc::Receiver<Query>>,
+    done: &UnboundedSender<PlaneInput>,
+    stats: &StoreStats,
+) {
+    loop {
+        // Hold the lock only to take one query: the others take theirs meanwhile.
+        let next = inbox.lock().map(|inbox| inbox.recv());
+        let Ok(Ok(Query { id, body, wait })) = next else {
+            return; // the pool is closed
+        };
+        drop(wait);
+        let _hop = tracing::debug_span!(target: TARGET, "store.read").entered();
+        let outcome: Outcome = match serde_json::from_str::<Read>(&body) {
+            Ok(read) => reader.query(&read),
+            Err(error) => Err(AppError::Malformed(format!("not a read: {error}"))),
+        };
+        stats.pool_reads.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::to_string(&outcome).expect("outcomes serialize");
+        if done.send(PlaneInput::Queried { id, body }).is_err() {
+            return; // the driver is gone
         }
     }
 }
 
 impl Drop for StoreThread {
     fn drop(&mut self) {
-        self.jobs.take(); // closing the channel ends the thread's loop
-        if let Some(thread) = self.thread.take() {
+        // Closing the channels ends the threads' loops.
+        self.jobs.take();
+        self.queries.take();
+        for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
     }

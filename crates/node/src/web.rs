@@ -37,16 +37,23 @@ impl NodeBackend {
     ) -> Result<(Reply, Pos), AppError> {
         let (reply, answer) = oneshot::channel();
         let gone = || AppError::Unavailable("this node is shutting down".into());
-        self.commands
-            .send(Command::Request {
-                need,
-                key,
-                body,
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        match answer.await.map_err(|_| gone())? {
+        let span = match need {
+            Need::Read { .. } => tracing::debug_span!(target: crate::hops::TARGET, "ask.read"),
+            Need::Write => tracing::debug_span!(target: crate::hops::TARGET, "ask.write"),
+        };
+        let answer = async {
+            self.commands
+                .send(Command::Request {
+                    need,
+                    key,
+                    body,
+                    reply,
+                })
+                .await
+                .map_err(|_| gone())?;
+            answer.await.map_err(|_| gone())
+        };
+        match tracing::Instrument::instrument(answer, span).await? {
             Answer::Served { body, pos } => {
                 let outcome: Outcome = serde_json::from_str(&body).map_err(|e| {
                     AppError::OutcomeUnknown(format!("an unreadable answer came back: {e}"))

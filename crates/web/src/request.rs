@@ -199,6 +199,17 @@ fn body_kind(headers: &HeaderMap) -> BodyKind {
 /// The middleware around every route: builds the [`Ctx`], applies the CSRF guard, runs the
 /// handler, then renders a [`Failure`] for the client and stamps the node's id.
 pub(crate) async fn prepare(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    // The request's hop (see `labctl_node::hops`): timed only where a node asks for it.
+    let span = match *request.method() {
+        Method::GET | Method::HEAD => tracing::debug_span!(target: "hop", "http.get"),
+        Method::POST => tracing::debug_span!(target: "hop", "http.post"),
+        _ => tracing::debug_span!(target: "hop", "http.other"),
+    };
+    tracing::Instrument::instrument(serve(app, request, next), span).await
+}
+
+/// [`prepare`]'s work.
+async fn serve(app: Arc<App>, request: Request, next: Next) -> Response {
     let mut ctx = Ctx::new(&app, request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_string();

@@ -917,3 +917,134 @@ fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
+
+/// `GET …/chat?after=<message>&last=<n>` (an extension of SPEC §5's routes): the messages after
+/// one, and of those the most recent n, oldest first, for private and group conversations; a
+/// bad window is a 4xx and the whole conversation stays the default.
+#[tokio::test]
+async fn a_conversation_read_takes_a_window_of_new_or_recent_messages() {
+    let (_data, server, clients) = lab(&[("alice", "1234"), ("bob", "456")]).await;
+    let url = &server.url;
+    let (alice, _) = &clients[0];
+    let (bob, _) = &clients[1];
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let message: Value = alice
+            .post(format!("{url}/users/bob/456/chat"))
+            .json(&json!({ "content": format!("message {i}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sent.push(message);
+    }
+    let chat = format!("{url}/users/alice/1234/chat");
+    let whole: Vec<Value> = bob.get(&chat).json_of().await;
+    assert_eq!(whole, sent);
+    let after: Vec<Value> = bob
+        .get(format!(
+            "{chat}?after={}",
+            sent[1]["uuid"].as_str().unwrap()
+        ))
+        .json_of()
+        .await;
+    assert_eq!(after, sent[2..]);
+    let last: Vec<Value> = bob.get(format!("{chat}?last=2")).json_of().await;
+    assert_eq!(last, sent[3..]);
+    let both: Vec<Value> = bob
+        .get(format!(
+            "{chat}?after={}&last=2",
+            sent[0]["uuid"].as_str().unwrap()
+        ))
+        .json_of()
+        .await;
+    assert_eq!(
+        both,
+        sent[3..],
+        "the most recent two of those after the first"
+    );
+    let none: Vec<Value> = bob
+        .get(format!(
+            "{chat}?after={}",
+            sent[4]["uuid"].as_str().unwrap()
+        ))
+        .json_of()
+        .await;
+    assert!(none.is_empty(), "nothing after the last message");
+
+    // The same on a group's conversation.
+    let group: Value = alice
+        .post(format!("{url}/groups"))
+        .json(&json!({ "name": "window" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let group_chat = format!("{url}/groups/{}/chat", group["uuid"].as_str().unwrap());
+    let mut said = Vec::new();
+    for i in 0..3 {
+        let message: Value = alice
+            .post(&group_chat)
+            .json(&json!({ "content": format!("to the group {i}") }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        said.push(message);
+    }
+    let after: Vec<Value> = alice
+        .get(format!(
+            "{group_chat}?after={}",
+            said[0]["uuid"].as_str().unwrap()
+        ))
+        .json_of()
+        .await;
+    assert_eq!(after, said[1..]);
+    let last: Vec<Value> = alice.get(format!("{group_chat}?last=1")).json_of().await;
+    assert_eq!(last, said[2..]);
+
+    // Bad windows: a message of another conversation, an unknown one, not a UUID, a bad count.
+    for (query, status, words) in [
+        (
+            format!("after={}", said[0]["uuid"].as_str().unwrap()),
+            StatusCode::NOT_FOUND,
+            "in this conversation",
+        ),
+        (
+            "after=00000000-0000-4000-8000-000000000000".to_string(),
+            StatusCode::NOT_FOUND,
+            "in this conversation",
+        ),
+        (
+            "after=nope".to_string(),
+            StatusCode::NOT_FOUND,
+            "not a UUID",
+        ),
+        (
+            "last=abc".to_string(),
+            StatusCode::BAD_REQUEST,
+            "not a number",
+        ),
+        (
+            "last=0".to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "1 to",
+        ),
+        (
+            "last=10001".to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "1 to",
+        ),
+    ] {
+        let response = bob.get(format!("{chat}?{query}")).send().await.unwrap();
+        let (got, message) = error(response).await;
+        assert_eq!(got, status, "?{query}: {message}");
+        assert!(message.contains(words), "?{query}: {message}");
+    }
+}

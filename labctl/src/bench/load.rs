@@ -8,7 +8,12 @@
 //!    (another on 409), logs in and keeps the session cookie in its own jar.
 //! 3. **Load.** Until the deadline, each client either sends a private message to the next
 //!    client's user (k → (k+1) mod N) or reads that conversation, choosing with its own seeded
-//!    [`SplitMix64`]. Every response is counted: the expected status (201 for a send, 200 for a
+//!    [`SplitMix64`]. A read asks for the messages after the last one the client read
+//!    (`GET …/chat?after=<uuid>`, as the conversation page polls), or with `--reads whole` for
+//!    the whole conversation, which grows through the run (so does each read's cost). In a **closed loop** (the default) each client sends its next request when
+//!    the last is answered: the figures are the service's saturation throughput. In an **open
+//!    loop** (`--rate N`) requests leave on a fixed schedule, N per second over all clients,
+//!    answered or not, and latencies count from the schedule: the latency under a given load. Every response is counted: the expected status (201 for a send, 200 for a
 //!    read) goes into that kind's latency histogram, anything else (another status, a timeout, a
 //!    refused connection) into the error counts. Nothing is retried.
 //!
@@ -35,12 +40,14 @@ use super::report::{BenchResult, InputUse, Kind, MAX_FAILED_PERCENT};
 use crate::chat_client::{
     chain, error_text, json_headers, shorten, user, CONNECT_TIMEOUT, REQUEST_TIMEOUT,
 };
-use crate::cli::{BenchHttpArgs, BenchVia};
+use crate::cli::{BenchHttpArgs, BenchReads, BenchVia};
 use crate::lab::LabDir;
 use crate::poll::{poll_until, TimedOut};
 
 /// The most requests one run sends, whatever the duration: a bound on the load and on memory.
 pub const MAX_REQUESTS: u64 = 1_000_000;
+/// The most requests the open loop (`--rate`) keeps outstanding at once.
+pub const MAX_IN_FLIGHT: usize = 1024;
 /// How often to ask the nameserver again while no input node is live.
 const INPUT_POLL: Duration = Duration::from_millis(100);
 /// Latencies are recorded in microseconds, from 1 µs to this, at 3 significant digits.
@@ -56,6 +63,13 @@ struct LiveInput {
 #[derive(Debug, Deserialize)]
 struct InputList {
     live: Vec<LiveInput>,
+}
+
+/// What the load sends: the share of writes, and what a read asks for.
+#[derive(Clone, Copy)]
+struct Mix {
+    writes_percent: u8,
+    reads: BenchReads,
 }
 
 /// A registered, logged-in client ready to load the lab.
@@ -106,6 +120,36 @@ impl Tally {
         self.examples
             .entry(kind)
             .or_insert_with(|| shorten(&example));
+    }
+
+    /// Counts one request begun at `begun` (sent, or scheduled): its latency if it succeeded,
+    /// its failure if not, and the input node it reached (`nameserver`, its `host:port`, is
+    /// none: a failure to reach the nameserver itself belongs to no input node).
+    fn record(
+        &mut self,
+        write: bool,
+        begun: Instant,
+        input: Option<String>,
+        failure: Option<(String, String)>,
+        nameserver: &str,
+    ) {
+        if failure.is_none() {
+            let us = u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX);
+            let histogram = if write {
+                &mut self.writes
+            } else {
+                &mut self.reads
+            };
+            histogram.saturating_record(us.max(1));
+        }
+        if let Some(input) = input.filter(|input| *input != nameserver) {
+            let counts = self.inputs.entry(input).or_default();
+            counts.requests += 1;
+            counts.errors += u64::from(failure.is_some());
+        }
+        if let Some((kind, example)) = failure {
+            self.error(kind, example);
+        }
     }
 
     fn merge(&mut self, other: Tally) {
@@ -192,16 +236,36 @@ pub async fn run(
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
     let mut workers = tokio::task::JoinSet::new();
-    for (k, client) in clients.into_iter().enumerate() {
-        let partner = partners[(k + 1) % partners.len()].clone();
-        workers.spawn(load(
-            client,
-            host_port(&nameserver_url).unwrap_or_default(),
-            partner,
-            args.writes,
-            deadline,
-            Arc::clone(&sent),
-        ));
+    let nameserver_host = host_port(&nameserver_url).unwrap_or_default();
+    let mix = Mix {
+        writes_percent: args.writes,
+        reads: args.reads,
+    };
+    match args.rate {
+        Some(rate) => {
+            workers.spawn(load_open(
+                clients,
+                nameserver_host,
+                partners,
+                mix,
+                rate,
+                deadline,
+                Arc::clone(&sent),
+            ));
+        }
+        None => {
+            for (k, client) in clients.into_iter().enumerate() {
+                let partner = partners[(k + 1) % partners.len()].clone();
+                workers.spawn(load(
+                    client,
+                    nameserver_host.clone(),
+                    partner,
+                    mix,
+                    deadline,
+                    Arc::clone(&sent),
+                ));
+            }
+        }
     }
     let ticker = {
         let (progress, sent) = (progress.clone(), Arc::clone(&sent));
@@ -259,6 +323,11 @@ pub async fn run(
         requests,
         passed,
         capped: sent.load(Ordering::Relaxed) >= MAX_REQUESTS,
+        target_rate: args.rate,
+        reads_mode: match args.reads {
+            BenchReads::New => "new",
+            BenchReads::Whole => "whole",
+        },
         live_inputs: live.len(),
         inputs,
     })
@@ -339,89 +408,199 @@ async fn setup(k: u32, base: Url, tag_seed: u64, seed: u64) -> Result<(u32, Clie
     ))
 }
 
-/// Client `client`'s load loop: reads and writes of the conversation with `partner` until the
-/// deadline (or the shared request cap). `nameserver` is its `host:port`.
+/// Client `client`'s closed loop: reads and writes of the conversation with `partner`, one
+/// after the other, until the deadline (or the shared request cap). `nameserver` is its
+/// `host:port`.
 async fn load(
     client: Client,
     nameserver: String,
     partner: (String, String),
-    writes_percent: u8,
+    Mix {
+        writes_percent,
+        reads,
+    }: Mix,
     deadline: Instant,
     sent: Arc<AtomicU64>,
 ) -> Tally {
     let mut tally = Tally::new();
     let mut choices = SplitMix64::new(client.seed);
-    let chat = client
-        .base
-        .join(&format!("users/{}/{}/chat", partner.0, partner.1))
-        .expect("usernames and tags are URL-safe");
+    let chat = chat_url(&client, &partner);
     let mut message = 0u64;
+    let cursor = std::sync::Mutex::new(None);
     while Instant::now() < deadline {
         if sent.fetch_add(1, Ordering::Relaxed) >= MAX_REQUESTS {
             break;
         }
         let write = choices.below(100) < u64::from(writes_percent);
-        let request = if write {
+        let content = write.then(|| {
             message += 1;
-            let content = format!("bench message {message} from {}", client.username);
-            client
-                .http
-                .post(chat.clone())
-                .json(&json!({ "content": content }))
-        } else {
-            client.http.get(chat.clone())
-        };
-        let expected = if write {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
+            format!("bench message {message} from {}", client.username)
+        });
         let begun = Instant::now();
-        // Which input node the request reached (the final URL, after any redirect), and how it
-        // failed, if it did.
-        let (input, failure) = match request.send().await {
-            Err(e) => (
-                e.url().and_then(host_port),
-                Some((transport_kind(&e).to_string(), chain(&e))),
-            ),
-            Ok(response) => {
-                let status = response.status();
-                let input = host_port(response.url());
-                match response.bytes().await {
-                    Err(e) => (input, Some((transport_kind(&e).to_string(), chain(&e)))),
-                    Ok(_) if status == expected => {
-                        let us = u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX);
-                        let histogram = if write {
-                            &mut tally.writes
-                        } else {
-                            &mut tally.reads
-                        };
-                        histogram.saturating_record(us.max(1));
-                        (input, None)
-                    }
-                    Ok(body) => {
-                        let method = if write { "POST" } else { "GET" };
-                        let example = format!(
-                            "{method} {}: {}",
-                            chat.path(),
-                            error_text(&String::from_utf8_lossy(&body))
-                        );
-                        (input, Some((status.as_u16().to_string(), example)))
-                    }
-                }
-            }
-        };
-        // A failure to reach the nameserver itself belongs to no input node.
-        if let Some(input) = input.filter(|input| *input != nameserver) {
-            let counts = tally.inputs.entry(input).or_default();
-            counts.requests += 1;
-            counts.errors += u64::from(failure.is_some());
-        }
-        if let Some((kind, example)) = failure {
-            tally.error(kind, example);
-        }
+        let (input, failure) = send_one(&client.http, &chat, content, reads, &cursor).await;
+        tally.record(write, begun, input, failure, &nameserver);
     }
     tally
+}
+
+/// The open loop: requests leave at `rate` per second in all, on a fixed schedule (request i at
+/// `i / rate` seconds), whether or not the earlier ones were answered, client after client round
+/// robin, until the deadline (or the shared request cap). Each latency is measured from the
+/// request's scheduled time, so a service (or a labctl) that falls behind shows it in the
+/// latencies instead of hiding it by sending less (no coordinated omission). At most
+/// [`MAX_IN_FLIGHT`] requests are outstanding; past that the schedule waits, and the wait
+/// counts in the latencies too.
+async fn load_open(
+    clients: Vec<Client>,
+    nameserver: String,
+    partners: Vec<(String, String)>,
+    Mix {
+        writes_percent,
+        reads,
+    }: Mix,
+    rate: u32,
+    deadline: Instant,
+    sent: Arc<AtomicU64>,
+) -> Tally {
+    let n = clients.len();
+    let chats: Vec<Url> = clients
+        .iter()
+        .enumerate()
+        .map(|(k, client)| chat_url(client, &partners[(k + 1) % n]))
+        .collect();
+    let mut choices: Vec<SplitMix64> = clients.iter().map(|c| SplitMix64::new(c.seed)).collect();
+    let mut messages = vec![0u64; n];
+    let cursors: Arc<Vec<std::sync::Mutex<Option<String>>>> =
+        Arc::new((0..n).map(|_| std::sync::Mutex::new(None)).collect());
+    let tally = Arc::new(std::sync::Mutex::new(Tally::new()));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0u64.. {
+        let scheduled = started + interval.mul_f64(i as f64);
+        if scheduled >= deadline || sent.fetch_add(1, Ordering::Relaxed) >= MAX_REQUESTS {
+            break;
+        }
+        tokio::time::sleep_until(scheduled.into()).await;
+        let permit = Arc::clone(&in_flight)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let k = (i % n as u64) as usize;
+        let write = choices[k].below(100) < u64::from(writes_percent);
+        let content = write.then(|| {
+            messages[k] += 1;
+            format!("bench message {} from {}", messages[k], clients[k].username)
+        });
+        let (http, chat) = (clients[k].http.clone(), chats[k].clone());
+        let (tally, nameserver) = (Arc::clone(&tally), nameserver.clone());
+        let cursors = Arc::clone(&cursors);
+        tasks.spawn(async move {
+            let (input, failure) = send_one(&http, &chat, content, reads, &cursors[k]).await;
+            drop(permit);
+            tally.lock().expect("no tally lock is poisoned").record(
+                write,
+                scheduled,
+                input,
+                failure,
+                &nameserver,
+            );
+        });
+        // Reap the finished ones as we go: the set holds the in-flight requests only.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    Arc::try_unwrap(tally)
+        .map(|tally| tally.into_inner().expect("no tally lock is poisoned"))
+        .unwrap_or_else(|_| unreachable!("every request task has finished"))
+}
+
+/// The conversation `client` loads: its private chat with `partner`.
+fn chat_url(client: &Client, partner: &(String, String)) -> Url {
+    client
+        .base
+        .join(&format!("users/{}/{}/chat", partner.0, partner.1))
+        .expect("usernames and tags are URL-safe")
+}
+
+/// Which input node a request reached (the final URL, after any redirect), and how it failed
+/// (its kind and an example), if it did.
+type Sent = (Option<String>, Option<(String, String)>);
+
+/// Send one request of the load: a message (`content`) or a read of the conversation at `chat`:
+/// all of it, or with [`BenchReads::New`] the messages after `cursor` (the last message this
+/// client read), which the answer then moves on. (In the open loop a client's reads may overlap,
+/// and one may move the cursor back over messages another just read: they are read again.)
+async fn send_one(
+    http: &reqwest::Client,
+    chat: &Url,
+    content: Option<String>,
+    reads: BenchReads,
+    cursor: &std::sync::Mutex<Option<String>>,
+) -> Sent {
+    let write = content.is_some();
+    let request = match content {
+        Some(content) => http.post(chat.clone()).json(&json!({ "content": content })),
+        None => {
+            let after = match reads {
+                BenchReads::New => cursor.lock().expect("no cursor lock is poisoned").clone(),
+                BenchReads::Whole => None,
+            };
+            let mut url = chat.clone();
+            if let Some(after) = after {
+                url.query_pairs_mut().append_pair("after", &after);
+            }
+            http.get(url)
+        }
+    };
+    let expected = if write {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    match request.send().await {
+        Err(e) => (
+            e.url().and_then(host_port),
+            Some((transport_kind(&e).to_string(), chain(&e))),
+        ),
+        Ok(response) => {
+            let status = response.status();
+            let input = host_port(response.url());
+            match response.bytes().await {
+                Err(e) => (input, Some((transport_kind(&e).to_string(), chain(&e)))),
+                Ok(body) if status == expected => {
+                    if !write && reads == BenchReads::New {
+                        if let Some(last) = last_message(&body) {
+                            *cursor.lock().expect("no cursor lock is poisoned") = Some(last);
+                        }
+                    }
+                    (input, None)
+                }
+                Ok(body) => {
+                    let method = if write { "POST" } else { "GET" };
+                    let example = format!(
+                        "{method} {}: {}",
+                        chat.path(),
+                        error_text(&String::from_utf8_lossy(&body))
+                    );
+                    (input, Some((status.as_u16().to_string(), example)))
+                }
+            }
+        }
+    }
+}
+
+/// The id of the last message of a conversation's JSON, if it has any.
+fn last_message(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Message {
+        uuid: String,
+    }
+    serde_json::from_slice::<Vec<Message>>(body)
+        .ok()?
+        .pop()
+        .map(|m| m.uuid)
 }
 
 /// `host:port` of a URL.

@@ -49,6 +49,12 @@ pub struct BenchResult {
     pub passed: bool,
     /// Whether the run stopped at the cap of 1,000,000 requests before the deadline.
     pub capped: bool,
+    /// The open loop's target, in requests per second over all clients (`--rate`); none for the
+    /// closed loop. Latencies then count from each request's scheduled time.
+    pub target_rate: Option<u32>,
+    /// What a read asks for: `new` (the messages after the last one the client read) or `whole`
+    /// (the whole conversation).
+    pub reads_mode: &'static str,
     /// How many input nodes the nameserver listed as live.
     pub live_inputs: usize,
     /// The input nodes the clients used, with how many measured requests went to each.
@@ -129,6 +135,16 @@ pub fn render(result: &BenchResult) -> String {
         result.seed
     ));
     out.push_str(&format!("via {}: {approach}\n", result.via));
+    match result.target_rate {
+        Some(rate) => out.push_str(&format!(
+            "open loop: {rate} requests/s scheduled, {:.1}/s answered; latencies count from each \
+             request's scheduled time\n",
+            (result.reads.count + result.writes.count) as f64 / result.duration_s.max(1e-9)
+        )),
+        None => out.push_str(
+            "closed loop: each client sends its next request when the last is answered\n",
+        ),
+    }
     out.push_str(&format!(
         "input nodes: {} used of {} live\n",
         result.inputs.len(),

@@ -198,27 +198,59 @@ fn ready(path: Option<&Path>, info: &ServiceReady) -> Result<()> {
 }
 
 /// Log to `file` (or stderr), with the daemon's name on every line. `RUST_LOG` overrides the level.
+///
+/// With `LABCTL_HOPS=SECS` in its environment, the daemon also times each hop of every request
+/// ([`labctl_node::hops`]) and logs the times of the last `SECS` seconds (5 if not a number) every
+/// `SECS` seconds, as lines beginning `hop times`.
 fn init_logging(file: Option<&Path>, name: &str) -> Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    match file {
+    let hops = std::env::var("LABCTL_HOPS").ok().map(|secs| {
+        let every = secs.parse::<u64>().unwrap_or(5).clamp(1, 3600);
+        (labctl_node::hops::HopTimes::new(), every)
+    });
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    let fmt = match file {
         Some(path) => {
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .with_context(|| format!("opening the log file {}", path.display()))?;
-            builder
-                .with_ansi(false)
+            fmt.with_ansi(false)
                 .with_writer(std::sync::Mutex::new(file))
-                .init();
+                .boxed()
         }
-        None => builder.with_writer(std::io::stderr).init(),
-    }
+        None => fmt.with_writer(std::io::stderr).boxed(),
+    };
+    let hop_layer = hops.as_ref().map(|(layer, _)| {
+        layer.clone().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(labctl_node::hops::TARGET, tracing::Level::TRACE),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(hop_layer)
+        .init();
     tracing::info!("{name} starting, pid {}", std::process::id());
+    if let Some((hops, every)) = hops {
+        tracing::info!("timing each hop of every request: hop times every {every} s");
+        std::thread::Builder::new()
+            .name("hop-times".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(every));
+                let summary = hops.summary();
+                if !summary.is_empty() {
+                    tracing::info!("hop times of the last {every} s:\n{summary}");
+                }
+            })
+            .context("starting the hop timer's thread")?;
+    }
     Ok(())
 }
 

@@ -8,8 +8,10 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 use time::OffsetDateTime;
 
 use super::decide::{decide, timestamp, Ids};
-use super::rows::{column_u64, sqlite_error, unavailable};
+use super::rows::{column_u64, exec, sqlite_error, unavailable};
 use super::schema::set_meta;
+use labctl_core::plane::{PlaneInput, StoreJob};
+
 use super::{int, Store, StoreError};
 use crate::ops::{AppError, Change, ChatMessage, Command, Group, Outcome, Reply, User, Write};
 
@@ -59,38 +61,15 @@ impl Store {
     /// [`StoreError::Committed`] if `after` is below the applied prefix, [`StoreError::Gap`] if
     /// `after` is beyond the log or the entries do not follow it (nothing changes either way).
     pub fn append(&mut self, after: u64, entries: &[WireEntry]) -> Result<u64, StoreError> {
-        if after < self.applied {
-            return Err(StoreError::Committed {
-                after,
-                applied: self.applied,
-            });
-        }
-        if after > self.last || entries.iter().zip(after + 1..).any(|(e, seq)| e.seq != seq) {
-            return Err(StoreError::Gap {
-                last: self.last,
-                after,
-            });
-        }
         let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
-        tx.execute("DELETE FROM log WHERE seq > ?1", [int(after)?])
-            .map_err(sqlite)?;
-        {
-            let mut insert = tx
-                .prepare_cached("INSERT INTO log (seq, epoch, key, body) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(sqlite)?;
-            for e in entries {
-                insert
-                    .execute(params![int(e.seq)?, int(e.epoch)?, e.key, e.body])
-                    .map_err(sqlite)?;
-            }
-        }
+        let last = append_in(&tx, &self.path, (self.applied, self.last), after, entries)?;
         tx.commit().map_err(sqlite)?;
-        self.last = after + entries.len() as u64;
-        Ok(self.last)
+        self.last = last;
+        Ok(last)
     }
 
     /// Apply every entry up to `up_to` (committed, says the caller) not applied yet, in order, in
@@ -109,17 +88,91 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
-        let entries =
-            read_entries(&tx, self.applied, (up_to - self.applied) as usize).map_err(sqlite)?;
-        let mut results = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            let answer = apply_entry(&mut tx, entry, &self.path)?;
-            results.push((entry.seq, answer));
-        }
-        set_meta(&tx, "applied", up_to).map_err(sqlite)?;
+        let results = apply_in(&mut tx, &self.path, self.applied, up_to)?;
         tx.commit().map_err(sqlite)?;
         self.applied = up_to;
         Ok(results)
+    }
+
+    /// **Group commit**: carry out a run of [`StoreJob::Append`]s and [`StoreJob::Apply`]s, in
+    /// order, in one durable transaction: one fsync for all of them, where each job alone
+    /// commits (and syncs) its own. Returns one report per job, in order, each made only after
+    /// the shared commit returned, so nothing is reported durable before it is; consecutive
+    /// reports of one kind are merged (the last `Stored`, the `Applied` results end to end), as
+    /// the data plane would read them one after the other.
+    ///
+    /// If any job fails, the whole transaction is rolled back and the jobs run one by one
+    /// ([`Store::run_reported`]): each then succeeds or fails exactly as it would have alone.
+    /// Any other job in `jobs` runs alone, in its place.
+    pub fn run_group(&mut self, jobs: Vec<StoreJob>) -> Vec<PlaneInput> {
+        let groupable =
+            |job: &StoreJob| matches!(job, StoreJob::Append { .. } | StoreJob::Apply { .. });
+        if jobs.len() < 2 || !jobs.iter().all(groupable) {
+            return jobs.into_iter().map(|job| self.run_reported(job)).collect();
+        }
+        match self.group_in_one_transaction(&jobs) {
+            Ok(reports) => reports,
+            Err(_) => jobs.into_iter().map(|job| self.run_reported(job)).collect(),
+        }
+    }
+
+    /// [`Store::run`], with a failure reported to the plane as [`PlaneInput::StoreFailed`].
+    pub fn run_reported(&mut self, job: StoreJob) -> PlaneInput {
+        let append = matches!(job, StoreJob::Append { .. });
+        let restore = matches!(job, StoreJob::Restore { .. });
+        self.run(job).unwrap_or_else(|e| PlaneInput::StoreFailed {
+            append,
+            restore,
+            reason: e.to_string(),
+        })
+    }
+
+    fn group_in_one_transaction(
+        &mut self,
+        jobs: &[StoreJob],
+    ) -> Result<Vec<PlaneInput>, StoreError> {
+        let Store {
+            conn,
+            path,
+            last,
+            applied,
+            ..
+        } = self;
+        let sqlite = sqlite_error(path);
+        let mut tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        let (mut new_last, mut new_applied) = (*last, *applied);
+        let mut reports: Vec<PlaneInput> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match job {
+                StoreJob::Append { after, entries } => {
+                    new_last = append_in(&tx, path, (new_applied, new_last), *after, entries)?;
+                    if let Some(PlaneInput::Stored { .. }) = reports.last() {
+                        reports.pop();
+                    }
+                    reports.push(PlaneInput::Stored { seq: new_last });
+                }
+                StoreJob::Apply { up_to } => {
+                    let up_to = (*up_to).min(new_last);
+                    let results = if up_to > new_applied {
+                        let results = apply_in(&mut tx, path, new_applied, up_to)?;
+                        new_applied = up_to;
+                        results
+                    } else {
+                        Vec::new()
+                    };
+                    match reports.last_mut() {
+                        Some(PlaneInput::Applied { results: before }) => before.extend(results),
+                        _ => reports.push(PlaneInput::Applied { results }),
+                    }
+                }
+                _ => unreachable!("only appends and applies are grouped"),
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        (*last, *applied) = (new_last, new_applied);
+        Ok(reports)
     }
 
     /// Up to `limit` log entries after entry `after`, oldest first.
@@ -226,7 +279,8 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(unavailable)?;
-        tx.execute(
+        exec(
+            &tx,
             "INSERT INTO log (seq, epoch, key, body) VALUES (?1, ?2, ?3, ?4)",
             params![seq as i64, epoch as i64, entry.key, entry.body],
         )
@@ -246,6 +300,53 @@ impl Store {
 /// Apply one committed entry inside `tx`; its answer. An entry whose key was applied before
 /// answers as that one did; a refused write answers its refusal and changes nothing. Only a
 /// storage failure is an error (and aborts the whole batch).
+/// [`Store::append`]'s work inside `tx`, on a log applied up to `applied` and ending at `last`;
+/// returns the new last entry.
+fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &Path,
+    (applied, last): (u64, u64),
+    after: u64,
+    entries: &[WireEntry],
+) -> Result<u64, StoreError> {
+    if after < applied {
+        return Err(StoreError::Committed { after, applied });
+    }
+    if after > last || entries.iter().zip(after + 1..).any(|(e, seq)| e.seq != seq) {
+        return Err(StoreError::Gap { last, after });
+    }
+    let sqlite = sqlite_error(path);
+    exec(tx, "DELETE FROM log WHERE seq > ?1", [int(after)?]).map_err(sqlite)?;
+    let mut insert = tx
+        .prepare_cached("INSERT INTO log (seq, epoch, key, body) VALUES (?1, ?2, ?3, ?4)")
+        .map_err(sqlite)?;
+    for e in entries {
+        insert
+            .execute(params![int(e.seq)?, int(e.epoch)?, e.key, e.body])
+            .map_err(sqlite)?;
+    }
+    Ok(after + entries.len() as u64)
+}
+
+/// [`Store::apply_committed`]'s work inside `tx`: applies the entries after `applied` up to
+/// `up_to` (which the log holds) and records the new applied position.
+pub(super) fn apply_in(
+    tx: &mut rusqlite::Transaction<'_>,
+    path: &Path,
+    applied: u64,
+    up_to: u64,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let sqlite = sqlite_error(path);
+    let entries = read_entries(tx, applied, (up_to - applied) as usize).map_err(sqlite)?;
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let answer = apply_entry(tx, entry, path)?;
+        results.push((entry.seq, answer));
+    }
+    set_meta(tx, "applied", up_to).map_err(sqlite)?;
+    Ok(results)
+}
+
 fn apply_entry(
     tx: &mut rusqlite::Transaction<'_>,
     entry: &WireEntry,
@@ -304,7 +405,8 @@ fn apply_entry(
     };
     let answer = serde_json::to_string(&outcome).expect("outcomes serialize");
     if let Some(key) = &entry.key {
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO replies (key, seq, answer) VALUES (?1, ?2, ?3)",
             params![key, int(entry.seq)?, answer],
         )
@@ -313,13 +415,17 @@ fn apply_entry(
     Ok(answer)
 }
 
+/// [`read_entries`]' query. `LIMIT ?2 + 0`, not `LIMIT ?2`: SQLite's planner looks at a bare
+/// bound limit, and so prepares the statement again each time it is bound to another value (a
+/// parse and a plan at every apply); an expression it does not look into.
+pub(super) const READ_ENTRIES: &str =
+    "SELECT seq, epoch, key, body FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2 + 0";
+
 /// Up to `limit` entries after `after`, in order.
 fn read_entries(conn: &Connection, after: u64, limit: usize) -> rusqlite::Result<Vec<WireEntry>> {
     let after = i64::try_from(after).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut statement = conn.prepare_cached(
-        "SELECT seq, epoch, key, body FROM log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    )?;
+    let mut statement = conn.prepare_cached(READ_ENTRIES)?;
     let rows = statement
         .query_map(params![after, limit], |row| {
             Ok(WireEntry {
@@ -347,19 +453,21 @@ pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusq
         Change::UserDeleted { uuid } => {
             // The groups it created go, with their members and messages; its memberships
             // elsewhere go; its messages elsewhere stay.
-            conn.execute(
+            exec(
+                conn,
                 "DELETE FROM group_messages
                  WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)",
                 [uuid],
             )?;
-            conn.execute(
+            exec(
+                conn,
                 "DELETE FROM members
                  WHERE group_uuid IN (SELECT uuid FROM groups WHERE creator = ?1)
                     OR user_uuid = ?1",
                 [uuid],
             )?;
-            conn.execute("DELETE FROM groups WHERE creator = ?1", [uuid])?;
-            conn.execute("DELETE FROM users WHERE uuid = ?1", [uuid])?;
+            exec(conn, "DELETE FROM groups WHERE creator = ?1", [uuid])?;
+            exec(conn, "DELETE FROM users WHERE uuid = ?1", [uuid])?;
         }
         Change::PrivateMessageAdded { to, message } => {
             insert_private_message(conn, seq, to, message)?;
@@ -370,15 +478,20 @@ pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusq
             insert_member(conn, &group.uuid, &group.creator)?;
         }
         Change::GroupDeleted { uuid } => {
-            conn.execute("DELETE FROM group_messages WHERE group_uuid = ?1", [uuid])?;
-            conn.execute("DELETE FROM members WHERE group_uuid = ?1", [uuid])?;
-            conn.execute("DELETE FROM groups WHERE uuid = ?1", [uuid])?;
+            exec(
+                conn,
+                "DELETE FROM group_messages WHERE group_uuid = ?1",
+                [uuid],
+            )?;
+            exec(conn, "DELETE FROM members WHERE group_uuid = ?1", [uuid])?;
+            exec(conn, "DELETE FROM groups WHERE uuid = ?1", [uuid])?;
         }
         Change::MemberAdded { group, user } => {
             insert_member(conn, group, user)?;
         }
         Change::MemberRemoved { group, user } => {
-            conn.execute(
+            exec(
+                conn,
                 "DELETE FROM members WHERE group_uuid = ?1 AND user_uuid = ?2",
                 params![group, user],
             )?;
@@ -388,7 +501,8 @@ pub(super) fn apply_change(conn: &Connection, seq: u64, change: &Change) -> rusq
         }
         Change::SessionsEnded { user, generation } => {
             let generation = i64::try_from(*generation).map_err(|_| out_of_range(*generation))?;
-            conn.execute(
+            exec(
+                conn,
                 "UPDATE users SET generation = ?2 WHERE uuid = ?1",
                 params![user, generation],
             )?;
@@ -410,7 +524,8 @@ pub(super) fn insert_user(
     generation: u64,
 ) -> rusqlite::Result<()> {
     let generation = i64::try_from(generation).map_err(|_| out_of_range(generation))?;
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO users (uuid, username, tag, password_hash, generation)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -426,7 +541,8 @@ pub(super) fn insert_user(
 
 /// Inserts a row of `groups` (not its creator's membership).
 pub(super) fn insert_group(conn: &Connection, group: &Group) -> rusqlite::Result<()> {
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO groups (uuid, name, creator) VALUES (?1, ?2, ?3)",
         params![group.uuid, group.name, group.creator],
     )?;
@@ -435,7 +551,8 @@ pub(super) fn insert_group(conn: &Connection, group: &Group) -> rusqlite::Result
 
 /// Inserts a row of `members`.
 pub(super) fn insert_member(conn: &Connection, group: &str, user: &str) -> rusqlite::Result<()> {
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO members (group_uuid, user_uuid) VALUES (?1, ?2)",
         params![group, user],
     )?;
@@ -449,7 +566,8 @@ pub(super) fn insert_private_message(
     to: &str,
     message: &ChatMessage,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO private_messages (seq, uuid, author, recipient, content, sent_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -471,7 +589,8 @@ pub(super) fn insert_group_message(
     group: &str,
     message: &ChatMessage,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO group_messages (seq, uuid, group_uuid, author, content, sent_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![

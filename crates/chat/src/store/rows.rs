@@ -19,6 +19,17 @@ pub(super) fn sqlite_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreErro
     }
 }
 
+/// Runs `sql` with `parameters` through the connection's statement cache: the hot writes (a
+/// message applied, the applied position) are parsed and planned once per connection, not at
+/// every entry.
+pub(super) fn exec(
+    conn: &Connection,
+    sql: &str,
+    parameters: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(parameters)
+}
+
 /// Collects every row of `sql` (no parameters).
 pub(super) fn collect<T>(
     conn: &Connection,

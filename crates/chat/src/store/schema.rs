@@ -10,8 +10,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::rows::sqlite_error;
 use super::{Store, StoreError};
 
+/// Prepared statements each connection keeps: every statement of the chat's reads and writes.
+pub(super) const STATEMENT_CACHE: usize = 64;
+
 /// How long a statement waits for a lock held by another connection before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, one migration per version: `MIGRATIONS[i]` takes a file from `user_version` `i` to
 /// `i + 1`. Append new versions; never edit a released one.
@@ -133,6 +136,7 @@ impl Store {
         })?;
         let mut conn = Connection::open(&path).map_err(sqlite)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
 
         // Look at the version before changing anything, so a newer program's file stays as it was.
         let found: i64 = conn
@@ -255,7 +259,8 @@ fn meta_u64(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
 
 /// Keep a number in `meta`.
 pub(super) fn set_meta(conn: &Connection, key: &str, value: u64) -> rusqlite::Result<()> {
-    conn.execute(
+    super::rows::exec(
+        conn,
         "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
         params![key, value.to_string()],
     )?;

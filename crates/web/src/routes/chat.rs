@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::Extension;
-use labctl_chat::ops::{ChatMessage, Read, User, Write};
+use labctl_chat::ops::{ChatMessage, Read, User, Window, Write};
 use labctl_chat::validate;
 use serde::{Deserialize, Serialize};
 
@@ -74,7 +74,33 @@ fn when(sent_at: &str) -> String {
     }
 }
 
-/// `GET /users/{username}/{tag}/chat`: your conversation with that user, oldest first.
+/// The part of a conversation a `GET …/chat` asks for, from its query: `after=<message uuid>`
+/// (only the messages after that one: a poll for new messages) and `last=<n>` (at most the n
+/// most recent). Other parameters are ignored; with neither, the whole conversation.
+fn window(uri: &Uri) -> Result<Window, Failure> {
+    #[derive(Deserialize)]
+    struct Query {
+        after: Option<String>,
+        last: Option<String>,
+    }
+    let query: Query = serde_urlencoded::from_str(uri.query().unwrap_or(""))
+        .map_err(|e| Failure::malformed(format!("the query string is not a=b&c=d pairs: {e}")))?;
+    let last = match query.last {
+        None => None,
+        Some(last) => Some(last.parse::<u32>().map_err(|_| {
+            Failure::malformed(format!(
+                "last={last:?} is not a number: last=N asks for the N most recent messages"
+            ))
+        })?),
+    };
+    Ok(Window {
+        after: query.after,
+        last,
+    })
+}
+
+/// `GET /users/{username}/{tag}/chat`: your conversation with that user, oldest first (or the
+/// part of it the query asks for: [`window`]).
 pub(super) async fn private(
     State(app): State<Arc<App>>,
     Extension(ctx): Extension<Ctx>,
@@ -92,7 +118,9 @@ pub(super) async fn private(
         };
         Some(expect_reply!(app.read(&ctx, read).await?, User { user })?)
     };
+    let window = window(&uri)?;
     let read = Read::PrivateChat {
+        window,
         me: session.uuid.clone(),
         username,
         tag,
@@ -132,15 +160,18 @@ pub(super) async fn send_private(
     sent(&app, &ctx, &uri, write).await
 }
 
-/// `GET /groups/{group}/chat`: the group's conversation, oldest first (members only).
+/// `GET /groups/{group}/chat`: the group's conversation, oldest first (members only), or the
+/// part of it the query asks for ([`window`]).
 pub(super) async fn group(
     State(app): State<Arc<App>>,
     Extension(ctx): Extension<Ctx>,
+    uri: Uri,
     Path(group): Path<String>,
 ) -> Result<Response, Failure> {
     let session = ctx.login()?;
     id_in_path(&group, "group")?;
     let read = Read::GroupChat {
+        window: window(&uri)?,
         group: group.clone(),
         requester: session.uuid.clone(),
     };
