@@ -233,6 +233,9 @@ impl<T: Transport> Driver<T> {
                 Some(done) = store_done.recv() => self.data(done),
                 () = &mut shutdown => return Ok(()),
             }
+            // Whether the HTTP layer may answer reads from the store itself, as of this event.
+            let serves = self.replica.plane().is_some_and(|p| p.serves_reads());
+            self.store.local_reads().set_serves(serves);
         }
     }
 

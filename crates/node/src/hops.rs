@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `http.get`, `http.post`, `http.delete` | the input node's HTTP layer | the request read … the response made (includes every `ask` it needs: a session check, then the operation) |
 //! | `ask.read`, `ask.write` | the input node's HTTP layer | handing the request to the node's driver … its answer back (the data plane's route, the store, the tree's hops for a larger lab) |
+//! | `ask.read.local` | the input node's HTTP layer | a read answered from this node's own store, or found not to be servable here (then an `ask.read` follows) |
 //! | `plane` | the driver | one input of the data plane handled (a request, a store's report, a message) |
 //! | `store.read.wait` | driver → reader | a read queued for the reader pool … a reader takes it |
 //! | `store.read` | a reader thread | parse, query, answer (one read transaction) |

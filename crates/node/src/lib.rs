@@ -224,6 +224,7 @@ pub async fn run(
             nameserver: config.nameserver.clone(),
             published: http_published,
             hashing: labctl_web::HashPool::per_core(),
+            local_reads: store.local_reads().clone(),
         },
         command_tx_for_web,
         web_role_rx,

@@ -14,16 +14,23 @@
 //!   writer writes, so a read never waits for a write's fsync. A query is sent only once the
 //!   plane heard that the entries it must see are applied (their transaction committed), so the
 //!   reader's transaction, begun later, sees them: read-your-writes holds as before.
+//! - **Local reads** ([`LocalReads`]): a read that comes in at this node's own HTTP service,
+//!   while the node serves reads (the driver says so after every event, from
+//!   [`labctl_core::plane::DataPlane::serves_reads`]), is answered right there on a connection
+//!   of its own, without the trip through the driver and a reader thread and back (four thread
+//!   switches, on this machine most of a read's time). It checks the reader's position on the
+//!   very state it reads ([`Reader::query_at`]); a read this copy cannot serve takes the plane's
+//!   way.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use labctl_chat::ops::{AppError, Outcome, Read};
 use labctl_chat::store::{Reader, Store, StoreError};
-use labctl_core::log::Shape;
+use labctl_core::log::{Pos, Shape};
 use labctl_core::plane::{PlaneInput, RequestId, StoreJob};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
@@ -40,6 +47,71 @@ pub struct StoreThread {
     queries: Option<std_mpsc::Sender<Query>>,
     threads: Vec<JoinHandle<()>>,
     stats: Arc<StoreStats>,
+    local: LocalReads,
+}
+
+/// Reads answered where they come in, on connections of their own (see the module's notes).
+/// Cheap to clone: the HTTP layer holds one, the driver another.
+#[derive(Clone)]
+pub struct LocalReads {
+    inner: Arc<LocalInner>,
+}
+
+impl std::fmt::Debug for LocalReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalReads")
+            .field("serves", &self.inner.serves.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct LocalInner {
+    /// Whether the node serves reads now (its role), as the driver last said.
+    serves: AtomicBool,
+    /// Connections not in use.
+    idle: Mutex<Vec<Reader>>,
+    stats: Arc<StoreStats>,
+}
+
+impl LocalReads {
+    /// No local reads: every read takes the plane's way.
+    pub fn none() -> LocalReads {
+        LocalReads::new(Vec::new(), Arc::new(StoreStats::default()))
+    }
+
+    fn new(readers: Vec<Reader>, stats: Arc<StoreStats>) -> LocalReads {
+        LocalReads {
+            inner: Arc::new(LocalInner {
+                serves: AtomicBool::new(false),
+                idle: Mutex::new(readers),
+                stats,
+            }),
+        }
+    }
+
+    /// The driver says whether the node serves reads now.
+    pub fn set_serves(&self, serves: bool) {
+        self.inner.serves.store(serves, Ordering::Release);
+    }
+
+    /// Answers `read` here if the node serves reads and this copy holds `min` (the reader's
+    /// last write); `None` if not, or if every local connection is busy: the caller routes it
+    /// through the data plane. Runs SQLite on the calling thread: a read of the committed state
+    /// in the page cache, tens of microseconds.
+    pub fn try_read(&self, read: &Read, min: Pos) -> Option<Outcome> {
+        if !self.inner.serves.load(Ordering::Acquire) {
+            return None;
+        }
+        let reader = self.inner.idle.lock().ok()?.pop()?;
+        let outcome = reader.query_at(read, min);
+        if let Ok(mut idle) = self.inner.idle.lock() {
+            idle.push(reader);
+        }
+        if outcome.is_some() {
+            self.inner.stats.local_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
 }
 
 /// A read for the pool.
@@ -74,6 +146,8 @@ pub struct StoreStats {
     pub grouped_jobs: AtomicU64,
     /// Reads answered by the reader pool.
     pub pool_reads: AtomicU64,
+    /// Reads answered where they came in ([`LocalReads`]).
+    pub local_reads: AtomicU64,
 }
 
 /// What the database holds when the node starts: its log's shape and how far it is applied.
@@ -115,8 +189,12 @@ impl StoreThread {
         let mut threads = Vec::new();
 
         // Readers open after the store has created and migrated the file.
+        let mut local_connections = Vec::new();
         let mut connections = Vec::new();
         for _ in 0..readers {
+            if let Ok(reader) = Reader::open(path) {
+                local_connections.push(reader);
+            }
             match Reader::open(path) {
                 Ok(reader) => connections.push(reader),
                 Err(e) => {
@@ -154,6 +232,7 @@ impl StoreThread {
                 jobs: Some(jobs),
                 queries,
                 threads,
+                local: LocalReads::new(local_connections, Arc::clone(&stats)),
                 stats,
             },
             shape,
@@ -180,6 +259,12 @@ impl StoreThread {
     /// What the threads did so far.
     pub fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    /// The store's local reads, for the HTTP layer; the driver tells them whether the node
+    /// serves reads.
+    pub fn local_reads(&self) -> &LocalReads {
+        &self.local
     }
 }
 

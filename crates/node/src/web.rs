@@ -20,10 +20,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::driver::Command;
+use crate::store::LocalReads;
 
-/// The HTTP layer's way into the cluster: every operation becomes a request routed by the driver.
+/// The HTTP layer's way into the cluster: every operation becomes a request routed by the driver,
+/// except a read this node can answer from its own store ([`LocalReads`]).
 pub struct NodeBackend {
     commands: mpsc::Sender<Command>,
+    local: LocalReads,
 }
 
 impl NodeBackend {
@@ -69,6 +72,10 @@ impl NodeBackend {
 #[async_trait::async_trait]
 impl labctl_web::Backend for NodeBackend {
     async fn read(&self, read: Read, min: Pos) -> Result<Reply, AppError> {
+        let local = tracing::debug_span!(target: crate::hops::TARGET, "ask.read.local");
+        if let Some(outcome) = local.in_scope(|| self.local.try_read(&read, min)) {
+            return outcome;
+        }
         let body = serde_json::to_string(&read).expect("reads serialize");
         self.ask(Need::Read { min }, None, body)
             .await
@@ -116,6 +123,8 @@ pub struct WebSettings {
     /// The password hashers: one pool for the node's whole life, whenever it serves (their
     /// memory is allocated once, not again at each start of the service).
     pub hashing: labctl_web::HashPool,
+    /// Reads this node answers from its own store.
+    pub local_reads: LocalReads,
 }
 
 /// What the web task should do, as the driver says it.
@@ -145,7 +154,10 @@ pub async fn follow_role(
     mut role: watch::Receiver<WebRole>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let backend: Arc<dyn labctl_web::Backend> = Arc::new(NodeBackend { commands });
+    let backend: Arc<dyn labctl_web::Backend> = Arc::new(NodeBackend {
+        commands,
+        local: settings.local_reads.clone(),
+    });
     let mut running: Option<Running> = None;
     let mut registered = false;
     // The port the service first got; it keeps it when it starts again.
@@ -385,6 +397,7 @@ mod tests {
             nameserver: Some(nameserver),
             published,
             hashing: labctl_web::HashPool::new(1, 1),
+            local_reads: crate::store::LocalReads::none(),
         };
         let (commands, _requests) = mpsc::channel(1);
         let (_role_tx, role) = watch::channel(WebRole {

@@ -195,3 +195,53 @@ fn group_commit_never_reports_an_append_before_it_is_durable() {
         "{APPENDS} appends queued behind one lock took {commits} commits"
     );
 }
+
+/// Local reads: only while the driver says the node serves reads, and only when the store's
+/// committed state holds the reader's last write (its seq applied, of its epoch); otherwise the
+/// read goes to the data plane (`None`).
+#[test]
+fn a_local_read_is_served_only_by_a_serving_node_holding_the_readers_last_write() {
+    use labctl_core::log::Pos;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.sqlite");
+    let (done, mut reports) = unbounded_channel();
+    let store = StoreThread::open_with_readers(&path, done, 2)
+        .unwrap()
+        .thread;
+    let hash = labctl_chat::password::hash("long enough password");
+    store.submit(StoreJob::Append {
+        after: 0,
+        entries: vec![register(1, "alice", &hash), register(2, "bob", &hash)],
+    });
+    store.submit(StoreJob::Apply { up_to: 1 });
+    assert_eq!(next(&mut reports), PlaneInput::Stored { seq: 2 });
+    assert!(matches!(next(&mut reports), PlaneInput::Applied { .. }));
+
+    let local = store.local_reads();
+    let read = Read::UsersByName {
+        username: "alice".into(),
+    };
+    let users = |outcome: Option<Outcome>| match outcome {
+        Some(Ok(Reply::Users { users })) => Some(users.len()),
+        None => None,
+        Some(other) => panic!("a users read answered {other:?}"),
+    };
+    // Not serving (the driver has not said so): the plane's way.
+    assert_eq!(users(local.try_read(&read, Pos::START)), None);
+    local.set_serves(true);
+    assert_eq!(users(local.try_read(&read, Pos::START)), Some(1));
+    assert_eq!(users(local.try_read(&read, Pos::new(1, 1))), Some(1));
+    // Entry 2 is stored but not applied; entry 1 is of epoch 1, not 2.
+    assert_eq!(users(local.try_read(&read, Pos::new(1, 2))), None);
+    assert_eq!(users(local.try_read(&read, Pos::new(2, 1))), None);
+    store.submit(StoreJob::Apply { up_to: 2 });
+    assert!(matches!(next(&mut reports), PlaneInput::Applied { .. }));
+    assert_eq!(users(local.try_read(&read, Pos::new(1, 2))), Some(1));
+    local.set_serves(false);
+    assert_eq!(users(local.try_read(&read, Pos::new(1, 2))), None);
+    let served = store
+        .stats()
+        .local_reads
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(served, 3);
+}

@@ -61,6 +61,7 @@ impl Store {
     /// [`StoreError::Committed`] if `after` is below the applied prefix, [`StoreError::Gap`] if
     /// `after` is beyond the log or the entries do not follow it (nothing changes either way).
     pub fn append(&mut self, after: u64, entries: &[WireEntry]) -> Result<u64, StoreError> {
+        self.sync_commits(true)?;
         let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn
@@ -73,8 +74,9 @@ impl Store {
     }
 
     /// Apply every entry up to `up_to` (committed, says the caller) not applied yet, in order, in
-    /// one durable transaction. Returns each entry's answer: an [`Outcome`] as JSON, or `null`
-    /// for a new writer's epoch-start entry.
+    /// one transaction, committed without waiting for the disk ([`Store::sync_commits`] says
+    /// why that is safe). Returns each entry's answer: an [`Outcome`] as JSON, or `null` for a
+    /// new writer's epoch-start entry.
     ///
     /// # Errors
     /// [`StoreError::Sqlite`] or [`StoreError::Corrupt`]: nothing is applied.
@@ -83,6 +85,7 @@ impl Store {
         if up_to <= self.applied {
             return Ok(Vec::new());
         }
+        self.sync_commits(false)?;
         let sqlite = sqlite_error(&self.path);
         let mut tx = self
             .conn
@@ -95,8 +98,8 @@ impl Store {
     }
 
     /// **Group commit**: carry out a run of [`StoreJob::Append`]s and [`StoreJob::Apply`]s, in
-    /// order, in one durable transaction: one fsync for all of them, where each job alone
-    /// commits (and syncs) its own. Returns one report per job, in order, each made only after
+    /// order, in one transaction: one fsync for all of them, where each append alone commits
+    /// (and syncs) its own (a group of applies only does not sync, as an apply alone). Returns one report per job, in order, each made only after
     /// the shared commit returned, so nothing is reported durable before it is; consecutive
     /// reports of one kind are merged (the last `Stored`, the `Applied` results end to end), as
     /// the data plane would read them one after the other.
@@ -131,6 +134,10 @@ impl Store {
         &mut self,
         jobs: &[StoreJob],
     ) -> Result<Vec<PlaneInput>, StoreError> {
+        self.sync_commits(
+            jobs.iter()
+                .any(|job| matches!(job, StoreJob::Append { .. })),
+        )?;
         let Store {
             conn,
             path,
@@ -215,6 +222,7 @@ impl Store {
         epoch: u64,
         now: OffsetDateTime,
     ) -> Result<(Reply, WireEntry), AppError> {
+        self.sync_commits(true).map_err(unavailable)?;
         self.execute_with_key(write, None, epoch, now)
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use labctl_core::log::Pos;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::rows::{
@@ -69,6 +70,24 @@ impl Reader {
         &self.path
     }
 
+    /// Answers `read` if this copy's committed state holds `min`, the reader's last write
+    /// (read-your-writes, SPEC §4): its applied log reaches `min.seq`, and the entry there (or
+    /// the snapshot's base) is of `min.epoch`. That is the data plane's own rule for serving a
+    /// read ([`labctl_core::plane`]), checked here on the very state the read sees, in the same
+    /// read transaction. `None`: this copy does not hold it (or could not tell); the data plane
+    /// must route the read.
+    ///
+    /// Whether this node may serve reads at all (its role in the tree) is the caller's to know.
+    pub fn query_at(&self, read: &Read, min: Pos) -> Option<Result<Reply, AppError>> {
+        let tx = self.conn.unchecked_transaction().ok()?;
+        if !holds(&tx, min).ok()? {
+            return None;
+        }
+        let reply = answer(&tx, read);
+        tx.rollback().ok()?;
+        Some(reply)
+    }
+
     /// Answers a read, as [`Store::query`] does, in one read transaction (see [`Reader`]).
     ///
     /// # Errors
@@ -105,6 +124,44 @@ pub(super) const PRIVATE_CHAT: &str = "SELECT uuid, author, content, sent_at FRO
 pub(super) const GROUP_CHAT: &str = "SELECT uuid, author, content, sent_at FROM group_messages
      WHERE group_uuid = +?1 AND seq > ?2
      ORDER BY seq DESC LIMIT ?3 + 0";
+
+/// Whether the state `conn` sees holds `min` (see [`Reader::query_at`]).
+fn holds(conn: &Connection, min: Pos) -> rusqlite::Result<bool> {
+    if min.seq == 0 {
+        return Ok(true);
+    }
+    let mut meta = conn.prepare_cached(
+        "SELECT key, value FROM meta WHERE key IN ('applied', 'base_seq', 'base_epoch')",
+    )?;
+    let (mut applied, mut base_seq, mut base_epoch) = (0, 0, 0);
+    let mut rows = meta.query([])?;
+    while let Some(row) = rows.next()? {
+        let value: u64 = row.get::<_, String>(1)?.parse().unwrap_or(0);
+        match row.get_ref(0)?.as_str().unwrap_or("") {
+            "applied" => applied = value,
+            "base_seq" => base_seq = value,
+            _ => base_epoch = value,
+        }
+    }
+    if applied < min.seq {
+        return Ok(false);
+    }
+    if min.epoch == 0 {
+        return Ok(true);
+    }
+    let epoch = match min.seq.cmp(&base_seq) {
+        std::cmp::Ordering::Less => return Ok(false), // replaced by a snapshot: not known here
+        std::cmp::Ordering::Equal => Some(base_epoch),
+        std::cmp::Ordering::Greater => conn
+            .prepare_cached("SELECT epoch FROM log WHERE seq = ?1")?
+            .query_row([i64::try_from(min.seq).unwrap_or(i64::MAX)], |row| {
+                row.get::<_, i64>(0)
+            })
+            .optional()?
+            .map(|e| e as u64),
+    };
+    Ok(epoch == Some(min.epoch))
+}
 
 /// Answers `read` from the tables `conn` sees.
 fn answer(conn: &Connection, read: &Read) -> Result<Reply, AppError> {

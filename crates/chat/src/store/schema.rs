@@ -209,6 +209,7 @@ impl Store {
             base,
             last,
             applied,
+            synced: true,
         })
     }
 }

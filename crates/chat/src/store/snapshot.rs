@@ -190,6 +190,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sqlite`] if its rows do not fit the schema (nothing changes).
     pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.sync_commits(true)?;
         let sqlite = sqlite_error(&self.path);
         let tx = self
             .conn

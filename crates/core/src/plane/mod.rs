@@ -938,19 +938,25 @@ impl DataPlane {
     /// Whether this node may serve a read whose reader last wrote `min`: a persistence replica or
     /// a root, whose applied (committed) log holds that very entry.
     fn can_read(&self, min: Pos) -> bool {
+        self.serves_reads()
+            && self.applied >= min.seq
+            && (min.seq == 0 || min.epoch == 0 || self.shape.holds(min))
+    }
+
+    /// Whether this node serves reads itself now, those whose reader's last write its applied
+    /// log holds: it is a persistence replica, the writer or the root of its tree, and restores
+    /// no snapshot (while one is being restored, the state a query would read is not the one
+    /// `applied` describes: reads pass up). A node's shell may answer such reads from its store
+    /// without the plane, checking the position on the store's own committed state.
+    pub fn serves_reads(&self) -> bool {
         let Some(tree) = &self.tree else {
             return false;
         };
-        let serves = tree
-            .roles
-            .iter()
-            .any(|r| matches!(r, Role::Writer | Role::Leader | Role::Persistence));
-        // While a snapshot is being restored, the state a query would read is not the one
-        // `applied` describes: pass the read up.
-        serves
-            && self.restoring.is_none()
-            && self.applied >= min.seq
-            && (min.seq == 0 || min.epoch == 0 || self.shape.holds(min))
+        self.restoring.is_none()
+            && tree
+                .roles
+                .iter()
+                .any(|r| matches!(r, Role::Writer | Role::Leader | Role::Persistence))
     }
 
     fn forwarded(&mut self, id: RequestId) {
