@@ -1054,7 +1054,7 @@ async fn private_messages_are_read_your_writes_across_input_nodes() {
 }
 
 /// The scenario of [`private_messages_are_read_your_writes_across_input_nodes`], on any lab with
-/// two input nodes where alice#1001, bob#2002 and carol#3003 are not registered yet.
+/// two input nodes where alice#1001, bob#2002, carol#3003 and dave#4004 are not registered yet.
 async fn private_messages_read_your_writes(lab: &Lab) {
     let (a, b) = (lab.input(0), lab.input(1));
     let alice = Person::register(&a, "alice", "1001").await;
@@ -1069,28 +1069,48 @@ async fn private_messages_read_your_writes(lab: &Lab) {
     lab.wait_replicated();
     check_conversation(&bob.get(&b, &alice.chat()).await, &sent);
 
-    // Read-your-writes: each read at the other input node right after the write.
-    for i in 0..20 {
-        let (write_at, read_at) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-        let content = format!("message {i}: written at node {}", write_at.id);
-        let message = alice.send(write_at, &bob.chat(), &content).await;
-        let read = alice.get(read_at, &bob.chat()).await;
-        let list = read.expect(200);
-        assert!(
-            list.as_array().is_some_and(|l| l.contains(&message)),
-            "read-your-writes: {content:?} was acknowledged at node {} but node {} does not \
-             show it right after: {read}",
-            write_at.id,
-            read_at.id
-        );
-        sent.push(message);
-        if i % 5 == 4 {
-            sent.push(
-                bob.send(read_at, &alice.chat(), &format!("bob's answer to {i}"))
-                    .await,
-            );
+    // Read-your-writes: each read at the other input node right after the write, while dave
+    // writes without pause at A (the stores' writers busy, reads served beside them: at an input
+    // node from its own store when it holds the reader's last write, else up the tree).
+    let dave = Person::register(&a, "dave", "4004").await;
+    dave.login(&a).await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let background = async {
+        let mut written = 0;
+        // Bounded: at most 500 writes, and it stops when the checks are done.
+        while written < 500 && !done.load(std::sync::atomic::Ordering::Acquire) {
+            dave.send(&a, &dave.chat(), &format!("load {written}"))
+                .await;
+            written += 1;
         }
-    }
+        written
+    };
+    let checks = async {
+        for i in 0..20 {
+            let (write_at, read_at) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let content = format!("message {i}: written at node {}", write_at.id);
+            let message = alice.send(write_at, &bob.chat(), &content).await;
+            let read = alice.get(read_at, &bob.chat()).await;
+            let list = read.expect(200);
+            assert!(
+                list.as_array().is_some_and(|l| l.contains(&message)),
+                "read-your-writes: {content:?} was acknowledged at node {} but node {} does not \
+                 show it right after: {read}",
+                write_at.id,
+                read_at.id
+            );
+            sent.push(message);
+            if i % 5 == 4 {
+                sent.push(
+                    bob.send(read_at, &alice.chat(), &format!("bob's answer to {i}"))
+                        .await,
+                );
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+    };
+    let (written, ()) = tokio::join!(background, checks);
+    assert!(written > 0, "the background writer wrote nothing");
 
     // The whole conversation, the same from both sides at both input nodes, oldest first.
     lab.wait_replicated();

@@ -510,6 +510,8 @@ async fn load_open(
         // Reap the finished ones as we go: the set holds the in-flight requests only.
         while tasks.try_join_next().is_some() {}
     }
+    // The schedule runs to the deadline: the rates count over the whole duration asked.
+    tokio::time::sleep_until(deadline.into()).await;
     while tasks.join_next().await.is_some() {}
     Arc::try_unwrap(tally)
         .map(|tally| tally.into_inner().expect("no tally lock is poisoned"))

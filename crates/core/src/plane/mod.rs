@@ -944,19 +944,24 @@ impl DataPlane {
     }
 
     /// Whether this node serves reads itself now, those whose reader's last write its applied
-    /// log holds: it is a persistence replica, the writer or the root of its tree, and restores
-    /// no snapshot (while one is being restored, the state a query would read is not the one
-    /// `applied` describes: reads pass up). A node's shell may answer such reads from its store
-    /// without the plane, checking the position on the store's own committed state.
+    /// log holds. It must hold the log: a persistence replica, the writer or the root of its
+    /// tree; with `majority` durability, where the log flows down the whole tree and every node
+    /// applies what commits, any node of the tree (an input node answers its clients' reads
+    /// itself, by the same rule: only committed entries are applied, and only a copy holding the
+    /// reader's last write serves it). And it restores no snapshot (while one is being restored,
+    /// the state a query would read is not the one `applied` describes: reads pass up). A node's
+    /// shell may answer such reads from its store without the plane, checking the position on
+    /// the store's own committed state.
     pub fn serves_reads(&self) -> bool {
         let Some(tree) = &self.tree else {
             return false;
         };
-        self.restoring.is_none()
-            && tree
+        let holds_log = self.config.durability == Durability::Majority
+            || tree
                 .roles
                 .iter()
-                .any(|r| matches!(r, Role::Writer | Role::Leader | Role::Persistence))
+                .any(|r| matches!(r, Role::Writer | Role::Leader | Role::Persistence));
+        self.restoring.is_none() && holds_log
     }
 
     fn forwarded(&mut self, id: RequestId) {

@@ -548,6 +548,48 @@ fn a_read_is_served_only_where_the_readers_last_write_is_applied() {
     );
 }
 
+/// With `majority` every node holds and applies the committed log, so an input node serves a
+/// read itself once its applied log holds the reader's last write; with `replicas` it does not
+/// hold the log and passes every read up.
+#[test]
+fn with_majority_an_input_node_serves_the_reads_its_applied_log_holds() {
+    for durability in [Durability::Majority, Durability::Replicas] {
+        let mut net = Net::new(&[1, 2, 3, 4], durability, vec![]);
+        // 1 writes; 2 is a persistence replica; 3 an input below it; 4 an input below 1.
+        net.tree(1, &[(1, None), (2, Some(1)), (3, Some(2)), (4, Some(1))]);
+        let w = net.write(3, "mine");
+        net.run();
+        let pos = served(net.answer(w));
+        net.tick(3); // the commit reaches every node that holds the log
+        assert_eq!(
+            net.nodes[&3].0.serves_reads(),
+            durability == Durability::Majority
+        );
+        assert!(
+            net.nodes[&2].0.serves_reads(),
+            "a persistence replica serves"
+        );
+        let read = net.request(3, Need::Read { min: pos }, None, model::READ);
+        // Nothing is carried: a read served at 3 itself is answered without a message.
+        let mut hops = 0;
+        while let Some((from, to, message)) = net.queue.pop_front() {
+            hops += 1;
+            net.input(to, PlaneInput::Message { from, message });
+        }
+        match net.answer(read) {
+            Some(Answer::Served { body, .. }) => assert!(body.contains("mine"), "{body}"),
+            other => panic!("{durability:?}: {other:?}"),
+        }
+        match durability {
+            Durability::Majority => assert_eq!(hops, 0, "served at the input node"),
+            _ => assert!(
+                hops >= 2,
+                "passed up to the replica and back: {hops} messages"
+            ),
+        }
+    }
+}
+
 #[test]
 fn with_replicas_durability_only_the_persistence_replicas_hold_the_log() {
     let mut net = Net::new(&[1, 2, 3, 4], Durability::Replicas, vec![]);
