@@ -19,16 +19,18 @@ user="abreader"
 jar=$(mktemp)
 trap 'rm -f "$jar"' EXIT
 json=(-H 'Accept: application/json' -H 'Content-Type: application/json')
-curl -sf "${json[@]}" -X POST "$base/register" \
+# One cookie jar throughout: the register's read position (labctl_pos) goes with the login, so
+# an input node that has not applied the registration yet passes the login up (read-your-writes).
+curl -sf "${json[@]}" -c "$jar" -X POST "$base/register" \
   -d "{\"username\":\"$user\",\"tag\":\"$tag\",\"password\":\"a long enough password\"}" > /dev/null
-curl -sf "${json[@]}" -c "$jar" -X POST "$base/login" \
+curl -sf "${json[@]}" -b "$jar" -c "$jar" -X POST "$base/login" \
   -d "{\"username\":\"$user\",\"tag\":\"$tag\",\"password\":\"a long enough password\"}" > /dev/null
 session=$(awk '$6 == "labctl_session" { print $7 }' "$jar")
 [ -n "$session" ] || { echo "login at $base set no session cookie" >&2; exit 1; }
 for i in $(seq 1 "$messages"); do
-  curl -sf "${json[@]}" -b "$jar" -X POST "$base/users/$user/$tag/chat" \
+  curl -sf "${json[@]}" -b "$jar" -c "$jar" -X POST "$base/users/$user/$tag/chat" \
     -d "{\"content\":\"message $i\"}" > /dev/null
 done
 ab -q -k -n "$requests" -c "$concurrency" -C "labctl_session=$session" \
   -H 'Accept: application/json' "$base/users/$user/$tag/chat" \
-  | grep -E 'Requests per second|Failed requests|Non-2xx|Time per request|50%|99%'
+  | grep -E "Requests per second|Failed requests|Non-2xx|Time per request|50%|99%|Length|Complete"

@@ -846,7 +846,8 @@ pub struct BenchHttpArgs {
     /// sequence of requests.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub seed: u64,
-    /// Seconds to wait for the nameserver to list a live input node before giving up.
+    /// Seconds to wait for the nameserver to list a live input node, and then for each
+    /// client's input node to know the user it writes to, before giving up.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,
     /// Open loop: send N requests per second in all, on a fixed schedule, whether or not the

@@ -5,7 +5,8 @@
 //! 1. **Find the input nodes.** The lab's record names its nameserver; `GET /_nameserver/inputs`
 //!    lists the live input nodes (waiting up to `--wait` for one to appear).
 //! 2. **Setup (not measured).** Client k registers user `bench<k>` with a tag drawn from the seed
-//!    (another on 409), logs in and keeps the session cookie in its own jar.
+//!    (another on 409), logs in and keeps the session cookie in its own jar; then each waits
+//!    until its input node knows the user it will write to (registered, maybe, at another).
 //! 3. **Load.** Until the deadline, each client either sends a private message to the next
 //!    client's user (k → (k+1) mod N) or reads that conversation, choosing with its own seeded
 //!    [`SplitMix64`]. A read asks for the messages after the last one the client read
@@ -36,7 +37,7 @@ use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::report::{BenchResult, InputUse, Kind, MAX_FAILED_PERCENT};
+use super::report::{BenchResult, InputUse, Kind, Lag, MAX_FAILED_PERCENT};
 use crate::chat_client::{
     chain, error_text, json_headers, shorten, user, CONNECT_TIMEOUT, REQUEST_TIMEOUT,
 };
@@ -224,11 +225,36 @@ pub async fn run(
         clients.insert(k, client);
     }
     let clients: Vec<Client> = clients.into_values().collect();
-    let setup_s = setup_started.elapsed().as_secs_f64();
     let partners: Vec<(String, String)> = clients
         .iter()
         .map(|c| (c.username.clone(), c.tag.clone()))
         .collect();
+    // A client's partner may have registered at another input node, which this client's node
+    // learns a moment later (only one's own writes are read-your-writes, SPEC §4): wait until
+    // every client sees its partner, so the load does not count that moment as errors.
+    progress.set_message("waiting until every client's node knows its partner");
+    for (k, client) in clients.iter().enumerate() {
+        let (username, tag) = &partners[(k + 1) % partners.len()];
+        let url = client
+            .base
+            .join(&format!("users/{username}/{tag}"))
+            .expect("usernames and tags are URL-safe");
+        let what = format!("{} to see user {username}#{tag}", client.username);
+        poll_until(
+            &what,
+            INPUT_POLL,
+            Duration::from_secs(args.wait),
+            || async {
+                let response = client.http.get(url.clone()).send().await;
+                Ok(response
+                    .ok()
+                    .filter(|r| r.status() == StatusCode::OK)
+                    .map(|_| ()))
+            },
+        )
+        .await?;
+    }
+    let setup_s = setup_started.elapsed().as_secs_f64();
 
     // 3. Load, until the deadline or the request cap.
     progress.set_prefix("load");
@@ -241,9 +267,10 @@ pub async fn run(
         writes_percent: args.writes,
         reads: args.reads,
     };
+    let mut open = None;
     match args.rate {
         Some(rate) => {
-            workers.spawn(load_open(
+            open = Some(tokio::spawn(load_open(
                 clients,
                 nameserver_host,
                 partners,
@@ -251,7 +278,7 @@ pub async fn run(
                 rate,
                 deadline,
                 Arc::clone(&sent),
-            ));
+            )));
         }
         None => {
             for (k, client) in clients.into_iter().enumerate() {
@@ -280,6 +307,12 @@ pub async fn run(
     let mut tally = Tally::new();
     while let Some(joined) = workers.join_next().await {
         tally.merge(joined.context("a client task failed")?);
+    }
+    let mut schedule_lag = None;
+    if let Some(open) = open {
+        let (open_tally, lag) = open.await.context("the open loop's task failed")?;
+        tally.merge(open_tally);
+        schedule_lag = Some(Lag::new(&lag));
     }
     let duration_s = started.elapsed().as_secs_f64();
     ticker.abort();
@@ -324,6 +357,7 @@ pub async fn run(
         passed,
         capped: sent.load(Ordering::Relaxed) >= MAX_REQUESTS,
         target_rate: args.rate,
+        schedule_lag,
         reads_mode: match args.reads {
             BenchReads::New => "new",
             BenchReads::Whole => "whole",
@@ -445,11 +479,11 @@ async fn load(
 
 /// The open loop: requests leave at `rate` per second in all, on a fixed schedule (request i at
 /// `i / rate` seconds), whether or not the earlier ones were answered, client after client round
-/// robin, until the deadline (or the shared request cap). Each latency is measured from the
-/// request's scheduled time, so a service (or a labctl) that falls behind shows it in the
-/// latencies instead of hiding it by sending less (no coordinated omission). At most
-/// [`MAX_IN_FLIGHT`] requests are outstanding; past that the schedule waits, and the wait
-/// counts in the latencies too.
+/// robin, until the deadline (or the shared request cap). A slow service does not slow the
+/// sending: requests pile up in flight instead (no coordinated omission), up to
+/// [`MAX_IN_FLIGHT`]; past that the schedule waits. Each latency counts from the request's
+/// sending; how late each left against its schedule (the timer's millisecond, a busy labctl,
+/// the in-flight cap) is kept apart, in the returned lag histogram (µs).
 async fn load_open(
     clients: Vec<Client>,
     nameserver: String,
@@ -461,8 +495,9 @@ async fn load_open(
     rate: u32,
     deadline: Instant,
     sent: Arc<AtomicU64>,
-) -> Tally {
+) -> (Tally, Histogram<u64>) {
     let n = clients.len();
+    let mut lag = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds");
     let chats: Vec<Url> = clients
         .iter()
         .enumerate()
@@ -487,6 +522,9 @@ async fn load_open(
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
+        let begun = Instant::now();
+        let late = u64::try_from(begun.duration_since(scheduled).as_micros()).unwrap_or(u64::MAX);
+        lag.saturating_record(late.max(1));
         let k = (i % n as u64) as usize;
         let write = choices[k].below(100) < u64::from(writes_percent);
         let content = write.then(|| {
@@ -513,9 +551,10 @@ async fn load_open(
     // The schedule runs to the deadline: the rates count over the whole duration asked.
     tokio::time::sleep_until(deadline.into()).await;
     while tasks.join_next().await.is_some() {}
-    Arc::try_unwrap(tally)
+    let tally = Arc::try_unwrap(tally)
         .map(|tally| tally.into_inner().expect("no tally lock is poisoned"))
-        .unwrap_or_else(|_| unreachable!("every request task has finished"))
+        .unwrap_or_else(|_| unreachable!("every request task has finished"));
+    (tally, lag)
 }
 
 /// The conversation `client` loads: its private chat with `partner`.

@@ -52,6 +52,9 @@ pub struct BenchResult {
     /// The open loop's target, in requests per second over all clients (`--rate`); none for the
     /// closed loop. Latencies then count from each request's scheduled time.
     pub target_rate: Option<u32>,
+    /// With `--rate`: how late requests left against their schedule (the timer's millisecond,
+    /// a busy labctl, the cap of requests in flight). Latencies count from the sending.
+    pub schedule_lag: Option<Lag>,
     /// What a read asks for: `new` (the messages after the last one the client read) or `whole`
     /// (the whole conversation).
     pub reads_mode: &'static str,
@@ -86,6 +89,26 @@ impl Kind {
             },
             p50_ms: ms(histogram.value_at_quantile(0.50)),
             p90_ms: ms(histogram.value_at_quantile(0.90)),
+            p99_ms: ms(histogram.value_at_quantile(0.99)),
+            max_ms: ms(histogram.max()),
+        }
+    }
+}
+
+/// How late the open loop's requests left against their schedule.
+#[derive(Debug, Serialize)]
+pub struct Lag {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Lag {
+    /// The figures of `histogram` (µs).
+    pub fn new(histogram: &Histogram<u64>) -> Lag {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Lag {
+            p50_ms: ms(histogram.value_at_quantile(0.50)),
             p99_ms: ms(histogram.value_at_quantile(0.99)),
             max_ms: ms(histogram.max()),
         }
@@ -136,11 +159,19 @@ pub fn render(result: &BenchResult) -> String {
     ));
     out.push_str(&format!("via {}: {approach}\n", result.via));
     match result.target_rate {
-        Some(rate) => out.push_str(&format!(
-            "open loop: {rate} requests/s scheduled, {:.1}/s answered; latencies count from each \
-             request's scheduled time\n",
-            (result.reads.count + result.writes.count) as f64 / result.duration_s.max(1e-9)
-        )),
+        Some(rate) => {
+            out.push_str(&format!(
+                "open loop: {rate} requests/s scheduled, {:.1}/s answered\n",
+                (result.reads.count + result.writes.count) as f64 / result.duration_s.max(1e-9)
+            ));
+            if let Some(lag) = &result.schedule_lag {
+                out.push_str(&format!(
+                    "  requests left late against their schedule by p50 {:.3} ms, p99 {:.3} ms, \
+                     max {:.3} ms\n",
+                    lag.p50_ms, lag.p99_ms, lag.max_ms
+                ));
+            }
+        }
         None => out.push_str(
             "closed loop: each client sends its next request when the last is answered\n",
         ),
