@@ -1249,6 +1249,16 @@ impl DataPlane {
             after: prev.seq,
             entries: vec![entry.clone()],
         }));
+        // A lab of one node commits an entry of its epoch the moment the writer's own append is
+        // durable (every durability mode counts the writer, and nobody else is there), so the
+        // apply is asked for at once, behind the append. The store runs jobs in order, and an
+        // apply that shares the append's transaction (group commit) is durable with it and
+        // reported after it: one trip to the store and one transaction per write, not two. If
+        // the append fails, the apply finds nothing to apply.
+        if self.config.lab_size == 1 {
+            self.applying = seq;
+            out.push(PlaneOutput::Store(StoreJob::Apply { up_to: seq }));
+        }
         let epoch = self.epoch;
         let commit = self.commit;
         for child in self.log_children() {

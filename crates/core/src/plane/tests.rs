@@ -590,6 +590,66 @@ fn with_majority_an_input_node_serves_the_reads_its_applied_log_holds() {
     }
 }
 
+/// In a lab of one node a write's apply is asked for with its append, in the same turn (the
+/// store can commit both at once); the write is answered only once the store reported both: the
+/// append durable, then the apply. In a larger lab the apply waits for the commit.
+#[test]
+fn a_one_node_lab_asks_for_a_writes_append_and_apply_together() {
+    for ids in [&[1][..], &[1, 2, 3][..]] {
+        let mut net = Net::new(ids, Durability::Majority, vec![]);
+        let parents: Vec<(NodeId, Option<NodeId>)> =
+            ids.iter().map(|&id| (id, (id != 1).then_some(1))).collect();
+        net.tree(1, &parents);
+        let (plane, _) = net.nodes.get_mut(&1).unwrap();
+        let id = plane.next_request();
+        let mut out = Vec::new();
+        plane.handle(
+            0,
+            PlaneInput::Request {
+                id,
+                need: Need::Write,
+                key: None,
+                body: model::write("x"),
+            },
+            &mut out,
+        );
+        let jobs: Vec<&StoreJob> = out
+            .iter()
+            .filter_map(|o| match o {
+                PlaneOutput::Store(job) => Some(job),
+                _ => None,
+            })
+            .collect();
+        let answered = out.iter().any(|o| matches!(o, PlaneOutput::Answer { .. }));
+        assert!(!answered, "nothing is answered before the store reports");
+        match ids.len() {
+            1 => assert!(
+                matches!(
+                    jobs[..],
+                    [StoreJob::Append { .. }, StoreJob::Apply { up_to: 2 }]
+                ),
+                "{jobs:?}"
+            ),
+            _ => assert!(matches!(jobs[..], [StoreJob::Append { .. }]), "{jobs:?}"),
+        }
+        // The store carries the jobs out (the model store, in order); then the write is served,
+        // once, at its entry.
+        for output in out {
+            match output {
+                PlaneOutput::Store(job) => {
+                    let report = net.nodes.get_mut(&1).unwrap().1.run(job);
+                    net.input(1, report);
+                }
+                PlaneOutput::Send { to, message } => net.queue.push_back((1, to, message)),
+                _ => {}
+            }
+        }
+        net.run();
+        assert_eq!(served(net.answer(id)).seq, 2, "{ids:?}");
+        assert_eq!(net.texts(1), vec!["x"]);
+    }
+}
+
 #[test]
 fn with_replicas_durability_only_the_persistence_replicas_hold_the_log() {
     let mut net = Net::new(&[1, 2, 3, 4], Durability::Replicas, vec![]);
