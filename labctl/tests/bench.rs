@@ -114,58 +114,38 @@ fn check_run(report: &BenchReport, via: &str) {
     assert_eq!(input.errors, 0, "{context}: {input:?}");
 }
 
+/// `labctl bench http --clients 2 --duration 2 --json` with `more` arguments: its report.
+fn bench_json(home: &Home, more: &[&str]) -> BenchReport {
+    let mut args = vec![
+        "bench",
+        "http",
+        "--clients",
+        "2",
+        "--duration",
+        "2",
+        "--json",
+    ];
+    args.extend_from_slice(more);
+    parse_one_line(&home.labctl(&args).expect_success())
+}
+
 #[test]
 fn bench_http_loads_a_one_node_lab_through_its_input_node() {
     let home = Home::new();
     home.up(&topology_file("single.toml"), &[]);
 
-    let run = home
-        .labctl(&[
-            "bench",
-            "http",
-            "--clients",
-            "2",
-            "--duration",
-            "2",
-            "--json",
-        ])
-        .expect_success();
-    check_run(&parse_one_line(&run), "inputs");
+    check_run(&bench_json(&home, &[]), "inputs");
 
     // Again through the nameserver's redirects; the users of the first run keep their tags, so
     // this run's registrations also meet (and step around) taken tags.
-    let run = home
-        .labctl(&[
-            "bench",
-            "http",
-            "single",
-            "--clients",
-            "2",
-            "--duration",
-            "2",
-            "--via",
-            "nameserver",
-            "--json",
-        ])
-        .expect_success();
-    check_run(&parse_one_line(&run), "nameserver");
+    check_run(
+        &bench_json(&home, &["single", "--via", "nameserver"]),
+        "nameserver",
+    );
 
     // The open loop: 100 requests a second for 2 s leave on schedule whatever the answers, so the
     // count is the schedule's (request i at i × 10 ms, before the deadline), not the service's.
-    let run = home
-        .labctl(&[
-            "bench",
-            "http",
-            "--clients",
-            "2",
-            "--duration",
-            "2",
-            "--rate",
-            "100",
-            "--json",
-        ])
-        .expect_success();
-    let report: BenchReport = parse_one_line(&run);
+    let report = bench_json(&home, &["--rate", "100"]);
     check_run(&report, "inputs");
     assert_eq!(report.target_rate, Some(100), "{report:?}");
     assert!(

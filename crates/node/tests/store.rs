@@ -41,6 +41,19 @@ fn register(seq: u64, username: &str, hash: &str) -> WireEntry {
     }
 }
 
+/// A store with two readers in a new temporary folder (kept while the guard lives), and its
+/// reports.
+fn open_store() -> (
+    tempfile::TempDir,
+    StoreThread,
+    UnboundedReceiver<PlaneInput>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (done, reports) = unbounded_channel();
+    let opened = StoreThread::open_with_readers(&dir.path().join("chat.sqlite"), done, 2);
+    (dir, opened.unwrap().thread, reports)
+}
+
 /// The next report, waiting at most [`REPORT`].
 fn next(reports: &mut UnboundedReceiver<PlaneInput>) -> PlaneInput {
     let deadline = std::time::Instant::now() + REPORT;
@@ -83,12 +96,8 @@ fn committed_last(checker: &Connection) -> u64 {
 /// write it waits on (the old single store thread answered it only after that write).
 #[test]
 fn a_read_is_answered_while_the_writer_waits_and_sees_the_state_before_it() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, store, mut reports) = open_store();
     let path = dir.path().join("chat.sqlite");
-    let (done, mut reports) = unbounded_channel();
-    let store = StoreThread::open_with_readers(&path, done, 2)
-        .unwrap()
-        .thread;
     let hash = labctl_chat::password::hash("long enough password");
 
     store.submit(StoreJob::Append {
@@ -142,12 +151,8 @@ fn a_read_is_answered_while_the_writer_waits_and_sees_the_state_before_it() {
 /// is reported.
 #[test]
 fn group_commit_never_reports_an_append_before_it_is_durable() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, store, mut reports) = open_store();
     let path = dir.path().join("chat.sqlite");
-    let (done, mut reports) = unbounded_channel();
-    let store = StoreThread::open_with_readers(&path, done, 2)
-        .unwrap()
-        .thread;
     let checker = Connection::open(&path).unwrap();
     const APPENDS: u64 = 50;
 
@@ -202,12 +207,7 @@ fn group_commit_never_reports_an_append_before_it_is_durable() {
 #[test]
 fn a_local_read_is_served_only_by_a_serving_node_holding_the_readers_last_write() {
     use labctl_core::log::Pos;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("chat.sqlite");
-    let (done, mut reports) = unbounded_channel();
-    let store = StoreThread::open_with_readers(&path, done, 2)
-        .unwrap()
-        .thread;
+    let (_dir, store, mut reports) = open_store();
     let hash = labctl_chat::password::hash("long enough password");
     store.submit(StoreJob::Append {
         after: 0,

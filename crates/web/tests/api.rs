@@ -929,82 +929,34 @@ async fn a_conversation_read_takes_a_window_of_new_or_recent_messages() {
     let (bob, _) = &clients[1];
     let mut sent = Vec::new();
     for i in 0..5 {
-        let message: Value = alice
-            .post(format!("{url}/users/bob/456/chat"))
-            .json(&json!({ "content": format!("message {i}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        sent.push(message);
+        let to_bob = format!("{url}/users/bob/456/chat");
+        sent.push(post_json(alice, &to_bob, json!({ "content": format!("message {i}") })).await);
     }
     let chat = format!("{url}/users/alice/1234/chat");
     let whole: Vec<Value> = bob.get(&chat).json_of().await;
     assert_eq!(whole, sent);
-    let after: Vec<Value> = bob
-        .get(format!(
-            "{chat}?after={}",
-            sent[1]["uuid"].as_str().unwrap()
-        ))
-        .json_of()
-        .await;
+    let after = read_after(bob, &chat, &sent[1], "").await;
     assert_eq!(after, sent[2..]);
     let last: Vec<Value> = bob.get(format!("{chat}?last=2")).json_of().await;
     assert_eq!(last, sent[3..]);
-    let both: Vec<Value> = bob
-        .get(format!(
-            "{chat}?after={}&last=2",
-            sent[0]["uuid"].as_str().unwrap()
-        ))
-        .json_of()
-        .await;
+    let both = read_after(bob, &chat, &sent[0], "&last=2").await;
     assert_eq!(
         both,
         sent[3..],
         "the most recent two of those after the first"
     );
-    let none: Vec<Value> = bob
-        .get(format!(
-            "{chat}?after={}",
-            sent[4]["uuid"].as_str().unwrap()
-        ))
-        .json_of()
-        .await;
+    let none = read_after(bob, &chat, &sent[4], "").await;
     assert!(none.is_empty(), "nothing after the last message");
 
     // The same on a group's conversation.
-    let group: Value = alice
-        .post(format!("{url}/groups"))
-        .json(&json!({ "name": "window" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let group = post_json(alice, &format!("{url}/groups"), json!({ "name": "window" })).await;
     let group_chat = format!("{url}/groups/{}/chat", group["uuid"].as_str().unwrap());
     let mut said = Vec::new();
     for i in 0..3 {
-        let message: Value = alice
-            .post(&group_chat)
-            .json(&json!({ "content": format!("to the group {i}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        said.push(message);
+        let content = json!({ "content": format!("to the group {i}") });
+        said.push(post_json(alice, &group_chat, content).await);
     }
-    let after: Vec<Value> = alice
-        .get(format!(
-            "{group_chat}?after={}",
-            said[0]["uuid"].as_str().unwrap()
-        ))
-        .json_of()
-        .await;
+    let after = read_after(alice, &group_chat, &said[0], "").await;
     assert_eq!(after, said[1..]);
     let last: Vec<Value> = alice.get(format!("{group_chat}?last=1")).json_of().await;
     assert_eq!(last, said[2..]);
@@ -1047,4 +999,26 @@ async fn a_conversation_read_takes_a_window_of_new_or_recent_messages() {
         assert_eq!(got, status, "?{query}: {message}");
         assert!(message.contains(words), "?{query}: {message}");
     }
+}
+
+/// POSTs `body` as JSON to `url`; the answer's JSON.
+async fn post_json(client: &Client, url: &str, body: Value) -> Value {
+    client
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The messages of the conversation at `chat` after `message`, with `more` of a query string.
+async fn read_after(client: &Client, chat: &str, message: &Value, more: &str) -> Vec<Value> {
+    let uuid = message["uuid"].as_str().unwrap();
+    client
+        .get(format!("{chat}?after={uuid}{more}"))
+        .json_of()
+        .await
 }
