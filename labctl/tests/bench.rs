@@ -10,7 +10,7 @@ mod common;
 #[allow(dead_code)]
 mod live_util;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 
@@ -339,4 +339,44 @@ fn bench_failover_times_the_first_write_acknowledged_by_the_new_writer() {
         "node 1 is back, and the writer"
     );
     assert!(status.report.converged);
+}
+
+/// `LABCTL_HOPS=1`: each node of the lab logs, every second, the times of the hops its requests
+/// crossed (the breakdown of BENCHMARKS.md comes from these lines): a load through a one-node lab
+/// shows its HTTP requests, its local reads, its trips through the data plane and its commits.
+#[test]
+fn with_labctl_hops_a_node_logs_where_its_requests_time_goes() {
+    let home = Home::new().with_env("LABCTL_HOPS", "1");
+    home.up(&topology_file("single.toml"), &[]);
+    bench_json(&home, &[]);
+    let log = home.lab_folder("single").join("logs").join("node-1.log");
+    let wanted = [
+        "http.get",
+        "http.post",
+        "ask.read.local",
+        "ask.write",
+        "plane",
+        "store.commit",
+    ];
+    // Bounded: the summary comes every second; 20 s is a backstop, not a speed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let timed: BTreeSet<&str> = text
+            .split("hop times of the last 1 s:")
+            .skip(1)
+            .flat_map(|block| block.lines().skip(1).take_while(|line| !line.is_empty()))
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        let missing: Vec<&&str> = wanted.iter().filter(|w| !timed.contains(**w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}: no hop times for {missing:?} (timed: {timed:?})",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }

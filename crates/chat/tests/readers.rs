@@ -109,13 +109,16 @@ fn reads_under_a_write_load_see_whole_transactions() {
     };
 
     let done = std::sync::atomic::AtomicBool::new(false);
+    // The writer starts once both readers are reading: the load and the reads overlap.
+    let reading = std::sync::Barrier::new(3);
     let seen = std::thread::scope(|scope| {
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let (path, conversation, done) = (&path, &conversation, &done);
+                let (path, conversation, done, reading) = (&path, &conversation, &done, &reading);
                 scope.spawn(move || {
                     let reader = Reader::open(path).expect("open a reader");
-                    let mut seen = Vec::new();
+                    let mut seen = vec![messages(reader.query(conversation)).len()];
+                    reading.wait();
                     // Bounded: the writer's 20 groups take well under this many reads' time.
                     for _ in 0..200_000 {
                         if done.load(std::sync::atomic::Ordering::Acquire) {
@@ -127,6 +130,7 @@ fn reads_under_a_write_load_see_whole_transactions() {
                 })
             })
             .collect();
+        reading.wait();
         for group in 0..20u64 {
             let after = chat.store.last_seq();
             let jobs: Vec<StoreJob> = (1..=10)

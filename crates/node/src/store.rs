@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use labctl_chat::ops::{AppError, Outcome, Read};
-use labctl_chat::store::{Reader, Store, StoreError};
+use labctl_chat::store::{groupable, Reader, Store, StoreError};
 use labctl_core::log::{Pos, Shape};
 use labctl_core::plane::{PlaneInput, RequestId, StoreJob};
 use tokio::sync::mpsc::UnboundedSender;
@@ -140,9 +140,10 @@ impl Job {
 /// What the store's threads did, counted as they go (for benchmarks and tests).
 #[derive(Debug, Default)]
 pub struct StoreStats {
-    /// Write transactions committed by the writer (one fsync each).
+    /// Groups of appends and applies the writer took, each one transaction (one fsync) unless
+    /// a job of it failed and its jobs ran one by one.
     pub commits: AtomicU64,
-    /// Appends and applies carried out (in those transactions).
+    /// Appends and applies carried out in those groups.
     pub grouped_jobs: AtomicU64,
     /// Reads answered by the reader pool.
     pub pool_reads: AtomicU64,
@@ -188,22 +189,19 @@ impl StoreThread {
         let stats = Arc::new(StoreStats::default());
         let mut threads = Vec::new();
 
-        // Readers open after the store has created and migrated the file.
-        let mut local_connections = Vec::new();
-        let mut connections = Vec::new();
-        for _ in 0..readers {
-            if let Ok(reader) = Reader::open(path) {
-                local_connections.push(reader);
-            }
-            match Reader::open(path) {
-                Ok(reader) => connections.push(reader),
-                Err(e) => {
-                    warn!("store: no reader pool ({e}); the writer answers reads");
-                    connections.clear();
-                    break;
-                }
-            }
-        }
+        // Readers open after the store has created and migrated the file: `readers` for the
+        // pool's threads, as many for local reads. Without them, reads take the writer's way.
+        let open_readers = || {
+            (0..readers)
+                .map(|_| Reader::open(path))
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_else(|e| {
+                    warn!("store: no read-only connections ({e}); the writer answers reads");
+                    Vec::new()
+                })
+        };
+        let connections = open_readers();
+        let local_connections = open_readers();
         let queries = if connections.is_empty() {
             None
         } else {
@@ -314,11 +312,6 @@ fn write_loop(
             }
         }
     }
-}
-
-/// Whether a job may share a group commit.
-fn groupable(job: &StoreJob) -> bool {
-    matches!(job, StoreJob::Append { .. } | StoreJob::Apply { .. })
 }
 
 /// A reader: answers queries until the pool is closed.

@@ -38,18 +38,8 @@ impl Store {
 
     /// The epoch of entry `seq` (the base's, or a stored entry's).
     pub(super) fn epoch_at(&self, seq: u64) -> Result<u64, StoreError> {
-        if seq == self.base.seq {
-            return Ok(self.base.epoch);
-        }
-        let epoch: Option<i64> = self
-            .conn
-            .query_row("SELECT epoch FROM log WHERE seq = ?1", [int(seq)?], |row| {
-                row.get(0)
-            })
-            .optional()
-            .map_err(sqlite_error(&self.path))?;
-        epoch
-            .map(|e| e as u64)
+        epoch_at(&self.conn, self.base, seq)
+            .map_err(sqlite_error(&self.path))?
             .ok_or_else(|| StoreError::Corrupt(format!("no log entry {seq}")))
     }
 
@@ -108,8 +98,6 @@ impl Store {
     /// ([`Store::run_reported`]): each then succeeds or fails exactly as it would have alone.
     /// Any other job in `jobs` runs alone, in its place.
     pub fn run_group(&mut self, jobs: Vec<StoreJob>) -> Vec<PlaneInput> {
-        let groupable =
-            |job: &StoreJob| matches!(job, StoreJob::Append { .. } | StoreJob::Apply { .. });
         if jobs.len() < 2 || !jobs.iter().all(groupable) {
             return jobs.into_iter().map(|job| self.run_reported(job)).collect();
         }
@@ -308,6 +296,27 @@ impl Store {
 /// Apply one committed entry inside `tx`; its answer. An entry whose key was applied before
 /// answers as that one did; a refused write answers its refusal and changes nothing. Only a
 /// storage failure is an error (and aborts the whole batch).
+/// Whether a job may share a group commit ([`Store::run_group`]): an append or an apply.
+pub fn groupable(job: &StoreJob) -> bool {
+    matches!(job, StoreJob::Append { .. } | StoreJob::Apply { .. })
+}
+
+/// The epoch of entry `seq` in the log `conn` sees, whose base is `base`: the base's, or a
+/// stored entry's; none below the base (a snapshot replaced it) or past the log.
+pub(super) fn epoch_at(conn: &Connection, base: Pos, seq: u64) -> rusqlite::Result<Option<u64>> {
+    if seq == base.seq {
+        return Ok(Some(base.epoch));
+    }
+    if seq < base.seq {
+        return Ok(None);
+    }
+    let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+    conn.prepare_cached("SELECT epoch FROM log WHERE seq = ?1")?
+        .query_row([seq], |row| row.get::<_, i64>(0))
+        .optional()
+        .map(|epoch| epoch.map(|e| e as u64))
+}
+
 /// [`Store::append`]'s work inside `tx`, on a log applied up to `applied` and ending at `last`;
 /// returns the new last entry.
 fn append_in(

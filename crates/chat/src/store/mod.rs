@@ -49,6 +49,7 @@ use labctl_core::log::Pos;
 use labctl_core::plane::{PlaneInput, StoreJob};
 use rusqlite::Connection;
 
+pub use self::apply::groupable;
 pub use self::decide::timestamp;
 pub use self::query::Reader;
 pub use self::schema::SCHEMA_VERSION;

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use labctl_core::log::Pos;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+use super::apply::epoch_at;
 use super::rows::{
     acting_user, existing_group, generation_of, group_from_row, member_only, messages, named_user,
     no_user_id, unavailable, user_by_id, users,
 };
-use super::schema::{BUSY_TIMEOUT, STATEMENT_CACHE};
+use super::schema::{meta_u64, BUSY_TIMEOUT, STATEMENT_CACHE};
 use super::{Store, StoreError};
 use crate::ops::{AppError, ChatMessage, Read, Reply, Window};
 use crate::validate;
@@ -125,42 +126,20 @@ pub(super) const GROUP_CHAT: &str = "SELECT uuid, author, content, sent_at FROM 
      WHERE group_uuid = +?1 AND seq > ?2
      ORDER BY seq DESC LIMIT ?3 + 0";
 
-/// Whether the state `conn` sees holds `min` (see [`Reader::query_at`]).
+/// Whether the state `conn` sees holds `min` (see [`Reader::query_at`]): the plane's rule for
+/// serving a read, on the applied position and the log this transaction sees.
 fn holds(conn: &Connection, min: Pos) -> rusqlite::Result<bool> {
     if min.seq == 0 {
         return Ok(true);
     }
-    let mut meta = conn.prepare_cached(
-        "SELECT key, value FROM meta WHERE key IN ('applied', 'base_seq', 'base_epoch')",
-    )?;
-    let (mut applied, mut base_seq, mut base_epoch) = (0, 0, 0);
-    let mut rows = meta.query([])?;
-    while let Some(row) = rows.next()? {
-        let value: u64 = row.get::<_, String>(1)?.parse().unwrap_or(0);
-        match row.get_ref(0)?.as_str().unwrap_or("") {
-            "applied" => applied = value,
-            "base_seq" => base_seq = value,
-            _ => base_epoch = value,
-        }
-    }
-    if applied < min.seq {
+    if meta_u64(conn, "applied")? < min.seq {
         return Ok(false);
     }
     if min.epoch == 0 {
         return Ok(true);
     }
-    let epoch = match min.seq.cmp(&base_seq) {
-        std::cmp::Ordering::Less => return Ok(false), // replaced by a snapshot: not known here
-        std::cmp::Ordering::Equal => Some(base_epoch),
-        std::cmp::Ordering::Greater => conn
-            .prepare_cached("SELECT epoch FROM log WHERE seq = ?1")?
-            .query_row([i64::try_from(min.seq).unwrap_or(i64::MAX)], |row| {
-                row.get::<_, i64>(0)
-            })
-            .optional()?
-            .map(|e| e as u64),
-    };
-    Ok(epoch == Some(min.epoch))
+    let base = Pos::new(meta_u64(conn, "base_epoch")?, meta_u64(conn, "base_seq")?);
+    Ok(epoch_at(conn, base, min.seq)? == Some(min.epoch))
 }
 
 /// Answers `read` from the tables `conn` sees.

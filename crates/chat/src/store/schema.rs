@@ -249,11 +249,10 @@ fn private_files(path: &Path) -> std::io::Result<()> {
 }
 
 /// A number kept in `meta` (0 when absent).
-fn meta_u64(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
+pub(super) fn meta_u64(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
     let value: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |row| row.get(0))
         .optional()?;
     Ok(value.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
