@@ -176,6 +176,15 @@ pub struct YoYo {
 }
 
 impl YoYo {
+    /// Where the slots per neighbour live (address, length in bytes): see
+    /// [`crate::Node::hot_blocks`].
+    pub(crate) fn hot_block(&self) -> (*const u8, usize) {
+        (
+            self.said.as_ptr().cast(),
+            std::mem::size_of_val(&*self.said),
+        )
+    }
+
     /// A node about to run setup with `neighbors`. Call [`YoYo::start`] to send its id.
     pub fn new(id: NodeId, neighbors: BTreeSet<NodeId>) -> Self {
         let all = NeighborSet::universe(neighbors);

@@ -365,22 +365,51 @@ impl Calendar {
     }
 }
 
-/// How many deliveries ahead a node's memory is asked for.
-const PREFETCH_AHEAD: usize = 8;
+/// How many deliveries ahead a node and its row's bounds are asked for.
+const PREFETCH_FAR: usize = 16;
+/// How many deliveries ahead the node's heap blocks and links are asked for (by then the node
+/// itself, which says where they are, is in cache).
+const PREFETCH_NEAR: usize = 8;
+/// The most bytes of one block asked for (a node of thousands of neighbours needs only a few of
+/// its slots per message).
+const PREFETCH_MAX_BYTES: usize = 256;
 
 /// Ask for `value`'s memory to be brought into the cache, without waiting for it (a hint: it
 /// changes no result).
 fn prefetch<T>(value: &T) {
+    prefetch_lines((value as *const T).cast(), std::mem::size_of::<T>());
+}
+
+/// Ask for the cache lines of `len` bytes from `start`, at most [`PREFETCH_MAX_BYTES`] of them.
+fn prefetch_bytes(start: *const u8, len: usize) {
+    prefetch_lines(start, len.min(PREFETCH_MAX_BYTES));
+}
+
+/// Ask for the cache lines of `len` bytes from `start`.
+fn prefetch_lines(start: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = value as *const T as *const i8;
-        for line in (0..std::mem::size_of::<T>()).step_by(64) {
+        let first = start as usize & !63;
+        let end = start as usize + len;
+        for line in (first..end).step_by(64) {
             // SAFETY: a prefetch reads nothing and writes nothing: it cannot fault, even on an
             // address that is not mapped, and SSE is part of every x86-64 processor.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (start, len);
+}
+
+/// A directed link as a sender's row holds it.
+#[derive(Clone, Copy)]
+struct LinkOut {
+    /// The latest delivery time scheduled on the link, so a later message never arrives before
+    /// an earlier one.
+    clock: u64,
+    /// The neighbour's index.
+    index: u32,
 }
 
 /// The simulated network.
@@ -392,15 +421,11 @@ fn prefetch<T>(value: &T) {
 /// of a hash lookup in a table as large as the graph.
 pub struct Simulation {
     nodes: Vec<Node>,
-    /// Node `i`'s neighbours are the slots `row[i]..row[i + 1]` of the arrays below.
-    row: Vec<usize>,
-    /// Each slot's neighbour id (sorted within a row).
-    neighbor_id: Vec<NodeId>,
-    /// Each slot's neighbour index.
-    neighbor_index: Vec<u32>,
-    /// Each slot's directed link (row's node → slot's neighbour): the latest delivery time
-    /// scheduled, so a later message never arrives before an earlier one.
-    link_clock: Vec<u64>,
+    /// Node `i`'s links are `links[row[i]..row[i + 1]]`.
+    row: Vec<u32>,
+    /// Every node's links out, row after row, each row in the order of the node's sorted
+    /// neighbour ids ([`Node::neighbors`]): one array, so that a send reads one cache line of it.
+    links: Vec<LinkOut>,
     queue: Calendar,
     /// Reused output buffer.
     out: Vec<Output>,
@@ -424,25 +449,23 @@ impl Simulation {
             .map(|(i, &id)| (id, i as u32))
             .collect();
         let slots: usize = adjacency.values().map(|n| n.len()).sum();
+        let slot = |k: usize| u32::try_from(k).expect("fewer than 2³² directed links");
         let mut row = Vec::with_capacity(adjacency.len() + 1);
-        let mut neighbor_id = Vec::with_capacity(slots);
-        let mut neighbor_index = Vec::with_capacity(slots);
+        let mut links = Vec::with_capacity(slots);
         let mut nodes = Vec::with_capacity(adjacency.len());
         for (&id, neighbors) in adjacency {
-            row.push(neighbor_id.len());
-            for &n in neighbors {
-                neighbor_id.push(n);
-                neighbor_index.push(index[&n]);
-            }
+            row.push(slot(links.len()));
+            links.extend(neighbors.iter().map(|&n| LinkOut {
+                clock: 0,
+                index: index[&n],
+            }));
             nodes.push(Node::new(id, neighbors.iter().copied()));
         }
-        row.push(neighbor_id.len());
+        row.push(slot(links.len()));
         Simulation {
             nodes,
             row,
-            neighbor_id,
-            neighbor_index,
-            link_clock: vec![0; slots],
+            links,
             queue: Calendar::new(),
             out: Vec::new(),
             rng: SplitMix64::new(config.seed),
@@ -519,10 +542,13 @@ impl Simulation {
     /// The graph as adjacency, from the simulator's rows; `ids` are the nodes' ids in index
     /// order.
     fn graph(&self, ids: impl Iterator<Item = NodeId>) -> Adjacency {
-        ids.enumerate()
-            .map(|(i, id)| {
-                let row = self.row[i]..self.row[i + 1];
-                (id, self.neighbor_id[row].iter().copied().collect())
+        let ids: Vec<NodeId> = ids.collect();
+        ids.iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                let row = self.row[i] as usize..self.row[i + 1] as usize;
+                let neighbors = self.links[row].iter().map(|l| ids[l.index as usize]);
+                (id, neighbors.collect())
             })
             .collect()
     }
@@ -530,9 +556,7 @@ impl Simulation {
     /// Give the rows' memory back.
     fn release_network(&mut self) {
         self.row = Vec::new();
-        self.neighbor_id = Vec::new();
-        self.neighbor_index = Vec::new();
-        self.link_clock = Vec::new();
+        self.links = Vec::new();
     }
 
     /// The report and the run's figures.
@@ -590,12 +614,7 @@ impl Simulation {
             }
             self.now = at;
             self.delivered += 1;
-            // Ask the memory for the node a few deliveries ahead now, so that it is in cache by
-            // the time its message comes: at a million nodes, every delivery goes to a node
-            // far from the last one, and waiting on memory is most of the run's time.
-            if let Some(ahead) = self.queue.peek_receiver(at, PREFETCH_AHEAD) {
-                prefetch(&self.nodes[ahead]);
-            }
+            self.prefetch_ahead(at);
             if self.config.trace {
                 self.trace.push(TraceLine {
                     t: self.now,
@@ -615,6 +634,25 @@ impl Simulation {
             );
         }
         Ok(())
+    }
+
+    /// Ask the memory now for what the deliveries a few places ahead will read, so that it is in
+    /// cache by the time their messages come: at a million nodes every delivery goes to a node
+    /// far from the last one, and waiting on memory is most of the run's time. In two stages, as
+    /// the second needs addresses the first brings in: [`PREFETCH_FAR`] ahead, the node and its
+    /// row's bounds; [`PREFETCH_NEAR`] ahead, the node's heap blocks and its links out.
+    fn prefetch_ahead(&self, at: u64) {
+        if let Some(far) = self.queue.peek_receiver(at, PREFETCH_FAR) {
+            prefetch(&self.nodes[far]);
+            prefetch(&self.row[far]);
+        }
+        if let Some(near) = self.queue.peek_receiver(at, PREFETCH_NEAR) {
+            for (start, len) in self.nodes[near].hot_blocks() {
+                prefetch_bytes(start, len);
+            }
+            let links = &self.links[self.row[near] as usize..self.row[near + 1] as usize];
+            prefetch_bytes(links.as_ptr().cast(), std::mem::size_of_val(links));
+        }
     }
 
     /// Feed one input to node `i` and carry out what it asks.
@@ -642,13 +680,14 @@ impl Simulation {
     }
 
     fn send(&mut self, from_index: usize, from: NodeId, to: NodeId, message: Message) {
-        let row = self.row[from_index]..self.row[from_index + 1];
-        let Ok(k) = self.neighbor_id[row.clone()].binary_search(&to) else {
+        let row = self.row[from_index] as usize..self.row[from_index + 1] as usize;
+        // The sender's neighbour ids are in cache: it just handled a message.
+        let Ok(k) = self.nodes[from_index].neighbors().binary_search(&to) else {
             // The core only ever sends to its topology neighbours; anything else is a core bug.
             panic!("node {from} sent to {to}, which is not its neighbour in the topology");
         };
         let slot = row.start + k;
-        let to_index = self.neighbor_index[slot] as usize;
+        let to_index = self.links[slot].index as usize;
         match message.body.iteration() {
             Some(iteration) => {
                 let slot = iteration as usize - 1;
@@ -666,7 +705,7 @@ impl Simulation {
             Delivery::Sync => 1,
             Delivery::Async => 1 + self.rng.below(ASYNC_MAX_DELAY),
         };
-        let clock = &mut self.link_clock[slot];
+        let clock = &mut self.links[slot].clock;
         let at = (self.now + delay).max(*clock);
         *clock = at;
         if self.config.trace {
