@@ -49,6 +49,7 @@
 pub mod bounds;
 pub mod counters;
 pub mod event;
+pub mod graph;
 pub mod liveness;
 pub mod log;
 pub mod message;
@@ -69,6 +70,7 @@ pub type Epoch = u64;
 pub use bounds::Bounds;
 pub use counters::Counters;
 pub use event::Event;
+pub use graph::Graph;
 pub use liveness::{Beat, Millis, Timing};
 pub use message::{Body, Message, Vote};
 pub use node::{Input, LiveConfig, Node, Output, Status};

@@ -4,11 +4,12 @@
 //! [`Status`]es and the topology's adjacency, so every runtime is judged by the same rules.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::Bounds;
+use crate::graph::Graph;
 use crate::roles::{roles, Place, Role};
 use crate::yoyo::Phase;
 use crate::{Epoch, NodeId, Status};
@@ -127,6 +128,36 @@ impl Report {
         report
     }
 
+    /// [`Report::build`] on a graph in rows and its nodes' statuses in index order (as the
+    /// simulator holds them): the same report, without a map of a million entries to look
+    /// nodes up in.
+    pub fn build_rows(
+        lab: &str,
+        runtime: &str,
+        graph: &Graph,
+        statuses: &[Status],
+        elapsed_ms: u64,
+    ) -> Report {
+        let parts = graph.components();
+        if parts.len() != 1 || statuses.len() != graph.len() {
+            // Rare (a disconnected graph): judged part by part, on maps.
+            let statuses = statuses.iter().map(|s| (s.id, s.clone())).collect();
+            return Report::build(lab, runtime, &graph.adjacency(), &statuses, elapsed_ms);
+        }
+        let members: Vec<&Status> = statuses.iter().collect();
+        let part = Part::new(Cow::Borrowed(graph), members, graph.len() as u64);
+        let mut report = Report::of_parts(
+            lab,
+            runtime,
+            (graph.len(), graph.links()),
+            vec![part],
+            statuses.iter(),
+            elapsed_ms,
+        );
+        report.components.clear();
+        report
+    }
+
     /// Build a live lab's report: `live` is the topology `adjacency` minus the nodes down or
     /// paused and the links cut (SPEC §6); each of its components is judged on its own.
     pub fn build_live(
@@ -138,67 +169,55 @@ impl Report {
         elapsed_ms: u64,
     ) -> Report {
         let lab_size = adjacency.len() as u64;
-        let parts = components(live);
-        let mut components = Vec::new();
-        let mut per_part = Vec::new();
-        for part in &parts {
-            // A component that is the whole live graph (every run of the simulator, a lab with
-            // nothing cut) is judged on the graph and statuses as given: a million nodes are
-            // not copied twice over.
-            let graph = if part.len() == live.len() {
-                Cow::Borrowed(live)
-            } else {
-                Cow::Owned(restrict(live, part))
-            };
-            let members = if statuses.len() == part.len() && statuses.keys().eq(part.iter()) {
-                Cow::Borrowed(statuses)
-            } else {
-                Cow::Owned(
-                    statuses
-                        .iter()
-                        .filter(|(id, _)| part.contains(id))
-                        .map(|(&id, s)| (id, s.clone()))
-                        .collect::<BTreeMap<NodeId, Status>>(),
-                )
-            };
-            let checks = converged_on(&graph, &members, lab_size);
-            let epoch = members.values().map(|s| s.epoch).max();
-            let roots: Vec<NodeId> = members
-                .values()
-                .filter(|s| Some(s.epoch) == epoch && s.election == Phase::Leader)
-                .map(|s| s.id)
-                .collect();
-            let converged = checks.iter().all(|c| c.ok);
-            let settled = converged
-                && members.values().all(|s| !s.pending)
-                && graph
-                    .iter()
-                    .all(|(id, links)| links.iter().all(|l| members[id].members.contains(l)));
-            components.push(Component {
-                nodes: part.iter().copied().collect(),
-                leader: (roots.len() == 1).then(|| roots[0]),
-                epoch,
-                quorum: 2 * part.len() as u64 > lab_size,
-                converged,
-                settled,
-            });
-            per_part.push((graph, members, checks));
-        }
-        // The component the figures are about: the quorum's, else the largest.
-        let focus = components
+        let parts = components(live)
             .iter()
-            .position(|c| c.quorum)
-            .or_else(|| (0..parts.len()).max_by_key(|&i| (parts[i].len(), std::cmp::Reverse(i))));
-        let (none, nobody) = (Adjacency::new(), BTreeMap::new());
-        let (graph, members): (&Adjacency, &BTreeMap<NodeId, Status>) = match focus {
-            Some(i) => (&per_part[i].0, &per_part[i].1),
-            None => (&none, &nobody),
+            .map(|part| {
+                // A component that is the whole live graph (a lab with nothing cut) is judged
+                // on the graph as given, not a copy of it restricted to itself.
+                let graph = if part.len() == live.len() {
+                    Graph::from_adjacency(live)
+                } else {
+                    Graph::from_adjacency(&restrict(live, part))
+                };
+                let members = statuses.values().filter(|s| part.contains(&s.id)).collect();
+                Part::new(Cow::Owned(graph), members, lab_size)
+            })
+            .collect();
+        let links = adjacency.values().map(|s| s.len()).sum::<usize>() / 2;
+        let shown = statuses.values().filter(|s| live.contains_key(&s.id));
+        Report::of_parts(
+            lab,
+            runtime,
+            (adjacency.len(), links),
+            parts,
+            shown,
+            elapsed_ms,
+        )
+    }
+
+    /// The report on a lab of `size` (nodes, links) whose live graph is `parts`; the tree and the
+    /// roles shown are those of the statuses `shown`, in id order.
+    fn of_parts<'a>(
+        lab: &str,
+        runtime: &str,
+        size: (usize, usize),
+        parts: Vec<Part<'_>>,
+        shown: impl Iterator<Item = &'a Status> + Clone,
+        elapsed_ms: u64,
+    ) -> Report {
+        let components: Vec<Component> = parts.iter().map(|p| p.component.clone()).collect();
+        // The component the figures are about: the quorum's, else the largest.
+        let focus = components.iter().position(|c| c.quorum).or_else(|| {
+            (0..parts.len()).max_by_key(|&i| (parts[i].graph.len(), std::cmp::Reverse(i)))
+        });
+        let nothing = Graph::default();
+        let (graph, members): (&Graph, &[&Status]) = match focus {
+            Some(i) => (&parts[i].graph, &parts[i].members),
+            None => (&nothing, &[]),
         };
-        let n = graph.len() as u64;
-        let m = graph.values().map(|s| s.len() as u64).sum::<u64>() / 2;
-        let bounds = Bounds::new(n, m);
-        let epoch = members.values().map(|s| s.epoch).max().unwrap_or(0);
-        let current = || members.values().filter(move |s| s.epoch == epoch);
+        let bounds = Bounds::new(graph.len() as u64, graph.links() as u64);
+        let epoch = members.iter().map(|s| s.epoch).max().unwrap_or(0);
+        let current = || members.iter().filter(move |s| s.epoch == epoch);
         let messages = Messages {
             election: current().map(|s| s.counters.election()).sum(),
             tree: current().map(|s| s.counters.tree()).sum(),
@@ -216,18 +235,18 @@ impl Report {
         let mut checks: Vec<Check> = CONVERGENCE
             .iter()
             .map(|name| {
-                let found: Vec<&Check> = per_part
+                let found: Vec<&Check> = parts
                     .iter()
-                    .filter_map(|(_, _, checks)| checks.iter().find(|c| c.name == *name))
+                    .filter_map(|p| p.checks.iter().find(|c| c.name == *name))
                     .collect();
                 let ok = found.iter().all(|c| c.ok);
                 let detail = if parts.len() == 1 {
                     found.first().map(|c| c.detail.clone()).unwrap_or_default()
                 } else {
                     let mut parts_detail: Vec<String> = Vec::new();
-                    for (part, (_, _, checks)) in parts.iter().zip(&per_part) {
-                        if let Some(c) = checks.iter().find(|c| c.name == *name) {
-                            let first = part.iter().next().copied().unwrap_or(0);
+                    for part in &parts {
+                        if let Some(c) = part.checks.iter().find(|c| c.name == *name) {
+                            let first = part.graph.ids().first().copied().unwrap_or(0);
                             parts_detail.push(format!("component of {first}: {}", c.detail));
                         }
                     }
@@ -243,30 +262,19 @@ impl Report {
                 .filter(|c| CONVERGENCE.contains(&c.name.as_str()))
                 .all(|c| c.ok);
         let quorum = components.iter().find(|c| c.quorum);
-        let shown = |id: &NodeId| live.contains_key(id);
         Report {
             lab: lab.to_string(),
             runtime: runtime.to_string(),
-            nodes: adjacency.len(),
-            links: adjacency.values().map(|s| s.len()).sum::<usize>() / 2,
+            nodes: size.0,
+            links: size.1,
             epoch: quorum.and_then(|c| c.epoch),
             leader: quorum.and_then(|c| c.leader),
-            tree: statuses
-                .iter()
-                .filter(|(id, _)| shown(id))
-                .map(|(id, s)| (id.to_string(), s.parent))
+            tree: shown
+                .clone()
+                .map(|s| (s.id.to_string(), s.parent))
                 .collect(),
-            depth: statuses
-                .iter()
-                .filter(|(id, _)| shown(id))
-                .filter_map(|(_, s)| s.depth)
-                .max()
-                .unwrap_or(0),
-            roles: statuses
-                .iter()
-                .filter(|(id, _)| shown(id))
-                .map(|(id, s)| (id.to_string(), s.roles.clone()))
-                .collect(),
+            depth: shown.clone().filter_map(|s| s.depth).max().unwrap_or(0),
+            roles: shown.map(|s| (s.id.to_string(), s.roles.clone())).collect(),
             messages,
             iterations,
             bounds: ReportBounds {
@@ -288,33 +296,62 @@ impl Report {
     }
 }
 
+/// One component of the live graph, its nodes' statuses, and how it is judged.
+struct Part<'a> {
+    graph: Cow<'a, Graph>,
+    /// The statuses of its nodes, in id order (some may be missing: the checks say so).
+    members: Vec<&'a Status>,
+    checks: Vec<Check>,
+    component: Component,
+}
+
+impl<'a> Part<'a> {
+    fn new(graph: Cow<'a, Graph>, members: Vec<&'a Status>, lab_size: u64) -> Part<'a> {
+        let checks = converged_on(&graph, &members, lab_size);
+        let epoch = members.iter().map(|s| s.epoch).max();
+        let roots: Vec<NodeId> = members
+            .iter()
+            .filter(|s| Some(s.epoch) == epoch && s.election == Phase::Leader)
+            .map(|s| s.id)
+            .collect();
+        let converged = checks.iter().all(|c| c.ok);
+        // Settled: no node waiting to start an epoch, and every link taken into the election
+        // at both ends.
+        let settled = converged
+            && members.iter().all(|s| !s.pending)
+            && covers(&graph, &members)
+            && members
+                .iter()
+                .enumerate()
+                .all(|(i, s)| graph.neighbor_ids(i).all(|l| s.members.contains(&l)));
+        let component = Component {
+            nodes: graph.ids().to_vec(),
+            leader: (roots.len() == 1).then(|| roots[0]),
+            epoch,
+            quorum: 2 * graph.len() as u64 > lab_size,
+            converged,
+            settled,
+        };
+        Part {
+            graph,
+            members,
+            checks,
+            component,
+        }
+    }
+}
+
 /// The checks that together mean "converged": agreement, a spanning tree, roles.
 pub const CONVERGENCE: [&str; 4] = ["one_epoch", "one_leader", "spanning_tree", "roles"];
 
 /// The connected parts of a graph, ordered by their smallest id.
 pub fn components(adjacency: &Adjacency) -> Vec<BTreeSet<NodeId>> {
-    // (A hash set to mark the nodes seen, and each part sorted once at the end: a million
-    // insertions into B-trees cost more than the walk itself.)
-    let mut seen: HashSet<NodeId> = HashSet::with_capacity(adjacency.len());
-    let mut parts = Vec::new();
-    for &start in adjacency.keys() {
-        if !seen.insert(start) {
-            continue;
-        }
-        let mut part = vec![start];
-        let mut next = 0;
-        while let Some(&n) = part.get(next) {
-            next += 1;
-            for &m in &adjacency[&n] {
-                if seen.insert(m) {
-                    part.push(m);
-                }
-            }
-        }
-        part.sort_unstable();
-        parts.push(part.into_iter().collect());
-    }
-    parts
+    let graph = Graph::from_adjacency(adjacency);
+    graph
+        .components()
+        .iter()
+        .map(|part| part.iter().map(|&i| graph.ids()[i as usize]).collect())
+        .collect()
 }
 
 /// `adjacency` restricted to `nodes`.
@@ -333,11 +370,8 @@ pub fn restrict(adjacency: &Adjacency, nodes: &BTreeSet<NodeId>) -> Adjacency {
 
 /// Whether the nodes of one connected `graph` have converged: the four checks of
 /// [`CONVERGENCE`], with roles judged by the quorum rule against a lab of `lab_size`.
-pub fn converged_on(
-    graph: &Adjacency,
-    statuses: &BTreeMap<NodeId, Status>,
-    lab_size: u64,
-) -> Vec<Check> {
+/// `statuses` are the nodes', in id order.
+pub fn converged_on(graph: &Graph, statuses: &[&Status], lab_size: u64) -> Vec<Check> {
     vec![
         one_epoch(statuses),
         one_leader(graph, statuses),
@@ -346,15 +380,24 @@ pub fn converged_on(
     ]
 }
 
+/// The statuses are exactly the graph's nodes', in index order.
+fn covers(graph: &Graph, statuses: &[&Status]) -> bool {
+    statuses.len() == graph.len()
+        && statuses
+            .iter()
+            .map(|s| s.id)
+            .eq(graph.ids().iter().copied())
+}
+
 /// The algorithms' costs against their figures (SPEC §3.2, §3.3).
 fn cost_checks(
-    statuses: &BTreeMap<NodeId, Status>,
+    statuses: &[&Status],
     bounds: &Bounds,
     messages: Messages,
     iterations: u32,
 ) -> Vec<Check> {
     let mut checks = Vec::new();
-    let setup: u64 = statuses.values().map(|s| s.counters.setup).sum();
+    let setup: u64 = statuses.iter().map(|s| s.counters.setup).sum();
     checks.push(check(
         "setup_cost",
         setup == bounds.setup,
@@ -411,8 +454,8 @@ fn maybe<T: std::fmt::Display>(value: Option<T>) -> String {
 }
 
 /// Every node is in the same epoch.
-pub fn one_epoch(statuses: &BTreeMap<NodeId, Status>) -> Check {
-    let epochs: BTreeSet<Epoch> = statuses.values().map(|s| s.epoch).collect();
+pub fn one_epoch(statuses: &[&Status]) -> Check {
+    let epochs: BTreeSet<Epoch> = statuses.iter().map(|s| s.epoch).collect();
     check(
         "one_epoch",
         epochs.len() == 1,
@@ -421,10 +464,10 @@ pub fn one_epoch(statuses: &BTreeMap<NodeId, Status>) -> Check {
 }
 
 /// Exactly one node won, it is the minimum id, and every node knows it.
-pub fn one_leader(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>) -> Check {
-    let minimum = adjacency.keys().next().copied();
+pub fn one_leader(graph: &Graph, statuses: &[&Status]) -> Check {
+    let minimum = graph.ids().first().copied();
     let winners: Vec<NodeId> = statuses
-        .values()
+        .iter()
         .filter(|s| s.election == Phase::Leader)
         .map(|s| s.id)
         .collect();
@@ -439,7 +482,7 @@ pub fn one_leader(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>) ->
             ),
         );
     }
-    if let Some(s) = statuses.values().find(|s| s.leader != minimum) {
+    if let Some(s) = statuses.iter().find(|s| s.leader != minimum) {
         return check(
             "one_leader",
             false,
@@ -463,94 +506,117 @@ pub fn one_leader(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>) ->
 
 /// The parent pointers form a spanning tree of the topology rooted at the leader, depths are
 /// distances from the root, children lists mirror parent pointers, and the root counted all n.
-pub fn spanning_tree(adjacency: &Adjacency, statuses: &BTreeMap<NodeId, Status>) -> Check {
+pub fn spanning_tree(graph: &Graph, statuses: &[&Status]) -> Check {
     let fail = |detail: String| check("spanning_tree", false, detail);
-    if statuses.len() != adjacency.len() || !statuses.keys().eq(adjacency.keys()) {
+    if !covers(graph, statuses) {
         return fail("the statuses do not cover exactly the topology's nodes".into());
     }
-    let roots: Vec<NodeId> = statuses
-        .values()
-        .filter(|s| s.parent.is_none())
-        .map(|s| s.id)
+    let roots: Vec<usize> = (0..statuses.len())
+        .filter(|&i| statuses[i].parent.is_none())
         .collect();
     if roots.len() != 1 {
         return fail(format!(
             "nodes without a parent: {} (want exactly one)",
-            list(roots.iter())
+            list(roots.iter().map(|&i| statuses[i].id))
         ));
     }
     let root = roots[0];
-    if statuses[&root].leader != Some(root) {
-        return fail(format!("the root {root} is not the leader"));
+    let root_id = statuses[root].id;
+    if statuses[root].leader != Some(root_id) {
+        return fail(format!("the root {root_id} is not the leader"));
     }
-    let mut children: HashMap<NodeId, Vec<NodeId>> = HashMap::with_capacity(statuses.len());
-    for s in statuses.values() {
+    // Each node's children by index, as their parent pointers say (in id order, as a node lists
+    // its own): counted first, then placed, in one array.
+    let mut parent_of = vec![u32::MAX; statuses.len()];
+    let mut first = vec![0u32; statuses.len() + 1];
+    for (i, s) in statuses.iter().enumerate() {
         if let Some(p) = s.parent {
-            if !adjacency[&s.id].contains(&p) {
+            let Some(j) = graph.index(p).filter(|&j| graph.linked(i, j)) else {
                 return fail(format!("node {}'s parent {p} is not a neighbour", s.id));
-            }
-            children.entry(p).or_default().push(s.id);
+            };
+            parent_of[i] = j as u32;
+            first[j + 1] += 1;
+        }
+    }
+    for j in 0..statuses.len() {
+        first[j + 1] += first[j];
+    }
+    let mut children = vec![0u32; first[statuses.len()] as usize];
+    let mut next = first.clone();
+    for (i, &p) in parent_of.iter().enumerate() {
+        if p != u32::MAX {
+            children[next[p as usize] as usize] = i as u32;
+            next[p as usize] += 1;
         }
     }
     // Walk down from the root: every node must be reached exactly once, at the depth it reports.
-    let mut seen: HashSet<NodeId> = HashSet::with_capacity(statuses.len());
-    seen.insert(root);
+    let mut seen = vec![false; statuses.len()];
+    seen[root] = true;
+    let mut reached = 1;
     let mut queue = VecDeque::from([(root, 0u32)]);
-    while let Some((id, depth)) = queue.pop_front() {
-        let status = &statuses[&id];
+    while let Some((i, depth)) = queue.pop_front() {
+        let status = statuses[i];
         if status.depth != Some(depth) {
             return fail(format!(
-                "node {id} reports depth {}, is at {depth}",
+                "node {} reports depth {}, is at {depth}",
+                status.id,
                 maybe(status.depth)
             ));
         }
-        let kids = children.remove(&id).unwrap_or_default();
-        if status.children != kids {
+        let kids = &children[first[i] as usize..first[i + 1] as usize];
+        if !status
+            .children
+            .iter()
+            .copied()
+            .eq(kids.iter().map(|&k| statuses[k as usize].id))
+        {
             return fail(format!(
-                "node {id} lists children {}, parents say {}",
+                "node {} lists children {}, parents say {}",
+                status.id,
                 list(status.children.iter()),
-                list(kids.iter())
+                list(kids.iter().map(|&k| statuses[k as usize].id))
             ));
         }
-        for child in kids {
-            if seen.insert(child) {
-                queue.push_back((child, depth + 1));
+        for &child in kids {
+            if !seen[child as usize] {
+                seen[child as usize] = true;
+                reached += 1;
+                queue.push_back((child as usize, depth + 1));
             }
         }
     }
-    if seen.len() != adjacency.len() {
-        let missing = adjacency.keys().find(|id| !seen.contains(id));
+    if reached != graph.len() {
+        let missing = seen.iter().position(|&s| !s).map(|i| statuses[i].id);
         return fail(format!(
-            "{} of {} nodes hang from the root; node {} does not",
-            seen.len(),
-            adjacency.len(),
+            "{reached} of {} nodes hang from the root; node {} does not",
+            graph.len(),
             maybe(missing)
         ));
     }
-    if statuses[&root].subtree != Some(adjacency.len() as u64) {
+    if statuses[root].subtree != Some(graph.len() as u64) {
         return fail(format!(
             "the root counted {} nodes, the topology has {}",
-            maybe(statuses[&root].subtree),
-            adjacency.len()
+            maybe(statuses[root].subtree),
+            graph.len()
         ));
     }
     check(
         "spanning_tree",
         true,
-        format!("{} nodes under root {root}", seen.len()),
+        format!("{reached} nodes under root {root_id}"),
     )
 }
 
 /// Every node holds the roles SPEC §3.4 gives its place in the tree, the root `writer` only if
 /// its tree spans a strict majority of a lab of `lab_size` nodes.
-pub fn roles_follow_tree(statuses: &BTreeMap<NodeId, Status>, lab_size: u64) -> Check {
-    let root = statuses.values().find(|r| r.parent.is_none());
+pub fn roles_follow_tree(statuses: &[&Status], lab_size: u64) -> Check {
+    let root = statuses.iter().find(|r| r.parent.is_none());
     let spans = root
         .and_then(|r| r.subtree)
         .unwrap_or(statuses.len() as u64);
     let quorum = 2 * spans > lab_size;
     let root = root.map(|r| r.id);
-    for s in statuses.values() {
+    for s in statuses {
         let expected = roles(Place {
             is_root: s.parent.is_none(),
             parent_is_root: s.parent.is_some() && s.parent == root,

@@ -65,13 +65,13 @@ fn main() {
         let started = Instant::now();
         // As `labctl sim` runs it: the simulator owns the graph (the benchmark keeps the
         // topology, for the next run).
-        let adjacency = topology.adjacency();
+        let graph = topology.rows();
         eprintln!(
             "  the graph built: resident {:.0} MiB",
             rss_mib().unwrap_or(0.0)
         );
         let mut last = None;
-        let result = Simulation::run_graph_owned(&topology.name, adjacency, &config, &mut |p| {
+        let result = Simulation::run_rows(&topology.name, graph, &config, &mut |p| {
             if last != Some(p.stage) {
                 last = Some(p.stage);
                 eprintln!(

@@ -26,7 +26,6 @@
 //! assert!(run.report.converged);
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +37,7 @@ pub mod workload;
 
 pub use labctl_core::event::{TraceEntry, TraceLine, Wire};
 use labctl_core::report::{Adjacency, Check};
-use labctl_core::{Input, Message, Node, NodeId, Output, Report, Status};
+use labctl_core::{Graph, Input, Message, Node, NodeId, Output, Report, Status};
 use labctl_topology::rng::SplitMix64;
 use labctl_topology::Topology;
 
@@ -91,8 +90,8 @@ pub enum SimError {
 pub struct Run {
     /// The report (SPEC §7), with `runtime = "sim"`.
     pub report: Report,
-    /// Every node's final status.
-    pub statuses: BTreeMap<NodeId, Status>,
+    /// Every node's final status, in id order.
+    pub statuses: Vec<Status>,
     /// Messages delivered.
     pub delivered: u64,
     /// Virtual time when the last message arrived (rounds, under `Sync`).
@@ -443,25 +442,23 @@ pub struct Simulation {
 impl Simulation {
     /// A network of idle nodes over `adjacency`.
     pub fn new(adjacency: &Adjacency, config: Config) -> Self {
-        let index: HashMap<NodeId, u32> = adjacency
-            .keys()
-            .enumerate()
-            .map(|(i, &id)| (id, i as u32))
+        Simulation::on(Graph::from_adjacency(adjacency), config)
+    }
+
+    /// A network of idle nodes over `graph`, which it keeps as its own rows.
+    pub fn on(graph: Graph, config: Config) -> Self {
+        let (ids, row, neighbors) = graph.into_rows();
+        let nodes = (0..ids.len())
+            .map(|i| {
+                let row = row[i] as usize..row[i + 1] as usize;
+                let neighbors = neighbors[row].iter().map(|&n| ids[n as usize]);
+                Node::new(ids[i], neighbors)
+            })
             .collect();
-        let slots: usize = adjacency.values().map(|n| n.len()).sum();
-        let slot = |k: usize| u32::try_from(k).expect("fewer than 2³² directed links");
-        let mut row = Vec::with_capacity(adjacency.len() + 1);
-        let mut links = Vec::with_capacity(slots);
-        let mut nodes = Vec::with_capacity(adjacency.len());
-        for (&id, neighbors) in adjacency {
-            row.push(slot(links.len()));
-            links.extend(neighbors.iter().map(|&n| LinkOut {
-                clock: 0,
-                index: index[&n],
-            }));
-            nodes.push(Node::new(id, neighbors.iter().copied()));
-        }
-        row.push(slot(links.len()));
+        let links = neighbors
+            .into_iter()
+            .map(|index| LinkOut { clock: 0, index })
+            .collect();
         Simulation {
             nodes,
             row,
@@ -489,6 +486,22 @@ impl Simulation {
         Self::run_graph_observed(lab, adjacency, config, &mut |_| {})
     }
 
+    /// Simulate one election epoch on a graph in rows, which the simulator keeps as its own (a
+    /// million nodes' run holds one copy of the graph), telling `observe` how far it has got
+    /// every [`PROGRESS_EVERY`] deliveries.
+    pub fn run_rows(
+        lab: &str,
+        graph: Graph,
+        config: &Config,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<Run, SimError> {
+        let started = Instant::now();
+        let budget = step_budget_for(graph.len() as u64, graph.links() as u64);
+        let mut sim = Simulation::on(graph, config.clone());
+        let statuses = sim.drive(budget, observe)?;
+        Ok(sim.finish(lab, statuses, started))
+    }
+
     /// [`Simulation::run_graph`], telling `observe` how far it has got every
     /// [`PROGRESS_EVERY`] deliveries.
     pub fn run_graph_observed(
@@ -497,30 +510,7 @@ impl Simulation {
         config: &Config,
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<Run, SimError> {
-        let started = Instant::now();
-        let mut sim = Simulation::new(adjacency, config.clone());
-        let statuses = sim.drive(step_budget(adjacency), observe)?;
-        sim.release_network();
-        Ok(sim.finish(lab, adjacency, statuses, started))
-    }
-
-    /// [`Simulation::run_graph_observed`] on a graph it owns: the graph is given back while the
-    /// run goes (the simulator keeps its own rows of it) and made again for the report, so that
-    /// a million nodes' run does not hold two copies of the graph at its peak. The same run.
-    pub fn run_graph_owned(
-        lab: &str,
-        adjacency: Adjacency,
-        config: &Config,
-        observe: &mut dyn FnMut(&Progress),
-    ) -> Result<Run, SimError> {
-        let started = Instant::now();
-        let budget = step_budget(&adjacency);
-        let mut sim = Simulation::new(&adjacency, config.clone());
-        drop(adjacency);
-        let statuses = sim.drive(budget, observe)?;
-        let adjacency = sim.graph(statuses.keys().copied());
-        sim.release_network();
-        Ok(sim.finish(lab, &adjacency, statuses, started))
+        Self::run_rows(lab, Graph::from_adjacency(adjacency), config, observe)
     }
 
     /// Start every node, run until quiet, and make the statuses (giving the nodes back).
@@ -528,7 +518,7 @@ impl Simulation {
         &mut self,
         budget: u64,
         observe: &mut dyn FnMut(&Progress),
-    ) -> Result<BTreeMap<NodeId, Status>, SimError> {
+    ) -> Result<Vec<Status>, SimError> {
         self.start_all(1);
         self.run_until_quiet_observed(budget, observe)?;
         observe(&Progress {
@@ -539,36 +529,22 @@ impl Simulation {
         Ok(self.take_statuses())
     }
 
-    /// The graph as adjacency, from the simulator's rows; `ids` are the nodes' ids in index
-    /// order.
-    fn graph(&self, ids: impl Iterator<Item = NodeId>) -> Adjacency {
-        let ids: Vec<NodeId> = ids.collect();
-        ids.iter()
-            .enumerate()
-            .map(|(i, &id)| {
-                let row = self.row[i] as usize..self.row[i + 1] as usize;
-                let neighbors = self.links[row].iter().map(|l| ids[l.index as usize]);
-                (id, neighbors.collect())
-            })
-            .collect()
-    }
-
-    /// Give the rows' memory back.
-    fn release_network(&mut self) {
-        self.row = Vec::new();
-        self.links = Vec::new();
+    /// The graph back from the simulator's rows (giving them up); `statuses` are the nodes', in
+    /// index order.
+    fn take_graph(&mut self, statuses: &[Status]) -> Graph {
+        let ids = statuses.iter().map(|s| s.id).collect();
+        let neighbors = std::mem::take(&mut self.links)
+            .into_iter()
+            .map(|l| l.index)
+            .collect();
+        Graph::from_rows(ids, std::mem::take(&mut self.row), neighbors)
     }
 
     /// The report and the run's figures.
-    fn finish(
-        self,
-        lab: &str,
-        adjacency: &Adjacency,
-        statuses: BTreeMap<NodeId, Status>,
-        started: Instant,
-    ) -> Run {
+    fn finish(mut self, lab: &str, statuses: Vec<Status>, started: Instant) -> Run {
+        let graph = self.take_graph(&statuses);
         let elapsed_ms = started.elapsed().as_millis() as u64;
-        let mut report = Report::build(lab, "sim", adjacency, &statuses, elapsed_ms);
+        let mut report = Report::build_rows(lab, "sim", &graph, &statuses, elapsed_ms);
         report.checks.extend(self.wire_checks(&report));
         Run {
             report,
@@ -747,20 +723,19 @@ impl Simulation {
 
     /// Every node's status, by id, giving up the nodes to make them. At a million nodes the
     /// report is built from these statuses alone.
-    fn take_statuses(&mut self) -> BTreeMap<NodeId, Status> {
+    fn take_statuses(&mut self) -> Vec<Status> {
         // From the last node back, giving the nodes' memory back as their statuses are made (a
         // million nodes and their statuses would not fit side by side).
         let mut nodes = std::mem::take(&mut self.nodes);
         let mut statuses = Vec::with_capacity(nodes.len());
         while let Some(node) = nodes.pop() {
-            statuses.push((node.id(), node.status()));
+            statuses.push(node.status());
             if nodes.len().is_multiple_of(1 << 16) {
                 nodes.shrink_to_fit();
             }
         }
         statuses.reverse();
-        // In id order already: the map is built in one pass.
-        statuses.into_iter().collect()
+        statuses
     }
 
     /// Checks only the network can make: the wire agrees with the nodes' own accounts.
@@ -809,6 +784,11 @@ pub fn estimate_peak_bytes(nodes: u64, links: u64) -> u64 {
 pub fn step_budget(adjacency: &Adjacency) -> u64 {
     let n = adjacency.len() as u64;
     let m = adjacency.values().map(|s| s.len() as u64).sum::<u64>() / 2;
+    step_budget_for(n, m)
+}
+
+/// [`step_budget`] for a graph of `n` nodes and `m` links.
+pub fn step_budget_for(n: u64, m: u64) -> u64 {
     let bounds = labctl_core::Bounds::new(n, m);
     8 * (bounds.election + bounds.tree) + 64
 }
@@ -839,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_on_an_owned_graph_is_the_same_run() {
+    fn a_run_on_the_topology_rows_is_the_same_run_with_the_same_report() {
         for (n, seed) in [(1, 0), (5, 1), (30, 2), (300, 3)] {
             let topology = if n == 1 {
                 Topology::from_toml("name = \"one\"\nnodes = [7]\n", "one.toml").unwrap()
@@ -853,22 +833,83 @@ mod tests {
                     delivery,
                     trace: false,
                 };
-                let borrowed =
+                let on_map =
                     Simulation::run_graph_observed("g", &adjacency, &config, &mut |_| {}).unwrap();
-                let owned =
-                    Simulation::run_graph_owned("g", adjacency.clone(), &config, &mut |_| {})
-                        .unwrap();
-                let mut a = borrowed.report;
-                let mut b = owned.report;
+                let on_rows =
+                    Simulation::run_rows("g", topology.rows(), &config, &mut |_| {}).unwrap();
+                let mut a = on_map.report;
+                let mut b = on_rows.report;
                 (a.elapsed_ms, b.elapsed_ms) = (0, 0);
                 assert_eq!(a, b, "n = {n}, {delivery:?}");
-                assert_eq!(borrowed.statuses, owned.statuses);
+                assert_eq!(on_map.statuses, on_rows.statuses);
                 assert_eq!(
-                    (borrowed.delivered, borrowed.time),
-                    (owned.delivered, owned.time)
+                    (on_map.delivered, on_map.time),
+                    (on_rows.delivered, on_rows.time)
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_report_on_rows_is_the_report_on_maps_whatever_the_statuses_say() {
+        // The simulator's report (on rows, statuses by index) and a live lab's (on maps) judge
+        // alike, passing or failing, with the same words: on a good run, and on the same run
+        // with one thing wrong at a time.
+        let topology = scale::graph(40, 3.0).unwrap();
+        let adjacency = topology.adjacency();
+        let graph = topology.rows();
+        let config = Config {
+            seed: 4,
+            delivery: Delivery::Async,
+            trace: false,
+        };
+        let good = Simulation::run_rows("g", graph.clone(), &config, &mut |_| {})
+            .unwrap()
+            .statuses;
+        let leaf = good.iter().position(|s| s.children.is_empty()).unwrap();
+        let inner = good
+            .iter()
+            .position(|s| s.parent.is_some() && !s.children.is_empty())
+            .unwrap();
+        let mut cases: Vec<(&str, Vec<Status>)> = vec![("good", good.clone())];
+        let mut wrong = good.clone();
+        wrong[leaf].parent = Some(wrong[leaf].id);
+        cases.push(("a parent that is no neighbour", wrong));
+        let mut wrong = good.clone();
+        wrong[leaf].depth = Some(99);
+        cases.push(("a wrong depth", wrong));
+        let mut wrong = good.clone();
+        wrong[inner].children.pop();
+        cases.push(("a child missing", wrong));
+        let mut wrong = good.clone();
+        wrong[inner].epoch += 1;
+        cases.push(("two epochs", wrong));
+        let mut wrong = good.clone();
+        wrong[leaf].roles.clear();
+        cases.push(("roles", wrong));
+        let mut wrong = good.clone();
+        wrong.remove(leaf);
+        cases.push(("a status missing", wrong));
+        for (what, statuses) in cases {
+            let map = statuses.iter().map(|s| (s.id, s.clone())).collect();
+            let on_maps = Report::build("g", "sim", &adjacency, &map, 0);
+            let on_rows = Report::build_rows("g", "sim", &graph, &statuses, 0);
+            assert_eq!(on_rows, on_maps, "{what}");
+            assert_eq!(on_rows.converged, what == "good", "{what}");
+        }
+        // A graph in two parts is judged part by part, as a live lab's would be.
+        let mut split = adjacency.clone();
+        split.insert(1_000_000, Default::default());
+        let graph = Graph::from_adjacency(&split);
+        let mut statuses = good;
+        let mut lone = statuses[0].clone();
+        lone.id = 1_000_000;
+        statuses.push(lone);
+        let map = statuses.iter().map(|s| (s.id, s.clone())).collect();
+        assert_eq!(
+            Report::build_rows("g", "sim", &graph, &statuses, 0),
+            Report::build("g", "sim", &split, &map, 0)
+        );
     }
 
     #[test]

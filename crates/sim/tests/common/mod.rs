@@ -42,7 +42,12 @@ pub fn assert_valid(adjacency: &Adjacency, run: &Run, delivery: Delivery, what: 
     let m = adjacency.values().map(|s| s.len() as u64).sum::<u64>() / 2;
     let minimum = *adjacency.keys().next().unwrap();
     let report = &run.report;
-    let statuses = &run.statuses;
+    let statuses: std::collections::BTreeMap<NodeId, &labctl_core::Status> =
+        run.statuses.iter().map(|s| (s.id, s)).collect();
+    assert!(
+        run.statuses.windows(2).all(|w| w[0].id < w[1].id),
+        "{what}: the statuses in id order"
+    );
 
     // Exactly one leader, the minimum id, known to all.
     let winners: Vec<_> = statuses
