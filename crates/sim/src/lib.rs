@@ -31,6 +31,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub mod faults;
+mod pages;
 pub mod scale;
 pub mod sweep;
 pub mod workload;
@@ -448,17 +449,20 @@ impl Simulation {
     /// A network of idle nodes over `graph`, which it keeps as its own rows.
     pub fn on(graph: Graph, config: Config) -> Self {
         let (ids, row, neighbors) = graph.into_rows();
-        let nodes = (0..ids.len())
-            .map(|i| {
-                let row = row[i] as usize..row[i + 1] as usize;
-                let neighbors = neighbors[row].iter().map(|&n| ids[n as usize]);
-                Node::new(ids[i], neighbors)
-            })
-            .collect();
-        let links = neighbors
-            .into_iter()
-            .map(|index| LinkOut { clock: 0, index })
-            .collect();
+        let mut nodes = Vec::with_capacity(ids.len());
+        pages::advise(&nodes);
+        nodes.extend((0..ids.len()).map(|i| {
+            let row = row[i] as usize..row[i + 1] as usize;
+            let neighbors = neighbors[row].iter().map(|&n| ids[n as usize]);
+            Node::new(ids[i], neighbors)
+        }));
+        let mut links = Vec::with_capacity(neighbors.len());
+        pages::advise(&links);
+        links.extend(
+            neighbors
+                .into_iter()
+                .map(|index| LinkOut { clock: 0, index }),
+        );
         Simulation {
             nodes,
             row,
@@ -561,6 +565,10 @@ impl Simulation {
     pub fn start_all(&mut self, epoch: u64) {
         for i in 0..self.nodes.len() {
             self.input(i, Input::Start { epoch });
+        }
+        // Every node's heap blocks are made: back them with huge pages for a large run.
+        if self.nodes.len() >= pages::LARGE_RUN {
+            pages::collapse_heap();
         }
     }
 
