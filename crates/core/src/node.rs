@@ -486,7 +486,8 @@ impl Node {
     /// Begin `epoch`: make it durable, invite every link not suspected, send the setups.
     fn begin_epoch(&mut self, epoch: Epoch, out: &mut Vec<Output>) {
         self.epoch = epoch;
-        let invited: BTreeSet<NodeId> = match self.live.as_mut() {
+        // In id order, as the neighbours are.
+        let invited: Vec<NodeId> = match self.live.as_mut() {
             Some(live) => {
                 live.started = true;
                 live.wanted = None;
@@ -498,7 +499,7 @@ impl Node {
                     live.durable = epoch;
                     out.push(Output::Persist { epoch });
                 }
-                let invited: BTreeSet<NodeId> = self
+                let invited: Vec<NodeId> = self
                     .neighbors
                     .iter()
                     .copied()
@@ -793,8 +794,20 @@ impl Node {
 
     /// The node's current view.
     pub fn status(&self) -> Status {
+        self.status_with(self.roles.clone(), self.election.out_degrees().to_vec())
+    }
+
+    /// [`Node::status`], giving the node up: what it can hand over is moved, not copied (a
+    /// simulator makes a million of these at the end of a run).
+    pub fn into_status(mut self) -> Status {
+        let roles = std::mem::take(&mut self.roles);
+        let out_degrees = self.election.take_out_degrees();
+        self.status_with(roles, out_degrees)
+    }
+
+    fn status_with(&self, roles: Vec<Role>, out_degrees: Vec<usize>) -> Status {
         let mut counters = self.counters.clone();
-        counters.out_degrees = self.election.out_degrees().to_vec();
+        counters.out_degrees = out_degrees;
         Status {
             id: self.id,
             epoch: self.epoch,
@@ -804,7 +817,7 @@ impl Node {
             depth: self.tree.depth(),
             children: self.tree.children().collect(),
             subtree: self.tree.complete(),
-            roles: self.roles.clone(),
+            roles,
             counters,
             members: self.election.neighbors().iter().copied().collect(),
             suspected: self

@@ -592,6 +592,11 @@ impl YoYo {
     pub fn out_degrees(&self) -> &[usize] {
         &self.out_degrees
     }
+
+    /// [`YoYo::out_degrees`], handed over (the node is being given up).
+    pub(crate) fn take_out_degrees(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.out_degrees)
+    }
 }
 
 #[cfg(test)]

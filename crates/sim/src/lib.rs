@@ -737,7 +737,7 @@ impl Simulation {
         let mut nodes = std::mem::take(&mut self.nodes);
         let mut statuses = Vec::with_capacity(nodes.len());
         while let Some(node) = nodes.pop() {
-            statuses.push(node.status());
+            statuses.push(node.into_status());
             if nodes.len().is_multiple_of(1 << 16) {
                 nodes.shrink_to_fit();
             }
