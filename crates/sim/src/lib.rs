@@ -366,10 +366,10 @@ impl Calendar {
 }
 
 /// How many deliveries ahead a node and its row's bounds are asked for.
-const PREFETCH_FAR: usize = 16;
+const PREFETCH_FAR: usize = 4;
 /// How many deliveries ahead the node's heap blocks and links are asked for (by then the node
 /// itself, which says where they are, is in cache).
-const PREFETCH_NEAR: usize = 8;
+const PREFETCH_NEAR: usize = 2;
 /// The most bytes of one block asked for (a node of thousands of neighbours needs only a few of
 /// its slots per message).
 const PREFETCH_MAX_BYTES: usize = 256;
