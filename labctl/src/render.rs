@@ -122,18 +122,18 @@ fn tree(report: &Report) -> String {
 
 /// The tree hanging from `root`, drawn as an indented tree.
 fn tree_under(report: &Report, root: NodeId) -> String {
+    if report.nodes > DRAW_LIMIT {
+        return format!(
+            "  {} nodes: too many to draw here (limit {DRAW_LIMIT}); use --json for every parent\n",
+            report.nodes
+        );
+    }
     let mut children: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
     for (id, parent) in &report.tree {
         let id: NodeId = id.parse().expect("report keys are ids");
         if let Some(p) = parent {
             children.entry(*p).or_default().push(id);
         }
-    }
-    if report.nodes > DRAW_LIMIT {
-        return format!(
-            "  {} nodes: too many to draw here (limit {DRAW_LIMIT}); use --json for every parent\n",
-            report.nodes
-        );
     }
     let mut out = String::new();
     let label = |id: NodeId| {
