@@ -11,7 +11,7 @@ use crate::report::Adjacency;
 use crate::NodeId;
 
 /// An undirected graph in compressed sparse rows (see the module documentation).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Graph {
     /// Every node's id, sorted: node `i` is `ids[i]`.
     ids: Vec<NodeId>,
@@ -19,6 +19,17 @@ pub struct Graph {
     row: Vec<u32>,
     /// The neighbours' indices, each row sorted (so by id too).
     neighbors: Vec<u32>,
+}
+
+impl Default for Graph {
+    /// The graph of no nodes.
+    fn default() -> Graph {
+        Graph {
+            ids: Vec::new(),
+            row: vec![0],
+            neighbors: Vec::new(),
+        }
+    }
 }
 
 impl Graph {
@@ -41,6 +52,8 @@ impl Graph {
 
     /// The graph of `ids` (any order, no repeats) and undirected `links` between them given as
     /// places in `ids` (each link once, either way round). A topology's nodes come this way.
+    /// Panics on a repeated id, a link given twice or a link from a node to itself: a simple
+    /// graph is the caller's to give (a topology is checked to be one when it loads).
     pub fn from_numbered(
         ids: Vec<NodeId>,
         links: impl Iterator<Item = (usize, usize)> + Clone,
@@ -54,14 +67,17 @@ impl Graph {
         }
         let ids: Vec<NodeId> = order.iter().map(|&k| ids[k as usize]).collect();
         drop(order);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "repeated node ids");
         // Count each node's degree, then place each link's two ends (a counting sort).
         let mut row = vec![0u32; ids.len() + 1];
         for (a, b) in links.clone() {
             row[rank[a] as usize + 1] += 1;
             row[rank[b] as usize + 1] += 1;
         }
+        let mut total = 0usize;
         for i in 0..ids.len() {
-            row[i + 1] += row[i];
+            total += row[i + 1] as usize;
+            row[i + 1] = count(total);
         }
         let mut neighbors = vec![0u32; row[ids.len()] as usize];
         let mut next: Vec<u32> = row[..ids.len()].to_vec();
@@ -73,7 +89,13 @@ impl Graph {
             next[b as usize] += 1;
         }
         for i in 0..ids.len() {
-            neighbors[row[i] as usize..row[i + 1] as usize].sort_unstable();
+            let own = &mut neighbors[row[i] as usize..row[i + 1] as usize];
+            own.sort_unstable();
+            assert!(
+                own.windows(2).all(|w| w[0] < w[1]) && own.binary_search(&count(i)).is_err(),
+                "node {} has a link given twice, or to itself",
+                ids[i]
+            );
         }
         Graph {
             ids,
@@ -110,7 +132,20 @@ impl Graph {
             "ids sorted, no repeats"
         );
         assert_eq!(row.len(), ids.len() + 1, "one row per node");
+        assert!(
+            row[0] == 0 && row.windows(2).all(|w| w[0] <= w[1]),
+            "rows in order"
+        );
         assert_eq!(row.last().copied(), Some(count(neighbors.len())));
+        for i in 0..ids.len() {
+            let own = &neighbors[row[i] as usize..row[i + 1] as usize];
+            assert!(
+                own.windows(2).all(|w| w[0] < w[1])
+                    && own.iter().all(|&n| (n as usize) < ids.len()),
+                "node {}'s row is not its sorted neighbours",
+                ids[i]
+            );
+        }
         Graph {
             ids,
             row,
@@ -235,6 +270,28 @@ mod tests {
         assert!(from_map.linked(0, 6) && !from_map.linked(0, 3));
         let (ids, row, neighbors) = from_map.clone().into_rows();
         assert_eq!(Graph::from_rows(ids, row, neighbors), from_map);
+    }
+
+    #[test]
+    fn the_empty_graph_has_its_one_bound() {
+        let empty = Graph::default();
+        assert_eq!((empty.len(), empty.links()), (0, 0));
+        assert!(empty.components().is_empty());
+        let (ids, row, neighbors) = empty.clone().into_rows();
+        assert_eq!(Graph::from_rows(ids, row, neighbors), empty);
+        assert_eq!(Graph::from_adjacency(&Adjacency::new()), empty);
+    }
+
+    #[test]
+    #[should_panic(expected = "given twice, or to itself")]
+    fn a_link_given_twice_is_refused() {
+        Graph::from_links([1, 2], [(1, 2), (2, 1)].into_iter());
+    }
+
+    #[test]
+    #[should_panic(expected = "given twice, or to itself")]
+    fn a_link_to_itself_is_refused() {
+        Graph::from_links([1, 2], [(1, 1)].into_iter());
     }
 
     #[test]

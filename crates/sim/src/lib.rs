@@ -456,6 +456,11 @@ impl Simulation {
             let neighbors = neighbors[row].iter().map(|&n| ids[n as usize]);
             Node::new(ids[i], neighbors)
         }));
+        // A send finds its link at its neighbour's place in the node's own sorted list: the two
+        // must line up (a graph's rows hold no repeats; `Graph` makes sure).
+        debug_assert!(
+            (0..ids.len()).all(|i| nodes[i].neighbors().len() == (row[i + 1] - row[i]) as usize)
+        );
         let mut links = Vec::with_capacity(neighbors.len());
         pages::advise(&links);
         links.extend(
@@ -524,6 +529,10 @@ impl Simulation {
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<Vec<Status>, SimError> {
         self.start_all(1);
+        // Every node's heap blocks are made: back them with huge pages for a large run.
+        if self.nodes.len() >= pages::LARGE_RUN {
+            pages::collapse_heap();
+        }
         self.run_until_quiet_observed(budget, observe)?;
         observe(&Progress {
             stage: Stage::Quiet,
@@ -565,10 +574,6 @@ impl Simulation {
     pub fn start_all(&mut self, epoch: u64) {
         for i in 0..self.nodes.len() {
             self.input(i, Input::Start { epoch });
-        }
-        // Every node's heap blocks are made: back them with huge pages for a large run.
-        if self.nodes.len() >= pages::LARGE_RUN {
-            pages::collapse_heap();
         }
     }
 
