@@ -813,23 +813,49 @@ async fn given_image(docker: &Docker, image: String) -> Result<String> {
     }
 }
 
-/// A free port on the host's loopback for each node's chat, found by binding port 0 (the engine
-/// binds it again a moment later; a clash in between is reported by the engine).
+/// A free port on the host's loopback for each node's chat, checked free by binding it (the
+/// engine binds it again a moment later; a clash in between is reported by the engine).
+///
+/// The ports come from just below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`),
+/// from a random place: neither the kernel (for any program's port 0) nor the engine (for the
+/// ports it picks itself, the nameserver's) hands those out, so nothing else takes one in that
+/// moment. (Taken from the ephemeral range, a port freed here was at times handed to another
+/// program's port 0 before the engine bound it.)
 fn free_ports(ids: &[u64]) -> Result<BTreeMap<u64, u16>> {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let below = ephemeral.saturating_sub(PORT_SPAN).max(1024)..ephemeral;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()) << 32;
+    let span = u64::from(below.end - below.start).max(1);
+    let first = labctl_topology::rng::SplitMix64::new(seed).below(span);
+    let mut candidates = (0..span).map(|k| below.start + ((first + k) % span) as u16);
     // Hold every listener until all are chosen, so no two nodes get the same port.
-    let listeners = ids
-        .iter()
-        .map(|&id| {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0")
-                .context("finding a free loopback port for a node's chat")?;
-            Ok((id, listener))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut listeners = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let listener = candidates
+            .by_ref()
+            .find_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok());
+        let listener = match listener {
+            Some(listener) => listener,
+            // All taken (or none below the range): any free port, as the kernel picks it.
+            None => std::net::TcpListener::bind("127.0.0.1:0")
+                .context("finding a free loopback port for a node's chat")?,
+        };
+        listeners.push((id, listener));
+    }
     listeners
         .iter()
         .map(|(id, l)| Ok((*id, l.local_addr()?.port())))
         .collect()
 }
+
+/// How many ports below the ephemeral range the nodes' chat ports are drawn from.
+const PORT_SPAN: u16 = 8192;
 
 /// The address pool labs take their blocks from: `$LABCTL_DOCKER_POOL` or [`plan::DEFAULT_POOL`].
 pub(crate) fn pool() -> Result<Cidr> {
@@ -1666,6 +1692,29 @@ fn is_gone(error: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_chat_ports_are_distinct_free_and_outside_the_ephemeral_range() {
+        let ids: Vec<u64> = (1..=30).collect();
+        let ports = free_ports(&ids).unwrap();
+        let distinct: BTreeSet<u16> = ports.values().copied().collect();
+        assert_eq!(distinct.len(), ids.len());
+        let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for &port in ports.values() {
+            assert!(
+                port < ephemeral && port >= ephemeral - PORT_SPAN,
+                "port {port}"
+            );
+            // Given back: the engine can bind it.
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 
     #[test]
     fn host_routes_are_read_without_the_default_route() {
