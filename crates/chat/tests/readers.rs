@@ -209,3 +209,40 @@ fn a_failing_job_does_not_sink_its_group() {
     assert_eq!(reports[2], PlaneInput::Stored { seq: last + 2 });
     assert_eq!(chat.store.last_seq(), last + 2);
 }
+
+/// A reader told never to wait gives up at once on a file locked against readers (a local read
+/// on an async task then takes the data plane's way), where a reader as opened waits for the
+/// lock (SQLite's busy timeout). The lock here is a rollback-journal writer's exclusive one: in
+/// WAL mode, the store's own, a reader is almost never locked out.
+#[test]
+fn a_reader_that_never_waits_gives_up_at_once_on_a_locked_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.sqlite");
+    drop(labctl_chat::store::Store::open(&path).unwrap());
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker
+        .execute_batch("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE;")
+        .unwrap();
+    let reader = Reader::open(&path).unwrap();
+    reader.never_wait().unwrap();
+    let read = Read::UsersByName {
+        username: "alice".into(),
+    };
+    let asked = std::time::Instant::now();
+    let answer = reader.query_at(&read, labctl_core::log::Pos::START);
+    assert!(
+        matches!(answer, Some(Err(labctl_chat::AppError::Unavailable(_)))),
+        "{answer:?}"
+    );
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(
+        reader.query(&read).is_err(),
+        "locked out, it answers nothing"
+    );
+    blocker.execute_batch("COMMIT").unwrap();
+    assert!(reader.query(&read).is_ok());
+}

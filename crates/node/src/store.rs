@@ -95,15 +95,19 @@ impl LocalReads {
     }
 
     /// Answers `read` here if the node serves reads and this copy holds `min` (the reader's
-    /// last write); `None` if not, or if every local connection is busy: the caller routes it
-    /// through the data plane. Runs SQLite on the calling thread: a read of the committed state
-    /// in the page cache, tens of microseconds.
+    /// last write); `None` if not, if every local connection is busy, or if the file is locked
+    /// against readers: the caller routes it through the data plane. Runs SQLite on the calling
+    /// thread (an async task, in the HTTP layer): a read of the committed state in the page
+    /// cache, tens of microseconds, and never a wait for a lock (the connections give up at
+    /// once, [`Reader::never_wait`]; the reader pool's threads are the ones that wait).
     pub fn try_read(&self, read: &Read, min: Pos) -> Option<Outcome> {
         if !self.inner.serves.load(Ordering::Acquire) {
             return None;
         }
         let reader = self.inner.idle.lock().ok()?.pop()?;
-        let outcome = reader.query_at(read, min);
+        let outcome = reader
+            .query_at(read, min)
+            .filter(|outcome| !matches!(outcome, Err(AppError::Unavailable(_))));
         if let Ok(mut idle) = self.inner.idle.lock() {
             idle.push(reader);
         }
@@ -201,7 +205,11 @@ impl StoreThread {
                 })
         };
         let connections = open_readers();
-        let local_connections = open_readers();
+        let mut local_connections = open_readers();
+        if let Err(e) = local_connections.iter().try_for_each(Reader::never_wait) {
+            warn!("store: no local reads ({e}); reads take the data plane's way");
+            local_connections.clear();
+        }
         let queries = if connections.is_empty() {
             None
         } else {

@@ -89,10 +89,11 @@ impl Store {
 
     /// **Group commit**: carry out a run of [`StoreJob::Append`]s and [`StoreJob::Apply`]s, in
     /// order, in one transaction: one fsync for all of them, where each append alone commits
-    /// (and syncs) its own (a group of applies only does not sync, as an apply alone). Returns one report per job, in order, each made only after
-    /// the shared commit returned, so nothing is reported durable before it is; consecutive
-    /// reports of one kind are merged (the last `Stored`, the `Applied` results end to end), as
-    /// the data plane would read them one after the other.
+    /// (and syncs) its own (a group of applies only does not sync, as an apply alone). Returns
+    /// one report per job, in order, each made only after the shared commit returned, so
+    /// nothing is reported durable before it is; consecutive reports of one kind are merged (the
+    /// last `Stored`, the `Applied` results end to end), as the data plane would read them one
+    /// after the other.
     ///
     /// If any job fails, the whole transaction is rolled back and the jobs run one by one
     /// ([`Store::run_reported`]): each then succeeds or fails exactly as it would have alone.
@@ -293,9 +294,6 @@ impl Store {
     }
 }
 
-/// Apply one committed entry inside `tx`; its answer. An entry whose key was applied before
-/// answers as that one did; a refused write answers its refusal and changes nothing. Only a
-/// storage failure is an error (and aborts the whole batch).
 /// Whether a job may share a group commit ([`Store::run_group`]): an append or an apply.
 pub fn groupable(job: &StoreJob) -> bool {
     matches!(job, StoreJob::Append { .. } | StoreJob::Apply { .. })
@@ -364,6 +362,9 @@ pub(super) fn apply_in(
     Ok(results)
 }
 
+/// Apply one committed entry inside `tx`; its answer. An entry whose key was applied before
+/// answers as that one did; a refused write answers its refusal and changes nothing. Only a
+/// storage failure is an error (and aborts the whole batch).
 fn apply_entry(
     tx: &mut rusqlite::Transaction<'_>,
     entry: &WireEntry,

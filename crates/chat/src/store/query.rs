@@ -66,6 +66,18 @@ impl Reader {
         Ok(Reader { conn, path })
     }
 
+    /// Makes this connection give up at once, rather than wait for the busy timeout, when the
+    /// file is locked against readers (for a caller that must not block, such as an async task:
+    /// the read then fails as unavailable, and can take another way).
+    ///
+    /// # Errors
+    /// [`StoreError::Sqlite`] if SQLite refuses the setting.
+    pub fn never_wait(&self) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(std::time::Duration::ZERO)
+            .map_err(super::rows::sqlite_error(&self.path))
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
