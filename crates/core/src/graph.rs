@@ -33,23 +33,6 @@ impl Default for Graph {
 }
 
 impl Graph {
-    /// The graph of `ids` (any order, no repeats) and undirected `links` between them (each once,
-    /// either way round; a link to an id not in `ids` is a caller's bug and panics).
-    pub fn from_links(
-        ids: impl IntoIterator<Item = NodeId>,
-        links: impl Iterator<Item = (NodeId, NodeId)> + Clone,
-    ) -> Graph {
-        let mut ids: Vec<NodeId> = ids.into_iter().collect();
-        ids.sort_unstable();
-        let sorted = ids.clone();
-        let index = move |id: NodeId| -> usize {
-            sorted
-                .binary_search(&id)
-                .unwrap_or_else(|_| panic!("link to {id}, which is not a node"))
-        };
-        Graph::from_numbered(ids, links.map(move |(a, b)| (index(a), index(b))))
-    }
-
     /// The graph of `ids` (any order, no repeats) and undirected `links` between them given as
     /// places in `ids` (each link once, either way round). A topology's nodes come this way.
     /// Panics on a repeated id, a link given twice or a link from a node to itself: a simple
@@ -185,11 +168,6 @@ impl Graph {
         &self.ids
     }
 
-    /// Node `id`'s index, if it is a node.
-    pub fn index(&self, id: NodeId) -> Option<usize> {
-        self.ids.binary_search(&id).ok()
-    }
-
     /// Node `i`'s neighbours, by index, sorted.
     pub fn neighbors(&self, i: usize) -> &[u32] {
         &self.neighbors[self.row[i] as usize..self.row[i + 1] as usize]
@@ -198,11 +176,6 @@ impl Graph {
     /// Node `i`'s neighbours' ids, sorted.
     pub fn neighbor_ids(&self, i: usize) -> impl Iterator<Item = NodeId> + '_ {
         self.neighbors(i).iter().map(|&n| self.ids[n as usize])
-    }
-
-    /// Whether nodes `i` and `j` are neighbours.
-    pub fn linked(&self, i: usize, j: usize) -> bool {
-        self.neighbors(i).binary_search(&count(j)).is_ok()
     }
 
     /// The connected parts, as lists of indices (each sorted), ordered by their smallest.
@@ -256,18 +229,21 @@ mod tests {
     fn links_and_adjacency_make_the_same_graph_and_give_the_adjacency_back() {
         let adjacency = ring(7);
         let from_map = Graph::from_adjacency(&adjacency);
-        let links: Vec<(NodeId, NodeId)> = adjacency
+        // The ids in another order, each link once (given the other way round), by place.
+        let ids: Vec<NodeId> = adjacency.keys().rev().copied().collect();
+        let place = |id: NodeId| ids.iter().position(|&i| i == id).unwrap();
+        let links: Vec<(usize, usize)> = adjacency
             .iter()
             .flat_map(|(&a, ns)| ns.iter().filter(move |&&b| a < b).map(move |&b| (b, a)))
+            .map(|(a, b)| (place(a), place(b)))
             .collect();
-        let from_links = Graph::from_links(adjacency.keys().rev().copied(), links.into_iter());
-        assert_eq!(from_map, from_links);
+        let numbered = Graph::from_numbered(ids.clone(), links.into_iter());
+        assert_eq!(from_map, numbered);
         assert_eq!(from_map.adjacency(), adjacency);
         assert_eq!((from_map.len(), from_map.links()), (7, 7));
-        assert_eq!(from_map.index(30), Some(2));
-        assert_eq!(from_map.index(35), None);
+        assert_eq!(from_map.ids()[2], 30);
+        assert_eq!(from_map.neighbors(0), [1, 6]);
         assert_eq!(from_map.neighbor_ids(0).collect::<Vec<_>>(), [20, 70]);
-        assert!(from_map.linked(0, 6) && !from_map.linked(0, 3));
         let (ids, row, neighbors) = from_map.clone().into_rows();
         assert_eq!(Graph::from_rows(ids, row, neighbors), from_map);
     }
@@ -285,13 +261,13 @@ mod tests {
     #[test]
     #[should_panic(expected = "given twice, or to itself")]
     fn a_link_given_twice_is_refused() {
-        Graph::from_links([1, 2], [(1, 2), (2, 1)].into_iter());
+        Graph::from_numbered(vec![1, 2], [(0, 1), (1, 0)].into_iter());
     }
 
     #[test]
     #[should_panic(expected = "given twice, or to itself")]
     fn a_link_to_itself_is_refused() {
-        Graph::from_links([1, 2], [(1, 1)].into_iter());
+        Graph::from_numbered(vec![1, 2], [(0, 0)].into_iter());
     }
 
     #[test]

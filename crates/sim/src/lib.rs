@@ -505,7 +505,7 @@ impl Simulation {
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<Run, SimError> {
         let started = Instant::now();
-        let budget = step_budget_for(graph.len() as u64, graph.links() as u64);
+        let budget = step_budget(graph.len() as u64, graph.links() as u64);
         let mut sim = Simulation::on(graph, config.clone());
         let statuses = sim.drive(budget, observe)?;
         Ok(sim.finish(lab, statuses, started))
@@ -793,15 +793,9 @@ pub fn estimate_peak_bytes(nodes: u64, links: u64) -> u64 {
         .saturating_add(links.saturating_mul(PER_LINK))
 }
 
-/// A generous budget: far above the algorithms' bounds, small enough to stop a livelock fast.
-pub fn step_budget(adjacency: &Adjacency) -> u64 {
-    let n = adjacency.len() as u64;
-    let m = adjacency.values().map(|s| s.len() as u64).sum::<u64>() / 2;
-    step_budget_for(n, m)
-}
-
-/// [`step_budget`] for a graph of `n` nodes and `m` links.
-pub fn step_budget_for(n: u64, m: u64) -> u64 {
+/// A generous budget of deliveries for a graph of `n` nodes and `m` links: far above the
+/// algorithms' bounds, small enough to stop a livelock fast.
+pub fn step_budget(n: u64, m: u64) -> u64 {
     let bounds = labctl_core::Bounds::new(n, m);
     8 * (bounds.election + bounds.tree) + 64
 }
