@@ -487,7 +487,7 @@ impl Simulation {
 
     /// Simulate one election epoch on `topology` and report on it.
     pub fn run(topology: &Topology, config: &Config) -> Result<Run, SimError> {
-        Self::run_graph(&topology.name, &topology.adjacency(), config)
+        Self::run_rows(&topology.name, topology.rows(), config, &mut |_| {})
     }
 
     /// Simulate one election epoch on a graph given as adjacency (ids may be any non-zero u64).
