@@ -482,8 +482,9 @@ async fn load(
 /// robin, until the deadline (or the shared request cap). A slow service does not slow the
 /// sending: requests pile up in flight instead (no coordinated omission), up to
 /// [`MAX_IN_FLIGHT`]; past that the schedule waits. Each latency counts from the request's
-/// sending; how late each left against its schedule (the timer's millisecond, a busy labctl,
-/// the in-flight cap) is kept apart, in the returned lag histogram (µs).
+/// scheduled time, so a late start counts too; how late each left against its schedule (the
+/// timer's millisecond, a busy labctl, the in-flight cap) is also kept apart, in the returned
+/// lag histogram (µs), to tell the sender's delay from the service's.
 async fn load_open(
     clients: Vec<Client>,
     nameserver: String,

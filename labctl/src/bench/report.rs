@@ -53,7 +53,8 @@ pub struct BenchResult {
     /// closed loop. Latencies then count from each request's scheduled time.
     pub target_rate: Option<u32>,
     /// With `--rate`: how late requests left against their schedule (the timer's millisecond,
-    /// a busy labctl, the cap of requests in flight). Latencies count from the sending.
+    /// a busy labctl, the cap of requests in flight); the latencies, counted from the schedule,
+    /// include it.
     pub schedule_lag: Option<Lag>,
     /// What a read asks for: `new` (the messages after the last one the client read) or `whole`
     /// (the whole conversation).
