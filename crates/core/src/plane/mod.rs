@@ -22,10 +22,14 @@
 //! 5. **Commit** (Raft §5.4). The writer commits entry N when N and an entry of its own epoch at or
 //!    after it are durable where the durability asks: on a strict majority of the lab's nodes
 //!    (`majority`), on the writer and every persistence replica (`replicas`), on the writer
-//!    (`writer`). The commit index travels down with the next `Append`.
+//!    (`writer`). The commit index travels down with the next `Append`; with `majority`, a
+//!    write's answer carries it too: the nodes it passes on its way to the input node commit up
+//!    to its position at once if their log holds that entry (`DataPlane::learn_commit`).
 //! 6. **Apply.** Every node applies entries to its state only once they are committed, in order,
 //!    so no read ever sees an entry that may still be discarded. The writer answers a write with
-//!    the result of applying it, and its position, which becomes the client's read position.
+//!    the result of applying it, and its position, which becomes the client's read position. A
+//!    read that comes while the apply of its reader's last write is on its way to the store
+//!    waits for it here rather than going up the tree (`DataPlane::will_read`).
 //!
 //! # The view change (Viewstamped Replication, Liskov & Cowling 2012, §4.2)
 //! A new writer does not know which of its component's logs is the most advanced, so SHOUT+'s
@@ -568,6 +572,18 @@ pub struct DataPlane {
     next_request: u64,
     /// Messages of a tree this node has not taken its place in yet.
     early: Vec<(NodeId, PlaneMessage)>,
+    /// Reads this node will serve once the apply it asked for is done (see
+    /// [`DataPlane::will_read`]), in arrival order.
+    parked: Vec<Parked>,
+}
+
+/// A read waiting here for an apply in flight: its reader's last write is committed and in
+/// this node's log, only not applied yet.
+#[derive(Clone, Debug)]
+struct Parked {
+    id: RequestId,
+    min: Pos,
+    body: String,
 }
 
 impl DataPlane {
@@ -591,6 +607,7 @@ impl DataPlane {
             writer: None,
             pending: BTreeMap::new(),
             early: Vec::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -710,6 +727,8 @@ impl DataPlane {
                     self.shape.truncate(keep);
                     self.matched = self.matched.min(keep);
                 }
+                // The apply a parked read waited for may be gone with it.
+                self.unpark(out);
             }
             PlaneInput::Tick => self.tick(out),
         }
@@ -730,6 +749,9 @@ impl DataPlane {
         // the rest of the commit index is learned again from the new writer.
         self.commit = self.applying;
         self.early.retain(|(_, m)| m.epoch() >= epoch);
+        // Parked reads of this node's own clients are answered below with the rest; those of
+        // nodes below it get no answer from an old tree (their own nodes give up on them).
+        self.parked.clear();
         let why = format!("the lab began electing a new leader (epoch {epoch})");
         for (id, pending) in std::mem::take(&mut self.pending) {
             out.push(PlaneOutput::Answer {
@@ -895,6 +917,10 @@ impl DataPlane {
                 self.forwarded(id);
                 out.push(PlaneOutput::Store(StoreJob::Query { id, body }));
             }
+            Need::Read { min } if self.will_read(min) => {
+                self.forwarded(id);
+                self.parked.push(Parked { id, min, body });
+            }
             _ => match parent {
                 Some(parent) => {
                     self.forwarded(id);
@@ -941,6 +967,26 @@ impl DataPlane {
         self.serves_reads()
             && self.applied >= min.seq
             && (min.seq == 0 || min.epoch == 0 || self.shape.holds(min))
+    }
+
+    /// Whether this node will serve a read whose reader last wrote `min` as soon as the apply it
+    /// asked for is done: the entry is committed and in its log, and an apply up to it is on its
+    /// way to the store. Waiting here for the store (a fraction of a millisecond) beats a trip up
+    /// the tree and back. The reader is the one who wrote `min`, so this is the common case of a
+    /// read right after a write, answered before the commit reached this node's database.
+    fn will_read(&self, min: Pos) -> bool {
+        self.serves_reads()
+            && self.applying >= min.seq
+            && self.commit >= min.seq
+            && (min.seq == 0 || min.epoch == 0 || self.shape.holds(min))
+    }
+
+    /// Give every parked read another turn (an apply was reported, or the log changed): it is
+    /// served, parked again, or passed up the tree.
+    fn unpark(&mut self, out: &mut Vec<PlaneOutput>) {
+        for p in std::mem::take(&mut self.parked) {
+            self.route(p.id, Need::Read { min: p.min }, None, p.body, out);
+        }
     }
 
     /// Whether this node serves reads itself now, those whose reader's last write its applied
@@ -1055,7 +1101,10 @@ impl DataPlane {
                 body,
                 ..
             } => self.route(id, need, key, body, out),
-            PlaneMessage::Response { id, answer, .. } => self.answer(id, answer, out),
+            PlaneMessage::Response { id, answer, .. } => {
+                self.learn_commit(&answer, out);
+                self.answer(id, answer, out)
+            }
             PlaneMessage::Append {
                 to,
                 prev,
@@ -1426,6 +1475,7 @@ impl DataPlane {
         // append (a commit index known before may be an old writer's).
         self.commit = base.seq;
         self.matched = base.seq;
+        self.unpark(out);
         match self.writer.as_ref().map(|w| (w.start, w.fetching)) {
             // The new writer took the most advanced member's snapshot: now its tail.
             Some((None, Some((from, _)))) => self.fetch(from, out),
@@ -1436,6 +1486,29 @@ impl DataPlane {
                 self.begin_view_change(best, out);
             }
             _ => self.ack(out),
+        }
+    }
+
+    /// An answer served up the tree names a committed position: the writer answers a write
+    /// once it commits, and a read is served from applied state, which is committed. With
+    /// `majority`, a node whose log holds that very entry holds the writer's log up to it (log
+    /// matching: entries are taken only after the one before them matched), and every committed
+    /// entry is in every later writer's log, so it may commit up to there at once instead of
+    /// waiting for the writer's next `Append` to bring the index. The answer passes the nodes
+    /// between the writer and its input node, which then apply the write right away: the
+    /// client's next read, which must see that write, is served where it comes in.
+    fn learn_commit(&mut self, answer: &Answer, out: &mut Vec<PlaneOutput>) {
+        let Answer::Served { pos, .. } = answer else {
+            return;
+        };
+        if self.config.durability == Durability::Majority
+            && self.tree.is_some()
+            && self.restoring.is_none()
+            && pos.seq > self.commit
+            && self.shape.holds(*pos)
+        {
+            self.commit = pos.seq;
+            self.apply(out);
         }
     }
 
@@ -1456,6 +1529,9 @@ impl DataPlane {
                 let pos = Pos::new(self.shape.epoch_at(seq).unwrap_or(self.epoch), seq);
                 self.answer(id, Answer::Served { body, pos }, out);
             }
+        }
+        if !self.parked.is_empty() {
+            self.unpark(out);
         }
         // The writer is ready once its epoch-start entry is applied: what waited goes now.
         if self.ready_writer() {
@@ -1680,6 +1756,10 @@ impl DataPlane {
     // ------------------------------------------------------------------------------- time
 
     fn tick(&mut self, out: &mut Vec<PlaneOutput>) {
+        // Parked reads whose apply never came (nothing should make that happen) go their way.
+        if !self.parked.is_empty() {
+            self.unpark(out);
+        }
         // Requests that waited too long at this input node.
         let now = self.now;
         let late: Vec<RequestId> = self

@@ -218,9 +218,10 @@ fn a_write_is_answered_once_a_majority_holds_it() {
         "after the epoch-start entry"
     );
     assert_eq!(net.texts(1), vec!["hello"]);
-    assert!(
-        net.texts(2).is_empty(),
-        "2 learns the commit with the writer's next message"
+    assert_eq!(
+        net.texts(2),
+        vec!["hello"],
+        "2, the input node, learns the commit from the answer it passes on"
     );
     net.tick(3);
     assert_eq!(net.texts(2), vec!["hello"]);
@@ -520,7 +521,7 @@ fn a_read_is_served_only_where_the_readers_last_write_is_applied() {
     let w = net.write(3, "mine");
     net.run();
     let pos = served(net.answer(w));
-    // 2 applies once it learns the commit (the next beat); until then a read of `pos` goes up.
+    // 2 and 3 learn the commit from the answer as it passes them, and apply the write.
     let read = net.request(3, Need::Read { min: pos }, None, model::READ);
     net.run();
     match net.answer(read) {
@@ -586,6 +587,152 @@ fn with_majority_an_input_node_serves_the_reads_its_applied_log_holds() {
                 hops >= 2,
                 "passed up to the replica and back: {hops} messages"
             ),
+        }
+    }
+}
+
+/// A write's answer names a committed position: with `majority`, every node it passes on its
+/// way down (the input node included) commits up to it at once, so the writer's client reads
+/// its own write where it comes in, with no message, without waiting for the writer's next
+/// beat. With `replicas` the input node holds no log and the read goes up as before.
+#[test]
+fn a_read_right_after_its_write_is_served_where_it_comes_in() {
+    for durability in [Durability::Majority, Durability::Replicas] {
+        let mut net = Net::new(&[1, 2, 3, 4, 5], durability, vec![]);
+        // A line below the writer: 2 persistence, 3 forwarder, 4 the input node; 5 an input
+        // below 1.
+        net.tree(
+            1,
+            &[
+                (1, None),
+                (2, Some(1)),
+                (3, Some(2)),
+                (4, Some(3)),
+                (5, Some(1)),
+            ],
+        );
+        let w = net.write(4, "mine");
+        net.run(); // no tick: nothing but the write's own messages
+        let pos = served(net.answer(w));
+        if durability == Durability::Majority {
+            for id in [2, 3, 4] {
+                assert_eq!(net.texts(id), vec!["mine"], "node {id} on the answer's way");
+            }
+        }
+        let read = net.request(4, Need::Read { min: pos }, None, model::READ);
+        let hops = net.queue.len();
+        net.run();
+        match net.answer(read) {
+            Some(Answer::Served { body, .. }) => assert!(body.contains("mine"), "{body}"),
+            other => panic!("{durability:?}: {other:?}"),
+        }
+        match durability {
+            Durability::Majority => assert_eq!(hops, 0, "served at the input node"),
+            _ => assert!(hops > 0, "passed up to the replica"),
+        }
+    }
+}
+
+/// A read whose reader's last write is committed here but still being applied waits for that
+/// apply (the store reports it within a fraction of a millisecond) instead of going up the
+/// tree; if the store fails the apply, the read goes up after all.
+#[test]
+fn a_read_waits_here_for_the_apply_of_its_readers_write() {
+    for store_fails in [false, true] {
+        // Node 3 is the input node at the end of the line 1 - 2 - 3 (`majority`, a lab of 3).
+        let mut three = Hand::new(3, 3, Durability::Majority, ModelStore::new());
+        three.input(PlaneInput::EpochStarted { epoch: 1 });
+        three.input(PlaneInput::Tree(Tree {
+            epoch: 1,
+            parent: Some(2),
+            children: BTreeMap::new(),
+            roles: vec![Role::Input],
+            share: Share { nodes: 3, lab: 3 },
+            best: None,
+        }));
+        // The writer's epoch-start entry and the client's write come down the tree.
+        let entries = vec![
+            WireEntry {
+                epoch: 1,
+                seq: 1,
+                key: None,
+                body: String::new(),
+            },
+            WireEntry {
+                epoch: 1,
+                seq: 2,
+                key: None,
+                body: model::write("mine"),
+            },
+        ];
+        three.receive(
+            2,
+            PlaneMessage::Append {
+                epoch: 1,
+                to: None,
+                prev: Pos::START,
+                entries,
+                commit: 0,
+            },
+        );
+        three.drain(); // stored and acknowledged
+        let write = three.plane.next_request();
+        three.input(PlaneInput::Request {
+            id: write,
+            need: Need::Write,
+            key: None,
+            body: model::write("mine"),
+        });
+        let pos = Pos::new(1, 2);
+        let answer = Answer::Served {
+            body: "{}".into(),
+            pos,
+        };
+        three.receive(
+            2,
+            PlaneMessage::Response {
+                epoch: 1,
+                id: write,
+                answer,
+            },
+        );
+        assert!(three.answers.iter().any(|(id, _)| *id == write));
+        assert_eq!(three.reports.len(), 1, "the apply up to the write is asked");
+        // The client's next read comes before the store reports the apply: it waits here.
+        let read = three.plane.next_request();
+        let sent_before = three.sent.len();
+        three.input(PlaneInput::Request {
+            id: read,
+            need: Need::Read { min: pos },
+            key: None,
+            body: model::READ.into(),
+        });
+        assert_eq!(three.sent.len(), sent_before, "nothing goes up the tree");
+        assert_eq!(three.reports.len(), 1, "no query before the apply is done");
+        if store_fails {
+            three.reports.clear();
+            three.input(PlaneInput::StoreFailed {
+                append: false,
+                restore: false,
+                reason: "disk full".into(),
+            });
+            assert!(
+                three.sent[sent_before..].iter().any(|(to, m)| *to == 2
+                    && matches!(m, PlaneMessage::Request { id, .. } if *id == read)),
+                "the read goes up once the apply failed: {:?}",
+                &three.sent[sent_before..]
+            );
+            assert!(three.answers.iter().all(|(id, _)| *id != read));
+        } else {
+            three.drain(); // applied, then the query
+            assert_eq!(three.sent.len(), sent_before, "still nothing up the tree");
+            match three.answers.iter().find(|(id, _)| *id == read) {
+                Some((_, Answer::Served { body, pos: at })) => {
+                    assert!(body.contains("mine"), "{body}");
+                    assert!(at.seq >= pos.seq);
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 }
@@ -743,6 +890,7 @@ struct Hand {
     store: ModelStore,
     reports: VecDeque<PlaneInput>,
     sent: Vec<(NodeId, PlaneMessage)>,
+    answers: Vec<(RequestId, Answer)>,
     notes: Vec<String>,
 }
 
@@ -761,6 +909,7 @@ impl Hand {
             store,
             reports: VecDeque::new(),
             sent: Vec::new(),
+            answers: Vec::new(),
             notes: Vec::new(),
         }
     }
@@ -772,7 +921,7 @@ impl Hand {
             match output {
                 PlaneOutput::Send { to, message } => self.sent.push((to, message)),
                 PlaneOutput::Store(job) => self.reports.push_back(self.store.run(job)),
-                PlaneOutput::Answer { .. } => {}
+                PlaneOutput::Answer { id, answer } => self.answers.push((id, answer)),
                 PlaneOutput::Note(note) => self.notes.push(note),
             }
         }
