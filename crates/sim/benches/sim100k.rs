@@ -67,7 +67,8 @@ fn main() {
         // topology, for the next run).
         let graph = topology.rows();
         eprintln!(
-            "  the graph built: resident {:.0} MiB",
+            "  {:>6.2} s the graph built: resident {:.0} MiB",
+            started.elapsed().as_secs_f64(),
             rss_mib().unwrap_or(0.0)
         );
         let mut last = None;
@@ -75,7 +76,8 @@ fn main() {
             if last != Some(p.stage) {
                 last = Some(p.stage);
                 eprintln!(
-                    "  {:?}: {} delivered, {} in flight, resident {:.0} MiB",
+                    "  {:>6.2} s {:?}: {} delivered, {} in flight, resident {:.0} MiB",
+                    started.elapsed().as_secs_f64(),
                     p.stage,
                     p.delivered,
                     p.in_flight,
