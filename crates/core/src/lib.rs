@@ -73,7 +73,7 @@ pub use event::Event;
 pub use graph::Graph;
 pub use liveness::{Beat, Millis, Timing};
 pub use message::{Body, Message, Vote};
-pub use node::{Input, LiveConfig, Node, Output, Status};
+pub use node::{Input, LiveConfig, Node, Output, Spare, Status};
 pub use replica::Replica;
 pub use report::{Check, Report};
 pub use roles::Role;

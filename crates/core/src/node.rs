@@ -204,12 +204,20 @@ fn lend<T>(buffer: &mut Vec<T>) -> Vec<T> {
     }
 }
 
-/// A node's buffers for one call: the algorithms' sends and the events.
-type Buffers = (Vec<(NodeId, Body)>, Vec<Event>);
+/// Buffers a driver lends its nodes for one call at a time ([`Node::handle_lent`]): the
+/// algorithms' sends and the events. A million simulated nodes then keep no buffers of their own
+/// between messages, and share one pair that stays warm in the cache.
+#[derive(Debug, Default)]
+pub struct Spare {
+    send: Vec<(NodeId, Body)>,
+    events: Vec<Event>,
+}
 
 thread_local! {
     /// The buffers [`Node::handle`] lends its node for one call (see there).
-    static SPARE: std::cell::Cell<Buffers> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+    static SPARE: std::cell::Cell<Spare> = const {
+        std::cell::Cell::new(Spare { send: Vec::new(), events: Vec::new() })
+    };
 }
 
 /// One node's control-plane state. One owner (a driver task, or the simulator) calls
@@ -319,20 +327,35 @@ impl Node {
 
     /// Handle one input at time `now` (plain nodes: any value); append what to do to `out`.
     pub fn handle(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
-        // The buffers for sends and events are lent by the thread for the call: a million
-        // simulated nodes keep none of their own between messages.
+        // The buffers for sends and events are lent by the thread for the call.
+        let mut spare = SPARE.take();
+        self.handle_lent(&mut spare, now, input, out);
+        SPARE.set(spare);
+    }
+
+    /// [`Node::handle`] with buffers the caller lends for the call (a driver of many nodes, like
+    /// the simulator, keeps one [`Spare`] for all of them, without a thread-local's cost).
+    pub fn handle_lent(
+        &mut self,
+        spare: &mut Spare,
+        now: Millis,
+        input: Input,
+        out: &mut Vec<Output>,
+    ) {
         // Anything a call left unflushed stays with the node, first in line for the next.
-        SPARE.with(|spare| {
-            let (mut send, mut events) = spare.take();
+        let mut send = std::mem::take(&mut spare.send);
+        let mut events = std::mem::take(&mut spare.events);
+        if !self.scratch.is_empty() {
             send.append(&mut self.scratch);
+        }
+        if !self.events.is_empty() {
             events.append(&mut self.events);
-            self.scratch = send;
-            self.events = events;
-        });
+        }
+        self.scratch = send;
+        self.events = events;
         self.handle_input(now, input, out);
-        let send = lend(&mut self.scratch);
-        let events = lend(&mut self.events);
-        SPARE.with(|spare| spare.set((send, events)));
+        spare.send = lend(&mut self.scratch);
+        spare.events = lend(&mut self.events);
     }
 
     fn handle_input(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {

@@ -38,7 +38,7 @@ pub mod workload;
 
 pub use labctl_core::event::{TraceEntry, TraceLine, Wire};
 use labctl_core::report::{Adjacency, Check};
-use labctl_core::{Graph, Input, Message, Node, NodeId, Output, Report, Status};
+use labctl_core::{Graph, Input, Message, Node, NodeId, Output, Report, Spare, Status};
 use labctl_topology::rng::SplitMix64;
 use labctl_topology::Topology;
 
@@ -429,6 +429,8 @@ pub struct Simulation {
     queue: Calendar,
     /// Reused output buffer.
     out: Vec<Output>,
+    /// The buffers every node borrows for a call.
+    spare: Spare,
     rng: SplitMix64,
     config: Config,
     now: u64,
@@ -474,6 +476,7 @@ impl Simulation {
             links,
             queue: Calendar::new(),
             out: Vec::new(),
+            spare: Spare::default(),
             rng: SplitMix64::new(config.seed),
             config,
             now: 0,
@@ -647,7 +650,7 @@ impl Simulation {
     /// Feed one input to node `i` and carry out what it asks.
     fn input(&mut self, i: usize, input: Input) {
         let mut out = std::mem::take(&mut self.out);
-        self.nodes[i].handle(self.now, input, &mut out);
+        self.nodes[i].handle_lent(&mut self.spare, self.now, input, &mut out);
         let me = self.nodes[i].id();
         for output in out.drain(..) {
             match output {
