@@ -575,6 +575,8 @@ pub struct DataPlane {
     /// Reads this node will serve once the apply it asked for is done (see
     /// [`DataPlane::will_read`]), in arrival order.
     parked: Vec<Parked>,
+    /// Reads may be parked (false only while stale ones are sent on, see `unpark_stale`).
+    parking: bool,
 }
 
 /// A read waiting here for an apply in flight: its reader's last write is committed and in
@@ -584,6 +586,8 @@ struct Parked {
     id: RequestId,
     min: Pos,
     body: String,
+    /// When it was parked: one that waited a whole tick goes up the tree instead.
+    since: Millis,
 }
 
 impl DataPlane {
@@ -608,6 +612,7 @@ impl DataPlane {
             pending: BTreeMap::new(),
             early: Vec::new(),
             parked: Vec::new(),
+            parking: true,
         }
     }
 
@@ -918,8 +923,14 @@ impl DataPlane {
                 out.push(PlaneOutput::Store(StoreJob::Query { id, body }));
             }
             Need::Read { min } if self.will_read(min) => {
-                self.forwarded(id);
-                self.parked.push(Parked { id, min, body });
+                // Not forwarded: it has not left the node (an epoch change answers it 503).
+                let since = self.now;
+                self.parked.push(Parked {
+                    id,
+                    min,
+                    body,
+                    since,
+                });
             }
             _ => match parent {
                 Some(parent) => {
@@ -975,7 +986,9 @@ impl DataPlane {
     /// the tree and back. The reader is the one who wrote `min`, so this is the common case of a
     /// read right after a write, answered before the commit reached this node's database.
     fn will_read(&self, min: Pos) -> bool {
-        self.serves_reads()
+        self.parking
+            && self.parked.len() < MAX_WAITING
+            && self.serves_reads()
             && self.applying >= min.seq
             && self.commit >= min.seq
             && (min.seq == 0 || min.epoch == 0 || self.shape.holds(min))
@@ -987,6 +1000,20 @@ impl DataPlane {
         for p in std::mem::take(&mut self.parked) {
             self.route(p.id, Need::Read { min: p.min }, None, p.body, out);
         }
+    }
+
+    /// Reads parked since before `before` stop waiting for the store here (its report is late,
+    /// or will not come): they are served if they can be, else passed up the tree.
+    fn unpark_stale(&mut self, before: Millis, out: &mut Vec<PlaneOutput>) {
+        let (stale, fresh): (Vec<Parked>, Vec<Parked>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|p| p.since < before);
+        self.parked = fresh;
+        self.parking = false;
+        for p in stale {
+            self.route(p.id, Need::Read { min: p.min }, None, p.body, out);
+        }
+        self.parking = true;
     }
 
     /// Whether this node serves reads itself now, those whose reader's last write its applied
@@ -1756,12 +1783,13 @@ impl DataPlane {
     // ------------------------------------------------------------------------------- time
 
     fn tick(&mut self, out: &mut Vec<PlaneOutput>) {
-        // Parked reads whose apply never came (nothing should make that happen) go their way.
+        // Parked reads whose apply has not come within a tick (the store is slow, or failed
+        // without a word) go their way.
+        let now = self.now;
         if !self.parked.is_empty() {
-            self.unpark(out);
+            self.unpark_stale(now.saturating_sub(TICK_MS), out);
         }
         // Requests that waited too long at this input node.
-        let now = self.now;
         let late: Vec<RequestId> = self
             .pending
             .iter()

@@ -618,6 +618,10 @@ fn a_read_right_after_its_write_is_served_where_it_comes_in() {
             for id in [2, 3, 4] {
                 assert_eq!(net.texts(id), vec!["mine"], "node {id} on the answer's way");
             }
+        } else {
+            // Only `majority` learns the commit from an answer: the replica 2 waits for the
+            // writer's next message.
+            assert!(net.texts(2).is_empty(), "{:?}", net.texts(2));
         }
         let read = net.request(4, Need::Read { min: pos }, None, model::READ);
         let hops = net.queue.len();
@@ -633,12 +637,31 @@ fn a_read_right_after_its_write_is_served_where_it_comes_in() {
     }
 }
 
+/// What happens to a parked read (see `a_read_waits_here_for_the_apply_of_its_readers_write`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Then {
+    /// The store reports the apply: served here.
+    Applied,
+    /// The store fails the job: the read goes up the tree.
+    StoreFails,
+    /// No report for a whole tick: the read goes up the tree (not before).
+    Silence,
+    /// A new epoch: the read, which never left the node, is answered "not done".
+    NewEpoch,
+}
+
 /// A read whose reader's last write is committed here but still being applied waits for that
 /// apply (the store reports it within a fraction of a millisecond) instead of going up the
-/// tree; if the store fails the apply, the read goes up after all.
+/// tree; if the store fails the apply or stays silent for a tick, the read goes up after all,
+/// and a new epoch answers it like any request that never left the node.
 #[test]
 fn a_read_waits_here_for_the_apply_of_its_readers_write() {
-    for store_fails in [false, true] {
+    for then in [
+        Then::Applied,
+        Then::StoreFails,
+        Then::Silence,
+        Then::NewEpoch,
+    ] {
         // Node 3 is the input node at the end of the line 1 - 2 - 3 (`majority`, a lab of 3).
         let mut three = Hand::new(3, 3, Durability::Majority, ModelStore::new());
         three.input(PlaneInput::EpochStarted { epoch: 1 });
@@ -709,29 +732,62 @@ fn a_read_waits_here_for_the_apply_of_its_readers_write() {
         });
         assert_eq!(three.sent.len(), sent_before, "nothing goes up the tree");
         assert_eq!(three.reports.len(), 1, "no query before the apply is done");
-        if store_fails {
-            three.reports.clear();
-            three.input(PlaneInput::StoreFailed {
-                append: false,
-                restore: false,
-                reason: "disk full".into(),
-            });
-            assert!(
-                three.sent[sent_before..].iter().any(|(to, m)| *to == 2
-                    && matches!(m, PlaneMessage::Request { id, .. } if *id == read)),
-                "the read goes up once the apply failed: {:?}",
-                &three.sent[sent_before..]
-            );
-            assert!(three.answers.iter().all(|(id, _)| *id != read));
-        } else {
-            three.drain(); // applied, then the query
-            assert_eq!(three.sent.len(), sent_before, "still nothing up the tree");
-            match three.answers.iter().find(|(id, _)| *id == read) {
-                Some((_, Answer::Served { body, pos: at })) => {
-                    assert!(body.contains("mine"), "{body}");
-                    assert!(at.seq >= pos.seq);
+        let went_up = |three: &Hand| {
+            three.sent[sent_before..].iter().any(|(to, m)| {
+                *to == 2 && matches!(m, PlaneMessage::Request { id, .. } if *id == read)
+            })
+        };
+        let answer = |three: &Hand| {
+            three
+                .answers
+                .iter()
+                .find(|(id, _)| *id == read)
+                .map(|(_, a)| a.clone())
+        };
+        match then {
+            Then::Applied => {
+                three.drain(); // applied, then the query
+                assert!(!went_up(&three), "{:?}", three.sent);
+                match answer(&three) {
+                    Some(Answer::Served { body, pos: at }) => {
+                        assert!(body.contains("mine"), "{body}");
+                        assert!(at.seq >= pos.seq);
+                    }
+                    other => panic!("{other:?}"),
                 }
-                other => panic!("{other:?}"),
+            }
+            Then::StoreFails => {
+                three.reports.clear();
+                three.input(PlaneInput::StoreFailed {
+                    append: false,
+                    restore: false,
+                    reason: "disk full".into(),
+                });
+                assert!(went_up(&three), "{:?}", &three.sent[sent_before..]);
+                assert_eq!(answer(&three), None);
+            }
+            Then::Silence => {
+                three.reports.clear();
+                three.input_at(TICK_MS / 2, PlaneInput::Tick);
+                assert!(!went_up(&three), "a report may yet come within the tick");
+                three.input_at(2 * TICK_MS, PlaneInput::Tick);
+                assert!(went_up(&three), "{:?}", &three.sent[sent_before..]);
+                assert_eq!(answer(&three), None);
+            }
+            Then::NewEpoch => {
+                three.input(PlaneInput::EpochStarted { epoch: 2 });
+                assert!(
+                    matches!(answer(&three), Some(Answer::NotDone { .. })),
+                    "{:?}",
+                    answer(&three)
+                );
+                // The apply reported late serves nothing and sends nothing.
+                three.drain();
+                assert!(!went_up(&three));
+                assert_eq!(
+                    three.answers.iter().filter(|(id, _)| *id == read).count(),
+                    1
+                );
             }
         }
     }
@@ -915,8 +971,13 @@ impl Hand {
     }
 
     fn input(&mut self, input: PlaneInput) {
+        self.input_at(0, input);
+    }
+
+    /// [`Hand::input`] at time `now` (the plane's clock only moves forward).
+    fn input_at(&mut self, now: Millis, input: PlaneInput) {
         let mut out = Vec::new();
-        self.plane.handle(0, input, &mut out);
+        self.plane.handle(now, input, &mut out);
         for output in out {
             match output {
                 PlaneOutput::Send { to, message } => self.sent.push((to, message)),
