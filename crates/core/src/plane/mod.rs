@@ -541,6 +541,10 @@ struct Writer {
     beat: (Millis, u64),
     /// Requests waiting for the epoch-start entry to commit.
     waiting: VecDeque<Waiting>,
+    /// The store failed to append one of this epoch's own entries: why. The entry may be in
+    /// children's logs already, so its position can never be given to another entry, and this
+    /// writer takes no more writes in its epoch (see `DataPlane::store_failed`).
+    broken: Option<String>,
 }
 
 /// One node's data plane. One owner (the node's driver, or the simulator) calls
@@ -723,6 +727,9 @@ impl DataPlane {
                 // snapshot not restored is asked for again (the writer's next repair, or the
                 // new writer's next fetch).
                 out.push(PlaneOutput::Note(format!("the store failed: {reason}")));
+                if append {
+                    self.writer_append_failed(&reason, out);
+                }
                 if restore {
                     self.restoring = None;
                 }
@@ -881,6 +888,17 @@ impl DataPlane {
         let is_leader = tree.roles.contains(&Role::Leader);
         let parent = tree.parent;
         let share = tree.share;
+        if let (true, Need::Write) = (is_writer, need) {
+            if let Some(broken) = self.writer.as_ref().and_then(|w| w.broken.clone()) {
+                let reason = format!(
+                    "the writer (node {}) could not store a write ({broken}), so it takes none \
+                     until a new leader is elected (restart that node: `labctl fault kill \
+                     leader`, then `labctl fault restart`); nothing was done",
+                    self.config.id
+                );
+                return self.answer(id, Answer::NotDone { reason }, out);
+            }
+        }
         if is_writer && !self.ready_writer() {
             // The view change is not done: nothing is answered yet (SPEC §6).
             if self.writer.as_ref().expect("a writer").waiting.len() >= MAX_WAITING {
@@ -1513,6 +1531,35 @@ impl DataPlane {
                 self.begin_view_change(best, out);
             }
             _ => self.ack(out),
+        }
+    }
+
+    /// The store failed an append. At a writer whose epoch has begun, the entries lost may be
+    /// this epoch's own, already sent down the tree: the log is cut back to what the store holds
+    /// (as at any node), but the positions cut must never hold other entries, or two entries
+    /// would share an (epoch, seq), and log matching, which compares positions, would count a
+    /// child holding the first as holding the second. So the writer takes no more writes in
+    /// this epoch (the next election brings a writer with a whole log; the entries may live on
+    /// in its children's logs), and the writes it had proposed are answered "outcome unknown".
+    fn writer_append_failed(&mut self, reason: &str, out: &mut Vec<PlaneOutput>) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        if w.start.is_none() || w.broken.is_some() {
+            return; // the view change appends no entry of its own epoch before its start
+        }
+        w.broken = Some(reason.to_string());
+        let proposals = std::mem::take(&mut w.proposals);
+        out.push(PlaneOutput::Note(format!(
+            "the store failed to append this epoch's entries: this writer takes no more writes \
+             until a new election ({reason})"
+        )));
+        for (_, id) in proposals {
+            let reason = format!(
+                "the writer's store failed ({reason}); the write went down the tree and may yet \
+                 be kept: check before you retry, or retry with the same Idempotency-Key"
+            );
+            self.answer(id, Answer::Unknown { reason }, out);
         }
     }
 

@@ -793,6 +793,87 @@ fn a_read_waits_here_for_the_apply_of_its_readers_write() {
     }
 }
 
+/// A writer whose store fails to append its own entry must never give that entry's position
+/// to another one: its children may hold the first (it went down the tree with the append),
+/// and log matching compares positions, so two entries at one (epoch, seq) would let a later
+/// write be counted as held, and a client read another's write. The writer takes no more
+/// writes in that epoch (a new election brings a writer whose log is whole); the write that
+/// failed is answered "outcome unknown", as it may yet be kept.
+#[test]
+fn a_writer_whose_append_failed_never_reuses_the_position() {
+    let mut one = Hand::new(1, 3, Durability::Majority, ModelStore::new());
+    one.input(PlaneInput::EpochStarted { epoch: 1 });
+    one.input(PlaneInput::Tree(Tree {
+        epoch: 1,
+        parent: None,
+        children: BTreeMap::from([(2, 1), (3, 1)]),
+        roles: vec![Role::Writer],
+        share: Share { nodes: 3, lab: 3 },
+        best: None,
+    }));
+    one.drain(); // the epoch-start entry is durable here
+    one.receive(
+        2,
+        PlaneMessage::Ack {
+            epoch: 1,
+            from: 2,
+            seq: 1,
+        },
+    );
+    one.drain(); // committed and applied: the writer is ready
+    assert!(one.plane.ready_writer(), "{:#?}", one.notes);
+    let first = one.plane.next_request();
+    one.input(PlaneInput::Request {
+        id: first,
+        need: Need::Write,
+        key: None,
+        body: model::write("first"),
+    });
+    // The store fails that append (its report is replaced by the failure).
+    one.reports.clear();
+    one.input(PlaneInput::StoreFailed {
+        append: true,
+        restore: false,
+        reason: "disk I/O error".into(),
+    });
+    let second = one.plane.next_request();
+    one.input(PlaneInput::Request {
+        id: second,
+        need: Need::Write,
+        key: None,
+        body: model::write("second"),
+    });
+    one.drain();
+    // Every entry sent down the tree has one body per position.
+    let mut bodies: BTreeMap<(Epoch, u64), String> = BTreeMap::new();
+    for (_, message) in &one.sent {
+        if let PlaneMessage::Append { entries, .. } = message {
+            for e in entries {
+                let body = bodies
+                    .entry((e.epoch, e.seq))
+                    .or_insert_with(|| e.body.clone());
+                assert_eq!(*body, e.body, "two entries at ({}, {})", e.epoch, e.seq);
+            }
+        }
+    }
+    let answer = |id: RequestId| {
+        one.answers
+            .iter()
+            .find(|(r, _)| *r == id)
+            .map(|(_, a)| a.clone())
+    };
+    assert!(
+        matches!(answer(first), Some(Answer::Unknown { .. })),
+        "{:?}",
+        answer(first)
+    );
+    assert!(
+        matches!(answer(second), Some(Answer::NotDone { ref reason }) if reason.contains("store")),
+        "{:?}",
+        answer(second)
+    );
+}
+
 /// In a lab of one node a write's apply is asked for with its append, in the same turn (the
 /// store can commit both at once); the write is answered only once the store reported both: the
 /// append durable, then the apply. In a larger lab the apply waits for the commit.
