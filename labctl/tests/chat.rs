@@ -143,6 +143,9 @@ struct Lab {
     inputs: Vec<Input>,
     /// Every node that is neither writer nor persistence (input and forwarder nodes).
     stateless: Vec<u64>,
+    /// The nodes that hold the log and serve reads from their own state: with `majority`
+    /// durability (the default) every node, else the writer and the persistence replicas.
+    serving: Vec<u64>,
     home: Home,
 }
 
@@ -251,6 +254,17 @@ impl Lab {
             "the nameserver is on loopback: {:?}",
             status.nameserver
         );
+        let majority = extra
+            .windows(2)
+            .find(|w| w[0] == "--durability")
+            .is_none_or(|w| w[1] == "majority");
+        let serving = if majority {
+            status.report.roles.keys().map(node).collect()
+        } else {
+            std::iter::once(writers[0])
+                .chain(persistence.iter().copied())
+                .collect()
+        };
         let lab = Lab {
             name,
             nameserver: status.nameserver.clone(),
@@ -259,6 +273,7 @@ impl Lab {
             persistence,
             inputs,
             stateless,
+            serving,
             home,
         };
         lab.wait_for_nameserver().await;
@@ -344,18 +359,17 @@ impl Lab {
             .unwrap_or_else(|e| panic!("dumping node {id}'s database {path:?}: {e}"))
     }
 
-    /// Polls `status` until the writer's and every persistence node's `applied` are equal;
-    /// returns that figure.
+    /// Polls `status` until every node that serves reads from its own state (the writer and
+    /// the persistence replicas; with `majority`, every node) has applied what the writer has;
+    /// returns that figure. Another user's write is visible everywhere after it (SPEC §4
+    /// promises only a client's own writes sooner).
     fn wait_replicated(&self) -> u64 {
-        let ids: Vec<u64> = std::iter::once(self.writer)
-            .chain(self.persistence.iter().copied())
-            .collect();
         poll(
             REPLICATION_DEADLINE,
-            "the persistence replicas apply what the writer has",
+            "every node serving reads applies what the writer has",
             || {
                 let applied = self.applied();
-                let figures: BTreeSet<u64> = ids.iter().map(|id| applied[id]).collect();
+                let figures: BTreeSet<u64> = self.serving.iter().map(|id| applied[id]).collect();
                 if figures.len() == 1 {
                     Ok(applied[&self.writer])
                 } else {

@@ -664,15 +664,8 @@ fn a_read_waits_here_for_the_apply_of_its_readers_write() {
     ] {
         // Node 3 is the input node at the end of the line 1 - 2 - 3 (`majority`, a lab of 3).
         let mut three = Hand::new(3, 3, Durability::Majority, ModelStore::new());
-        three.input(PlaneInput::EpochStarted { epoch: 1 });
-        three.input(PlaneInput::Tree(Tree {
-            epoch: 1,
-            parent: Some(2),
-            children: BTreeMap::new(),
-            roles: vec![Role::Input],
-            share: Share { nodes: 3, lab: 3 },
-            best: None,
-        }));
+        let share = Share { nodes: 3, lab: 3 };
+        three.placed(1, Some(2), &[], vec![Role::Input], share);
         // The writer's epoch-start entry and the client's write come down the tree.
         let entries = vec![
             WireEntry {
@@ -802,15 +795,8 @@ fn a_read_waits_here_for_the_apply_of_its_readers_write() {
 #[test]
 fn a_writer_whose_append_failed_never_reuses_the_position() {
     let mut one = Hand::new(1, 3, Durability::Majority, ModelStore::new());
-    one.input(PlaneInput::EpochStarted { epoch: 1 });
-    one.input(PlaneInput::Tree(Tree {
-        epoch: 1,
-        parent: None,
-        children: BTreeMap::from([(2, 1), (3, 1)]),
-        roles: vec![Role::Writer],
-        share: Share { nodes: 3, lab: 3 },
-        best: None,
-    }));
+    let share = Share { nodes: 3, lab: 3 };
+    one.placed(1, None, &[(2, 1), (3, 1)], vec![Role::Writer], share);
     one.drain(); // the epoch-start entry is durable here
     one.receive(
         2,
@@ -1073,6 +1059,26 @@ impl Hand {
         self.input(PlaneInput::Message { from, message });
     }
 
+    /// Enter `epoch` and take this place in its tree (no best log reported).
+    fn placed(
+        &mut self,
+        epoch: Epoch,
+        parent: Option<NodeId>,
+        children: &[(NodeId, u64)],
+        roles: Vec<Role>,
+        share: Share,
+    ) {
+        self.input(PlaneInput::EpochStarted { epoch });
+        self.input(PlaneInput::Tree(Tree {
+            epoch,
+            parent,
+            children: children.iter().copied().collect(),
+            roles,
+            share,
+            best: None,
+        }));
+    }
+
     /// Deliver the store's oldest report.
     fn report(&mut self) {
         let report = self.reports.pop_front().expect("a report to deliver");
@@ -1216,15 +1222,7 @@ fn a_node_made_writer_while_it_restores_a_snapshot_starts_its_epoch_after_it() {
     let mut one = applied_store(1, &["a", "b"]);
     let (base, body) = snapshot_of(&mut one);
     let mut two = Hand::new(2, 3, Durability::Writer, ModelStore::new());
-    two.input(PlaneInput::EpochStarted { epoch: 1 });
-    two.input(PlaneInput::Tree(Tree {
-        epoch: 1,
-        parent: Some(1),
-        children: BTreeMap::new(),
-        roles: vec![Role::Persistence],
-        share: Share::default(),
-        best: None,
-    }));
+    two.placed(1, Some(1), &[], vec![Role::Persistence], Share::default());
     let snapshot = PlaneMessage::Snapshot {
         epoch: 1,
         to: 2,
