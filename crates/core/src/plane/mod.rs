@@ -543,7 +543,7 @@ struct Writer {
     waiting: VecDeque<Waiting>,
     /// The store failed to append one of this epoch's own entries: why. The entry may be in
     /// children's logs already, so its position can never be given to another entry, and this
-    /// writer takes no more writes in its epoch (see `DataPlane::store_failed`).
+    /// writer takes no more writes in its epoch (see `DataPlane::writer_append_failed`).
     broken: Option<String>,
 }
 
@@ -892,8 +892,8 @@ impl DataPlane {
             if let Some(broken) = self.writer.as_ref().and_then(|w| w.broken.clone()) {
                 let reason = format!(
                     "the writer (node {}) could not store a write ({broken}), so it takes none \
-                     until a new leader is elected (restart that node: `labctl fault kill \
-                     leader`, then `labctl fault restart`); nothing was done",
+                     until a new leader is elected (restarting that node starts an election); \
+                     nothing was done",
                     self.config.id
                 );
                 return self.answer(id, Answer::NotDone { reason }, out);
