@@ -692,13 +692,7 @@ fn a_read_waits_here_for_the_apply_of_its_readers_write() {
             },
         );
         three.drain(); // stored and acknowledged
-        let write = three.plane.next_request();
-        three.input(PlaneInput::Request {
-            id: write,
-            need: Need::Write,
-            key: None,
-            body: model::write("mine"),
-        });
+        let write = three.request(Need::Write, &model::write("mine"));
         let pos = Pos::new(1, 2);
         let answer = Answer::Served {
             body: "{}".into(),
@@ -715,14 +709,8 @@ fn a_read_waits_here_for_the_apply_of_its_readers_write() {
         assert!(three.answers.iter().any(|(id, _)| *id == write));
         assert_eq!(three.reports.len(), 1, "the apply up to the write is asked");
         // The client's next read comes before the store reports the apply: it waits here.
-        let read = three.plane.next_request();
         let sent_before = three.sent.len();
-        three.input(PlaneInput::Request {
-            id: read,
-            need: Need::Read { min: pos },
-            key: None,
-            body: model::READ.into(),
-        });
+        let read = three.request(Need::Read { min: pos }, model::READ);
         assert_eq!(three.sent.len(), sent_before, "nothing goes up the tree");
         assert_eq!(three.reports.len(), 1, "no query before the apply is done");
         let went_up = |three: &Hand| {
@@ -808,13 +796,7 @@ fn a_writer_whose_append_failed_never_reuses_the_position() {
     );
     one.drain(); // committed and applied: the writer is ready
     assert!(one.plane.ready_writer(), "{:#?}", one.notes);
-    let first = one.plane.next_request();
-    one.input(PlaneInput::Request {
-        id: first,
-        need: Need::Write,
-        key: None,
-        body: model::write("first"),
-    });
+    let first = one.request(Need::Write, &model::write("first"));
     // The store fails that append (its report is replaced by the failure).
     one.reports.clear();
     one.input(PlaneInput::StoreFailed {
@@ -822,13 +804,7 @@ fn a_writer_whose_append_failed_never_reuses_the_position() {
         restore: false,
         reason: "disk I/O error".into(),
     });
-    let second = one.plane.next_request();
-    one.input(PlaneInput::Request {
-        id: second,
-        need: Need::Write,
-        key: None,
-        body: model::write("second"),
-    });
+    let second = one.request(Need::Write, &model::write("second"));
     one.drain();
     // Every entry sent down the tree has one body per position.
     let mut bodies: BTreeMap<(Epoch, u64), String> = BTreeMap::new();
@@ -1057,6 +1033,18 @@ impl Hand {
 
     fn receive(&mut self, from: NodeId, message: PlaneMessage) {
         self.input(PlaneInput::Message { from, message });
+    }
+
+    /// A request of this node's own HTTP layer; its id.
+    fn request(&mut self, need: Need, body: &str) -> RequestId {
+        let id = self.plane.next_request();
+        self.input(PlaneInput::Request {
+            id,
+            need,
+            key: None,
+            body: body.to_string(),
+        });
+        id
     }
 
     /// Enter `epoch` and take this place in its tree (no best log reported).
