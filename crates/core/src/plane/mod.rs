@@ -579,8 +579,6 @@ pub struct DataPlane {
     /// Reads this node will serve once the apply it asked for is done (see
     /// [`DataPlane::will_read`]), in arrival order.
     parked: Vec<Parked>,
-    /// Reads may be parked (false only while stale ones are sent on, see `unpark_stale`).
-    parking: bool,
 }
 
 /// A read waiting here for an apply in flight: its reader's last write is committed and in
@@ -616,7 +614,6 @@ impl DataPlane {
             pending: BTreeMap::new(),
             early: Vec::new(),
             parked: Vec::new(),
-            parking: true,
         }
     }
 
@@ -886,18 +883,16 @@ impl DataPlane {
         };
         let is_writer = tree.roles.contains(&Role::Writer);
         let is_leader = tree.roles.contains(&Role::Leader);
-        let parent = tree.parent;
         let share = tree.share;
-        if let (true, Need::Write) = (is_writer, need) {
-            if let Some(broken) = self.writer.as_ref().and_then(|w| w.broken.clone()) {
-                let reason = format!(
-                    "the writer (node {}) could not store a write ({broken}), so it takes none \
-                     until a new leader is elected (restarting that node starts an election); \
-                     nothing was done",
-                    self.config.id
-                );
-                return self.answer(id, Answer::NotDone { reason }, out);
-            }
+        let broken = self.writer.as_ref().and_then(|w| w.broken.as_deref());
+        if let (Some(broken), Need::Write) = (broken, need) {
+            let reason = format!(
+                "the writer (node {}) could not store a write ({broken}), so it takes none until \
+                 a new leader is elected (restarting that node starts an election); nothing was \
+                 done",
+                self.config.id
+            );
+            return self.answer(id, Answer::NotDone { reason }, out);
         }
         if is_writer && !self.ready_writer() {
             // The view change is not done: nothing is answered yet (SPEC §6).
@@ -950,43 +945,61 @@ impl DataPlane {
                     since,
                 });
             }
-            _ => match parent {
-                Some(parent) => {
-                    self.forwarded(id);
-                    let epoch = self.epoch;
-                    out.push(PlaneOutput::Send {
-                        to: parent,
-                        message: PlaneMessage::Request {
-                            epoch,
-                            id,
-                            need,
-                            key,
-                            body,
-                        },
-                    });
-                }
-                None => {
-                    let min = match need {
-                        Need::Read { min } => min,
-                        Need::Write => Pos::START,
-                    };
-                    let reason = if is_writer || is_leader {
-                        format!(
-                            "the {} (node {}) does not hold your last write {min}: its applied \
-                             log ends at {}",
-                            if is_writer { "writer" } else { "leader" },
-                            self.config.id,
-                            self.applied
-                        )
-                    } else {
-                        format!(
-                            "node {} is the root but not the writer: no writer is reachable",
-                            self.config.id
-                        )
-                    };
-                    self.answer(id, Answer::NotDone { reason }, out);
-                }
-            },
+            _ => self.pass_up(id, need, key, body, out),
+        }
+    }
+
+    /// A request this node cannot serve goes to its parent; at the root, it is answered that
+    /// it cannot be done.
+    fn pass_up(
+        &mut self,
+        id: RequestId,
+        need: Need,
+        key: Option<String>,
+        body: String,
+        out: &mut Vec<PlaneOutput>,
+    ) {
+        let Some(tree) = &self.tree else {
+            return; // only routed requests, which found a tree, come here
+        };
+        let is_writer = tree.roles.contains(&Role::Writer);
+        let is_leader = tree.roles.contains(&Role::Leader);
+        match tree.parent {
+            Some(parent) => {
+                self.forwarded(id);
+                let epoch = self.epoch;
+                out.push(PlaneOutput::Send {
+                    to: parent,
+                    message: PlaneMessage::Request {
+                        epoch,
+                        id,
+                        need,
+                        key,
+                        body,
+                    },
+                });
+            }
+            None => {
+                let min = match need {
+                    Need::Read { min } => min,
+                    Need::Write => Pos::START,
+                };
+                let reason = if is_writer || is_leader {
+                    format!(
+                        "the {} (node {}) does not hold your last write {min}: its applied log \
+                         ends at {}",
+                        if is_writer { "writer" } else { "leader" },
+                        self.config.id,
+                        self.applied
+                    )
+                } else {
+                    format!(
+                        "node {} is the root but not the writer: no writer is reachable",
+                        self.config.id
+                    )
+                };
+                self.answer(id, Answer::NotDone { reason }, out);
+            }
         }
     }
 
@@ -1004,8 +1017,7 @@ impl DataPlane {
     /// the tree and back. The reader is the one who wrote `min`, so this is the common case of a
     /// read right after a write, answered before the commit reached this node's database.
     fn will_read(&self, min: Pos) -> bool {
-        self.parking
-            && self.parked.len() < MAX_WAITING
+        self.parked.len() < MAX_WAITING
             && self.serves_reads()
             && self.applying >= min.seq
             && self.commit >= min.seq
@@ -1027,11 +1039,17 @@ impl DataPlane {
             .into_iter()
             .partition(|p| p.since < before);
         self.parked = fresh;
-        self.parking = false;
         for p in stale {
-            self.route(p.id, Need::Read { min: p.min }, None, p.body, out);
+            if self.can_read(p.min) {
+                self.forwarded(p.id);
+                out.push(PlaneOutput::Store(StoreJob::Query {
+                    id: p.id,
+                    body: p.body,
+                }));
+            } else {
+                self.pass_up(p.id, Need::Read { min: p.min }, None, p.body, out);
+            }
         }
-        self.parking = true;
     }
 
     /// Whether this node serves reads itself now, those whose reader's last write its applied
