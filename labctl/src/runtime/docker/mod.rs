@@ -822,10 +822,7 @@ async fn given_image(docker: &Docker, image: String) -> Result<String> {
 /// moment. (Taken from the ephemeral range, a port freed here was at times handed to another
 /// program's port 0 before the engine bound it.)
 fn free_ports(ids: &[u64]) -> Result<BTreeMap<u64, u16>> {
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
+    let ephemeral = ephemeral_start();
     let below = ephemeral.saturating_sub(PORT_SPAN).max(1024)..ephemeral;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -856,6 +853,14 @@ fn free_ports(ids: &[u64]) -> Result<BTreeMap<u64, u16>> {
 
 /// How many ports below the ephemeral range the nodes' chat ports are drawn from.
 const PORT_SPAN: u16 = 8192;
+
+/// The first port of the kernel's ephemeral range (Linux's default where it cannot be read).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+}
 
 /// The address pool labs take their blocks from: `$LABCTL_DOCKER_POOL` or [`plan::DEFAULT_POOL`].
 pub(crate) fn pool() -> Result<Cidr> {
@@ -1699,13 +1704,7 @@ mod tests {
         let ports = free_ports(&ids).unwrap();
         let distinct: BTreeSet<u16> = ports.values().copied().collect();
         assert_eq!(distinct.len(), ids.len());
-        let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let ephemeral = ephemeral_start();
         for &port in ports.values() {
             assert!(
                 port < ephemeral && port >= ephemeral - PORT_SPAN,
