@@ -204,7 +204,6 @@ impl<T: Transport> Driver<T> {
     /// not be made durable).
     pub async fn run(
         mut self,
-        mut inbound: mpsc::UnboundedReceiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
         mut store_done: mpsc::UnboundedReceiver<PlaneInput>,
         shutdown: impl std::future::Future<Output = ()>,
@@ -222,10 +221,9 @@ impl<T: Transport> Driver<T> {
             }
             let wake = tokio::time::Instant::from_std(self.wake);
             tokio::select! {
-                event = inbound.recv() => match event {
-                    Some(Inbound::Failed(reason)) => return Err(reason),
-                    Some(event) => self.on_inbound(event),
-                    None => return Err("the transport stopped".into()),
+                event = self.transport.recv() => match event {
+                    Inbound::Failed(reason) => return Err(reason),
+                    event => self.on_inbound(event),
                 },
                 () = tokio::time::sleep_until(wake) => self.feed(Input::Tick),
                 _ = data_tick.tick() => self.data(PlaneInput::Tick),

@@ -104,7 +104,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let id = config.id;
-    let (mut transport, inbound) =
+    let mut transport =
         ZmqTransport::bind(id, &config.listen_host, config.control_port, config.timing)
             .with_context(|| {
                 format!(
@@ -272,7 +272,7 @@ pub async fn run(
     );
     let _ = start_unix_ms.set(driver.start_unix_ms());
     let result = driver
-        .run(inbound, command_rx, store_done, async move {
+        .run(command_rx, store_done, async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         })
         .await;
