@@ -271,11 +271,15 @@ pub async fn run(
         web_role_tx,
     );
     let _ = start_unix_ms.set(driver.start_unix_ms());
-    let result = driver
-        .run(command_rx, store_done, async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .await;
+    // The driver runs as a task of its own on the runtime's workers, not in the caller's
+    // `block_on`: the worker that the socket's or the store's signal wakes then runs the driver
+    // itself, where a future polled by `block_on` would need that worker to wake the main thread
+    // too — one more hand-off between threads for every frame and every store report.
+    let result = tokio::spawn(driver.run(command_rx, store_done, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }))
+    .await
+    .unwrap_or_else(|e| Err(format!("the driver stopped: {e}")));
     let _ = web_task.await;
 
     // Leave cleanly: the bootstrap forgets us, the admin API stops.
