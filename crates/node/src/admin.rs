@@ -245,8 +245,7 @@ impl NodeAdmin for Admin {
             .map_err(|_| Status::unavailable("the node is shutting down"))?;
         answer
             .await
-            .map_err(|_| Status::unavailable("the node is shutting down"))?
-            .map_err(Status::internal)?;
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
         Ok(Response::new(SetLinkFiltersReply {}))
     }
 

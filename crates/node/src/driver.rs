@@ -52,10 +52,7 @@ pub enum Command {
         reply: oneshot::Sender<Answer>,
     },
     /// Replace the transport's fault filter (labctl fault, process runtime).
-    SetFilters(
-        BTreeMap<NodeId, LinkFilter>,
-        oneshot::Sender<Result<(), String>>,
-    ),
+    SetFilters(BTreeMap<NodeId, LinkFilter>, oneshot::Sender<()>),
     /// The recorded trace, and the live trace from the line after it (no gap, no repeat).
     Trace(oneshot::Sender<Recorded>),
 }
@@ -286,7 +283,7 @@ impl<T: Transport> Driver<T> {
         // Anything from a neighbour proves the link; frames queued for it can go now.
         if let Some(flushed) = self.links.heard(from) {
             info!(neighbor = from, "link up");
-            let _ = self.transport.resume(from);
+            self.transport.resume(from);
             for (seq, frame) in flushed {
                 self.transmit(from, Some(seq), frame);
             }
@@ -363,14 +360,9 @@ impl<T: Transport> Driver<T> {
                 } else {
                     info!("fault filter set: {}", links.join("; "));
                 }
-                let result = self
-                    .transport
-                    .set_filters(filters.clone())
-                    .map_err(|e| e.to_string());
-                if result.is_ok() {
-                    self.filters = filters;
-                }
-                let _ = reply.send(result);
+                self.transport.set_filters(filters.clone());
+                self.filters = filters;
+                let _ = reply.send(());
             }
         }
     }
@@ -495,9 +487,7 @@ impl<T: Transport> Driver<T> {
     }
 
     fn transmit(&mut self, to: NodeId, seq: Option<u64>, frame: Vec<u8>) {
-        if let Err(e) = self.transport.send(to, seq, frame) {
-            warn!(to, "transport: {e}");
-        }
+        self.transport.send(to, seq, frame);
     }
 
     fn record(&mut self, what: TraceEntry) {
