@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use labctl_core::plane::Durability;
 use labctl_core::report::Adjacency;
 use labctl_core::{Counters, NodeId, Phase, Report, Role, Status};
 use labctl_fault::{InForce, LinkFilter};
@@ -57,6 +58,10 @@ pub struct LiveReport {
     /// The faults in force: each one fault object (SPEC §7) with `since_ms`.
     #[serde(default)]
     pub faults: Vec<serde_json::Value>,
+    /// When a write counts as done in this lab (`majority`, `replicas` or `writer`), as `up`
+    /// started its nodes.
+    #[serde(default)]
+    pub durability: Durability,
     /// The bootstrap's and the nameserver's state: `running`, `paused` or `down`.
     #[serde(default)]
     pub services: BTreeMap<String, String>,
@@ -347,6 +352,7 @@ pub fn report(
             .map(|h| format!("http://{h}"))
             .unwrap_or_default(),
         addresses,
+        durability: record.durability,
         folder: lab.path.display().to_string(),
     }
 }

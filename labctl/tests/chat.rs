@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{expected_roles, parents, parse_one_line, role_sets, topology_file};
 use labctl_chat::Store;
+use labctl_core::plane::Durability;
 use labctl_core::{Report, Role};
 use live_util::{labelled_in_engine, Home};
 use reqwest::cookie::{CookieStore, Jar};
@@ -65,6 +66,7 @@ struct Status {
     report: Report,
     nameserver: String,
     addresses: BTreeMap<String, NodeState>,
+    durability: Durability,
     folder: PathBuf,
 }
 
@@ -254,11 +256,7 @@ impl Lab {
             "the nameserver is on loopback: {:?}",
             status.nameserver
         );
-        let majority = extra
-            .windows(2)
-            .find(|w| w[0] == "--durability")
-            .is_none_or(|w| w[1] == "majority");
-        let serving = if majority {
+        let serving = if status.durability == Durability::Majority {
             status.report.roles.keys().map(node).collect()
         } else {
             std::iter::once(writers[0])

@@ -612,6 +612,8 @@ fn durability_comes_from_the_flag_then_the_lab_table_then_defaults_to_majority()
     for (file, args, name, want) in cases {
         let up = home.up(file, args);
         assert_eq!(recorded_durability(&home, name), want, "{name}");
+        assert_eq!(up.durability, want, "{name}: up --json");
+        assert_eq!(home.status(name).durability, want, "{name}: status --json");
         for id in up.addresses.keys() {
             assert_eq!(node_durability(&up, id), want, "{name}: node {id}");
         }

@@ -47,6 +47,8 @@ pub struct LiveReport {
     /// The bootstrap's and nameserver's states.
     #[serde(default)]
     pub services: BTreeMap<String, String>,
+    /// The lab's durability: `majority`, `replicas` or `writer`.
+    pub durability: String,
     pub folder: PathBuf,
 }
 
