@@ -440,6 +440,8 @@ pub struct Simulation {
     /// A SHOUT+ message has been sent: the election is over somewhere.
     tree_seen: bool,
     trace: Vec<TraceLine>,
+    /// A large run's heap, made ready for its nodes' blocks until they are all made.
+    heap: Option<pages::HeapReservation>,
 }
 
 impl Simulation {
@@ -451,6 +453,9 @@ impl Simulation {
     /// A network of idle nodes over `graph`, which it keeps as its own rows.
     pub fn on(graph: Graph, config: Config) -> Self {
         let (ids, row, neighbors) = graph.into_rows();
+        // A large run's many small blocks go to a heap backed by huge pages.
+        let heap = (ids.len() >= pages::LARGE_RUN)
+            .then(|| pages::reserve_heap(ids.len() * pages::HEAP_PER_NODE));
         let mut nodes = Vec::with_capacity(ids.len());
         pages::advise(&nodes);
         nodes.extend((0..ids.len()).map(|i| {
@@ -485,6 +490,7 @@ impl Simulation {
             wire_setup: 0,
             tree_seen: false,
             trace: Vec::new(),
+            heap,
         }
     }
 
@@ -532,10 +538,8 @@ impl Simulation {
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<Vec<Status>, SimError> {
         self.start_all(1);
-        // Every node's heap blocks are made: back them with huge pages for a large run.
-        if self.nodes.len() >= pages::LARGE_RUN {
-            pages::collapse_heap();
-        }
+        // Every node's heap blocks are made: the heap may grow in small steps again.
+        drop(self.heap.take());
         self.run_until_quiet_observed(budget, observe)?;
         observe(&Progress {
             stage: Stage::Quiet,
