@@ -4,12 +4,13 @@
 use std::path::Path;
 
 use labctl_core::log::{Pos, Shape, WireEntry};
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 use time::OffsetDateTime;
 
 use super::decide::{decide, timestamp, Ids};
 use super::rows::{column_u64, exec, sqlite_error, unavailable};
 use super::schema::set_meta;
+use super::tx::Tx;
 use labctl_core::plane::{PlaneInput, StoreJob};
 
 use super::{int, Store, StoreError};
@@ -53,10 +54,7 @@ impl Store {
     pub fn append(&mut self, after: u64, entries: &[WireEntry]) -> Result<u64, StoreError> {
         self.sync_commits(true)?;
         let sqlite = sqlite_error(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
+        let tx = Tx::write(&self.conn).map_err(sqlite)?;
         let last = append_in(&tx, &self.path, (self.applied, self.last), after, entries)?;
         tx.commit().map_err(sqlite)?;
         self.last = last;
@@ -77,11 +75,8 @@ impl Store {
         }
         self.sync_commits(false)?;
         let sqlite = sqlite_error(&self.path);
-        let mut tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
-        let results = apply_in(&mut tx, &self.path, self.applied, up_to)?;
+        let tx = Tx::write(&self.conn).map_err(sqlite)?;
+        let results = apply_in(&tx, &self.path, self.applied, up_to)?;
         tx.commit().map_err(sqlite)?;
         self.applied = up_to;
         Ok(results)
@@ -135,9 +130,7 @@ impl Store {
             ..
         } = self;
         let sqlite = sqlite_error(path);
-        let mut tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
+        let tx = Tx::write(conn).map_err(sqlite)?;
         let (mut new_last, mut new_applied) = (*last, *applied);
         let mut reports: Vec<PlaneInput> = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -152,7 +145,7 @@ impl Store {
                 StoreJob::Apply { up_to } => {
                     let up_to = (*up_to).min(new_last);
                     let results = if up_to > new_applied {
-                        let results = apply_in(&mut tx, path, new_applied, up_to)?;
+                        let results = apply_in(&tx, path, new_applied, up_to)?;
                         new_applied = up_to;
                         results
                     } else {
@@ -272,17 +265,14 @@ impl Store {
             key: key.map(str::to_string),
             body: serde_json::to_string(&command).map_err(unavailable)?,
         };
-        let mut tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable)?;
+        let tx = Tx::write(&self.conn).map_err(unavailable)?;
         exec(
             &tx,
             "INSERT INTO log (seq, epoch, key, body) VALUES (?1, ?2, ?3, ?4)",
             params![seq as i64, epoch as i64, entry.key, entry.body],
         )
         .map_err(unavailable)?;
-        let answer = apply_entry(&mut tx, &entry, &self.path).map_err(unavailable)?;
+        let answer = apply_entry(&tx, &entry, &self.path).map_err(unavailable)?;
         let outcome: Outcome = serde_json::from_str(&answer).map_err(unavailable)?;
         // A refusal returns here, and dropping `tx` rolls the entry back.
         let reply = outcome?;
@@ -318,7 +308,7 @@ pub(super) fn epoch_at(conn: &Connection, base: Pos, seq: u64) -> rusqlite::Resu
 /// [`Store::append`]'s work inside `tx`, on a log applied up to `applied` and ending at `last`;
 /// returns the new last entry.
 fn append_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Tx<'_>,
     path: &Path,
     (applied, last): (u64, u64),
     after: u64,
@@ -346,7 +336,7 @@ fn append_in(
 /// [`Store::apply_committed`]'s work inside `tx`: applies the entries after `applied` up to
 /// `up_to` (which the log holds) and records the new applied position.
 pub(super) fn apply_in(
-    tx: &mut rusqlite::Transaction<'_>,
+    tx: &Tx<'_>,
     path: &Path,
     applied: u64,
     up_to: u64,
@@ -365,11 +355,7 @@ pub(super) fn apply_in(
 /// Apply one committed entry inside `tx`; its answer. An entry whose key was applied before
 /// answers as that one did; a refused write answers its refusal and changes nothing. Only a
 /// storage failure is an error (and aborts the whole batch).
-fn apply_entry(
-    tx: &mut rusqlite::Transaction<'_>,
-    entry: &WireEntry,
-    path: &Path,
-) -> Result<String, StoreError> {
+fn apply_entry(tx: &Tx<'_>, entry: &WireEntry, path: &Path) -> Result<String, StoreError> {
     let sqlite = sqlite_error(path);
     if entry.body.is_empty() {
         return Ok("null".to_string()); // a new writer's epoch-start entry

@@ -42,6 +42,7 @@ mod query;
 mod rows;
 mod schema;
 mod snapshot;
+mod tx;
 
 use std::path::{Path, PathBuf};
 
@@ -245,7 +246,6 @@ mod tests {
 
     use crate::ops::{Command, Reply, Write};
     use labctl_core::log::WireEntry;
-    use rusqlite::TransactionBehavior;
 
     /// A node's driver task owns the store and may be moved to another thread; so are readers,
     /// one per thread.
@@ -404,13 +404,10 @@ mod tests {
 
         // The write: apply the 100 entries in one transaction, in two halves, reading between.
         let applied = store.applied();
-        let mut tx = store
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .unwrap();
-        apply::apply_in(&mut tx, &path, applied, applied + 50).unwrap();
+        let tx = tx::Tx::write(&store.conn).unwrap();
+        apply::apply_in(&tx, &path, applied, applied + 50).unwrap();
         assert_eq!(count(&reader), 0, "half a write is not seen");
-        apply::apply_in(&mut tx, &path, applied + 50, applied + 100).unwrap();
+        apply::apply_in(&tx, &path, applied + 50, applied + 100).unwrap();
         assert_eq!(count(&reader), 0, "an uncommitted write is not seen");
         // A reader that opens during the write sees the same.
         assert_eq!(count(&Reader::open(&path).unwrap()), 0);

@@ -12,6 +12,7 @@ use super::rows::{
     no_user_id, unavailable, user_by_id, users,
 };
 use super::schema::{meta_u64, BUSY_TIMEOUT, STATEMENT_CACHE};
+use super::tx::Tx;
 use super::{Store, StoreError};
 use crate::ops::{AppError, ChatMessage, Read, Reply, Window};
 use crate::validate;
@@ -92,7 +93,7 @@ impl Reader {
     ///
     /// Whether this node may serve reads at all (its role in the tree) is the caller's to know.
     pub fn query_at(&self, read: &Read, min: Pos) -> Option<Result<Reply, AppError>> {
-        let tx = self.conn.unchecked_transaction().ok()?;
+        let tx = Tx::read(&self.conn).ok()?;
         if !holds(&tx, min).ok()? {
             return None;
         }
@@ -106,10 +107,9 @@ impl Reader {
     /// # Errors
     /// The refusal, or [`AppError::Unavailable`] if the database fails.
     pub fn query(&self, read: &Read) -> Result<Reply, AppError> {
-        // `unchecked_transaction` takes `&self`: the reader is used by one thread at a time
-        // (it is `Send`, not `Sync`). A deferred transaction takes its snapshot at the first
-        // statement and keeps it to the end.
-        let tx = self.conn.unchecked_transaction().map_err(unavailable)?;
+        // A deferred transaction takes its snapshot at the first statement and keeps it to the
+        // end. (The reader is used by one thread at a time: it is `Send`, not `Sync`.)
+        let tx = Tx::read(&self.conn).map_err(unavailable)?;
         let reply = answer(&tx, read);
         // Nothing was written: ending the transaction only lets the WAL be checkpointed past it.
         tx.rollback().map_err(unavailable)?;
