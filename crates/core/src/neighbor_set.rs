@@ -9,15 +9,49 @@
 //! the same run as before, message for message.
 
 use std::fmt;
-use std::sync::Arc;
+use std::ops::Deref;
 
 use crate::NodeId;
+
+/// The sorted ids of one node's neighbours, shared by the node's sets and by the node itself:
+/// one pointer wide (the length lives with the ids, and there is no weak count), where a slice
+/// behind a shared pointer takes two words, and a node keeps eight of these (a million nodes,
+/// 64 MB).
+#[derive(Clone)]
+pub struct Universe(triomphe::ThinArc<(), NodeId>);
+
+impl Deref for Universe {
+    type Target = [NodeId];
+
+    fn deref(&self) -> &[NodeId] {
+        &self.0.slice
+    }
+}
+
+impl Universe {
+    /// Where the ids live on the heap, with their count and the shared count before them, for a
+    /// universe of `len` ids (the caller knows it without reading the heap): address and bytes.
+    /// A hint for prefetching only; reading the length from the block itself would wait for the
+    /// very memory the hint is meant to bring in early.
+    pub fn block(&self, len: usize) -> (*const u8, usize) {
+        (
+            self.0.as_ptr().cast(),
+            16 + len * std::mem::size_of::<NodeId>(),
+        )
+    }
+}
+
+impl fmt::Debug for Universe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
 
 /// A subset of a node's neighbours (see the module documentation).
 #[derive(Clone)]
 pub struct NeighborSet {
     /// Every neighbour the set may hold, sorted, shared by the node's sets.
-    all: Arc<[NodeId]>,
+    all: Universe,
     /// Bit `k` (of word `k / 64`) is set when `all[k]` is in the set.
     words: Words,
 }
@@ -30,22 +64,22 @@ enum Words {
 
 impl NeighborSet {
     /// The sorted, deduplicated neighbours `ids`, to share among a node's sets.
-    pub fn universe(ids: impl IntoIterator<Item = NodeId>) -> Arc<[NodeId]> {
+    pub fn universe(ids: impl IntoIterator<Item = NodeId>) -> Universe {
         let mut ids: Vec<NodeId> = ids.into_iter().collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.into()
+        Universe(triomphe::ThinArc::from_header_and_slice((), &ids))
     }
 
     /// The empty set of neighbours drawn from `all`.
-    pub fn empty(all: &Arc<[NodeId]>) -> NeighborSet {
+    pub fn empty(all: &Universe) -> NeighborSet {
         let words = if all.len() <= 64 {
             Words::One(0)
         } else {
             Words::Many(vec![0; all.len().div_ceil(64)].into())
         };
         NeighborSet {
-            all: Arc::clone(all),
+            all: all.clone(),
             words,
         }
     }
@@ -56,7 +90,7 @@ impl NeighborSet {
     }
 
     /// Every neighbour of `all`.
-    pub fn full(all: &Arc<[NodeId]>) -> NeighborSet {
+    pub fn full(all: &Universe) -> NeighborSet {
         let mut set = NeighborSet::empty(all);
         for k in 0..all.len() {
             set.set_bit(k, true);
@@ -215,6 +249,23 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn a_universe_is_one_pointer_and_its_block_covers_its_ids() {
+        assert_eq!(
+            std::mem::size_of::<Universe>(),
+            std::mem::size_of::<usize>()
+        );
+        for n in [0u64, 1, 4, 64, 65, 1000] {
+            let all = NeighborSet::universe((1..=n).rev());
+            assert_eq!(&*all, &(1..=n).collect::<Vec<_>>()[..], "sorted");
+            let (start, bytes) = all.block(all.len());
+            let ids = all.as_ptr() as usize;
+            // The prefetch hint ends exactly where the ids end, and begins before them.
+            assert!(start as usize <= ids, "{n} ids");
+            assert_eq!(start as usize + bytes, ids + 8 * n as usize, "{n} ids");
+        }
+    }
 
     /// SplitMix64, enough for a test's random choices.
     struct SplitMix64(u64);

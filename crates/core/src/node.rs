@@ -48,7 +48,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use std::sync::Arc;
+use crate::neighbor_set::Universe;
 
 use crate::counters::Counters;
 use crate::event::Event;
@@ -226,7 +226,7 @@ thread_local! {
 pub struct Node {
     id: NodeId,
     /// The topology neighbours, sorted; shared with the election's and the tree's sets.
-    neighbors: Arc<[NodeId]>,
+    neighbors: Universe,
     epoch: Epoch,
     election: YoYo,
     tree: Shout,
@@ -311,11 +311,10 @@ impl Node {
     /// next may ask the memory for them early: the simulator does, as at a million nodes every
     /// delivery goes to a node far from the last one. A hint only: nothing is read through them.
     pub fn hot_blocks(&self) -> [(*const u8, usize); 2] {
+        // The degree from Yo-Yo's slots, whose length is kept beside their address in the node:
+        // the ids' own length is on the heap, in the block being asked for.
         [
-            (
-                self.neighbors.as_ptr().cast(),
-                std::mem::size_of_val(&*self.neighbors),
-            ),
+            self.neighbors.block(self.election.degree()),
             self.election.hot_block(),
         ]
     }

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::Event;
 use crate::message::Body;
-use std::sync::Arc;
+use crate::neighbor_set::Universe;
 
 use crate::neighbor_set::NeighborSet;
 use crate::plane::Best;
@@ -102,7 +102,7 @@ impl Shout {
 
     /// A node that has not joined any tree yet, whose tree may use the links to `taking`, drawn
     /// from `all` (every neighbour the node has, sorted: see [`NeighborSet::universe`]).
-    pub fn among(all: &Arc<[NodeId]>, taking: impl IntoIterator<Item = NodeId>) -> Self {
+    pub fn among(all: &Universe, taking: impl IntoIterator<Item = NodeId>) -> Self {
         let mut neighbors = NeighborSet::empty(all);
         for n in taking {
             neighbors.insert(n);

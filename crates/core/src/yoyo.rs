@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::Event;
 use crate::message::{Body, Vote};
-use std::sync::Arc;
+use crate::neighbor_set::Universe;
 
 use crate::neighbor_set::NeighborSet;
 use crate::NodeId;
@@ -185,6 +185,11 @@ impl YoYo {
         )
     }
 
+    /// How many neighbours the node has (one slot each), known without reading the heap.
+    pub(crate) fn degree(&self) -> usize {
+        self.said.len()
+    }
+
     /// A node about to run setup with `neighbors`. Call [`YoYo::start`] to send its id.
     pub fn new(id: NodeId, neighbors: BTreeSet<NodeId>) -> Self {
         let all = NeighborSet::universe(neighbors);
@@ -193,11 +198,7 @@ impl YoYo {
 
     /// A node about to run setup with the neighbours `taking`, drawn from `all` (every
     /// neighbour the node has, sorted: see [`NeighborSet::universe`]).
-    pub fn among(
-        id: NodeId,
-        all: &Arc<[NodeId]>,
-        taking: impl IntoIterator<Item = NodeId>,
-    ) -> Self {
+    pub fn among(id: NodeId, all: &Universe, taking: impl IntoIterator<Item = NodeId>) -> Self {
         let mut neighbors = NeighborSet::empty(all);
         for n in taking {
             neighbors.insert(n);
