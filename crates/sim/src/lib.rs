@@ -13,6 +13,10 @@
 //! A run stops when no message is left in flight. A step budget turns a livelock into a loud
 //! [`SimError::BudgetExceeded`] naming the seed that reproduces it.
 //!
+//! A large run (50,000 nodes or more, no trace) delivers each time's messages on two threads,
+//! each to its half of the nodes, and then schedules their sends in the order one thread would
+//! have (`parallel`): the same run, message for message, in less time.
+//!
 //! ```
 //! use labctl_sim::{Config, Delivery, Simulation};
 //! use labctl_topology::Topology;
@@ -32,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod faults;
 mod pages;
+mod parallel;
 pub mod scale;
 pub mod sweep;
 pub mod workload;
@@ -337,6 +342,39 @@ impl Calendar {
         None
     }
 
+    /// The next messages at or after `now`, all of one time, at most `limit` of them, into
+    /// `into` in their order; their time.
+    fn take_time(&mut self, now: u64, limit: usize, into: &mut Vec<Packed>) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        for t in now..now + SLOTS as u64 {
+            let bucket = &mut self.slots[t as usize % SLOTS];
+            if bucket.chunks.is_empty() {
+                continue;
+            }
+            while into.len() < limit {
+                let Some(front) = bucket.chunks.front() else {
+                    break;
+                };
+                let take = (front.len() - bucket.head).min(limit - into.len());
+                into.extend_from_slice(&front[bucket.head..bucket.head + take]);
+                bucket.head += take;
+                self.len -= take;
+                if bucket.head == front.len() {
+                    let mut chunk = bucket.chunks.pop_front().expect("the first chunk");
+                    bucket.head = 0;
+                    if self.spare.len() < SPARE_CHUNKS {
+                        chunk.clear();
+                        self.spare.push(chunk);
+                    }
+                }
+            }
+            return Some(t);
+        }
+        None
+    }
+
     /// The next message at or after `now`, with its delivery time.
     fn pop(&mut self, now: u64) -> Option<(u64, InFlight)> {
         if self.len == 0 {
@@ -442,6 +480,9 @@ pub struct Simulation {
     trace: Vec<TraceLine>,
     /// A large run's heap, made ready for its nodes' blocks until they are all made.
     heap: Option<pages::HeapReservation>,
+    /// Whether each time's messages are delivered on two threads ([`parallel`]); by default
+    /// (None) a large run's are. Tests choose, to compare.
+    two_threads: Option<bool>,
 }
 
 impl Simulation {
@@ -491,6 +532,7 @@ impl Simulation {
             tree_seen: false,
             trace: Vec::new(),
             heap,
+            two_threads: None,
         }
     }
 
@@ -596,6 +638,21 @@ impl Simulation {
         budget: u64,
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<(), SimError> {
+        let two = self
+            .two_threads
+            .unwrap_or(self.nodes.len() >= parallel::TWO_THREADS);
+        if two && !self.config.trace && self.nodes.len() >= 2 {
+            return self.run_in_two(budget, observe);
+        }
+        self.run_until_quiet_one(budget, observe)
+    }
+
+    /// [`Simulation::run_until_quiet_observed`] on this thread alone.
+    fn run_until_quiet_one(
+        &mut self,
+        budget: u64,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SimError> {
         while let Some((at, flight)) = self.queue.pop(self.now) {
             if self.delivered.is_multiple_of(PROGRESS_EVERY) {
                 observe(&self.progress());
@@ -682,7 +739,11 @@ impl Simulation {
             // The core only ever sends to its topology neighbours; anything else is a core bug.
             panic!("node {from} sent to {to}, which is not its neighbour in the topology");
         };
-        let slot = row.start + k;
+        self.schedule(from, row.start + k, message);
+    }
+
+    /// Put `message` from `from` on the link in `slot` (the sender's row), after its delay.
+    fn schedule(&mut self, from: NodeId, slot: usize, message: Message) {
         let to_index = self.links[slot].index as usize;
         match message.body.iteration() {
             Some(iteration) => {
@@ -709,7 +770,7 @@ impl Simulation {
                 t: self.now,
                 node: from,
                 what: TraceEntry::Wire(Wire::Send {
-                    to,
+                    to: self.nodes[to_index].id(),
                     message: message.clone(),
                 }),
             });
@@ -811,6 +872,65 @@ pub fn step_budget(n: u64, m: u64) -> u64 {
 mod tests {
     use super::*;
     use labctl_core::Body;
+
+    /// One run of `topology` (its TOML), on one thread or two.
+    fn run_with(topology: &str, seed: u64, delivery: Delivery, two: bool) -> Run {
+        let topology = labctl_topology::Topology::from_toml(topology, "t.toml").unwrap();
+        let config = Config {
+            seed,
+            delivery,
+            trace: false,
+        };
+        let mut sim = Simulation::on(topology.rows(), config);
+        sim.two_threads = Some(two);
+        let budget = step_budget(sim.nodes.len() as u64, sim.links.len() as u64);
+        let statuses = sim.drive(budget, &mut |_| {}).unwrap();
+        sim.finish("t", statuses, Instant::now())
+    }
+
+    #[test]
+    fn two_threads_make_the_same_run_as_one() {
+        // A random graph of 20,000 nodes (its setup puts 80,000 messages in one time with sync
+        // delivery: more than a round's; thousands a time with async, on two threads), a dense
+        // graph and a ring (times too small to share: one thread); both deliveries, two seeds:
+        // every node's state and every wire count the same.
+        let graphs = [
+            "name = \"r\"\n[generate]\nshape = \"random\"\nn = 20000\ndegree = 4\nids = \"shuffle\"\nseed = 3\n",
+            "name = \"g\"\n[generate]\nshape = \"random\"\nn = 300\ndegree = 12\nseed = 5\n",
+            "name = \"ring\"\n[generate]\nshape = \"ring\"\nn = 200\n",
+        ];
+        for graph in graphs {
+            for (seed, delivery) in [
+                (1, Delivery::Sync),
+                (1, Delivery::Async),
+                (7, Delivery::Async),
+            ] {
+                let one = run_with(graph, seed, delivery, false);
+                let two = run_with(graph, seed, delivery, true);
+                assert!(one.report.converged, "{graph}: converged");
+                assert_eq!(
+                    one.statuses, two.statuses,
+                    "{graph} seed {seed}: the nodes' states"
+                );
+                assert_eq!(
+                    (
+                        one.delivered,
+                        one.time,
+                        &one.wire_iterations,
+                        one.wire_setup
+                    ),
+                    (
+                        two.delivered,
+                        two.time,
+                        &two.wire_iterations,
+                        two.wire_setup
+                    ),
+                    "{graph} seed {seed}: the wire"
+                );
+                assert_eq!(one.report.checks, two.report.checks);
+            }
+        }
+    }
 
     #[test]
     fn the_memory_estimate_fits_every_shipped_topology_in_a_gibibyte() {
