@@ -187,6 +187,19 @@ struct Bucket {
     head: usize,
 }
 
+impl Bucket {
+    /// The first chunk is exhausted (pushes go to the last one): done with, kept for reuse if
+    /// fewer than [`SPARE_CHUNKS`] are.
+    fn retire_front(&mut self, spare: &mut Vec<Vec<Packed>>) {
+        let mut chunk = self.chunks.pop_front().expect("the first chunk");
+        self.head = 0;
+        if spare.len() < SPARE_CHUNKS {
+            chunk.clear();
+            spare.push(chunk);
+        }
+    }
+}
+
 /// Messages in flight, delivered in (time, send order): a calendar queue. Every delay is at most
 /// [`ASYNC_MAX_DELAY`], so the pending times span fewer than [`SLOTS`] consecutive units and each
 /// slot holds the messages of one time only, in the order they were sent. Same order as a priority
@@ -362,12 +375,7 @@ impl Calendar {
                 bucket.head += take;
                 self.len -= take;
                 if bucket.head == front.len() {
-                    let mut chunk = bucket.chunks.pop_front().expect("the first chunk");
-                    bucket.head = 0;
-                    if self.spare.len() < SPARE_CHUNKS {
-                        chunk.clear();
-                        self.spare.push(chunk);
-                    }
+                    bucket.retire_front(&mut self.spare);
                 }
             }
             return Some(t);
@@ -388,13 +396,7 @@ impl Calendar {
             let packed = front[bucket.head];
             bucket.head += 1;
             if bucket.head == front.len() {
-                // Pushes go to the last chunk: an exhausted first chunk is done with.
-                let mut chunk = bucket.chunks.pop_front().expect("the first chunk");
-                bucket.head = 0;
-                if self.spare.len() < SPARE_CHUNKS {
-                    chunk.clear();
-                    self.spare.push(chunk);
-                }
+                bucket.retire_front(&mut self.spare);
             }
             self.len -= 1;
             return Some((t, self.unpack(packed)));
