@@ -2,7 +2,7 @@
 //! for comparing two copies.
 
 use labctl_core::log::Pos;
-use rusqlite::{params, TransactionBehavior};
+use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 use super::apply::{
@@ -12,6 +12,7 @@ use super::rows::{
     collect, column_u64, group_from_row, json_value, message_rows, sqlite_error, user_from_row,
 };
 use super::schema::set_meta;
+use super::tx::Tx;
 use super::{int, Store, StoreError};
 use crate::ops::{ChatMessage, Group, GroupId, UserId};
 
@@ -109,7 +110,7 @@ impl Store {
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let sqlite = sqlite_error(&self.path);
         // A read transaction: every table from the same moment.
-        let tx = self.conn.unchecked_transaction().map_err(sqlite)?;
+        let tx = Tx::read(&self.conn).map_err(sqlite)?;
         let users = collect(
             &tx,
             "SELECT uuid, username, tag, password_hash, generation FROM users ORDER BY uuid",
@@ -192,10 +193,7 @@ impl Store {
     pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
         self.sync_commits(true)?;
         let sqlite = sqlite_error(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sqlite)?;
+        let tx = Tx::write(&self.conn).map_err(sqlite)?;
         // Children before parents, so the foreign keys hold at every step.
         tx.execute_batch(
             "DELETE FROM group_messages; DELETE FROM members; DELETE FROM private_messages;
