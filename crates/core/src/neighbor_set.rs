@@ -29,6 +29,10 @@ impl Deref for Universe {
 }
 
 impl Universe {
+    /// What comes before the ids in their heap block: the shared count and the length, a word
+    /// each (a test checks the layout).
+    const HEADER: usize = 2 * std::mem::size_of::<usize>();
+
     /// Where the ids live on the heap, with their count and the shared count before them, for a
     /// universe of `len` ids (the caller knows it without reading the heap): address and bytes.
     /// A hint for prefetching only; reading the length from the block itself would wait for the
@@ -36,7 +40,7 @@ impl Universe {
     pub fn block(&self, len: usize) -> (*const u8, usize) {
         (
             self.0.as_ptr().cast(),
-            16 + len * std::mem::size_of::<NodeId>(),
+            Self::HEADER + len * std::mem::size_of::<NodeId>(),
         )
     }
 }

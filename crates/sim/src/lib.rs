@@ -442,6 +442,19 @@ fn prefetch_lines(start: *const u8, len: usize) {
     let _ = (start, len);
 }
 
+/// The slot of the link from node `i` (`node`) to its neighbour `to`: its place in `i`'s row,
+/// found among the node's sorted neighbour ids (in cache: the node just handled a message).
+fn link_slot(row: &[u32], i: usize, node: &Node, to: NodeId) -> usize {
+    let Ok(k) = node.neighbors().binary_search(&to) else {
+        // The core only ever sends to its topology neighbours; anything else is a core bug.
+        panic!(
+            "node {} sent to {to}, which is not its neighbour in the topology",
+            node.id()
+        );
+    };
+    row[i] as usize + k
+}
+
 /// A directed link as a sender's row holds it.
 #[derive(Clone, Copy)]
 struct LinkOut {
@@ -735,13 +748,8 @@ impl Simulation {
     }
 
     fn send(&mut self, from_index: usize, from: NodeId, to: NodeId, message: Message) {
-        let row = self.row[from_index] as usize..self.row[from_index + 1] as usize;
-        // The sender's neighbour ids are in cache: it just handled a message.
-        let Ok(k) = self.nodes[from_index].neighbors().binary_search(&to) else {
-            // The core only ever sends to its topology neighbours; anything else is a core bug.
-            panic!("node {from} sent to {to}, which is not its neighbour in the topology");
-        };
-        self.schedule(from, row.start + k, message);
+        let slot = link_slot(&self.row, from_index, &self.nodes[from_index], to);
+        self.schedule(from, slot, message);
     }
 
     /// Put `message` from `from` on the link in `slot` (the sender's row), after its delay.

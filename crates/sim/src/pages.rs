@@ -26,8 +26,8 @@ pub(crate) fn advise<T>(v: &Vec<T>) {
     }
 }
 
-/// How much the heap grows at once while a large run builds its nodes (glibc's `M_TOP_PAD`);
-/// [`HeapReservation`]'s drop puts back glibc's default, 128 KiB.
+/// glibc's default `M_TOP_PAD` (how much more than asked the heap grows by), which
+/// [`HeapReservation`]'s drop puts back.
 const DEFAULT_TOP_PAD: usize = 128 << 10;
 
 /// The heap made ready for `bytes` of small blocks (every node's neighbour ids, Yo-Yo's slots

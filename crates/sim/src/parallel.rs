@@ -13,8 +13,8 @@
 use labctl_core::{Input, Message, Node, NodeId, Output, Spare};
 
 use super::{
-    prefetch, prefetch_bytes, InFlight, Packed, Progress, SimError, Simulation, PREFETCH_FAR,
-    PREFETCH_NEAR, PROGRESS_EVERY,
+    link_slot, prefetch, prefetch_bytes, InFlight, Packed, Progress, SimError, Simulation,
+    PREFETCH_FAR, PREFETCH_NEAR, PROGRESS_EVERY,
 };
 
 /// Runs of at least this many nodes deliver on two threads.
@@ -30,8 +30,8 @@ const ALONE: usize = 1024;
 /// One half's deliveries of a round, and what its nodes sent.
 #[derive(Default)]
 pub(crate) struct Half {
-    /// (receiver's index, the message), in the time's order.
-    items: Vec<(u32, InFlight)>,
+    /// The messages, in the time's order.
+    items: Vec<InFlight>,
     /// Per item, in order: the receiver's id and how many sends it made.
     made: Vec<(NodeId, u32)>,
     /// The sends, item after item: the link's slot and the message.
@@ -54,17 +54,17 @@ impl Half {
         made.clear();
         sends.clear();
         for k in 0..items.len() {
-            if let Some(&(far, _)) = items.get(k + PREFETCH_FAR) {
-                prefetch(&nodes[far as usize - base]);
-                prefetch(&row[far as usize]);
+            if let Some(far) = items.get(k + PREFETCH_FAR) {
+                prefetch(&nodes[far.to - base]);
+                prefetch(&row[far.to]);
             }
-            if let Some(&(near, _)) = items.get(k + PREFETCH_NEAR) {
-                for (start, len) in nodes[near as usize - base].hot_blocks() {
+            if let Some(near) = items.get(k + PREFETCH_NEAR) {
+                for (start, len) in nodes[near.to - base].hot_blocks() {
                     prefetch_bytes(start, len);
                 }
             }
-            let i = items[k].0 as usize;
-            let flight = &items[k].1;
+            let flight = &items[k];
+            let i = flight.to;
             let input = Input::Receive {
                 from: flight.from,
                 message: flight.message.clone(),
@@ -75,12 +75,8 @@ impl Half {
             let before = sends.len();
             for output in out.drain(..) {
                 if let Output::Send { to, message } = output {
-                    let Ok(k) = node.neighbors().binary_search(&to) else {
-                        panic!(
-                            "node {me} sent to {to}, which is not its neighbour in the topology"
-                        );
-                    };
-                    sends.push((row[i] + k as u32, message));
+                    let slot = link_slot(row, i, node, to);
+                    sends.push((slot as u32, message));
                 }
             }
             made.push((me, (sends.len() - before) as u32));
@@ -121,13 +117,12 @@ impl Simulation {
             side.clear();
             for p in packed.drain(..) {
                 let flight = self.queue.unpack(p);
-                let to = flight.to as u32;
-                let ours = (to as usize) < half;
+                let ours = flight.to < half;
                 side.push(ours);
                 if ours {
-                    mine.items.push((to, flight));
+                    mine.items.push(flight);
                 } else {
-                    theirs.items.push((to, flight));
+                    theirs.items.push(flight);
                 }
             }
             // Both halves at once, the helper taking the second; a time of few messages is not
