@@ -514,6 +514,16 @@ impl Simulation {
             .then(|| pages::reserve_heap(ids.len() * pages::HEAP_PER_NODE));
         let mut nodes = Vec::with_capacity(ids.len());
         pages::advise(&nodes);
+        let mut links = Vec::with_capacity(neighbors.len());
+        pages::advise(&links);
+        // The pages they will fill, made present on the other core as this one fills them:
+        // the nodes beside their heap blocks, then the links.
+        let prefault = heap.as_ref().map(|heap| {
+            pages::prefault(vec![
+                vec![pages::buffer(&nodes), heap.range()],
+                vec![pages::buffer(&links)],
+            ])
+        });
         nodes.extend((0..ids.len()).map(|i| {
             let row = row[i] as usize..row[i + 1] as usize;
             let neighbors = neighbors[row].iter().map(|&n| ids[n as usize]);
@@ -524,13 +534,12 @@ impl Simulation {
         debug_assert!(
             (0..ids.len()).all(|i| nodes[i].neighbors().len() == (row[i + 1] - row[i]) as usize)
         );
-        let mut links = Vec::with_capacity(neighbors.len());
-        pages::advise(&links);
         links.extend(
             neighbors
                 .into_iter()
                 .map(|index| LinkOut { clock: 0, index }),
         );
+        drop(prefault);
         Simulation {
             nodes,
             row,
