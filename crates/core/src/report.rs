@@ -138,20 +138,59 @@ impl Report {
         statuses: &[Status],
         elapsed_ms: u64,
     ) -> Report {
-        let members: Vec<&Status> = statuses.iter().collect();
-        if graph.components().len() != 1 || !covers(graph, &members) {
+        let two = statuses.len() >= TWO_THREADS;
+        Report::build_rows_on(lab, runtime, graph, statuses, elapsed_ms, two)
+    }
+
+    /// [`Report::build_rows`], on two threads or one.
+    fn build_rows_on(
+        lab: &str,
+        runtime: &str,
+        graph: &Graph,
+        statuses: &[Status],
+        elapsed_ms: u64,
+        two: bool,
+    ) -> Report {
+        // The maps by id text and the checks read the statuses only, each on its own: a large
+        // run makes them on two threads (this one the maps, whose blocks then reuse what the
+        // nodes gave back to this thread's heap; a helper the checks, which allocate little).
+        let judge = || {
+            let members: Vec<&Status> = statuses.iter().collect();
+            if !covers(graph, &members) {
+                return None;
+            }
+            let part = Part::new(Cow::Borrowed(graph), members, graph.len() as u64);
+            // A spanning tree along the graph's links shows it connected; else look.
+            let spanned = part
+                .checks
+                .iter()
+                .any(|c| c.name == "spanning_tree" && c.ok);
+            (spanned || graph.components().len() == 1).then_some(part)
+        };
+        let (part, shown) = if two {
+            std::thread::scope(|scope| {
+                let judging = scope.spawn(judge);
+                let shown = Shown::of(statuses.iter());
+                (
+                    judging.join().expect("the report's checks do not panic"),
+                    Some(shown),
+                )
+            })
+        } else {
+            (judge(), None)
+        };
+        let Some(part) = part else {
             // Rare (a disconnected graph, statuses not exactly the graph's nodes in order):
             // judged part by part, on maps.
             let statuses = statuses.iter().map(|s| (s.id, s.clone())).collect();
             return Report::build(lab, runtime, &graph.adjacency(), &statuses, elapsed_ms);
-        }
-        let part = Part::new(Cow::Borrowed(graph), members, graph.len() as u64);
+        };
         let mut report = Report::of_parts(
             lab,
             runtime,
             (graph.len(), graph.links()),
             vec![part],
-            statuses.iter(),
+            shown.unwrap_or_else(|| Shown::of(statuses.iter())),
             elapsed_ms,
         );
         report.components.clear();
@@ -184,7 +223,7 @@ impl Report {
             })
             .collect();
         let links = adjacency.values().map(|s| s.len()).sum::<usize>() / 2;
-        let shown = statuses.values().filter(|s| live.contains_key(&s.id));
+        let shown = Shown::of(statuses.values().filter(|s| live.contains_key(&s.id)));
         Report::of_parts(
             lab,
             runtime,
@@ -195,14 +234,14 @@ impl Report {
         )
     }
 
-    /// The report on a lab of `size` (nodes, links) whose live graph is `parts`; the tree and the
-    /// roles shown are those of the statuses `shown`, in id order.
-    fn of_parts<'a>(
+    /// The report on a lab of `size` (nodes, links) whose live graph is `parts`, showing the
+    /// tree and roles `shown`.
+    fn of_parts(
         lab: &str,
         runtime: &str,
         size: (usize, usize),
         parts: Vec<Part<'_>>,
-        shown: impl Iterator<Item = &'a Status>,
+        shown: Shown,
         elapsed_ms: u64,
     ) -> Report {
         let components: Vec<Component> = parts.iter().map(|p| p.component.clone()).collect();
@@ -218,19 +257,32 @@ impl Report {
         let bounds = Bounds::new(graph.len() as u64, graph.links() as u64);
         let epoch = members.iter().map(|s| s.epoch).max().unwrap_or(0);
         let current = || members.iter().filter(move |s| s.epoch == epoch);
-        let messages = Messages {
-            election: current().map(|s| s.counters.election()).sum(),
-            tree: current().map(|s| s.counters.tree()).sum(),
+        // In one pass over the nodes (a million of them, each out-degree list a block of its
+        // own): the messages, the iterations, and each iteration's live edges.
+        let mut messages = Messages {
+            election: 0,
+            tree: 0,
         };
-        let iterations = current().map(|s| s.counters.iterations).max().unwrap_or(0);
-        let mut election_phases = vec![current().map(|s| s.counters.setup).sum()];
-        for i in 0..iterations as usize {
-            // Each live edge carries one YO- and one -YO: 2 × the sum of out-degrees.
-            let edges: usize = current()
-                .filter_map(|s| s.counters.out_degrees.get(i))
-                .sum();
-            election_phases.push(2 * edges as u64);
+        let mut setup = 0;
+        let mut iterations = 0;
+        let mut edges: Vec<usize> = Vec::new();
+        for s in current() {
+            messages.election += s.counters.election();
+            messages.tree += s.counters.tree();
+            setup += s.counters.setup;
+            iterations = iterations.max(s.counters.iterations);
+            let degrees = &s.counters.out_degrees;
+            if edges.len() < degrees.len() {
+                edges.resize(degrees.len(), 0);
+            }
+            for (sum, degree) in edges.iter_mut().zip(degrees) {
+                *sum += degree;
+            }
         }
+        edges.resize(iterations as usize, 0);
+        // Each live edge carries one YO- and one -YO: 2 × the sum of out-degrees.
+        let mut election_phases = vec![setup];
+        election_phases.extend(edges.iter().map(|&e| 2 * e as u64));
         // The convergence checks, over every component; then the costs of the focus.
         let mut checks: Vec<Check> = CONVERGENCE
             .iter()
@@ -262,18 +314,6 @@ impl Report {
                 .filter(|c| CONVERGENCE.contains(&c.name.as_str()))
                 .all(|c| c.ok);
         let quorum = components.iter().find(|c| c.quorum);
-        // The maps keyed by the ids' text are built from a list already in the text's order:
-        // a million keys are then placed in one pass, not compared in a sort.
-        let shown: Vec<&Status> = shown.collect();
-        let mut order: Vec<(u128, u32, u32)> = (0..shown.len())
-            .map(|i| {
-                let (scaled, digits) = text_order(shown[i].id);
-                (scaled, digits, i as u32)
-            })
-            .collect();
-        order.sort_unstable();
-        let shown: Vec<&Status> = order.iter().map(|&(_, _, i)| shown[i as usize]).collect();
-        drop(order);
         Report {
             lab: lab.to_string(),
             runtime: runtime.to_string(),
@@ -281,12 +321,9 @@ impl Report {
             links: size.1,
             epoch: quorum.and_then(|c| c.epoch),
             leader: quorum.and_then(|c| c.leader),
-            tree: shown.iter().map(|s| (s.id.to_string(), s.parent)).collect(),
-            depth: shown.iter().filter_map(|s| s.depth).max().unwrap_or(0),
-            roles: shown
-                .iter()
-                .map(|s| (s.id.to_string(), s.roles.clone()))
-                .collect(),
+            tree: shown.tree,
+            depth: shown.depth,
+            roles: shown.roles,
             messages,
             iterations,
             bounds: ReportBounds {
@@ -305,6 +342,41 @@ impl Report {
     /// The checks that failed.
     pub fn failed_checks(&self) -> impl Iterator<Item = &Check> {
         self.checks.iter().filter(|c| !c.ok)
+    }
+}
+
+/// Runs of at least this many statuses build their report on two threads.
+const TWO_THREADS: usize = 50_000;
+
+/// What a report shows of its nodes: the tree, its depth and the roles, by id text.
+struct Shown {
+    tree: BTreeMap<String, Option<NodeId>>,
+    depth: u32,
+    roles: BTreeMap<String, Vec<Role>>,
+}
+
+impl Shown {
+    fn of<'a>(shown: impl Iterator<Item = &'a Status>) -> Shown {
+        // The maps keyed by the ids' text are built from a list already in the text's order:
+        // a million keys are then placed in one pass, not compared in a sort.
+        let shown: Vec<&Status> = shown.collect();
+        let mut order: Vec<(u128, u32, u32)> = (0..shown.len())
+            .map(|i| {
+                let (scaled, digits) = text_order(shown[i].id);
+                (scaled, digits, i as u32)
+            })
+            .collect();
+        order.sort_unstable();
+        let shown: Vec<&Status> = order.iter().map(|&(_, _, i)| shown[i as usize]).collect();
+        drop(order);
+        Shown {
+            tree: shown.iter().map(|s| (s.id.to_string(), s.parent)).collect(),
+            depth: shown.iter().filter_map(|s| s.depth).max().unwrap_or(0),
+            roles: shown
+                .iter()
+                .map(|s| (s.id.to_string(), s.roles.clone()))
+                .collect(),
+        }
     }
 }
 
@@ -573,35 +645,37 @@ pub fn spanning_tree(graph: &Graph, statuses: &[&Status]) -> Check {
             next[p as usize] += 1;
         }
     }
+    // Children lists mirror the parent pointers, node by node in index order (a child's id is
+    // the graph's, the same as its status's: `covers`).
+    for (i, status) in statuses.iter().enumerate() {
+        let kids = &children[first[i] as usize..first[i + 1] as usize];
+        let ids = kids.iter().map(|&k| graph.ids()[k as usize]);
+        if !status.children.iter().copied().eq(ids.clone()) {
+            return fail(format!(
+                "node {} lists children {}, parents say {}",
+                status.id,
+                list(status.children.iter()),
+                list(ids)
+            ));
+        }
+    }
     // Walk down from the root: every node must be reached exactly once, at the depth it reports.
+    // The walk goes through the nodes at random: it reads the depths gathered in one small
+    // array, not a million statuses.
+    let depths: Vec<Option<u32>> = statuses.iter().map(|s| s.depth).collect();
     let mut seen = vec![false; statuses.len()];
     seen[root] = true;
     let mut reached = 1;
     let mut queue = VecDeque::from([(root, 0u32)]);
     while let Some((i, depth)) = queue.pop_front() {
-        let status = statuses[i];
-        if status.depth != Some(depth) {
+        if depths[i] != Some(depth) {
             return fail(format!(
                 "node {} reports depth {}, is at {depth}",
-                status.id,
-                maybe(status.depth)
+                statuses[i].id,
+                maybe(depths[i])
             ));
         }
-        let kids = &children[first[i] as usize..first[i + 1] as usize];
-        if !status
-            .children
-            .iter()
-            .copied()
-            .eq(kids.iter().map(|&k| statuses[k as usize].id))
-        {
-            return fail(format!(
-                "node {} lists children {}, parents say {}",
-                status.id,
-                list(status.children.iter()),
-                list(kids.iter().map(|&k| statuses[k as usize].id))
-            ));
-        }
-        for &child in kids {
+        for &child in &children[first[i] as usize..first[i + 1] as usize] {
             if !seen[child as usize] {
                 seen[child as usize] = true;
                 reached += 1;
@@ -666,7 +740,219 @@ pub fn roles_follow_tree(statuses: &[&Status], lab_size: u64) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Counters;
     use proptest::prelude::*;
+
+    /// A graph of `links` between the ids 1..=n.
+    fn graph(n: u64, links: &[(u64, u64)]) -> Adjacency {
+        let mut adjacency: Adjacency = (1..=n).map(|id| (id, BTreeSet::new())).collect();
+        for &(a, b) in links {
+            adjacency.get_mut(&a).unwrap().insert(b);
+            adjacency.get_mut(&b).unwrap().insert(a);
+        }
+        adjacency
+    }
+
+    /// The statuses of a converged lab over `adjacency` whose tree is `parents` (child, parent),
+    /// rooted at node 1: what the nodes would report, worked out by hand.
+    fn converged(adjacency: &Adjacency, parents: &[(u64, u64)]) -> Vec<Status> {
+        let parent = |id| parents.iter().find(|&&(c, _)| c == id).map(|&(_, p)| p);
+        let depth = |mut id| {
+            let mut d = 0;
+            while let Some(p) = parent(id) {
+                (id, d) = (p, d + 1);
+            }
+            d
+        };
+        let below = |id| {
+            (1..=adjacency.len() as u64)
+                .filter(|&n| {
+                    let mut up = Some(n);
+                    while let Some(u) = up {
+                        if u == id {
+                            return true;
+                        }
+                        up = parent(u);
+                    }
+                    false
+                })
+                .count() as u64
+        };
+        adjacency
+            .iter()
+            .map(|(&id, neighbors)| {
+                let children: Vec<NodeId> = parents
+                    .iter()
+                    .filter(|&&(_, p)| p == id)
+                    .map(|&(c, _)| c)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let place = Place {
+                    is_root: id == 1,
+                    parent_is_root: parent(id) == Some(1),
+                    has_children: !children.is_empty(),
+                    quorum: true,
+                };
+                Status {
+                    id,
+                    epoch: 1,
+                    election: if id == 1 {
+                        Phase::Leader
+                    } else {
+                        Phase::Pruned
+                    },
+                    leader: Some(1),
+                    parent: parent(id),
+                    depth: Some(depth(id)),
+                    children,
+                    subtree: Some(below(id)),
+                    roles: crate::roles::roles(place),
+                    counters: Counters::default(),
+                    members: neighbors.iter().copied().collect(),
+                    suspected: Vec::new(),
+                    pending: false,
+                }
+            })
+            .collect()
+    }
+
+    /// The spanning tree check of `statuses` over `adjacency`, as a large run's report makes it.
+    fn tree_check(adjacency: &Adjacency, statuses: &[Status]) -> Check {
+        let report = Report::build_rows("t", "sim", &Graph::from_adjacency(adjacency), statuses, 0);
+        report
+            .checks
+            .into_iter()
+            .find(|c| c.name == "spanning_tree")
+            .expect("the report checks the tree")
+    }
+
+    // A square 1-2-3-4 with the chord 2-4 and a tail 4-5; the tree 2→1, 4→1, 3→2, 5→4.
+    const LINKS: [(u64, u64); 6] = [(1, 2), (2, 3), (3, 4), (4, 1), (2, 4), (4, 5)];
+    const TREE: [(u64, u64); 4] = [(2, 1), (4, 1), (3, 2), (5, 4)];
+
+    #[test]
+    fn a_true_spanning_tree_passes() {
+        let adjacency = graph(5, &LINKS);
+        let statuses = converged(&adjacency, &TREE);
+        let check = tree_check(&adjacency, &statuses);
+        assert!(check.ok, "{}", check.detail);
+        let report =
+            Report::build_rows("t", "sim", &Graph::from_adjacency(&adjacency), &statuses, 0);
+        assert!(report.converged);
+        assert_eq!(report.depth, 2);
+        assert_eq!(report.tree["5"], Some(4));
+    }
+
+    #[test]
+    fn the_tree_check_finds_each_kind_of_lie() {
+        let adjacency = graph(5, &LINKS);
+        let lie = |change: &dyn Fn(&mut Vec<Status>), says: &str| {
+            let mut statuses = converged(&adjacency, &TREE);
+            change(&mut statuses);
+            let check = tree_check(&adjacency, &statuses);
+            assert!(!check.ok, "passed: {}", check.detail);
+            assert!(
+                check.detail.contains(says),
+                "{} (wanted {says})",
+                check.detail
+            );
+        };
+        lie(&|s| s[4].depth = Some(3), "node 5 reports depth 3, is at 2");
+        lie(&|s| s[2].depth = None, "node 3 reports depth none");
+        lie(
+            &|s| s[3].children.clear(),
+            "node 4 lists children none, parents say 5",
+        );
+        lie(&|s| s[1].children.push(5), "node 2 lists children 3, 5");
+        // 3 and 5 hang from each other, away from the root (5's parent not a neighbour first).
+        lie(
+            &|s| s[4].parent = Some(3),
+            "node 5's parent 3 is not a neighbour",
+        );
+        lie(
+            &|s| {
+                // 3 ↔ 2 ↔ … a loop of 2 and 3, each the other's parent and child.
+                s[1].parent = Some(3);
+                s[1].children = vec![3];
+                s[2].children = vec![2];
+                s[0].children = vec![4];
+            },
+            "3 of 5 nodes hang from the root; node 2 does not",
+        );
+        lie(&|s| s[0].subtree = Some(4), "the root counted 4 nodes");
+    }
+
+    #[test]
+    fn two_threads_make_the_same_report_as_one() {
+        // A path of 60,000 nodes rooted at its end, converged; then the same with a lie in it.
+        let n = 60_000u64;
+        let graph = Graph::from_numbered((1..=n).collect(), (1..n as usize).map(|i| (i - 1, i)));
+        let place = |id: u64| Place {
+            is_root: id == 1,
+            parent_is_root: id == 2,
+            has_children: id < n,
+            quorum: true,
+        };
+        let mut statuses: Vec<Status> = (1..=n)
+            .map(|id| Status {
+                id,
+                epoch: 1,
+                election: if id == 1 {
+                    Phase::Leader
+                } else {
+                    Phase::Pruned
+                },
+                leader: Some(1),
+                parent: (id > 1).then(|| id - 1),
+                depth: Some(id as u32 - 1),
+                children: if id < n { vec![id + 1] } else { vec![] },
+                subtree: Some(n - id + 1),
+                roles: crate::roles::roles(place(id)),
+                counters: Counters::default(),
+                members: [id - 1, id + 1]
+                    .into_iter()
+                    .filter(|&m| (1..=n).contains(&m))
+                    .collect(),
+                suspected: Vec::new(),
+                pending: false,
+            })
+            .collect();
+        let one = Report::build_rows_on("t", "sim", &graph, &statuses, 0, false);
+        let two = Report::build_rows_on("t", "sim", &graph, &statuses, 0, true);
+        assert!(one.converged);
+        assert_eq!(one, two);
+        statuses[30_000].depth = Some(7);
+        let one = Report::build_rows_on("t", "sim", &graph, &statuses, 0, false);
+        let two = Report::build_rows_on("t", "sim", &graph, &statuses, 0, true);
+        assert!(!one.converged);
+        assert_eq!(one, two);
+    }
+
+    #[test]
+    fn a_report_on_a_graph_in_two_parts_judges_each() {
+        // Two separate triangles, each a converged tree of its own: not one spanning tree.
+        let adjacency = graph(6, &[(1, 2), (2, 3), (3, 1), (4, 5), (5, 6), (6, 4)]);
+        let mut statuses = converged(&adjacency, &[(2, 1), (3, 1), (5, 4), (6, 4)]);
+        for s in &mut statuses[3..] {
+            s.leader = Some(4);
+        }
+        let report =
+            Report::build_rows("t", "sim", &Graph::from_adjacency(&adjacency), &statuses, 0);
+        // Each part is a tree of its own, judged on its own; the lab as a whole did not converge.
+        assert!(!report.converged);
+        let tree = report
+            .checks
+            .iter()
+            .find(|c| c.name == "spanning_tree")
+            .unwrap();
+        assert!(
+            tree.detail.contains("component of 1: 3 nodes under root 1")
+                && tree.detail.contains("component of 4: 3 nodes under root 4"),
+            "{}",
+            tree.detail
+        );
+    }
 
     proptest! {
         #[test]
