@@ -38,6 +38,7 @@ pub mod faults;
 mod pages;
 mod parallel;
 pub mod scale;
+mod statuses;
 pub mod sweep;
 pub mod workload;
 
@@ -824,18 +825,7 @@ impl Simulation {
     /// Every node's status, by id, giving up the nodes to make them. At a million nodes the
     /// report is built from these statuses alone.
     fn take_statuses(&mut self) -> Vec<Status> {
-        // From the last node back, giving the nodes' memory back as their statuses are made (a
-        // million nodes and their statuses would not fit side by side).
-        let mut nodes = std::mem::take(&mut self.nodes);
-        let mut statuses = Vec::with_capacity(nodes.len());
-        while let Some(node) = nodes.pop() {
-            statuses.push(node.into_status());
-            if nodes.len().is_multiple_of(1 << 16) {
-                nodes.shrink_to_fit();
-            }
-        }
-        statuses.reverse();
-        statuses
+        statuses::take(std::mem::take(&mut self.nodes))
     }
 
     /// Checks only the network can make: the wire agrees with the nodes' own accounts.
