@@ -8,7 +8,9 @@
 //! nodes sent. Then this thread carries out the sends in the order one thread would have: message
 //! by message, each message's sends in the order its node made them, drawing each delay from the
 //! one random stream and pushing each onto its link in that order. Same deliveries, same sends,
-//! same draws: the same run, message for message (a test compares the two).
+//! same draws: the same run, message for message (a test compares the two). The helper hands its
+//! deliveries back in chunks as it goes, so this thread, done with its own half, schedules the
+//! sends of the helper's first chunks while the helper delivers the rest.
 
 use labctl_core::{Input, Message, Node, NodeId, Output, Spare};
 
@@ -44,6 +46,46 @@ pub(crate) struct Half {
 impl Half {
     /// Deliver the items to `nodes` (the half that starts at index `base`), in order, at `now`.
     fn deliver(&mut self, nodes: &mut [Node], base: usize, row: &[u32], now: u64) {
+        self.made.clear();
+        self.sends.clear();
+        self.deliver_some(0..self.items.len(), nodes, base, row, now);
+        self.items.clear();
+    }
+
+    /// Deliver the items to `nodes` in chunks of [`CHUNK`], handing each chunk's sends to
+    /// `done` as soon as it is delivered (the helper's part of a round: this thread schedules a
+    /// chunk's sends while the helper delivers the next).
+    fn deliver_in_chunks(
+        &mut self,
+        nodes: &mut [Node],
+        base: usize,
+        row: &[u32],
+        now: u64,
+        done: &std::sync::mpsc::Sender<Chunk>,
+    ) {
+        for start in (0..self.items.len()).step_by(CHUNK) {
+            let end = (start + CHUNK).min(self.items.len());
+            self.deliver_some(start..end, nodes, base, row, now);
+            let chunk = Chunk {
+                made: std::mem::take(&mut self.made),
+                sends: std::mem::take(&mut self.sends),
+            };
+            if done.send(chunk).is_err() {
+                break;
+            }
+        }
+        self.items.clear();
+    }
+
+    /// Deliver `items[range]` in order, adding their sends to `made` and `sends`.
+    fn deliver_some(
+        &mut self,
+        range: std::ops::Range<usize>,
+        nodes: &mut [Node],
+        base: usize,
+        row: &[u32],
+        now: u64,
+    ) {
         let Half {
             items,
             made,
@@ -51,9 +93,7 @@ impl Half {
             spare,
             out,
         } = self;
-        made.clear();
-        sends.clear();
-        for k in 0..items.len() {
+        for k in range {
             if let Some(far) = items.get(k + PREFETCH_FAR) {
                 prefetch(&nodes[far.to - base]);
                 prefetch(&row[far.to]);
@@ -81,11 +121,56 @@ impl Half {
             }
             made.push((me, (sends.len() - before) as u32));
         }
-        items.clear();
     }
 }
 
+/// The helper's deliveries of one chunk: per item its receiver and how many sends it made, and
+/// the sends.
+struct Chunk {
+    made: Vec<(NodeId, u32)>,
+    sends: Vec<(u32, Message)>,
+}
+
+/// The helper hands back its deliveries in chunks of this many.
+const CHUNK: usize = 1024;
+
 impl Simulation {
+    /// Schedule the sends of a round's deliveries in one thread's order: item by item (`side`
+    /// says whose), each item's sends in the order its node made them. `mine` holds this
+    /// thread's part; the helper's comes in `chunks`, in order.
+    fn schedule_round(
+        &mut self,
+        side: &[bool],
+        mine: &mut Half,
+        mut chunks: impl Iterator<Item = Chunk>,
+    ) {
+        let mut made = mine.made.iter();
+        let mut sends = mine.sends.drain(..);
+        let mut their_made = Vec::new().into_iter();
+        let mut their_sends = Vec::new().into_iter();
+        for &ours in side {
+            if ours {
+                let &(me, count) = made.next().expect("each delivery's sends counted");
+                for (slot, message) in sends.by_ref().take(count as usize) {
+                    self.schedule(me, slot as usize, message);
+                }
+            } else {
+                let (me, count) = match their_made.next() {
+                    Some(item) => item,
+                    None => {
+                        let chunk = chunks.next().expect("the helper delivers all its part");
+                        their_made = chunk.made.into_iter();
+                        their_sends = chunk.sends.into_iter();
+                        their_made.next().expect("a chunk is never empty")
+                    }
+                };
+                for (slot, message) in their_sends.by_ref().take(count as usize) {
+                    self.schedule(me, slot as usize, message);
+                }
+            }
+        }
+    }
+
     /// [`Simulation::run_until_quiet_observed`] on two threads (see the module documentation),
     /// for a run without a trace. Near the budget it hands over to the one-thread loop, which
     /// fails exactly where it would have.
@@ -125,36 +210,39 @@ impl Simulation {
                     theirs.items.push(flight);
                 }
             }
-            // Both halves at once, the helper taking the second; a time of few messages is not
-            // worth starting it.
-            let (lo, hi) = self.nodes.split_at_mut(half);
-            let row = &self.row[..];
+            // The nodes are lent out for the round (scheduling never looks at them without a
+            // trace, and a run with one never comes here).
+            let mut nodes = std::mem::take(&mut self.nodes);
+            let (lo, hi) = nodes.split_at_mut(half);
+            let row = std::mem::take(&mut self.row);
             if side.len() < ALONE {
-                mine.deliver(lo, 0, row, at);
-                theirs.deliver(hi, half, row, at);
+                // A time of few messages is not worth the helper.
+                mine.deliver(lo, 0, &row, at);
+                theirs.deliver(hi, half, &row, at);
+                let chunks = std::iter::once(Chunk {
+                    made: std::mem::take(&mut theirs.made),
+                    sends: std::mem::take(&mut theirs.sends),
+                });
+                self.schedule_round(&side, &mut mine, chunks);
             } else {
+                // The helper delivers the second part in chunks while this thread delivers the
+                // first, then schedules every send in one thread's order, each chunk of the
+                // helper's as soon as it comes.
                 std::thread::scope(|scope| {
-                    let helper = scope.spawn(|| theirs.deliver(hi, half, row, at));
-                    mine.deliver(lo, 0, row, at);
+                    let (done, chunks) = std::sync::mpsc::channel();
+                    let helper = {
+                        let (theirs, row) = (&mut theirs, &row);
+                        scope.spawn(move || theirs.deliver_in_chunks(hi, half, row, at, &done))
+                    };
+                    mine.deliver(lo, 0, &row, at);
+                    self.schedule_round(&side, &mut mine, chunks.iter());
                     if let Err(panic) = helper.join() {
                         std::panic::resume_unwind(panic);
                     }
                 });
             }
-            // The sends, in one thread's order.
-            let mut made = (mine.made.iter(), theirs.made.iter());
-            let mut sends = (mine.sends.drain(..), theirs.sends.drain(..));
-            for &ours in &side {
-                let (made, sends) = if ours {
-                    (&mut made.0, &mut sends.0)
-                } else {
-                    (&mut made.1, &mut sends.1)
-                };
-                let &(me, count) = made.next().expect("each delivery's sends counted");
-                for (slot, message) in sends.by_ref().take(count as usize) {
-                    self.schedule(me, slot as usize, message);
-                }
-            }
+            self.nodes = nodes;
+            self.row = row;
         }
         self.run_until_quiet_one(budget, observe)
     }
