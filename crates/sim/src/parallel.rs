@@ -15,8 +15,8 @@
 use labctl_core::{Input, Message, Node, NodeId, Output, Spare};
 
 use super::{
-    link_slot, prefetch, prefetch_bytes, InFlight, Packed, Progress, SimError, Simulation,
-    PREFETCH_FAR, PREFETCH_NEAR, PROGRESS_EVERY,
+    link_slot, prefetch, prefetch_bytes, prefetch_node, InFlight, Packed, Progress, SimError,
+    Simulation, PREFETCH_FAR, PREFETCH_NEAR, PROGRESS_EVERY,
 };
 
 /// Runs of at least this many nodes deliver on two threads.
@@ -95,7 +95,7 @@ impl Half {
         } = self;
         for k in range {
             if let Some(far) = items.get(k + PREFETCH_FAR) {
-                prefetch(&nodes[far.to - base]);
+                prefetch_node(&nodes[far.to - base]);
                 prefetch(&row[far.to]);
             }
             if let Some(near) = items.get(k + PREFETCH_NEAR) {
