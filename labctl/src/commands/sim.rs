@@ -113,8 +113,12 @@ fn plain(args: &SimArgs, file: &Path) -> Result<Outcome> {
         delivered: run.delivered,
     };
     if args.json {
-        serde_json::to_writer(&mut stdout, &report)?;
-        writeln!(stdout)?;
+        // In large pieces: a million nodes' report is tens of megabytes, which standard output
+        // would otherwise take a few bytes at a time, looking for line ends in each.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut stdout);
+        serde_json::to_writer(&mut out, &report)?;
+        writeln!(out)?;
+        out.flush()?;
     } else {
         let setting = match config.delivery {
             Delivery::Sync => "synchronous rounds".to_string(),
