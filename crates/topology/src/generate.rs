@@ -571,7 +571,7 @@ fn links(shape: &Shape, n: usize, m: usize, rng: &mut SplitMix64) -> Vec<(u32, u
 /// First a random spanning tree (node i > 0 attaches to a uniformly random earlier node), so the
 /// graph is connected; then the remaining links are a uniformly random set of the other pairs.
 fn random_links(n: usize, m: usize, rng: &mut SplitMix64, out: &mut Vec<(u32, u32)>) {
-    let mut taken = PairSet::new(n);
+    let mut taken = PairSet::new(n, m);
     for i in 1..n as u64 {
         let parent = rng.below(i) as u32;
         taken.insert(parent, i as u32);
@@ -621,11 +621,49 @@ fn random_links(n: usize, m: usize, rng: &mut SplitMix64, out: &mut Vec<(u32, u3
 /// Only membership is asked, never iteration order, so the choice cannot change the graph.
 enum PairSet {
     Bits { n: usize, words: Vec<u64> },
-    Hash(HashSet<u64>),
+    Hash(HashSet<u64, MixPairs>),
+}
+
+/// The hash of a pair for [`PairSet`]: one multiply and a fold, where the standard hasher (keyed
+/// against adversaries, which a seeded generator has none of) took a sixth of generating a
+/// million-node graph. The pairs' order in the set is never read, so the hash cannot change a
+/// graph.
+#[derive(Clone, Copy, Default)]
+struct MixPairs;
+
+impl std::hash::BuildHasher for MixPairs {
+    type Hasher = MixPair;
+
+    fn build_hasher(&self) -> MixPair {
+        MixPair(0)
+    }
+}
+
+/// See [`MixPairs`]; hashes one `u64`.
+struct MixPair(u64);
+
+impl std::hash::Hasher for MixPair {
+    fn finish(&self) -> u64 {
+        // The product's high half mixes every bit of the key; folded into the low half too,
+        // where the table picks its bucket (the high bits pick its tag).
+        let product = u128::from(self.0) * 0x9E37_79B9_7F4A_7C15;
+        (product as u64) ^ ((product >> 64) as u64)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
 }
 
 impl PairSet {
-    fn new(n: usize) -> Self {
+    /// A set for pairs of `n` nodes, room made for `m` of them.
+    fn new(n: usize, m: usize) -> Self {
         // 8192 nodes is 8 MiB of bits; dense random graphs (m > half of all pairs) are below that
         // anyway, since the size guard caps m at 10 million.
         if n <= 8192 {
@@ -634,7 +672,7 @@ impl PairSet {
                 words: vec![0; (n * n).div_ceil(64)],
             }
         } else {
-            PairSet::Hash(HashSet::new())
+            PairSet::Hash(HashSet::with_capacity_and_hasher(m, MixPairs))
         }
     }
 
