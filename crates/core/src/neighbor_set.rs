@@ -31,7 +31,7 @@ impl Deref for Universe {
 impl Universe {
     /// What comes before the ids in their heap block: the shared count and the length, a word
     /// each (a test checks the layout).
-    const HEADER: usize = 2 * std::mem::size_of::<usize>();
+    pub(crate) const HEADER: usize = 2 * std::mem::size_of::<usize>();
 
     /// Where the ids live on the heap, with their count and the shared count before them, for a
     /// universe of `len` ids (the caller knows it without reading the heap): address and bytes.

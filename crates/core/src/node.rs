@@ -319,6 +319,16 @@ impl Node {
         ]
     }
 
+    /// The bytes of the heap blocks a new plain node of `degree` neighbours allocates (its
+    /// neighbours' ids and Yo-Yo's slots), without the allocator's own: a simulator that builds
+    /// a million nodes makes their memory ready ahead.
+    pub fn heap_bytes(degree: usize) -> [usize; 2] {
+        [
+            Universe::HEADER + degree * std::mem::size_of::<NodeId>(),
+            YoYo::slot_bytes(degree),
+        ]
+    }
+
     /// The current epoch.
     pub fn epoch(&self) -> Epoch {
         self.epoch

@@ -185,6 +185,11 @@ impl YoYo {
         )
     }
 
+    /// The bytes of the slots of a node of `degree` neighbours (one heap block).
+    pub(crate) fn slot_bytes(degree: usize) -> usize {
+        degree * std::mem::size_of::<Said>()
+    }
+
     /// How many neighbours the node has (one slot each), known without reading the heap.
     pub(crate) fn degree(&self) -> usize {
         self.said.len()

@@ -533,8 +533,20 @@ impl Simulation {
         // The pages they will fill, made present on the other core as this one fills them:
         // the nodes beside their heap blocks, then the links.
         let prefault = heap.as_ref().map(|heap| {
+            // Of the heap, only what the nodes' blocks take: the rest of the reservation fills
+            // at its own pace, and pages made present but never used would count as used.
+            let blocks = (0..ids.len())
+                .map(|i| {
+                    let degree = (row[i + 1] - row[i]) as usize;
+                    Node::heap_bytes(degree)
+                        .into_iter()
+                        .map(pages::chunk)
+                        .sum::<usize>()
+                })
+                .sum::<usize>();
+            let (start, reserved) = heap.range();
             pages::prefault(vec![
-                vec![pages::buffer(&nodes), heap.range()],
+                vec![pages::buffer(&nodes), (start, blocks.min(reserved))],
                 vec![pages::buffer(&links)],
             ])
         });

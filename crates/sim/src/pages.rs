@@ -199,6 +199,12 @@ fn populate(start: usize, len: usize) {
     let _ = (start, len);
 }
 
+/// The room glibc's allocator takes for a block of `bytes`: its size word added, rounded up to
+/// 16 bytes, at least 32.
+pub(crate) fn chunk(bytes: usize) -> usize {
+    (bytes + 8).next_multiple_of(16).max(32)
+}
+
 /// The memory behind `v`'s whole buffer, (address, bytes).
 pub(crate) fn buffer<T>(v: &Vec<T>) -> (usize, usize) {
     (v.as_ptr() as usize, v.capacity() * std::mem::size_of::<T>())
