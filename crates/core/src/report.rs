@@ -360,6 +360,9 @@ impl Shown {
         // The maps keyed by the ids' text are built from a list already in the text's order:
         // a million keys are then placed in one pass, not compared in a sort.
         let shown: Vec<&Status> = shown.collect();
+        // In the statuses' own order, one after the other (a million of them, read in the text's
+        // order, would each be a miss).
+        let depth = shown.iter().filter_map(|s| s.depth).max().unwrap_or(0);
         let mut order: Vec<(u128, u32, u32)> = (0..shown.len())
             .map(|i| {
                 let (scaled, digits) = text_order(shown[i].id);
@@ -371,7 +374,7 @@ impl Shown {
         drop(order);
         Shown {
             tree: shown.iter().map(|s| (s.id.to_string(), s.parent)).collect(),
-            depth: shown.iter().filter_map(|s| s.depth).max().unwrap_or(0),
+            depth,
             roles: shown
                 .iter()
                 .map(|s| (s.id.to_string(), s.roles.clone()))
