@@ -791,33 +791,48 @@ mod tests {
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                let place = Place {
-                    is_root: id == 1,
-                    parent_is_root: parent(id) == Some(1),
-                    has_children: !children.is_empty(),
-                    quorum: true,
-                };
-                Status {
-                    id,
-                    epoch: 1,
-                    election: if id == 1 {
-                        Phase::Leader
-                    } else {
-                        Phase::Pruned
-                    },
-                    leader: Some(1),
-                    parent: parent(id),
-                    depth: Some(depth(id)),
-                    children,
-                    subtree: Some(below(id)),
-                    roles: crate::roles::roles(place),
-                    counters: Counters::default(),
-                    members: neighbors.iter().copied().collect(),
-                    suspected: Vec::new(),
-                    pending: false,
-                }
+                let members = neighbors.iter().copied().collect();
+                status(id, parent(id), depth(id), children, below(id), members)
             })
             .collect()
+    }
+
+    /// The status of node `id` of a converged lab whose leader is node 1 (with a quorum): under
+    /// `parent` at `depth`, with `children` and `subtree` nodes in its subtree, its neighbours
+    /// `members`.
+    fn status(
+        id: NodeId,
+        parent: Option<NodeId>,
+        depth: u32,
+        children: Vec<NodeId>,
+        subtree: u64,
+        members: Vec<NodeId>,
+    ) -> Status {
+        let place = Place {
+            is_root: parent.is_none(),
+            parent_is_root: parent == Some(1),
+            has_children: !children.is_empty(),
+            quorum: true,
+        };
+        Status {
+            id,
+            epoch: 1,
+            election: if parent.is_none() {
+                Phase::Leader
+            } else {
+                Phase::Pruned
+            },
+            leader: Some(1),
+            parent,
+            depth: Some(depth),
+            children,
+            subtree: Some(subtree),
+            roles: crate::roles::roles(place),
+            counters: Counters::default(),
+            members,
+            suspected: Vec::new(),
+            pending: false,
+        }
     }
 
     /// The spanning tree check of `statuses` over `adjacency`, as a large run's report makes it.
@@ -891,34 +906,19 @@ mod tests {
         // A path of 60,000 nodes rooted at its end, converged; then the same with a lie in it.
         let n = 60_000u64;
         let graph = Graph::from_numbered((1..=n).collect(), (1..n as usize).map(|i| (i - 1, i)));
-        let place = |id: u64| Place {
-            is_root: id == 1,
-            parent_is_root: id == 2,
-            has_children: id < n,
-            quorum: true,
-        };
         let mut statuses: Vec<Status> = (1..=n)
-            .map(|id| Status {
-                id,
-                epoch: 1,
-                election: if id == 1 {
-                    Phase::Leader
-                } else {
-                    Phase::Pruned
-                },
-                leader: Some(1),
-                parent: (id > 1).then(|| id - 1),
-                depth: Some(id as u32 - 1),
-                children: if id < n { vec![id + 1] } else { vec![] },
-                subtree: Some(n - id + 1),
-                roles: crate::roles::roles(place(id)),
-                counters: Counters::default(),
-                members: [id - 1, id + 1]
-                    .into_iter()
-                    .filter(|&m| (1..=n).contains(&m))
-                    .collect(),
-                suspected: Vec::new(),
-                pending: false,
+            .map(|id| {
+                let children = if id < n { vec![id + 1] } else { vec![] };
+                let members = [id - 1, id + 1].into_iter().filter(|m| (1..=n).contains(m));
+                let parent = (id > 1).then(|| id - 1);
+                status(
+                    id,
+                    parent,
+                    id as u32 - 1,
+                    children,
+                    n - id + 1,
+                    members.collect(),
+                )
             })
             .collect();
         let one = Report::build_rows_on("t", "sim", &graph, &statuses, 0, false);

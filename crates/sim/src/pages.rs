@@ -176,27 +176,33 @@ impl Drop for Prefault {
 /// Make the whole pages inside `len` bytes from `start` present, as if written (Linux 5.14 or
 /// later; elsewhere, or refused, nothing happens and the first write does it as usual).
 fn populate(start: usize, len: usize) {
+    // SAFETY: the caller keeps the range allocated while the helper runs (see `prefault`);
+    // populating a page only makes it present, never changes what it holds.
     #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4 << 10;
-        let first = start.next_multiple_of(PAGE);
-        let end = (start + len) / PAGE * PAGE;
-        if end <= first {
-            return;
-        }
-        // SAFETY: the caller keeps the range allocated while the helper runs (see `prefault`);
-        // populating a page only makes it present, never changes what it holds, and a refusal
-        // (an old kernel, memory short) is only an error code, ignored.
-        unsafe {
-            libc::madvise(
-                first as *mut libc::c_void,
-                end - first,
-                libc::MADV_POPULATE_WRITE,
-            );
-        }
+    unsafe {
+        advise_pages(start, len, 4 << 10, libc::MADV_POPULATE_WRITE);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (start, len);
+}
+
+/// Give `advice` to `madvise` for the whole pages of `page` bytes inside `len` bytes from
+/// `start`; a refusal (an old kernel, memory short) is only an error code, ignored.
+///
+/// # Safety
+///
+/// The range must be memory of this process that the advice cannot harm: advice that drops
+/// pages (`MADV_DONTNEED`) only where nothing will read what they held.
+#[cfg(target_os = "linux")]
+pub(crate) unsafe fn advise_pages(start: usize, len: usize, page: usize, advice: libc::c_int) {
+    let first = start.next_multiple_of(page);
+    let end = (start + len) / page * page;
+    if end > first {
+        // SAFETY: as the caller promises.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, advice);
+        }
+    }
 }
 
 /// The room glibc's allocator takes for a block of `bytes`: its size word added, rounded up to
@@ -213,20 +219,12 @@ pub(crate) fn buffer<T>(v: &Vec<T>) -> (usize, usize) {
 /// `madvise` the 2 MiB pages wholly inside `len` bytes from `start`: huge pages from their
 /// first write on.
 fn advise_range(start: usize, len: usize) {
+    // SAFETY: the range lies inside memory this process owns (a live allocation, or the heap's
+    // top that glibc just obtained); advice changes how the pages are backed, never their
+    // contents.
     #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let first = start.next_multiple_of(HUGE);
-        let end = (start + len) / HUGE * HUGE;
-        if end <= first {
-            return;
-        }
-        // SAFETY: the range lies inside memory this process owns (a live allocation, or the
-        // heap's top that glibc just obtained); advice changes how the pages are backed, never
-        // their contents, and a refusal is only an error code, ignored.
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-        }
+    unsafe {
+        advise_pages(start, len, 2 << 20, libc::MADV_HUGEPAGE);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (start, len);

@@ -75,18 +75,16 @@ fn make(base: Place, first: usize, out: &mut [MaybeUninit<Status>]) {
 /// Hand the kernel the pages wholly inside the places of nodes `from..to`, which have all been
 /// read: their memory is never looked at again (the buffer is only freed).
 fn give_back(base: Place, from: usize, to: usize) {
+    // SAFETY: the range lies inside the nodes' buffer, whose nodes there have been read out
+    // and are never read again; dropping the pages only makes them read as zero.
     #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4 << 10;
-        let start = (base.0 as usize + from * std::mem::size_of::<Node>()).next_multiple_of(PAGE);
-        let end = (base.0 as usize + to * std::mem::size_of::<Node>()) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: the range lies inside the nodes' buffer, whose nodes there have been read
-            // out and are never read again; dropping the pages only makes them read as zero.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
-            }
-        }
+    unsafe {
+        crate::pages::advise_pages(
+            base.0 as usize + from * std::mem::size_of::<Node>(),
+            (to - from) * std::mem::size_of::<Node>(),
+            4 << 10,
+            libc::MADV_DONTNEED,
+        );
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (base, from, to);
