@@ -126,6 +126,9 @@ pub(crate) struct Prefault {
     helper: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A small page, the unit memory is made present in.
+const PAGE: usize = 4 << 10;
+
 /// How much the helper makes present at a time (and how soon it sees a stop).
 const PREFAULT_CHUNK: usize = 4 << 20;
 
@@ -148,20 +151,31 @@ pub(crate) fn prefault(streams: Vec<Vec<(usize, usize)>>) -> Prefault {
                         return;
                     }
                     for &(start, len) in &ranges {
-                        // This range's share of the step, in whole pages.
-                        let from = (len * step / steps) & !0xfff;
-                        let to = if step + 1 == steps {
-                            len
-                        } else {
-                            (len * (step + 1) / steps) & !0xfff
+                        // This range's share of the step, cut at page boundaries (of the
+                        // address, so that one step ends on the page where the next begins).
+                        let at = |k: usize| match k {
+                            0 => start,
+                            k if k == steps => start + len,
+                            k => (start + len * k / steps) & !(PAGE - 1),
                         };
-                        populate(start + from, to.saturating_sub(from));
+                        let (from, to) = (at(step), at(step + 1));
+                        populate(from, to.saturating_sub(from));
                     }
                 }
             }
         })
         .ok();
     Prefault { stop, helper }
+}
+
+impl Prefault {
+    /// Wait for the helper to make everything present (the tests look at the pages).
+    #[cfg(test)]
+    fn finish(mut self) {
+        if let Some(helper) = self.helper.take() {
+            helper.join().expect("the helper does not panic");
+        }
+    }
 }
 
 impl Drop for Prefault {
@@ -180,7 +194,7 @@ fn populate(start: usize, len: usize) {
     // populating a page only makes it present, never changes what it holds.
     #[cfg(target_os = "linux")]
     unsafe {
-        advise_pages(start, len, 4 << 10, libc::MADV_POPULATE_WRITE);
+        advise_pages(start, len, PAGE, libc::MADV_POPULATE_WRITE);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (start, len);
@@ -206,8 +220,11 @@ pub(crate) unsafe fn advise_pages(start: usize, len: usize, page: usize, advice:
 }
 
 /// The room glibc's allocator takes for a block of `bytes`: its size word added, rounded up to
-/// 16 bytes, at least 32.
+/// 16 bytes, at least 32; none for no bytes (an empty box or vector allocates nothing).
 pub(crate) fn chunk(bytes: usize) -> usize {
+    if bytes == 0 {
+        return 0;
+    }
     (bytes + 8).next_multiple_of(16).max(32)
 }
 
@@ -256,7 +273,8 @@ mod tests {
         // A buffer half written before the helper starts, the rest written while it runs over
         // the whole of it, and a second stream beside: everything reads back as written, and
         // the part never written reads zero.
-        const LEN: usize = 8 * PREFAULT_CHUNK / 8;
+        // Eight chunks' worth of bytes, in words.
+        const LEN: usize = PREFAULT_CHUNK;
         let value = |i: usize| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut a: Vec<u64> = Vec::with_capacity(LEN);
         a.extend((0..LEN / 2).map(value));
@@ -270,5 +288,45 @@ mod tests {
         let c: Vec<u64> = (0..LEN).map(value).collect();
         drop(prefault(vec![vec![buffer(&c)]]));
         assert!(c.iter().enumerate().all(|(i, &v)| v == value(i)));
+    }
+
+    /// How many of the pages wholly inside `len` bytes from `start` are present (`mincore`).
+    #[cfg(target_os = "linux")]
+    fn present(start: usize, len: usize) -> (usize, usize) {
+        let first = start.next_multiple_of(PAGE);
+        let pages = (start + len - first) / PAGE;
+        let mut map = vec![0u8; pages];
+        // SAFETY: `mincore` only reports on the range (inside a live buffer) into `map`, one
+        // byte per page.
+        let status = unsafe {
+            libc::mincore(
+                first as *mut libc::c_void,
+                pages * PAGE,
+                map.as_mut_ptr().cast(),
+            )
+        };
+        assert_eq!(status, 0, "mincore");
+        (map.iter().filter(|&&b| b & 1 == 1).count(), pages)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn prefaulting_makes_every_page_present() {
+        // Two buffers never written (their pages not there yet, as `mincore` shows), one of
+        // them starting part way into a page and split into steps whose cuts fall inside pages:
+        // after the helper, every whole page of both is present.
+        let a: Vec<u8> = Vec::with_capacity(3 * PREFAULT_CHUNK + 12_345);
+        let b: Vec<u8> = Vec::with_capacity(PREFAULT_CHUNK / 3);
+        let (start, len) = buffer(&a);
+        let odd = (start + 1000, len - 1000);
+        let (before, pages) = present(odd.0, odd.1);
+        assert!(
+            before < pages / 2,
+            "{before} of {pages} pages already present"
+        );
+        prefault(vec![vec![odd, buffer(&b)]]).finish();
+        assert_eq!(present(odd.0, odd.1), (pages, pages));
+        let (b_present, b_pages) = present(buffer(&b).0, buffer(&b).1);
+        assert_eq!(b_present, b_pages);
     }
 }
