@@ -415,13 +415,10 @@ const PREFETCH_NEAR: usize = 2;
 /// its slots per message).
 const PREFETCH_MAX_BYTES: usize = 256;
 
-/// Ask for `value`'s memory to be brought into the cache, without waiting for it (a hint: it
-/// changes no result).
 /// How much of a node is asked for ahead: its first six cache lines of nine (where the compiler
 /// puts Yo-Yo's and SHOUT's state; the node's own fields come in with the hint for its heap
-/// blocks, which reads them). Asking for all nine took longer at a million nodes (five runs
-/// each, alternating: deliveries 5.22 s at the median against 4.62 s; 4.96 s asking for three
-/// lines): a core has room for only so many lines on their way at once.
+/// blocks, which reads them). Asking for all nine took longer at a million nodes (BENCHMARKS.md,
+/// issue 14): a core has room for only so many lines on their way at once.
 const PREFETCH_NODE_BYTES: usize = 384;
 
 /// Ask the memory for the part of `node` a delivery reads first (see [`PREFETCH_NODE_BYTES`]).
@@ -430,6 +427,8 @@ fn prefetch_node(node: &Node) {
     prefetch_lines((node as *const Node).cast(), bytes);
 }
 
+/// Ask for `value`'s memory to be brought into the cache, without waiting for it (a hint: it
+/// changes no result).
 fn prefetch<T>(value: &T) {
     prefetch_lines((value as *const T).cast(), std::mem::size_of::<T>());
 }

@@ -31,13 +31,11 @@ const ALONE: usize = 1024;
 
 /// One half's deliveries of a round, and what its nodes sent.
 #[derive(Default)]
-pub(crate) struct Half {
+struct Half {
     /// The messages, in the time's order.
     items: Vec<InFlight>,
-    /// Per item, in order: the receiver's id and how many sends it made.
-    made: Vec<(NodeId, u32)>,
-    /// The sends, item after item: the link's slot and the message.
-    sends: Vec<(u32, Message)>,
+    /// What the deliveries sent.
+    sent: Sent,
     /// The buffers a node borrows for a call, and its outputs.
     spare: Spare,
     out: Vec<Output>,
@@ -46,8 +44,8 @@ pub(crate) struct Half {
 impl Half {
     /// Deliver the items to `nodes` (the half that starts at index `base`), in order, at `now`.
     fn deliver(&mut self, nodes: &mut [Node], base: usize, row: &[u32], now: u64) {
-        self.made.clear();
-        self.sends.clear();
+        self.sent.made.clear();
+        self.sent.sends.clear();
         self.deliver_some(0..self.items.len(), nodes, base, row, now);
         self.items.clear();
     }
@@ -61,23 +59,19 @@ impl Half {
         base: usize,
         row: &[u32],
         now: u64,
-        done: &std::sync::mpsc::Sender<Chunk>,
+        done: &std::sync::mpsc::Sender<Sent>,
     ) {
         for start in (0..self.items.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(self.items.len());
             self.deliver_some(start..end, nodes, base, row, now);
-            let chunk = Chunk {
-                made: std::mem::take(&mut self.made),
-                sends: std::mem::take(&mut self.sends),
-            };
-            if done.send(chunk).is_err() {
+            if done.send(std::mem::take(&mut self.sent)).is_err() {
                 break;
             }
         }
         self.items.clear();
     }
 
-    /// Deliver `items[range]` in order, adding their sends to `made` and `sends`.
+    /// Deliver `items[range]` in order, adding what they sent to `sent`.
     fn deliver_some(
         &mut self,
         range: std::ops::Range<usize>,
@@ -88,8 +82,7 @@ impl Half {
     ) {
         let Half {
             items,
-            made,
-            sends,
+            sent: Sent { made, sends },
             spare,
             out,
         } = self;
@@ -124,10 +117,12 @@ impl Half {
     }
 }
 
-/// The helper's deliveries of one chunk: per item its receiver and how many sends it made, and
-/// the sends.
-struct Chunk {
+/// What some deliveries sent (a half's in a round, or one chunk of the helper's).
+#[derive(Default)]
+struct Sent {
+    /// Per delivery, in order: the receiver's id and how many sends it made.
     made: Vec<(NodeId, u32)>,
+    /// The sends, delivery after delivery: the link's slot and the message.
     sends: Vec<(u32, Message)>,
 }
 
@@ -142,10 +137,10 @@ impl Simulation {
         &mut self,
         side: &[bool],
         mine: &mut Half,
-        mut chunks: impl Iterator<Item = Chunk>,
+        mut chunks: impl Iterator<Item = Sent>,
     ) {
-        let mut made = mine.made.iter();
-        let mut sends = mine.sends.drain(..);
+        let mut made = mine.sent.made.iter();
+        let mut sends = mine.sent.sends.drain(..);
         let mut their_made = Vec::new().into_iter();
         let mut their_sends = Vec::new().into_iter();
         for &ours in side {
@@ -219,10 +214,7 @@ impl Simulation {
                 // A time of few messages is not worth the helper.
                 mine.deliver(lo, 0, &row, at);
                 theirs.deliver(hi, half, &row, at);
-                let chunks = std::iter::once(Chunk {
-                    made: std::mem::take(&mut theirs.made),
-                    sends: std::mem::take(&mut theirs.sends),
-                });
+                let chunks = std::iter::once(std::mem::take(&mut theirs.sent));
                 self.schedule_round(&side, &mut mine, chunks);
             } else {
                 // The helper delivers the second part in chunks while this thread delivers the

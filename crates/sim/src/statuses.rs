@@ -9,15 +9,13 @@ use std::mem::MaybeUninit;
 
 use labctl_core::{Node, Status};
 
-/// Runs of at least this many nodes make their statuses on two threads.
-const TWO_THREADS: usize = 50_000;
-
 /// How many nodes a thread gives up between handing their pages back.
 const GIVE_BACK_EVERY: usize = 1 << 14;
 
 /// Every node's status, in the nodes' order, the nodes given up.
 pub(crate) fn take(nodes: Vec<Node>) -> Vec<Status> {
-    let two = nodes.len() >= TWO_THREADS;
+    // On two threads as the deliveries are.
+    let two = nodes.len() >= crate::parallel::TWO_THREADS;
     take_on(nodes, two)
 }
 
