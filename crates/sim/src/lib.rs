@@ -7,15 +7,18 @@
 //!
 //! - [`Delivery::Sync`]: every message takes exactly one time unit: the network moves in
 //!   synchronous rounds, and SHOUT+ builds a breadth-first tree.
-//! - [`Delivery::Async`]: every message takes a random 1..=[`ASYNC_MAX_DELAY`] units drawn from the
-//!   seeded generator, but a link never overtakes itself (FIFO per link, as ZeroMQ guarantees).
+//! - [`Delivery::Async`]: every message takes a random 1..=[`ASYNC_MAX_DELAY`] units, but a link
+//!   never overtakes itself (FIFO per link, as ZeroMQ guarantees). The delay of the k-th message
+//!   on a link is drawn from the seed, the link and k alone ([`link_delay`]), not from one stream
+//!   shared by every send: whichever thread puts a message on its link draws the same delay.
 //!
 //! A run stops when no message is left in flight. A step budget turns a livelock into a loud
 //! [`SimError::BudgetExceeded`] naming the seed that reproduces it.
 //!
 //! A large run (50,000 nodes or more, no trace) delivers each time's messages on two threads,
-//! each to its half of the nodes, and then schedules their sends in the order one thread would
-//! have (`parallel`): the same run, message for message, in less time.
+//! each to its half of the nodes, each putting its nodes' sends on their links, and then queues
+//! the sends in the order one thread would have (`parallel`): the same run, message for message,
+//! in less time.
 //!
 //! ```
 //! use labctl_sim::{Config, Delivery, Simulation};
@@ -476,6 +479,41 @@ struct LinkOut {
     clock: u64,
     /// The neighbour's index.
     index: u32,
+    /// How many messages have been put on the link (the next one's draw; wraps after 2³²).
+    sent: u32,
+}
+
+impl LinkOut {
+    /// Put a message on this link, the one in `slot` of the rows, at `now`: its delivery time.
+    /// Only the sender's handling ever calls this for a link, so each half of a two-thread run
+    /// stamps its own nodes' links.
+    fn stamp(&mut self, slot: usize, now: u64, delivery: Delivery, seed: u64) -> u64 {
+        let delay = match delivery {
+            Delivery::Sync => 1,
+            Delivery::Async => link_delay(seed, slot, self.sent),
+        };
+        self.sent = self.sent.wrapping_add(1);
+        let at = (now + delay).max(self.clock);
+        self.clock = at;
+        at
+    }
+}
+
+/// The delay, 1..=[`ASYNC_MAX_DELAY`], of the `nth` message on the link in `slot` of a run with
+/// `seed`: one SplitMix64 draw from a state made of the three, distinct for every (slot, nth),
+/// so that a link's delays are a random sequence of their own. A run whose delays came from one
+/// generator in send order could only be stamped one send after another, on one thread.
+fn link_delay(seed: u64, slot: usize, nth: u32) -> u64 {
+    let key = (slot as u64) << 32 | u64::from(nth);
+    let state = seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    1 + SplitMix64::new(state).below(ASYNC_MAX_DELAY)
+}
+
+/// A message put on its link: when it arrives, and at which node.
+struct Stamped {
+    at: u64,
+    to: u32,
+    message: Message,
 }
 
 /// The simulated network.
@@ -497,7 +535,6 @@ pub struct Simulation {
     out: Vec<Output>,
     /// The buffers every node borrows for a call.
     spare: Spare,
-    rng: SplitMix64,
     config: Config,
     now: u64,
     delivered: u64,
@@ -559,11 +596,11 @@ impl Simulation {
         debug_assert!(
             (0..ids.len()).all(|i| nodes[i].neighbors().len() == (row[i + 1] - row[i]) as usize)
         );
-        links.extend(
-            neighbors
-                .into_iter()
-                .map(|index| LinkOut { clock: 0, index }),
-        );
+        links.extend(neighbors.into_iter().map(|index| LinkOut {
+            clock: 0,
+            index,
+            sent: 0,
+        }));
         drop(prefault);
         Simulation {
             nodes,
@@ -572,7 +609,6 @@ impl Simulation {
             queue: Calendar::new(),
             out: Vec::new(),
             spare: Spare::default(),
-            rng: SplitMix64::new(config.seed),
             config,
             now: 0,
             delivered: 0,
@@ -788,7 +824,14 @@ impl Simulation {
 
     /// Put `message` from `from` on the link in `slot` (the sender's row), after its delay.
     fn schedule(&mut self, from: NodeId, slot: usize, message: Message) {
-        let to_index = self.links[slot].index as usize;
+        let link = &mut self.links[slot];
+        let to = link.index;
+        let at = link.stamp(slot, self.now, self.config.delivery, self.config.seed);
+        self.queue_stamped(from, Stamped { at, to, message });
+    }
+
+    /// Queue a message already put on its link (counting it on the wire).
+    fn queue_stamped(&mut self, from: NodeId, Stamped { at, to, message }: Stamped) {
         match message.body.iteration() {
             Some(iteration) => {
                 let slot = iteration as usize - 1;
@@ -802,19 +845,12 @@ impl Simulation {
             }
             None => self.tree_seen = true,
         }
-        let delay = match self.config.delivery {
-            Delivery::Sync => 1,
-            Delivery::Async => 1 + self.rng.below(ASYNC_MAX_DELAY),
-        };
-        let clock = &mut self.links[slot].clock;
-        let at = (self.now + delay).max(*clock);
-        *clock = at;
         if self.config.trace {
             self.trace.push(TraceLine {
                 t: self.now,
                 node: from,
                 what: TraceEntry::Wire(Wire::Send {
-                    to: self.nodes[to_index].id(),
+                    to: self.nodes[to as usize].id(),
                     message: message.clone(),
                 }),
             });
@@ -823,7 +859,7 @@ impl Simulation {
             at,
             InFlight {
                 from,
-                to: to_index,
+                to: to as usize,
                 message,
             },
         );
@@ -1146,6 +1182,57 @@ mod tests {
         assert!(calendar.pop(0).is_none());
         assert!(calendar.slots[5].chunks.is_empty() && calendar.whole.is_empty());
         assert!(calendar.spare.len() <= SPARE_CHUNKS);
+    }
+
+    #[test]
+    fn each_link_draws_its_own_delays_over_the_whole_range() {
+        // A link's delays cover 1..=ASYNC_MAX_DELAY evenly; another link, or another seed, draws
+        // another sequence; the same (seed, link, k) always the same delay.
+        let mut seen = [0u32; ASYNC_MAX_DELAY as usize + 1];
+        for k in 0..16_000 {
+            seen[link_delay(5, 3, k) as usize] += 1;
+        }
+        assert_eq!(seen[0], 0, "no delay is zero");
+        for (delay, &count) in seen.iter().enumerate().skip(1) {
+            // 1,000 expected each; 800 is over six standard deviations away.
+            assert!(
+                (800..1200).contains(&count),
+                "delay {delay} drawn {count} times"
+            );
+        }
+        let sequence = |seed, slot| {
+            (0..64)
+                .map(|k| link_delay(seed, slot, k))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sequence(5, 3), sequence(5, 3));
+        assert_ne!(sequence(5, 3), sequence(5, 4));
+        assert_ne!(sequence(5, 3), sequence(6, 3));
+        // Neighbouring slots are not the same sequence shifted by one message.
+        assert_ne!(sequence(5, 3)[1..], sequence(5, 4)[..63]);
+    }
+
+    #[test]
+    fn a_link_never_overtakes_itself() {
+        let mut link = LinkOut {
+            clock: 0,
+            index: 0,
+            sent: 0,
+        };
+        let mut last = 0;
+        for now in 0..2_000 {
+            // Several messages at each time, and a time's messages never before the time's end.
+            for _ in 0..(now % 3) {
+                let at = link.stamp(7, now, Delivery::Async, 11);
+                assert!(
+                    at > now && at >= last,
+                    "sent at {now}, arrives at {at} after {last}"
+                );
+                assert!(at <= now + ASYNC_MAX_DELAY || at == last);
+                last = at;
+            }
+        }
+        assert_eq!(link.sent, (0..2_000u32).map(|n| n % 3).sum::<u32>());
     }
 
     #[test]

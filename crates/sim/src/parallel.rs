@@ -4,19 +4,21 @@
 //! least one unit of time, so nothing sent at `t` arrives at `t`. And a delivery changes only its
 //! receiver. So the messages of one time can be delivered in any order across receivers, as long
 //! as each receiver takes its own in order: this thread delivers those to the first half of the
-//! nodes, a helper those to the second half, each in the time's order, and each keeps what its
-//! nodes sent. Then this thread carries out the sends in the order one thread would have: message
-//! by message, each message's sends in the order its node made them, drawing each delay from the
-//! one random stream and pushing each onto its link in that order. Same deliveries, same sends,
-//! same draws: the same run, message for message (a test compares the two). The helper hands its
-//! deliveries back in chunks as it goes, so this thread, done with its own half, schedules the
-//! sends of the helper's first chunks while the helper delivers the rest.
+//! nodes, a helper those to the second, each in the time's order. A send changes only its own
+//! link, which lies in its sender's row, and a link's delays depend on the link and how many
+//! messages it has carried, not on the order of sends elsewhere (`link_delay`): so each thread
+//! also puts its nodes' sends on their links, stamping their arrival times. Then this thread
+//! queues the stamped sends in the order one thread would have: message by message, each
+//! message's sends in the order its node made them. Same deliveries, same sends, same delays: the
+//! same run, message for message (a test compares the two). The helper hands its deliveries back
+//! in chunks as it goes, so this thread, done with its own half, queues the sends of the helper's
+//! first chunks while the helper delivers the rest.
 
-use labctl_core::{Input, Message, Node, NodeId, Output, Spare};
+use labctl_core::{Input, Node, NodeId, Output, Spare};
 
 use super::{
-    link_slot, prefetch, prefetch_bytes, prefetch_node, InFlight, Packed, Progress, SimError,
-    Simulation, PREFETCH_FAR, PREFETCH_NEAR, PROGRESS_EVERY,
+    link_slot, prefetch, prefetch_bytes, prefetch_node, Delivery, InFlight, LinkOut, Packed,
+    Progress, SimError, Simulation, Stamped, PREFETCH_FAR, PREFETCH_NEAR, PROGRESS_EVERY,
 };
 
 /// Runs of at least this many nodes deliver on two threads.
@@ -28,6 +30,20 @@ const ROUND: usize = 1 << 15;
 
 /// A time of fewer messages than this is delivered on this thread alone (in the same order).
 const ALONE: usize = 1024;
+
+/// What a half needs to deliver a round: its nodes and their links, and the run's clock.
+struct Part<'a> {
+    /// The half's nodes, the first of them node `base`.
+    nodes: &'a mut [Node],
+    base: usize,
+    /// Every node's row bounds (see [`Simulation`]).
+    row: &'a [u32],
+    /// The half's nodes' links out, the first of them the link in slot `row[base]`.
+    links: &'a mut [LinkOut],
+    now: u64,
+    delivery: Delivery,
+    seed: u64,
+}
 
 /// One half's deliveries of a round, and what its nodes sent.
 #[derive(Default)]
@@ -42,28 +58,21 @@ struct Half {
 }
 
 impl Half {
-    /// Deliver the items to `nodes` (the half that starts at index `base`), in order, at `now`.
-    fn deliver(&mut self, nodes: &mut [Node], base: usize, row: &[u32], now: u64) {
+    /// Deliver the items to the part's nodes, in order.
+    fn deliver(&mut self, part: &mut Part) {
         self.sent.made.clear();
         self.sent.sends.clear();
-        self.deliver_some(0..self.items.len(), nodes, base, row, now);
+        self.deliver_some(0..self.items.len(), part);
         self.items.clear();
     }
 
     /// Deliver the items to `nodes` in chunks of [`CHUNK`], handing each chunk's sends to
-    /// `done` as soon as it is delivered (the helper's part of a round: this thread schedules a
+    /// `done` as soon as it is delivered (the helper's part of a round: this thread queues a
     /// chunk's sends while the helper delivers the next).
-    fn deliver_in_chunks(
-        &mut self,
-        nodes: &mut [Node],
-        base: usize,
-        row: &[u32],
-        now: u64,
-        done: &std::sync::mpsc::Sender<Sent>,
-    ) {
+    fn deliver_in_chunks(&mut self, part: &mut Part, done: &std::sync::mpsc::Sender<Sent>) {
         for start in (0..self.items.len()).step_by(CHUNK) {
             let end = (start + CHUNK).min(self.items.len());
-            self.deliver_some(start..end, nodes, base, row, now);
+            self.deliver_some(start..end, part);
             if done.send(std::mem::take(&mut self.sent)).is_err() {
                 break;
             }
@@ -71,21 +80,25 @@ impl Half {
         self.items.clear();
     }
 
-    /// Deliver `items[range]` in order, adding what they sent to `sent`.
-    fn deliver_some(
-        &mut self,
-        range: std::ops::Range<usize>,
-        nodes: &mut [Node],
-        base: usize,
-        row: &[u32],
-        now: u64,
-    ) {
+    /// Deliver `items[range]` in order, adding what they sent, put on their links, to `sent`.
+    fn deliver_some(&mut self, range: std::ops::Range<usize>, part: &mut Part) {
         let Half {
             items,
             sent: Sent { made, sends },
             spare,
             out,
         } = self;
+        let Part {
+            nodes,
+            base,
+            row,
+            links,
+            now,
+            delivery,
+            seed,
+        } = part;
+        let (base, now) = (*base, *now);
+        let first_link = row[base] as usize;
         for k in range {
             if let Some(far) = items.get(k + PREFETCH_FAR) {
                 prefetch_node(&nodes[far.to - base]);
@@ -95,6 +108,9 @@ impl Half {
                 for (start, len) in nodes[near.to - base].hot_blocks() {
                     prefetch_bytes(start, len);
                 }
+                let out = &links
+                    [row[near.to] as usize - first_link..row[near.to + 1] as usize - first_link];
+                prefetch_bytes(out.as_ptr().cast(), std::mem::size_of_val(out));
             }
             let flight = &items[k];
             let i = flight.to;
@@ -109,7 +125,13 @@ impl Half {
             for output in out.drain(..) {
                 if let Output::Send { to, message } = output {
                     let slot = link_slot(row, i, node, to);
-                    sends.push((slot as u32, message));
+                    let link = &mut links[slot - first_link];
+                    let at = link.stamp(slot, now, *delivery, *seed);
+                    sends.push(Stamped {
+                        at,
+                        to: link.index,
+                        message,
+                    });
                 }
             }
             made.push((me, (sends.len() - before) as u32));
@@ -122,17 +144,17 @@ impl Half {
 struct Sent {
     /// Per delivery, in order: the receiver's id and how many sends it made.
     made: Vec<(NodeId, u32)>,
-    /// The sends, delivery after delivery: the link's slot and the message.
-    sends: Vec<(u32, Message)>,
+    /// The sends, delivery after delivery, each on its link.
+    sends: Vec<Stamped>,
 }
 
 /// The helper hands back its deliveries in chunks of this many.
 const CHUNK: usize = 1024;
 
 impl Simulation {
-    /// Schedule the sends of a round's deliveries in one thread's order: item by item (`side`
-    /// says whose), each item's sends in the order its node made them. `mine` holds this
-    /// thread's part; the helper's comes in `chunks`, in order.
+    /// Queue the sends of a round's deliveries in one thread's order: item by item (`side` says
+    /// whose), each item's sends in the order its node made them. `mine` holds this thread's
+    /// part; the helper's comes in `chunks`, in order.
     fn schedule_round(
         &mut self,
         side: &[bool],
@@ -146,8 +168,8 @@ impl Simulation {
         for &ours in side {
             if ours {
                 let &(me, count) = made.next().expect("each delivery's sends counted");
-                for (slot, message) in sends.by_ref().take(count as usize) {
-                    self.schedule(me, slot as usize, message);
+                for stamped in sends.by_ref().take(count as usize) {
+                    self.queue_stamped(me, stamped);
                 }
             } else {
                 let (me, count) = match their_made.next() {
@@ -159,8 +181,8 @@ impl Simulation {
                         their_made.next().expect("a chunk is never empty")
                     }
                 };
-                for (slot, message) in their_sends.by_ref().take(count as usize) {
-                    self.schedule(me, slot as usize, message);
+                for stamped in their_sends.by_ref().take(count as usize) {
+                    self.queue_stamped(me, stamped);
                 }
             }
         }
@@ -205,35 +227,51 @@ impl Simulation {
                     theirs.items.push(flight);
                 }
             }
-            // The nodes are lent out for the round (scheduling never looks at them without a
-            // trace, and a run with one never comes here).
+            // The nodes and their links are lent out for the round (queueing never looks at them
+            // without a trace, and a run with one never comes here).
             let mut nodes = std::mem::take(&mut self.nodes);
-            let (lo, hi) = nodes.split_at_mut(half);
+            let mut links = std::mem::take(&mut self.links);
             let row = std::mem::take(&mut self.row);
-            if side.len() < ALONE {
-                // A time of few messages is not worth the helper.
-                mine.deliver(lo, 0, &row, at);
-                theirs.deliver(hi, half, &row, at);
-                let chunks = std::iter::once(std::mem::take(&mut theirs.sent));
-                self.schedule_round(&side, &mut mine, chunks);
-            } else {
-                // The helper delivers the second part in chunks while this thread delivers the
-                // first, then schedules every send in one thread's order, each chunk of the
-                // helper's as soon as it comes.
-                std::thread::scope(|scope| {
-                    let (done, chunks) = std::sync::mpsc::channel();
-                    let helper = {
-                        let (theirs, row) = (&mut theirs, &row);
-                        scope.spawn(move || theirs.deliver_in_chunks(hi, half, row, at, &done))
-                    };
-                    mine.deliver(lo, 0, &row, at);
-                    self.schedule_round(&side, &mut mine, chunks.iter());
-                    if let Err(panic) = helper.join() {
-                        std::panic::resume_unwind(panic);
-                    }
-                });
+            let (delivery, seed) = (self.config.delivery, self.config.seed);
+            {
+                let (lo, hi) = nodes.split_at_mut(half);
+                let (lo_links, hi_links) = links.split_at_mut(row[half] as usize);
+                let part = |nodes, base, links| Part {
+                    nodes,
+                    base,
+                    row: &row,
+                    links,
+                    now: at,
+                    delivery,
+                    seed,
+                };
+                let (mut lo, mut hi) = (part(lo, 0, lo_links), part(hi, half, hi_links));
+                if side.len() < ALONE {
+                    // A time of few messages is not worth the helper.
+                    mine.deliver(&mut lo);
+                    theirs.deliver(&mut hi);
+                    let chunks = std::iter::once(std::mem::take(&mut theirs.sent));
+                    self.schedule_round(&side, &mut mine, chunks);
+                } else {
+                    // The helper delivers the second part in chunks while this thread delivers
+                    // the first, then queues every send in one thread's order, each chunk of the
+                    // helper's as soon as it comes.
+                    std::thread::scope(|scope| {
+                        let (done, chunks) = std::sync::mpsc::channel();
+                        let helper = {
+                            let theirs = &mut theirs;
+                            scope.spawn(move || theirs.deliver_in_chunks(&mut hi, &done))
+                        };
+                        mine.deliver(&mut lo);
+                        self.schedule_round(&side, &mut mine, chunks.iter());
+                        if let Err(panic) = helper.join() {
+                            std::panic::resume_unwind(panic);
+                        }
+                    });
+                }
             }
             self.nodes = nodes;
+            self.links = links;
             self.row = row;
         }
         self.run_until_quiet_one(budget, observe)
