@@ -2,23 +2,28 @@
 //! seeded clock.
 //!
 //! Every node of the topology is a [`labctl_core::Node`]; the simulator is their network. It keeps
-//! one calendar of messages in flight ordered by (delivery time, send order), so a run depends only on
+//! the messages in flight in calendars by delivery time, in send order, so a run depends only on
 //! the topology, the delivery model and the seed: **same seed, same run, bit for bit**.
 //!
 //! - [`Delivery::Sync`]: every message takes exactly one time unit: the network moves in
-//!   synchronous rounds, and SHOUT+ builds a breadth-first tree.
+//!   synchronous rounds, and SHOUT+ builds a breadth-first tree. A time's messages are delivered
+//!   in the order they were sent.
 //! - [`Delivery::Async`]: every message takes a random 1..=[`ASYNC_MAX_DELAY`] units, but a link
 //!   never overtakes itself (FIFO per link, as ZeroMQ guarantees). The delay of the k-th message
-//!   on a link is drawn from the seed, the link and k alone ([`link_delay`]), not from one stream
+//!   on a link is drawn from the seed, the link and k alone (`link_delay`), not from one stream
 //!   shared by every send: whichever thread puts a message on its link draws the same delay.
+//!   A time's messages are delivered by halves of the nodes (`lanes`): the first half's, those
+//!   from the first half's senders and then the second's, each in send order; then the second
+//!   half's likewise.
 //!
 //! A run stops when no message is left in flight. A step budget turns a livelock into a loud
 //! [`SimError::BudgetExceeded`] naming the seed that reproduces it.
 //!
 //! A large run (50,000 nodes or more, no trace) delivers each time's messages on two threads,
-//! each to its half of the nodes, each putting its nodes' sends on their links, and then queues
-//! the sends in the order one thread would have (`parallel`): the same run, message for message,
-//! in less time.
+//! each to its half of the nodes, each putting its nodes' sends on their links: under
+//! asynchronous delivery each half keeps its own sends (`lanes`), under synchronous delivery this
+//! thread queues them all in the order one thread would have (`parallel`). The same run, message
+//! for message, in less time.
 //!
 //! ```
 //! use labctl_sim::{Config, Delivery, Simulation};
@@ -38,6 +43,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 pub mod faults;
+mod lanes;
 mod pages;
 mod parallel;
 pub mod scale;
@@ -192,6 +198,11 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// The messages left in the bucket.
+    fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum::<usize>() - self.head
+    }
+
     /// The first chunk is exhausted (pushes go to the last one): done with, kept for reuse if
     /// fewer than [`SPARE_CHUNKS`] are.
     fn retire_front(&mut self, spare: &mut Vec<Vec<Packed>>) {
@@ -222,11 +233,17 @@ const SLOTS: usize = 2 * ASYNC_MAX_DELAY as usize;
 
 impl Calendar {
     fn new() -> Self {
+        Calendar::with_whole_keys_from(0)
+    }
+
+    /// A calendar whose messages kept whole take keys from `first` up (calendars whose
+    /// messages meet in one place take keys that never meet).
+    fn with_whole_keys_from(first: u64) -> Self {
         Calendar {
             slots: (0..SLOTS).map(|_| Bucket::default()).collect(),
             spare: Vec::new(),
             whole: std::collections::HashMap::new(),
-            next_whole: 0,
+            next_whole: first,
             len: 0,
         }
     }
@@ -277,6 +294,11 @@ impl Calendar {
     }
 
     fn unpack(&mut self, p: Packed) -> InFlight {
+        Calendar::unpack_with(p, &mut self.whole)
+    }
+
+    /// [`Calendar::unpack`], the messages kept whole taken from `whole`.
+    fn unpack_with(p: Packed, whole: &mut std::collections::HashMap<u64, Message>) -> InFlight {
         use labctl_core::{Body, Vote};
         let body = match p.kind {
             PackedKind::Setup => Body::Setup { id: p.b },
@@ -298,7 +320,7 @@ impl Calendar {
                 best: None,
             },
             PackedKind::Whole => {
-                let message = self.whole.remove(&p.b).expect("a message kept whole");
+                let message = whole.remove(&p.b).expect("a message kept whole");
                 return InFlight {
                     from: p.from,
                     to: p.to as usize,
@@ -336,6 +358,41 @@ impl Calendar {
             .expect("a chunk with room")
             .push(packed);
         self.len += 1;
+    }
+
+    /// The first time at or after `now` with messages, if any.
+    fn next_time(&self, now: u64) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        (now..now + SLOTS as u64).find(|&t| !self.slots[t as usize % SLOTS].chunks.is_empty())
+    }
+
+    /// The bucket of time `t` (the slot's, which holds only that time's messages), taken whole,
+    /// with the messages kept whole among them moved to `whole`.
+    fn take_bucket(
+        &mut self,
+        t: u64,
+        whole: &mut std::collections::HashMap<u64, Message>,
+    ) -> Bucket {
+        let bucket = std::mem::take(&mut self.slots[t as usize % SLOTS]);
+        self.len -= bucket.len();
+        if !self.whole.is_empty() {
+            let mut head = bucket.head;
+            for chunk in &bucket.chunks {
+                for p in chunk[head..].iter().filter(|p| p.kind == PackedKind::Whole) {
+                    let message = self.whole.remove(&p.b).expect("a message kept whole");
+                    whole.insert(p.b, message);
+                }
+                head = 0;
+            }
+        }
+        bucket
+    }
+
+    /// The messages of time `t`.
+    fn len_at(&self, t: u64) -> usize {
+        self.slots[t as usize % SLOTS].len()
     }
 
     /// Give the memory back; what is left in flight is only counted from here on.
@@ -509,6 +566,55 @@ fn link_delay(seed: u64, slot: usize, nth: u32) -> u64 {
     1 + SplitMix64::new(state).below(ASYNC_MAX_DELAY)
 }
 
+/// The messages that crossed the wire, by what they are.
+#[derive(Clone, Debug, Default)]
+struct WireCount {
+    /// Yo-Yo's messages of each iteration (the first at 0).
+    iterations: Vec<u64>,
+    /// Yo-Yo's setup messages.
+    setup: u64,
+    /// A SHOUT+ message has been sent: the election is over somewhere.
+    tree_seen: bool,
+}
+
+impl WireCount {
+    fn count(&mut self, message: &Message) {
+        match message.body.iteration() {
+            Some(iteration) => {
+                let slot = iteration as usize - 1;
+                if self.iterations.len() <= slot {
+                    self.iterations.resize(slot + 1, 0);
+                }
+                self.iterations[slot] += 1;
+            }
+            None if message.body.kind() == labctl_core::message::Kind::Setup => self.setup += 1,
+            None => self.tree_seen = true,
+        }
+    }
+
+    /// Add what `other` counted.
+    fn absorb(&mut self, other: &WireCount) {
+        if self.iterations.len() < other.iterations.len() {
+            self.iterations.resize(other.iterations.len(), 0);
+        }
+        for (mine, theirs) in self.iterations.iter_mut().zip(&other.iterations) {
+            *mine += theirs;
+        }
+        self.setup += other.setup;
+        self.tree_seen |= other.tree_seen;
+    }
+
+    fn stage(&self) -> Stage {
+        if self.tree_seen {
+            Stage::Tree
+        } else if self.iterations.is_empty() {
+            Stage::Setup
+        } else {
+            Stage::Iteration(self.iterations.len() as u32)
+        }
+    }
+}
+
 /// A message put on its link: when it arrives, and at which node.
 struct Stamped {
     at: u64,
@@ -538,10 +644,11 @@ pub struct Simulation {
     config: Config,
     now: u64,
     delivered: u64,
-    wire_iterations: Vec<u64>,
-    wire_setup: u64,
-    /// A SHOUT+ message has been sent: the election is over somewhere.
-    tree_seen: bool,
+    /// What has crossed the wire.
+    wire: WireCount,
+    /// Under asynchronous delivery, the messages in flight by the halves of the nodes that send
+    /// and receive them ([`lanes`]); `queue` holds them under synchronous delivery.
+    lanes: Option<lanes::Lanes>,
     trace: Vec<TraceLine>,
     /// A large run's heap, made ready for its nodes' blocks until they are all made.
     heap: Option<pages::HeapReservation>,
@@ -602,6 +709,7 @@ impl Simulation {
             sent: 0,
         }));
         drop(prefault);
+        let lanes = (config.delivery == Delivery::Async).then(|| lanes::Lanes::new(ids.len() / 2));
         Simulation {
             nodes,
             row,
@@ -612,9 +720,8 @@ impl Simulation {
             config,
             now: 0,
             delivered: 0,
-            wire_iterations: Vec::new(),
-            wire_setup: 0,
-            tree_seen: false,
+            wire: WireCount::default(),
+            lanes,
             trace: Vec::new(),
             heap,
             two_threads: None,
@@ -673,6 +780,7 @@ impl Simulation {
             ..self.progress()
         });
         self.queue.release();
+        self.lanes = None;
         Ok(self.take_statuses())
     }
 
@@ -698,8 +806,8 @@ impl Simulation {
             statuses,
             delivered: self.delivered,
             time: self.now,
-            wire_iterations: self.wire_iterations,
-            wire_setup: self.wire_setup,
+            wire_iterations: self.wire.iterations,
+            wire_setup: self.wire.setup,
             trace: self.trace,
         }
     }
@@ -726,7 +834,11 @@ impl Simulation {
         let two = self
             .two_threads
             .unwrap_or(self.nodes.len() >= parallel::TWO_THREADS);
-        if two && !self.config.trace && self.nodes.len() >= 2 {
+        let two = two && !self.config.trace && self.nodes.len() >= 2;
+        if self.lanes.is_some() {
+            return self.run_lanes(budget, two, observe);
+        }
+        if two {
             return self.run_in_two(budget, observe);
         }
         self.run_until_quiet_one(budget, observe)
@@ -819,32 +931,25 @@ impl Simulation {
 
     fn send(&mut self, from_index: usize, from: NodeId, to: NodeId, message: Message) {
         let slot = link_slot(&self.row, from_index, &self.nodes[from_index], to);
-        self.schedule(from, slot, message);
+        self.schedule(from_index, from, slot, message);
     }
 
     /// Put `message` from `from` on the link in `slot` (the sender's row), after its delay.
-    fn schedule(&mut self, from: NodeId, slot: usize, message: Message) {
+    fn schedule(&mut self, from_index: usize, from: NodeId, slot: usize, message: Message) {
         let link = &mut self.links[slot];
         let to = link.index;
         let at = link.stamp(slot, self.now, self.config.delivery, self.config.seed);
-        self.queue_stamped(from, Stamped { at, to, message });
+        self.queue_stamped(from_index, from, Stamped { at, to, message });
     }
 
-    /// Queue a message already put on its link (counting it on the wire).
-    fn queue_stamped(&mut self, from: NodeId, Stamped { at, to, message }: Stamped) {
-        match message.body.iteration() {
-            Some(iteration) => {
-                let slot = iteration as usize - 1;
-                if self.wire_iterations.len() <= slot {
-                    self.wire_iterations.resize(slot + 1, 0);
-                }
-                self.wire_iterations[slot] += 1;
-            }
-            None if message.body.kind() == labctl_core::message::Kind::Setup => {
-                self.wire_setup += 1
-            }
-            None => self.tree_seen = true,
-        }
+    /// Queue a message node `from_index` (`from`) put on its link (counting it on the wire).
+    fn queue_stamped(
+        &mut self,
+        from_index: usize,
+        from: NodeId,
+        Stamped { at, to, message }: Stamped,
+    ) {
+        self.wire.count(&message);
         if self.config.trace {
             self.trace.push(TraceLine {
                 t: self.now,
@@ -855,29 +960,23 @@ impl Simulation {
                 }),
             });
         }
-        self.queue.push(
-            at,
-            InFlight {
-                from,
-                to: to as usize,
-                message,
-            },
-        );
+        let flight = InFlight {
+            from,
+            to: to as usize,
+            message,
+        };
+        match &mut self.lanes {
+            Some(lanes) => lanes.push(from_index, at, flight),
+            None => self.queue.push(at, flight),
+        }
     }
 
     /// How far the run has got.
-    pub fn progress(&self) -> Progress {
-        let stage = if self.tree_seen {
-            Stage::Tree
-        } else if self.wire_iterations.is_empty() {
-            Stage::Setup
-        } else {
-            Stage::Iteration(self.wire_iterations.len() as u32)
-        };
+    pub fn progress(&mut self) -> Progress {
         Progress {
             delivered: self.delivered,
-            in_flight: self.queue.len,
-            stage,
+            in_flight: self.queue.len + self.lanes.as_mut().map_or(0, |l| l.len()),
+            stage: self.wire.stage(),
             time: self.now,
         }
     }
@@ -892,8 +991,8 @@ impl Simulation {
     fn wire_checks(&self, report: &Report) -> Vec<Check> {
         // Exact per-iteration costs: what crossed the wire in iteration i equals twice the edges
         // alive at its start, as the nodes' out-degrees say.
-        let mut wire = vec![self.wire_setup];
-        wire.extend(&self.wire_iterations);
+        let mut wire = vec![self.wire.setup];
+        wire.extend(&self.wire.iterations);
         let exact = wire == report.election_phases;
         vec![
             Check {

@@ -309,24 +309,53 @@ mod tests {
         (map.iter().filter(|&&b| b & 1 == 1).count(), pages)
     }
 
+    /// Fresh anonymous memory of `len` bytes, none of it present until touched (the allocator
+    /// may hand out pages it already had, even for a large block, once large blocks were freed).
+    #[cfg(target_os = "linux")]
+    struct Fresh(usize, usize);
+
+    #[cfg(target_os = "linux")]
+    impl Fresh {
+        fn new(len: usize) -> Fresh {
+            // SAFETY: a new private anonymous mapping, owned by the value and unmapped on drop.
+            let at = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(at, libc::MAP_FAILED, "mmap");
+            Fresh(at as usize, len)
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for Fresh {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `new`, unmapped once.
+            unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
+        }
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn prefaulting_makes_every_page_present() {
-        // Two buffers never written (their pages not there yet, as `mincore` shows), one of
+        // Two regions never written (their pages not there yet, as `mincore` shows), one of
         // them starting part way into a page and split into steps whose cuts fall inside pages:
         // after the helper, every whole page of both is present.
-        let a: Vec<u8> = Vec::with_capacity(3 * PREFAULT_CHUNK + 12_345);
-        let b: Vec<u8> = Vec::with_capacity(PREFAULT_CHUNK / 3);
-        let (start, len) = buffer(&a);
-        let odd = (start + 1000, len - 1000);
+        let a = Fresh::new(3 * PREFAULT_CHUNK + 12_345);
+        let b = Fresh::new(PREFAULT_CHUNK / 3);
+        let odd = (a.0 + 1000, a.1 - 1000);
         let (before, pages) = present(odd.0, odd.1);
-        assert!(
-            before < pages / 2,
-            "{before} of {pages} pages already present"
-        );
-        prefault(vec![vec![odd, buffer(&b)]]).finish();
+        assert_eq!(before, 0, "{before} of {pages} pages already present");
+        assert_eq!(present(b.0, b.1).0, 0);
+        prefault(vec![vec![odd, (b.0, b.1)]]).finish();
         assert_eq!(present(odd.0, odd.1), (pages, pages));
-        let (b_present, b_pages) = present(buffer(&b).0, buffer(&b).1);
+        let (b_present, b_pages) = present(b.0, b.1);
         assert_eq!(b_present, b_pages);
     }
 }

@@ -1,0 +1,600 @@
+//! Asynchronous delivery by halves: each half of the nodes takes its messages on a thread of its
+//! own, with no thread putting the other's sends in order.
+//!
+//! The nodes are cut in two halves by index. A message in flight waits in one of four calendars,
+//! `lane[from][to]`, by the halves of its sender and its receiver. At each time `t` with messages,
+//! each half is given its messages of `t`: those from the first half's senders, then those from the
+//! second's, each lane in the order its messages were sent (so a link, which lies in one lane,
+//! stays FIFO). A half delivers them in that order, and puts its nodes' sends on their links
+//! (each link draws its own delays: `link_delay`) and in its own two lanes. A delivery changes only
+//! its receiver, and nothing sent at `t` arrives at `t`: so the two halves of time `t` can be
+//! delivered one after the other or at once, and the run is the same, message for message
+//! (a test compares them). That order is the simulator's order under asynchronous delivery, on
+//! one thread or two.
+//!
+//! On two threads the halves meet twice a time: after both have delivered `t`, this thread finds
+//! the next time and hands each half the messages the other half sent it (its own lane of them
+//! it takes itself); both then deliver. They meet at a [`SpinBarrier`], as a time's work is often
+//! a few microseconds, less than a sleeping thread takes to wake.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use labctl_core::{Input, Message, Node, Output, Spare};
+
+use super::{
+    link_slot, prefetch, prefetch_bytes, prefetch_node, Bucket, Calendar, Delivery, InFlight,
+    LinkOut, Packed, Progress, SimError, Simulation, TraceEntry, TraceLine, Wire, WireCount,
+    PREFETCH_FAR, PREFETCH_NEAR, PROGRESS_EVERY, SPARE_CHUNKS,
+};
+
+/// The messages in flight, by the halves of their sender and receiver.
+pub(crate) struct Lanes {
+    /// `lane[from][to]`.
+    lane: [[Mutex<Calendar>; 2]; 2],
+    /// The first node of the second half.
+    half: usize,
+}
+
+impl Lanes {
+    /// Lanes for nodes cut at `half`.
+    pub(crate) fn new(half: usize) -> Self {
+        // Each lane's messages kept whole take keys of their own: a half's messages of one time
+        // come from two lanes.
+        let lane = |k: u64| Mutex::new(Calendar::with_whole_keys_from(k << 56));
+        Lanes {
+            lane: [[lane(1), lane(2)], [lane(3), lane(4)]],
+            half,
+        }
+    }
+
+    /// The half of node `index`.
+    fn side(&self, index: usize) -> usize {
+        usize::from(index >= self.half)
+    }
+
+    /// Put `flight`, sent by node `from`, in its lane, to arrive at `at`.
+    pub(crate) fn push(&mut self, from: usize, at: u64, flight: InFlight) {
+        let (from, to) = (self.side(from), self.side(flight.to));
+        lane(&mut self.lane[from][to]).push(at, flight);
+    }
+
+    /// The messages in flight.
+    pub(crate) fn len(&mut self) -> usize {
+        self.lane.iter_mut().flatten().map(|l| lane(l).len).sum()
+    }
+
+    /// The first time at or after `now` with messages in any lane.
+    fn next_time(&mut self, now: u64) -> Option<u64> {
+        self.lane
+            .iter_mut()
+            .flatten()
+            .filter_map(|l| lane(l).next_time(now))
+            .min()
+    }
+}
+
+/// A lane, which only one thread uses at a time (the halves meet at a barrier between times).
+fn lane(lane: &mut Mutex<Calendar>) -> &mut Calendar {
+    lane.get_mut().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A lane, locked (the other half's thread never holds it then: see [`Lanes`]).
+fn lock(lane: &Mutex<Calendar>) -> std::sync::MutexGuard<'_, Calendar> {
+    lane.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One half's nodes and links, and what it keeps from time to time.
+struct Half<'a> {
+    /// The half's nodes, the first of them node `base`.
+    nodes: &'a mut [Node],
+    base: usize,
+    /// Every node's row bounds.
+    row: &'a [u32],
+    /// The half's nodes' links out, the first of them the link in slot `row[base]`.
+    links: &'a mut [LinkOut],
+    /// The first node of the second half.
+    cut: usize,
+    delivery: Delivery,
+    seed: u64,
+    /// The messages of the time being delivered, in order (two lanes' buckets), and those of
+    /// them kept whole.
+    inbox: Vec<Bucket>,
+    whole: HashMap<u64, Message>,
+    spare: Spare,
+    out: Vec<Output>,
+    /// The half's sends, counted.
+    wire: WireCount,
+}
+
+impl Half<'_> {
+    /// Take this half's messages of time `t` from the lane of the first half's senders (`first`)
+    /// and then from the second's (`second`).
+    fn fill(&mut self, t: u64, first: &mut Calendar, second: &mut Calendar) {
+        for lane in [first, second] {
+            self.inbox.push(lane.take_bucket(t, &mut self.whole));
+        }
+    }
+
+    /// Deliver the inbox at time `now` with no budget and no trace, this half's two lanes
+    /// locked for the sends.
+    fn deliver_unbounded(&mut self, now: u64, lanes: &[Mutex<Calendar>; 2]) {
+        let (mut to_first, mut to_second) = (lock(&lanes[0]), lock(&lanes[1]));
+        let mut delivered = 0;
+        let done = self.deliver(
+            now,
+            [&mut to_first, &mut to_second],
+            None,
+            &mut delivered,
+            u64::MAX,
+        );
+        debug_assert!(done.is_ok(), "no budget to pass");
+    }
+
+    /// Deliver the inbox at time `now`, in order, putting the sends in `lanes` (this half's
+    /// two: to the first half, to the second). With `trace`, every step is written there. With a
+    /// budget (`delivered` and its limit), stops before the delivery past it: `Err` holds how
+    /// many of the inbox were left.
+    fn deliver(
+        &mut self,
+        now: u64,
+        lanes: [&mut Calendar; 2],
+        mut trace: Option<&mut Vec<TraceLine>>,
+        delivered: &mut u64,
+        budget: u64,
+    ) -> Result<(), usize> {
+        let [to_first, to_second] = lanes;
+        let mut left: usize = self.inbox.iter().map(Bucket::len).sum();
+        let mut inbox = std::mem::take(&mut self.inbox);
+        for bucket in inbox.drain(..) {
+            let mut head = bucket.head;
+            for mut chunk in bucket.chunks {
+                let items = &chunk[head..];
+                head = 0;
+                for (k, packed) in items.iter().enumerate() {
+                    if *delivered >= budget {
+                        return Err(left);
+                    }
+                    *delivered += 1;
+                    left -= 1;
+                    self.prefetch(items, k);
+                    self.deliver_one(
+                        now,
+                        packed,
+                        [&mut *to_first, &mut *to_second],
+                        trace.as_deref_mut(),
+                    );
+                }
+                // The chunk's room is used again by this half's sends.
+                chunk.clear();
+                let lane = if to_first.spare.len() <= to_second.spare.len() {
+                    &mut *to_first
+                } else {
+                    &mut *to_second
+                };
+                if lane.spare.len() < SPARE_CHUNKS {
+                    lane.spare.push(chunk);
+                }
+            }
+        }
+        self.inbox = inbox;
+        debug_assert!(self.whole.is_empty(), "every message kept whole delivered");
+        Ok(())
+    }
+
+    /// Ask for what the deliveries a few places after `items[k]` will read, as the one-thread
+    /// loop does (`Simulation::prefetch_ahead`): the node and its row's bounds
+    /// [`PREFETCH_FAR`] ahead, its heap blocks and links out [`PREFETCH_NEAR`] ahead.
+    fn prefetch(&self, items: &[Packed], k: usize) {
+        let (base, first_link) = (self.base, self.row[self.base] as usize);
+        if let Some(far) = items.get(k + PREFETCH_FAR) {
+            let i = far.to as usize;
+            prefetch_node(&self.nodes[i - base]);
+            prefetch(&self.row[i]);
+        }
+        if let Some(near) = items.get(k + PREFETCH_NEAR) {
+            let i = near.to as usize;
+            for (start, len) in self.nodes[i - base].hot_blocks() {
+                prefetch_bytes(start, len);
+            }
+            let out = &self.links
+                [self.row[i] as usize - first_link..self.row[i + 1] as usize - first_link];
+            prefetch_bytes(out.as_ptr().cast(), std::mem::size_of_val(out));
+        }
+    }
+
+    /// Deliver one message at `now`, its sends into `lanes`.
+    fn deliver_one(
+        &mut self,
+        now: u64,
+        packed: &Packed,
+        lanes: [&mut Calendar; 2],
+        trace: Option<&mut Vec<TraceLine>>,
+    ) {
+        let [to_first, to_second] = lanes;
+        let mut trace = trace;
+        let base = self.base;
+        let first_link = self.row[base] as usize;
+        let flight = Calendar::unpack_with(*packed, &mut self.whole);
+        let i = flight.to;
+        let node = &mut self.nodes[i - base];
+        if let Some(trace) = trace.as_deref_mut() {
+            trace.push(TraceLine {
+                t: now,
+                node: node.id(),
+                what: TraceEntry::Wire(Wire::Receive {
+                    from: flight.from,
+                    message: flight.message.clone(),
+                }),
+            });
+        }
+        let input = Input::Receive {
+            from: flight.from,
+            message: flight.message,
+        };
+        node.handle_lent(&mut self.spare, now, input, &mut self.out);
+        let me = node.id();
+        for output in self.out.drain(..) {
+            match output {
+                Output::Send { to, message } => {
+                    let slot = link_slot(self.row, i, node, to);
+                    let link = &mut self.links[slot - first_link];
+                    let at = link.stamp(slot, now, self.delivery, self.seed);
+                    let index = link.index as usize;
+                    self.wire.count(&message);
+                    if let Some(trace) = trace.as_deref_mut() {
+                        trace.push(TraceLine {
+                            t: now,
+                            node: me,
+                            what: TraceEntry::Wire(Wire::Send {
+                                to,
+                                message: message.clone(),
+                            }),
+                        });
+                    }
+                    let lane = if index >= self.cut {
+                        &mut *to_second
+                    } else {
+                        &mut *to_first
+                    };
+                    lane.push(
+                        at,
+                        InFlight {
+                            from: me,
+                            to: index,
+                            message,
+                        },
+                    );
+                }
+                Output::Event(event) => {
+                    if let Some(trace) = trace.as_deref_mut() {
+                        trace.push(TraceLine {
+                            t: now,
+                            node: me,
+                            what: TraceEntry::Node(event),
+                        });
+                    }
+                }
+                // Plain nodes keep no time and persist nothing: these never come.
+                Output::Heartbeat { .. } | Output::Persist { .. } | Output::Wake { .. } => {}
+            }
+        }
+    }
+}
+
+/// A barrier for two threads that spins, then yields, rather than sleeping: the halves meet
+/// twice for every time of the run, thousands of times a second. If either thread panics, the
+/// other panics at the barrier rather than waiting forever.
+#[derive(Default)]
+pub(crate) struct SpinBarrier {
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+    poisoned: AtomicBool,
+}
+
+impl SpinBarrier {
+    pub(crate) fn wait(&self) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) == 1 {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+            return;
+        }
+        let mut spins = 0u32;
+        while self.generation.load(Ordering::Acquire) == generation {
+            assert!(
+                !self.poisoned.load(Ordering::Relaxed),
+                "the other delivery thread panicked"
+            );
+            if spins < 1 << 14 {
+                spins += 1;
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Poisons the barrier if the thread holding the guard panics.
+    fn guard(&self) -> PoisonOnPanic<'_> {
+        PoisonOnPanic(self)
+    }
+}
+
+struct PoisonOnPanic<'a>(&'a SpinBarrier);
+
+impl Drop for PoisonOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poisoned.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Simulation {
+    /// Deliver until quiet under asynchronous delivery, by halves (see the module documentation),
+    /// on two threads when `two`. Near the budget the two threads hand over to one, which fails
+    /// exactly where it would have.
+    pub(crate) fn run_lanes(
+        &mut self,
+        budget: u64,
+        two: bool,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SimError> {
+        let mut lanes = self
+            .lanes
+            .take()
+            .expect("asynchronous delivery keeps lanes");
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let mut links = std::mem::take(&mut self.links);
+        let row = std::mem::take(&mut self.row);
+        let cut = lanes.half;
+        let result = {
+            let (lo, hi) = nodes.split_at_mut(cut);
+            let (lo_links, hi_links) = links.split_at_mut(row[cut] as usize);
+            let (delivery, seed) = (self.config.delivery, self.config.seed);
+            let half = |nodes, base, links| Half {
+                nodes,
+                base,
+                row: &row,
+                links,
+                cut,
+                delivery,
+                seed,
+                inbox: Vec::new(),
+                whole: HashMap::new(),
+                spare: Spare::default(),
+                out: Vec::new(),
+                wire: WireCount::default(),
+            };
+            let mut halves = [half(lo, 0, lo_links), half(hi, cut, hi_links)];
+            let mut next_report = 0;
+            if two {
+                self.lanes_in_two(&mut lanes, &mut halves, budget, &mut next_report, observe);
+            }
+            let result =
+                self.lanes_in_one(&mut lanes, &mut halves, budget, &mut next_report, observe);
+            for half in &halves {
+                self.wire.absorb(&half.wire);
+            }
+            result
+        };
+        self.nodes = nodes;
+        self.links = links;
+        self.row = row;
+        self.lanes = Some(lanes);
+        result
+    }
+
+    /// Tell `observe` how far the run has got, once `next_report` deliveries are done (then
+    /// again at the next multiple of [`PROGRESS_EVERY`]). `wire` is what the halves counted.
+    fn report_progress(
+        &self,
+        in_flight: usize,
+        wire: &[&WireCount],
+        next_report: &mut u64,
+        observe: &mut dyn FnMut(&Progress),
+    ) {
+        if self.delivered < *next_report {
+            return;
+        }
+        *next_report = (self.delivered / PROGRESS_EVERY + 1) * PROGRESS_EVERY;
+        let mut all = self.wire.clone();
+        wire.iter().for_each(|w| all.absorb(w));
+        observe(&Progress {
+            delivered: self.delivered,
+            in_flight,
+            stage: all.stage(),
+            time: self.now,
+        });
+    }
+
+    /// The halves one after the other, on this thread.
+    fn lanes_in_one(
+        &mut self,
+        lanes: &mut Lanes,
+        halves: &mut [Half; 2],
+        budget: u64,
+        next_report: &mut u64,
+        observe: &mut dyn FnMut(&Progress),
+    ) -> Result<(), SimError> {
+        while let Some(t) = lanes.next_time(self.now) {
+            let in_flight = lanes.len();
+            self.report_progress(
+                in_flight,
+                &[&halves[0].wire, &halves[1].wire],
+                next_report,
+                observe,
+            );
+            self.now = t;
+            for (side, half) in halves.iter_mut().enumerate() {
+                let [from_first, from_second] = &mut lanes.lane;
+                half.fill(t, lane(&mut from_first[side]), lane(&mut from_second[side]));
+                let [to_first, to_second] = &mut lanes.lane[side];
+                let trace = self.config.trace.then_some(&mut self.trace);
+                let sent = half.deliver(
+                    t,
+                    [lane(to_first), lane(to_second)],
+                    trace,
+                    &mut self.delivered,
+                    budget,
+                );
+                if let Err(left) = sent {
+                    // The other half's messages of this time are still in their lanes.
+                    return Err(SimError::BudgetExceeded {
+                        budget,
+                        in_flight: lanes.len() + left,
+                        seed: self.config.seed,
+                        delivery: self.config.delivery,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Both halves at once, the second on a helper thread, until quiet or until the next time's
+    /// messages would pass the budget (then [`Simulation::lanes_in_one`] goes on).
+    fn lanes_in_two(
+        &mut self,
+        lanes: &mut Lanes,
+        halves: &mut [Half; 2],
+        budget: u64,
+        next_report: &mut u64,
+        observe: &mut dyn FnMut(&Progress),
+    ) {
+        let barrier = SpinBarrier::default();
+        let stop = AtomicBool::new(false);
+        // The time both halves deliver next, chosen by this thread while the helper waits.
+        let next = AtomicU64::new(0);
+        let [mine, theirs] = halves;
+        let lanes: &Lanes = lanes;
+        std::thread::scope(|scope| {
+            let (barrier, stop, next) = (&barrier, &stop, &next);
+            scope.spawn(move || {
+                let _poison = barrier.guard();
+                loop {
+                    barrier.wait(); // 1: the time is chosen
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let t = next.load(Ordering::Acquire);
+                    let [from_first, from_second] = &lanes.lane;
+                    theirs.fill(t, &mut lock(&from_first[1]), &mut lock(&from_second[1]));
+                    barrier.wait(); // 2: both inboxes are full
+                    theirs.deliver_unbounded(t, &lanes.lane[1]);
+                    barrier.wait(); // 3: the time is delivered
+                }
+            });
+            let _poison = barrier.guard();
+            loop {
+                // The helper waits at the barrier: no lane is in use.
+                let (mut t, mut in_flight) = (None::<u64>, 0);
+                for l in lanes.lane.iter().flatten() {
+                    let l = lock(l);
+                    in_flight += l.len;
+                    if let Some(at) = l.next_time(self.now) {
+                        t = Some(t.map_or(at, |t| t.min(at)));
+                    }
+                }
+                let Some(t) = t else { break };
+                let size: usize = lanes.lane.iter().flatten().map(|l| lock(l).len_at(t)).sum();
+                if self.delivered + size as u64 > budget {
+                    break;
+                }
+                self.report_progress(in_flight, &[&mine.wire], next_report, observe);
+                self.now = t;
+                self.delivered += size as u64;
+                next.store(t, Ordering::Release);
+                barrier.wait(); // 1
+                let [from_first, from_second] = &lanes.lane;
+                mine.fill(t, &mut lock(&from_first[0]), &mut lock(&from_second[0]));
+                barrier.wait(); // 2
+                mine.deliver_unbounded(t, &lanes.lane[0]);
+                barrier.wait(); // 3
+            }
+            stop.store(true, Ordering::Release);
+            barrier.wait(); // 1: the helper stops
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn two_halves_meet_at_every_time_in_step() {
+        // Each thread writes its round number, meets the other, reads the other's: always the
+        // same round, over thousands of rounds.
+        let barrier = SpinBarrier::default();
+        let rounds = [AtomicU64::new(0), AtomicU64::new(0)];
+        std::thread::scope(|scope| {
+            for me in 0..2 {
+                let (barrier, rounds) = (&barrier, &rounds);
+                scope.spawn(move || {
+                    for round in 1..=5_000 {
+                        rounds[me].store(round, Ordering::Relaxed);
+                        barrier.wait();
+                        assert_eq!(rounds[1 - me].load(Ordering::Relaxed), round);
+                        barrier.wait();
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn a_barrier_whose_other_thread_panicked_panics_rather_than_waits() {
+        let barrier = SpinBarrier::default();
+        let waited = std::thread::scope(|scope| {
+            let other = scope.spawn(|| {
+                let _poison = barrier.guard();
+                panic!("a core bug on the helper");
+            });
+            let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.wait()));
+            assert!(other.join().is_err());
+            waited
+        });
+        let message = waited.expect_err("the barrier gives up");
+        assert_eq!(
+            message.downcast_ref::<&str>(),
+            Some(&"the other delivery thread panicked")
+        );
+    }
+
+    #[test]
+    fn a_budget_passed_on_two_threads_fails_where_one_thread_fails() {
+        // 20,000 nodes, async: the two threads hand over to one near the budget, which stops
+        // at the same delivery, with the same messages left in flight.
+        let topology = labctl_topology::Topology::from_toml(
+            "name = \"r\"\n[generate]\nshape = \"random\"\nn = 20000\ndegree = 4\nseed = 3\n",
+            "r.toml",
+        )
+        .unwrap();
+        let fail = |two: bool, budget: u64| {
+            let config = Config {
+                seed: 4,
+                delivery: Delivery::Async,
+                trace: false,
+            };
+            let mut sim = Simulation::on(topology.rows(), config);
+            sim.two_threads = Some(two);
+            sim.start_all(1);
+            let error = sim
+                .run_until_quiet(budget)
+                .expect_err("the budget is too small");
+            let SimError::BudgetExceeded { in_flight, .. } = error;
+            (error.to_string(), in_flight, sim.delivered)
+        };
+        // (The whole run delivers 240,000 messages.)
+        for budget in [1, 40_000, 123_457, 239_999] {
+            let one = fail(false, budget);
+            assert_eq!(fail(true, budget), one, "budget {budget}");
+            assert_eq!(one.2, budget);
+            assert!(one.1 > 0);
+        }
+    }
+}
