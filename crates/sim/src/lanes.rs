@@ -215,7 +215,6 @@ impl Half<'_> {
         let [to_first, to_second] = lanes;
         let mut trace = trace;
         let base = self.base;
-        let first_link = self.row[base] as usize;
         let flight = Calendar::unpack_with(*packed, &mut self.whole);
         let i = flight.to;
         let node = &mut self.nodes[i - base];
@@ -234,6 +233,49 @@ impl Half<'_> {
             message: flight.message,
         };
         node.handle_lent(&mut self.spare, now, input, &mut self.out);
+        self.carry_out(i, now, [to_first, to_second], trace);
+    }
+
+    /// Give each of this half's nodes [`Input::Start`] for `epoch` at `now`, in index order,
+    /// this half's two lanes locked for the sends.
+    fn start(&mut self, now: u64, epoch: u64, lanes: &[Mutex<Calendar>; 2]) {
+        let (mut to_first, mut to_second) = (lock(&lanes[0]), lock(&lanes[1]));
+        self.start_each(now, epoch, [&mut to_first, &mut to_second], None);
+    }
+
+    /// [`Half::start`] on lanes at hand, with an optional trace.
+    fn start_each(
+        &mut self,
+        now: u64,
+        epoch: u64,
+        lanes: [&mut Calendar; 2],
+        mut trace: Option<&mut Vec<TraceLine>>,
+    ) {
+        let [to_first, to_second] = lanes;
+        for i in self.base..self.base + self.nodes.len() {
+            let input = Input::Start { epoch };
+            self.nodes[i - self.base].handle_lent(&mut self.spare, now, input, &mut self.out);
+            self.carry_out(
+                i,
+                now,
+                [&mut *to_first, &mut *to_second],
+                trace.as_deref_mut(),
+            );
+        }
+    }
+
+    /// Carry out what node `i` asked for in its last call (in `out`): each send put on its
+    /// link and in its lane, each event in the trace if there is one.
+    fn carry_out(
+        &mut self,
+        i: usize,
+        now: u64,
+        lanes: [&mut Calendar; 2],
+        mut trace: Option<&mut Vec<TraceLine>>,
+    ) {
+        let [to_first, to_second] = lanes;
+        let first_link = self.row[self.base] as usize;
+        let node = &self.nodes[i - self.base];
         let me = node.id();
         for output in self.out.drain(..) {
             match output {
@@ -342,6 +384,48 @@ impl Simulation {
         two: bool,
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<(), SimError> {
+        self.with_halves(|sim, lanes, halves| {
+            let mut next_report = 0;
+            if two {
+                sim.lanes_in_two(lanes, halves, budget, &mut next_report, observe);
+            }
+            sim.lanes_in_one(lanes, halves, budget, &mut next_report, observe)
+        })
+    }
+
+    /// Give every node [`Input::Start`] for `epoch` at the current time, in index order, the
+    /// second half on a helper thread when `two`: each half's sends go to its own lanes, in the
+    /// same order either way.
+    pub(crate) fn start_lanes(&mut self, epoch: u64, two: bool) {
+        self.with_halves(|sim, lanes, [first, second]| {
+            let now = sim.now;
+            if two {
+                let [mine, theirs] = &lanes.lane;
+                std::thread::scope(|scope| {
+                    scope.spawn(|| second.start(now, epoch, theirs));
+                    first.start(now, epoch, mine);
+                });
+            } else {
+                let mut trace = sim.config.trace.then_some(&mut sim.trace);
+                for (side, half) in [first, second].into_iter().enumerate() {
+                    let [to_first, to_second] = &mut lanes.lane[side];
+                    half.start_each(
+                        now,
+                        epoch,
+                        [lane(to_first), lane(to_second)],
+                        trace.as_deref_mut(),
+                    );
+                }
+            }
+        });
+    }
+
+    /// Lend the nodes, their links and the lanes out as two [`Half`]s to `work`, and count
+    /// what the halves sent.
+    fn with_halves<R>(
+        &mut self,
+        work: impl FnOnce(&mut Simulation, &mut Lanes, &mut [Half; 2]) -> R,
+    ) -> R {
         let mut lanes = self
             .lanes
             .take()
@@ -369,12 +453,7 @@ impl Simulation {
                 wire: WireCount::default(),
             };
             let mut halves = [half(lo, 0, lo_links), half(hi, cut, hi_links)];
-            let mut next_report = 0;
-            if two {
-                self.lanes_in_two(&mut lanes, &mut halves, budget, &mut next_report, observe);
-            }
-            let result =
-                self.lanes_in_one(&mut lanes, &mut halves, budget, &mut next_report, observe);
+            let result = work(self, &mut lanes, &mut halves);
             for half in &halves {
                 self.wire.absorb(&half.wire);
             }

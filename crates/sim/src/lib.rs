@@ -814,9 +814,23 @@ impl Simulation {
 
     /// Give every node [`Input::Start`] for `epoch`, in id order, at the current time.
     pub fn start_all(&mut self, epoch: u64) {
+        if self.lanes.is_some() {
+            let two = self.two_threads() && !self.config.trace;
+            self.start_lanes(epoch, two);
+            return;
+        }
         for i in 0..self.nodes.len() {
             self.input(i, Input::Start { epoch });
         }
+    }
+
+    /// Whether this run's nodes take their messages on two threads: by default a large run's
+    /// (tests choose, to compare).
+    fn two_threads(&self) -> bool {
+        let two = self
+            .two_threads
+            .unwrap_or(self.nodes.len() >= parallel::TWO_THREADS);
+        two && self.nodes.len() >= 2
     }
 
     /// Deliver messages until none is left. Fails after `budget` deliveries.
@@ -831,10 +845,7 @@ impl Simulation {
         budget: u64,
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<(), SimError> {
-        let two = self
-            .two_threads
-            .unwrap_or(self.nodes.len() >= parallel::TWO_THREADS);
-        let two = two && !self.config.trace && self.nodes.len() >= 2;
+        let two = self.two_threads() && !self.config.trace;
         if self.lanes.is_some() {
             return self.run_lanes(budget, two, observe);
         }
