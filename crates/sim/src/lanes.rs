@@ -1,21 +1,23 @@
 //! Asynchronous delivery by halves: each half of the nodes takes its messages on a thread of its
 //! own, with no thread putting the other's sends in order.
 //!
-//! The nodes are cut in two halves by index. A message in flight waits in one of four calendars,
-//! `lane[from][to]`, by the halves of its sender and its receiver. At each time `t` with messages,
-//! each half is given its messages of `t`: those from the first half's senders, then those from the
-//! second's, each lane in the order its messages were sent (so a link, which lies in one lane,
-//! stays FIFO). A half delivers them in that order, and puts its nodes' sends on their links
-//! (each link draws its own delays: `link_delay`) and in its own two lanes. A delivery changes only
-//! its receiver, and nothing sent at `t` arrives at `t`: so the two halves of time `t` can be
-//! delivered one after the other or at once, and the run is the same, message for message
-//! (a test compares them). That order is the simulator's order under asynchronous delivery, on
-//! one thread or two.
+//! The nodes are cut in two halves by the parity of their index (halves by ranges of indices,
+//! which follow the ids, would not share the work evenly: Yo-Yo's waves follow the ids). A message
+//! in flight waits in one of four calendars, `lane[from][to]`, by the halves of its sender and its
+//! receiver. At each time `t` with messages, each half is given its messages of `t`: those from the
+//! first half's senders, then those from the second's, each lane in the order its messages were
+//! sent (so a link, which lies in one lane, stays FIFO). A half delivers them in that order, and
+//! puts its nodes' sends on their links (each link draws its own delays: `link_delay`) and in its
+//! own two lanes. A delivery changes only its receiver, and nothing sent at `t` arrives at `t`: so
+//! the two halves of time `t` can be delivered one after the other or at once, and the run is the
+//! same, message for message (a test compares them). That order is the simulator's order under
+//! asynchronous delivery, on one thread or two.
 //!
-//! On two threads the halves meet twice a time: after both have delivered `t`, this thread finds
-//! the next time and hands each half the messages the other half sent it (its own lane of them
-//! it takes itself); both then deliver. They meet at a [`SpinBarrier`], as a time's work is often
-//! a few microseconds, less than a sleeping thread takes to wake.
+//! On two threads the halves meet three times a time, at a [`SpinBarrier`]: this thread finds
+//! the next time while the helper waits; each half takes its messages of that time out of the
+//! lanes; each delivers them, its sends going only to its own lanes. A time's work is often a
+//! few microseconds, less than a sleeping thread takes to wake. The nodes and links are shared
+//! between the halves through raw pointers ([`Shared`]), each half touching only its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -33,30 +35,22 @@ use super::{
 pub(crate) struct Lanes {
     /// `lane[from][to]`.
     lane: [[Mutex<Calendar>; 2]; 2],
-    /// The first node of the second half.
-    half: usize,
 }
 
 impl Lanes {
-    /// Lanes for nodes cut at `half`.
-    pub(crate) fn new(half: usize) -> Self {
+    /// Empty lanes.
+    pub(crate) fn new() -> Self {
         // Each lane's messages kept whole take keys of their own: a half's messages of one time
         // come from two lanes.
         let lane = |k: u64| Mutex::new(Calendar::with_whole_keys_from(k << 56));
         Lanes {
             lane: [[lane(1), lane(2)], [lane(3), lane(4)]],
-            half,
         }
-    }
-
-    /// The half of node `index`.
-    fn side(&self, index: usize) -> usize {
-        usize::from(index >= self.half)
     }
 
     /// Put `flight`, sent by node `from`, in its lane, to arrive at `at`.
     pub(crate) fn push(&mut self, from: usize, at: u64, flight: InFlight) {
-        let (from, to) = (self.side(from), self.side(flight.to));
+        let (from, to) = (side(from), side(flight.to));
         lane(&mut self.lane[from][to]).push(at, flight);
     }
 
@@ -75,6 +69,12 @@ impl Lanes {
     }
 }
 
+/// The half of node `index`: its index's parity. (Halves by ranges of indices, which are in id
+/// order, would not share the work evenly: Yo-Yo's waves follow the ids.)
+fn side(index: usize) -> usize {
+    index % 2
+}
+
 /// A lane, which only one thread uses at a time (the halves meet at a barrier between times).
 fn lane(lane: &mut Mutex<Calendar>) -> &mut Calendar {
     lane.get_mut().unwrap_or_else(|e| e.into_inner())
@@ -85,17 +85,48 @@ fn lock(lane: &Mutex<Calendar>) -> std::sync::MutexGuard<'_, Calendar> {
     lane.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Every node and every link, which the two halves share: each touches only its own nodes (by
+/// the parity of their index) and their links.
+#[derive(Clone, Copy)]
+struct Shared {
+    nodes: *mut Node,
+    count: usize,
+    links: *mut LinkOut,
+}
+
+// SAFETY: the halves that hold a `Shared` touch disjoint nodes and links (see `Shared::node`),
+// and the vectors behind it outlive them (`Simulation::with_halves`).
+unsafe impl Send for Shared {}
+
+impl Shared {
+    /// Node `i`, which must be `side`'s. Each half borrows its nodes through a copy of its own
+    /// `Shared`, one node at a time.
+    fn node(&mut self, side: usize, i: usize) -> &mut Node {
+        assert!(
+            i < self.count && i % 2 == side,
+            "node {i} is not half {side}'s"
+        );
+        // SAFETY: in bounds, and of `side`'s parity: the other half never touches it.
+        unsafe { &mut *self.nodes.add(i) }
+    }
+
+    /// The link in `slot`, which must lie in node `i`'s row, node `i` being `side`'s.
+    fn link(&mut self, row: &[u32], side: usize, i: usize, slot: usize) -> &mut LinkOut {
+        assert!(i % 2 == side && (row[i] as usize..row[i + 1] as usize).contains(&slot));
+        // SAFETY: in node `i`'s row (in bounds), and node `i` is `side`'s: the other half
+        // never touches its links.
+        unsafe { &mut *self.links.add(slot) }
+    }
+}
+
 /// One half's nodes and links, and what it keeps from time to time.
 struct Half<'a> {
-    /// The half's nodes, the first of them node `base`.
-    nodes: &'a mut [Node],
-    base: usize,
+    /// 0 for the nodes of even index, 1 for the odd.
+    side: usize,
+    /// The nodes and links, of which this half's are its own.
+    shared: Shared,
     /// Every node's row bounds.
     row: &'a [u32],
-    /// The half's nodes' links out, the first of them the link in slot `row[base]`.
-    links: &'a mut [LinkOut],
-    /// The first node of the second half.
-    cut: usize,
     delivery: Delivery,
     seed: u64,
     /// The messages of the time being delivered, in order (two lanes' buckets), and those of
@@ -109,6 +140,16 @@ struct Half<'a> {
 }
 
 impl Half<'_> {
+    /// Node `i`'s links out, to be read ahead.
+    fn links_of(&self, i: usize) -> (*const u8, usize) {
+        let (from, to) = (self.row[i] as usize, self.row[i + 1] as usize);
+        // (An address only: nothing is read through it here.)
+        (
+            self.shared.links.wrapping_add(from).cast_const().cast(),
+            (to - from) * std::mem::size_of::<LinkOut>(),
+        )
+    }
+
     /// Take this half's messages of time `t` from the lane of the first half's senders (`first`)
     /// and then from the second's (`second`).
     fn fill(&mut self, t: u64, first: &mut Calendar, second: &mut Calendar) {
@@ -186,21 +227,19 @@ impl Half<'_> {
     /// Ask for what the deliveries a few places after `items[k]` will read, as the one-thread
     /// loop does (`Simulation::prefetch_ahead`): the node and its row's bounds
     /// [`PREFETCH_FAR`] ahead, its heap blocks and links out [`PREFETCH_NEAR`] ahead.
-    fn prefetch(&self, items: &[Packed], k: usize) {
-        let (base, first_link) = (self.base, self.row[self.base] as usize);
+    fn prefetch(&mut self, items: &[Packed], k: usize) {
         if let Some(far) = items.get(k + PREFETCH_FAR) {
             let i = far.to as usize;
-            prefetch_node(&self.nodes[i - base]);
+            prefetch_node(self.shared.node(self.side, i));
             prefetch(&self.row[i]);
         }
         if let Some(near) = items.get(k + PREFETCH_NEAR) {
             let i = near.to as usize;
-            for (start, len) in self.nodes[i - base].hot_blocks() {
+            for (start, len) in self.shared.node(self.side, i).hot_blocks() {
                 prefetch_bytes(start, len);
             }
-            let out = &self.links
-                [self.row[i] as usize - first_link..self.row[i + 1] as usize - first_link];
-            prefetch_bytes(out.as_ptr().cast(), std::mem::size_of_val(out));
+            let (start, len) = self.links_of(i);
+            prefetch_bytes(start, len);
         }
     }
 
@@ -214,10 +253,10 @@ impl Half<'_> {
     ) {
         let [to_first, to_second] = lanes;
         let mut trace = trace;
-        let base = self.base;
         let flight = Calendar::unpack_with(*packed, &mut self.whole);
         let i = flight.to;
-        let node = &mut self.nodes[i - base];
+        let mut shared = self.shared;
+        let node = shared.node(self.side, i);
         if let Some(trace) = trace.as_deref_mut() {
             trace.push(TraceLine {
                 t: now,
@@ -252,9 +291,11 @@ impl Half<'_> {
         mut trace: Option<&mut Vec<TraceLine>>,
     ) {
         let [to_first, to_second] = lanes;
-        for i in self.base..self.base + self.nodes.len() {
+        let mut shared = self.shared;
+        for i in (self.side..shared.count).step_by(2) {
             let input = Input::Start { epoch };
-            self.nodes[i - self.base].handle_lent(&mut self.spare, now, input, &mut self.out);
+            let node = shared.node(self.side, i);
+            node.handle_lent(&mut self.spare, now, input, &mut self.out);
             self.carry_out(
                 i,
                 now,
@@ -274,14 +315,14 @@ impl Half<'_> {
         mut trace: Option<&mut Vec<TraceLine>>,
     ) {
         let [to_first, to_second] = lanes;
-        let first_link = self.row[self.base] as usize;
-        let node = &self.nodes[i - self.base];
+        let (mut nodes, mut links) = (self.shared, self.shared);
+        let node = &*nodes.node(self.side, i);
         let me = node.id();
         for output in self.out.drain(..) {
             match output {
                 Output::Send { to, message } => {
                     let slot = link_slot(self.row, i, node, to);
-                    let link = &mut self.links[slot - first_link];
+                    let link = links.link(self.row, self.side, i, slot);
                     let at = link.stamp(slot, now, self.delivery, self.seed);
                     let index = link.index as usize;
                     self.wire.count(&message);
@@ -295,7 +336,7 @@ impl Half<'_> {
                             }),
                         });
                     }
-                    let lane = if index >= self.cut {
+                    let lane = if side(index) == 1 {
                         &mut *to_second
                     } else {
                         &mut *to_first
@@ -433,17 +474,19 @@ impl Simulation {
         let mut nodes = std::mem::take(&mut self.nodes);
         let mut links = std::mem::take(&mut self.links);
         let row = std::mem::take(&mut self.row);
-        let cut = lanes.half;
         let result = {
-            let (lo, hi) = nodes.split_at_mut(cut);
-            let (lo_links, hi_links) = links.split_at_mut(row[cut] as usize);
+            // From here until the halves are dropped, the nodes and links are reached through
+            // `shared` alone.
+            let shared = Shared {
+                nodes: nodes.as_mut_ptr(),
+                count: nodes.len(),
+                links: links.as_mut_ptr(),
+            };
             let (delivery, seed) = (self.config.delivery, self.config.seed);
-            let half = |nodes, base, links| Half {
-                nodes,
-                base,
+            let half = |side| Half {
+                side,
+                shared,
                 row: &row,
-                links,
-                cut,
                 delivery,
                 seed,
                 inbox: Vec::new(),
@@ -452,7 +495,7 @@ impl Simulation {
                 out: Vec::new(),
                 wire: WireCount::default(),
             };
-            let mut halves = [half(lo, 0, lo_links), half(hi, cut, hi_links)];
+            let mut halves = [half(0), half(1)];
             let result = work(self, &mut lanes, &mut halves);
             for half in &halves {
                 self.wire.absorb(&half.wire);

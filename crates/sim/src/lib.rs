@@ -12,9 +12,9 @@
 //!   never overtakes itself (FIFO per link, as ZeroMQ guarantees). The delay of the k-th message
 //!   on a link is drawn from the seed, the link and k alone (`link_delay`), not from one stream
 //!   shared by every send: whichever thread puts a message on its link draws the same delay.
-//!   A time's messages are delivered by halves of the nodes (`lanes`): the first half's, those
-//!   from the first half's senders and then the second's, each in send order; then the second
-//!   half's likewise.
+//!   A time's messages are delivered by halves of the nodes, even and odd indices (`lanes`): the
+//!   first half's, those from the first half's senders and then the second's, each in send
+//!   order; then the second half's likewise.
 //!
 //! A run stops when no message is left in flight. A step budget turns a livelock into a loud
 //! [`SimError::BudgetExceeded`] naming the seed that reproduces it.
@@ -709,7 +709,7 @@ impl Simulation {
             sent: 0,
         }));
         drop(prefault);
-        let lanes = (config.delivery == Delivery::Async).then(|| lanes::Lanes::new(ids.len() / 2));
+        let lanes = (config.delivery == Delivery::Async).then(lanes::Lanes::new);
         Simulation {
             nodes,
             row,
