@@ -27,7 +27,7 @@ use labctl_core::{Input, Message, Node, Output, Spare};
 
 use super::{
     link_slot, prefetch, prefetch_bytes, prefetch_node, Bucket, Calendar, Delivery, InFlight,
-    LinkOut, Packed, Progress, SimError, Simulation, TraceEntry, TraceLine, Wire, WireCount,
+    LinkOut, Packed, Progress, SimError, Simulation, Stage, TraceEntry, TraceLine, Wire, WireCount,
     PREFETCH_FAR, PREFETCH_NEAR, PROGRESS_EVERY, SPARE_CHUNKS,
 };
 
@@ -55,8 +55,16 @@ impl Lanes {
     }
 
     /// The messages in flight.
-    pub(crate) fn len(&mut self) -> usize {
-        self.lane.iter_mut().flatten().map(|l| lane(l).len).sum()
+    pub(crate) fn len(&self) -> usize {
+        self.lane.iter().flatten().map(|l| lock(l).len).sum()
+    }
+
+    /// Give the memory back; what is left in flight is only counted from here on.
+    pub(crate) fn release(&mut self) {
+        self.lane
+            .iter_mut()
+            .flatten()
+            .for_each(|l| lane(l).release());
     }
 
     /// The first time at or after `now` with messages in any lane.
@@ -80,8 +88,9 @@ fn lane(lane: &mut Mutex<Calendar>) -> &mut Calendar {
     lane.get_mut().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A lane, locked (the other half's thread never holds it then: see [`Lanes`]).
-fn lock(lane: &Mutex<Calendar>) -> std::sync::MutexGuard<'_, Calendar> {
+/// A lane (or the helper's stage), locked: the other half's thread never holds it then (see
+/// [`Lanes`]).
+fn lock<T>(lane: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     lane.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -99,22 +108,33 @@ struct Shared {
 unsafe impl Send for Shared {}
 
 impl Shared {
-    /// Node `i`, which must be `side`'s. Each half borrows its nodes through a copy of its own
-    /// `Shared`, one node at a time.
-    fn node(&mut self, side: usize, i: usize) -> &mut Node {
+    /// Node `i`, which must be `side`'s (asserted: the other half never touches it).
+    ///
+    /// # Safety
+    ///
+    /// No other reference to node `i` may be alive while the one returned is: `Shared` is
+    /// `Copy`, and another copy would lend the same node again. Each half borrows one node at a
+    /// time, the borrow ending before the next.
+    unsafe fn node(&mut self, side: usize, i: usize) -> &mut Node {
         assert!(
             i < self.count && i % 2 == side,
             "node {i} is not half {side}'s"
         );
-        // SAFETY: in bounds, and of `side`'s parity: the other half never touches it.
+        // SAFETY: in bounds and of `side`'s parity (the other half never touches it); the
+        // caller holds no other reference to it.
         unsafe { &mut *self.nodes.add(i) }
     }
 
-    /// The link in `slot`, which must lie in node `i`'s row, node `i` being `side`'s.
-    fn link(&mut self, row: &[u32], side: usize, i: usize, slot: usize) -> &mut LinkOut {
+    /// The link in `slot`, which must lie in node `i`'s row, node `i` being `side`'s (asserted:
+    /// the other half never touches its links).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Shared::node`]: no other reference to that link may be alive.
+    unsafe fn link(&mut self, row: &[u32], side: usize, i: usize, slot: usize) -> &mut LinkOut {
         assert!(i % 2 == side && (row[i] as usize..row[i + 1] as usize).contains(&slot));
-        // SAFETY: in node `i`'s row (in bounds), and node `i` is `side`'s: the other half
-        // never touches its links.
+        // SAFETY: in node `i`'s row (in bounds) and node `i` is `side`'s; the caller holds no
+        // other reference to it.
         unsafe { &mut *self.links.add(slot) }
     }
 }
@@ -162,30 +182,24 @@ impl Half<'_> {
     /// locked for the sends.
     fn deliver_unbounded(&mut self, now: u64, lanes: &[Mutex<Calendar>; 2]) {
         let (mut to_first, mut to_second) = (lock(&lanes[0]), lock(&lanes[1]));
-        let mut delivered = 0;
-        let done = self.deliver(
-            now,
-            [&mut to_first, &mut to_second],
-            None,
-            &mut delivered,
-            u64::MAX,
-        );
+        let mut sink = Sink {
+            lanes: [&mut to_first, &mut to_second],
+            trace: None,
+        };
+        let done = self.deliver(now, &mut sink, &mut 0, u64::MAX);
         debug_assert!(done.is_ok(), "no budget to pass");
     }
 
-    /// Deliver the inbox at time `now`, in order, putting the sends in `lanes` (this half's
-    /// two: to the first half, to the second). With `trace`, every step is written there. With a
-    /// budget (`delivered` and its limit), stops before the delivery past it: `Err` holds how
-    /// many of the inbox were left.
+    /// Deliver the inbox at time `now`, in order, into `sink`. With a budget (`delivered` and
+    /// its limit), stops before the delivery past it: `Err` holds how many of the inbox were
+    /// left.
     fn deliver(
         &mut self,
         now: u64,
-        lanes: [&mut Calendar; 2],
-        mut trace: Option<&mut Vec<TraceLine>>,
+        sink: &mut Sink,
         delivered: &mut u64,
         budget: u64,
     ) -> Result<(), usize> {
-        let [to_first, to_second] = lanes;
         let mut left: usize = self.inbox.iter().map(Bucket::len).sum();
         let mut inbox = std::mem::take(&mut self.inbox);
         for bucket in inbox.drain(..) {
@@ -200,19 +214,15 @@ impl Half<'_> {
                     *delivered += 1;
                     left -= 1;
                     self.prefetch(items, k);
-                    self.deliver_one(
-                        now,
-                        packed,
-                        [&mut *to_first, &mut *to_second],
-                        trace.as_deref_mut(),
-                    );
+                    self.deliver_one(now, packed, sink);
                 }
                 // The chunk's room is used again by this half's sends.
                 chunk.clear();
+                let [to_first, to_second] = &mut sink.lanes;
                 let lane = if to_first.spare.len() <= to_second.spare.len() {
-                    &mut *to_first
+                    to_first
                 } else {
-                    &mut *to_second
+                    to_second
                 };
                 if lane.spare.len() < SPARE_CHUNKS {
                     lane.spare.push(chunk);
@@ -230,12 +240,14 @@ impl Half<'_> {
     fn prefetch(&mut self, items: &[Packed], k: usize) {
         if let Some(far) = items.get(k + PREFETCH_FAR) {
             let i = far.to as usize;
-            prefetch_node(self.shared.node(self.side, i));
+            // SAFETY: a borrow for the call alone.
+            prefetch_node(unsafe { self.shared.node(self.side, i) });
             prefetch(&self.row[i]);
         }
         if let Some(near) = items.get(k + PREFETCH_NEAR) {
             let i = near.to as usize;
-            for (start, len) in self.shared.node(self.side, i).hot_blocks() {
+            // SAFETY: a borrow for the call alone.
+            for (start, len) in unsafe { self.shared.node(self.side, i) }.hot_blocks() {
                 prefetch_bytes(start, len);
             }
             let (start, len) = self.links_of(i);
@@ -243,21 +255,15 @@ impl Half<'_> {
         }
     }
 
-    /// Deliver one message at `now`, its sends into `lanes`.
-    fn deliver_one(
-        &mut self,
-        now: u64,
-        packed: &Packed,
-        lanes: [&mut Calendar; 2],
-        trace: Option<&mut Vec<TraceLine>>,
-    ) {
-        let [to_first, to_second] = lanes;
-        let mut trace = trace;
+    /// Deliver one message at `now`, what its node asks for into `sink`.
+    fn deliver_one(&mut self, now: u64, packed: &Packed, sink: &mut Sink) {
         let flight = Calendar::unpack_with(*packed, &mut self.whole);
         let i = flight.to;
         let mut shared = self.shared;
-        let node = shared.node(self.side, i);
-        if let Some(trace) = trace.as_deref_mut() {
+        // SAFETY: the only borrow of the node until `handle_lent` returns, before `carry_out`
+        // borrows it again.
+        let node = unsafe { shared.node(self.side, i) };
+        if let Some(trace) = sink.trace.as_deref_mut() {
             trace.push(TraceLine {
                 t: now,
                 node: node.id(),
@@ -272,102 +278,97 @@ impl Half<'_> {
             message: flight.message,
         };
         node.handle_lent(&mut self.spare, now, input, &mut self.out);
-        self.carry_out(i, now, [to_first, to_second], trace);
+        self.carry_out(i, now, sink);
     }
 
     /// Give each of this half's nodes [`Input::Start`] for `epoch` at `now`, in index order,
     /// this half's two lanes locked for the sends.
     fn start(&mut self, now: u64, epoch: u64, lanes: &[Mutex<Calendar>; 2]) {
         let (mut to_first, mut to_second) = (lock(&lanes[0]), lock(&lanes[1]));
-        self.start_each(now, epoch, [&mut to_first, &mut to_second], None);
+        let mut sink = Sink {
+            lanes: [&mut to_first, &mut to_second],
+            trace: None,
+        };
+        self.start_each(now, epoch, &mut sink);
     }
 
-    /// [`Half::start`] on lanes at hand, with an optional trace.
-    fn start_each(
-        &mut self,
-        now: u64,
-        epoch: u64,
-        lanes: [&mut Calendar; 2],
-        mut trace: Option<&mut Vec<TraceLine>>,
-    ) {
-        let [to_first, to_second] = lanes;
+    /// [`Half::start`] into any sink (one with a trace, on one thread).
+    fn start_each(&mut self, now: u64, epoch: u64, sink: &mut Sink) {
         let mut shared = self.shared;
         for i in (self.side..shared.count).step_by(2) {
             let input = Input::Start { epoch };
-            let node = shared.node(self.side, i);
+            // SAFETY: the only borrow of the node until `handle_lent` returns, before
+            // `carry_out` borrows it again.
+            let node = unsafe { shared.node(self.side, i) };
             node.handle_lent(&mut self.spare, now, input, &mut self.out);
-            self.carry_out(
-                i,
-                now,
-                [&mut *to_first, &mut *to_second],
-                trace.as_deref_mut(),
-            );
+            self.carry_out(i, now, sink);
         }
     }
 
     /// Carry out what node `i` asked for in its last call (in `out`): each send put on its
-    /// link and in its lane, each event in the trace if there is one.
-    fn carry_out(
-        &mut self,
-        i: usize,
-        now: u64,
-        lanes: [&mut Calendar; 2],
-        mut trace: Option<&mut Vec<TraceLine>>,
-    ) {
-        let [to_first, to_second] = lanes;
+    /// link and in its lane, each step in the trace if there is one.
+    fn carry_out(&mut self, i: usize, now: u64, sink: &mut Sink) {
         let (mut nodes, mut links) = (self.shared, self.shared);
-        let node = &*nodes.node(self.side, i);
+        // SAFETY: the only borrow of the node here (its handling is done); the links borrowed
+        // below are other memory, one at a time.
+        let node = &*unsafe { nodes.node(self.side, i) };
         let me = node.id();
         for output in self.out.drain(..) {
-            match output {
+            let what = match output {
                 Output::Send { to, message } => {
                     let slot = link_slot(self.row, i, node, to);
-                    let link = links.link(self.row, self.side, i, slot);
+                    // SAFETY: the only borrow of this link, ended by the next send's.
+                    let link = unsafe { links.link(self.row, self.side, i, slot) };
                     let at = link.stamp(slot, now, self.delivery, self.seed);
                     let index = link.index as usize;
                     self.wire.count(&message);
-                    if let Some(trace) = trace.as_deref_mut() {
-                        trace.push(TraceLine {
-                            t: now,
-                            node: me,
-                            what: TraceEntry::Wire(Wire::Send {
-                                to,
-                                message: message.clone(),
-                            }),
-                        });
-                    }
-                    let lane = if side(index) == 1 {
-                        &mut *to_second
-                    } else {
-                        &mut *to_first
+                    let wire = sink.trace.is_some().then(|| {
+                        TraceEntry::Wire(Wire::Send {
+                            to,
+                            message: message.clone(),
+                        })
+                    });
+                    let flight = InFlight {
+                        from: me,
+                        to: index,
+                        message,
                     };
-                    lane.push(
-                        at,
-                        InFlight {
-                            from: me,
-                            to: index,
-                            message,
-                        },
-                    );
+                    sink.lanes[side(index)].push(at, flight);
+                    wire
                 }
-                Output::Event(event) => {
-                    if let Some(trace) = trace.as_deref_mut() {
-                        trace.push(TraceLine {
-                            t: now,
-                            node: me,
-                            what: TraceEntry::Node(event),
-                        });
-                    }
-                }
+                Output::Event(event) => Some(TraceEntry::Node(event)),
                 // Plain nodes keep no time and persist nothing: these never come.
-                Output::Heartbeat { .. } | Output::Persist { .. } | Output::Wake { .. } => {}
+                Output::Heartbeat { .. } | Output::Persist { .. } | Output::Wake { .. } => None,
+            };
+            if let (Some(trace), Some(what)) = (sink.trace.as_deref_mut(), what) {
+                trace.push(TraceLine {
+                    t: now,
+                    node: me,
+                    what,
+                });
             }
         }
     }
 }
 
+/// Who watches a run: its budget of deliveries, and the progress reports, every
+/// [`PROGRESS_EVERY`] deliveries from the first.
+struct Watch<'o> {
+    budget: u64,
+    /// When the next report is due (in deliveries).
+    next_report: u64,
+    observe: &'o mut dyn FnMut(&Progress),
+}
+
+/// Where a half's deliveries put what their nodes ask for: the half's two lanes (to the first
+/// half, to the second) and the trace, if the run keeps one.
+struct Sink<'s> {
+    lanes: [&'s mut Calendar; 2],
+    trace: Option<&'s mut Vec<TraceLine>>,
+}
+
 /// A barrier for two threads that spins, then yields, rather than sleeping: the halves meet
-/// twice for every time of the run, thousands of times a second. If either thread panics, the
+/// three times for every time of the run, thousands of times a second. If either thread panics, the
 /// other panics at the barrier rather than waiting forever.
 #[derive(Default)]
 pub(crate) struct SpinBarrier {
@@ -426,11 +427,15 @@ impl Simulation {
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<(), SimError> {
         self.with_halves(|sim, lanes, halves| {
-            let mut next_report = 0;
+            let mut watch = Watch {
+                budget,
+                next_report: 0,
+                observe,
+            };
             if two {
-                sim.lanes_in_two(lanes, halves, budget, &mut next_report, observe);
+                sim.lanes_in_two(lanes, halves, &mut watch);
             }
-            sim.lanes_in_one(lanes, halves, budget, &mut next_report, observe)
+            sim.lanes_in_one(lanes, halves, &mut watch)
         })
     }
 
@@ -450,12 +455,11 @@ impl Simulation {
                 let mut trace = sim.config.trace.then_some(&mut sim.trace);
                 for (side, half) in [first, second].into_iter().enumerate() {
                     let [to_first, to_second] = &mut lanes.lane[side];
-                    half.start_each(
-                        now,
-                        epoch,
-                        [lane(to_first), lane(to_second)],
-                        trace.as_deref_mut(),
-                    );
+                    let mut sink = Sink {
+                        lanes: [lane(to_first), lane(to_second)],
+                        trace: trace.as_deref_mut(),
+                    };
+                    half.start_each(now, epoch, &mut sink);
                 }
             }
         });
@@ -509,25 +513,17 @@ impl Simulation {
         result
     }
 
-    /// Tell `observe` how far the run has got, once `next_report` deliveries are done (then
-    /// again at the next multiple of [`PROGRESS_EVERY`]). `wire` is what the halves counted.
-    fn report_progress(
-        &self,
-        in_flight: usize,
-        wire: &[&WireCount],
-        next_report: &mut u64,
-        observe: &mut dyn FnMut(&Progress),
-    ) {
-        if self.delivered < *next_report {
+    /// Tell the watcher how far the run has got, once its next report is due. `stages` are the
+    /// halves' (the run's is the furthest of them).
+    fn report_progress(&self, in_flight: usize, stages: [Stage; 2], watch: &mut Watch) {
+        if self.delivered < watch.next_report {
             return;
         }
-        *next_report = (self.delivered / PROGRESS_EVERY + 1) * PROGRESS_EVERY;
-        let mut all = self.wire.clone();
-        wire.iter().for_each(|w| all.absorb(w));
-        observe(&Progress {
+        watch.next_report = (self.delivered / PROGRESS_EVERY + 1) * PROGRESS_EVERY;
+        (watch.observe)(&Progress {
             delivered: self.delivered,
             in_flight,
-            stage: all.stage(),
+            stage: stages.into_iter().fold(self.wire.stage(), Stage::max),
             time: self.now,
         });
     }
@@ -537,31 +533,26 @@ impl Simulation {
         &mut self,
         lanes: &mut Lanes,
         halves: &mut [Half; 2],
-        budget: u64,
-        next_report: &mut u64,
-        observe: &mut dyn FnMut(&Progress),
+        watch: &mut Watch,
     ) -> Result<(), SimError> {
+        let budget = watch.budget;
         while let Some(t) = lanes.next_time(self.now) {
             let in_flight = lanes.len();
             self.report_progress(
                 in_flight,
-                &[&halves[0].wire, &halves[1].wire],
-                next_report,
-                observe,
+                [halves[0].wire.stage(), halves[1].wire.stage()],
+                watch,
             );
             self.now = t;
             for (side, half) in halves.iter_mut().enumerate() {
                 let [from_first, from_second] = &mut lanes.lane;
                 half.fill(t, lane(&mut from_first[side]), lane(&mut from_second[side]));
                 let [to_first, to_second] = &mut lanes.lane[side];
-                let trace = self.config.trace.then_some(&mut self.trace);
-                let sent = half.deliver(
-                    t,
-                    [lane(to_first), lane(to_second)],
-                    trace,
-                    &mut self.delivered,
-                    budget,
-                );
+                let mut sink = Sink {
+                    lanes: [lane(to_first), lane(to_second)],
+                    trace: self.config.trace.then_some(&mut self.trace),
+                };
+                let sent = half.deliver(t, &mut sink, &mut self.delivered, budget);
                 if let Err(left) = sent {
                     // The other half's messages of this time are still in their lanes.
                     return Err(SimError::BudgetExceeded {
@@ -578,22 +569,17 @@ impl Simulation {
 
     /// Both halves at once, the second on a helper thread, until quiet or until the next time's
     /// messages would pass the budget (then [`Simulation::lanes_in_one`] goes on).
-    fn lanes_in_two(
-        &mut self,
-        lanes: &mut Lanes,
-        halves: &mut [Half; 2],
-        budget: u64,
-        next_report: &mut u64,
-        observe: &mut dyn FnMut(&Progress),
-    ) {
+    fn lanes_in_two(&mut self, lanes: &mut Lanes, halves: &mut [Half; 2], watch: &mut Watch) {
         let barrier = SpinBarrier::default();
         let stop = AtomicBool::new(false);
-        // The time both halves deliver next, chosen by this thread while the helper waits.
+        // The time both halves deliver next, chosen by this thread while the helper waits; and
+        // how far the helper's sends have got, for the progress reports.
         let next = AtomicU64::new(0);
+        let helper_stage = Mutex::new(Stage::Setup);
         let [mine, theirs] = halves;
         let lanes: &Lanes = lanes;
         std::thread::scope(|scope| {
-            let (barrier, stop, next) = (&barrier, &stop, &next);
+            let (barrier, stop, next, helper_stage) = (&barrier, &stop, &next, &helper_stage);
             scope.spawn(move || {
                 let _poison = barrier.guard();
                 loop {
@@ -606,6 +592,7 @@ impl Simulation {
                     theirs.fill(t, &mut lock(&from_first[1]), &mut lock(&from_second[1]));
                     barrier.wait(); // 2: both inboxes are full
                     theirs.deliver_unbounded(t, &lanes.lane[1]);
+                    *lock(helper_stage) = theirs.wire.stage();
                     barrier.wait(); // 3: the time is delivered
                 }
             });
@@ -622,10 +609,11 @@ impl Simulation {
                 }
                 let Some(t) = t else { break };
                 let size: usize = lanes.lane.iter().flatten().map(|l| lock(l).len_at(t)).sum();
-                if self.delivered + size as u64 > budget {
+                if self.delivered + size as u64 > watch.budget {
                     break;
                 }
-                self.report_progress(in_flight, &[&mine.wire], next_report, observe);
+                let stages = [mine.wire.stage(), *lock(helper_stage)];
+                self.report_progress(in_flight, stages, watch);
                 self.now = t;
                 self.delivered += size as u64;
                 next.store(t, Ordering::Release);

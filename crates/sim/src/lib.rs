@@ -780,7 +780,9 @@ impl Simulation {
             ..self.progress()
         });
         self.queue.release();
-        self.lanes = None;
+        if let Some(lanes) = &mut self.lanes {
+            lanes.release();
+        }
         Ok(self.take_statuses())
     }
 
@@ -812,7 +814,8 @@ impl Simulation {
         }
     }
 
-    /// Give every node [`Input::Start`] for `epoch`, in id order, at the current time.
+    /// Give every node [`Input::Start`] for `epoch` at the current time: in id order, or under
+    /// asynchronous delivery by halves (the even indices, then the odd; at once on two threads).
     pub fn start_all(&mut self, epoch: u64) {
         if self.lanes.is_some() {
             let two = self.two_threads() && !self.config.trace;
@@ -982,11 +985,16 @@ impl Simulation {
         }
     }
 
+    /// The messages in flight.
+    fn in_flight(&self) -> usize {
+        self.queue.len + self.lanes.as_ref().map_or(0, |l| l.len())
+    }
+
     /// How far the run has got.
-    pub fn progress(&mut self) -> Progress {
+    pub fn progress(&self) -> Progress {
         Progress {
             delivered: self.delivered,
-            in_flight: self.queue.len + self.lanes.as_mut().map_or(0, |l| l.len()),
+            in_flight: self.in_flight(),
             stage: self.wire.stage(),
             time: self.now,
         }
@@ -1016,8 +1024,8 @@ impl Simulation {
             },
             Check {
                 name: "quiet".into(),
-                ok: self.queue.len == 0,
-                detail: format!("{} messages left in flight", self.queue.len),
+                ok: self.in_flight() == 0,
+                detail: format!("{} messages left in flight", self.in_flight()),
             },
         ]
     }
@@ -1054,6 +1062,16 @@ mod tests {
 
     /// One run of `topology` (its TOML), on one thread or two.
     fn run_with(topology: &str, seed: u64, delivery: Delivery, two: bool) -> Run {
+        run_observed(topology, seed, delivery, two).0
+    }
+
+    /// [`run_with`], and what it told its observer.
+    fn run_observed(
+        topology: &str,
+        seed: u64,
+        delivery: Delivery,
+        two: bool,
+    ) -> (Run, Vec<Progress>) {
         let topology = labctl_topology::Topology::from_toml(topology, "t.toml").unwrap();
         let config = Config {
             seed,
@@ -1063,8 +1081,27 @@ mod tests {
         let mut sim = Simulation::on(topology.rows(), config);
         sim.two_threads = Some(two);
         let budget = step_budget(sim.nodes.len() as u64, sim.links.len() as u64);
-        let statuses = sim.drive(budget, &mut |_| {}).unwrap();
-        sim.finish("t", statuses, Instant::now())
+        let mut seen = Vec::new();
+        let statuses = sim.drive(budget, &mut |p| seen.push(*p)).unwrap();
+        (sim.finish("t", statuses, Instant::now()), seen)
+    }
+
+    #[test]
+    fn progress_under_async_delivery_is_the_same_on_one_thread_or_two() {
+        // Every report the same: deliveries, messages in flight, the furthest stage of either
+        // half (the helper's counted too), the time.
+        let graph = "name = \"r\"\n[generate]\nshape = \"random\"\nn = 60000\ndegree = 4\nids = \"shuffle\"\nseed = 2\n";
+        let (_, one) = run_observed(graph, 3, Delivery::Async, false);
+        let (_, two) = run_observed(graph, 3, Delivery::Async, true);
+        assert!(one.len() > 10, "{} reports", one.len());
+        assert_eq!(one, two);
+        let stages: Vec<Stage> = one.iter().map(|p| p.stage).collect();
+        assert!(stages.windows(2).all(|w| w[0] <= w[1]), "{stages:?}");
+        assert!(stages.contains(&Stage::Iteration(1)) && stages.contains(&Stage::Tree));
+        assert_eq!(
+            one.last().map(|p| (p.stage, p.in_flight)),
+            Some((Stage::Quiet, 0))
+        );
     }
 
     #[test]
