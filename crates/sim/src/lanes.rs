@@ -314,7 +314,7 @@ impl Half<'_> {
         let node = &*unsafe { nodes.node(self.side, i) };
         let me = node.id();
         for output in self.out.drain(..) {
-            let what = match output {
+            match output {
                 Output::Send { to, message } => {
                     let slot = link_slot(self.row, i, node, to);
                     // SAFETY: the only borrow of this link, ended by the next send's.
@@ -322,30 +322,34 @@ impl Half<'_> {
                     let at = link.stamp(slot, now, self.delivery, self.seed);
                     let index = link.index as usize;
                     self.wire.count(&message);
-                    let wire = sink.trace.is_some().then(|| {
-                        TraceEntry::Wire(Wire::Send {
-                            to,
-                            message: message.clone(),
-                        })
-                    });
+                    if let Some(trace) = sink.trace.as_deref_mut() {
+                        trace.push(TraceLine {
+                            t: now,
+                            node: me,
+                            what: TraceEntry::Wire(Wire::Send {
+                                to,
+                                message: message.clone(),
+                            }),
+                        });
+                    }
                     let flight = InFlight {
                         from: me,
                         to: index,
                         message,
                     };
                     sink.lanes[side(index)].push(at, flight);
-                    wire
                 }
-                Output::Event(event) => Some(TraceEntry::Node(event)),
+                Output::Event(event) => {
+                    if let Some(trace) = sink.trace.as_deref_mut() {
+                        trace.push(TraceLine {
+                            t: now,
+                            node: me,
+                            what: TraceEntry::Node(event),
+                        });
+                    }
+                }
                 // Plain nodes keep no time and persist nothing: these never come.
-                Output::Heartbeat { .. } | Output::Persist { .. } | Output::Wake { .. } => None,
-            };
-            if let (Some(trace), Some(what)) = (sink.trace.as_deref_mut(), what) {
-                trace.push(TraceLine {
-                    t: now,
-                    node: me,
-                    what,
-                });
+                Output::Heartbeat { .. } | Output::Persist { .. } | Output::Wake { .. } => {}
             }
         }
     }
