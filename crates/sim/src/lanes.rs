@@ -48,12 +48,6 @@ impl Lanes {
         }
     }
 
-    /// Put `flight`, sent by node `from`, in its lane, to arrive at `at`.
-    pub(crate) fn push(&mut self, from: usize, at: u64, flight: InFlight) {
-        let (from, to) = (side(from), side(flight.to));
-        lane(&mut self.lane[from][to]).push(at, flight);
-    }
-
     /// The messages in flight.
     pub(crate) fn len(&self) -> usize {
         self.lane.iter().flatten().map(|l| lock(l).len).sum()
@@ -68,12 +62,17 @@ impl Lanes {
     }
 
     /// The first time at or after `now` with messages in any lane.
-    fn next_time(&mut self, now: u64) -> Option<u64> {
+    fn next_time(&self, now: u64) -> Option<u64> {
         self.lane
-            .iter_mut()
+            .iter()
             .flatten()
-            .filter_map(|l| lane(l).next_time(now))
+            .filter_map(|l| lock(l).next_time(now))
             .min()
+    }
+
+    /// The messages of time `t` in every lane.
+    fn len_at(&self, t: u64) -> usize {
+        self.lane.iter().flatten().map(|l| lock(l).len_at(t)).sum()
     }
 }
 
@@ -601,23 +600,14 @@ impl Simulation {
                 }
             });
             let _poison = barrier.guard();
-            loop {
-                // The helper waits at the barrier: no lane is in use.
-                let (mut t, mut in_flight) = (None::<u64>, 0);
-                for l in lanes.lane.iter().flatten() {
-                    let l = lock(l);
-                    in_flight += l.len;
-                    if let Some(at) = l.next_time(self.now) {
-                        t = Some(t.map_or(at, |t| t.min(at)));
-                    }
-                }
-                let Some(t) = t else { break };
-                let size: usize = lanes.lane.iter().flatten().map(|l| lock(l).len_at(t)).sum();
+            // The helper waits at the barrier whenever this thread looks at every lane.
+            while let Some(t) = lanes.next_time(self.now) {
+                let size = lanes.len_at(t);
                 if self.delivered + size as u64 > watch.budget {
                     break;
                 }
                 let stages = [mine.wire.stage(), *lock(helper_stage)];
-                self.report_progress(in_flight, stages, watch);
+                self.report_progress(lanes.len(), stages, watch);
                 self.now = t;
                 self.delivered += size as u64;
                 next.store(t, Ordering::Release);

@@ -945,24 +945,22 @@ impl Simulation {
 
     fn send(&mut self, from_index: usize, from: NodeId, to: NodeId, message: Message) {
         let slot = link_slot(&self.row, from_index, &self.nodes[from_index], to);
-        self.schedule(from_index, from, slot, message);
+        self.schedule(from, slot, message);
     }
 
     /// Put `message` from `from` on the link in `slot` (the sender's row), after its delay.
-    fn schedule(&mut self, from_index: usize, from: NodeId, slot: usize, message: Message) {
+    fn schedule(&mut self, from: NodeId, slot: usize, message: Message) {
         let link = &mut self.links[slot];
         let to = link.index;
         let at = link.stamp(slot, self.now, self.config.delivery, self.config.seed);
-        self.queue_stamped(from_index, from, Stamped { at, to, message });
+        self.queue_stamped(from, Stamped { at, to, message });
     }
 
-    /// Queue a message node `from_index` (`from`) put on its link (counting it on the wire).
-    fn queue_stamped(
-        &mut self,
-        from_index: usize,
-        from: NodeId,
-        Stamped { at, to, message }: Stamped,
-    ) {
+    /// Queue a message `from` put on its link (counting it on the wire). Under synchronous
+    /// delivery only: asynchronous delivery keeps its messages in lanes, which the halves fill
+    /// themselves (`lanes`).
+    fn queue_stamped(&mut self, from: NodeId, Stamped { at, to, message }: Stamped) {
+        debug_assert!(self.lanes.is_none(), "async sends go to the lanes");
         self.wire.count(&message);
         if self.config.trace {
             self.trace.push(TraceLine {
@@ -974,15 +972,14 @@ impl Simulation {
                 }),
             });
         }
-        let flight = InFlight {
-            from,
-            to: to as usize,
-            message,
-        };
-        match &mut self.lanes {
-            Some(lanes) => lanes.push(from_index, at, flight),
-            None => self.queue.push(at, flight),
-        }
+        self.queue.push(
+            at,
+            InFlight {
+                from,
+                to: to as usize,
+                message,
+            },
+        );
     }
 
     /// The messages in flight.

@@ -135,7 +135,7 @@ impl Half {
                     });
                 }
             }
-            made.push((i, me, (sends.len() - before) as u32));
+            made.push((me, (sends.len() - before) as u32));
         }
     }
 }
@@ -143,8 +143,8 @@ impl Half {
 /// What some deliveries sent (a half's in a round, or one chunk of the helper's).
 #[derive(Default)]
 struct Sent {
-    /// Per delivery, in order: the receiver's index and id, and how many sends it made.
-    made: Vec<(usize, NodeId, u32)>,
+    /// Per delivery, in order: the receiver's id and how many sends it made.
+    made: Vec<(NodeId, u32)>,
     /// The sends, delivery after delivery, each on its link.
     sends: Vec<Stamped>,
 }
@@ -168,12 +168,12 @@ impl Simulation {
         let mut their_sends = Vec::new().into_iter();
         for &ours in side {
             if ours {
-                let &(i, me, count) = made.next().expect("each delivery's sends counted");
+                let &(me, count) = made.next().expect("each delivery's sends counted");
                 for stamped in sends.by_ref().take(count as usize) {
-                    self.queue_stamped(i, me, stamped);
+                    self.queue_stamped(me, stamped);
                 }
             } else {
-                let (i, me, count) = match their_made.next() {
+                let (me, count) = match their_made.next() {
                     Some(item) => item,
                     None => {
                         let chunk = chunks.next().expect("the helper delivers all its part");
@@ -183,7 +183,7 @@ impl Simulation {
                     }
                 };
                 for stamped in their_sends.by_ref().take(count as usize) {
-                    self.queue_stamped(i, me, stamped);
+                    self.queue_stamped(me, stamped);
                 }
             }
         }
