@@ -832,6 +832,14 @@ impl Node {
     /// [`Node::status`], giving the node up: what it can hand over is moved, not copied (a
     /// simulator makes a million of these at the end of a run).
     pub fn into_status(mut self) -> Status {
+        self.take_status()
+    }
+
+    /// [`Node::into_status`] in place: what it can hand over is moved out (its roles and
+    /// out-degrees are empty afterwards), and the node is left for its owner to drop, where
+    /// and when it likes (a simulator frees a million nodes on one thread while another makes
+    /// their statuses).
+    pub fn take_status(&mut self) -> Status {
         let roles = std::mem::take(&mut self.roles);
         let out_degrees = self.election.take_out_degrees();
         self.status_with(roles, out_degrees)

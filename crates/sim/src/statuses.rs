@@ -1,16 +1,23 @@
 //! The nodes' statuses at the end of a run, made as the nodes are given up.
 //!
 //! A million nodes and their statuses do not fit side by side in the memory goal, so each node
-//! is given up as its status is made and the pages its place took are handed back to the kernel
-//! as they empty. Most of the time goes into freeing each node's heap blocks: a large run makes
-//! the statuses of each half of the nodes on its own thread.
+//! is given up once its status is made and the pages its place took are handed back to the
+//! kernel as they empty. Most of the time goes into the allocator: each status allocates its
+//! lists, and each node frees its heap blocks. A large run splits the two by kind, not by
+//! nodes: a helper thread makes the statuses, from the last node back, and this thread frees
+//! the nodes behind it. The helper's allocations come from its own arena and this thread's
+//! frees go to the one the nodes were built in, so neither waits on the other's lock (two
+//! threads that each made and freed half the nodes were no faster than one: every free of
+//! both went to the same arena).
 
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use labctl_core::{Node, Status};
 
-/// How many nodes a thread gives up between handing their pages back.
-const GIVE_BACK_EVERY: usize = 1 << 14;
+/// How many nodes go at a time: the helper's step between telling how far it has got, and
+/// this thread's between handing pages back.
+const STEP: usize = 1 << 14;
 
 /// Every node's status, in the nodes' order, the nodes given up.
 pub(crate) fn take(nodes: Vec<Node>) -> Vec<Status> {
@@ -23,21 +30,63 @@ pub(crate) fn take(nodes: Vec<Node>) -> Vec<Status> {
 fn take_on(mut nodes: Vec<Node>, two: bool) -> Vec<Status> {
     let n = nodes.len();
     let mut statuses: Vec<Status> = Vec::with_capacity(n);
-    // SAFETY: from here on the nodes are read out of the buffer one by one (each exactly once,
-    // `ptr::read`), so the vector must not drop them again: its length goes to zero first, and
-    // it keeps the buffer (given back at its drop). A panic part way leaks the nodes not yet
-    // read and the statuses made, nothing worse.
+    // SAFETY: from here on each node's status is made once (`make`) and then the node is
+    // dropped in place once (`free`), after which its place is never read again; so the vector
+    // must not drop them again: its length goes to zero first, and it keeps the buffer (given
+    // back at its drop). A panic part way leaks the nodes not yet dropped and the statuses
+    // made, nothing worse.
     let base = Place(nodes.as_mut_ptr());
     unsafe { nodes.set_len(0) };
-    let out = &mut statuses.spare_capacity_mut()[..n];
+    let out = Out(statuses.spare_capacity_mut().as_mut_ptr());
     if two {
-        let (low, high) = out.split_at_mut(n / 2);
+        // The helper has made the statuses of the nodes from `made` on.
+        let made = AtomicUsize::new(n);
         std::thread::scope(|scope| {
-            scope.spawn(|| make(base, n / 2, high));
-            make(base, 0, low);
+            let helper = scope.spawn(|| {
+                let mut to = n;
+                while to > 0 {
+                    let from = to.saturating_sub(STEP);
+                    // SAFETY: nodes `from..to` are the helper's until it says so below, and
+                    // their places in `out` are written by no one else.
+                    unsafe { make(base, out, from, to) };
+                    made.store(from, Ordering::Release);
+                    to = from;
+                }
+            });
+            let mut freed_to = n;
+            let mut idle = 0u32;
+            while freed_to > 0 {
+                let from = made.load(Ordering::Acquire);
+                if from < freed_to {
+                    // SAFETY: the helper is done with nodes `from..freed_to` (the acquire
+                    // above sees its writes) and never looks at them again.
+                    unsafe { free(base, from, freed_to) };
+                    freed_to = from;
+                    idle = 0;
+                } else if helper.is_finished() && made.load(Ordering::Acquire) == freed_to {
+                    // It stopped short: it panicked, which the scope passes on.
+                    break;
+                } else {
+                    idle += 1;
+                    if idle < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
         });
     } else {
-        make(base, 0, out);
+        let mut to = n;
+        while to > 0 {
+            let from = to.saturating_sub(STEP);
+            // SAFETY: each range once, made and then freed.
+            unsafe {
+                make(base, out, from, to);
+                free(base, from, to);
+            }
+            to = from;
+        }
     }
     // SAFETY: `make` wrote every one of the first `n` places.
     unsafe { statuses.set_len(n) };
@@ -45,29 +94,49 @@ fn take_on(mut nodes: Vec<Node>, two: bool) -> Vec<Status> {
     statuses
 }
 
-/// The nodes' buffer, shared by the two threads, each reading its own half.
+/// The nodes' buffer, shared by the two threads.
 #[derive(Clone, Copy)]
 struct Place(*mut Node);
 
-// SAFETY: the threads read disjoint nodes (see `take`), and a node may move between threads.
+/// The statuses' buffer, written by the thread that makes them.
+#[derive(Clone, Copy)]
+struct Out(*mut MaybeUninit<Status>);
+
+// SAFETY: the threads touch disjoint nodes at any time, handed over through `made` (see
+// `take_on`); a node and a status may move between threads.
 unsafe impl Send for Place {}
 unsafe impl Sync for Place {}
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
 
-/// Give up the nodes from `first` on (as many as `out` has places), from the last back, writing
-/// each one's status to its place in `out`; every [`GIVE_BACK_EVERY`] nodes, the pages wholly
-/// behind the last one read go back to the kernel.
-fn make(base: Place, first: usize, out: &mut [MaybeUninit<Status>]) {
-    let end = first + out.len();
-    let mut given_back_to = end;
-    for i in (first..end).rev() {
-        // SAFETY: node `i` is in this thread's part and read exactly once (see `take`).
-        let node = unsafe { std::ptr::read(base.0.add(i)) };
-        out[i - first].write(node.into_status());
-        if (end - i).is_multiple_of(GIVE_BACK_EVERY) || i == first {
-            give_back(base, i, given_back_to);
-            given_back_to = i;
+/// Make the statuses of nodes `from..to`, from the last back, into their places in `out`; the
+/// nodes are left to be dropped.
+///
+/// # Safety
+/// Nodes `from..to` are live and no other thread touches them or their places in `out` during
+/// the call; `out` has room for `to` statuses.
+unsafe fn make(base: Place, out: Out, from: usize, to: usize) {
+    for i in (from..to).rev() {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let node = &mut *base.0.add(i);
+            (*out.0.add(i)).write(node.take_status());
         }
     }
+}
+
+/// Drop nodes `from..to` in place, from the last back, and hand the kernel the pages wholly
+/// inside their places.
+///
+/// # Safety
+/// Nodes `from..to` are live, their statuses made, and no other thread touches them; they are
+/// never read again.
+unsafe fn free(base: Place, from: usize, to: usize) {
+    for i in (from..to).rev() {
+        // SAFETY: as the caller promises: each node dropped exactly once.
+        unsafe { std::ptr::drop_in_place(base.0.add(i)) };
+    }
+    give_back(base, from, to);
 }
 
 /// Hand the kernel the pages wholly inside the places of nodes `from..to`, which have all been
@@ -98,8 +167,8 @@ mod tests {
         // A ring of nodes, some started (so that their statuses differ), more than a few
         // page-returns' worth on each thread, and an odd count.
         for (n, two) in [
-            (3 * GIVE_BACK_EVERY + 5, true),
-            (2 * GIVE_BACK_EVERY + 1, false),
+            (3 * STEP + 5, true),
+            (2 * STEP + 1, false),
             (1, true),
             (0, true),
         ] {
