@@ -39,12 +39,17 @@ fn take_on(mut nodes: Vec<Node>, two: bool) -> Vec<Status> {
     unsafe { nodes.set_len(0) };
     let out = Out(statuses.spare_capacity_mut().as_mut_ptr());
     if two {
-        // The helper has made the statuses of the nodes from `made` on.
+        // The helper has made the statuses of the nodes from `made` on; this thread has freed
+        // them from `freed` on. The helper keeps at most `LEAD` nodes ahead: statuses made
+        // take memory, nodes freed give it back, and a helper far ahead would raise the run's
+        // peak.
         let made = AtomicUsize::new(n);
+        let freed = AtomicUsize::new(n);
         std::thread::scope(|scope| {
             let helper = scope.spawn(|| {
                 let mut to = n;
                 while to > 0 {
+                    wait_until(|| freed.load(Ordering::Acquire) <= to + LEAD);
                     let from = to.saturating_sub(STEP);
                     // SAFETY: nodes `from..to` are the helper's until it says so below, and
                     // their places in `out` are written by no one else.
@@ -53,27 +58,21 @@ fn take_on(mut nodes: Vec<Node>, two: bool) -> Vec<Status> {
                     to = from;
                 }
             });
+            // Should this thread stop short (a panic), the helper is let go.
+            let _let_go = LetGo(&freed);
             let mut freed_to = n;
-            let mut idle = 0u32;
             while freed_to > 0 {
+                wait_until(|| made.load(Ordering::Acquire) < freed_to || helper.is_finished());
                 let from = made.load(Ordering::Acquire);
-                if from < freed_to {
-                    // SAFETY: the helper is done with nodes `from..freed_to` (the acquire
-                    // above sees its writes) and never looks at them again.
-                    unsafe { free(base, from, freed_to) };
-                    freed_to = from;
-                    idle = 0;
-                } else if helper.is_finished() && made.load(Ordering::Acquire) == freed_to {
-                    // It stopped short: it panicked, which the scope passes on.
+                if from == freed_to {
+                    // The helper stopped short: it panicked, which the scope passes on.
                     break;
-                } else {
-                    idle += 1;
-                    if idle < 64 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
                 }
+                // SAFETY: the helper is done with nodes `from..freed_to` (the acquire above sees
+                // its writes) and never looks at them again.
+                unsafe { free(base, from, freed_to) };
+                freed_to = from;
+                freed.store(freed_to, Ordering::Release);
             }
         });
     } else {
@@ -92,6 +91,31 @@ fn take_on(mut nodes: Vec<Node>, two: bool) -> Vec<Status> {
     unsafe { statuses.set_len(n) };
     drop(nodes);
     statuses
+}
+
+/// How far ahead of this thread's frees the helper may make statuses.
+const LEAD: usize = 2 * STEP;
+
+/// Wait, spinning a little and then giving the core away, until `ready`.
+fn wait_until(ready: impl Fn() -> bool) {
+    let mut idle = 0u32;
+    while !ready() {
+        idle += 1;
+        if idle < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// On drop, lets the helper make every status left, whatever this thread has freed.
+struct LetGo<'a>(&'a AtomicUsize);
+
+impl Drop for LetGo<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
 }
 
 /// The nodes' buffer, shared by the two threads.
