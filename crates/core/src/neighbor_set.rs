@@ -94,10 +94,36 @@ impl Words {
 impl NeighborSet {
     /// The sorted, deduplicated neighbours `ids`, to share among a node's sets.
     pub fn universe(ids: impl IntoIterator<Item = NodeId>) -> Universe {
-        let mut ids: Vec<NodeId> = ids.into_iter().collect();
+        // Most nodes have a few neighbours: their ids are sorted on the stack, where a list
+        // would be allocated and freed again for each of a million nodes.
+        let mut ids = ids.into_iter();
+        let mut few = [0; 16];
+        let mut len = 0;
+        while let Some(id) = ids.next() {
+            if len == few.len() {
+                let mut many = few.to_vec();
+                many.push(id);
+                many.extend(ids);
+                return Self::sorted(&mut many);
+            }
+            few[len] = id;
+            len += 1;
+        }
+        Self::sorted(&mut few[..len])
+    }
+
+    /// The universe of `ids`, which it sorts.
+    fn sorted(ids: &mut [NodeId]) -> Universe {
         ids.sort_unstable();
-        ids.dedup();
-        Universe(triomphe::ThinArc::from_header_and_slice((), &ids))
+        // Without repeats, in place.
+        let mut kept = 0;
+        for i in 0..ids.len() {
+            if kept == 0 || ids[i] != ids[kept - 1] {
+                ids[kept] = ids[i];
+                kept += 1;
+            }
+        }
+        Universe(triomphe::ThinArc::from_header_and_slice((), &ids[..kept]))
     }
 
     /// The empty set of neighbours drawn from `all`.
@@ -143,6 +169,16 @@ impl NeighborSet {
             set.set_bit(k, true);
         }
         set
+    }
+
+    /// Takes every neighbour out.
+    pub fn clear(&mut self) {
+        self.words_mut().fill(0);
+    }
+
+    /// Whether the set is drawn from `all` itself (the same shared list, not an equal one).
+    pub fn drawn_from(&self, all: &Universe) -> bool {
+        std::ptr::eq(self.all.0.as_ptr(), all.0.as_ptr())
     }
 
     /// The universe's ids, sorted: position `k` is id `all()[k]`.
@@ -305,8 +341,9 @@ mod tests {
             std::mem::size_of::<Universe>(),
             std::mem::size_of::<usize>()
         );
-        for n in [0u64, 1, 4, 64, 65, 1000] {
-            let all = NeighborSet::universe((1..=n).rev());
+        for n in [0u64, 1, 4, 15, 16, 17, 64, 65, 1000] {
+            // Each id twice, in falling order: sorted, and the repeats gone.
+            let all = NeighborSet::universe((1..=n).rev().flat_map(|id| [id, id]));
             assert_eq!(&*all, &(1..=n).collect::<Vec<_>>()[..], "sorted");
             let (start, bytes) = all.block(all.len());
             let ids = all.as_ptr() as usize;
@@ -369,6 +406,13 @@ mod tests {
             }
             assert!(set.iter().eq(model.iter()), "size {size}");
             assert_eq!(set.first(), model.first());
+            let mut cleared = set.clone();
+            cleared.clear();
+            assert!(
+                cleared.is_empty() && cleared.drawn_from(&all),
+                "size {size}"
+            );
+            assert!(!cleared.drawn_from(&NeighborSet::universe(ids.iter().copied())));
             let full = NeighborSet::full(&all);
             assert!(full.iter().eq(all.iter()));
             assert_eq!(full.len(), all.len());

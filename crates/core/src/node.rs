@@ -519,7 +519,7 @@ impl Node {
     fn begin_epoch(&mut self, epoch: Epoch, out: &mut Vec<Output>) {
         self.epoch = epoch;
         // In id order, as the neighbours are.
-        let invited: Vec<NodeId> = match self.live.as_mut() {
+        let invited: Option<Vec<NodeId>> = match self.live.as_mut() {
             Some(live) => {
                 live.started = true;
                 live.wanted = None;
@@ -541,12 +541,26 @@ impl Node {
                     // Taken in: whatever hold the link served is over.
                     live.detector.clear_hold(n);
                 }
-                invited
+                Some(invited)
             }
-            None => self.neighbors.iter().copied().collect(),
+            // A plain node takes every neighbour in.
+            None => None,
         };
-        self.election = YoYo::among(self.id, &self.neighbors, invited.iter().copied());
-        self.tree = Shout::among(&self.neighbors, invited.iter().copied());
+        // The election and the tree start again in place: nothing freed and allocated again.
+        match &invited {
+            Some(invited) => {
+                let invited = invited.iter().copied();
+                self.election
+                    .restart_among(self.id, &self.neighbors, invited.clone());
+                self.tree.restart_among(&self.neighbors, invited);
+            }
+            None => {
+                let all = self.neighbors.iter().copied();
+                self.election
+                    .restart_among(self.id, &self.neighbors, all.clone());
+                self.tree.restart_among(&self.neighbors, all);
+            }
+        }
         if let Some(pos) = self.log.as_deref().copied() {
             self.tree.set_own_log(Best { pos, node: self.id });
         }

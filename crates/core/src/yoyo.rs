@@ -224,6 +224,36 @@ impl YoYo {
         }
     }
 
+    /// Become [`YoYo::among`]`(id, all, taking)`, keeping this one's blocks when it is drawn
+    /// from the same `all`: a node that starts an epoch over the neighbours it always had frees
+    /// and allocates nothing (a million nodes start at once).
+    pub fn restart_among(
+        &mut self,
+        id: NodeId,
+        all: &Universe,
+        taking: impl IntoIterator<Item = NodeId>,
+    ) {
+        if !self.neighbors.drawn_from(all) || self.said.len() != all.len() {
+            *self = YoYo::among(id, all, taking);
+            return;
+        }
+        self.id = id;
+        self.neighbors.clear();
+        for n in taking {
+            self.neighbors.insert(n);
+        }
+        self.phase = Phase::Setup;
+        self.introduced.clear();
+        self.in_edges.clear();
+        self.out_edges.clear();
+        self.iteration = 0;
+        self.said.fill(Said::default());
+        self.received = 0;
+        self.answered = 0;
+        self.forwarded = None;
+        self.out_degrees = Vec::new();
+    }
+
     /// Setup, first half: tell every neighbour our id. With no neighbours at all, the node is a
     /// source with no edges: it wins at once, after zero iterations.
     pub fn start(&mut self, send: &mut Vec<(NodeId, Body)>, changes: &mut Vec<Event>) {
@@ -640,6 +670,36 @@ mod tests {
         let (mut sent, mut events) = (Vec::new(), Vec::new());
         node.receive(from, &body, &mut sent, &mut events).unwrap();
         (sent, events)
+    }
+
+    #[test]
+    fn a_restart_is_a_node_made_afresh() {
+        // Past setup and into an iteration, then started again over some of its neighbours:
+        // the same state as a node made afresh, its slots kept.
+        let all = NeighborSet::universe([2, 7, 9]);
+        let mut node = YoYo::among(5, &all, all.iter().copied());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        node.start(&mut sent, &mut events);
+        for n in [2, 7, 9] {
+            node.receive(n, &Body::Setup { id: n }, &mut sent, &mut events)
+                .unwrap();
+        }
+        feed(&mut node, 2, value(1, 2));
+        assert_ne!(node.said[0], Said::default(), "a slot taken");
+        let slots = node.said.as_ptr();
+        node.restart_among(5, &all, [2, 9]);
+        assert_eq!(
+            format!("{node:?}"),
+            format!("{:?}", YoYo::among(5, &all, [2, 9]))
+        );
+        assert_eq!(node.said.as_ptr(), slots, "the slots kept");
+        // Over other neighbours: made afresh.
+        let other = NeighborSet::universe([2, 7, 9, 11]);
+        node.restart_among(6, &other, other.iter().copied());
+        assert_eq!(
+            format!("{node:?}"),
+            format!("{:?}", YoYo::among(6, &other, other.iter().copied()))
+        );
     }
 
     #[test]
