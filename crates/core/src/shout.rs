@@ -20,6 +20,7 @@
 //! shortest-path tree.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
 
 use crate::event::Event;
 use crate::message::Body;
@@ -72,10 +73,12 @@ pub enum Refusal {
 #[derive(Clone, Debug)]
 pub struct Shout {
     neighbors: NeighborSet,
-    /// The root, once known (from the first Q, or ourselves if we are the initiator).
-    leader: Option<NodeId>,
+    /// The root, once known (from the first Q, or ourselves if we are the initiator). Ids and
+    /// sizes here are positive, so their absence takes no word of its own (a million nodes,
+    /// 24 MB).
+    leader: Option<NonZeroU64>,
     /// Whose Q came first (None at the root, and before joining).
-    parent: Option<NodeId>,
+    parent: Option<NonZeroU64>,
     depth: Option<u32>,
     /// Neighbours that have not yet answered (with a Yes or a crossing Q).
     waiting: NeighborSet,
@@ -88,7 +91,7 @@ pub struct Shout {
     /// children adds each once).
     descendants: u64,
     /// The size of our subtree once complete.
-    complete: Option<u64>,
+    complete: Option<NonZeroU64>,
     /// The most advanced log known in our subtree: our own, then each child's report.
     best: Option<Box<Best>>,
 }
@@ -167,7 +170,7 @@ impl Shout {
         send: &mut Vec<(NodeId, Body)>,
         changes: &mut Vec<Event>,
     ) {
-        self.leader = Some(me);
+        self.leader = Some(NonZeroU64::new(me).expect("node ids are positive"));
         self.depth = Some(0);
         self.ask_all_but_parent(send);
         self.check_complete(send, changes);
@@ -183,7 +186,14 @@ impl Shout {
     ) -> Result<(), Refusal> {
         match *body {
             Body::Q { leader, depth } => {
-                if let Some(known) = self.leader {
+                let Some(claimed) = NonZeroU64::new(leader) else {
+                    return Err(Refusal::Impossible {
+                        from,
+                        what: "Q",
+                        why: "it names leader 0, and ids are positive".into(),
+                    });
+                };
+                if let Some(known) = self.leader() {
                     if known != leader {
                         return Err(Refusal::OtherLeader {
                             from,
@@ -205,8 +215,8 @@ impl Shout {
                 }
                 if self.depth.is_none() {
                     // The first Q: its sender becomes our parent, and we ask everyone else.
-                    self.leader = Some(leader);
-                    self.parent = Some(from);
+                    self.leader = Some(claimed);
+                    self.parent = NonZeroU64::new(from);
                     self.depth = Some(child_depth);
                     changes.push(Event::Joined {
                         parent: from,
@@ -252,10 +262,10 @@ impl Shout {
     }
 
     fn ask_all_but_parent(&mut self, send: &mut Vec<(NodeId, Body)>) {
-        let leader = self.leader.expect("the leader is known when asking");
+        let leader = self.leader().expect("the leader is known when asking");
         let depth = self.depth.expect("the depth is known when asking");
         for &neighbor in &self.neighbors {
-            if Some(neighbor) == self.parent {
+            if Some(neighbor) == self.parent() {
                 continue;
             }
             send.push((neighbor, Body::Q { leader, depth }));
@@ -272,9 +282,9 @@ impl Shout {
         }
         // Cannot overflow: every Yes was checked to keep the sum a count.
         let size = self.descendants + 1;
-        self.complete = Some(size);
+        self.complete = NonZeroU64::new(size);
         changes.push(Event::Complete { size });
-        if let Some(parent) = self.parent {
+        if let Some(parent) = self.parent() {
             send.push((
                 parent,
                 Body::Yes {
@@ -287,11 +297,11 @@ impl Shout {
 
     /// The root, once known.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leader
+        self.leader.map(NonZeroU64::get)
     }
     /// The parent, once joined (None at the root).
     pub fn parent(&self) -> Option<NodeId> {
-        self.parent
+        self.parent.map(NonZeroU64::get)
     }
     /// The depth, once joined.
     pub fn depth(&self) -> Option<u32> {
@@ -307,7 +317,7 @@ impl Shout {
     }
     /// The subtree's size, once complete.
     pub fn complete(&self) -> Option<u64> {
-        self.complete
+        self.complete.map(NonZeroU64::get)
     }
 
     /// The most advanced log known in the subtree (all of it once complete).
@@ -359,6 +369,32 @@ mod tests {
             format!("{node:?}"),
             format!("{:?}", Shout::among(&other, [1]))
         );
+    }
+
+    #[test]
+    fn a_q_naming_leader_0_is_refused_and_changes_nothing() {
+        let mut node = Shout::new([1, 4, 5].into());
+        let (mut sent, mut events) = (Vec::new(), Vec::new());
+        let refused = node.receive(1, &q(0, 0), &mut sent, &mut events);
+        assert!(
+            matches!(
+                refused,
+                Err(Refusal::Impossible {
+                    from: 1,
+                    what: "Q",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            (node.leader(), node.parent(), node.depth()),
+            (None, None, None)
+        );
+        assert!(sent.is_empty() && events.is_empty());
+        // A good Q afterwards is taken as the first.
+        feed(&mut node, 1, q(1, 0));
+        assert_eq!(node.parent(), Some(1));
     }
 
     #[test]

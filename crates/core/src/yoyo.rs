@@ -43,6 +43,7 @@
 //! and pushes what to send into an output vector.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroU64;
 
 use serde::{Deserialize, Serialize};
 
@@ -164,12 +165,14 @@ pub struct YoYo {
     /// one iteration ahead, so its value may come before this node gets there).
     said: Box<[Said]>,
     /// How many in-neighbours have sent this iteration's value (so that waiting for them all
-    /// costs nothing per message, even with thousands of neighbours).
-    received: usize,
+    /// costs nothing per message, even with thousands of neighbours). Counts of neighbours, in
+    /// 32 bits (a million nodes' slots, 8 MB).
+    received: u32,
     /// How many out-neighbours have answered in this iteration.
-    answered: usize,
-    /// The value this node sent down in the current iteration.
-    forwarded: Option<NodeId>,
+    answered: u32,
+    /// The value this node sent down in the current iteration (an id: positive, so its
+    /// absence takes no word of its own).
+    forwarded: Option<NonZeroU64>,
     /// For each iteration this node took part in, its out-degree at the start: summed over all
     /// nodes, the number of live edges, which fixes the iteration's exact message cost.
     out_degrees: Vec<usize>,
@@ -404,7 +407,7 @@ impl YoYo {
                 Phase::Collecting => {
                     // YO-: wait until every in-edge has delivered this iteration's value.
                     let iteration = self.iteration;
-                    if self.received < self.in_edges.len() {
+                    if (self.received as usize) < self.in_edges.len() {
                         return;
                     }
                     // A source sends its own id; an internal node the smallest value it received.
@@ -417,7 +420,8 @@ impl YoYo {
                             .min()
                             .expect("in_edges is not empty")
                     };
-                    self.forwarded = Some(minimum);
+                    self.forwarded =
+                        Some(NonZeroU64::new(minimum).expect("values are ids, which are positive"));
                     if self.out_edges.is_empty() {
                         // A sink answers at once: nothing below it can object.
                         self.resolve(send, changes);
@@ -437,7 +441,7 @@ impl YoYo {
                 }
                 Phase::Answering => {
                     // -YO: wait for the answer of every out-edge.
-                    if self.answered < self.out_edges.len() {
+                    if (self.answered as usize) < self.out_edges.len() {
                         return;
                     }
                     self.resolve(send, changes);
@@ -452,7 +456,10 @@ impl YoYo {
     /// the orientation of the next iteration.
     fn resolve(&mut self, send: &mut Vec<(NodeId, Body)>, changes: &mut Vec<Event>) {
         let iteration = self.iteration;
-        let minimum = self.forwarded.expect("a value was chosen before resolving");
+        let minimum = self
+            .forwarded
+            .expect("a value was chosen before resolving")
+            .get();
         let was_source = self.in_edges.is_empty();
 
         // 1. Apply the out-neighbours' answers. A pruned edge disappears, vote and all (see the
@@ -582,7 +589,7 @@ impl YoYo {
             .in_edges
             .iter()
             .filter(|&&n| self.value_of(n) != 0)
-            .count();
+            .count() as u32;
         self.iteration = iteration;
         self.out_degrees.push(self.out_edges.len());
         self.phase = Phase::Collecting;
