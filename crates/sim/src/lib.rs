@@ -475,10 +475,12 @@ const PREFETCH_NEAR: usize = 2;
 /// its slots per message).
 const PREFETCH_MAX_BYTES: usize = 256;
 
-/// How much of a node is asked for ahead: its first six cache lines of nine (where the compiler
-/// puts Yo-Yo's and SHOUT's state; the node's own fields come in with the hint for its heap
-/// blocks, which reads them). Asking for all nine took longer at a million nodes (BENCHMARKS.md,
-/// issue 14): a core has room for only so many lines on their way at once.
+/// How much of a node is asked for ahead: its first six cache lines (where the compiler puts
+/// Yo-Yo's and SHOUT's state; the node's own fields come in with the hint for its heap blocks,
+/// which reads them). Asking for the whole node took longer at a million nodes when it was 552
+/// bytes (BENCHMARKS.md, issue 14): a core has room for only so many lines on their way at once,
+/// and at a million nodes most of a delivery's time is spent waiting for that room. At 456 bytes
+/// now, 256, 320, 384 and 512 bytes ran within the machine's noise of each other.
 const PREFETCH_NODE_BYTES: usize = 384;
 
 /// Ask the memory for the part of `node` a delivery reads first (see [`PREFETCH_NODE_BYTES`]).
