@@ -222,18 +222,34 @@ impl Nodes {
     }
 }
 
-/// Await every future concurrently (a small join_all, to avoid a dependency for it).
-async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for handle in handles {
-        out.push(handle.await.expect("status calls do not panic"));
-    }
-    out
+/// Await every future concurrently, in this task (a small join_all, to avoid a dependency for
+/// it). Not spawned: when the caller is dropped (a dashboard closing, the runtime shutting down)
+/// the calls are dropped with it, where spawned ones were cancelled and their handles panicked.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (future, slot) in pending.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *slot = Some(value),
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|value| value.expect("every future finished"))
+        .collect()
 }
 
 /// The protocol core's view of a node, from its admin API's answer. None while it is joining.
@@ -490,5 +506,29 @@ pub async fn wait_converged(
         // Out of time: the last report says how far it got.
         Err(error) if error.is::<TimedOut>() => last.into_inner().ok_or(error),
         converged => converged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_call_runs_at_once_and_answers_in_its_place() {
+        // The first call waits for the last to speak: awaited one after another they would
+        // never finish (the timeout fails the test).
+        let (tell, heard) = tokio::sync::oneshot::channel::<u32>();
+        let first = Box::pin(async move { heard.await.expect("the last call speaks") + 1 });
+        let middle = Box::pin(async { 20 });
+        let last = Box::pin(async move {
+            tell.send(9).expect("the first call listens");
+            30
+        });
+        let calls: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = u32> + Send>>> =
+            vec![first, middle, last];
+        let answers = tokio::time::timeout(Duration::from_secs(5), futures_join_all(calls))
+            .await
+            .expect("the calls ran at once");
+        assert_eq!(answers, vec![10, 20, 30]);
     }
 }
