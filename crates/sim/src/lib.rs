@@ -157,9 +157,11 @@ struct InFlight {
     message: Message,
 }
 
-/// A message in flight as the calendar keeps it: 32 bytes where an [`InFlight`] takes 64, for
-/// setup alone puts 2m messages in flight at once (4M at a million nodes). The few messages
-/// that do not fit (a `Yes` carrying a log position, an epoch past 2³²) wait whole in a side map.
+/// A message in flight as the calendar keeps it: 24 bytes where an [`InFlight`] takes 64, for
+/// setup alone puts 2m messages in flight at once (4M at a million nodes), and every delivery
+/// reads one. The few messages that do not fit (a `Yes` carrying a log position, an epoch past
+/// [`EPOCH_BITS`] bits, an iteration or depth past [`A_BITS`] bits: a path of a million nodes)
+/// wait whole in a side map.
 #[derive(Clone, Copy, Debug)]
 struct Packed {
     from: NodeId,
@@ -167,24 +169,62 @@ struct Packed {
     /// message kept whole.
     b: u64,
     to: u32,
-    /// The body's 32-bit field: an iteration or a depth.
-    a: u32,
-    epoch: u32,
-    kind: PackedKind,
+    /// The kind in the low [`KIND_BITS`] bits, the epoch in the next [`EPOCH_BITS`], and the
+    /// body's 32-bit field (an iteration or a depth) in the top [`A_BITS`].
+    meta: u32,
+}
+
+/// Bits of [`Packed::meta`] for the kind.
+const KIND_BITS: u32 = 3;
+/// Bits of [`Packed::meta`] for the epoch (a fault run starts a new epoch at every re-election:
+/// hundreds are rare, and past them a message is kept whole).
+const EPOCH_BITS: u32 = 9;
+/// Bits of [`Packed::meta`] for an iteration or a depth.
+const A_BITS: u32 = 32 - KIND_BITS - EPOCH_BITS;
+
+impl Packed {
+    /// `kind`, `epoch` and `a` in one word, if they fit.
+    fn meta(kind: PackedKind, epoch: u64, a: u32) -> Option<u32> {
+        if epoch >= 1 << EPOCH_BITS || a >= 1 << A_BITS {
+            return None;
+        }
+        Some(kind as u32 | (epoch as u32) << KIND_BITS | a << (KIND_BITS + EPOCH_BITS))
+    }
+
+    fn kind(&self) -> PackedKind {
+        match self.meta & ((1 << KIND_BITS) - 1) {
+            0 => PackedKind::Setup,
+            1 => PackedKind::YoDown,
+            2 => PackedKind::YoUp,
+            3 => PackedKind::Q,
+            4 => PackedKind::Yes,
+            _ => PackedKind::Whole,
+        }
+    }
+
+    fn epoch(&self) -> u64 {
+        u64::from(self.meta >> KIND_BITS & ((1 << EPOCH_BITS) - 1))
+    }
+
+    /// The body's 32-bit field.
+    fn a(&self) -> u32 {
+        self.meta >> (KIND_BITS + EPOCH_BITS)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
 enum PackedKind {
-    Setup,
-    YoDown,
-    YoUp,
-    Q,
-    Yes,
+    Setup = 0,
+    YoDown = 1,
+    YoUp = 2,
+    Q = 3,
+    Yes = 4,
     /// Kept whole in [`Calendar::whole`] under the key `b`.
-    Whole,
+    Whole = 5,
 }
 
-/// A calendar bucket's chunk: this many messages (128 KiB).
+/// A calendar bucket's chunk: this many messages (96 KiB).
 const CHUNK: usize = 4096;
 /// Emptied chunks kept for reuse; the rest go back to the allocator at once.
 const SPARE_CHUNKS: usize = 16;
@@ -251,45 +291,43 @@ impl Calendar {
     fn pack(&mut self, flight: InFlight) -> Packed {
         use labctl_core::{Body, Vote};
         let to = u32::try_from(flight.to).expect("node indices fit in 32 bits");
-        let (kind, a, b) = match (u32::try_from(flight.message.epoch), &flight.message.body) {
-            (Ok(_), &Body::Setup { id }) => (PackedKind::Setup, 0, id),
-            (Ok(_), &Body::YoDown { iteration, value }) => (PackedKind::YoDown, iteration, value),
-            (
-                Ok(_),
-                &Body::YoUp {
-                    iteration,
-                    vote,
-                    prune,
-                },
-            ) => (
+        let packed = match flight.message.body {
+            Body::Setup { id } => Some((PackedKind::Setup, 0, id)),
+            Body::YoDown { iteration, value } => Some((PackedKind::YoDown, iteration, value)),
+            Body::YoUp {
+                iteration,
+                vote,
+                prune,
+            } => Some((
                 PackedKind::YoUp,
                 iteration,
                 u64::from(vote == Vote::No) | u64::from(prune) << 1,
-            ),
-            (Ok(_), &Body::Q { leader, depth }) => (PackedKind::Q, depth, leader),
-            (Ok(_), &Body::Yes { size, best: None }) => (PackedKind::Yes, 0, size),
-            _ => {
+            )),
+            Body::Q { leader, depth } => Some((PackedKind::Q, depth, leader)),
+            Body::Yes { size, best: None } => Some((PackedKind::Yes, 0, size)),
+            _ => None,
+        };
+        let fits =
+            packed.and_then(|(kind, a, b)| Some((Packed::meta(kind, flight.message.epoch, a)?, b)));
+        match fits {
+            Some((meta, b)) => Packed {
+                from: flight.from,
+                b,
+                to,
+                meta,
+            },
+            None => {
                 let key = self.next_whole;
                 self.next_whole += 1;
                 self.whole.insert(key, flight.message);
                 // (The epoch and the body travel in the message kept whole.)
-                return Packed {
+                Packed {
                     from: flight.from,
                     b: key,
                     to,
-                    a: 0,
-                    epoch: 0,
-                    kind: PackedKind::Whole,
-                };
+                    meta: PackedKind::Whole as u32,
+                }
             }
-        };
-        Packed {
-            from: flight.from,
-            b,
-            to,
-            a,
-            epoch: flight.message.epoch as u32,
-            kind,
         }
     }
 
@@ -300,20 +338,20 @@ impl Calendar {
     /// [`Calendar::unpack`], the messages kept whole taken from `whole`.
     fn unpack_with(p: Packed, whole: &mut std::collections::HashMap<u64, Message>) -> InFlight {
         use labctl_core::{Body, Vote};
-        let body = match p.kind {
+        let body = match p.kind() {
             PackedKind::Setup => Body::Setup { id: p.b },
             PackedKind::YoDown => Body::YoDown {
-                iteration: p.a,
+                iteration: p.a(),
                 value: p.b,
             },
             PackedKind::YoUp => Body::YoUp {
-                iteration: p.a,
+                iteration: p.a(),
                 vote: if p.b & 1 == 1 { Vote::No } else { Vote::Yes },
                 prune: p.b & 2 == 2,
             },
             PackedKind::Q => Body::Q {
                 leader: p.b,
-                depth: p.a,
+                depth: p.a(),
             },
             PackedKind::Yes => Body::Yes {
                 size: p.b,
@@ -332,7 +370,7 @@ impl Calendar {
             from: p.from,
             to: p.to as usize,
             message: Message {
-                epoch: u64::from(p.epoch),
+                epoch: p.epoch(),
                 body,
             },
         }
@@ -380,7 +418,10 @@ impl Calendar {
         if !self.whole.is_empty() {
             let mut head = bucket.head;
             for chunk in &bucket.chunks {
-                for p in chunk[head..].iter().filter(|p| p.kind == PackedKind::Whole) {
+                for p in chunk[head..]
+                    .iter()
+                    .filter(|p| p.kind() == PackedKind::Whole)
+                {
                     let message = self.whole.remove(&p.b).expect("a message kept whole");
                     whole.insert(p.b, message);
                 }
@@ -1270,7 +1311,12 @@ mod tests {
         let body = |i: u64| match i % 7 {
             0 => Body::Setup { id: i + 1 },
             1 => Body::YoDown {
-                iteration: (i % 40) as u32,
+                // At the edge of what fits beside the kind and the epoch, and past it.
+                iteration: match i % 3 {
+                    0 => (1 << A_BITS) - 1,
+                    1 => 1 << A_BITS,
+                    _ => (i % 40) as u32,
+                },
                 value: u64::MAX - i,
             },
             2 => Body::YoUp {
@@ -1302,10 +1348,26 @@ mod tests {
         let message = |i: u64| Message {
             epoch: if i.is_multiple_of(11) {
                 1 << 40
+            } else if i.is_multiple_of(13) {
+                (1 << EPOCH_BITS) - 1
+            } else if i.is_multiple_of(17) {
+                1 << EPOCH_BITS
             } else {
                 i % 5 + 1
             },
             body: body(i),
+        };
+        // Kept whole: a Yes with a log position, and whatever has a number past its bits.
+        let whole = |i: u64| {
+            let m = message(i);
+            let a = match m.body {
+                Body::YoDown { iteration, .. } | Body::YoUp { iteration, .. } => iteration,
+                Body::Q { depth, .. } => depth,
+                _ => 0,
+            };
+            matches!(m.body, Body::Yes { best: Some(_), .. })
+                || m.epoch >= 1 << EPOCH_BITS
+                || a >= 1 << A_BITS
         };
         let mut calendar = Calendar::new();
         let total = 3 * CHUNK as u64 + 17;
@@ -1319,6 +1381,12 @@ mod tests {
                 },
             );
         }
+        assert_eq!(std::mem::size_of::<Packed>(), 24);
+        assert_eq!(
+            calendar.whole.len() as u64,
+            (0..total).filter(|&i| whole(i)).count() as u64,
+            "only what does not fit is kept whole"
+        );
         assert_eq!(calendar.slots[5].chunks.len(), 4);
         for i in 0..total {
             let (t, flight) = calendar.pop(0).unwrap();
