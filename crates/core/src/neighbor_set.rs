@@ -197,6 +197,8 @@ impl NeighborSet {
     }
 
     fn set_bit(&mut self, k: usize, on: bool) {
+        // In one word, bit 63 tells the two forms apart: only positions of the universe's ids.
+        debug_assert!(k < self.all.len(), "position {k} of {} ids", self.all.len());
         let word = &mut self.words_mut()[k / 64];
         if on {
             *word |= 1 << (k % 64);
@@ -382,7 +384,17 @@ mod tests {
 
     #[test]
     fn behaves_as_a_btreeset_of_the_neighbours() {
-        for (size, seed) in [(1, 1), (4, 2), (63, 3), (64, 4), (65, 5), (200, 6)] {
+        for (size, seed) in [
+            (1, 1),
+            (4, 2),
+            (63, 3),
+            (64, 4),
+            (65, 5),
+            (127, 7),
+            (128, 8),
+            (129, 9),
+            (200, 6),
+        ] {
             let mut rng = SplitMix64::new(seed);
             let ids: Vec<NodeId> = (0..size).map(|_| 1 + rng.below(1_000_000)).collect();
             let all = NeighborSet::universe(ids.iter().copied());

@@ -209,6 +209,9 @@ fn populate(start: usize, len: usize) {
 /// pages (`MADV_DONTNEED`) only where nothing will read what they held.
 #[cfg(target_os = "linux")]
 pub(crate) unsafe fn advise_pages(start: usize, len: usize, page: usize, advice: libc::c_int) {
+    // Never less than the system's page (16 or 64 KiB on some hosts): `madvise` rounds the
+    // length up to a whole page, and advice that drops pages would reach past the range.
+    let page = page.max(system_page());
     let first = start.next_multiple_of(page);
     let end = (start + len) / page * page;
     if end > first {
@@ -217,6 +220,20 @@ pub(crate) unsafe fn advise_pages(start: usize, len: usize, page: usize, advice:
             libc::madvise(first as *mut libc::c_void, end - first, advice);
         }
     }
+}
+
+/// The system's page size (4 KiB where it cannot be read).
+#[cfg(target_os = "linux")]
+fn system_page() -> usize {
+    static PAGE_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: `sysconf` only reads a configuration value.
+        let bytes = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(bytes)
+            .ok()
+            .filter(|b| b.is_power_of_two())
+            .unwrap_or(4 << 10)
+    })
 }
 
 /// The room glibc's allocator takes for a block of `bytes`: its size word added, rounded up to

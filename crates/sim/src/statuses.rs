@@ -11,7 +11,7 @@
 //! both went to the same arena).
 
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use labctl_core::{Node, Status};
 
@@ -45,8 +45,11 @@ fn take_on(mut nodes: Vec<Node>, two: bool) -> Vec<Status> {
         // peak.
         let made = AtomicUsize::new(n);
         let freed = AtomicUsize::new(n);
+        // Set by the helper as it stops, normally or not, after its last word on `made`.
+        let stopped = AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let helper = scope.spawn(|| {
+            scope.spawn(|| {
+                let _stopping = Stopping(&stopped);
                 let mut to = n;
                 while to > 0 {
                     wait_until(|| freed.load(Ordering::Acquire) <= to + LEAD);
@@ -62,7 +65,9 @@ fn take_on(mut nodes: Vec<Node>, two: bool) -> Vec<Status> {
             let _let_go = LetGo(&freed);
             let mut freed_to = n;
             while freed_to > 0 {
-                wait_until(|| made.load(Ordering::Acquire) < freed_to || helper.is_finished());
+                wait_until(|| {
+                    made.load(Ordering::Acquire) < freed_to || stopped.load(Ordering::Acquire)
+                });
                 let from = made.load(Ordering::Acquire);
                 if from == freed_to {
                     // The helper stopped short: it panicked, which the scope passes on.
@@ -109,6 +114,15 @@ fn wait_until(ready: impl Fn() -> bool) {
     }
 }
 
+/// On drop, tells this thread the helper has stopped (its last word on `made` said before).
+struct Stopping<'a>(&'a AtomicBool);
+
+impl Drop for Stopping<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// On drop, lets the helper make every status left, whatever this thread has freed.
 struct LetGo<'a>(&'a AtomicUsize);
 
@@ -125,6 +139,14 @@ struct Place(*mut Node);
 /// The statuses' buffer, written by the thread that makes them.
 #[derive(Clone, Copy)]
 struct Out(*mut MaybeUninit<Status>);
+
+// The nodes and their statuses must be able to move between threads for the impls below to
+// be sound: checked here, at compile time.
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Node>();
+    send::<Status>();
+};
 
 // SAFETY: the threads touch disjoint nodes at any time, handed over through `made` (see
 // `take_on`); a node and a status may move between threads.
