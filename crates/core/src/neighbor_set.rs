@@ -171,16 +171,6 @@ impl NeighborSet {
         set
     }
 
-    /// Takes every neighbour out.
-    pub fn clear(&mut self) {
-        self.words_mut().fill(0);
-    }
-
-    /// Whether the set is drawn from `all` itself (the same shared list, not an equal one).
-    pub fn drawn_from(&self, all: &Universe) -> bool {
-        std::ptr::eq(self.all.0.as_ptr(), all.0.as_ptr())
-    }
-
     /// The universe's ids, sorted: position `k` is id `all()[k]`.
     pub fn all(&self) -> &[NodeId] {
         &self.all
@@ -418,13 +408,6 @@ mod tests {
             }
             assert!(set.iter().eq(model.iter()), "size {size}");
             assert_eq!(set.first(), model.first());
-            let mut cleared = set.clone();
-            cleared.clear();
-            assert!(
-                cleared.is_empty() && cleared.drawn_from(&all),
-                "size {size}"
-            );
-            assert!(!cleared.drawn_from(&NeighborSet::universe(ids.iter().copied())));
             let full = NeighborSet::full(&all);
             assert!(full.iter().eq(all.iter()));
             assert_eq!(full.len(), all.len());

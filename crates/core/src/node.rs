@@ -546,21 +546,11 @@ impl Node {
             // A plain node takes every neighbour in.
             None => None,
         };
-        // The election and the tree start again in place: nothing freed and allocated again.
-        match &invited {
-            Some(invited) => {
-                let invited = invited.iter().copied();
-                self.election
-                    .restart_among(self.id, &self.neighbors, invited.clone());
-                self.tree.restart_among(&self.neighbors, invited);
-            }
-            None => {
-                let all = self.neighbors.iter().copied();
-                self.election
-                    .restart_among(self.id, &self.neighbors, all.clone());
-                self.tree.restart_among(&self.neighbors, all);
-            }
-        }
+        let invited: &[NodeId] = invited.as_deref().unwrap_or(&self.neighbors);
+        // The election keeps its slots: a start allocates nothing.
+        self.election
+            .restart_among(self.id, &self.neighbors, invited.iter().copied());
+        self.tree = Shout::among(&self.neighbors, invited.iter().copied());
         if let Some(pos) = self.log.as_deref().copied() {
             self.tree.set_own_log(Best { pos, node: self.id });
         }

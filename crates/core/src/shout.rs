@@ -124,28 +124,6 @@ impl Shout {
         }
     }
 
-    /// Become [`Shout::among`]`(all, taking)` in place, as [`crate::yoyo::YoYo::restart_among`]
-    /// does.
-    pub fn restart_among(&mut self, all: &Universe, taking: impl IntoIterator<Item = NodeId>) {
-        if !self.neighbors.drawn_from(all) {
-            *self = Shout::among(all, taking);
-            return;
-        }
-        self.neighbors.clear();
-        for n in taking {
-            self.neighbors.insert(n);
-        }
-        self.leader = None;
-        self.parent = None;
-        self.depth = None;
-        self.waiting.clear();
-        self.asked_by.clear();
-        self.children = Vec::new();
-        self.descendants = 0;
-        self.complete = None;
-        self.best = None;
-    }
-
     /// This node's own log position, for the convergecast (set before the subtree completes).
     pub fn set_own_log(&mut self, best: Best) {
         if self.complete.is_none() {
@@ -350,25 +328,6 @@ mod tests {
 
     fn q(leader: NodeId, depth: u32) -> Body {
         Body::Q { leader, depth }
-    }
-
-    #[test]
-    fn a_restart_is_a_node_made_afresh() {
-        let all = NeighborSet::universe([1, 4, 5]);
-        let mut node = Shout::among(&all, all.iter().copied());
-        feed(&mut node, 1, q(1, 0));
-        assert_eq!(node.parent(), Some(1));
-        node.restart_among(&all, [4, 5]);
-        assert_eq!(
-            format!("{node:?}"),
-            format!("{:?}", Shout::among(&all, [4, 5]))
-        );
-        let other = NeighborSet::universe([1, 4]);
-        node.restart_among(&other, [1]);
-        assert_eq!(
-            format!("{node:?}"),
-            format!("{:?}", Shout::among(&other, [1]))
-        );
     }
 
     #[test]

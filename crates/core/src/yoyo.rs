@@ -207,6 +207,17 @@ impl YoYo {
     /// A node about to run setup with the neighbours `taking`, drawn from `all` (every
     /// neighbour the node has, sorted: see [`NeighborSet::universe`]).
     pub fn among(id: NodeId, all: &Universe, taking: impl IntoIterator<Item = NodeId>) -> Self {
+        YoYo::with_slots(id, all, taking, vec![Said::default(); all.len()].into())
+    }
+
+    /// [`YoYo::among`], with `said`: one empty slot per id of `all`.
+    fn with_slots(
+        id: NodeId,
+        all: &Universe,
+        taking: impl IntoIterator<Item = NodeId>,
+        said: Box<[Said]>,
+    ) -> Self {
+        debug_assert_eq!(said.len(), all.len());
         let mut neighbors = NeighborSet::empty(all);
         for n in taking {
             neighbors.insert(n);
@@ -219,7 +230,7 @@ impl YoYo {
             in_edges: NeighborSet::empty(all),
             out_edges: NeighborSet::empty(all),
             iteration: 0,
-            said: vec![Said::default(); all.len()].into(),
+            said,
             received: 0,
             answered: 0,
             forwarded: None,
@@ -227,34 +238,22 @@ impl YoYo {
         }
     }
 
-    /// Become [`YoYo::among`]`(id, all, taking)`, keeping this one's blocks when it is drawn
-    /// from the same `all`: a node that starts an epoch over the neighbours it always had frees
-    /// and allocates nothing (a million nodes start at once).
+    /// Become [`YoYo::among`]`(id, all, taking)`, keeping this one's slots when they are as
+    /// many as `all`'s ids: a node that starts an epoch over the neighbours it always had
+    /// allocates and frees nothing (a million nodes start at once).
     pub fn restart_among(
         &mut self,
         id: NodeId,
         all: &Universe,
         taking: impl IntoIterator<Item = NodeId>,
     ) {
-        if !self.neighbors.drawn_from(all) || self.said.len() != all.len() {
-            *self = YoYo::among(id, all, taking);
-            return;
+        let mut said = std::mem::take(&mut self.said);
+        if said.len() == all.len() {
+            said.fill(Said::default());
+        } else {
+            said = vec![Said::default(); all.len()].into();
         }
-        self.id = id;
-        self.neighbors.clear();
-        for n in taking {
-            self.neighbors.insert(n);
-        }
-        self.phase = Phase::Setup;
-        self.introduced.clear();
-        self.in_edges.clear();
-        self.out_edges.clear();
-        self.iteration = 0;
-        self.said.fill(Said::default());
-        self.received = 0;
-        self.answered = 0;
-        self.forwarded = None;
-        self.out_degrees = Vec::new();
+        *self = YoYo::with_slots(id, all, taking, said);
     }
 
     /// Setup, first half: tell every neighbour our id. With no neighbours at all, the node is a
