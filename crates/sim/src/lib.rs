@@ -861,7 +861,7 @@ impl Simulation {
     /// asynchronous delivery by halves (the even indices, then the odd; at once on two threads).
     pub fn start_all(&mut self, epoch: u64) {
         if self.lanes.is_some() {
-            let two = self.two_threads() && !self.config.trace;
+            let two = self.two_threads();
             self.start_lanes(epoch, two);
             return;
         }
@@ -871,12 +871,12 @@ impl Simulation {
     }
 
     /// Whether this run's nodes take their messages on two threads: by default a large run's
-    /// (tests choose, to compare).
+    /// (tests choose, to compare); never a run that keeps a trace, which is in one order.
     fn two_threads(&self) -> bool {
         let two = self
             .two_threads
             .unwrap_or(self.nodes.len() >= parallel::TWO_THREADS);
-        two && self.nodes.len() >= 2
+        two && self.nodes.len() >= 2 && !self.config.trace
     }
 
     /// Deliver messages until none is left. Fails after `budget` deliveries.
@@ -891,7 +891,7 @@ impl Simulation {
         budget: u64,
         observe: &mut dyn FnMut(&Progress),
     ) -> Result<(), SimError> {
-        let two = self.two_threads() && !self.config.trace;
+        let two = self.two_threads();
         if self.lanes.is_some() {
             return self.run_lanes(budget, two, observe);
         }
