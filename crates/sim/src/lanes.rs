@@ -180,12 +180,7 @@ impl Half<'_> {
     /// Deliver the inbox at time `now` with no budget and no trace, this half's two lanes
     /// locked for the sends.
     fn deliver_unbounded(&mut self, now: u64, lanes: &[Mutex<Calendar>; 2]) {
-        let (mut to_first, mut to_second) = (lock(&lanes[0]), lock(&lanes[1]));
-        let mut sink = Sink {
-            lanes: [&mut to_first, &mut to_second],
-            trace: None,
-        };
-        let done = self.deliver(now, &mut sink, &mut 0, u64::MAX);
+        let done = into_locked(lanes, |sink| self.deliver(now, sink, &mut 0, u64::MAX));
         debug_assert!(done.is_ok(), "no budget to pass");
     }
 
@@ -283,12 +278,7 @@ impl Half<'_> {
     /// Give each of this half's nodes [`Input::Start`] for `epoch` at `now`, in index order,
     /// this half's two lanes locked for the sends.
     fn start(&mut self, now: u64, epoch: u64, lanes: &[Mutex<Calendar>; 2]) {
-        let (mut to_first, mut to_second) = (lock(&lanes[0]), lock(&lanes[1]));
-        let mut sink = Sink {
-            lanes: [&mut to_first, &mut to_second],
-            trace: None,
-        };
-        self.start_each(now, epoch, &mut sink);
+        into_locked(lanes, |sink| self.start_each(now, epoch, sink));
     }
 
     /// [`Half::start`] into any sink (one with a trace, on one thread).
@@ -368,6 +358,16 @@ struct Watch<'o> {
 struct Sink<'s> {
     lanes: [&'s mut Calendar; 2],
     trace: Option<&'s mut Vec<TraceLine>>,
+}
+
+/// Run `work` with a sink into a half's two lanes (to the first half, to the second), locked,
+/// and no trace: a thread of two.
+fn into_locked<R>(lanes: &[Mutex<Calendar>; 2], work: impl FnOnce(&mut Sink) -> R) -> R {
+    let (mut to_first, mut to_second) = (lock(&lanes[0]), lock(&lanes[1]));
+    work(&mut Sink {
+        lanes: [&mut to_first, &mut to_second],
+        trace: None,
+    })
 }
 
 /// A barrier for two threads that spins, then yields, rather than sleeping: the halves meet
