@@ -836,6 +836,132 @@ fn a_writer_whose_append_failed_never_reuses_the_position() {
     );
 }
 
+/// A ready writer of a lab of three (children 2 and 3), its store's reports held.
+fn ready_writer_of_three() -> Hand {
+    let mut one = Hand::new(1, 3, Durability::Majority, ModelStore::new());
+    let share = Share { nodes: 3, lab: 3 };
+    one.placed(1, None, &[(2, 1), (3, 1)], vec![Role::Writer], share);
+    one.drain(); // the epoch-start entry is durable here
+    one.receive(
+        2,
+        PlaneMessage::Ack {
+            epoch: 1,
+            from: 2,
+            seq: 1,
+        },
+    );
+    one.drain(); // committed and applied: the writer is ready
+    assert!(one.plane.ready_writer(), "{:#?}", one.notes);
+    one.sent.clear();
+    one
+}
+
+/// The entries of each `Append` sent to `child`, by their seqs.
+fn appends_to(hand: &Hand, child: NodeId) -> Vec<Vec<u64>> {
+    hand.sent
+        .iter()
+        .filter_map(|(to, m)| match m {
+            PlaneMessage::Append { entries, .. } if *to == child => {
+                Some(entries.iter().map(|e| e.seq).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Group commit: writes that come while the writer's log holds uncommitted entries go into
+/// the log together once those commit, in one append and one `Append` per child; each is
+/// answered only once it committed, with its own position.
+#[test]
+fn writes_that_come_before_the_last_commits_go_together_after_it() {
+    let mut one = ready_writer_of_three();
+    let a = one.request(Need::Write, &model::write("a"));
+    assert_eq!(
+        appends_to(&one, 2),
+        vec![vec![2]],
+        "alone, a write goes at once"
+    );
+    let b = one.request(Need::Write, &model::write("b"));
+    let c = one.request(Need::Write, &model::write("c"));
+    one.drain(); // a is durable at the writer: not yet at a majority of three
+    assert_eq!(
+        appends_to(&one, 2),
+        vec![vec![2]],
+        "nothing more goes before 2 commits"
+    );
+    let ack = |hand: &mut Hand, seq| {
+        hand.receive(
+            2,
+            PlaneMessage::Ack {
+                epoch: 1,
+                from: 2,
+                seq,
+            },
+        );
+        hand.drain();
+    };
+    ack(&mut one, 2);
+    assert_eq!(appends_to(&one, 2), vec![vec![2], vec![3, 4]]);
+    assert_eq!(appends_to(&one, 3), vec![vec![2], vec![3, 4]]);
+    let answered = |hand: &Hand, id: RequestId| hand.answers.iter().any(|(r, _)| *r == id);
+    assert!(answered(&one, a));
+    assert!(
+        !answered(&one, b) && !answered(&one, c),
+        "nothing answered before a majority holds it"
+    );
+    ack(&mut one, 4);
+    one.assert_in_step();
+    let seq = |id: RequestId| match one.answers.iter().find(|(r, _)| *r == id) {
+        Some((_, Answer::Served { pos, .. })) => pos.seq,
+        other => panic!("{other:?}: {:#?}", one.notes),
+    };
+    assert_eq!([seq(a), seq(b), seq(c)], [2, 3, 4]);
+    assert_eq!(one.store.texts(), vec!["a", "b", "c"]);
+}
+
+/// A write waiting for the last entries to commit is in no log: an epoch change answers it "not done"
+/// (503), while one that went into the log is "outcome unknown" (504); and a writer whose store
+/// failed refuses those waiting.
+#[test]
+fn writes_waiting_for_the_last_commit_are_in_no_log() {
+    let mut one = ready_writer_of_three();
+    let sent = one.request(Need::Write, &model::write("sent"));
+    let waiting = one.request(Need::Write, &model::write("waiting"));
+    one.input(PlaneInput::EpochStarted { epoch: 2 });
+    let answer = |hand: &Hand, id: RequestId| {
+        hand.answers
+            .iter()
+            .find(|(r, _)| *r == id)
+            .map(|(_, a)| a.clone())
+    };
+    assert!(matches!(answer(&one, sent), Some(Answer::Unknown { .. })));
+    assert!(matches!(
+        answer(&one, waiting),
+        Some(Answer::NotDone { .. })
+    ));
+
+    let mut one = ready_writer_of_three();
+    let sent = one.request(Need::Write, &model::write("sent"));
+    let waiting = one.request(Need::Write, &model::write("waiting"));
+    one.reports.clear();
+    one.input(PlaneInput::StoreFailed {
+        append: true,
+        restore: false,
+        reason: "disk I/O error".into(),
+    });
+    assert!(matches!(answer(&one, sent), Some(Answer::Unknown { .. })));
+    assert!(
+        matches!(answer(&one, waiting), Some(Answer::NotDone { ref reason }) if reason.contains("could not store")),
+        "{:?}",
+        answer(&one, waiting)
+    );
+    assert_eq!(
+        appends_to(&one, 2),
+        vec![vec![2]],
+        "the waiting write never went down"
+    );
+}
+
 /// In a lab of one node a write's apply is asked for with its append, in the same turn (the
 /// store can commit both at once); the write is answered only once the store reported both: the
 /// append durable, then the apply. In a larger lab the apply waits for the commit.
