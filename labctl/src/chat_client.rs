@@ -25,6 +25,10 @@ pub(crate) const EXAMPLE_CHARS: usize = 200;
 
 /// Registers `username` at `base` (with a tag drawn from `tag_seed`, another while one is
 /// taken) and logs it in: an HTTP client whose cookie jar holds the session, and the tag.
+///
+/// On a fresh lab the tag follows the seed. Once one is taken (by an earlier run with the same
+/// seed, say), the next are drawn from the seed mixed with the clock: the same seed's tags would
+/// all be taken after [`TAG_ATTEMPTS`] runs on one lab.
 pub(crate) async fn user(
     username: &str,
     base: &Url,
@@ -37,7 +41,13 @@ pub(crate) async fn user(
     // Register, drawing another tag while this one is taken (say, by an earlier run).
     let register = base.join("register").expect("a valid path");
     let mut tag = None;
-    for _ in 0..TAG_ATTEMPTS {
+    for attempt in 0..TAG_ATTEMPTS {
+        if attempt == 1 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            tags = SplitMix64::new(tag_seed ^ now ^ u64::from(std::process::id()));
+        }
         let candidate = random_tag(&mut tags);
         let body = json!({"username": username, "tag": candidate, "password": password});
         let (status, text) = setup_request(&http, &register, &body)

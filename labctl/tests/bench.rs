@@ -18,6 +18,9 @@ use common::{parse_one_line, topology_file};
 use live_util::Home;
 use serde::Deserialize;
 
+/// How many tags one registration tries (`chat_client::TAG_ATTEMPTS`).
+const TAG_ATTEMPTS: usize = 20;
+
 /// What `labctl bench http --json` prints (the fields these tests read).
 #[derive(Debug, Deserialize)]
 struct BenchReport {
@@ -171,6 +174,35 @@ fn bench_http_loads_a_one_node_lab_through_its_input_node() {
         "{}",
         run.stdout
     );
+}
+
+/// The same seed on the same lab, run after run: each run's users find free tags, long after
+/// the seed's own first tags (one per run) are taken.
+#[test]
+fn bench_http_runs_again_and_again_on_one_lab() {
+    let home = Home::new();
+    home.up(&topology_file("single.toml"), &[]);
+    // One more run than a registration tries tags: with the seed's tags alone, the last would
+    // find every one of its tries taken.
+    for run in 0..=TAG_ATTEMPTS {
+        let report = parse_one_line::<BenchReport>(
+            &home
+                .labctl(&[
+                    "bench",
+                    "http",
+                    "--clients",
+                    "1",
+                    "--duration",
+                    "1",
+                    "--rate",
+                    "5",
+                    "--json",
+                ])
+                .expect_success(),
+        );
+        assert!(report.requests > 0, "run {run}: {report:?}");
+        assert!(report.errors.is_empty(), "run {run}: {report:?}");
+    }
 }
 
 #[test]

@@ -915,8 +915,9 @@ impl DataPlane {
         }
         match need {
             Need::Write if is_writer => {
+                let ships = !self.log_children().is_empty();
                 let w = self.writer.as_mut().expect("a writer");
-                if self.commit < self.shape.last_seq() && w.batch.len() < BATCH {
+                if ships && self.commit < self.shape.last_seq() && w.batch.len() < BATCH {
                     // Not forwarded: it is in no log yet (an epoch change answers it 503).
                     w.batch.push(Waiting {
                         id,
@@ -1358,7 +1359,9 @@ impl DataPlane {
     /// ring6 under 8 clients, about three a batch: the nodes' CPU per request falls by a
     /// quarter); alone, a write goes at once. Nothing is answered sooner: each write is answered
     /// once committed and applied, as before. At most [`BATCH`] wait; past them a write goes at
-    /// once.
+    /// once. A writer with no child to ship its log to (a lab of one) batches nothing here: its
+    /// store's own group commit already takes every append queued while it syncs, and waiting
+    /// for the report first would only add a trip to the store and back.
     fn propose(
         &mut self,
         writes: Vec<(RequestId, Option<String>, String)>,

@@ -919,6 +919,30 @@ fn writes_that_come_before_the_last_commits_go_together_after_it() {
     assert_eq!(one.store.texts(), vec!["a", "b", "c"]);
 }
 
+/// A lab of one ships its log to no one: each write goes to the store at once, where the
+/// store's own group commit takes every append queued while it syncs.
+#[test]
+fn a_writer_with_no_child_to_ship_to_batches_nothing() {
+    let mut one = Hand::new(1, 1, Durability::Majority, ModelStore::new());
+    let share = Share { nodes: 1, lab: 1 };
+    one.placed(1, None, &[], vec![Role::Writer], share);
+    one.drain();
+    assert!(one.plane.ready_writer(), "{:#?}", one.notes);
+    let a = one.request(Need::Write, &model::write("a"));
+    let b = one.request(Need::Write, &model::write("b"));
+    let appends = one
+        .reports
+        .iter()
+        .filter(|r| matches!(r, PlaneInput::Stored { .. }))
+        .count();
+    assert_eq!(appends, 2, "both writes' appends asked before any report");
+    one.drain();
+    assert!([a, b]
+        .iter()
+        .all(|id| one.answers.iter().any(|(r, _)| r == id)));
+    assert_eq!(one.store.texts(), vec!["a", "b"]);
+}
+
 /// A write waiting for the last entries to commit is in no log: an epoch change answers it "not done"
 /// (503), while one that went into the log is "outcome unknown" (504); and a writer whose store
 /// failed refuses those waiting.
