@@ -774,14 +774,8 @@ fn a_read_waits_here_for_the_apply_of_its_readers_write() {
     }
 }
 
-/// A writer whose store fails to append its own entry must never give that entry's position
-/// to another one: its children may hold the first (it went down the tree with the append),
-/// and log matching compares positions, so two entries at one (epoch, seq) would let a later
-/// write be counted as held, and a client read another's write. The writer takes no more
-/// writes in that epoch (a new election brings a writer whose log is whole); the write that
-/// failed is answered "outcome unknown", as it may yet be kept.
-#[test]
-fn a_writer_whose_append_failed_never_reuses_the_position() {
+/// A ready writer of a lab of three (children 2 and 3), its store's reports held.
+fn ready_writer_of_three() -> Hand {
     let mut one = Hand::new(1, 3, Durability::Majority, ModelStore::new());
     let share = Share { nodes: 3, lab: 3 };
     one.placed(1, None, &[(2, 1), (3, 1)], vec![Role::Writer], share);
@@ -796,6 +790,19 @@ fn a_writer_whose_append_failed_never_reuses_the_position() {
     );
     one.drain(); // committed and applied: the writer is ready
     assert!(one.plane.ready_writer(), "{:#?}", one.notes);
+    one.sent.clear();
+    one
+}
+
+/// A writer whose store fails to append its own entry must never give that entry's position
+/// to another one: its children may hold the first (it went down the tree with the append),
+/// and log matching compares positions, so two entries at one (epoch, seq) would let a later
+/// write be counted as held, and a client read another's write. The writer takes no more
+/// writes in that epoch (a new election brings a writer whose log is whole); the write that
+/// failed is answered "outcome unknown", as it may yet be kept.
+#[test]
+fn a_writer_whose_append_failed_never_reuses_the_position() {
+    let mut one = ready_writer_of_three();
     let first = one.request(Need::Write, &model::write("first"));
     // The store fails that append (its report is replaced by the failure).
     one.reports.clear();
@@ -834,26 +841,6 @@ fn a_writer_whose_append_failed_never_reuses_the_position() {
         "{:?}",
         answer(second)
     );
-}
-
-/// A ready writer of a lab of three (children 2 and 3), its store's reports held.
-fn ready_writer_of_three() -> Hand {
-    let mut one = Hand::new(1, 3, Durability::Majority, ModelStore::new());
-    let share = Share { nodes: 3, lab: 3 };
-    one.placed(1, None, &[(2, 1), (3, 1)], vec![Role::Writer], share);
-    one.drain(); // the epoch-start entry is durable here
-    one.receive(
-        2,
-        PlaneMessage::Ack {
-            epoch: 1,
-            from: 2,
-            seq: 1,
-        },
-    );
-    one.drain(); // committed and applied: the writer is ready
-    assert!(one.plane.ready_writer(), "{:#?}", one.notes);
-    one.sent.clear();
-    one
 }
 
 /// The entries of each `Append` sent to `child`, by their seqs.
