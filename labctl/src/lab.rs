@@ -380,6 +380,23 @@ pub fn stray_daemons() -> Vec<StrayDaemon> {
     found
 }
 
+/// When process `pid` started (clock ticks since boot, `/proc/PID/stat`'s 22nd field), while it
+/// lives and is not a zombie. With the pid, it names one process: a pid taken again later by
+/// another process comes with another start time.
+///
+/// A process being killed loses its command line (its memory is freed) before its sockets close,
+/// so "no longer one of ours by its command line" is not "gone": wait on this instead.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command name: state is field 3, start time field 22.
+    let mut rest = stat.rsplit(')').next()?.split_whitespace();
+    let state = rest.next()?;
+    if matches!(state, "Z" | "X") {
+        return None;
+    }
+    rest.nth(22 - 4)?.parse().ok()
+}
+
 /// Whether `pid` is alive and not a zombie: `Some(stopped)`.
 fn process_state_of(pid: u32) -> Option<bool> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -23,7 +23,8 @@ use labctl_fault::NodeAction;
 use super::launch::{BootstrapLaunch, Files, NameserverLaunch, NodeLaunch, NodePorts};
 use super::{NodeSettings, ProcState, Runtime, Shell, START_TIMEOUT};
 use crate::lab::{
-    is_ours, last_words, process_state, stray_daemons_async, LabDir, Process, Record, ServiceReady,
+    is_ours, last_words, process_start, process_state, stray_daemons_async, LabDir, Process,
+    Record, ServiceReady,
 };
 use crate::poll::{poll_until, TimedOut};
 
@@ -225,16 +226,20 @@ impl Runtime for ProcessRuntime {
             .get(&id)
             .cloned()
             .with_context(|| format!("lab {} has no node {id} on record", lab.name))?;
+        // Only a pid we checked is this lab's daemon; its start time tells it from a later
+        // process given the same pid.
+        let started = is_ours(process.pid, lab)
+            .then(|| process_start(process.pid))
+            .flatten();
         let signal = |signal: Signal| {
-            // Only a pid we checked is this lab's daemon.
-            if is_ours(process.pid, lab) {
+            if started.is_some() && process_start(process.pid) == started {
                 send(process.pid, signal);
             }
         };
         match action {
             NodeAction::Kill => {
                 signal(Signal::KILL);
-                wait_gone(lab, process.pid).await
+                wait_gone(process.pid, started).await
             }
             NodeAction::Pause => {
                 signal(Signal::STOP);
@@ -246,7 +251,7 @@ impl Runtime for ProcessRuntime {
             }
             NodeAction::Restart => {
                 signal(Signal::KILL);
-                wait_gone(lab, process.pid).await?;
+                wait_gone(process.pid, started).await?;
                 let (bootstrap, nameserver) = match (&record.bootstrap, &record.nameserver) {
                     (Some(b), Some(n)) => (b.clone(), n.clone()),
                     _ => bail!("lab {} has no bootstrap or nameserver on record", lab.name),
@@ -425,12 +430,15 @@ fn node_folder(lab: &LabDir, id: NodeId) -> PathBuf {
 }
 
 /// Wait until `pid` is gone (a SIGKILL takes a moment to be reaped).
-async fn wait_gone(lab: &LabDir, pid: u32) -> Result<()> {
+async fn wait_gone(pid: u32, started: Option<u64>) -> Result<()> {
+    let Some(started) = started else {
+        return Ok(());
+    };
     poll_until(
         &format!("process {pid} gone after SIGKILL"),
         POLL,
         STOP_GRACE,
-        || std::future::ready(Ok((!is_ours(pid, lab)).then_some(()))),
+        || std::future::ready(Ok((process_start(pid) != Some(started)).then_some(()))),
     )
     .await
 }
@@ -459,26 +467,60 @@ fn send(pid: u32, signal: Signal) {
 
 /// SIGTERM every live process of ours in `pids`, wait for them to go, SIGKILL what remains.
 async fn terminate(lab: &LabDir, pids: &[u32]) {
-    let ours: Vec<u32> = pids
+    // Each daemon of ours by its command line, and when it started: the process itself, whose
+    // sockets stay open after its command line is gone.
+    let ours: Vec<(u32, u64)> = pids
         .iter()
-        .copied()
-        .filter(|&pid| is_ours(pid, lab))
+        .filter(|&&pid| is_ours(pid, lab))
+        .filter_map(|&pid| Some((pid, process_start(pid)?)))
         .collect();
-    for &pid in &ours {
+    let alive = |&(pid, started): &(u32, u64)| process_start(pid) == Some(started);
+    for &(pid, _) in &ours {
         // A paused daemon (labctl fault pause) is thawed so that it can act on the SIGTERM.
         send(pid, Signal::TERM);
         send(pid, Signal::CONT);
     }
-    // What is left at the deadline gets a SIGKILL below.
+    // What is left at the deadline gets a SIGKILL, and a moment to go.
     let _ = poll_until("the daemons gone after SIGTERM", POLL, STOP_GRACE, || {
-        std::future::ready(Ok(
-            (!ours.iter().any(|&pid| is_ours(pid, lab))).then_some(())
-        ))
+        std::future::ready(Ok((!ours.iter().any(alive)).then_some(())))
     })
     .await;
-    for &pid in &ours {
-        if is_ours(pid, lab) {
-            send(pid, Signal::KILL);
-        }
+    let left: Vec<(u32, u64)> = ours.iter().copied().filter(alive).collect();
+    for &(pid, _) in &left {
+        send(pid, Signal::KILL);
+    }
+    for &(pid, started) in &left {
+        let _ = wait_gone(pid, Some(started)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_kill_waits_for_the_process_not_its_command_line() {
+        // A process that is not one of a lab's daemons by its command line, as a dying daemon is
+        // not once its memory is gone, while its sockets are still open.
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.4")
+            .spawn()
+            .expect("sleep runs");
+        let started = process_start(child.id());
+        assert!(started.is_some(), "a running process has a start time");
+        wait_gone(child.id(), started).await.expect("gone in time");
+        assert_eq!(
+            process_start(child.id()),
+            None,
+            "it had exited (a zombie until reaped) when the wait ended"
+        );
+        assert!(child.wait().unwrap().success(), "it ran to its end");
+        // A pid whose process is gone, or another one's start time: nothing to wait for.
+        wait_gone(child.id(), started).await.expect("already gone");
+        let other = std::process::id();
+        let started = process_start(other).unwrap();
+        wait_gone(other, Some(started + 1))
+            .await
+            .expect("another start time is another process");
     }
 }
