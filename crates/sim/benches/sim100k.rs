@@ -62,17 +62,12 @@ fn main() {
             delivery: Delivery::Async,
             trace: false,
         };
+        // As `labctl sim` runs it: the simulator builds the graph's rows and gives the topology
+        // up (the benchmark keeps its own, for the next run).
+        let given = topology.clone();
         let started = Instant::now();
-        // As `labctl sim` runs it: the simulator owns the graph (the benchmark keeps the
-        // topology, for the next run).
-        let graph = topology.rows();
-        eprintln!(
-            "  {:>6.2} s the graph built: resident {:.0} MiB",
-            started.elapsed().as_secs_f64(),
-            rss_mib().unwrap_or(0.0)
-        );
         let mut last = None;
-        let result = Simulation::run_rows(&topology.name, graph, &config, &mut |p| {
+        let result = Simulation::run_topology(given, &config, &mut |p| {
             if last != Some(p.stage) {
                 last = Some(p.stage);
                 eprintln!(

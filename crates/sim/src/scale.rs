@@ -75,9 +75,7 @@ pub fn measure(
     };
     let started = Instant::now();
     let (n, m) = (topology.node_count() as u64, topology.link_count() as u64);
-    let (name, graph) = (topology.name.clone(), topology.rows());
-    drop(topology);
-    let run = Simulation::run_rows(&name, graph, &config, observe)?;
+    let run = Simulation::run_topology(topology, &config, observe)?;
     let seconds = started.elapsed().as_secs_f64();
     let bounds = Bounds::new(n, m);
     let report = &run.report;

@@ -90,9 +90,7 @@ fn plain(args: &SimArgs, file: &Path) -> Result<Outcome> {
     };
     progress.say("building the nodes".into());
     // The simulator keeps the graph its own way: the topology is given back before the run.
-    let (name, graph) = (topology.name.clone(), topology.rows());
-    drop(topology);
-    let run = Simulation::run_rows(&name, graph, &config, &mut |p| progress.show(p))
+    let run = Simulation::run_topology(topology, &config, &mut |p| progress.show(p))
         .with_context(|| format!("simulating {}", file.display()))?;
     progress.finish();
     let outcome = if run.report.failed_checks().next().is_none() {
