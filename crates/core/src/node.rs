@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::neighbor_set::Universe;
 
-use crate::counters::Counters;
+use crate::counters::{Counters, Sent};
 use crate::event::Event;
 use crate::liveness::{Beat, Change, Liveness, Millis, Timing};
 use crate::log::Pos;
@@ -230,8 +230,10 @@ pub struct Node {
     epoch: Epoch,
     election: YoYo,
     tree: Shout,
-    counters: Counters,
-    roles: Vec<Role>,
+    /// What it has sent this epoch.
+    sent: Sent,
+    /// Where it stands in the tree, once its subtree is complete: its roles follow.
+    place: Option<Place>,
     /// A live node's state (boxed: a simulated plain node has none, and stays small).
     live: Option<Box<Live>>,
     now: Millis,
@@ -255,8 +257,8 @@ impl Node {
             tree: Shout::among(&neighbors, neighbors.iter().copied()),
             neighbors,
             epoch: 0,
-            counters: Counters::default(),
-            roles: Vec::new(),
+            sent: Sent::default(),
+            place: None,
             live: None,
             now: 0,
             scratch: Vec::new(),
@@ -554,8 +556,8 @@ impl Node {
         if let Some(pos) = self.log.as_deref().copied() {
             self.tree.set_own_log(Best { pos, node: self.id });
         }
-        self.counters = Counters::default();
-        self.roles.clear();
+        self.sent = Sent::default();
+        self.place = None;
         self.events.push(Event::EpochStarted { epoch });
         let mut send = std::mem::take(&mut self.scratch);
         self.election.start(&mut send, &mut self.events);
@@ -656,7 +658,7 @@ impl Node {
         // The safety net: an election that has not ended here within the watchdog is given up
         // on, and the watchdog doubles (it is back to its first span once roles are taken).
         let live = self.live.as_mut().expect("live");
-        if live.started && self.roles.is_empty() && now >= live.watchdog_at {
+        if live.started && self.place.is_none() && now >= live.watchdog_at {
             let span = live.watchdog_ms;
             live.watchdog_ms = span
                 .saturating_mul(2)
@@ -753,14 +755,14 @@ impl Node {
         if !live.started {
             at = at.min(live.detector.grace_ends());
         }
-        if live.started && self.roles.is_empty() {
+        if live.started && self.place.is_none() {
             at = at.min(live.watchdog_at);
         }
         at.max(self.now)
     }
 
     fn drop_message(&mut self, from: NodeId, reason: String, out: &mut Vec<Output>) {
-        self.counters.dropped += 1;
+        self.sent.dropped();
         out.push(Output::Event(Event::Dropped { from, reason }));
     }
 
@@ -768,7 +770,7 @@ impl Node {
     /// completed, and hand everything to the driver.
     fn flush(&mut self, mut send: Vec<(NodeId, Body)>, out: &mut Vec<Output>) {
         for (to, body) in send.drain(..) {
-            self.counters.count(body.kind());
+            self.sent.count(body.kind());
             if let Some(live) = self.live.as_mut() {
                 live.detector.sent(to);
             }
@@ -783,7 +785,7 @@ impl Node {
         self.scratch = send;
         for event in self.events.drain(..) {
             if matches!(event, Event::Dropped { .. }) {
-                self.counters.dropped += 1;
+                self.sent.dropped();
             }
             let completed = match event {
                 Event::Complete { size } => Some(size),
@@ -794,15 +796,16 @@ impl Node {
                 let is_root = self.tree.parent().is_none();
                 // The quorum rule (SPEC §3.4): only the root of a strict majority writes.
                 let quorum = self.live.as_ref().is_none_or(|l| 2 * size > l.lab_size);
-                self.roles = roles(Place {
+                let place = Place {
                     is_root,
                     parent_is_root: self.tree.parent().is_some()
                         && self.tree.parent() == self.tree.leader(),
                     has_children: self.tree.children().next().is_some(),
                     quorum,
-                });
+                };
+                self.place = Some(place);
                 out.push(Output::Event(Event::Roles {
-                    roles: self.roles.clone(),
+                    roles: roles(place),
                 }));
                 if let Some(live) = self.live.as_mut() {
                     // The election ended here: the watchdog is back to its first span.
@@ -811,7 +814,6 @@ impl Node {
                 }
             }
         }
-        self.counters.iterations = self.election.iterations();
     }
 
     /// Tell the node where its replication log ends (call it whenever that changes): the
@@ -830,7 +832,10 @@ impl Node {
 
     /// The node's current view.
     pub fn status(&self) -> Status {
-        self.status_with(self.roles.clone(), self.election.out_degrees().to_vec())
+        self.status_with(
+            self.election.iterations(),
+            self.election.out_degrees().to_vec(),
+        )
     }
 
     /// [`Node::status`], giving the node up: what it can hand over is moved, not copied (a
@@ -839,19 +844,19 @@ impl Node {
         self.take_status()
     }
 
-    /// [`Node::into_status`] in place: what it can hand over is moved out (its roles and
-    /// out-degrees are empty afterwards), and the node is left for its owner to drop, where
-    /// and when it likes (a simulator frees a million nodes on one thread while another makes
-    /// their statuses).
+    /// [`Node::into_status`] in place: what it can hand over is moved out (its out-degrees are
+    /// empty afterwards), and the node is left for its owner to drop, where and when it likes
+    /// (a simulator frees a million nodes on one thread while another makes their statuses).
     pub fn take_status(&mut self) -> Status {
-        let roles = std::mem::take(&mut self.roles);
+        // (Yo-Yo counts its iterations by its out-degrees: counted before they go.)
+        let iterations = self.election.iterations();
         let out_degrees = self.election.take_out_degrees();
-        self.status_with(roles, out_degrees)
+        self.status_with(iterations, out_degrees)
     }
 
-    fn status_with(&self, roles: Vec<Role>, out_degrees: Vec<usize>) -> Status {
-        let mut counters = self.counters.clone();
-        counters.out_degrees = out_degrees;
+    fn status_with(&self, iterations: u32, out_degrees: Vec<usize>) -> Status {
+        let counters = self.sent.counters(iterations, out_degrees);
+        let roles = self.place.map(roles).unwrap_or_default();
         Status {
             id: self.id,
             epoch: self.epoch,
