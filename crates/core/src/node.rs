@@ -195,19 +195,10 @@ struct Live {
     watchdog_ms: Millis,
 }
 
-/// `buffer` to give back to the thread, if the call left nothing in it (else it stays).
-fn lend<T>(buffer: &mut Vec<T>) -> Vec<T> {
-    if buffer.is_empty() {
-        std::mem::take(buffer)
-    } else {
-        Vec::new()
-    }
-}
-
 /// Buffers a driver lends its nodes for one call at a time ([`Node::handle_lent`]): the
 /// algorithms' sends and the events. A million simulated nodes then keep no buffers of their own
 /// between messages, and share one pair that stays warm in the cache.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Spare {
     send: Vec<(NodeId, Body)>,
     events: Vec<Event>,
@@ -237,10 +228,9 @@ pub struct Node {
     /// A live node's state (boxed: a simulated plain node has none, and stays small).
     live: Option<Box<Live>>,
     now: Millis,
-    /// The algorithms' sends of one call, in a buffer the thread lends ([`Node::handle`]), to
-    /// keep allocation off the hot path.
-    scratch: Vec<(NodeId, Body)>,
-    events: Vec<Event>,
+    /// Sends and events a call left unflushed (boxed: rare, and a million simulated nodes stay
+    /// small): first in line for the next call.
+    left: Option<Box<Spare>>,
     /// The last position of this node's replication log, when it keeps one: SHOUT+'s convergecast
     /// carries the most advanced to the root (the view change, SPEC §6).
     log: Option<Box<Pos>>,
@@ -261,8 +251,7 @@ impl Node {
             place: None,
             live: None,
             now: 0,
-            scratch: Vec::new(),
-            events: Vec::new(),
+            left: None,
             log: None,
         }
     }
@@ -353,44 +342,40 @@ impl Node {
         input: Input,
         out: &mut Vec<Output>,
     ) {
-        // Anything a call left unflushed stays with the node, first in line for the next.
-        let mut send = std::mem::take(&mut spare.send);
-        let mut events = std::mem::take(&mut spare.events);
-        if !self.scratch.is_empty() {
-            send.append(&mut self.scratch);
+        // The spare holds nothing between calls (it leaves each call empty, or stays with the
+        // node below). Anything a call left unflushed stays with the node, first in line for
+        // the next.
+        if let Some(left) = self.left.take() {
+            *spare = *left;
         }
-        if !self.events.is_empty() {
-            events.append(&mut self.events);
+        self.handle_input(now, input, out, spare);
+        if !spare.send.is_empty() || !spare.events.is_empty() {
+            self.left = Some(Box::new(std::mem::take(spare)));
         }
-        self.scratch = send;
-        self.events = events;
-        self.handle_input(now, input, out);
-        spare.send = lend(&mut self.scratch);
-        spare.events = lend(&mut self.events);
     }
 
-    fn handle_input(&mut self, now: Millis, input: Input, out: &mut Vec<Output>) {
+    fn handle_input(&mut self, now: Millis, input: Input, out: &mut Vec<Output>, lent: &mut Spare) {
         self.now = self.now.max(now);
         if let Some(live) = self.live.as_mut() {
             if let Some(ms) = live.detector.wake(self.now) {
                 // Frozen: nobody had a chance to answer, so the waits start again from now.
                 live.invited_at = live.invited_at.saturating_add(ms);
                 live.watchdog_at = live.watchdog_at.saturating_add(ms);
-                self.events.push(Event::Stalled { ms });
+                lent.events.push(Event::Stalled { ms });
             }
         }
         match input {
             Input::Start { epoch } => {
                 if epoch > self.epoch {
-                    self.begin_epoch(epoch, out);
+                    self.begin_epoch(epoch, out, lent);
                 }
             }
             Input::Receive { from, message } => {
                 if let Some(live) = self.live.as_mut() {
                     live.detector.received(from);
                 }
-                self.hear(from);
-                self.receive(from, message, out);
+                self.hear(from, lent);
+                self.receive(from, message, out, lent);
             }
             Input::Heartbeat { from, beat } => {
                 let now = self.now;
@@ -398,16 +383,16 @@ impl Node {
                     .live
                     .as_mut()
                     .and_then(|l| l.detector.beat(from, beat, now));
-                self.link_changed(change);
+                self.link_changed(change, lent);
             }
-            Input::Heard { from } => self.hear(from),
+            Input::Heard { from } => self.hear(from, lent),
             Input::Tick => {}
         }
         if self.live.is_some() {
-            self.run_timers(out);
+            self.run_timers(out, lent);
             // What the detector noticed (comes-back, resets, a stall) goes out as events.
-            let nothing = std::mem::take(&mut self.scratch);
-            self.flush(nothing, out);
+            let nothing = std::mem::take(&mut lent.send);
+            self.flush(nothing, out, lent);
             out.push(Output::Wake {
                 at: self.deadline(),
             });
@@ -415,23 +400,23 @@ impl Node {
     }
 
     /// Anything from `from` proves it alive.
-    fn hear(&mut self, from: NodeId) {
+    fn hear(&mut self, from: NodeId, lent: &mut Spare) {
         let now = self.now;
         let change = self.live.as_mut().and_then(|l| l.detector.heard(from, now));
-        self.link_changed(change);
+        self.link_changed(change, lent);
     }
 
     /// Record a link's come-back or reset: its hold ends in a wanted epoch ([`Node::run_timers`]).
-    fn link_changed(&mut self, change: Option<Change>) {
+    fn link_changed(&mut self, change: Option<Change>, lent: &mut Spare) {
         match change {
             Some(Change::CameBack { neighbor, hold_ms }) => {
-                self.events.push(Event::CameBack { neighbor, hold_ms })
+                lent.events.push(Event::CameBack { neighbor, hold_ms })
             }
             Some(Change::Reset {
                 neighbor,
                 reason,
                 hold_ms,
-            }) => self.events.push(Event::LinkReset {
+            }) => lent.events.push(Event::LinkReset {
                 neighbor,
                 reason,
                 hold_ms,
@@ -440,7 +425,7 @@ impl Node {
         }
     }
 
-    fn receive(&mut self, from: NodeId, message: Message, out: &mut Vec<Output>) {
+    fn receive(&mut self, from: NodeId, message: Message, out: &mut Vec<Output>, lent: &mut Spare) {
         if self.neighbors.binary_search(&from).is_err() {
             return self.drop_message(from, "sender is not a neighbour".into(), out);
         }
@@ -470,7 +455,7 @@ impl Node {
             );
         }
         if message.epoch > self.epoch {
-            self.begin_epoch(message.epoch, out);
+            self.begin_epoch(message.epoch, out, lent);
         }
         if !self.election.neighbors().contains(&from) {
             // The sender takes our link into this epoch's election, and we do not (we suspected
@@ -481,14 +466,14 @@ impl Node {
                 message.epoch
             );
             self.drop_message(from, reason.clone(), out);
-            return self.want_epoch_for(from, reason);
+            return self.want_epoch_for(from, reason, lent);
         }
-        let mut send = std::mem::take(&mut self.scratch);
+        let mut send = std::mem::take(&mut lent.send);
         let refusal = if message.body.kind().is_election() {
             let was_leader = self.election.phase() == Phase::Leader;
             let result = self
                 .election
-                .receive(from, &message.body, &mut send, &mut self.events)
+                .receive(from, &message.body, &mut send, &mut lent.events)
                 .map_err(|r| r.to_string());
             if result.is_ok() && matches!(message.body, Body::Setup { .. }) {
                 // The link works in this epoch, both ends took it in: whatever made it held
@@ -497,28 +482,33 @@ impl Node {
                     live.detector.clear_hold(from);
                 }
             }
-            self.after_election_step(was_leader, &mut send);
+            self.after_election_step(was_leader, &mut send, lent);
             result
         } else {
             self.tree
-                .receive(from, &message.body, &mut send, &mut self.events)
+                .receive(from, &message.body, &mut send, &mut lent.events)
                 .map_err(|r| r.to_string())
         };
         if let Err(reason) = refusal {
-            self.events.push(Event::Dropped { from, reason });
+            lent.events.push(Event::Dropped { from, reason });
         }
-        self.flush(send, out);
+        self.flush(send, out, lent);
     }
 
     /// If Yo-Yo just elected this node, it starts SHOUT+, whose Q announces it.
-    fn after_election_step(&mut self, was_leader: bool, send: &mut Vec<(NodeId, Body)>) {
+    fn after_election_step(
+        &mut self,
+        was_leader: bool,
+        send: &mut Vec<(NodeId, Body)>,
+        lent: &mut Spare,
+    ) {
         if !was_leader && self.election.phase() == Phase::Leader {
-            self.tree.initiate(self.id, send, &mut self.events);
+            self.tree.initiate(self.id, send, &mut lent.events);
         }
     }
 
     /// Begin `epoch`: make it durable, invite every link not suspected, send the setups.
-    fn begin_epoch(&mut self, epoch: Epoch, out: &mut Vec<Output>) {
+    fn begin_epoch(&mut self, epoch: Epoch, out: &mut Vec<Output>, lent: &mut Spare) {
         self.epoch = epoch;
         // In id order, as the neighbours are.
         let invited: Option<Vec<NodeId>> = match self.live.as_mut() {
@@ -558,17 +548,17 @@ impl Node {
         }
         self.sent = Sent::default();
         self.place = None;
-        self.events.push(Event::EpochStarted { epoch });
-        let mut send = std::mem::take(&mut self.scratch);
-        self.election.start(&mut send, &mut self.events);
+        lent.events.push(Event::EpochStarted { epoch });
+        let mut send = std::mem::take(&mut lent.send);
+        self.election.start(&mut send, &mut lent.events);
         // A node with no link to invite is elected at once, and the tree is just itself.
-        self.after_election_step(false, &mut send);
-        self.flush(send, out);
+        self.after_election_step(false, &mut send, lent);
+        self.flush(send, out, lent);
     }
 
     /// The timers of a live node, in order: heartbeats, suspicion, the setup timeout, holds that
     /// ran out, live links outside the election, the watchdog, the first start, the wanted epoch.
-    fn run_timers(&mut self, out: &mut Vec<Output>) {
+    fn run_timers(&mut self, out: &mut Vec<Output>, lent: &mut Spare) {
         let now = self.now;
         let Some(live) = self.live.as_mut() else {
             return;
@@ -584,13 +574,13 @@ impl Node {
         // invited is left out and the election goes on.
         let suspected = live.detector.expire(now);
         for neighbor in suspected {
-            self.events.push(Event::Suspected { neighbor });
+            lent.events.push(Event::Suspected { neighbor });
             if !self.started() || !self.election.neighbors().contains(&neighbor) {
                 continue;
             }
-            if !self.leave_out(neighbor, "suspected before its setup came", out) {
+            if !self.leave_out(neighbor, "suspected before its setup came", out, lent) {
                 let at = now + self.timing().settle_ms();
-                self.want_epoch(at, format!("the link to {neighbor} failed"));
+                self.want_epoch(at, format!("the link to {neighbor} failed"), lent);
             }
         }
 
@@ -609,7 +599,7 @@ impl Node {
                 .filter(|&n| !self.election.introduced(n))
                 .collect();
             for neighbor in silent {
-                self.leave_out(neighbor, "its setup did not come in time", out);
+                self.leave_out(neighbor, "its setup did not come in time", out, lent);
                 let live = self.live.as_mut().expect("live");
                 if live.detector.alive(neighbor) {
                     live.detector.penalize(neighbor, now);
@@ -625,6 +615,7 @@ impl Node {
             self.want_epoch(
                 now,
                 format!("the link to {neighbor} is ready to be taken in"),
+                lent,
             );
         }
 
@@ -647,7 +638,7 @@ impl Node {
                 .collect();
             for neighbor in outside {
                 let hold = live.detector.penalize(neighbor, now).unwrap_or(0);
-                self.events.push(Event::LinkReset {
+                lent.events.push(Event::LinkReset {
                     neighbor,
                     reason: format!("node {neighbor} is alive, but outside this epoch's election"),
                     hold_ms: hold,
@@ -668,6 +659,7 @@ impl Node {
             self.want_epoch(
                 now,
                 format!("the election of epoch {epoch} did not end here within {span} ms"),
+                lent,
             );
         }
 
@@ -681,44 +673,50 @@ impl Node {
         let live = self.live.as_mut().expect("live");
         if live.wanted.is_some_and(|at| at <= now) {
             let epoch = self.epoch.max(live.highest_seen) + 1;
-            self.begin_epoch(epoch, out);
+            self.begin_epoch(epoch, out, lent);
         }
     }
 
     /// During setup, run this epoch's election without `neighbor`. Returns false if its link is
     /// already part of the election (its setup came). What the election can do now goes out at
     /// once, in this epoch.
-    fn leave_out(&mut self, neighbor: NodeId, reason: &str, out: &mut Vec<Output>) -> bool {
-        let mut send = std::mem::take(&mut self.scratch);
+    fn leave_out(
+        &mut self,
+        neighbor: NodeId,
+        reason: &str,
+        out: &mut Vec<Output>,
+        lent: &mut Spare,
+    ) -> bool {
+        let mut send = std::mem::take(&mut lent.send);
         let was_leader = self.election.phase() == Phase::Leader;
         let left = self
             .election
-            .leave_out(neighbor, &mut send, &mut self.events);
+            .leave_out(neighbor, &mut send, &mut lent.events);
         if left {
             self.tree.remove_neighbor(neighbor);
-            self.events.push(Event::LeftOut {
+            lent.events.push(Event::LeftOut {
                 neighbor,
                 reason: reason.to_string(),
             });
-            self.after_election_step(was_leader, &mut send);
+            self.after_election_step(was_leader, &mut send, lent);
         }
-        self.flush(send, out);
+        self.flush(send, out, lent);
         left
     }
 
     /// Want a new epoch because of `neighbor`'s link: after its hold (the link misbehaved).
-    fn want_epoch_for(&mut self, neighbor: NodeId, reason: String) {
+    fn want_epoch_for(&mut self, neighbor: NodeId, reason: String, lent: &mut Spare) {
         let now = self.now;
         let Some(live) = self.live.as_mut() else {
             return;
         };
         let hold = live.detector.penalize(neighbor, now).unwrap_or(0);
         let at = now + hold.max(live.detector.timing().settle_ms());
-        self.want_epoch(at, reason);
+        self.want_epoch(at, reason, lent);
     }
 
     /// Start a new epoch at `at`, unless one is wanted sooner (or starts before, by joining).
-    fn want_epoch(&mut self, at: Millis, reason: String) {
+    fn want_epoch(&mut self, at: Millis, reason: String, lent: &mut Spare) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
@@ -726,7 +724,7 @@ impl Node {
             return;
         }
         live.wanted = Some(at);
-        self.events.push(Event::EpochWanted { at, reason });
+        lent.events.push(Event::EpochWanted { at, reason });
     }
 
     fn started(&self) -> bool {
@@ -768,7 +766,7 @@ impl Node {
 
     /// Stamp the algorithms' sends with the epoch, count them, take roles when the subtree just
     /// completed, and hand everything to the driver.
-    fn flush(&mut self, mut send: Vec<(NodeId, Body)>, out: &mut Vec<Output>) {
+    fn flush(&mut self, mut send: Vec<(NodeId, Body)>, out: &mut Vec<Output>, lent: &mut Spare) {
         for (to, body) in send.drain(..) {
             self.sent.count(body.kind());
             if let Some(live) = self.live.as_mut() {
@@ -782,8 +780,8 @@ impl Node {
                 },
             });
         }
-        self.scratch = send;
-        for event in self.events.drain(..) {
+        lent.send = send;
+        for event in lent.events.drain(..) {
             if matches!(event, Event::Dropped { .. }) {
                 self.sent.dropped();
             }
