@@ -830,30 +830,9 @@ impl Node {
 
     /// The node's current view.
     pub fn status(&self) -> Status {
-        self.status_with(
-            self.election.iterations(),
-            self.election.out_degrees().to_vec(),
-        )
-    }
-
-    /// [`Node::status`], giving the node up: what it can hand over is moved, not copied (a
-    /// simulator makes a million of these at the end of a run).
-    pub fn into_status(mut self) -> Status {
-        self.take_status()
-    }
-
-    /// [`Node::into_status`] in place: what it can hand over is moved out (its out-degrees are
-    /// empty afterwards), and the node is left for its owner to drop, where and when it likes
-    /// (a simulator frees a million nodes on one thread while another makes their statuses).
-    pub fn take_status(&mut self) -> Status {
-        // (Yo-Yo counts its iterations by its out-degrees: counted before they go.)
-        let iterations = self.election.iterations();
-        let out_degrees = self.election.take_out_degrees();
-        self.status_with(iterations, out_degrees)
-    }
-
-    fn status_with(&self, iterations: u32, out_degrees: Vec<usize>) -> Status {
-        let counters = self.sent.counters(iterations, out_degrees);
+        let counters = self
+            .sent
+            .counters(self.election.iterations(), self.election.out_degrees());
         let roles = self.place.map(roles).unwrap_or_default();
         Status {
             id: self.id,
@@ -899,7 +878,7 @@ impl Node {
     }
 
     /// This node's out-degree at the start of each Yo-Yo iteration it took part in.
-    pub fn out_degrees(&self) -> &[usize] {
+    pub fn out_degrees(&self) -> Vec<usize> {
         self.election.out_degrees()
     }
 }

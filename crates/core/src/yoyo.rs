@@ -175,7 +175,7 @@ pub struct YoYo {
     forwarded: Option<NonZeroU64>,
     /// For each iteration this node took part in, its out-degree at the start: summed over all
     /// nodes, the number of live edges, which fixes the iteration's exact message cost.
-    out_degrees: Vec<usize>,
+    out_degrees: OutDegrees,
 }
 
 impl YoYo {
@@ -234,7 +234,7 @@ impl YoYo {
             received: 0,
             answered: 0,
             forwarded: None,
-            out_degrees: Vec::new(),
+            out_degrees: OutDegrees::default(),
         }
     }
 
@@ -627,17 +627,43 @@ impl YoYo {
 
     /// The iterations this node took part in.
     pub fn iterations(&self) -> u32 {
-        self.out_degrees.len() as u32
+        self.out_degrees.len
     }
 
     /// This node's out-degree at the start of each iteration it took part in.
-    pub fn out_degrees(&self) -> &[usize] {
-        &self.out_degrees
+    pub fn out_degrees(&self) -> Vec<usize> {
+        self.out_degrees.to_vec()
+    }
+}
+
+/// A node's out-degree at the start of each iteration it took part in: the first three in the
+/// node itself (a random million-node graph elects in three), any more beside them on the heap.
+/// A list of their own was a heap block per node, missed at each iteration's start and freed
+/// with the node. (An out-degree is at most the node's degree: 32 bits.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct OutDegrees {
+    len: u32,
+    first: [u32; FIRST_OUT_DEGREES],
+    more: Option<Box<Vec<u32>>>,
+}
+
+/// How many out-degrees [`OutDegrees`] keeps in place.
+const FIRST_OUT_DEGREES: usize = 3;
+
+impl OutDegrees {
+    fn push(&mut self, out_degree: usize) {
+        let out_degree = u32::try_from(out_degree).unwrap_or(u32::MAX);
+        match self.first.get_mut(self.len as usize) {
+            Some(slot) => *slot = out_degree,
+            None => self.more.get_or_insert_default().push(out_degree),
+        }
+        self.len += 1;
     }
 
-    /// [`YoYo::out_degrees`], handed over (the node is being given up).
-    pub(crate) fn take_out_degrees(&mut self) -> Vec<usize> {
-        std::mem::take(&mut self.out_degrees)
+    fn to_vec(&self) -> Vec<usize> {
+        let first = &self.first[..(self.len as usize).min(FIRST_OUT_DEGREES)];
+        let more = self.more.as_deref().map(Vec::as_slice).unwrap_or_default();
+        first.iter().chain(more).map(|&d| d as usize).collect()
     }
 }
 
@@ -645,6 +671,20 @@ impl YoYo {
 mod tests {
     //! One test per step of the algorithm, driving a single node by hand.
     use super::*;
+
+    #[test]
+    fn out_degrees_past_the_first_three_go_on_in_order() {
+        let mut kept = OutDegrees::default();
+        let mut expected = Vec::new();
+        for (k, d) in [5usize, 3, 0, 7, 2, 9].into_iter().enumerate() {
+            assert_eq!(kept.to_vec(), expected, "after {k}");
+            kept.push(d);
+            expected.push(d);
+            assert_eq!(kept.len as usize, k + 1);
+            assert_eq!(kept.more.is_some(), k + 1 > FIRST_OUT_DEGREES);
+        }
+        assert_eq!(kept.to_vec(), expected);
+    }
 
     type Sent = Vec<(NodeId, Body)>;
 

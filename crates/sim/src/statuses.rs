@@ -165,8 +165,8 @@ unsafe fn make(base: Place, out: Out, from: usize, to: usize) {
     for i in (from..to).rev() {
         // SAFETY: as the caller promises.
         unsafe {
-            let node = &mut *base.0.add(i);
-            (*out.0.add(i)).write(node.take_status());
+            let node = &*base.0.add(i);
+            (*out.0.add(i)).write(node.status());
         }
     }
 }

@@ -194,24 +194,6 @@ fn two_nodes_elect_the_smaller_and_build_the_tree() {
 }
 
 #[test]
-fn a_node_given_up_for_its_status_reports_what_it_would_have() {
-    let mut nodes = [
-        Node::new(1, [2, 3]),
-        Node::new(2, [1, 3]),
-        Node::new(3, [1, 2]),
-    ];
-    let first = (0..3)
-        .map(|i| (i, feed(&mut nodes[i], 0, Input::Start { epoch: 1 })))
-        .collect();
-    drain(&mut nodes, first);
-    for node in nodes {
-        let status = node.status();
-        assert!(!status.roles.is_empty() && !status.counters.out_degrees.is_empty());
-        assert_eq!(node.into_status(), status);
-    }
-}
-
-#[test]
 fn the_root_learns_the_most_advanced_log_of_its_tree() {
     // A line 1 - 2 - 3: node 3, farthest from the root, holds the most advanced log.
     let mut nodes = [Node::new(1, [2]), Node::new(2, [1, 3]), Node::new(3, [2])];
