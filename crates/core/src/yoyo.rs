@@ -644,6 +644,8 @@ impl YoYo {
 struct OutDegrees {
     len: u32,
     first: [u32; FIRST_OUT_DEGREES],
+    // Boxed on purpose: one word in the node while absent, as it is for nearly every node.
+    #[allow(clippy::box_collection)]
     more: Option<Box<Vec<u32>>>,
 }
 
