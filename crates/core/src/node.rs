@@ -214,6 +214,7 @@ thread_local! {
 /// One node's control-plane state. One owner (a driver task, or the simulator) calls
 /// [`Node::handle`] for each input, in order.
 #[derive(Clone, Debug)]
+#[repr(align(64))]
 pub struct Node {
     id: NodeId,
     /// The topology neighbours, sorted; shared with the election's and the tree's sets.

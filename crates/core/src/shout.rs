@@ -26,7 +26,7 @@ use crate::event::Event;
 use crate::message::Body;
 use crate::neighbor_set::Universe;
 
-use crate::neighbor_set::NeighborSet;
+use crate::neighbor_set::{NeighborSet, Subset};
 use crate::plane::Best;
 use crate::NodeId;
 
@@ -81,9 +81,9 @@ pub struct Shout {
     parent: Option<NonZeroU64>,
     depth: Option<u32>,
     /// Neighbours that have not yet answered (with a Yes or a crossing Q).
-    waiting: NeighborSet,
+    waiting: Subset,
     /// Neighbours whose Q we have seen (guards against duplicates).
-    asked_by: NeighborSet,
+    asked_by: Subset,
     /// Children and the sizes of their subtrees, by id (a node has few: a sorted list is
     /// smaller than a map, and a million nodes keep one each).
     children: Vec<(NodeId, u64)>,
@@ -115,8 +115,8 @@ impl Shout {
             leader: None,
             parent: None,
             depth: None,
-            waiting: NeighborSet::empty(all),
-            asked_by: NeighborSet::empty(all),
+            waiting: Subset::empty(all),
+            asked_by: Subset::empty(all),
             children: Vec::new(),
             descendants: 0,
             complete: None,
@@ -188,7 +188,7 @@ impl Shout {
                         why: format!("depth {depth} has no depth below it"),
                     });
                 };
-                if !self.asked_by.insert(from) {
+                if !self.asked_by.insert(self.neighbors.all(), from) {
                     return Err(Refusal::DuplicateQ { from });
                 }
                 if self.depth.is_none() {
@@ -204,13 +204,15 @@ impl Shout {
                     self.ask_all_but_parent(send);
                 } else {
                     // Already in the tree: we asked `from` too, our Qs crossed. That is a "no".
-                    self.waiting.remove(&from);
+                    self.waiting.remove(self.neighbors.all(), &from);
                     changes.push(Event::Crossed { neighbor: from });
                 }
             }
             Body::Yes { size, best } => {
                 // Only a neighbour we asked, that did not ask us, can answer Yes.
-                if !self.waiting.contains(&from) || self.asked_by.contains(&from) {
+                if !self.waiting.contains(self.neighbors.all(), &from)
+                    || self.asked_by.contains(self.neighbors.all(), &from)
+                {
                     return Err(Refusal::UnexpectedYes { from });
                 }
                 // A subtree holds its root at least, and all subtrees add up to a count.
@@ -225,7 +227,7 @@ impl Shout {
                         why: format!("a subtree of {size} nodes"),
                     });
                 }
-                self.waiting.remove(&from);
+                self.waiting.remove(self.neighbors.all(), &from);
                 // `from` was waited on, so it is not a child yet.
                 let at = self.children.partition_point(|&(child, _)| child < from);
                 self.children.insert(at, (from, size));
@@ -249,7 +251,7 @@ impl Shout {
             send.push((neighbor, Body::Q { leader, depth }));
             // A neighbour whose Q already reached us before we joined cannot exist (its Q would
             // have been our first), so every asked neighbour still owes us an answer.
-            self.waiting.insert(neighbor);
+            self.waiting.insert(self.neighbors.all(), neighbor);
         }
     }
 

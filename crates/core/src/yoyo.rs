@@ -51,7 +51,7 @@ use crate::event::Event;
 use crate::message::{Body, Vote};
 use crate::neighbor_set::Universe;
 
-use crate::neighbor_set::NeighborSet;
+use crate::neighbor_set::{NeighborSet, Subset};
 use crate::NodeId;
 
 /// A node's place in the oriented election graph at the start of an iteration.
@@ -153,11 +153,11 @@ pub struct YoYo {
     neighbors: NeighborSet,
     phase: Phase,
     /// Neighbours whose setup message arrived.
-    introduced: NeighborSet,
+    introduced: Subset,
     /// Edges pointing at this node (from a smaller value's side), in the current orientation.
-    in_edges: NeighborSet,
+    in_edges: Subset,
     /// Edges pointing away from this node.
-    out_edges: NeighborSet,
+    out_edges: Subset,
     /// The current iteration, from 1; 0 during setup.
     iteration: u32,
     /// What each neighbour said, by its position among the sorted neighbour ids: its YO- value
@@ -226,9 +226,9 @@ impl YoYo {
             id,
             neighbors,
             phase: Phase::Setup,
-            introduced: NeighborSet::empty(all),
-            in_edges: NeighborSet::empty(all),
-            out_edges: NeighborSet::empty(all),
+            introduced: Subset::empty(all),
+            in_edges: Subset::empty(all),
+            out_edges: Subset::empty(all),
             iteration: 0,
             said,
             received: 0,
@@ -284,7 +284,7 @@ impl YoYo {
                 if !self.neighbors.contains(&from) {
                     return Err(Refusal::NotInElection { from });
                 }
-                if !self.introduced.insert(from) {
+                if !self.introduced.insert(self.neighbors.all(), from) {
                     return Err(Refusal::Duplicate {
                         from,
                         what: "setup",
@@ -297,7 +297,8 @@ impl YoYo {
                 // (A neighbour cannot be two iterations ahead: it would need this node's
                 // answer of the next iteration to finish it. Node ids, values among them, are
                 // positive.)
-                let current_in_edge = iteration == self.iteration && self.in_edges.contains(&from);
+                let current_in_edge = iteration == self.iteration
+                    && self.in_edges.contains(self.neighbors.all(), &from);
                 let next = iteration == self.iteration + 1;
                 let slot = match self.neighbors.position(from) {
                     Some(k) if value != 0 && (current_in_edge || next) => &mut self.said[k],
@@ -326,7 +327,7 @@ impl YoYo {
             } => {
                 let expected = self.phase == Phase::Answering
                     && iteration == self.iteration
-                    && self.out_edges.contains(&from);
+                    && self.out_edges.contains(self.neighbors.all(), &from);
                 let slot = match self.neighbors.position(from) {
                     Some(k) if expected => &mut self.said[k],
                     _ => return Err(Refusal::UnexpectedAnswer { from, iteration }),
@@ -358,7 +359,7 @@ impl YoYo {
         changes: &mut Vec<Event>,
     ) -> bool {
         if self.phase != Phase::Setup
-            || self.introduced.contains(&neighbor)
+            || self.introduced.contains(self.neighbors.all(), &neighbor)
             || !self.neighbors.remove(&neighbor)
         {
             return false;
@@ -376,7 +377,7 @@ impl YoYo {
 
     /// Whether `neighbor`'s setup has arrived in this election.
     pub fn introduced(&self, neighbor: NodeId) -> bool {
-        self.introduced.contains(&neighbor)
+        self.introduced.contains(self.neighbors.all(), &neighbor)
     }
 
     /// Take every step the messages received so far allow.
@@ -390,9 +391,9 @@ impl YoYo {
                     // Setup, second half: orient every edge from the smaller id to the larger.
                     for &neighbor in &self.neighbors {
                         if neighbor < self.id {
-                            self.in_edges.insert(neighbor);
+                            self.in_edges.insert(self.neighbors.all(), neighbor);
                         } else {
-                            self.out_edges.insert(neighbor);
+                            self.out_edges.insert(self.neighbors.all(), neighbor);
                         }
                     }
                     if self.neighbors.is_empty() {
@@ -414,7 +415,7 @@ impl YoYo {
                         self.id
                     } else {
                         self.in_edges
-                            .iter()
+                            .iter(self.neighbors.all())
                             .map(|&n| self.value_of(n))
                             .min()
                             .expect("in_edges is not empty")
@@ -425,7 +426,7 @@ impl YoYo {
                         // A sink answers at once: nothing below it can object.
                         self.resolve(send, changes);
                     } else {
-                        for &neighbor in &self.out_edges {
+                        for &neighbor in self.out_edges.iter(self.neighbors.all()) {
                             send.push((
                                 neighbor,
                                 Body::YoDown {
@@ -464,8 +465,8 @@ impl YoYo {
         // 1. Apply the out-neighbours' answers. A pruned edge disappears, vote and all (see the
         //    module docs); a NO reverses its edge, which becomes an in-edge for the next iteration;
         //    a YES keeps the edge as it is.
-        let mut next_in = self.neighbors.empty_like();
-        let mut next_out = self.neighbors.empty_like();
+        let mut next_in = Subset::empty(self.neighbors.all());
+        let mut next_out = Subset::empty(self.neighbors.all());
         let mut heard_no = false;
         // (In id order, as the positions are.)
         let answers = self.neighbors_in_order().filter_map(|(k, neighbor)| {
@@ -480,13 +481,13 @@ impl YoYo {
                 });
             } else if vote == Vote::No {
                 heard_no = true;
-                next_in.insert(neighbor);
+                next_in.insert(self.neighbors.all(), neighbor);
                 changes.push(Event::EdgeFlipped {
                     iteration,
                     neighbor,
                 });
             } else {
-                next_out.insert(neighbor);
+                next_out.insert(self.neighbors.all(), neighbor);
             }
         }
         // With every out-edge pruned, the node is now a sink of what remains: the cascade.
@@ -496,17 +497,17 @@ impl YoYo {
         //    Duplicate rule: of the in-neighbours that sent the same value, keep the first, prune
         //    the rest. Which one is kept does not matter; the smallest id keeps runs reproducible.
         //    (Sorted by (value, id), each value's first in-neighbour is the one kept.)
-        let mut pruned = self.neighbors.empty_like();
+        let mut pruned = Subset::empty(self.neighbors.all());
         let mut by_value: Vec<(NodeId, NodeId)> = self
             .in_edges
-            .iter()
+            .iter(self.neighbors.all())
             .map(|&neighbor| (self.value_of(neighbor), neighbor))
             .collect();
         by_value.sort_unstable();
         let mut distinct = 0;
         for (i, &(value, neighbor)) in by_value.iter().enumerate() {
             if i > 0 && by_value[i - 1].0 == value {
-                pruned.insert(neighbor);
+                pruned.insert(self.neighbors.all(), neighbor);
             } else {
                 distinct += 1;
             }
@@ -514,10 +515,10 @@ impl YoYo {
         //    Leaf rule: a sink (also one by cascade) left with a single in-neighbour deletes itself.
         let remove_self = sink_now && !self.in_edges.is_empty() && distinct == 1;
         if remove_self {
-            pruned.insert(by_value[0].1);
+            pruned.insert(self.neighbors.all(), by_value[0].1);
         }
 
-        for &neighbor in &self.in_edges {
+        for &neighbor in self.in_edges.iter(self.neighbors.all()) {
             let value = self.value_of(neighbor);
             // YES only if this neighbour sent our minimum and nothing below us said NO.
             let vote = if !heard_no && value == minimum {
@@ -525,7 +526,7 @@ impl YoYo {
             } else {
                 Vote::No
             };
-            let prune = pruned.contains(&neighbor);
+            let prune = pruned.contains(self.neighbors.all(), &neighbor);
             if prune {
                 changes.push(Event::PruneRequested {
                     iteration,
@@ -533,13 +534,13 @@ impl YoYo {
                 });
             } else if vote == Vote::No {
                 // The edge reverses: it now points from us to the neighbour.
-                next_out.insert(neighbor);
+                next_out.insert(self.neighbors.all(), neighbor);
                 changes.push(Event::EdgeFlipped {
                     iteration,
                     neighbor,
                 });
             } else {
-                next_in.insert(neighbor);
+                next_in.insert(self.neighbors.all(), neighbor);
             }
             send.push((
                 neighbor,
@@ -586,7 +587,7 @@ impl YoYo {
         self.answered = 0;
         self.received = self
             .in_edges
-            .iter()
+            .iter(self.neighbors.all())
             .filter(|&&n| self.value_of(n) != 0)
             .count() as u32;
         self.iteration = iteration;
@@ -690,6 +691,11 @@ mod tests {
 
     type Sent = Vec<(NodeId, Body)>;
 
+    /// The ids in one of `node`'s working sets.
+    fn members(node: &YoYo, set: &Subset) -> BTreeSet<NodeId> {
+        set.iter(node.neighbors.all()).copied().collect()
+    }
+
     /// A node `id` with `neighbors`, past setup (every neighbour's id received).
     fn after_setup(id: NodeId, neighbors: &[NodeId]) -> (YoYo, Sent, Vec<Event>) {
         let mut node = YoYo::new(id, neighbors.iter().copied().collect());
@@ -769,8 +775,8 @@ mod tests {
     #[test]
     fn setup_orients_edges_from_smaller_to_larger_id() {
         let (node, _, events) = after_setup(5, &[2, 7, 9]);
-        assert_eq!(node.in_edges, BTreeSet::from([2]));
-        assert_eq!(node.out_edges, BTreeSet::from([7, 9]));
+        assert_eq!(members(&node, &node.in_edges), BTreeSet::from([2]));
+        assert_eq!(members(&node, &node.out_edges), BTreeSet::from([7, 9]));
         assert_eq!(node.standing(), Standing::Internal);
         assert!(events.contains(&Event::Standing {
             iteration: 1,
@@ -824,8 +830,8 @@ mod tests {
             neighbor: 2
         }));
         // 9 → 2 now: the sink gained an out-edge and is internal in iteration 2.
-        assert_eq!(node.out_edges, BTreeSet::from([2]));
-        assert_eq!(node.in_edges, BTreeSet::from([3]));
+        assert_eq!(members(&node, &node.out_edges), BTreeSet::from([2]));
+        assert_eq!(members(&node, &node.in_edges), BTreeSet::from([3]));
         assert_eq!(node.standing(), Standing::Internal);
     }
 
@@ -843,8 +849,8 @@ mod tests {
             ],
             "even the sender of the minimum hears NO"
         );
-        assert_eq!(node.in_edges, BTreeSet::from([9]));
-        assert_eq!(node.out_edges, BTreeSet::from([2, 3]));
+        assert_eq!(members(&node, &node.in_edges), BTreeSet::from([9]));
+        assert_eq!(members(&node, &node.out_edges), BTreeSet::from([2, 3]));
     }
 
     #[test]
@@ -889,8 +895,8 @@ mod tests {
             iteration: 1,
             neighbor: 3
         }));
-        assert_eq!(node.in_edges, BTreeSet::from([2]));
-        assert_eq!(node.out_edges, BTreeSet::from([4]));
+        assert_eq!(members(&node, &node.in_edges), BTreeSet::from([2]));
+        assert_eq!(members(&node, &node.out_edges), BTreeSet::from([4]));
     }
 
     #[test]
@@ -950,8 +956,8 @@ mod tests {
             ]
         );
         assert_eq!(node.phase(), Phase::Collecting);
-        assert_eq!(node.in_edges, BTreeSet::from([2]));
-        assert_eq!(node.out_edges, BTreeSet::from([3]));
+        assert_eq!(members(&node, &node.in_edges), BTreeSet::from([2]));
+        assert_eq!(members(&node, &node.out_edges), BTreeSet::from([3]));
     }
 
     #[test]
