@@ -1147,14 +1147,15 @@ impl Simulation {
 /// per node and per link (BENCHMARKS.md, issue 14), rounded up, so that a run that cannot fit is
 /// refused before anything is built.
 pub fn estimate_peak_bytes(nodes: u64, links: u64) -> u64 {
-    // Fitted above the peaks `labctl sim --delivery async` reached on 2026-12-05 (after the
-    // day's memory work): 100k nodes with 200k and 1M links (119 and 243 MiB), 10k nodes with
-    // 1M links (182 MiB), the complete graphs of 1,000 and 4,472 nodes (94 MiB, 1,633 MiB),
-    // 1M nodes with 2M links (995 MiB); each estimate 10-20 % above its measure.
+    // Fitted above the peaks `labctl sim --delivery async` reached on 2026-12-07 (after the
+    // morning's node of 312 bytes): 100k nodes with 200k and 1M links (84 and 192 MiB), 10k
+    // nodes with 1M links (156 MiB), the complete graphs of 1,000 and 4,472 nodes (82 MiB,
+    // 1,407 MiB), 1M nodes with 2M links (697 MiB): about 440 bytes a node and 141 a link, each
+    // estimate 14-18 % above its measure.
     /// The process before any graph: code, buffers, the allocator's own.
     const BASE: u64 = 16 << 20;
-    const PER_NODE: u64 = 800;
-    const PER_LINK: u64 = 200;
+    const PER_NODE: u64 = 520;
+    const PER_LINK: u64 = 165;
     BASE.saturating_add(nodes.saturating_mul(PER_NODE))
         .saturating_add(links.saturating_mul(PER_LINK))
 }
