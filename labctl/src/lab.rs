@@ -387,28 +387,36 @@ pub fn stray_daemons() -> Vec<StrayDaemon> {
 /// A process being killed loses its command line (its memory is freed) before its sockets close,
 /// so "no longer one of ours by its command line" is not "gone": wait on this instead.
 pub fn process_start(pid: u32) -> Option<u64> {
+    process_stat(pid).map(|s| s.started)
+}
+
+/// What `/proc/PID/stat` says of a live process (not a zombie).
+struct ProcStat {
+    /// Stopped (SIGSTOP, or traced).
+    stopped: bool,
+    /// Clock ticks since boot when it started.
+    started: u64,
+}
+
+/// `pid`'s [`ProcStat`], or `None` if it is gone or a zombie.
+fn process_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the parenthesised command name: state is field 3, start time field 22.
+    // After the parenthesised command name (which may hold anything): the state is field 3,
+    // the start time field 22.
     let mut rest = stat.rsplit(')').next()?.split_whitespace();
     let state = rest.next()?;
     if matches!(state, "Z" | "X") {
         return None;
     }
-    rest.nth(22 - 4)?.parse().ok()
+    Some(ProcStat {
+        stopped: matches!(state, "T" | "t"),
+        started: rest.nth(22 - 4)?.parse().ok()?,
+    })
 }
 
 /// Whether `pid` is alive and not a zombie: `Some(stopped)`.
 fn process_state_of(pid: u32) -> Option<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state follows the parenthesised command name: "pid (comm) S …".
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|rest| rest.split_whitespace().next());
-    match state {
-        Some("Z") | Some("X") | None => None,
-        Some(s) => Some(matches!(s, "T" | "t")),
-    }
+    process_stat(pid).map(|s| s.stopped)
 }
 
 /// Every lab under the home folder, by name.
