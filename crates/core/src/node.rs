@@ -198,7 +198,7 @@ struct Live {
 /// Buffers a driver lends its nodes for one call at a time ([`Node::handle_lent`]): the
 /// algorithms' sends and the events. A million simulated nodes then keep no buffers of their own
 /// between messages, and share one pair that stays warm in the cache.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Spare {
     send: Vec<(NodeId, Body)>,
     events: Vec<Event>,
@@ -229,9 +229,6 @@ pub struct Node {
     /// A live node's state (boxed: a simulated plain node has none, and stays small).
     live: Option<Box<Live>>,
     now: Millis,
-    /// Sends and events a call left unflushed (boxed: rare, and a million simulated nodes stay
-    /// small): first in line for the next call.
-    left: Option<Box<Spare>>,
     /// The last position of this node's replication log, when it keeps one: SHOUT+'s convergecast
     /// carries the most advanced to the root (the view change, SPEC §6).
     log: Option<Box<Pos>>,
@@ -252,7 +249,6 @@ impl Node {
             place: None,
             live: None,
             now: 0,
-            left: None,
             log: None,
         }
     }
@@ -343,16 +339,10 @@ impl Node {
         input: Input,
         out: &mut Vec<Output>,
     ) {
-        // The spare holds nothing between calls (it leaves each call empty, or stays with the
-        // node below). Anything a call left unflushed stays with the node, first in line for
-        // the next.
-        if let Some(left) = self.left.take() {
-            *spare = *left;
-        }
+        // Every call flushes what it produced (`handle_input`), so the spare leaves each call
+        // as empty as it came.
         self.handle_input(now, input, out, spare);
-        if !spare.send.is_empty() || !spare.events.is_empty() {
-            self.left = Some(Box::new(std::mem::take(spare)));
-        }
+        debug_assert!(spare.send.is_empty() && spare.events.is_empty());
     }
 
     fn handle_input(&mut self, now: Millis, input: Input, out: &mut Vec<Output>, lent: &mut Spare) {
@@ -391,9 +381,14 @@ impl Node {
         }
         if self.live.is_some() {
             self.run_timers(out, lent);
-            // What the detector noticed (comes-back, resets, a stall) goes out as events.
-            let nothing = std::mem::take(&mut lent.send);
-            self.flush(nothing, out, lent);
+        }
+        // What is left to go out (the detector's comes-backs, resets and stalls; a wanted
+        // epoch's event) goes now.
+        if !lent.send.is_empty() || !lent.events.is_empty() {
+            let send = std::mem::take(&mut lent.send);
+            self.flush(send, out, lent);
+        }
+        if self.live.is_some() {
             out.push(Output::Wake {
                 at: self.deadline(),
             });
