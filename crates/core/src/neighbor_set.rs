@@ -293,11 +293,6 @@ impl NeighborSet {
         }
     }
 
-    /// An empty set over the same neighbours as this one.
-    pub fn empty_like(&self) -> NeighborSet {
-        NeighborSet::empty(&self.all)
-    }
-
     /// Every neighbour of `all`.
     pub fn full(all: &Universe) -> NeighborSet {
         let mut set = NeighborSet::empty(all);

@@ -521,8 +521,8 @@ const PREFETCH_MAX_BYTES: usize = 256;
 /// which reads them). Asking for the whole node took longer at a million nodes when it was 552
 /// bytes (BENCHMARKS.md, issue 14): a core has room for only so many lines on their way at once,
 /// and at a million nodes most of a delivery's time is spent waiting for that room. At 456 bytes,
-/// 256, 320, 384 and 512 bytes ran within the machine's noise of each other; at 352 bytes now,
-/// the hint covers the whole node.
+/// 256, 320, 384 and 512 bytes ran within the machine's noise of each other; at 312 bytes now,
+/// laid on five whole lines, the hint covers the whole node.
 const PREFETCH_NODE_BYTES: usize = 384;
 
 /// Ask the memory for the part of `node` a delivery reads first (see [`PREFETCH_NODE_BYTES`]).
