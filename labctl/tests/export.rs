@@ -110,12 +110,22 @@ fn output_writes_what_stdout_prints() {
     let dir = tempfile::tempdir().unwrap();
     let file = topology_file("ring6.toml");
     let out = dir.path().join("ring6.yml");
-    let printed =
-        labctl(&["export".as_ref(), "compose".as_ref(), file.as_os_str()]).expect_success();
+    // A named block: without one, each export takes the first block free on the engine at that
+    // moment, and the tests beside this one make and remove networks in between.
+    let printed = labctl(&[
+        "export".as_ref(),
+        "compose".as_ref(),
+        file.as_os_str(),
+        "--subnet".as_ref(),
+        SHIPPED_BLOCK.as_ref(),
+    ])
+    .expect_success();
     let wrote = labctl(&[
         "export".as_ref(),
         "compose".as_ref(),
         file.as_os_str(),
+        "--subnet".as_ref(),
+        SHIPPED_BLOCK.as_ref(),
         "-o".as_ref(),
         out.as_os_str(),
     ])
