@@ -9,11 +9,10 @@
 #
 # The options go to the bench (default: 8 clients, 20 % writes, 8 s). LAB is a lab started with
 # `labctl up FILE --runtime process` (labctl on PATH, or LABCTL=path/to/labctl). The bench
-# registers its own users, so the script can run again. Kinds of thread: driver (the protocol,
-# the data plane and ZeroMQ's socket: the thread named so, with the process's main thread, which
-# ran the driver until 2026-12-07 and now only waits), zmq (ZeroMQ's I/O thread), worker (the
-# async runtime's: HTTP and admin), store (the writing SQLite connection), reader (the read
-# pool), password (an input node's Argon2 pool: the bench's users registering and logging in).
+# registers its own users, so the script can run again. Kinds of thread: main (the driver: the
+# protocol, the data plane, ZeroMQ's socket), zmq (ZeroMQ's I/O thread), worker (the async
+# runtime's: HTTP and admin), store (the writing SQLite connection), reader (the read pool),
+# password (an input node's Argon2 pool: the bench's users registering and logging in).
 set -euo pipefail
 lab=${1:?usage: scripts/cpu-per-request.sh LAB [labctl bench http options…]}
 shift
@@ -65,7 +64,7 @@ requests = reads["count"] + writes["count"]
 if not requests:
     sys.exit("the bench answered no request")
 def kind(name):
-    if name in ("main", "driver"): return "driver"
+    if name == "main": return "main"
     if name == "store": return "store"
     if name.startswith("store-read"): return "reader"
     if name.startswith("tokio"): return "worker"
@@ -77,7 +76,7 @@ for key, (name, ticks) in after.items():
 busy, idle = m1[0] - m0[0], m1[1] - m0[1]
 print(f"{report['lab']}: {reads['per_s']:.0f} reads/s, {writes['per_s']:.0f} writes/s, "
       f"the machine {100 * busy / max(1, busy + idle):.0f} % busy; the nodes' CPU in µs per request:")
-kinds = ["driver", "zmq", "worker", "store", "reader", "password"]
+kinds = ["main", "zmq", "worker", "store", "reader", "password"]
 print("node " + "".join(f"{k:>9}" for k in kinds) + "   total")
 totals = collections.Counter()
 for node in sorted({n for n, _ in per}, key=lambda n: (len(n), n)):

@@ -271,32 +271,16 @@ pub async fn run(
         web_role_tx,
     );
     let _ = start_unix_ms.set(driver.start_unix_ms());
-    // The driver runs on a thread of its own, in a runtime of its own: one thread with its own
-    // reactor and timers. So it waits on its socket's descriptor itself, and a frame wakes this
-    // one thread, where in the daemon's runtime it woke a worker (the reactor's) that then woke
-    // the thread running the driver. Not a task on the daemon's workers, which also run the HTTP
-    // and admin tasks: spawned there it saved about as many thread switches, but 30-node labs
+    // The driver runs here, on the thread that awaits `run` (the daemon's main thread, in its
+    // `block_on`), not as a task on the runtime's workers, which also run the HTTP and admin
+    // tasks. Spawned there it saved a sixth of a write's thread switches, but 30-node labs
     // starting side by side on two cores re-elected after converging (a missed heartbeat) in 4 of
-    // 10 runs of the live tests, against 0 of 10 on a thread of its own.
-    let (finished_tx, finished) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("driver".into())
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let result = match runtime {
-                Ok(runtime) => runtime.block_on(driver.run(command_rx, store_done, async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                })),
-                Err(e) => Err(format!("starting the driver's async runtime: {e}")),
-            };
-            let _ = finished_tx.send(result);
+    // 10 runs of the live tests, against 0 of 10 on its own thread.
+    let result = driver
+        .run(command_rx, store_done, async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
         })
-        .context("starting the driver's thread")?;
-    let result = finished
-        .await
-        .unwrap_or_else(|_| Err("the driver's thread stopped without a result (a panic)".into()));
+        .await;
     let _ = web_task.await;
 
     // Leave cleanly: the bootstrap forgets us, the admin API stops.

@@ -11,8 +11,8 @@
 //!
 //! A ZeroMQ socket must have a single owner: the driver's task owns it. Sends go straight to the
 //! socket (ZeroMQ's I/O thread does the writing); the driver waits for frames on the socket's
-//! signal descriptor (`ZMQ_FD`), registered with the reactor of the driver's own runtime on the
-//! driver's thread, so a frame reaches the node's state with no thread of ours between them. (Until 2026-12-06 the socket lived in a thread of
+//! signal descriptor (`ZMQ_FD`) registered with tokio's reactor, so a frame reaches the node's
+//! state with no thread of ours between them. (Until 2026-12-06 the socket lived in a thread of
 //! its own, woken through an `inproc` socket: two more thread switches on every hop.)
 //!
 //! `ROUTER_HANDOVER` is on too: a neighbour that restarts connects again under the same identity,
@@ -77,6 +77,9 @@ pub enum TransportError {
         /// ZeroMQ's error.
         source: zmq::Error,
     },
+    /// The socket's descriptor could not be watched by the async runtime.
+    #[error("watching the ZeroMQ socket: {0}")]
+    Watch(std::io::Error),
 }
 
 /// A node's side of its links, as the driver sees it.
@@ -127,13 +130,9 @@ impl AsRawFd for Signal {
 
 /// The ZeroMQ transport: a ROUTER socket owned by the driver's task.
 pub struct ZmqTransport {
-    /// Watches the socket's descriptor from the runtime of the task that receives (made at the
-    /// first [`Transport::recv`], so the thread that waits on it is the driver's own); declared
-    /// before `router`, so it is dropped (and the descriptor unregistered) before the socket
-    /// closes it.
-    signal: Option<AsyncFd<Signal>>,
-    /// The socket's signal descriptor (`ZMQ_FD`).
-    fd: RawFd,
+    /// Watches the socket's descriptor; declared before `router`, so it is dropped (and the
+    /// descriptor unregistered) before the socket closes it.
+    signal: AsyncFd<Signal>,
     router: zmq::Socket,
     endpoint: String,
     /// Peers whose frames are bounced until [`Transport::resume`] (keeps each link FIFO).
@@ -144,8 +143,8 @@ pub struct ZmqTransport {
 }
 
 impl ZmqTransport {
-    /// Bind node `id`'s ROUTER socket to `tcp://{host}:{port}` (port 0: any free port). The
-    /// socket is watched from the tokio runtime (with I/O enabled) that first receives from it.
+    /// Bind node `id`'s ROUTER socket to `tcp://{host}:{port}` (port 0: any free port) and watch
+    /// it from the current tokio runtime (which must have I/O enabled).
     pub fn bind(
         id: NodeId,
         host: &str,
@@ -213,9 +212,12 @@ impl ZmqTransport {
         let fd = router
             .get_fd()
             .map_err(zmq_err("read the socket's descriptor"))?;
+        // SAFETY: the descriptor is the socket's, open as long as the socket is, and the
+        // `AsyncFd` is dropped before the socket (the field order of `ZmqTransport`).
+        let signal = unsafe { AsyncFd::register_with_interest(Signal(fd), Interest::READABLE) }
+            .map_err(|e| TransportError::Watch(e.into_parts().1))?;
         Ok(ZmqTransport {
-            signal: None,
-            fd,
+            signal,
             router,
             endpoint,
             bounced: HashSet::new(),
@@ -354,25 +356,8 @@ impl Transport for ZmqTransport {
             // readiness is cleared before the socket is looked at again, so a frame that came
             // in between is found by that look, and a later one signals anew.
             let due = self.filter.next_release();
-            let signal = match &mut self.signal {
-                Some(signal) => signal,
-                none => {
-                    // SAFETY: the descriptor is the socket's, open as long as the socket is, and
-                    // the `AsyncFd` is dropped before the socket (the field order above).
-                    let watched = unsafe {
-                        AsyncFd::register_with_interest(Signal(self.fd), Interest::READABLE)
-                    };
-                    match watched {
-                        Ok(signal) => none.insert(signal),
-                        Err(e) => {
-                            let e = e.into_parts().1;
-                            return Inbound::Failed(format!("watching the socket: {e}"));
-                        }
-                    }
-                }
-            };
             tokio::select! {
-                ready = signal.readable() => match ready {
+                ready = self.signal.readable() => match ready {
                     Ok(mut guard) => guard.clear_ready(),
                     Err(e) => return Inbound::Failed(format!("watching the socket: {e}")),
                 },
