@@ -223,13 +223,19 @@ impl LabDir {
     /// Read the record.
     pub fn load(&self) -> Result<Record> {
         let path = self.record_path();
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "no lab named {:?} (nothing at {}); `labctl ls` lists labs",
                 self.name,
                 path.display()
-            )
-        })?;
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("reading lab {:?}'s record {}", self.name, path.display())
+                })
+            }
+        };
         serde_json::from_str(&text).with_context(|| {
             format!(
                 "the record {} is damaged; `labctl down {}` still stops what it can find",

@@ -226,8 +226,14 @@ fn logs_of_a_lab_merge_every_daemon_in_time_order() {
 #[test]
 fn logs_of_an_unknown_lab_is_an_error_telling_how_to_list_labs() {
     let home = Home::new();
-    home.labctl(&["logs", "nope"])
+    let said = home
+        .labctl(&["logs", "nope"])
         .expect_error(&["no lab named \"nope\"", "`labctl ls` lists labs"]);
+    // The hint ends the line: no system error tacked on after it.
+    assert!(
+        said.trim_end().ends_with("`labctl ls` lists labs"),
+        "{said}"
+    );
     home.labctl(&["logs", "nope", "3", "-f"])
         .expect_error(&["no lab named \"nope\""]);
 }
