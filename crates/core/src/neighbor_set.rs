@@ -52,6 +52,7 @@ impl fmt::Debug for Universe {
 }
 
 /// A subset of a node's neighbours (see the module documentation).
+#[derive(Clone)]
 pub struct NeighborSet {
     /// Every neighbour the set may hold, sorted, shared by the node's sets.
     all: Universe,
@@ -193,8 +194,6 @@ impl Subset {
     pub fn insert(&mut self, all: &[NodeId], id: NodeId) -> bool {
         match all.binary_search(&id) {
             Ok(k) if !self.bit(k) => {
-                // In one word, bit 63 tells the two forms apart: only positions of the ids.
-                debug_assert!(k < all.len());
                 self.set_bit(k, true);
                 true
             }
@@ -237,16 +236,12 @@ impl Subset {
             next: 0,
         }
     }
-
-    /// Its members, shown as words (it does not know their ids).
-    fn words(&self) -> &[u64] {
-        self.0.slice()
-    }
 }
 
 impl fmt::Debug for Subset {
+    /// Its members as words (it does not know their ids).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Subset({:x?})", self.words())
+        write!(f, "Subset({:x?})", self.0.slice())
     }
 }
 
@@ -384,15 +379,6 @@ impl<'a> IntoIterator for &'a NeighborSet {
 
     fn into_iter(self) -> Iter<'a> {
         self.iter()
-    }
-}
-
-impl Clone for NeighborSet {
-    fn clone(&self) -> NeighborSet {
-        NeighborSet {
-            all: self.all.clone(),
-            bits: self.bits.clone(),
-        }
     }
 }
 

@@ -872,11 +872,6 @@ impl Node {
     pub fn child_sizes(&self) -> std::collections::BTreeMap<NodeId, u64> {
         self.tree.child_sizes()
     }
-
-    /// This node's out-degree at the start of each Yo-Yo iteration it took part in.
-    pub fn out_degrees(&self) -> Vec<usize> {
-        self.election.out_degrees()
-    }
 }
 
 #[cfg(test)]

@@ -1358,11 +1358,11 @@ impl DataPlane {
     /// not once each. Under load the writes that arrive during one commit share the next (in
     /// ring6 under 8 write-only clients, about three a batch; under a 20 % write mix the nodes'
     /// CPU per request falls by a few per cent); alone, a write goes at once. Nothing is
-    /// answered sooner: each write is answered
-    /// once committed and applied, as before. At most [`BATCH`] wait; past them a write goes at
-    /// once. A writer with no child to ship its log to (a lab of one) batches nothing here: its
-    /// store's own group commit already takes every append queued while it syncs, and waiting
-    /// for the report first would only add a trip to the store and back.
+    /// answered sooner: each write is answered once committed and applied, as before. At most
+    /// [`BATCH`] wait; past them a write goes at once. A writer with no child to ship its log to
+    /// (a lab of one) batches nothing here: its store's own group commit already takes every
+    /// append queued while it syncs, and waiting for the report first would only add a trip to
+    /// the store and back.
     fn propose(
         &mut self,
         writes: Vec<(RequestId, Option<String>, String)>,
