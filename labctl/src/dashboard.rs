@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use labctl_dashboard::server::{self, Lab, Options, Refusal};
 use labctl_fault::Fault;
 use labctl_proto::node::TraceEvent;
@@ -57,9 +57,6 @@ pub async fn serve(
     seen: impl Fn(&TraceEvent) + Send + Sync + 'static,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
-    if !lab.exists() {
-        bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
-    }
     let record = lab.load()?;
     let topology = Topology::from_toml(
         &record.topology,

@@ -220,16 +220,21 @@ impl LabDir {
         self.record_path().exists()
     }
 
+    /// The error for a lab that does not exist: what was looked for, and how to list labs.
+    pub fn not_found(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "no lab named {:?} (nothing at {}); `labctl ls` lists labs",
+            self.name,
+            self.record_path().display()
+        )
+    }
+
     /// Read the record.
     pub fn load(&self) -> Result<Record> {
         let path = self.record_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                "no lab named {:?} (nothing at {}); `labctl ls` lists labs",
-                self.name,
-                path.display()
-            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(self.not_found()),
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!("reading lab {:?}'s record {}", self.name, path.display())

@@ -27,7 +27,7 @@ pub fn run(args: &BenchArgs) -> Result<Outcome> {
 fn failover(args: &BenchFailoverArgs) -> Result<Outcome> {
     let lab = resolve(args.name.as_deref())?;
     if !lab.exists() {
-        bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
+        return Err(lab.not_found());
     }
     let timeout = Duration::from_secs(args.timeout);
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cli::DownArgs;
 use crate::lab::{all_labs, claim, resolve, LabDir};
@@ -38,7 +38,7 @@ pub fn run(args: &DownArgs) -> Result<Outcome> {
             "removed"
         } else {
             if !tokio.block_on(lifecycle::remove_orphan(&lab))? {
-                bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
+                return Err(lab.not_found());
             }
             "removed (it had no folder: its daemons and containers were found by their command \
              lines and labels)"

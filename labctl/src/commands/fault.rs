@@ -16,7 +16,7 @@ pub fn run(args: &FaultArgs) -> Result<Outcome> {
     let fault = fault_of(&args.action)?;
     let lab = resolve(args.lab.as_deref())?;
     if !lab.exists() {
-        bail!("no lab named {:?}; `labctl ls` lists labs", lab.name);
+        return Err(lab.not_found());
     }
     let tokio = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let applied = tokio.block_on(crate::fault::apply(&lab, fault))?;
